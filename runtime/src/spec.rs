@@ -1,0 +1,105 @@
+//! The OCI runtime spec for one RUN step, written as JSON (libcontainer
+//! reads `<bundle>/config.json`). Choices follow `runtime.md`: pid, ipc,
+//! uts and mount namespaces, the host network, no user namespace (the
+//! caller is already in one), Docker's default capabilities, no resources
+//! (cgroup v1 device rules need real root), `noNewPrivileges` left unset
+//! (libcontainer 0.7 mishandles `false`), and explicit supplementary groups.
+
+use crate::users::Identity;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Inputs of [`build`].
+pub struct SpecInput<'a> {
+    /// Absolute path of the mounted rootfs.
+    pub rootfs: &'a Path,
+    /// argv.
+    pub args: &'a [String],
+    /// `KEY=value` environment.
+    pub env: &'a [String],
+    /// Working directory inside the rootfs.
+    pub cwd: &'a str,
+    /// Resolved identity.
+    pub identity: &'a Identity,
+    /// Hostname inside the step.
+    pub hostname: &'a str,
+    /// Absolute unique cgroup path for this step.
+    pub cgroups_path: &'a str,
+    /// `(host file, container path)` read-only binds (resolv.conf, hosts).
+    pub binds: &'a [(String, String)],
+}
+
+/// Builds the spec JSON.
+pub fn build(input: &SpecInput<'_>) -> Value {
+    let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
+    let id = input.identity;
+    json!({
+        "ociVersion": "1.0.2",
+        "root": { "path": input.rootfs, "readonly": false },
+        "hostname": input.hostname,
+        "process": {
+            "terminal": false,
+            "user": { "uid": id.uid, "gid": id.gid, "additionalGids": id.additional_gids },
+            "args": input.args,
+            "env": input.env,
+            "cwd": input.cwd,
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps
+            }
+        },
+        "mounts": mounts(input.binds),
+        "linux": {
+            "namespaces": [
+                { "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }
+            ],
+            "cgroupsPath": input.cgroups_path,
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    })
+}
+
+fn mounts(binds: &[(String, String)]) -> Value {
+    let mut m = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "none", "source": "/sys",
+               "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}),
+    ];
+    for (src, dst) in binds {
+        m.push(json!({"destination": dst, "type": "none", "source": src,
+                      "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
+    }
+    Value::Array(m)
+}

@@ -1,0 +1,281 @@
+//! Applies an OCI layer (tar, optionally gzip) to a snapshot directory.
+//!
+//! Each layer is unpacked into its own directory, which later serves as an
+//! overlay lowerdir. OCI whiteouts become overlay whiteouts: `.wh.<name>` →
+//! character device 0/0, `.wh..wh..opq` → `user.overlay.opaque=y` on the
+//! directory. Every entry is confined to the directory: `..` is rejected and
+//! no symlink inside it is followed while unpacking.
+
+use crate::fsx::{self, clean_relative, fd_path, mkdir_all_at, OPAQUE_XATTR};
+use crate::{Error, IoContext, Result};
+use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{lchown, symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// What an apply did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Entries unpacked (whiteouts included).
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Device nodes skipped (cannot be created in a user namespace).
+    pub skipped_devices: u64,
+}
+
+/// Unpacks `layer` (gzip or plain tar, detected by content) into `dest`.
+pub fn apply_layer(layer: impl Read, dest: &Path) -> Result<ApplyStats> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, layer);
+    let head = buffered.fill_buf().ctx(|| "read layer".into())?;
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err(Error::InvalidLayer("zstd layers are not supported yet".into()));
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        apply_tar(flate2::bufread::MultiGzDecoder::new(buffered), dest)
+    } else {
+        apply_tar(buffered, dest)
+    }
+}
+
+/// Unpacks an uncompressed tar stream into `dest`.
+pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
+    fs::create_dir_all(dest).ctx(|| format!("create {}", dest.display()))?;
+    let root: OwnedFd = File::open(dest).ctx(|| format!("open {}", dest.display()))?.into();
+    let mut archive = tar::Archive::new(reader);
+    let mut stats = ApplyStats::default();
+    let mut dir_times = Vec::new();
+    for entry in archive.entries().ctx(|| "read layer tar".into())? {
+        let mut entry = entry.ctx(|| "read layer entry".into())?;
+        let raw = entry.path().ctx(|| "entry path".into())?.into_owned();
+        let rel = clean_relative(&raw).map_err(|e| Error::InvalidLayer(e.to_string()))?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let meta = EntryMeta::read(&mut entry)?;
+        if meta.kind == tar::EntryType::Directory {
+            dir_times.push((rel.clone(), meta.mtime));
+        }
+        apply_entry(&root, &rel, &mut entry, &meta, &mut stats).map_err(|e| annotate(e, &rel))?;
+        stats.entries += 1;
+    }
+    for (rel, mtime) in dir_times.iter().rev() {
+        let dir = mkdir_all_at(&root, rel).ctx(|| format!("reopen {}", rel.display()))?;
+        set_mtime(&fd_path(&dir, OsStr::new(".")), *mtime, true)?;
+    }
+    Ok(stats)
+}
+
+fn annotate(e: Error, rel: &Path) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context: format!("{}: {context}", rel.display()),
+            source,
+        },
+        other => other,
+    }
+}
+
+/// Header fields of one entry, with PAX overrides applied.
+struct EntryMeta {
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl EntryMeta {
+    fn read<R: Read>(entry: &mut tar::Entry<R>) -> Result<Self> {
+        let h = entry.header();
+        let bad = |what: &str| Error::InvalidLayer(format!("bad {what} in tar header"));
+        let mut meta = EntryMeta {
+            kind: h.entry_type(),
+            mode: h.mode().map_err(|_| bad("mode"))? & 0o7777,
+            uid: h.uid().map_err(|_| bad("uid"))? as u32,
+            gid: h.gid().map_err(|_| bad("gid"))? as u32,
+            mtime: h.mtime().map_err(|_| bad("mtime"))? as i64,
+            xattrs: Vec::new(),
+        };
+        if let Ok(Some(exts)) = entry.pax_extensions() {
+            for ext in exts.flatten() {
+                let key = ext.key_bytes();
+                let num = || {
+                    std::str::from_utf8(ext.value_bytes())
+                        .ok()
+                        .and_then(|v| v.parse::<u32>().ok())
+                };
+                match key {
+                    b"uid" => meta.uid = num().ok_or_else(|| bad("pax uid"))?,
+                    b"gid" => meta.gid = num().ok_or_else(|| bad("pax gid"))?,
+                    _ => {
+                        if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                            if !fsx::is_overlay_xattr(name) {
+                                meta.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(meta)
+    }
+}
+
+fn apply_entry<R: Read>(
+    root: &OwnedFd,
+    rel: &Path,
+    entry: &mut tar::Entry<R>,
+    meta: &EntryMeta,
+    stats: &mut ApplyStats,
+) -> Result<()> {
+    let name = rel.file_name().expect("non-empty relative path");
+    let parent =
+        mkdir_all_at(root, rel.parent().unwrap_or(Path::new(""))).ctx(|| "create parent directories".into())?;
+    let bytes = name.as_encoded_bytes();
+    if bytes == b".wh..wh..opq" {
+        return fsx::set_xattr(&fd_path(&parent, OsStr::new(".")), OPAQUE_XATTR, b"y").ctx(|| "mark opaque".into());
+    }
+    if let Some(hidden) = bytes.strip_prefix(b".wh.") {
+        // SAFETY: a suffix of valid OsStr bytes split at an ASCII boundary.
+        let hidden = unsafe { OsStr::from_encoded_bytes_unchecked(hidden) };
+        let path = fd_path(&parent, hidden);
+        remove_existing(&path, false)?;
+        return mknod(&path, SFlag::S_IFCHR, Mode::empty(), 0).ctx(|| "create whiteout".into());
+    }
+    let path = fd_path(&parent, name);
+    match meta.kind {
+        tar::EntryType::Directory => make_dir(&path, meta),
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            stats.bytes += write_file(&path, entry, meta)?;
+            Ok(())
+        }
+        tar::EntryType::Symlink => make_symlink(&path, entry, meta),
+        tar::EntryType::Link => make_hardlink(root, &path, entry),
+        tar::EntryType::Fifo => {
+            remove_existing(&path, false)?;
+            mknod(&path, SFlag::S_IFIFO, Mode::from_bits_truncate(meta.mode), 0).ctx(|| "mkfifo".into())?;
+            finish_metadata(&path, meta, true)
+        }
+        tar::EntryType::Char | tar::EntryType::Block => {
+            stats.skipped_devices += 1;
+            tracing::debug!(path = %path.display(), "skipping device node in user namespace");
+            Ok(())
+        }
+        other => Err(Error::InvalidLayer(format!("unsupported tar entry type {other:?}"))),
+    }
+}
+
+fn remove_existing(path: &Path, keep_dir: bool) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() && keep_dir => Ok(()),
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).ctx(|| "replace directory".into()),
+        Ok(_) => fs::remove_file(path).ctx(|| "replace file".into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).ctx(|| "stat existing".into()),
+    }
+}
+
+fn make_dir(path: &Path, meta: &EntryMeta) -> Result<()> {
+    remove_existing(path, true)?;
+    if let Err(e) = fs::create_dir(path) {
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e).ctx(|| "mkdir".into());
+        }
+    }
+    set_xattrs(path, meta)?;
+    lchown(path, Some(meta.uid), Some(meta.gid)).ctx(|| owner_msg(meta))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).ctx(|| "chmod".into())
+}
+
+fn write_file<R: Read>(path: &Path, entry: &mut tar::Entry<R>, meta: &EntryMeta) -> Result<u64> {
+    remove_existing(path, false)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ctx(|| "create file".into())?;
+    let n = io::copy(entry, &mut file).ctx(|| "write file".into())?;
+    drop(file);
+    finish_metadata(path, meta, false)?;
+    Ok(n)
+}
+
+fn make_symlink<R: Read>(path: &Path, entry: &mut tar::Entry<R>, meta: &EntryMeta) -> Result<()> {
+    let target = entry
+        .link_name()
+        .ctx(|| "symlink target".into())?
+        .ok_or_else(|| Error::InvalidLayer("symlink without target".into()))?;
+    remove_existing(path, false)?;
+    symlink(&*target, path).ctx(|| "symlink".into())?;
+    lchown(path, Some(meta.uid), Some(meta.gid)).ctx(|| owner_msg(meta))?;
+    set_mtime(path, meta.mtime, false)
+}
+
+fn make_hardlink<R: Read>(root: &OwnedFd, path: &Path, entry: &mut tar::Entry<R>) -> Result<()> {
+    let target = entry
+        .link_name()
+        .ctx(|| "hardlink target".into())?
+        .ok_or_else(|| Error::InvalidLayer("hardlink without target".into()))?;
+    let target = clean_relative(&target).map_err(|e| Error::InvalidLayer(e.to_string()))?;
+    let tname = target
+        .file_name()
+        .ok_or_else(|| Error::InvalidLayer("empty hardlink target".into()))?;
+    let tparent = open_existing_dir(root, target.parent().unwrap_or(Path::new("")))?;
+    remove_existing(path, false)?;
+    fs::hard_link(fd_path(&tparent, tname), path).ctx(|| format!("hardlink to {}", target.display()))
+}
+
+fn open_existing_dir(root: &OwnedFd, rel: &Path) -> Result<OwnedFd> {
+    let mut cur = root.try_clone().ctx(|| "dup".into())?;
+    for c in rel.iter() {
+        cur = fsx::openat_dir(&cur, c).ctx(|| format!("open {}", rel.display()))?;
+    }
+    Ok(cur)
+}
+
+/// Owner, xattrs, then mode (chown clears setuid/setgid), then mtime.
+fn finish_metadata(path: &Path, meta: &EntryMeta, special: bool) -> Result<()> {
+    lchown(path, Some(meta.uid), Some(meta.gid)).ctx(|| owner_msg(meta))?;
+    if !special {
+        set_xattrs(path, meta)?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).ctx(|| "chmod".into())?;
+    set_mtime(path, meta.mtime, false)
+}
+
+fn set_xattrs(path: &Path, meta: &EntryMeta) -> Result<()> {
+    for (name, value) in &meta.xattrs {
+        fsx::set_xattr(path, name, value).ctx(|| format!("set xattr {}", String::from_utf8_lossy(name)))?;
+    }
+    Ok(())
+}
+
+fn owner_msg(meta: &EntryMeta) -> String {
+    format!(
+        "chown {}:{} (outside the user namespace's ID range?)",
+        meta.uid, meta.gid
+    )
+}
+
+fn set_mtime(path: &Path, mtime: i64, follow: bool) -> Result<()> {
+    let t = TimeSpec::new(mtime, 0);
+    let flag = if follow {
+        UtimensatFlags::FollowSymlink
+    } else {
+        UtimensatFlags::NoFollowSymlink
+    };
+    utimensat(None, path, &t, &t, flag).ctx(|| "set mtime".into())
+}
+
+/// Convenience for tests: the path of `rel` under `root`.
+pub fn under(root: &Path, rel: &str) -> PathBuf {
+    root.join(rel.trim_start_matches('/'))
+}

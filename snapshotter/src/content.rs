@@ -1,0 +1,170 @@
+//! A content-addressed blob store on the filesystem, modelled on
+//! containerd's: `blobs/sha256/<hex>` plus an `ingest/` area. A blob is
+//! written to ingest, fsynced, verified against its expected size and
+//! digest, and only then renamed into place, so a crash leaves either the
+//! whole blob or garbage in `ingest/` that [`ContentStore::clean_ingest`]
+//! removes.
+
+use crate::{Digest, Error, IoContext, Result};
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The blob store rooted at a directory.
+#[derive(Clone, Debug)]
+pub struct ContentStore {
+    root: PathBuf,
+}
+
+impl ContentStore {
+    /// Opens (and creates) a store under `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        for sub in ["blobs/sha256", "ingest"] {
+            fs::create_dir_all(root.join(sub)).ctx(|| format!("create {}", root.join(sub).display()))?;
+        }
+        Ok(Self { root })
+    }
+
+    /// Where a blob lives (whether or not it exists).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// The size of a committed blob, or `None` when absent.
+    pub fn info(&self, digest: &Digest) -> Result<Option<u64>> {
+        match fs::metadata(self.blob_path(digest)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).ctx(|| format!("stat blob {digest}")),
+        }
+    }
+
+    /// Opens a committed blob for reading.
+    pub fn reader(&self, digest: &Digest) -> Result<File> {
+        File::open(self.blob_path(digest)).ctx(|| format!("open blob {digest}"))
+    }
+
+    /// Reads a whole (small) committed blob.
+    pub fn read_all(&self, digest: &Digest) -> Result<Vec<u8>> {
+        fs::read(self.blob_path(digest)).ctx(|| format!("read blob {digest}"))
+    }
+
+    /// Starts a new blob in the ingest area.
+    pub fn writer(&self) -> Result<ContentWriter> {
+        let tmp = tempfile::Builder::new()
+            .prefix("ingest-")
+            .tempfile_in(self.root.join("ingest"))
+            .ctx(|| "create ingest file".into())?;
+        Ok(ContentWriter {
+            store: self.clone(),
+            tmp,
+            hasher: Sha256::new(),
+            written: 0,
+        })
+    }
+
+    /// Stores `data` as a blob and returns its digest.
+    pub fn write_blob(&self, data: &[u8]) -> Result<Digest> {
+        let mut w = self.writer()?;
+        w.write_all(data).ctx(|| "write blob".into())?;
+        Ok(w.commit(Some(data.len() as u64), None)?.0)
+    }
+
+    /// Deletes a blob; deleting an absent blob succeeds.
+    pub fn delete(&self, digest: &Digest) -> Result<()> {
+        match fs::remove_file(self.blob_path(digest)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx(|| format!("delete {digest}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes ingest leftovers from a previous crash.
+    pub fn clean_ingest(&self) -> Result<usize> {
+        let dir = self.root.join("ingest");
+        let mut removed = 0;
+        for entry in fs::read_dir(&dir).ctx(|| format!("read {}", dir.display()))? {
+            let entry = entry.ctx(|| "read ingest entry".into())?;
+            fs::remove_file(entry.path()).ctx(|| format!("remove {}", entry.path().display()))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// An open ingest: bytes written are hashed on the way to disk.
+pub struct ContentWriter {
+    store: ContentStore,
+    tmp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl ContentWriter {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Verifies and atomically publishes the blob. A blob that already
+    /// exists counts as success (content addressing makes them equal).
+    pub fn commit(mut self, size: Option<u64>, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let digest = Digest::from_hasher(self.hasher.clone());
+        if let Some(want) = size.filter(|s| *s != self.written) {
+            return Err(Error::Mismatch(format!("size {} but expected {want}", self.written)));
+        }
+        if let Some(want) = expected.filter(|d| **d != digest) {
+            return Err(Error::Mismatch(format!("got {digest}, expected {want}")));
+        }
+        self.tmp.as_file_mut().sync_all().ctx(|| "fsync ingest".into())?;
+        let target = self.store.blob_path(&digest);
+        if !target.exists() {
+            self.tmp
+                .persist(&target)
+                .map_err(|e| e.error)
+                .ctx(|| format!("commit {digest}"))?;
+        }
+        Ok((digest, self.written))
+    }
+}
+
+impl Write for ContentWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.tmp.as_file_mut().write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.as_file_mut().flush()
+    }
+}
+
+/// Returns true when `path` is a blob file inside some store.
+pub fn looks_like_blob(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.len() == 64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_verifies_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let d = store.write_blob(b"hello").unwrap();
+        assert_eq!(store.info(&d).unwrap(), Some(5));
+        assert_eq!(store.write_blob(b"hello").unwrap(), d);
+        let mut w = store.writer().unwrap();
+        w.write_all(b"hello").unwrap();
+        assert!(w.commit(Some(4), None).is_err());
+        let mut w = store.writer().unwrap();
+        w.write_all(b"other").unwrap();
+        assert!(w.commit(None, Some(&d)).is_err());
+        assert_eq!(store.clean_ingest().unwrap(), 0, "failed commits leave nothing behind");
+        store.delete(&d).unwrap();
+        assert_eq!(store.info(&d).unwrap(), None);
+    }
+}

@@ -1,0 +1,215 @@
+//! Turns an overlay upper directory into an OCI layer in one pass: the tar
+//! is written while hashing the uncompressed stream (diff id) and the gzip
+//! stream (blob digest). Entries are sorted, owners numeric, overlay
+//! bookkeeping xattrs dropped, hardlinks detected, and mtimes optionally
+//! clamped (`SOURCE_DATE_EPOCH`), so the same tree gives the same digest.
+
+use crate::content::{ContentStore, ContentWriter};
+use crate::fsx::{self, OPAQUE_XATTR};
+use crate::{Digest, IoContext, Result};
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// OCI media type of the layers kiln writes.
+pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// How layers are written.
+#[derive(Debug, Clone, Copy)]
+pub struct DiffOptions {
+    /// gzip level (0–9).
+    pub gzip_level: u32,
+    /// Clamp every mtime to at most this Unix time.
+    pub mtime_clamp: Option<i64>,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        Self {
+            gzip_level: 3,
+            mtime_clamp: None,
+        }
+    }
+}
+
+/// A layer committed to the content store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    /// Digest of the compressed blob.
+    pub digest: Digest,
+    /// Size of the compressed blob.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Entries written.
+    pub entries: u64,
+}
+
+struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type LayerTar = tar::Builder<HashWriter<GzEncoder<ContentWriter>>>;
+
+/// Diffs `upper` into a gzip layer committed to `store`.
+pub fn diff_upper(upper: &Path, store: &ContentStore, opts: &DiffOptions) -> Result<Layer> {
+    let gz = GzEncoder::new(store.writer()?, flate2::Compression::new(opts.gzip_level));
+    let mut tar = tar::Builder::new(HashWriter {
+        inner: gz,
+        hasher: Sha256::new(),
+    });
+    tar.follow_symlinks(false);
+    let mut walk = Walk {
+        opts,
+        links: HashMap::new(),
+        entries: 0,
+    };
+    walk.dir(&mut tar, upper, "")?;
+    let hashing = tar.into_inner().ctx(|| "finish tar".into())?;
+    let diff_id = Digest::from_hasher(hashing.hasher);
+    let writer = hashing.inner.finish().ctx(|| "finish gzip".into())?;
+    let (digest, size) = writer.commit(None, None)?;
+    Ok(Layer {
+        digest,
+        size,
+        diff_id,
+        entries: walk.entries,
+    })
+}
+
+struct Walk<'a> {
+    opts: &'a DiffOptions,
+    links: HashMap<(u64, u64), String>,
+    entries: u64,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, tar: &mut LayerTar, abs: &Path, rel: &str) -> Result<()> {
+        let mut names: Vec<_> = fs::read_dir(abs)
+            .ctx(|| format!("read {}", abs.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .ctx(|| format!("read {}", abs.display()))?;
+        names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+        for name in names {
+            let name_str = name.to_string_lossy();
+            let child_rel = format!("{rel}{name_str}");
+            let child_abs = abs.join(&name);
+            let md = fs::symlink_metadata(&child_abs).ctx(|| format!("stat {child_rel}"))?;
+            self.entry(tar, &child_abs, &child_rel, &md, rel, &name_str)?;
+        }
+        Ok(())
+    }
+
+    fn entry(
+        &mut self,
+        tar: &mut LayerTar,
+        abs: &Path,
+        rel: &str,
+        md: &Metadata,
+        parent: &str,
+        name: &str,
+    ) -> Result<()> {
+        let ft = md.file_type();
+        self.entries += 1;
+        if ft.is_char_device() && md.rdev() == 0 {
+            let mut h = self.header(md, tar::EntryType::Regular, 0);
+            h.set_mode(0);
+            return tar
+                .append_data(&mut h, format!("{parent}.wh.{name}"), io::empty())
+                .ctx(|| "write whiteout".into());
+        }
+        self.xattrs(tar, abs)?;
+        if ft.is_dir() {
+            let mut h = self.header(md, tar::EntryType::Directory, 0);
+            tar.append_data(&mut h, format!("{rel}/"), io::empty())
+                .ctx(|| format!("write {rel}"))?;
+            if fsx::get_xattr(abs, OPAQUE_XATTR)
+                .ctx(|| "read opaque".into())?
+                .as_deref()
+                == Some(b"y")
+            {
+                let mut h = self.header(md, tar::EntryType::Regular, 0);
+                h.set_mode(0);
+                tar.append_data(&mut h, format!("{rel}/.wh..wh..opq"), io::empty())
+                    .ctx(|| "write opaque".into())?;
+            }
+            return self.dir(tar, abs, &format!("{rel}/"));
+        }
+        if ft.is_file() {
+            return self.file(tar, abs, rel, md);
+        }
+        if ft.is_symlink() {
+            let target = fs::read_link(abs).ctx(|| format!("readlink {rel}"))?;
+            let mut h = self.header(md, tar::EntryType::Symlink, 0);
+            return tar.append_link(&mut h, rel, target).ctx(|| format!("write {rel}"));
+        }
+        if ft.is_fifo() {
+            let mut h = self.header(md, tar::EntryType::Fifo, 0);
+            return tar.append_data(&mut h, rel, io::empty()).ctx(|| format!("write {rel}"));
+        }
+        tracing::debug!(path = rel, "skipping socket or device in layer");
+        self.entries -= 1;
+        Ok(())
+    }
+
+    fn file(&mut self, tar: &mut LayerTar, abs: &Path, rel: &str, md: &Metadata) -> Result<()> {
+        if md.nlink() > 1 {
+            let key = (md.dev(), md.ino());
+            if let Some(first) = self.links.get(&key) {
+                let mut h = self.header(md, tar::EntryType::Link, 0);
+                return tar.append_link(&mut h, rel, first).ctx(|| format!("write {rel}"));
+            }
+            self.links.insert(key, rel.to_string());
+        }
+        let file = File::open(abs).ctx(|| format!("open {rel}"))?;
+        let mut h = self.header(md, tar::EntryType::Regular, md.len());
+        tar.append_data(&mut h, rel, file).ctx(|| format!("write {rel}"))
+    }
+
+    fn xattrs(&self, tar: &mut LayerTar, abs: &Path) -> Result<()> {
+        let mut pax = Vec::new();
+        for name in fsx::list_xattrs(abs).ctx(|| "list xattrs".into())? {
+            if fsx::is_overlay_xattr(&name) {
+                continue;
+            }
+            if let Some(value) = fsx::get_xattr(abs, &name).ctx(|| "read xattr".into())? {
+                pax.push((format!("SCHILY.xattr.{}", String::from_utf8_lossy(&name)), value));
+            }
+        }
+        if pax.is_empty() {
+            return Ok(());
+        }
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .ctx(|| "write xattrs".into())
+    }
+
+    fn header(&self, md: &Metadata, kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(md.mode() & 0o7777);
+        h.set_uid(md.uid() as u64);
+        h.set_gid(md.gid() as u64);
+        let mtime = md.mtime().max(0);
+        h.set_mtime(self.opts.mtime_clamp.map_or(mtime, |c| mtime.min(c)) as u64);
+        h.set_size(size);
+        h
+    }
+}

@@ -1,0 +1,342 @@
+//! Unpacking the request tar: `com.openfaas.docker.config` (JSON) at the
+//! root and the build context under `context/`. Paths are cleaned (`./`
+//! prefixes dropped); absolute paths, `..`, device nodes, links that leave
+//! the context, and anything over the configured limits are rejected.
+//! Nothing is written outside the target directory: no symlink is followed
+//! while unpacking.
+
+use kiln_snapshotter::fsx::{self, clean_relative, fd_path, mkdir_all_at};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// The config entry's name.
+pub const CONFIG_ENTRY: &str = "com.openfaas.docker.config";
+/// The sealed build-secrets entry's name.
+pub const SECRETS_ENTRY: &str = "com.openfaas.secrets";
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// `com.openfaas.docker.config`. Unknown fields are ignored.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct BuildConfig {
+    /// Image to push (required).
+    #[serde(default, alias = "Image", alias = "ref", alias = "Ref")]
+    pub image: String,
+    /// Build args; an empty value is a set value.
+    #[serde(default, rename = "buildArgs", alias = "BuildArgs")]
+    pub build_args: Option<BTreeMap<String, String>>,
+    /// Target platforms.
+    #[serde(default, alias = "Platforms")]
+    pub platforms: Option<Vec<String>>,
+    /// Build without pushing.
+    #[serde(default, rename = "skipPush", alias = "SkipPush")]
+    pub skip_push: Option<bool>,
+}
+
+/// Limits for one request tar.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most entries.
+    pub max_entries: u64,
+    /// Most file bytes unpacked.
+    pub max_bytes: u64,
+}
+
+/// The unpacked request.
+#[derive(Debug)]
+pub struct Intake {
+    /// Parsed config.
+    pub config: BuildConfig,
+    /// The context directory.
+    pub context: PathBuf,
+    /// Raw sealed secrets, if sent.
+    pub secrets: Option<Vec<u8>>,
+}
+
+/// Why a request tar was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Malformed or hostile content.
+    #[error("{0}")]
+    Invalid(String),
+    /// Local failure.
+    #[error("unpack request: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn invalid(msg: impl Into<String>) -> IntakeError {
+    IntakeError::Invalid(msg.into())
+}
+
+/// Unpacks `body` into `dir` (which must exist and be empty).
+pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeError> {
+    let context = dir.join("context");
+    fs::create_dir(&context)?;
+    let ctx_fd: OwnedFd = File::open(&context)?.into();
+    let mut archive = tar::Archive::new(body);
+    let (mut config, mut secrets) = (None, None);
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    for entry in archive
+        .entries()
+        .map_err(|e| invalid(format!("request body is not a tar archive: {e}")))?
+    {
+        let mut entry = entry.map_err(|e| invalid(format!("corrupt tar archive: {e}")))?;
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(invalid(format!(
+                "request tar has more than {} entries",
+                limits.max_entries
+            )));
+        }
+        let raw = entry
+            .path()
+            .map_err(|e| invalid(format!("bad entry name: {e}")))?
+            .into_owned();
+        if raw.is_absolute() {
+            return Err(invalid(format!("absolute path {:?} in request tar", raw)));
+        }
+        let rel = clean_relative(&raw).map_err(|_| invalid(format!("path {:?} leaves the archive", raw)))?;
+        match rel.to_str() {
+            Some(CONFIG_ENTRY) => config = Some(read_small(&mut entry, CONFIG_ENTRY)?),
+            Some(SECRETS_ENTRY) => secrets = Some(read_small(&mut entry, SECRETS_ENTRY)?),
+            _ => {
+                let Ok(inner) = rel.strip_prefix("context") else {
+                    continue;
+                };
+                if inner.as_os_str().is_empty() {
+                    continue;
+                }
+                bytes += entry.header().size().unwrap_or(0);
+                if bytes > limits.max_bytes {
+                    return Err(invalid(format!(
+                        "request tar unpacks to more than {} bytes",
+                        limits.max_bytes
+                    )));
+                }
+                unpack_entry(&ctx_fd, inner, &mut entry)?;
+            }
+        }
+    }
+    let raw = config.ok_or_else(|| invalid(format!("missing {CONFIG_ENTRY} in the request tar")))?;
+    let config: BuildConfig =
+        serde_json::from_slice(&raw).map_err(|e| invalid(format!("{CONFIG_ENTRY}: invalid JSON: {e}")))?;
+    if config.image.trim().is_empty() {
+        return Err(invalid(format!("{CONFIG_ENTRY}: \"image\" is required")));
+    }
+    Ok(Intake {
+        config,
+        context,
+        secrets,
+    })
+}
+
+fn read_small(entry: &mut impl Read, name: &str) -> Result<Vec<u8>, IntakeError> {
+    let mut buf = Vec::new();
+    entry.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(invalid(format!("{name} is larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    Ok(buf)
+}
+
+/// True when `target`, seen from the directory holding `rel`, stays in the
+/// context.
+fn link_stays_inside(rel: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth = rel.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+fn unpack_entry(ctx: &OwnedFd, rel: &Path, entry: &mut tar::Entry<&[u8]>) -> Result<(), IntakeError> {
+    let name = rel.file_name().expect("non-empty");
+    let parent = mkdir_all_at(ctx, rel.parent().unwrap_or(Path::new("")))
+        .map_err(|e| invalid(format!("context/{}: {e}", rel.display())))?;
+    let path = fd_path(&parent, name);
+    let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+    let here = || format!("context/{}", rel.display());
+    match entry.header().entry_type() {
+        tar::EntryType::Directory => {
+            match fs::create_dir(&path) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
+                _ => {}
+            }
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))?;
+        }
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            let _ = fs::remove_file(&path);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)?;
+            io::copy(entry, &mut f)?;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            if let Ok(mtime) = entry.header().mtime() {
+                let _ = f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
+            }
+        }
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| invalid(format!("{}: symlink without target", here())))?;
+            if !link_stays_inside(rel, &target) {
+                return Err(invalid(format!(
+                    "{}: symlink to {:?} leaves the build context",
+                    here(),
+                    target
+                )));
+            }
+            let _ = fs::remove_file(&path);
+            symlink(&*target, &path)?;
+        }
+        tar::EntryType::Link => {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| invalid(format!("{}: hardlink without target", here())))?;
+            let target =
+                clean_relative(&target).map_err(|_| invalid(format!("{}: hardlink leaves the archive", here())))?;
+            let inner = target
+                .strip_prefix("context")
+                .map_err(|_| invalid(format!("{}: hardlink to {:?} leaves the build context", here(), target)))?;
+            let src = fsx::open_in_root(ctx, inner, libc::O_PATH | libc::O_NOFOLLOW)
+                .map_err(|_| invalid(format!("{}: hardlink target {:?} not found", here(), target)))?;
+            let _ = fs::remove_file(&path);
+            fs::hard_link(fd_path(&src, "".as_ref()), &path)
+                .or_else(|_| fs::copy(fd_path(&src, "".as_ref()), &path).map(|_| ()))?;
+        }
+        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+        other => {
+            return Err(invalid(format!(
+                "{}: {other:?} entries are not allowed in a build context",
+                here()
+            )))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+
+    fn raw_name(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, link: &str) {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    }
+
+    const LIMITS: Limits = Limits {
+        max_entries: 1000,
+        max_bytes: 1 << 20,
+    };
+
+    #[test]
+    fn unpacks_go_sdk_shape() {
+        let body = tar_with(|b| {
+            file(b, "context/Dockerfile", b"FROM scratch\n");
+            file(b, "./context/sub/a.txt", b"a");
+            file(
+                b,
+                CONFIG_ENTRY,
+                br#"{"image":"r/x:1","buildArgs":{"A":""},"unknown":1}"#,
+            );
+        });
+        let d = tempfile::tempdir().unwrap();
+        let got = unpack(&body, d.path(), LIMITS).unwrap();
+        assert_eq!(got.config.image, "r/x:1");
+        assert_eq!(got.config.build_args.unwrap()["A"], "");
+        assert_eq!(fs::read(d.path().join("context/sub/a.txt")).unwrap(), b"a");
+    }
+
+    #[test]
+    fn rejects_hostile_entries() {
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "leaves",
+                tar_with(|b| raw_name(b, "context/../../etc/x", tar::EntryType::Regular, "")),
+            ),
+            (
+                "absolute",
+                tar_with(|b| raw_name(b, "/etc/x", tar::EntryType::Regular, "")),
+            ),
+            (
+                "leaves the build context",
+                tar_with(|b| raw_name(b, "context/l", tar::EntryType::Symlink, "../../etc")),
+            ),
+            (
+                "leaves the build context",
+                tar_with(|b| raw_name(b, "context/l", tar::EntryType::Symlink, "/etc/passwd")),
+            ),
+            (
+                "not allowed",
+                tar_with(|b| raw_name(b, "context/dev", tar::EntryType::Char, "")),
+            ),
+            ("missing", tar_with(|b| file(b, "context/Dockerfile", b"x"))),
+        ];
+        for (want, body) in cases {
+            let d = tempfile::tempdir().unwrap();
+            let err = unpack(&body, d.path(), LIMITS).unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let many = tar_with(|b| (0..5).for_each(|i| file(b, &format!("context/{i}"), b"x")));
+        let err = unpack(
+            &many,
+            d.path(),
+            Limits {
+                max_entries: 3,
+                max_bytes: 10,
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("more than 3 entries"));
+    }
+
+    #[test]
+    fn writes_through_no_symlink() {
+        let body = tar_with(|b| {
+            raw_name(b, "context/link", tar::EntryType::Symlink, "sub");
+            file(b, "context/link/escape", b"x");
+            file(b, CONFIG_ENTRY, br#"{"image":"a"}"#);
+        });
+        let d = tempfile::tempdir().unwrap();
+        let err = unpack(&body, d.path(), LIMITS).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+    }
+}

@@ -1,0 +1,204 @@
+//! One build, end to end: Dockerfile → resolve base images → lower →
+//! solve → export/push, reporting progress as pro-builder-style log lines
+//! (`<RFC3339> [<stage> <i>/<n>] <INSTRUCTION …>`, the same with
+//! ` <secs>s` when done or ` CACHED` for a cache hit).
+
+use super::intake::Intake;
+use super::state::AppState;
+use crate::errors::ErrorKind;
+use crate::exporter::{self, ExportInput};
+use crate::frontend::{self, BuildOptions, Diagnostic, Platform, ResolvedImage};
+use crate::graph::{ImageConfig, SourceLoc};
+use crate::registry::{PlatformSpec, Reference};
+use crate::solver::{Bases, BuildInput, Event};
+use crate::timefmt;
+use kiln_snapshotter::Digest;
+use std::collections::HashMap;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Where log lines go.
+pub type LogSink = UnboundedSender<String>;
+
+/// Why a build failed.
+#[derive(Debug)]
+pub struct BuildFailure {
+    /// Kind, for the status code.
+    pub kind: ErrorKind,
+    /// Message for the client.
+    pub message: String,
+}
+
+fn fail(kind: ErrorKind, message: impl Into<String>) -> BuildFailure {
+    BuildFailure {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn emit(log: &LogSink, msg: impl AsRef<str>) {
+    let _ = log.send(format!("{} {}", timefmt::now(), msg.as_ref()));
+}
+
+fn step_name(loc: &SourceLoc) -> String {
+    format!("[{} {}/{}] {}", loc.stage, loc.step, loc.steps, loc.text)
+}
+
+/// Runs the build; returns the manifest digest.
+pub async fn run(state: &AppState, intake: &Intake, log: &LogSink) -> Result<Digest, BuildFailure> {
+    emit(log, "[internal] load build definition from Dockerfile");
+    let text = std::fs::read_to_string(intake.context.join("Dockerfile")).map_err(|_| {
+        fail(
+            ErrorKind::InvalidArgument,
+            "context/Dockerfile not found in the request tar",
+        )
+    })?;
+    let df = frontend::parse(&text).map_err(diag_failure)?;
+    let platform = Platform::host();
+    check_platforms(intake.config.platforms.as_deref(), &platform)?;
+    let target = Reference::parse(&intake.config.image).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
+    let opts = BuildOptions {
+        build_args: intake.config.build_args.clone().unwrap_or_default(),
+        target: None,
+        platform: platform.clone(),
+    };
+    let (bases, resolved) = resolve_bases(state, &df, &opts, log).await?;
+    let lowered = frontend::lower(&df, &opts, &resolved).map_err(diag_failure)?;
+    let layers = solve(state, &lowered, intake, &bases, log).await?;
+    let push = !intake.config.skip_push.unwrap_or(false);
+    let input = ExportInput {
+        target: &target,
+        layers: &layers,
+        lowered: &lowered,
+        push,
+        epoch: state.cfg.source_date_epoch,
+    };
+    let sink = log.clone();
+    let exported = exporter::export(state.solver.store(), state.solver.registry(), &input, &move |l| {
+        emit(&sink, l)
+    })
+    .await
+    .map_err(|e| match &e {
+        exporter::ExportError::Push { source, .. } => fail(ErrorKind::from(source), e.to_string()),
+        exporter::ExportError::Storage(_) => fail(ErrorKind::Internal, e.to_string()),
+    })?;
+    Ok(exported.manifest)
+}
+
+fn diag_failure(d: Diagnostic) -> BuildFailure {
+    fail(ErrorKind::InvalidArgument, d.to_string())
+}
+
+fn check_platforms(requested: Option<&[String]>, host: &Platform) -> Result<(), BuildFailure> {
+    for p in requested
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+    {
+        if p != host.to_string() {
+            return Err(fail(
+                ErrorKind::InvalidArgument,
+                format!("platform {p} was requested but kiln builds only for its host platform ({host}) so far"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn resolve_bases(
+    state: &AppState,
+    df: &frontend::Dockerfile,
+    opts: &BuildOptions,
+    log: &LogSink,
+) -> Result<(Bases, HashMap<String, ResolvedImage>), BuildFailure> {
+    let wanted = frontend::base_images(df, opts).map_err(diag_failure)?;
+    let spec = PlatformSpec {
+        os: opts.platform.os.clone(),
+        architecture: opts.platform.architecture.clone(),
+        variant: opts.platform.variant.clone(),
+    };
+    let (mut bases, mut resolved) = (Bases::new(), HashMap::new());
+    for b in wanted {
+        let at_line = |msg: String| {
+            let d = Diagnostic::new(b.line, 1, msg, &b.source_line);
+            d.to_string()
+        };
+        let reference =
+            Reference::parse(&b.image).map_err(|e| fail(ErrorKind::InvalidArgument, at_line(e.to_string())))?;
+        emit(log, format!("[internal] load metadata for {reference}"));
+        let r = state
+            .solver
+            .registry()
+            .resolve(&reference, &spec)
+            .await
+            .map_err(|e| fail(ErrorKind::from(&e), at_line(format!("FROM {}: {e}", b.image))))?;
+        let config: ImageConfig = serde_json::from_slice(&r.config).map_err(|e| {
+            fail(
+                ErrorKind::Unavailable,
+                at_line(format!("{reference}: bad image config: {e}")),
+            )
+        })?;
+        resolved.insert(
+            b.image.clone(),
+            ResolvedImage {
+                reference: reference.to_string(),
+                digest: r.digest.clone(),
+                config,
+            },
+        );
+        bases.insert(r.digest.clone(), (reference, r));
+    }
+    Ok((bases, resolved))
+}
+
+async fn solve(
+    state: &AppState,
+    lowered: &frontend::Lowered,
+    intake: &Intake,
+    bases: &Bases,
+    log: &LogSink,
+) -> Result<Vec<crate::solver::LayerRecord>, BuildFailure> {
+    let sources: Vec<Option<SourceLoc>> = lowered.definition.nodes.iter().map(|n| n.source.clone()).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink = log.clone();
+    let names = sources.clone();
+    let printer = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            let name = |id: usize| {
+                names[id]
+                    .as_ref()
+                    .map(step_name)
+                    .unwrap_or_else(|| format!("step {id}"))
+            };
+            match ev {
+                Event::Started(id) => emit(&sink, name(id)),
+                Event::Cached(id) => emit(&sink, format!("{} CACHED", name(id))),
+                Event::Done(id, secs) => emit(&sink, format!("{} {secs:.2}s", name(id))),
+                Event::Output(_, line) => emit(&sink, line),
+            }
+        }
+    });
+    let input = BuildInput {
+        definition: &lowered.definition,
+        root: lowered.root,
+        context: &intake.context,
+        bases,
+        progress: &tx,
+    };
+    let result = state.solver.solve(&input).await;
+    drop(input);
+    drop(tx);
+    let _ = printer.await;
+    result.map_err(|e| {
+        let message = match e.node.and_then(|n| sources[n].as_ref()) {
+            Some(loc) => format!(
+                "step {} (Dockerfile line {}) failed: {}",
+                step_name(loc),
+                loc.line,
+                e.message
+            ),
+            None => e.message,
+        };
+        fail(e.kind, message)
+    })
+}

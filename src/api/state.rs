@@ -1,0 +1,33 @@
+//! Server configuration and shared state.
+
+use crate::solver::Solver;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `kiln serve` was configured with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data directory (inside the namespace).
+    pub data_dir: PathBuf,
+    /// Skip signature checks (pro-builder's `disable_hmac`).
+    pub disable_hmac: bool,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Most entries in a request tar.
+    pub max_entries: u64,
+    /// Most unpacked bytes of a request tar.
+    pub max_unpacked_bytes: u64,
+    /// `SOURCE_DATE_EPOCH` for reproducible timestamps.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// State shared by all requests.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration.
+    pub cfg: Arc<ServeConfig>,
+    /// The payload secret (HMAC key), trimmed.
+    pub secret: Arc<Vec<u8>>,
+    /// The solver.
+    pub solver: Arc<Solver>,
+}

@@ -1,0 +1,129 @@
+//! Command-line definitions and the helper-process entry points.
+
+use clap::{Args, Parser, Subcommand};
+use kiln::solver::fileop::{run_file_op, FileOpRequest};
+use kiln_runtime::step::{StepRequest, StepResult};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// kiln: a rootless container image builder for the OpenFaaS Function Builder API.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the Function Builder API server.
+    Serve(ServeArgs),
+    /// (internal) Run one RUN step; used by the server.
+    #[command(name = "__run-step", hide = true)]
+    RunStep {
+        /// Request file.
+        request: PathBuf,
+    },
+    /// (internal) Apply one file op; used by the server.
+    #[command(name = "__file-op", hide = true)]
+    FileOp {
+        /// Request file.
+        request: PathBuf,
+    },
+}
+
+/// `kiln serve` options; each can also come from the environment.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KILN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// Data directory (cache, layers, snapshots). Default: /var/lib/kiln as
+    /// root, $XDG_DATA_HOME/kiln (~/.local/share/kiln) otherwise.
+    #[arg(long, env = "KILN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// File holding the HMAC payload secret. When it does not exist, a
+    /// secret is generated into <data-dir>/payload-secret.
+    #[arg(
+        long,
+        env = "KILN_PAYLOAD_SECRET",
+        default_value = "/var/openfaas/secrets/payload-secret"
+    )]
+    pub payload_secret: PathBuf,
+    /// Accept unsigned requests (pro-builder's disable_hmac). Never in production.
+    #[arg(long, env = "disable_hmac", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_hmac: bool,
+    /// Talk plain HTTP to every registry (pro-builder's insecure).
+    #[arg(long, env = "insecure", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure: bool,
+    /// Docker config.json with registry credentials. Default:
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json.
+    #[arg(long, env = "KILN_DOCKER_CONFIG")]
+    pub docker_config: Option<PathBuf>,
+    /// Host ID range real root maps into the build namespace (start:count).
+    #[arg(long, env = "KILN_ROOT_ID_RANGE", default_value = "100000:65536")]
+    pub root_id_range: String,
+    /// gzip level for new layers (0-9).
+    #[arg(long, env = "KILN_GZIP_LEVEL", default_value_t = 3)]
+    pub gzip_level: u32,
+    /// Largest request body in MiB.
+    #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
+    pub max_body_mb: usize,
+    /// Most entries in a request tar.
+    #[arg(long, env = "KILN_MAX_ENTRIES", default_value_t = 200_000)]
+    pub max_entries: u64,
+    /// Most unpacked bytes of a request tar, in MiB.
+    #[arg(long, env = "KILN_MAX_UNPACKED_MB", default_value_t = 4096)]
+    pub max_unpacked_mb: u64,
+    /// Clamp layer and config timestamps (reproducible builds).
+    #[arg(long, env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Runs a helper verb: reads the JSON request, writes `result.json` into
+/// the bundle directory beside it.
+pub fn helper<R: serde::de::DeserializeOwned, T: serde::Serialize>(request: &Path, run: fn(&R) -> T) -> ExitCode {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
+    let req: R = match std::fs::read(request)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kiln helper: bad request {}: {e}", request.display());
+            return ExitCode::from(2);
+        }
+    };
+    let result = run(&req);
+    let out = request.with_file_name("result.json");
+    match std::fs::write(&out, serde_json::to_vec(&result).expect("result serializes")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln helper: write {}: {e}", out.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `__run-step` body.
+pub fn run_step(req: &StepRequest) -> StepResult {
+    kiln_runtime::step::run_step(req).unwrap_or_else(|e| StepResult {
+        exit_code: -1,
+        error: Some(e.to_string()),
+    })
+}
+
+/// `__file-op` body.
+pub fn file_op(req: &FileOpRequest) -> kiln::solver::fileop::FileOpResult {
+    kiln::solver::fileop::FileOpResult {
+        error: run_file_op(req).err(),
+    }
+}

@@ -1,0 +1,34 @@
+//! The one list of error kinds every module maps its errors to; the API
+//! turns a kind into an HTTP status in exactly one place.
+
+/// What sort of failure an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request or its content is malformed (bad tar, bad Dockerfile).
+    InvalidArgument,
+    /// Missing or wrong signature or registry credentials.
+    Unauthenticated,
+    /// An image, file or stage does not exist.
+    NotFound,
+    /// The build ran and failed (a RUN exited non-zero).
+    FailedPrecondition,
+    /// A dependency (registry) is unreachable or failing.
+    Unavailable,
+    /// Too many concurrent requests.
+    ResourceExhausted,
+    /// A bug or local failure.
+    Internal,
+}
+
+impl From<&crate::registry::Error> for ErrorKind {
+    fn from(e: &crate::registry::Error) -> Self {
+        use crate::registry::Error as E;
+        match e {
+            E::NotFound(_) => ErrorKind::NotFound,
+            E::Unauthorized(_) => ErrorKind::Unauthenticated,
+            E::Unavailable(_) | E::Protocol(_) => ErrorKind::Unavailable,
+            E::Invalid(_) => ErrorKind::InvalidArgument,
+            E::Storage(_) => ErrorKind::Internal,
+        }
+    }
+}

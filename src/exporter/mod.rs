@@ -1,0 +1,157 @@
+//! Image export: the image config (our own type, so digests are stable),
+//! the OCI manifest, and the push — every blob checked with HEAD first,
+//! mounted from its origin repository when possible, uploaded otherwise.
+//!
+//! Timestamps come from the layers (when each was built), not from the
+//! export, so a fully cached rebuild yields the same config and manifest
+//! and uploads nothing.
+
+use crate::frontend::{HistoryStep, Lowered};
+use crate::graph::{History, ImageConfig};
+use crate::registry::{MediaType, PushOutcome, Reference, RegistryClient};
+use crate::solver::LayerRecord;
+use crate::timefmt::rfc3339;
+use kiln_snapshotter::{ContentStore, Digest};
+use serde_json::json;
+
+/// What was exported.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// Manifest digest.
+    pub manifest: Digest,
+    /// Config digest.
+    pub config: Digest,
+}
+
+/// Export settings for one image.
+pub struct ExportInput<'a> {
+    /// Where to push.
+    pub target: &'a Reference,
+    /// The layer chain, base first.
+    pub layers: &'a [LayerRecord],
+    /// The lowered build (config and history).
+    pub lowered: &'a Lowered,
+    /// Push, or only write blobs locally.
+    pub push: bool,
+    /// `SOURCE_DATE_EPOCH`: every new timestamp becomes this.
+    pub epoch: Option<i64>,
+}
+
+/// Export failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Pushing failed.
+    #[error("push {target}: {source}")]
+    Push {
+        /// The target.
+        target: String,
+        /// The registry error.
+        #[source]
+        source: crate::registry::Error,
+    },
+    /// Local storage failed.
+    #[error("export: {0}")]
+    Storage(#[from] kiln_snapshotter::Error),
+}
+
+/// Builds the final image config.
+pub fn image_config(lowered: &Lowered, layers: &[LayerRecord], epoch: Option<i64>) -> ImageConfig {
+    let mut config = lowered.config.clone();
+    config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let new_layers = lowered
+        .history
+        .iter()
+        .filter(|h| h.node.is_some() && !h.from_base)
+        .count();
+    let built = &layers[layers.len().saturating_sub(new_layers)..];
+    let stamp = |secs: i64| rfc3339(epoch.unwrap_or(secs));
+    let mut built_iter = built.iter();
+    let mut last_time = built.first().map(|l| l.created);
+    let mut history: Vec<History> = Vec::with_capacity(lowered.history.len());
+    for HistoryStep { entry, node, from_base } in &lowered.history {
+        let mut entry = entry.clone();
+        if !from_base {
+            if node.is_some() {
+                last_time = built_iter.next().map(|l| l.created).or(last_time);
+            }
+            entry.created = last_time.map(stamp);
+        }
+        history.push(entry);
+    }
+    config.history = history;
+    config.created = match built.iter().map(|l| l.created).max() {
+        Some(t) => Some(stamp(t)),
+        None => config.created.or_else(|| epoch.map(rfc3339)),
+    };
+    config
+}
+
+/// The OCI manifest for `config` and `layers`.
+pub fn manifest(config_digest: &Digest, config_size: usize, layers: &[LayerRecord]) -> Vec<u8> {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size}))
+        .collect();
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": MediaType::OCI_MANIFEST,
+        "config": {"mediaType": MediaType::OCI_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": layers,
+    });
+    serde_json::to_vec(&m).expect("manifest serializes")
+}
+
+/// Writes config and manifest to the store and pushes everything.
+pub async fn export(
+    store: &ContentStore,
+    registry: &RegistryClient,
+    input: &ExportInput<'_>,
+    log: &(dyn Fn(String) + Sync),
+) -> Result<Exported, ExportError> {
+    let config = image_config(input.lowered, input.layers, input.epoch);
+    let config_bytes = serde_json::to_vec(&config).expect("config serializes");
+    let config_digest = store.write_blob(&config_bytes)?;
+    let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers);
+    let manifest_digest = store.write_blob(&manifest_bytes)?;
+    if !input.push {
+        return Ok(Exported {
+            manifest: manifest_digest,
+            config: config_digest,
+        });
+    }
+    let target = input.target;
+    let push_err = |source| ExportError::Push {
+        target: target.to_string(),
+        source,
+    };
+    for layer in input.layers {
+        let origin = layer.origin.as_deref().and_then(|o| Reference::parse(o).ok());
+        let outcome = registry
+            .push_blob(target, &layer.digest, store, origin.as_ref())
+            .await
+            .map_err(push_err)?;
+        log(format!("pushing layer {} {}", layer.digest, describe(outcome)));
+    }
+    let outcome = registry
+        .push_blob(target, &config_digest, store, None)
+        .await
+        .map_err(push_err)?;
+    log(format!("pushing config {config_digest} {}", describe(outcome)));
+    registry
+        .put_manifest(target, &manifest_bytes, MediaType::OCI_MANIFEST)
+        .await
+        .map_err(push_err)?;
+    log(format!("pushing manifest for {target}@{manifest_digest}"));
+    Ok(Exported {
+        manifest: manifest_digest,
+        config: config_digest,
+    })
+}
+
+fn describe(o: PushOutcome) -> &'static str {
+    match o {
+        PushOutcome::Existed => "(already exists)",
+        PushOutcome::Mounted => "(mounted)",
+        PushOutcome::Uploaded => "(uploaded)",
+    }
+}

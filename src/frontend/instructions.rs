@@ -1,0 +1,366 @@
+//! Parses logical lines into typed instructions: keywords are
+//! case-insensitive, flags (`--name=value`) are checked per instruction,
+//! and RUN/CMD/ENTRYPOINT/COPY accept both JSON (exec) and shell forms
+//! (invalid JSON falls back to the shell form, as in BuildKit).
+
+use super::diag::Diagnostic;
+use super::lexer::LogicalLine;
+use super::words::split_raw;
+
+/// Every instruction keyword of the Dockerfile 1.x syntax.
+pub const KEYWORDS: [&str; 18] = [
+    "FROM",
+    "RUN",
+    "CMD",
+    "LABEL",
+    "MAINTAINER",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
+];
+
+/// A command in exec (JSON) or shell form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandForm {
+    /// `["a", "b"]`.
+    Exec(Vec<String>),
+    /// Text for the shell.
+    Shell(String),
+}
+
+/// One parsed instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instruction {
+    /// 1-based line.
+    pub line: usize,
+    /// The instruction text (continuations joined).
+    pub text: String,
+    /// The first physical line (for diagnostics).
+    pub first: String,
+    /// What it is.
+    pub kind: Kind,
+}
+
+/// Instruction payloads; words are kept unexpanded (expansion happens
+/// during lowering, with the variables in scope at that point).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `FROM [--platform=p] image [AS name]`.
+    From {
+        image: String,
+        alias: Option<String>,
+        platform: Option<String>,
+    },
+    /// `RUN`.
+    Run(CommandForm),
+    /// `CMD`.
+    Cmd(CommandForm),
+    /// `ENTRYPOINT`.
+    Entrypoint(CommandForm),
+    /// `COPY [--chown] [--chmod] [--link] src… dest`.
+    Copy {
+        sources: Vec<String>,
+        dest: String,
+        chown: Option<String>,
+        chmod: Option<String>,
+    },
+    /// `ENV` pairs (raw words).
+    Env(Vec<(String, String)>),
+    /// `LABEL` pairs (raw words).
+    Label(Vec<(String, String)>),
+    /// `ARG name[=default]…`.
+    Arg(Vec<(String, Option<String>)>),
+    /// `WORKDIR`.
+    Workdir(String),
+    /// `USER`.
+    User(String),
+    /// `EXPOSE` (raw text).
+    Expose(String),
+    /// `VOLUME` (JSON list or raw words).
+    Volume(CommandForm),
+    /// `STOPSIGNAL`.
+    StopSignal(String),
+    /// `SHELL` (JSON only).
+    Shell(Vec<String>),
+    /// `MAINTAINER` (deprecated; becomes a label).
+    Maintainer(String),
+    /// `ONBUILD` trigger text.
+    Onbuild(String),
+    /// `HEALTHCHECK`.
+    Healthcheck {
+        flags: Vec<(String, String)>,
+        cmd: Option<CommandForm>,
+    },
+}
+
+/// A `--name[=value]` flag with its column.
+#[derive(Debug, Clone)]
+struct Flag {
+    name: String,
+    value: Option<String>,
+    column: usize,
+}
+
+fn split_flags(args: &str) -> (Vec<Flag>, &str) {
+    let mut flags = Vec::new();
+    let mut rest = args.trim_start();
+    while let Some(body) = rest.strip_prefix("--") {
+        let column = args.len() - rest.len();
+        let end = body.find(char::is_whitespace).unwrap_or(body.len());
+        let token = &body[..end];
+        let (name, value) = match token.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (token.to_string(), None),
+        };
+        flags.push(Flag { name, value, column });
+        rest = body[end..].trim_start();
+    }
+    (flags, rest)
+}
+
+fn parse_json_list(text: &str) -> Option<Vec<String>> {
+    let t = text.trim();
+    if !t.starts_with('[') {
+        return None;
+    }
+    serde_json::from_str::<Vec<String>>(t).ok()
+}
+
+fn command_form(text: &str) -> CommandForm {
+    match parse_json_list(text) {
+        Some(v) => CommandForm::Exec(v),
+        None => CommandForm::Shell(text.to_string()),
+    }
+}
+
+/// Parses one logical line.
+pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnostic> {
+    let (word, rest) = match l.text.find(char::is_whitespace) {
+        Some(i) => (&l.text[..i], l.text[i..].trim()),
+        None => (l.text.as_str(), ""),
+    };
+    let keyword = word.to_ascii_uppercase();
+    let column = l.first.len() - l.first.trim_start().len() + 1;
+    let err = |col: usize, msg: String| Diagnostic::new(l.line, col, msg, &l.first);
+    if !KEYWORDS.contains(&keyword.as_str()) {
+        return Err(err(column, format!("unknown instruction: {word}")).suggest(word, KEYWORDS));
+    }
+    let arg_col = column + word.len() + 1;
+    let (flags, args) = split_flags(rest);
+    let allowed: &[&str] = match keyword.as_str() {
+        "FROM" => &["platform"],
+        "COPY" => &["chown", "chmod", "link"],
+        "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
+        _ => &[],
+    };
+    for f in &flags {
+        if !allowed.contains(&f.name.as_str()) {
+            let msg = if keyword == "RUN" || (keyword == "COPY" && f.name == "from") {
+                format!("{keyword} --{} is not supported by kiln yet", f.name)
+            } else {
+                format!("unknown flag: --{}", f.name)
+            };
+            return Err(err(arg_col + f.column, msg).suggest(&f.name, allowed.iter().copied()));
+        }
+    }
+    let flag = |name: &str| flags.iter().find(|f| f.name == name).and_then(|f| f.value.clone());
+    let need_args = |n: usize, what: &str| -> Result<(), Diagnostic> {
+        if split_raw(args, escape).len() < n {
+            return Err(err(arg_col, format!("{keyword} requires {what}")));
+        }
+        Ok(())
+    };
+    let kind = match keyword.as_str() {
+        "FROM" => parse_from(args, flag("platform"), &err, arg_col)?,
+        "RUN" => {
+            need_args(1, "at least one argument")?;
+            Kind::Run(command_form(args))
+        }
+        "CMD" => Kind::Cmd(command_form(args)),
+        "ENTRYPOINT" => Kind::Entrypoint(command_form(args)),
+        "COPY" => parse_copy(args, escape, flag("chown"), flag("chmod"), &err, arg_col)?,
+        "ENV" => Kind::Env(parse_pairs(args, escape, "ENV", &err, arg_col)?),
+        "LABEL" => Kind::Label(parse_pairs(args, escape, "LABEL", &err, arg_col)?),
+        "ARG" => {
+            need_args(1, "at least one argument")?;
+            Kind::Arg(split_raw(args, escape).into_iter().map(split_arg).collect())
+        }
+        "WORKDIR" => {
+            need_args(1, "exactly one argument")?;
+            Kind::Workdir(args.to_string())
+        }
+        "USER" => {
+            need_args(1, "exactly one argument")?;
+            Kind::User(args.to_string())
+        }
+        "EXPOSE" => Kind::Expose(args.to_string()),
+        "VOLUME" => Kind::Volume(command_form(args)),
+        "STOPSIGNAL" => {
+            need_args(1, "exactly one argument")?;
+            Kind::StopSignal(args.to_string())
+        }
+        "SHELL" => Kind::Shell(
+            parse_json_list(args)
+                .ok_or_else(|| err(arg_col, "SHELL requires the arguments to be in JSON form".into()))?,
+        ),
+        "MAINTAINER" => Kind::Maintainer(args.to_string()),
+        "ONBUILD" => parse_onbuild(args, &err, arg_col)?,
+        "HEALTHCHECK" => parse_healthcheck(args, &flags, &err, arg_col)?,
+        "ADD" => {
+            return Err(err(
+                column,
+                "ADD is not supported by kiln yet; use COPY for local files".into(),
+            ))
+        }
+        _ => unreachable!("keyword list is exhaustive"),
+    };
+    Ok(Instruction {
+        line: l.line,
+        text: l.text.clone(),
+        first: l.first.clone(),
+        kind,
+    })
+}
+
+type ErrFn<'a> = dyn Fn(usize, String) -> Diagnostic + 'a;
+
+fn parse_from(args: &str, platform: Option<String>, err: &ErrFn, col: usize) -> Result<Kind, Diagnostic> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    match words.as_slice() {
+        [image] => Ok(Kind::From {
+            image: image.to_string(),
+            alias: None,
+            platform,
+        }),
+        [image, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
+            let name = name.to_ascii_lowercase();
+            let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+            if !valid {
+                return Err(err(
+                    col,
+                    format!(
+                        "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
+                    ),
+                ));
+            }
+            Ok(Kind::From {
+                image: image.to_string(),
+                alias: Some(name),
+                platform,
+            })
+        }
+        _ => Err(err(col, "FROM requires either one or three arguments".into())),
+    }
+}
+
+fn parse_copy(
+    args: &str,
+    escape: char,
+    chown: Option<String>,
+    chmod: Option<String>,
+    err: &ErrFn,
+    col: usize,
+) -> Result<Kind, Diagnostic> {
+    let mut words = match parse_json_list(args) {
+        Some(v) => v,
+        None => split_raw(args, escape),
+    };
+    if words.len() < 2 {
+        return Err(err(
+            col,
+            "COPY requires at least two arguments, but only one was provided. Destination could not be determined"
+                .into(),
+        ));
+    }
+    let dest = words.pop().expect("two or more words");
+    Ok(Kind::Copy {
+        sources: words,
+        dest,
+        chown,
+        chmod,
+    })
+}
+
+fn split_arg(word: String) -> (String, Option<String>) {
+    match word.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (word, None),
+    }
+}
+
+/// `KEY=VALUE …`, or the legacy `KEY VALUE…` form (one pair, the rest of
+/// the line is the value).
+fn parse_pairs(
+    args: &str,
+    escape: char,
+    what: &str,
+    err: &ErrFn,
+    col: usize,
+) -> Result<Vec<(String, String)>, Diagnostic> {
+    let words = split_raw(args, escape);
+    let Some(first) = words.first() else {
+        return Err(err(col, format!("{what} requires at least one argument")));
+    };
+    if !first.contains('=') {
+        let key = first.clone();
+        let value = args.trim_start()[key.len()..].trim().to_string();
+        if value.is_empty() {
+            return Err(err(col, format!("{what} names can not be blank")));
+        }
+        return Ok(vec![(key, value)]);
+    }
+    words
+        .into_iter()
+        .map(|w| match w.split_once('=') {
+            Some((k, _)) if k.is_empty() => Err(err(col, format!("{what} names can not be blank"))),
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => Err(err(col, format!("{what} must have two arguments: {w:?} has no '='"))),
+        })
+        .collect()
+}
+
+fn parse_onbuild(args: &str, err: &ErrFn, col: usize) -> Result<Kind, Diagnostic> {
+    let first = args.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+    match first.as_str() {
+        "" => Err(err(col, "ONBUILD requires at least one argument".into())),
+        "ONBUILD" => Err(err(col, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into())),
+        "FROM" | "MAINTAINER" => Err(err(col, format!("{first} isn't allowed as an ONBUILD trigger"))),
+        _ => Ok(Kind::Onbuild(args.to_string())),
+    }
+}
+
+fn parse_healthcheck(args: &str, flags: &[Flag], err: &ErrFn, col: usize) -> Result<Kind, Diagnostic> {
+    let pairs = flags
+        .iter()
+        .map(|f| (f.name.clone(), f.value.clone().unwrap_or_default()))
+        .collect();
+    let (word, rest) = match args.find(char::is_whitespace) {
+        Some(i) => (&args[..i], args[i..].trim()),
+        None => (args, ""),
+    };
+    match word.to_ascii_uppercase().as_str() {
+        "NONE" if rest.is_empty() && flags.is_empty() => Ok(Kind::Healthcheck {
+            flags: pairs,
+            cmd: None,
+        }),
+        "NONE" => Err(err(col, "HEALTHCHECK NONE takes no arguments".into())),
+        "CMD" if !rest.is_empty() => Ok(Kind::Healthcheck {
+            flags: pairs,
+            cmd: Some(command_form(rest)),
+        }),
+        _ => Err(err(col, "HEALTHCHECK requires CMD <command> or NONE".into())),
+    }
+}

@@ -1,0 +1,263 @@
+//! Lowering: instructions → [`Definition`] + image config + history, with
+//! BuildKit's variable scoping (global ARGs only in FROM, per-stage ARG
+//! redeclaration, ENV over ARG, expansion with the values from before the
+//! instruction) and only the stages the target reaches.
+
+mod meta;
+mod stage;
+
+use super::diag::Diagnostic;
+use super::instructions::{Instruction, Kind};
+use super::words::process_word;
+use super::Dockerfile;
+use crate::graph::{Definition, History, ImageConfig, NodeId};
+use kiln_snapshotter::Digest;
+use std::collections::{BTreeMap, HashMap};
+
+pub use stage::HistoryStep;
+
+/// A target platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`, …
+    pub architecture: String,
+    /// `v7`, `v8`, …
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform kiln runs on.
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "arm" => "arm",
+            other => other,
+        };
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the build was asked for.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// `buildArgs` (an empty value is a set value).
+    pub build_args: BTreeMap<String, String>,
+    /// Stage to build (default: the last one).
+    pub target: Option<String>,
+    /// Target platform.
+    pub platform: Platform,
+}
+
+/// A base image as the registry resolved it.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// Normalised reference.
+    pub reference: String,
+    /// Manifest digest.
+    pub digest: Digest,
+    /// Its config.
+    pub config: ImageConfig,
+}
+
+/// Supplies resolved base images to the lowering.
+pub trait BaseResolver {
+    /// The image for `reference` as written (after expansion).
+    fn resolve(&self, reference: &str) -> Option<&ResolvedImage>;
+}
+
+impl BaseResolver for HashMap<String, ResolvedImage> {
+    fn resolve(&self, reference: &str) -> Option<&ResolvedImage> {
+        self.get(reference)
+    }
+}
+
+/// The result of lowering.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    /// The graph.
+    pub definition: Definition,
+    /// The target's last node (`None` for a layer-less `FROM scratch`).
+    pub root: Option<NodeId>,
+    /// The target's image config (rootfs and history are filled at export).
+    pub config: ImageConfig,
+    /// The target's history, base entries first.
+    pub history: Vec<HistoryStep>,
+}
+
+/// One stage's slice of the instruction list.
+struct StagePlan<'a> {
+    from: &'a Instruction,
+    image: String,
+    alias: Option<String>,
+    body: &'a [Instruction],
+    /// Index of the stage it builds on, when `FROM <stage>`.
+    parent: Option<usize>,
+}
+
+fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<(Vec<StagePlan<'a>>, Vec<bool>), Diagnostic> {
+    let first_from = df
+        .instructions
+        .iter()
+        .position(|i| matches!(i.kind, Kind::From { .. }))
+        .expect("parse checked");
+    let meta_vars = meta::global_args(&df.instructions[..first_from], opts, df.escape)?;
+    let mut stages: Vec<StagePlan> = Vec::new();
+    let mut idx = first_from;
+    while idx < df.instructions.len() {
+        let from = &df.instructions[idx];
+        let end = df.instructions[idx + 1..]
+            .iter()
+            .position(|i| matches!(i.kind, Kind::From { .. }))
+            .map_or(df.instructions.len(), |p| idx + 1 + p);
+        let Kind::From { image, alias, .. } = &from.kind else {
+            unreachable!("stage starts with FROM")
+        };
+        let lookup = |n: &str| meta_vars.get(n).cloned();
+        let image =
+            process_word(image, &lookup, df.escape).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
+        if image.is_empty() {
+            return Err(Diagnostic::new(
+                from.line,
+                1,
+                "base name (FROM) should not be blank",
+                &from.first,
+            ));
+        }
+        let parent = stages
+            .iter()
+            .position(|s| s.alias.as_deref() == Some(image.to_ascii_lowercase().as_str()));
+        if let Some(a) = alias {
+            if stages.iter().any(|s| s.alias.as_ref() == Some(a)) {
+                return Err(Diagnostic::new(
+                    from.line,
+                    1,
+                    format!("duplicate stage name {a:?}"),
+                    &from.first,
+                ));
+            }
+        }
+        stages.push(StagePlan {
+            from,
+            image,
+            alias: alias.clone(),
+            body: &df.instructions[idx + 1..end],
+            parent,
+        });
+        idx = end;
+    }
+    let target = match &opts.target {
+        None => stages.len() - 1,
+        Some(t) => {
+            let t = t.to_ascii_lowercase();
+            stages
+                .iter()
+                .position(|s| s.alias.as_deref() == Some(t.as_str()))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = stages.iter().filter_map(|s| s.alias.as_deref()).collect();
+                    Diagnostic::new(1, 1, format!("target stage {t:?} could not be found"), "").suggest(&t, names)
+                })?
+        }
+    };
+    let mut reachable = vec![false; stages.len()];
+    let mut cur = Some(target);
+    while let Some(i) = cur {
+        reachable[i] = true;
+        cur = stages[i].parent;
+    }
+    stages.truncate(target + 1);
+    reachable.truncate(target + 1);
+    Ok((stages, reachable))
+}
+
+/// A registry image the target needs, with the FROM line naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImageRef {
+    /// The image as written, after ARG expansion.
+    pub image: String,
+    /// The FROM instruction's line.
+    pub line: usize,
+    /// The FROM line as written.
+    pub source_line: String,
+}
+
+/// The registry images the target needs.
+pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImageRef>, Diagnostic> {
+    let (stages, reachable) = plan(df, opts)?;
+    let mut out: Vec<BaseImageRef> = Vec::new();
+    for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
+        if s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch") && !out.iter().any(|b| b.image == s.image) {
+            out.push(BaseImageRef {
+                image: s.image.clone(),
+                line: s.from.line,
+                source_line: s.from.first.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Lowers the target stage (and what it depends on) to an op graph.
+pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) -> Result<Lowered, Diagnostic> {
+    let (stages, reachable) = plan(df, opts)?;
+    let first_from = df
+        .instructions
+        .iter()
+        .position(|i| matches!(i.kind, Kind::From { .. }))
+        .expect("parse checked");
+    let meta_vars = meta::global_args(&df.instructions[..first_from], opts, df.escape)?;
+    let mut def = Definition::default();
+    let mut built: Vec<Option<stage::StageState>> = Vec::new();
+    for (i, s) in stages.iter().enumerate() {
+        if !reachable[i] {
+            built.push(None);
+            continue;
+        }
+        let name = s.alias.clone().unwrap_or_else(|| format!("stage-{i}"));
+        let base = match s.parent {
+            Some(p) => built[p].clone().expect("parents are reachable"),
+            None => stage::StageState::from_image(&mut def, s.from, &s.image, s.body.len() + 1, &name, opts, resolver)?,
+        };
+        let ctx = stage::Ctx {
+            opts,
+            escape: df.escape,
+            name: &name,
+            steps: s.body.len() + 1,
+            meta: &meta_vars,
+        };
+        built.push(Some(stage::lower_stage(&mut def, base, s.body, &ctx)?));
+    }
+    let last = built.pop().flatten().expect("the target stage is reachable");
+    Ok(Lowered {
+        definition: def,
+        root: last.node,
+        config: last.config,
+        history: last.history,
+    })
+}
+
+/// A history entry for a new instruction.
+fn history(created_by: String, empty_layer: bool) -> History {
+    History {
+        created: None,
+        created_by: Some(created_by),
+        comment: None,
+        empty_layer,
+    }
+}

@@ -1,0 +1,233 @@
+//! Metadata-only instructions: they change the image config and add an
+//! `empty_layer` history entry, never a layer.
+
+use super::{Ctx, StageState};
+use crate::frontend::diag::Diagnostic;
+use crate::frontend::instructions::{CommandForm, Instruction, Kind};
+use crate::frontend::words::{process_word, process_words};
+use crate::graph::{HealthConfig, ImageConfig};
+use serde_json::json;
+
+/// The shell for shell-form commands.
+pub fn shell(config: &ImageConfig) -> Vec<String> {
+    config
+        .config
+        .shell
+        .clone()
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+}
+
+fn command(form: &CommandForm, config: &ImageConfig) -> Vec<String> {
+    match form {
+        CommandForm::Exec(v) => v.clone(),
+        CommandForm::Shell(s) => shell(config).into_iter().chain([s.clone()]).collect(),
+    }
+}
+
+/// Applies one metadata instruction.
+pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), Diagnostic> {
+    let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
+    let vars = st.clone();
+    let lookup = |n: &str| vars.lookup(n);
+    let word = |w: &str| process_word(w, &lookup, ctx.escape).map_err(err);
+    let cfg = &mut st.config.config;
+    let created_by = match &instr.kind {
+        Kind::Env(pairs) | Kind::Label(pairs) => {
+            let expanded = pairs
+                .iter()
+                .map(|(k, v)| Ok((word(k)?, word(v)?)))
+                .collect::<Result<Vec<_>, Diagnostic>>()?;
+            let is_env = matches!(instr.kind, Kind::Env(_));
+            for (k, v) in &expanded {
+                if is_env {
+                    cfg.env_set(k, v);
+                } else {
+                    cfg.labels
+                        .get_or_insert_with(Default::default)
+                        .insert(k.clone(), v.clone());
+                }
+            }
+            let kw = if is_env { "ENV" } else { "LABEL" };
+            let body: Vec<String> = expanded.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{kw} {}", body.join(" "))
+        }
+        Kind::User(u) => {
+            let u = word(u)?;
+            cfg.user = Some(u.clone());
+            format!("USER {u}")
+        }
+        Kind::Cmd(form) => {
+            let c = command(form, &vars.config);
+            st.config.config.cmd = Some(c);
+            st.cmd_set = true;
+            format!("CMD {}", json!(st.config.config.cmd))
+        }
+        Kind::Entrypoint(form) => {
+            let ep = command(form, &vars.config);
+            st.config.config.entrypoint = Some(ep.clone());
+            if !st.cmd_set {
+                st.config.config.cmd = None;
+            }
+            format!("ENTRYPOINT {}", json!(ep))
+        }
+        Kind::Expose(text) => {
+            let ports = process_words(text, &lookup, ctx.escape).map_err(err)?;
+            for p in &ports {
+                let key = normalize_port(p).map_err(err)?;
+                cfg.exposed_ports
+                    .get_or_insert_with(Default::default)
+                    .insert(key, json!({}));
+            }
+            format!("EXPOSE {}", ports.join(" "))
+        }
+        Kind::Volume(form) => {
+            let vols = match form {
+                CommandForm::Exec(v) => v.clone(),
+                CommandForm::Shell(s) => process_words(s, &lookup, ctx.escape).map_err(err)?,
+            };
+            for v in &vols {
+                cfg.volumes
+                    .get_or_insert_with(Default::default)
+                    .insert(v.clone(), json!({}));
+            }
+            format!("VOLUME {}", json!(vols))
+        }
+        Kind::StopSignal(s) => {
+            let s = word(s)?;
+            validate_signal(&s).map_err(err)?;
+            cfg.stop_signal = Some(s.clone());
+            format!("STOPSIGNAL {s}")
+        }
+        Kind::Shell(v) => {
+            cfg.shell = Some(v.clone());
+            format!("SHELL {}", json!(v))
+        }
+        Kind::Maintainer(m) => {
+            st.config.author = Some(m.clone());
+            format!("MAINTAINER {m}")
+        }
+        Kind::Onbuild(t) => {
+            cfg.on_build.get_or_insert_with(Vec::new).push(t.clone());
+            format!("ONBUILD {t}")
+        }
+        Kind::Healthcheck { flags, cmd } => {
+            let hc = healthcheck(flags, cmd.as_ref()).map_err(err)?;
+            cfg.healthcheck = Some(hc);
+            instr.text.clone()
+        }
+        Kind::From { .. } | Kind::Run(_) | Kind::Copy { .. } | Kind::Workdir(_) | Kind::Arg(_) => {
+            unreachable!("handled by the stage lowering")
+        }
+    };
+    st.push_meta_entry(created_by);
+    Ok(())
+}
+
+impl StageState {
+    fn push_meta_entry(&mut self, created_by: String) {
+        self.history.push(super::HistoryStep {
+            entry: super::super::history(created_by, true),
+            node: None,
+            from_base: false,
+        });
+    }
+}
+
+fn normalize_port(p: &str) -> Result<String, String> {
+    let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+    let proto = proto.to_ascii_lowercase();
+    let ok_port = |s: &str| s.parse::<u16>().is_ok();
+    let valid = match port.split_once('-') {
+        Some((a, b)) => ok_port(a) && ok_port(b),
+        None => ok_port(port),
+    };
+    if !valid || !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
+        return Err(format!("invalid containerPort: {p}"));
+    }
+    Ok(format!("{port}/{proto}"))
+}
+
+fn validate_signal(s: &str) -> Result<(), String> {
+    if s.parse::<u32>().is_ok_and(|n| (1..=64).contains(&n)) {
+        return Ok(());
+    }
+    let name = s.strip_prefix("SIG").unwrap_or(s);
+    let known = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
+        "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF",
+        "WINCH", "IO", "PWR", "SYS",
+    ];
+    if known.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX") {
+        Ok(())
+    } else {
+        Err(format!("invalid signal: {s}"))
+    }
+}
+
+fn healthcheck(flags: &[(String, String)], cmd: Option<&CommandForm>) -> Result<HealthConfig, String> {
+    let Some(cmd) = cmd else {
+        return Ok(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        });
+    };
+    let test = match cmd {
+        CommandForm::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+        CommandForm::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+    };
+    let mut hc = HealthConfig {
+        test: Some(test),
+        ..Default::default()
+    };
+    for (name, value) in flags {
+        match name.as_str() {
+            "retries" => {
+                hc.retries = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("invalid --retries value {value:?}"))?,
+                )
+            }
+            _ => {
+                let ns = parse_duration(value).ok_or_else(|| format!("invalid --{name} duration {value:?}"))?;
+                let slot = match name.as_str() {
+                    "interval" => &mut hc.interval,
+                    "timeout" => &mut hc.timeout,
+                    "start-period" => &mut hc.start_period,
+                    _ => &mut hc.start_interval,
+                };
+                *slot = Some(ns);
+            }
+        }
+    }
+    Ok(hc)
+}
+
+/// Parses Go-style durations (`1m30s`, `500ms`, `3s`) to nanoseconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Some(total as i64)
+}

@@ -1,0 +1,295 @@
+//! Lowering one stage: layer-producing instructions (RUN, COPY, WORKDIR)
+//! become graph nodes; the rest update the image config (see `config.rs`).
+
+use super::{history, BaseResolver, BuildOptions};
+use crate::frontend::diag::Diagnostic;
+use crate::frontend::instructions::{CommandForm, Instruction, Kind};
+use crate::frontend::words::process_word;
+use crate::graph::{
+    CopyAction, Definition, ExecOp, FileAction, FileOp, History, ImageConfig, NodeId, Op, SourceLoc, SourceOp,
+};
+use std::collections::BTreeMap;
+
+#[path = "config.rs"]
+mod config;
+
+/// The PATH BuildKit writes when the base image has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One history entry and the node whose layer it describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryStep {
+    /// The entry (times are filled in at export).
+    pub entry: History,
+    /// The layer-producing node, if any.
+    pub node: Option<NodeId>,
+    /// True for entries inherited from the base image.
+    pub from_base: bool,
+}
+
+/// The state of a stage while lowering.
+#[derive(Debug, Clone)]
+pub struct StageState {
+    /// Current last node (`None` while the stage has no layers).
+    pub node: Option<NodeId>,
+    /// Image config so far.
+    pub config: ImageConfig,
+    /// History so far.
+    pub history: Vec<HistoryStep>,
+    /// ARGs declared in this stage (value `None` = declared, unset).
+    pub args: BTreeMap<String, Option<String>>,
+    /// CMD was set in this stage (ENTRYPOINT keeps it then).
+    pub cmd_set: bool,
+}
+
+/// Per-stage lowering context.
+pub struct Ctx<'a> {
+    /// Build options.
+    pub opts: &'a BuildOptions,
+    /// Escape character.
+    pub escape: char,
+    /// Stage name for logs.
+    pub name: &'a str,
+    /// Instructions in the stage, FROM included.
+    pub steps: usize,
+    /// Global ARG values.
+    pub meta: &'a BTreeMap<String, String>,
+}
+
+impl StageState {
+    /// Starts a stage from a registry image or `scratch`.
+    pub fn from_image(
+        def: &mut Definition,
+        from: &Instruction,
+        image: &str,
+        steps: usize,
+        stage: &str,
+        opts: &BuildOptions,
+        resolver: &dyn BaseResolver,
+    ) -> Result<Self, Diagnostic> {
+        let mut state = StageState {
+            node: None,
+            config: ImageConfig::default(),
+            history: Vec::new(),
+            args: BTreeMap::new(),
+            cmd_set: false,
+        };
+        state.config.os = opts.platform.os.clone();
+        state.config.architecture = opts.platform.architecture.clone();
+        state.config.variant = opts.platform.variant.clone();
+        if !image.eq_ignore_ascii_case("scratch") {
+            let resolved = resolver.resolve(image).ok_or_else(|| {
+                Diagnostic::new(
+                    from.line,
+                    1,
+                    format!("base image {image} was not resolved"),
+                    &from.first,
+                )
+            })?;
+            let loc = SourceLoc {
+                line: from.line,
+                text: from.text.clone(),
+                stage: stage.into(),
+                step: 1,
+                steps,
+            };
+            let op = Op::Source(SourceOp {
+                reference: resolved.reference.clone(),
+                digest: resolved.digest.clone(),
+            });
+            state.node = Some(def.push(op, vec![], Some(loc)));
+            state.config = resolved.config.clone();
+            state.history = std::mem::take(&mut state.config.history)
+                .into_iter()
+                .map(|entry| HistoryStep {
+                    entry,
+                    node: None,
+                    from_base: true,
+                })
+                .collect();
+            state.config.rootfs = Default::default();
+        }
+        if state.config.config.env_get("PATH").is_none() {
+            state.config.config.env_set("PATH", DEFAULT_PATH);
+        }
+        Ok(state)
+    }
+
+    /// The variables visible to expansion: ENV wins over ARG.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.config.config.env_get(name) {
+            return Some(v.to_string());
+        }
+        self.args.get(name).cloned().flatten()
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+
+    fn push_layer(&mut self, def: &mut Definition, op: Op, loc: SourceLoc, created_by: String) {
+        let node = def.push(op, self.node.into_iter().collect(), Some(loc));
+        self.node = Some(node);
+        self.history.push(HistoryStep {
+            entry: history(created_by, false),
+            node: Some(node),
+            from_base: false,
+        });
+    }
+
+    fn push_meta(&mut self, created_by: String) {
+        self.history.push(HistoryStep {
+            entry: history(created_by, true),
+            node: None,
+            from_base: false,
+        });
+    }
+}
+
+/// Lowers a stage's instructions (after its FROM).
+pub fn lower_stage(
+    def: &mut Definition,
+    mut st: StageState,
+    body: &[Instruction],
+    ctx: &Ctx,
+) -> Result<StageState, Diagnostic> {
+    st.cmd_set = false;
+    for (i, instr) in body.iter().enumerate() {
+        let loc = SourceLoc {
+            line: instr.line,
+            text: instr.text.clone(),
+            stage: ctx.name.into(),
+            step: i + 2,
+            steps: ctx.steps,
+        };
+        let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
+        let word = |w: &str, st: &StageState| process_word(w, &|n: &str| st.lookup(n), ctx.escape).map_err(err);
+        match &instr.kind {
+            Kind::Run(cmd) => lower_run(def, &mut st, cmd, loc),
+            Kind::Copy {
+                sources,
+                dest,
+                chown,
+                chmod,
+            } => {
+                let sources = sources.iter().map(|s| word(s, &st)).collect::<Result<Vec<_>, _>>()?;
+                let dest = absolute_dest(&word(dest, &st)?, &st.workdir());
+                let chown = chown.as_deref().map(|c| word(c, &st)).transpose()?;
+                let chmod = chmod
+                    .as_deref()
+                    .map(|m| parse_chmod(&word(m, &st)?).map_err(err))
+                    .transpose()?;
+                let created_by = format!("COPY {} {dest} # buildkit", sources.join(" "));
+                let op = Op::File(FileOp {
+                    actions: vec![FileAction::Copy(CopyAction {
+                        sources,
+                        dest,
+                        chown,
+                        chmod,
+                    })],
+                });
+                st.push_layer(def, op, loc, created_by);
+            }
+            Kind::Workdir(path) => {
+                let path = join_path(&st.workdir(), &word(path, &st)?);
+                st.config.config.working_dir = Some(path.clone());
+                if path == "/" {
+                    st.push_meta(format!("WORKDIR {path}"));
+                } else {
+                    let owner = st.config.config.user.clone().unwrap_or_default();
+                    let op = Op::File(FileOp {
+                        actions: vec![FileAction::Mkdir {
+                            path: path.clone(),
+                            owner,
+                        }],
+                    });
+                    st.push_layer(def, op, loc, format!("WORKDIR {path}"));
+                }
+            }
+            Kind::Arg(args) => {
+                for (name, default) in args {
+                    let value = match (ctx.opts.build_args.get(name), default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(d)) => Some(word(d, &st)?),
+                        (None, None) => ctx.meta.get(name).cloned(),
+                    };
+                    st.args.insert(name.clone(), value);
+                }
+            }
+            _ => config::apply(&mut st, instr, ctx)?,
+        }
+    }
+    Ok(st)
+}
+
+fn lower_run(def: &mut Definition, st: &mut StageState, cmd: &CommandForm, loc: SourceLoc) {
+    let args = match cmd {
+        CommandForm::Exec(v) => v.clone(),
+        CommandForm::Shell(s) => config::shell(&st.config).into_iter().chain([s.clone()]).collect(),
+    };
+    let arg_env: Vec<String> = st
+        .args
+        .iter()
+        .filter(|(k, _)| st.config.config.env_get(k).is_none())
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+    let mut env = st.config.config.env.clone().unwrap_or_default();
+    env.extend(arg_env.iter().cloned());
+    let prefix = if arg_env.is_empty() {
+        String::new()
+    } else {
+        format!("|{} {} ", arg_env.len(), arg_env.join(" "))
+    };
+    let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
+    let exec = ExecOp {
+        args,
+        env,
+        cwd: st.workdir(),
+        user: st.config.config.user.clone().unwrap_or_default(),
+    };
+    st.push_layer(def, Op::Exec(exec), loc, created_by);
+}
+
+fn parse_chmod(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("invalid --chmod value {s:?}: kiln accepts octal modes such as 0755"))
+}
+
+/// Joins `path` onto `base` and normalises `.`/`..`/`//`.
+pub fn join_path(base: &str, path: &str) -> String {
+    let full = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{base}/{path}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in full.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// An absolute COPY destination; a trailing `/` (or `.`) is kept as "into
+/// this directory".
+fn absolute_dest(dest: &str, workdir: &str) -> String {
+    let into_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
+    let joined = join_path(workdir, dest);
+    if into_dir && joined != "/" {
+        format!("{joined}/")
+    } else {
+        joined
+    }
+}

@@ -1,0 +1,60 @@
+//! The Dockerfile frontend: text → instructions (with line spans) → op
+//! graph plus image config. It never does I/O; base-image configs come in
+//! through [`BaseResolver`] after [`base_images`] has said which are needed.
+
+pub mod diag;
+mod instructions;
+mod lexer;
+mod lower;
+pub mod words;
+
+pub use diag::Diagnostic;
+pub use instructions::{CommandForm, Instruction, Kind, KEYWORDS};
+pub use lower::{
+    base_images, lower, BaseImageRef, BaseResolver, BuildOptions, HistoryStep, Lowered, Platform, ResolvedImage,
+};
+
+/// A parsed Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dockerfile {
+    /// The escape character.
+    pub escape: char,
+    /// Parser directives.
+    pub directives: Vec<(String, String)>,
+    /// Instructions in order.
+    pub instructions: Vec<Instruction>,
+}
+
+/// Parses Dockerfile text.
+pub fn parse(text: &str) -> Result<Dockerfile, Diagnostic> {
+    if text.trim().is_empty() {
+        return Err(Diagnostic::new(1, 1, "the Dockerfile cannot be empty", ""));
+    }
+    let lexed = lexer::lex(text)?;
+    let instructions = lexed
+        .lines
+        .iter()
+        .map(|l| instructions::parse_line(l, lexed.escape))
+        .collect::<Result<Vec<_>, _>>()?;
+    if instructions.is_empty() {
+        return Err(Diagnostic::new(1, 1, "file with no instructions", ""));
+    }
+    if let Some(i) = instructions.iter().find(|i| !matches!(i.kind, Kind::Arg(_))) {
+        if !matches!(i.kind, Kind::From { .. }) {
+            let word = i.text.split_whitespace().next().unwrap_or("");
+            return Err(Diagnostic::new(
+                i.line,
+                1,
+                format!("no build stage in current context: {word} before the first FROM"),
+                &i.first,
+            ));
+        }
+    } else {
+        return Err(Diagnostic::new(1, 1, "dockerfile contains no stages to build", ""));
+    }
+    Ok(Dockerfile {
+        escape: lexed.escape,
+        directives: lexed.directives,
+        instructions,
+    })
+}

@@ -1,0 +1,251 @@
+//! Shell-word processing as BuildKit's Dockerfile frontend does it:
+//! quotes, escapes and `$V`, `${V}`, `${V:-w}`, `${V-w}`, `${V:+w}`,
+//! `${V+w}`, `${V:?msg}`, `${V?msg}`. Only the builder's own variables
+//! (ENV and ARG) are expanded; RUN/CMD/ENTRYPOINT text is left to the shell.
+
+/// Variable lookup used during expansion.
+pub trait Vars {
+    /// The value of `name`, or `None` when unset.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// Expands one word, removing quotes.
+pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String, String> {
+    let mut s = Scanner {
+        chars: text.chars().collect(),
+        pos: 0,
+        escape,
+        vars,
+    };
+    let words = s.process(false, None)?;
+    Ok(words.into_iter().next().unwrap_or_default())
+}
+
+/// Expands text into words split on unquoted whitespace (also inside
+/// unquoted expansion results).
+pub fn process_words(text: &str, vars: &dyn Vars, escape: char) -> Result<Vec<String>, String> {
+    let mut s = Scanner {
+        chars: text.chars().collect(),
+        pos: 0,
+        escape,
+        vars,
+    };
+    s.process(true, None)
+}
+
+/// Splits text on unquoted whitespace without expanding or removing quotes
+/// (used for `KEY=VALUE` lists, which are expanded pair by pair).
+pub fn split_raw(text: &str, escape: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                continue;
+            }
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (q, c) if c == escape && q != Some('\'') => {
+                cur.push(c);
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+struct Scanner<'a> {
+    chars: Vec<char>,
+    pos: usize,
+    escape: char,
+    vars: &'a dyn Vars,
+}
+
+/// Accumulates words, tracking whether a word has started (so `""` yields
+/// an empty word).
+#[derive(Default)]
+struct Words {
+    done: Vec<String>,
+    cur: String,
+    in_word: bool,
+}
+
+impl Words {
+    fn raw(&mut self, s: &str) {
+        self.cur.push_str(s);
+        self.in_word = true;
+    }
+    fn split_push(&mut self, s: &str, split: bool) {
+        if !split {
+            return self.raw(s);
+        }
+        for c in s.chars() {
+            if c.is_whitespace() {
+                self.end();
+            } else {
+                self.cur.push(c);
+                self.in_word = true;
+            }
+        }
+    }
+    fn end(&mut self) {
+        if self.in_word {
+            self.done.push(std::mem::take(&mut self.cur));
+            self.in_word = false;
+        }
+    }
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += 1;
+        Some(c)
+    }
+
+    /// Processes until `stop` (unquoted, unescaped) or the end.
+    fn process(&mut self, split: bool, stop: Option<char>) -> Result<Vec<String>, String> {
+        let mut w = Words::default();
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                break;
+            }
+            self.pos += 1;
+            match c {
+                c if split && c.is_whitespace() => w.end(),
+                '\'' => w.raw(&self.single_quoted()?),
+                '"' => w.raw(&self.double_quoted()?),
+                '$' => {
+                    let v = self.dollar()?;
+                    w.split_push(&v, split);
+                    w.in_word |= !split;
+                }
+                c if c == self.escape => match self.next() {
+                    Some(n) => w.raw(&n.to_string()),
+                    None => w.raw(&c.to_string()),
+                },
+                c => w.raw(&c.to_string()),
+            }
+        }
+        w.end();
+        if !split && w.done.is_empty() {
+            w.done.push(String::new());
+        }
+        Ok(w.done)
+    }
+
+    fn single_quoted(&mut self) -> Result<String, String> {
+        let mut s = String::new();
+        loop {
+            match self.next() {
+                Some('\'') => return Ok(s),
+                Some(c) => s.push(c),
+                None => return Err("unexpected end of statement while looking for matching single-quote".into()),
+            }
+        }
+    }
+
+    fn double_quoted(&mut self) -> Result<String, String> {
+        let mut s = String::new();
+        loop {
+            match self.next() {
+                Some('"') => return Ok(s),
+                Some('$') => s.push_str(&self.dollar()?),
+                Some(c) if c == self.escape => match self.next() {
+                    Some(n) if n == '"' || n == '$' || n == self.escape => s.push(n),
+                    Some(n) => {
+                        s.push(c);
+                        s.push(n);
+                    }
+                    None => s.push(c),
+                },
+                Some(c) => s.push(c),
+                None => return Err("unexpected end of statement while looking for matching double-quote".into()),
+            }
+        }
+    }
+
+    fn name(&mut self) -> String {
+        let mut n = String::new();
+        while let Some(c) = self.peek().filter(|c| c.is_ascii_alphanumeric() || *c == '_') {
+            n.push(c);
+            self.pos += 1;
+        }
+        n
+    }
+
+    /// After a `$`.
+    fn dollar(&mut self) -> Result<String, String> {
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$".into());
+            }
+            return Ok(self.vars.get(&name).unwrap_or_default());
+        }
+        self.pos += 1;
+        let name = self.name();
+        if name.is_empty() {
+            return Err("bad substitution: missing variable name in ${}".into());
+        }
+        let value = self.vars.get(&name);
+        match self.next() {
+            Some('}') => Ok(value.unwrap_or_default()),
+            Some(':') => {
+                let op = self.next().ok_or("unexpected end of statement in ${}")?;
+                let word = self.modifier_word()?;
+                apply_modifier(&name, value.filter(|v| !v.is_empty()), op, word)
+            }
+            Some(op @ ('-' | '+' | '?')) => {
+                let word = self.modifier_word()?;
+                apply_modifier(&name, value, op, word)
+            }
+            Some(c) => Err(format!("unsupported modifier ({c}) in substitution")),
+            None => Err("missing '}' in substitution".into()),
+        }
+    }
+
+    fn modifier_word(&mut self) -> Result<String, String> {
+        let words = self.process(false, Some('}'))?;
+        if self.next() != Some('}') {
+            return Err("missing '}' in substitution".into());
+        }
+        Ok(words.into_iter().next().unwrap_or_default())
+    }
+}
+
+fn apply_modifier(name: &str, value: Option<String>, op: char, word: String) -> Result<String, String> {
+    match op {
+        '-' => Ok(value.unwrap_or(word)),
+        '+' => Ok(if value.is_some() { word } else { String::new() }),
+        '?' => match value {
+            Some(v) => Ok(v),
+            None if word.is_empty() => Err(format!("{name}: parameter null or not set")),
+            None => Err(format!("{name}: {word}")),
+        },
+        c => Err(format!("unsupported modifier ({c}) in substitution")),
+    }
+}

@@ -1,0 +1,212 @@
+//! The op graph: the contract between the Dockerfile frontend and the
+//! solver, in the spirit of BuildKit's LLB. Pure data, no I/O.
+//!
+//! A [`Definition`] is a list of [`Node`]s in which inputs always refer to
+//! earlier nodes, so the list order is a topological order. Each node's
+//! digest is the SHA-256 of a canonical JSON encoding of its op and its
+//! inputs' digests; display metadata ([`SourceLoc`]) stays out of it.
+
+mod image;
+
+pub use image::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
+
+use kiln_snapshotter::Digest;
+use serde::{Deserialize, Serialize};
+
+/// Index of a node in its [`Definition`].
+pub type NodeId = usize;
+
+/// One operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// A base image, pinned to its manifest digest.
+    Source(SourceOp),
+    /// A command run in a container on top of the input.
+    Exec(ExecOp),
+    /// File changes on top of the input (COPY, WORKDIR).
+    File(FileOp),
+}
+
+/// A registry image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceOp {
+    /// Normalised reference (`registry/repo:tag`).
+    pub reference: String,
+    /// Manifest digest the reference resolved to.
+    pub digest: Digest,
+}
+
+/// A RUN step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOp {
+    /// argv.
+    pub args: Vec<String>,
+    /// `KEY=value` environment, in Dockerfile order.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// USER value (resolved inside the rootfs at run time).
+    pub user: String,
+}
+
+/// File actions applied in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOp {
+    /// The actions.
+    pub actions: Vec<FileAction>,
+}
+
+/// One file action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum FileAction {
+    /// Copy from the build context.
+    Copy(CopyAction),
+    /// Create a directory (and parents) owned by a user.
+    Mkdir {
+        /// Absolute path.
+        path: String,
+        /// USER whose uid/gid own the created directories.
+        owner: String,
+    },
+}
+
+/// COPY from the build context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyAction {
+    /// Source paths or patterns, relative to the context root.
+    pub sources: Vec<String>,
+    /// Absolute destination (a trailing `/` means "into this directory").
+    pub dest: String,
+    /// `--chown` value.
+    pub chown: Option<String>,
+    /// `--chmod` value (octal).
+    pub chmod: Option<u32>,
+}
+
+/// Where a node came from, for logs and errors. Not part of any digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceLoc {
+    /// First Dockerfile line (1-based).
+    pub line: usize,
+    /// The instruction as written (continuations joined).
+    pub text: String,
+    /// Stage name or index.
+    pub stage: String,
+    /// Step number within the stage (1-based).
+    pub step: usize,
+    /// Steps in the stage.
+    pub steps: usize,
+}
+
+/// One node of the graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// What to do.
+    pub op: Op,
+    /// Inputs (earlier nodes).
+    pub inputs: Vec<NodeId>,
+    /// Display metadata.
+    pub source: Option<SourceLoc>,
+}
+
+/// A whole build graph.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Definition {
+    /// Nodes in topological order.
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Serialize)]
+struct Canonical<'a> {
+    op: &'a Op,
+    inputs: Vec<&'a Digest>,
+}
+
+impl Definition {
+    /// Appends a node; its inputs must already exist.
+    pub fn push(&mut self, op: Op, inputs: Vec<NodeId>, source: Option<SourceLoc>) -> NodeId {
+        assert!(
+            inputs.iter().all(|i| *i < self.nodes.len()),
+            "inputs must precede the node"
+        );
+        self.nodes.push(Node { op, inputs, source });
+        self.nodes.len() - 1
+    }
+
+    /// The digest of every node, in node order.
+    pub fn digests(&self) -> Vec<Digest> {
+        let mut out: Vec<Digest> = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let canonical = Canonical {
+                op: &node.op,
+                inputs: node.inputs.iter().map(|i| &out[*i]).collect(),
+            };
+            let bytes = serde_json::to_vec(&canonical).expect("ops serialize");
+            out.push(Digest::of(&bytes));
+        }
+        out
+    }
+
+    /// The nodes `root` depends on, itself included, in topological order.
+    pub fn ancestry(&self, root: NodeId) -> Vec<NodeId> {
+        let mut needed = vec![false; self.nodes.len()];
+        needed[root] = true;
+        for id in (0..=root).rev() {
+            if needed[id] {
+                for i in &self.nodes[id].inputs {
+                    needed[*i] = true;
+                }
+            }
+        }
+        (0..=root).filter(|i| needed[*i]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(cmd: &str) -> Op {
+        Op::Exec(ExecOp {
+            args: vec![cmd.into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: String::new(),
+        })
+    }
+
+    #[test]
+    fn digests_ignore_source_locations_and_follow_inputs() {
+        let loc = |line| {
+            Some(SourceLoc {
+                line,
+                text: "RUN x".into(),
+                stage: "0".into(),
+                step: 1,
+                steps: 1,
+            })
+        };
+        let mut a = Definition::default();
+        let a0 = a.push(exec("a"), vec![], loc(1));
+        a.push(exec("b"), vec![a0], loc(2));
+        let mut b = Definition::default();
+        let b0 = b.push(exec("a"), vec![], loc(7));
+        b.push(exec("b"), vec![b0], None);
+        assert_eq!(a.digests(), b.digests());
+        let mut c = Definition::default();
+        let c0 = c.push(exec("z"), vec![], None);
+        c.push(exec("b"), vec![c0], None);
+        assert_ne!(a.digests()[1], c.digests()[1], "a changed input changes the child");
+    }
+
+    #[test]
+    fn ancestry_skips_unreachable_nodes() {
+        let mut d = Definition::default();
+        let a = d.push(exec("a"), vec![], None);
+        let _unused = d.push(exec("u"), vec![a], None);
+        let b = d.push(exec("b"), vec![a], None);
+        assert_eq!(d.ancestry(b), vec![a, b]);
+    }
+}

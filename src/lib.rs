@@ -1,0 +1,11 @@
+//! kiln: a rootless, daemonless container image builder behind the
+//! OpenFaaS Function Builder API. See `README.md` for the architecture.
+
+pub mod api;
+pub mod errors;
+pub mod exporter;
+pub mod frontend;
+pub mod graph;
+pub mod registry;
+pub mod solver;
+pub mod timefmt;

@@ -1,0 +1,26 @@
+//! The `kiln` command: `kiln serve` (the Function Builder API server) and
+//! the hidden helper verbs the server runs one process per step.
+
+mod cli;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Must run before any thread exists: a re-executed server enters its
+    // user namespace here.
+    let in_namespace = match kiln_runtime::userns::enter_if_requested() {
+        Ok(entered) => entered,
+        Err(e) => {
+            eprintln!("kiln: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let args = cli::Cli::parse();
+    match args.command {
+        cli::Command::Serve(opts) => serve::main(opts, in_namespace),
+        cli::Command::RunStep { request } => cli::helper(&request, cli::run_step),
+        cli::Command::FileOp { request } => cli::helper(&request, cli::file_op),
+    }
+}

@@ -1,0 +1,426 @@
+//! The HTTP side of the registry client.
+
+use super::auth::{parse_challenge, Challenge, Credential, Credentials};
+use super::manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
+use super::{Error, Reference, Result};
+use base64::Engine;
+use futures_util::StreamExt;
+use kiln_snapshotter::{ContentStore, Digest};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Client settings.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Use plain HTTP for every registry (pro-builder's `insecure=true`).
+    /// Loopback registries always use plain HTTP.
+    pub insecure: bool,
+    /// Credentials by registry host.
+    pub credentials: Credentials,
+}
+
+/// A manifest resolved for one platform.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Digest of the platform manifest.
+    pub digest: Digest,
+    /// The manifest.
+    pub manifest: ImageManifest,
+    /// The config blob's bytes.
+    pub config: Vec<u8>,
+}
+
+/// What `push_blob` had to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The registry already had it.
+    Existed,
+    /// Mounted from another repository on the same registry.
+    Mounted,
+    /// Uploaded.
+    Uploaded,
+}
+
+/// A registry client shared by all builds (auth tokens are cached).
+pub struct RegistryClient {
+    http: reqwest::Client,
+    opts: RegistryOptions,
+    auth: Mutex<HashMap<String, String>>,
+}
+
+fn unavailable(what: &str) -> impl Fn(reqwest::Error) -> Error + '_ {
+    move |e| {
+        let mut msg = format!("{what}: {e}");
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        Error::Unavailable(msg)
+    }
+}
+
+/// Maps a non-success response to an error naming `what`.
+async fn check(resp: Response, what: &str) -> Result<Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let detail = registry_error_text(&body);
+    let msg = format!("{what}: {status}{detail}");
+    Err(match status {
+        StatusCode::NOT_FOUND => Error::NotFound(msg),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized(msg),
+        s if s.is_server_error() => Error::Unavailable(msg),
+        _ => Error::Protocol(msg),
+    })
+}
+
+fn registry_error_text(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let errs: Vec<String> = v["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["code"].as_str().unwrap_or(""),
+                        e["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if errs.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", errs.join("; "))
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let h = host.rsplit_once(':').map_or(
+        host,
+        |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host },
+    );
+    h == "localhost" || h.starts_with("127.") || h == "[::1]"
+}
+
+impl RegistryClient {
+    /// Creates a client.
+    pub fn new(opts: RegistryOptions) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .build()
+            .map_err(|e| Error::Invalid(format!("http client: {e}")))?;
+        Ok(Self {
+            http,
+            opts,
+            auth: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn base(&self, r: &Reference) -> String {
+        let plain = self.opts.insecure || is_loopback(&r.registry);
+        format!("{}://{}", if plain { "http" } else { "https" }, r.api_host())
+    }
+
+    fn url(&self, r: &Reference, tail: &str) -> String {
+        format!("{}/v2/{}/{tail}", self.base(r), r.repository)
+    }
+
+    /// Sends a request, answering one auth challenge if the registry asks.
+    async fn send(
+        &self,
+        r: &Reference,
+        push: bool,
+        make: &(dyn Fn() -> Result<RequestBuilder> + Sync),
+    ) -> Result<Response> {
+        let scope = format!(
+            "repository:{}:{}",
+            r.repository,
+            if push { "pull,push" } else { "pull" }
+        );
+        let key = format!("{}|{scope}", r.registry);
+        let cached = self.auth.lock().expect("auth lock").get(&key).cloned();
+        let mut req = make()?;
+        if let Some(h) = &cached {
+            req = req.header(AUTHORIZATION, h);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(unavailable(&format!("connect to {}", r.registry)))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        let header = self.authorize(r, challenge, &scope).await?;
+        self.auth.lock().expect("auth lock").insert(key, header.clone());
+        let resp = make()?
+            .header(AUTHORIZATION, header)
+            .send()
+            .await
+            .map_err(unavailable(&r.registry))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(Error::Unauthorized(format!(
+                "{}: the registry refused the configured credentials",
+                r.registry
+            )));
+        }
+        Ok(resp)
+    }
+
+    async fn authorize(&self, r: &Reference, challenge: Option<Challenge>, scope: &str) -> Result<String> {
+        let cred = self.opts.credentials.get(&r.registry);
+        match challenge {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            }) => {
+                let mut req = self
+                    .http
+                    .get(&realm)
+                    .query(&[("scope", asked.as_deref().unwrap_or(scope))]);
+                if let Some(s) = service {
+                    req = req.query(&[("service", s)]);
+                }
+                if let Some(Credential::Basic { username, password }) = cred {
+                    req = req.basic_auth(username, Some(password));
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(unavailable(&format!("token service {realm}")))?;
+                let resp = check(resp, &format!("get a token for {} from {realm}", r.registry)).await?;
+                let body = resp.bytes().await.map_err(unavailable("token response"))?;
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let token = v["token"].as_str().or(v["access_token"].as_str());
+                let token = token.ok_or_else(|| Error::Protocol(format!("token service {realm} returned no token")))?;
+                Ok(format!("Bearer {token}"))
+            }
+            Some(Challenge::Basic) | None => match cred {
+                Some(Credential::Basic { username, password }) => {
+                    let raw = format!("{username}:{password}");
+                    Ok(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(raw)
+                    ))
+                }
+                _ => Err(Error::Unauthorized(format!(
+                    "{}: authentication required and no credentials are configured for it (docker config.json)",
+                    r.registry
+                ))),
+            },
+        }
+    }
+
+    /// Resolves a tag or digest to the manifest for `platform`.
+    pub async fn resolve(&self, r: &Reference, platform: &PlatformSpec) -> Result<Resolved> {
+        let (digest, media_type, bytes) = self.get_manifest(r).await?;
+        let (digest, manifest) = match media_type.as_str() {
+            MediaType::OCI_INDEX | MediaType::DOCKER_LIST => {
+                let index: ImageIndex = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Protocol(format!("{r}: bad image index: {e}")))?;
+                let entry = pick_platform(&index, platform).ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "{r}: no image for platform {}/{}",
+                        platform.os, platform.architecture
+                    ))
+                })?;
+                let (d, _, b) = self.get_manifest(&r.with_digest(&entry.digest)).await?;
+                (d, parse_manifest(r, &b)?)
+            }
+            _ => (digest, parse_manifest(r, &bytes)?),
+        };
+        let config = self.get_small_blob(r, &manifest.config).await?;
+        Ok(Resolved {
+            digest,
+            manifest,
+            config,
+        })
+    }
+
+    async fn get_manifest(&self, r: &Reference) -> Result<(Digest, String, Vec<u8>)> {
+        let url = self.url(r, &format!("manifests/{}", r.reference()));
+        let resp = self
+            .send(r, false, &|| {
+                Ok(self.http.get(&url).header(ACCEPT, MediaType::accept()))
+            })
+            .await?;
+        let resp = check(resp, &format!("pull {r}")).await?;
+        let ct = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(unavailable(&format!("read manifest {r}")))?
+            .to_vec();
+        let digest = Digest::of(&bytes);
+        if let Some(want) = &r.digest {
+            if want != digest.as_str() {
+                return Err(Error::Protocol(format!("{r}: manifest digest mismatch (got {digest})")));
+            }
+        }
+        let field: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let media_type = field["mediaType"].as_str().map(str::to_string).unwrap_or(ct);
+        if field["schemaVersion"] == 1 {
+            return Err(Error::Protocol(format!("{r}: schema 1 manifests are not supported")));
+        }
+        Ok((digest, media_type, bytes))
+    }
+
+    async fn get_small_blob(&self, r: &Reference, desc: &Descriptor) -> Result<Vec<u8>> {
+        let url = self.url(r, &format!("blobs/{}", desc.digest));
+        let resp = self.send(r, false, &|| Ok(self.http.get(&url))).await?;
+        let resp = check(resp, &format!("fetch {} from {r}", desc.digest)).await?;
+        let bytes = resp.bytes().await.map_err(unavailable("read blob"))?.to_vec();
+        if Digest::of(&bytes).as_str() != desc.digest {
+            return Err(Error::Protocol(format!(
+                "{r}: blob {} failed digest verification",
+                desc.digest
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Downloads a blob into `store` (verifying size and digest) unless it
+    /// is already there. Returns the bytes downloaded.
+    pub async fn fetch_blob(&self, r: &Reference, desc: &Descriptor, store: &ContentStore) -> Result<u64> {
+        let digest = Digest::parse(&desc.digest)?;
+        if store.info(&digest)?.is_some() {
+            return Ok(0);
+        }
+        let url = self.url(r, &format!("blobs/{}", desc.digest));
+        let resp = self.send(r, false, &|| Ok(self.http.get(&url))).await?;
+        let resp = check(resp, &format!("fetch layer {} from {r}", desc.digest)).await?;
+        let mut writer = store.writer()?;
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(unavailable("download layer"))?;
+            writer.write_all(&chunk).map_err(|e| {
+                Error::Storage(kiln_snapshotter::Error::Io {
+                    context: "write layer".into(),
+                    source: e,
+                })
+            })?;
+        }
+        let n = writer.written();
+        writer.commit(Some(desc.size), Some(&digest))?;
+        Ok(n)
+    }
+
+    /// Whether the repository already has a blob.
+    pub async fn blob_exists(&self, r: &Reference, digest: &Digest) -> Result<bool> {
+        let url = self.url(r, &format!("blobs/{digest}"));
+        let resp = self.send(r, true, &|| Ok(self.http.head(&url))).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => check(resp, &format!("check blob {digest} in {r}")).await.map(|_| false),
+        }
+    }
+
+    /// Pushes a blob from `store`: skipped when present, mounted from
+    /// `mount_from` when that repository on the same registry has it,
+    /// uploaded in one PUT otherwise.
+    pub async fn push_blob(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        store: &ContentStore,
+        mount_from: Option<&Reference>,
+    ) -> Result<PushOutcome> {
+        if self.blob_exists(r, digest).await? {
+            return Ok(PushOutcome::Existed);
+        }
+        let mut start = self.url(r, "blobs/uploads/");
+        if let Some(src) = mount_from.filter(|s| s.registry == r.registry && s.repository != r.repository) {
+            start = format!("{start}?mount={digest}&from={}", src.repository);
+        }
+        let resp = self
+            .send(r, true, &|| Ok(self.http.post(&start).header(CONTENT_LENGTH, 0)))
+            .await?;
+        let resp = check(resp, &format!("start upload to {r}")).await?;
+        if resp.status() == StatusCode::CREATED {
+            return Ok(PushOutcome::Mounted);
+        }
+        let location = self.location(r, &resp)?;
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        let path = store.blob_path(digest);
+        let size = store
+            .info(digest)?
+            .ok_or_else(|| Error::Invalid(format!("blob {digest} missing locally")))?;
+        let make = || -> Result<RequestBuilder> {
+            let file = std::fs::File::open(&path).map_err(|e| {
+                Error::Storage(kiln_snapshotter::Error::Io {
+                    context: format!("open {digest}"),
+                    source: e,
+                })
+            })?;
+            Ok(self
+                .http
+                .put(&put)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, size)
+                .body(reqwest::Body::from(tokio::fs::File::from_std(file))))
+        };
+        let resp = self.send(r, true, &make).await?;
+        check(resp, &format!("upload {digest} to {r}")).await?;
+        Ok(PushOutcome::Uploaded)
+    }
+
+    fn location(&self, r: &Reference, resp: &Response) -> Result<String> {
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Protocol(format!("{r}: upload session without Location")))?;
+        Ok(if loc.starts_with("http://") || loc.starts_with("https://") {
+            loc.to_string()
+        } else {
+            format!("{}{loc}", self.base(r))
+        })
+    }
+
+    /// Pushes manifest bytes under the reference's tag (or digest).
+    pub async fn put_manifest(&self, r: &Reference, bytes: &[u8], media_type: &str) -> Result<Digest> {
+        let url = self.url(r, &format!("manifests/{}", r.reference()));
+        let body = bytes.to_vec();
+        let make = || Ok(self.http.put(&url).header(CONTENT_TYPE, media_type).body(body.clone()));
+        let resp = self.send(r, true, &make).await?;
+        check(resp, &format!("push manifest to {r}")).await?;
+        Ok(Digest::of(bytes))
+    }
+}
+
+fn parse_manifest(r: &Reference, bytes: &[u8]) -> Result<ImageManifest> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Protocol(format!("{r}: bad image manifest: {e}")))
+}
+
+fn pick_platform<'a>(index: &'a ImageIndex, want: &PlatformSpec) -> Option<&'a Descriptor> {
+    let matches = |d: &&Descriptor| {
+        d.platform.as_ref().is_some_and(|p| {
+            p.os == want.os
+                && p.architecture == want.architecture
+                && (want.variant.is_none() || p.variant == want.variant)
+        })
+    };
+    index.manifests.iter().find(matches)
+}

@@ -1,0 +1,39 @@
+//! A distribution-API client: pull manifests and blobs into the content
+//! store, push blobs and manifests, with anonymous, Basic and Bearer-token
+//! auth from a Docker `config.json`.
+
+mod auth;
+mod client;
+mod manifest;
+mod reference;
+
+pub use auth::Credentials;
+pub use client::{PushOutcome, RegistryClient, RegistryOptions, Resolved};
+pub use manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
+pub use reference::Reference;
+
+/// Registry failures, classified for the API's error mapping.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The image, manifest or blob does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Credentials were missing or refused.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The registry could not be reached or failed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The registry answered something kiln cannot accept.
+    #[error("{0}")]
+    Protocol(String),
+    /// A bad reference or argument.
+    #[error("{0}")]
+    Invalid(String),
+    /// Local storage failed.
+    #[error(transparent)]
+    Storage(#[from] kiln_snapshotter::Error),
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,238 @@
+//! `kiln serve`. The process the user starts (the supervisor) reads what
+//! only it may read — the payload secret and registry credentials, which
+//! can be owned by host root and unreadable inside the namespace — prepares
+//! the data directory, then re-executes itself into a user namespace with
+//! a full subordinate ID range and hands those secrets over on the child's
+//! stdin. The namespaced child runs the HTTP server; the supervisor
+//! forwards signals and exits with the child's status. Rotating the
+//! payload secret or credentials takes a restart.
+
+use crate::cli::ServeArgs;
+use kiln::api::{app, AppState, ServeConfig};
+use kiln::registry::{Credentials, RegistryClient, RegistryOptions};
+use kiln::solver::{Solver, SolverConfig};
+use kiln_runtime::userns::{spawn_mapped, IdMap};
+use kiln_snapshotter::diff::DiffOptions;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+/// What the supervisor hands the namespaced server.
+#[derive(Serialize, Deserialize)]
+struct Handover {
+    payload_secret: Vec<u8>,
+    docker_config: Option<Vec<u8>>,
+    data_dir: PathBuf,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| "info".into());
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+}
+
+/// Entry point for `kiln serve`.
+pub fn main(opts: ServeArgs, in_namespace: bool) -> ExitCode {
+    init_tracing();
+    let result = if in_namespace { server(opts) } else { supervise(opts) };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/kiln");
+    }
+    let base = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".local/share")
+    });
+    base.join("kiln")
+}
+
+fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--root-id-range must be start:count"))?;
+    Ok((a.parse()?, b.parse()?))
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
+    let map = IdMap::detect(parse_range(&opts.root_id_range)?)?;
+    prepare_data_dir(&data_dir, map.ns_root_owner())?;
+    let data_dir = data_dir.canonicalize()?;
+    let handover = Handover {
+        payload_secret: load_or_generate_secret(&opts.payload_secret, &data_dir)?,
+        docker_config: read_docker_config(opts.docker_config.as_deref())?,
+        data_dir: data_dir.clone(),
+    };
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.args(std::env::args_os().skip(1))
+        .env("KILN_DATA_DIR", &data_dir)
+        .stdin(Stdio::piped());
+    let mut child = spawn_mapped(cmd, &map)?;
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: installing a handler that only calls kill(2).
+        unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
+    }
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(&serde_json::to_vec(&handover)?)?;
+    drop(stdin);
+    let status = child.wait()?;
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+/// Creates the data dir (0700) owned by whoever is root in the namespace.
+fn prepare_data_dir(dir: &Path, owner: (u32, u32)) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+fn load_or_generate_secret(path: &Path, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(raw) = std::fs::read(path) {
+        let secret = String::from_utf8_lossy(&raw).trim().as_bytes().to_vec();
+        anyhow::ensure!(!secret.is_empty(), "payload secret {} is empty", path.display());
+        tracing::info!("payload secret read from {}", path.display());
+        return Ok(secret);
+    }
+    let generated = data_dir.join("payload-secret");
+    if let Ok(raw) = std::fs::read(&generated) {
+        tracing::info!(
+            "no {}; using the generated secret in {}",
+            path.display(),
+            generated.display()
+        );
+        return Ok(String::from_utf8_lossy(&raw).trim().as_bytes().to_vec());
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    use base64::Engine;
+    let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(&generated)?;
+    f.write_all(secret.as_bytes())?;
+    tracing::warn!(
+        "no payload secret at {}; generated one into {}",
+        path.display(),
+        generated.display()
+    );
+    Ok(secret.into_bytes())
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+fn read_docker_config(explicit: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os("DOCKER_CONFIG") {
+            Some(dir) => PathBuf::from(dir).join("config.json"),
+            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker/config.json"),
+        },
+    };
+    match std::fs::read(&path) {
+        Ok(b) => {
+            tracing::info!("registry credentials from {}", path.display());
+            Ok(Some(b))
+        }
+        Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("read {}: {e}", path.display())),
+    }
+}
+
+fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut raw = Vec::new();
+    std::io::stdin().read_to_end(&mut raw)?;
+    let handover: Handover =
+        serde_json::from_slice(&raw).map_err(|e| anyhow::anyhow!("handover from supervisor: {e}"))?;
+    let credentials = match &handover.docker_config {
+        Some(b) => Credentials::from_docker_config(b).map_err(anyhow::Error::msg)?,
+        None => Credentials::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let registry = Arc::new(RegistryClient::new(RegistryOptions {
+            insecure: opts.insecure,
+            credentials,
+        })?);
+        let solver_cfg = SolverConfig {
+            data_dir: handover.data_dir.clone(),
+            helper_exe: PathBuf::from("/proc/self/exe"),
+            diff: DiffOptions {
+                gzip_level: opts.gzip_level.min(9),
+                mtime_clamp: opts.source_date_epoch,
+            },
+        };
+        let solver = Solver::open(solver_cfg, registry).map_err(anyhow::Error::msg)?;
+        let cfg = ServeConfig {
+            data_dir: handover.data_dir,
+            disable_hmac: opts.disable_hmac,
+            max_body_bytes: opts.max_body_mb << 20,
+            max_entries: opts.max_entries,
+            max_unpacked_bytes: opts.max_unpacked_mb << 20,
+            source_date_epoch: opts.source_date_epoch,
+        };
+        if cfg.disable_hmac {
+            tracing::warn!("disable_hmac is set: /build accepts unsigned requests");
+        }
+        let state = AppState {
+            cfg: Arc::new(cfg),
+            secret: Arc::new(handover.payload_secret),
+            solver: Arc::new(solver),
+        };
+        let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
+        tracing::info!("kiln listening on {}", listener.local_addr()?);
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown())
+            .await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,101 @@
+//! The cache index: cache key → the layer chain a step produced, and layer
+//! diff id → unpacked snapshot, in redb (transactional, crash-safe).
+
+use kiln_snapshotter::{Digest, SnapshotId};
+use redb::{Database, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+const STEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("steps_v1");
+const UNPACKED: TableDefinition<&str, &str> = TableDefinition::new("unpacked_v1");
+
+/// One layer of an image as kiln holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// Snapshot holding the layer's content (overlay form).
+    pub snapshot: SnapshotId,
+    /// Compressed blob digest.
+    pub digest: Digest,
+    /// Uncompressed digest.
+    pub diff_id: Digest,
+    /// Blob size.
+    pub size: u64,
+    /// Layer media type.
+    pub media_type: String,
+    /// When the layer was made (Unix seconds; base layers: 0).
+    pub created: i64,
+    /// Repository the blob came from, for cross-repository mounts.
+    pub origin: Option<String>,
+}
+
+/// What a cached step produced: its full layer chain, base first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Layers, base first.
+    pub layers: Vec<LayerRecord>,
+}
+
+/// Errors from the index.
+#[derive(Debug, thiserror::Error)]
+#[error("cache index: {0}")]
+pub struct CacheError(String);
+
+fn e(err: impl std::fmt::Display) -> CacheError {
+    CacheError(err.to_string())
+}
+
+/// The persistent index.
+pub struct CacheIndex {
+    db: Database,
+}
+
+impl CacheIndex {
+    /// Opens or creates the index file.
+    pub fn open(path: &Path) -> Result<Self, CacheError> {
+        let db = Database::create(path).map_err(e)?;
+        let tx = db.begin_write().map_err(e)?;
+        tx.open_table(STEPS).map_err(e)?;
+        tx.open_table(UNPACKED).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(Self { db })
+    }
+
+    /// Looks up a step by cache key.
+    pub fn get_step(&self, key: &str) -> Result<Option<StepRecord>, CacheError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let table = tx.open_table(STEPS).map_err(e)?;
+        let Some(v) = table.get(key).map_err(e)? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(v.value()).ok())
+    }
+
+    /// Records a step's result.
+    pub fn put_step(&self, key: &str, record: &StepRecord) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(record).map_err(e)?;
+        let tx = self.db.begin_write().map_err(e)?;
+        tx.open_table(STEPS)
+            .map_err(e)?
+            .insert(key, bytes.as_slice())
+            .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// The snapshot a layer (by diff id) was unpacked into.
+    pub fn get_unpacked(&self, diff_id: &Digest) -> Result<Option<SnapshotId>, CacheError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let table = tx.open_table(UNPACKED).map_err(e)?;
+        let v = table.get(diff_id.as_str()).map_err(e)?;
+        Ok(v.and_then(|v| SnapshotId::try_from(v.value().to_string()).ok()))
+    }
+
+    /// Records where a layer was unpacked.
+    pub fn put_unpacked(&self, diff_id: &Digest, snapshot: &SnapshotId) -> Result<(), CacheError> {
+        let tx = self.db.begin_write().map_err(e)?;
+        tx.open_table(UNPACKED)
+            .map_err(e)?
+            .insert(diff_id.as_str(), snapshot.as_str())
+            .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+}

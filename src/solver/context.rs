@@ -1,0 +1,199 @@
+//! COPY sources in the build context: pattern expansion (Go
+//! `filepath.Match` style per path component; a wildcard may match
+//! nothing, a missing literal path fails) and content hashing for cache
+//! keys (paths, types, modes, link targets and file contents; never
+//! mtimes). Everything is resolved inside the context root.
+
+use kiln_snapshotter::fsx;
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Expands COPY source patterns to existing context paths (relative,
+/// without leading `/`), in pattern order, then sorted per pattern.
+pub fn expand_sources(context: &Path, patterns: &[String]) -> Result<Vec<String>, String> {
+    let root = File::open(context).map_err(|e| format!("open build context: {e}"))?;
+    let mut out = Vec::new();
+    for pattern in patterns {
+        let clean = fsx::clean_relative(Path::new(pattern))
+            .map_err(|_| format!("{pattern}: source path leaves the build context"))?;
+        let clean = clean.to_string_lossy().to_string();
+        if !has_glob(&clean) {
+            fsx::open_in_root(&root, Path::new(&clean), libc::O_PATH)
+                .map_err(|_| format!("\"/{clean}\": not found"))?;
+            out.push(clean);
+            continue;
+        }
+        let mut matches = Vec::new();
+        glob_walk(&root, "", &clean.split('/').collect::<Vec<_>>(), &mut matches);
+        matches.sort();
+        out.extend(matches);
+    }
+    Ok(out)
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn glob_walk(root: &File, prefix: &str, parts: &[&str], out: &mut Vec<String>) {
+    let Some((first, rest)) = parts.split_first() else {
+        out.push(prefix.trim_end_matches('/').to_string());
+        return;
+    };
+    let join = |name: &str| {
+        if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}{name}")
+        }
+    };
+    if !has_glob(first) {
+        let p = join(first);
+        if fsx::open_in_root(root, Path::new(&p), libc::O_PATH).is_ok() {
+            glob_walk(root, &format!("{p}/"), rest, out);
+        }
+        return;
+    }
+    let dir = if prefix.is_empty() {
+        ".".to_string()
+    } else {
+        prefix.to_string()
+    };
+    let Ok(fd) = fsx::open_in_root(root, Path::new(&dir), libc::O_RDONLY | libc::O_DIRECTORY) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(fsx::fd_path(&fd, "".as_ref())) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if glob_match(first, &name) {
+            glob_walk(root, &format!("{}/", join(&name)), rest, out);
+        }
+    }
+}
+
+/// Matches one path component against a pattern with `*`, `?`, `[…]`
+/// and `\` escapes.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    match_from(&p, &n)
+}
+
+fn match_from(p: &[char], n: &[char]) -> bool {
+    match p.first() {
+        None => n.is_empty(),
+        Some('*') => (0..=n.len()).any(|i| match_from(&p[1..], &n[i..])),
+        Some('?') => !n.is_empty() && match_from(&p[1..], &n[1..]),
+        Some('[') => {
+            let Some(end) = p.iter().position(|c| *c == ']') else {
+                return false;
+            };
+            let Some(c) = n.first() else { return false };
+            let class = &p[1..end];
+            let (negate, class) = match class.first() {
+                Some('^') | Some('!') => (true, &class[1..]),
+                _ => (false, class),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == '-' {
+                    hit |= class[i] <= *c && *c <= class[i + 2];
+                    i += 3;
+                } else {
+                    hit |= class[i] == *c;
+                    i += 1;
+                }
+            }
+            hit != negate && match_from(&p[end + 1..], &n[1..])
+        }
+        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && match_from(&p[2..], &n[1..]),
+        Some(c) => n.first() == Some(c) && match_from(&p[1..], &n[1..]),
+    }
+}
+
+/// A content hash of the selected sources (the cache-key input of COPY).
+pub fn hash_sources(context: &Path, sources: &[String]) -> io::Result<String> {
+    let root = File::open(context)?;
+    let mut h = Sha256::new();
+    for src in sources {
+        let fd = fsx::open_in_root(&root, Path::new(src), libc::O_PATH)?;
+        h.update(format!("source {src}\0").as_bytes());
+        hash_entry(&mut h, &fd, "", "")?;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn hash_entry(h: &mut Sha256, dir: &OwnedFd, name: &str, rel: &str) -> io::Result<()> {
+    let path = fsx::fd_path(dir, name.as_ref());
+    let md = if name.is_empty() {
+        fs::metadata(&path)?
+    } else {
+        fs::symlink_metadata(&path)?
+    };
+    let ft = md.file_type();
+    h.update(format!("{rel}\0{:o}\0", md.mode()).as_bytes());
+    if ft.is_symlink() {
+        h.update(fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+    } else if ft.is_file() {
+        let mut file = File::open(&path)?;
+        let mut fh = Sha256::new();
+        io::copy(&mut file, &mut fh)?;
+        h.update(fh.finalize());
+    } else if ft.is_dir() {
+        let sub = if name.is_empty() {
+            dir.try_clone()?
+        } else {
+            fsx::openat_dir(dir, name.as_ref())?
+        };
+        let mut names: Vec<String> = fs::read_dir(fsx::fd_path(&sub, "".as_ref()))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().to_string()))
+            .collect::<io::Result<_>>()?;
+        names.sort();
+        for n in names {
+            hash_entry(h, &sub, &n, &format!("{rel}/{n}"))?;
+        }
+    }
+    h.update(b"\n");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globbing_follows_filepath_match() {
+        assert!(glob_match("*.txt", "a.txt"));
+        assert!(!glob_match("*.txt", "a.txt.bak"));
+        assert!(glob_match("f?le[0-9]", "file7"));
+        assert!(!glob_match("f?le[!0-9]", "file7"));
+        assert!(glob_match("\\*", "*"));
+    }
+
+    #[test]
+    fn expands_and_hashes_by_content_not_mtime() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("dir/sub")).unwrap();
+        fs::write(d.path().join("dir/sub/a.txt"), "a").unwrap();
+        fs::write(d.path().join("b.json"), "b").unwrap();
+        fs::write(d.path().join("c.json"), "c").unwrap();
+        let got = expand_sources(d.path(), &["dir".into(), "*.json".into(), "*.none".into()]).unwrap();
+        assert_eq!(got, vec!["dir", "b.json", "c.json"]);
+        let err = expand_sources(d.path(), &["missing".into()]).unwrap_err();
+        assert!(err.contains("not found"), "{err}");
+        assert!(expand_sources(d.path(), &["../etc".into()]).is_err());
+        let before = hash_sources(d.path(), &got).unwrap();
+        let f = File::options().write(true).open(d.path().join("b.json")).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(hash_sources(d.path(), &got).unwrap(), before, "mtime must not matter");
+        fs::write(d.path().join("dir/sub/a.txt"), "changed").unwrap();
+        assert_ne!(hash_sources(d.path(), &got).unwrap(), before);
+    }
+}

@@ -1,0 +1,230 @@
+//! Running Exec and File ops: each runs in a fresh single-threaded helper
+//! process (`kiln __run-step` / `kiln __file-op`) on an overlay of the
+//! parent's snapshots plus a new upper snapshot, which is then diffed into
+//! a layer and committed as the step's snapshot.
+
+use super::fileop::{FileOpRequest, PlannedAction};
+use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
+use crate::errors::ErrorKind;
+use crate::graph::{ExecOp, NodeId};
+use kiln_runtime::step::{StepRequest, StepResult};
+use kiln_snapshotter::diff::{diff_upper, LAYER_MEDIA_TYPE};
+use kiln_snapshotter::overlay::OverlaySpec;
+use kiln_snapshotter::SnapshotId;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// Longest output line forwarded to the log.
+const MAX_LINE: usize = 4096;
+/// Output lines quoted in a failure message.
+const TAIL_LINES: usize = 10;
+
+impl Solver {
+    pub(super) async fn run_exec(
+        &self,
+        id: NodeId,
+        op: &ExecOp,
+        base: Vec<LayerRecord>,
+        input: &BuildInput<'_>,
+    ) -> Result<Vec<LayerRecord>, SolveError> {
+        let (upper, overlay) = self.prepare(id, &base)?;
+        let bundle = self.bundle_dir(&upper);
+        let req = StepRequest {
+            id: format!("kiln-{}", upper.as_str()),
+            overlay,
+            bundle: bundle.clone(),
+            state_root: self.cfg.data_dir.join("run/state"),
+            args: op.args.clone(),
+            env: op.env.clone(),
+            cwd: op.cwd.clone(),
+            user: op.user.clone(),
+            hostname: "kiln".into(),
+        };
+        let outcome = self.run_helper(id, "__run-step", &bundle, &req, input).await;
+        let result = outcome.and_then(|(tail, raw)| {
+            let r: StepResult =
+                serde_json::from_slice(&raw).map_err(|e| SolveError::internal(id, format!("step result: {e}")))?;
+            match (r.error, r.exit_code) {
+                (Some(e), _) => Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, e)),
+                (None, 0) => Ok(()),
+                (None, code) => Err(SolveError::new(
+                    Some(id),
+                    ErrorKind::FailedPrecondition,
+                    exit_message(code, &tail),
+                )),
+            }
+        });
+        self.finish(id, upper, base, result).await
+    }
+
+    pub(super) async fn run_file(
+        &self,
+        id: NodeId,
+        actions: Vec<PlannedAction>,
+        base: Vec<LayerRecord>,
+        input: &BuildInput<'_>,
+    ) -> Result<Vec<LayerRecord>, SolveError> {
+        let (upper, overlay) = self.prepare(id, &base)?;
+        let bundle = self.bundle_dir(&upper);
+        let req = FileOpRequest {
+            overlay,
+            mountpoint: bundle.join("rootfs"),
+            context: input.context.to_path_buf(),
+            actions,
+        };
+        let outcome = self.run_helper(id, "__file-op", &bundle, &req, input).await;
+        let result = outcome.and_then(|(_, raw)| {
+            let r: super::fileop::FileOpResult =
+                serde_json::from_slice(&raw).map_err(|e| SolveError::internal(id, format!("file op result: {e}")))?;
+            match r.error {
+                Some(e) => Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, e)),
+                None => Ok(()),
+            }
+        });
+        self.finish(id, upper, base, result).await
+    }
+
+    fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(SnapshotId, OverlaySpec), SolveError> {
+        let upper = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
+        let lowers = base.iter().rev().map(|l| l.snapshot.clone()).collect();
+        let overlay = OverlaySpec {
+            root: self.snapshots.root().to_path_buf(),
+            lowers,
+            upper: upper.clone(),
+        };
+        Ok((upper, overlay))
+    }
+
+    fn bundle_dir(&self, upper: &SnapshotId) -> PathBuf {
+        self.cfg.data_dir.join("run").join(upper.as_str())
+    }
+
+    /// Diffs and commits the upper on success; removes it on failure.
+    async fn finish(
+        &self,
+        id: NodeId,
+        upper: SnapshotId,
+        mut base: Vec<LayerRecord>,
+        result: Result<(), SolveError>,
+    ) -> Result<Vec<LayerRecord>, SolveError> {
+        let _ = std::fs::remove_dir_all(self.bundle_dir(&upper));
+        if let Err(e) = result {
+            let _ = self.snapshots.remove(&upper);
+            return Err(e);
+        }
+        let (store, fs, opts) = (self.store.clone(), self.snapshots.fs_path(&upper), self.cfg.diff);
+        let layer = tokio::task::spawn_blocking(move || diff_upper(&fs, &store, &opts))
+            .await
+            .map_err(|e| SolveError::internal(id, e))?
+            .map_err(|e| SolveError::internal(id, format!("export layer: {e}")))?;
+        self.snapshots.commit(&upper).map_err(|e| SolveError::internal(id, e))?;
+        base.push(LayerRecord {
+            snapshot: upper,
+            digest: layer.digest,
+            diff_id: layer.diff_id,
+            size: layer.size,
+            media_type: LAYER_MEDIA_TYPE.into(),
+            created: crate::timefmt::now_secs(),
+            origin: None,
+        });
+        Ok(base)
+    }
+
+    /// Runs a helper with `req` as JSON; streams its output as events;
+    /// returns the output tail and the result file's bytes.
+    async fn run_helper(
+        &self,
+        id: NodeId,
+        verb: &str,
+        bundle: &Path,
+        req: &impl serde::Serialize,
+        input: &BuildInput<'_>,
+    ) -> Result<(Vec<String>, Vec<u8>), SolveError> {
+        std::fs::create_dir_all(bundle).map_err(|e| SolveError::internal(id, e))?;
+        let req_path = bundle.join("request.json");
+        std::fs::write(&req_path, serde_json::to_vec(req).expect("request serializes"))
+            .map_err(|e| SolveError::internal(id, e))?;
+        let mut cmd = tokio::process::Command::new(&self.cfg.helper_exe);
+        cmd.arg(verb)
+            .arg(&req_path)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(std::env::var_os("KILN_LOG").map(|v| ("KILN_LOG", v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| SolveError::internal(id, format!("spawn helper: {e}")))?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let out = forward(
+            id,
+            child.stdout.take().expect("piped"),
+            input.progress.clone(),
+            tail.clone(),
+        );
+        let err = forward(
+            id,
+            child.stderr.take().expect("piped"),
+            input.progress.clone(),
+            tail.clone(),
+        );
+        let (status, _, _) = tokio::join!(child.wait(), out, err);
+        let status = status.map_err(|e| SolveError::internal(id, format!("wait for helper: {e}")))?;
+        let tail: Vec<String> = tail.lock().expect("tail lock").iter().cloned().collect();
+        match std::fs::read(bundle.join("result.json")) {
+            Ok(raw) => Ok((tail, raw)),
+            Err(_) => Err(SolveError::internal(
+                id,
+                format!("helper {verb} died ({status}): {}", tail.join("\n")),
+            )),
+        }
+    }
+}
+
+async fn forward(
+    id: NodeId,
+    pipe: impl AsyncRead + Unpin,
+    progress: super::Progress,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut lines = BufReader::new(pipe).lines();
+    while let Ok(Some(mut line)) = lines.next_line().await {
+        if line.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str(" [line truncated]");
+        }
+        {
+            let mut t = tail.lock().expect("tail lock");
+            if t.len() == TAIL_LINES {
+                t.pop_front();
+            }
+            t.push_back(line.clone());
+        }
+        let _ = progress.send(Event::Output(id, line));
+    }
+}
+
+fn exit_message(code: i32, tail: &[String]) -> String {
+    let mut msg = format!("process did not complete successfully: exit code: {code}");
+    if !tail.is_empty() {
+        msg.push_str("; last output: ");
+        msg.push_str(&tail.join(" | "));
+    }
+    msg
+}

@@ -1,0 +1,254 @@
+//! The body of the `kiln __file-op` helper: COPY from the build context and
+//! WORKDIR creation, applied to the mounted overlay of the step, so that
+//! only real changes reach the upper dir. Destination paths resolve inside
+//! the rootfs (`RESOLVE_IN_ROOT`: image symlinks such as `/lib → usr/lib`
+//! are honoured but cannot escape); sources resolve inside the context.
+
+use kiln_runtime::users;
+use kiln_snapshotter::fsx::{self, fd_path};
+use kiln_snapshotter::overlay::{make_mounts_private, OverlaySpec};
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{lchown, symlink, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A file action with its sources already expanded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PlannedAction {
+    /// COPY.
+    Copy {
+        /// Context-relative sources.
+        sources: Vec<String>,
+        /// Absolute destination.
+        dest: String,
+        /// `--chown`.
+        chown: Option<String>,
+        /// `--chmod`.
+        chmod: Option<u32>,
+    },
+    /// WORKDIR.
+    Mkdir {
+        /// Absolute path.
+        path: String,
+        /// USER owning created directories.
+        owner: String,
+    },
+}
+
+/// What the server asks the helper to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileOpRequest {
+    /// The step's overlay.
+    pub overlay: OverlaySpec,
+    /// Where to mount it.
+    pub mountpoint: PathBuf,
+    /// The unpacked build context.
+    pub context: PathBuf,
+    /// Actions in order.
+    pub actions: Vec<PlannedAction>,
+}
+
+/// What the helper reports back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileOpResult {
+    /// What went wrong (None: success).
+    pub error: Option<String>,
+}
+
+type Res<T> = Result<T, String>;
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+/// Runs the actions; called in the helper process.
+pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
+    make_mounts_private().map_err(|e| e.to_string())?;
+    fs::create_dir_all(&req.mountpoint).map_err(io_err("create mountpoint"))?;
+    req.overlay.mount_at(&req.mountpoint).map_err(|e| e.to_string())?;
+    let root: OwnedFd = File::open(&req.mountpoint).map_err(io_err("open rootfs"))?.into();
+    let context = File::open(&req.context).map_err(io_err("open build context"))?;
+    for action in &req.actions {
+        match action {
+            PlannedAction::Copy {
+                sources,
+                dest,
+                chown,
+                chmod,
+            } => {
+                let owner = chown
+                    .as_deref()
+                    .map(|c| resolve_chown(&req.mountpoint, c))
+                    .transpose()?;
+                copy(&root, &context, sources, dest, owner, *chmod)?;
+            }
+            PlannedAction::Mkdir { path, owner } => {
+                let id = users::resolve(&req.mountpoint, owner).map_err(|e| e.to_string())?;
+                ensure_dir(&root, path, (id.uid, id.gid), 0o755)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--chown` value → uid/gid, names looked up in the destination rootfs.
+/// A numeric user without a group uses the same number as gid.
+fn resolve_chown(rootfs: &Path, spec: &str) -> Res<(u32, u32)> {
+    if let Ok(n) = spec.parse::<u32>() {
+        return Ok((n, n));
+    }
+    let id = users::resolve(rootfs, spec).map_err(|e| format!("--chown={spec}: {e}"))?;
+    Ok((id.uid, id.gid))
+}
+
+fn copy(
+    root: &OwnedFd,
+    context: &File,
+    sources: &[String],
+    dest: &str,
+    owner: Option<(u32, u32)>,
+    chmod: Option<u32>,
+) -> Res<()> {
+    let dest_trim = dest.trim_end_matches('/');
+    let into_dir = dest.ends_with('/') || sources.len() > 1 || is_dir_in_root(root, dest_trim);
+    let ids = owner.unwrap_or((0, 0));
+    let dir_mode = chmod.unwrap_or(0o755);
+    for src in sources {
+        let fd = fsx::open_in_root(context, Path::new(src), libc::O_PATH)
+            .map_err(io_err(format!("\"/{src}\": not found")))?;
+        let md = fs::metadata(fd_path(&fd, OsStr::new(""))).map_err(io_err(format!("stat {src}")))?;
+        if md.is_dir() {
+            let target = ensure_dir(root, if dest_trim.is_empty() { "/" } else { dest_trim }, ids, dir_mode)?;
+            copy_dir_contents(&fd, &target, ids, chmod)?;
+            continue;
+        }
+        let (parent, name) = if into_dir {
+            let base = Path::new(src)
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            (dest_trim.to_string(), base)
+        } else {
+            let p = Path::new(dest_trim);
+            let parent = p.parent().map_or("/".to_string(), |p| p.to_string_lossy().to_string());
+            (
+                parent,
+                p.file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default(),
+            )
+        };
+        let parent_fd = ensure_dir(root, &parent, ids, dir_mode)?;
+        copy_entry(&fd_path(&fd, OsStr::new("")), &md, &parent_fd, &name, ids, chmod)?;
+    }
+    Ok(())
+}
+
+fn is_dir_in_root(root: &OwnedFd, path: &str) -> bool {
+    fsx::open_in_root(root, Path::new(path), libc::O_PATH | libc::O_DIRECTORY).is_ok()
+}
+
+/// Opens `path` in the rootfs, creating missing directories with `mode`
+/// and owner `ids`; existing directories keep their metadata.
+fn ensure_dir(root: &OwnedFd, path: &str, ids: (u32, u32), mode: u32) -> Res<OwnedFd> {
+    let mut cur = root.try_clone().map_err(io_err("dup"))?;
+    let mut so_far = String::new();
+    for comp in path.split('/').filter(|c| !c.is_empty()) {
+        so_far.push('/');
+        so_far.push_str(comp);
+        match fsx::open_in_root(root, Path::new(&so_far), libc::O_PATH | libc::O_DIRECTORY) {
+            Ok(fd) => cur = fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let p = fd_path(&cur, OsStr::new(comp));
+                fs::create_dir(&p).map_err(io_err(format!("mkdir {so_far}")))?;
+                lchown(&p, Some(ids.0), Some(ids.1)).map_err(io_err(format!("chown {so_far}")))?;
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {so_far}")))?;
+                cur = fsx::openat_dir(&cur, OsStr::new(comp)).map_err(io_err(format!("open {so_far}")))?;
+            }
+            Err(e) => return Err(format!("{so_far}: {e} (cannot create a directory there)")),
+        }
+    }
+    Ok(cur)
+}
+
+fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, ids: (u32, u32), chmod: Option<u32>) -> Res<()> {
+    let mut names: Vec<_> = fs::read_dir(fd_path(src, OsStr::new("")))
+        .map_err(io_err("read source directory"))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()
+        .map_err(io_err("read source directory"))?;
+    names.sort();
+    for name in names {
+        let sp = fd_path(src, &name);
+        let md = fs::symlink_metadata(&sp).map_err(io_err(format!("stat {}", name.to_string_lossy())))?;
+        if !md.is_dir() {
+            copy_entry(&sp, &md, dst, &name.to_string_lossy(), ids, chmod)?;
+            continue;
+        }
+        let dp = fd_path(dst, &name);
+        match fs::symlink_metadata(&dp) {
+            Ok(existing) if existing.is_dir() => {}
+            Ok(_) => return Err(format!("cannot copy directory {} over a file", name.to_string_lossy())),
+            Err(_) => {
+                fs::create_dir(&dp).map_err(io_err("mkdir"))?;
+                lchown(&dp, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
+                let mode = chmod.unwrap_or(md.mode() & 0o7777);
+                fs::set_permissions(&dp, fs::Permissions::from_mode(mode)).map_err(io_err("chmod"))?;
+            }
+        }
+        let s = fsx::openat_dir(src, &name).map_err(io_err("open source directory"))?;
+        let d = fsx::openat_dir(dst, &name).map_err(io_err("open destination directory"))?;
+        copy_dir_contents(&s, &d, ids, chmod)?;
+        set_mtime(&fd_path(&d, OsStr::new(".")), &md, true)?;
+    }
+    Ok(())
+}
+
+fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, ids: (u32, u32), chmod: Option<u32>) -> Res<()> {
+    let dst = fd_path(parent, OsStr::new(name));
+    match fs::symlink_metadata(&dst) {
+        Ok(existing) if existing.is_dir() => return Err(format!("cannot copy {name} over an existing directory")),
+        Ok(_) => fs::remove_file(&dst).map_err(io_err(format!("replace {name}")))?,
+        Err(_) => {}
+    }
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        symlink(fs::read_link(src).map_err(io_err("readlink"))?, &dst).map_err(io_err(format!("symlink {name}")))?;
+        lchown(&dst, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
+        return set_mtime(&dst, md, false);
+    }
+    if !ft.is_file() {
+        tracing::debug!(name, "skipping special file in COPY");
+        return Ok(());
+    }
+    let mut input = File::open(src).map_err(io_err(format!("open {name}")))?;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&dst)
+        .map_err(io_err(format!("create {name}")))?;
+    io::copy(&mut input, &mut out).map_err(io_err(format!("copy {name}")))?;
+    drop(out);
+    lchown(&dst, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
+    let mode = chmod.unwrap_or(md.mode() & 0o7777);
+    fs::set_permissions(&dst, fs::Permissions::from_mode(mode)).map_err(io_err("chmod"))?;
+    set_mtime(&dst, md, false)
+}
+
+fn set_mtime(path: &Path, md: &Metadata, follow: bool) -> Res<()> {
+    let t = TimeSpec::new(md.mtime(), md.mtime_nsec());
+    let flag = if follow {
+        UtimensatFlags::FollowSymlink
+    } else {
+        UtimensatFlags::NoFollowSymlink
+    };
+    utimensat(None, path, &t, &t, flag).map_err(|e| format!("set mtime: {e}"))
+}

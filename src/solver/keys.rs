@@ -1,0 +1,93 @@
+//! Cache keys. A key is versioned (changing the scheme changes every key)
+//! and covers what decides the step's output: the parent's key, the op
+//! itself, and for COPY the content of the selected context files (not
+//! their mtimes). Source keys are the pinned manifest digest.
+
+use super::context::{expand_sources, hash_sources};
+use super::fileop::PlannedAction;
+use crate::graph::{FileAction, Op};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Prefix mixed into every key; bump it when the key scheme changes.
+pub const CACHE_KEY_VERSION: &str = "kiln-cache-v1";
+
+fn key_of(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    h.update(CACHE_KEY_VERSION.as_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The key of `op` on top of `parent_key`; for file ops also the planned
+/// actions with expanded sources.
+pub async fn cache_key(
+    op: &Op,
+    parent_key: &str,
+    context: &Path,
+) -> Result<(String, Option<Vec<PlannedAction>>), String> {
+    let op_json = serde_json::to_vec(op).expect("ops serialize");
+    match op {
+        Op::Source(src) => Ok((key_of(&[b"source", src.digest.as_str().as_bytes()]), None)),
+        Op::Exec(_) => Ok((key_of(&[b"exec", parent_key.as_bytes(), &op_json]), None)),
+        Op::File(file) => {
+            let (actions, context) = (file.actions.clone(), context.to_path_buf());
+            let (planned, hashes) = tokio::task::spawn_blocking(move || plan_file(&actions, &context))
+                .await
+                .map_err(|e| e.to_string())??;
+            Ok((
+                key_of(&[b"file", parent_key.as_bytes(), &op_json, hashes.as_bytes()]),
+                Some(planned),
+            ))
+        }
+    }
+}
+
+fn plan_file(actions: &[FileAction], context: &PathBuf) -> Result<(Vec<PlannedAction>, String), String> {
+    let mut planned = Vec::new();
+    let mut hashes = String::new();
+    for a in actions {
+        match a {
+            FileAction::Copy(c) => {
+                let sources = expand_sources(context, &c.sources)?;
+                hashes.push_str(&hash_sources(context, &sources).map_err(|e| format!("read build context: {e}"))?);
+                planned.push(PlannedAction::Copy {
+                    sources,
+                    dest: c.dest.clone(),
+                    chown: c.chown.clone(),
+                    chmod: c.chmod,
+                });
+            }
+            FileAction::Mkdir { path, owner } => planned.push(PlannedAction::Mkdir {
+                path: path.clone(),
+                owner: owner.clone(),
+            }),
+        }
+        hashes.push('\n');
+    }
+    Ok((planned, hashes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::ExecOp;
+
+    /// Pinned keys: an accidental change to the key scheme fails here.
+    #[tokio::test]
+    async fn golden_keys() {
+        let exec = Op::Exec(ExecOp {
+            args: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: String::new(),
+        });
+        let (k, _) = cache_key(&exec, "", Path::new("/nonexistent")).await.unwrap();
+        assert_eq!(k, "3de82fe28b178a4b95d072258732bc64919518a3a7ff14e2b482b2fefc34eb7d");
+        let (k2, _) = cache_key(&exec, &k, Path::new("/nonexistent")).await.unwrap();
+        assert_ne!(k, k2, "the parent key is part of the key");
+    }
+}

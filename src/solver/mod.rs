@@ -1,0 +1,248 @@
+//! Executes an op graph: a versioned cache key per op, cache hits reuse
+//! snapshots and layers, misses pull (Source), run a container (Exec) or
+//! apply file actions (File) and diff the result into a layer.
+
+mod cache;
+mod context;
+mod exec;
+pub mod fileop;
+mod keys;
+
+pub use cache::{CacheIndex, LayerRecord, StepRecord};
+pub use keys::CACHE_KEY_VERSION;
+
+use crate::errors::ErrorKind;
+use crate::graph::{Definition, NodeId, Op};
+use crate::registry::{Reference, RegistryClient, Resolved};
+use kiln_snapshotter::diff::DiffOptions;
+use kiln_snapshotter::{ContentStore, Digest, Snapshots};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Progress reported while solving.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A step started.
+    Started(NodeId),
+    /// A step was satisfied from the cache.
+    Cached(NodeId),
+    /// A step finished after this many seconds.
+    Done(NodeId, f64),
+    /// A line of a step's output.
+    Output(NodeId, String),
+}
+
+/// Where progress goes.
+pub type Progress = tokio::sync::mpsc::UnboundedSender<Event>;
+
+/// A failed solve, with the step it failed in.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SolveError {
+    /// The failing node, when one is to blame.
+    pub node: Option<NodeId>,
+    /// The kind, for status mapping.
+    pub kind: ErrorKind,
+    /// What happened.
+    pub message: String,
+}
+
+impl SolveError {
+    fn new(node: Option<NodeId>, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            node,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn internal(node: NodeId, e: impl std::fmt::Display) -> Self {
+        Self::new(Some(node), ErrorKind::Internal, e.to_string())
+    }
+}
+
+impl From<cache::CacheError> for SolveError {
+    fn from(e: cache::CacheError) -> Self {
+        Self::new(None, ErrorKind::Internal, e.to_string())
+    }
+}
+
+/// Static solver settings.
+#[derive(Debug, Clone)]
+pub struct SolverConfig {
+    /// The data directory (content, snapshots, cache, run).
+    pub data_dir: PathBuf,
+    /// The kiln binary used for helper processes.
+    pub helper_exe: PathBuf,
+    /// Layer writing options.
+    pub diff: DiffOptions,
+}
+
+/// The base images a build resolved, by manifest digest.
+pub type Bases = HashMap<Digest, (Reference, Resolved)>;
+
+/// One build's inputs.
+pub struct BuildInput<'a> {
+    /// The graph.
+    pub definition: &'a Definition,
+    /// The node to build (`None`: an image with no layers).
+    pub root: Option<NodeId>,
+    /// The unpacked build context.
+    pub context: &'a Path,
+    /// Resolved base images.
+    pub bases: &'a Bases,
+    /// Progress sink.
+    pub progress: &'a Progress,
+}
+
+/// The solver, shared by all builds of a server.
+pub struct Solver {
+    store: ContentStore,
+    snapshots: Snapshots,
+    cache: CacheIndex,
+    registry: Arc<RegistryClient>,
+    cfg: SolverConfig,
+}
+
+impl Solver {
+    /// Opens the stores under the data dir.
+    pub fn open(cfg: SolverConfig, registry: Arc<RegistryClient>) -> Result<Self, String> {
+        let store = ContentStore::open(cfg.data_dir.join("content")).map_err(|e| e.to_string())?;
+        store.clean_ingest().map_err(|e| e.to_string())?;
+        let snapshots = Snapshots::open(cfg.data_dir.join("snapshots")).map_err(|e| e.to_string())?;
+        let cache = CacheIndex::open(&cfg.data_dir.join("cache.redb")).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(cfg.data_dir.join("run"));
+        Ok(Self {
+            store,
+            snapshots,
+            cache,
+            registry,
+            cfg,
+        })
+    }
+
+    /// The content store.
+    pub fn store(&self) -> &ContentStore {
+        &self.store
+    }
+
+    /// The registry client.
+    pub fn registry(&self) -> &RegistryClient {
+        &self.registry
+    }
+
+    /// Builds `input.root` and returns its layer chain, base first.
+    pub async fn solve(&self, input: &BuildInput<'_>) -> Result<Vec<LayerRecord>, SolveError> {
+        let Some(root) = input.root else { return Ok(Vec::new()) };
+        let def = input.definition;
+        let mut keys: HashMap<NodeId, String> = HashMap::new();
+        let mut results: HashMap<NodeId, Vec<LayerRecord>> = HashMap::new();
+        for id in def.ancestry(root) {
+            let node = &def.nodes[id];
+            let parent = node.inputs.first().copied();
+            let parent_key = parent.map_or("", |p| keys[&p].as_str());
+            let (key, plan) = keys::cache_key(&node.op, parent_key, input.context)
+                .await
+                .map_err(|e| SolveError::new(Some(id), ErrorKind::InvalidArgument, e))?;
+            keys.insert(id, key.clone());
+            let _ = input.progress.send(Event::Started(id));
+            let started = Instant::now();
+            if let Some(rec) = self.cache.get_step(&key)?.filter(|r| self.usable(r)) {
+                results.insert(id, rec.layers);
+                let _ = input.progress.send(Event::Cached(id));
+                continue;
+            }
+            let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
+            let layers = match &node.op {
+                Op::Source(src) => self.pull(id, &src.digest, input).await?,
+                Op::Exec(op) => self.run_exec(id, op, base, input).await?,
+                Op::File(_) => self.run_file(id, plan.unwrap_or_default(), base, input).await?,
+            };
+            self.cache.put_step(&key, &StepRecord { layers: layers.clone() })?;
+            results.insert(id, layers);
+            let _ = input.progress.send(Event::Done(id, started.elapsed().as_secs_f64()));
+        }
+        Ok(results.remove(&root).unwrap_or_default())
+    }
+
+    fn usable(&self, rec: &StepRecord) -> bool {
+        rec.layers
+            .iter()
+            .all(|l| self.snapshots.exists(&l.snapshot) && matches!(self.store.info(&l.digest), Ok(Some(_))))
+    }
+
+    async fn pull(&self, id: NodeId, digest: &Digest, input: &BuildInput<'_>) -> Result<Vec<LayerRecord>, SolveError> {
+        let (reference, resolved) = input
+            .bases
+            .get(digest)
+            .ok_or_else(|| SolveError::internal(id, format!("base image {digest} was not resolved")))?;
+        let config: crate::graph::ImageConfig = serde_json::from_slice(&resolved.config).map_err(|e| {
+            SolveError::new(
+                Some(id),
+                ErrorKind::Unavailable,
+                format!("{reference}: bad image config: {e}"),
+            )
+        })?;
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.len() != resolved.manifest.layers.len() {
+            return Err(SolveError::new(
+                Some(id),
+                ErrorKind::Unavailable,
+                format!("{reference}: config and manifest disagree on layers"),
+            ));
+        }
+        let mut out = Vec::new();
+        for (desc, diff_id) in resolved.manifest.layers.iter().zip(diff_ids) {
+            let diff_id = Digest::parse(diff_id).map_err(|e| SolveError::internal(id, e))?;
+            self.registry
+                .fetch_blob(reference, desc, &self.store)
+                .await
+                .map_err(|e| SolveError::new(Some(id), ErrorKind::from(&e), e.to_string()))?;
+            let blob = Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?;
+            let snapshot = self.unpack(id, &blob, &diff_id).await?;
+            out.push(LayerRecord {
+                snapshot,
+                digest: blob,
+                diff_id,
+                size: desc.size,
+                media_type: crate::registry::MediaType::oci_layer(&desc.media_type).to_string(),
+                created: 0,
+                origin: Some(format!("{}/{}", reference.registry, reference.repository)),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn unpack(
+        &self,
+        id: NodeId,
+        blob: &Digest,
+        diff_id: &Digest,
+    ) -> Result<kiln_snapshotter::SnapshotId, SolveError> {
+        if let Some(s) = self.cache.get_unpacked(diff_id)?.filter(|s| self.snapshots.exists(s)) {
+            return Ok(s);
+        }
+        let snap = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
+        let (store, snapshots, s) = (self.store.clone(), self.snapshots.clone(), snap.clone());
+        let blob = blob.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let reader = store.reader(&blob)?;
+            kiln_snapshotter::apply::apply_layer(reader, &snapshots.fs_path(&s))
+        })
+        .await
+        .map_err(|e| SolveError::internal(id, e))?;
+        if let Err(e) = applied {
+            let _ = self.snapshots.remove(&snap);
+            return Err(SolveError::new(
+                Some(id),
+                ErrorKind::InvalidArgument,
+                format!("unpack layer {diff_id}: {e}"),
+            ));
+        }
+        self.snapshots.commit(&snap).map_err(|e| SolveError::internal(id, e))?;
+        self.cache.put_unpacked(diff_id, &snap)?;
+        Ok(snap)
+    }
+}

@@ -1,0 +1,264 @@
+//! End to end through `POST /build`: real registry, real rootless
+//! containers, results checked with skopeo and umoci.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+const DOCKERFILE: &str = r#"FROM {REG}/busybox:latest
+RUN echo hello > /hello && echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group && mkdir -p /home/app/data && chown 1000:1000 /home/app/data && rm /etc/base-marker
+COPY src /home/app/src
+ENV GREETING="hello world" MODE=test
+WORKDIR /home/app
+USER app
+EXPOSE 8080
+LABEL org.example.built-by=kiln
+CMD ["cat", "/hello"]
+"#;
+
+fn e2e_request(image: &str) -> Vec<u8> {
+    let dockerfile = DOCKERFILE.replace("{REG}", &registry());
+    let config = json!({"image": image, "buildArgs": {"ADDITIONAL_PACKAGE": ""}});
+    request_tar(
+        &config,
+        &[
+            ("Dockerfile", dockerfile.as_bytes()),
+            ("src/main.py", b"print('hi')\n"),
+            ("src/lib/util.py", b"X = 1\n"),
+        ],
+    )
+}
+
+fn check_e2e_image(image: &str) {
+    let img = unpack_image(image, None);
+    let root = &img.rootfs;
+    assert_eq!(std::fs::read_to_string(root.join("hello")).unwrap(), "hello\n");
+    assert!(
+        !root.join("etc/base-marker").exists(),
+        "a file deleted in RUN must be gone (whiteout)"
+    );
+    assert!(root.join("bin/busybox").exists(), "base content survives");
+    assert_eq!(owner_mode(&root.join("home/app/data")).0, 1000, "chown inside RUN");
+    assert_eq!(owner_mode(&root.join("home/app/data")).1, 1000);
+    assert_eq!(
+        std::fs::read_to_string(root.join("home/app/src/main.py")).unwrap(),
+        "print('hi')\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("home/app/src/lib/util.py")).unwrap(),
+        "X = 1\n"
+    );
+    assert_eq!(
+        owner_mode(&root.join("home/app/src/main.py")),
+        (0, 0, 0o644),
+        "context files become root-owned"
+    );
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(passwd.contains("app:x:1000:1000"), "{passwd}");
+    let cfg = image_config(image, None);
+    let c = &cfg["config"];
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["WorkingDir"], "/home/app");
+    assert_eq!(c["Cmd"], json!(["cat", "/hello"]));
+    assert_eq!(c["ExposedPorts"], json!({"8080/tcp": {}}));
+    assert_eq!(c["Labels"]["org.example.built-by"], "kiln");
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"GREETING=hello world") && env.contains(&"MODE=test"),
+        "{env:?}"
+    );
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+    let layers = cfg["rootfs"]["diff_ids"].as_array().unwrap().len();
+    assert_eq!(layers, 4, "base + RUN + COPY + WORKDIR");
+    let history = cfg["history"].as_array().unwrap();
+    assert_eq!(
+        history.iter().filter(|h| h["empty_layer"] != true).count(),
+        layers,
+        "one non-empty history entry per layer"
+    );
+}
+
+fn manifest_line(reply: &serde_json::Value) -> String {
+    log_text(reply)
+        .lines()
+        .find(|l| l.contains("pushing manifest for"))
+        .expect("manifest line")
+        .split_once(' ')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+#[test]
+fn e2e_build_push_and_cached_rebuild_as_root() {
+    let server = Server::start(ServerOptions::default());
+    let repo = unique("kiln/e2e-root");
+    let image = format!("{}/{repo}:v1", registry());
+    let body = e2e_request(&image);
+    let (status, reply) = server.build(&body);
+    assert_success(status, &reply);
+    assert_eq!(reply["image"], image.as_str());
+    assert!(manifest_line(&reply).starts_with(&format!("pushing manifest for {image}@sha256:")));
+    check_e2e_image(&image);
+
+    let uploads = upload_count(&repo);
+    assert!(uploads >= 3, "first build uploads its layers and config ({uploads})");
+    let (status, again) = server.build(&body);
+    assert_success(status, &again);
+    let log = log_text(&again);
+    assert_eq!(
+        log.lines().filter(|l| l.ends_with(" CACHED")).count(),
+        4,
+        "every step cached:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.ends_with('s') && l.contains("] RUN ")),
+        "no RUN executed:\n{log}"
+    );
+    assert_eq!(upload_count(&repo), uploads, "a cached rebuild uploads no blob");
+    assert_eq!(manifest_line(&again), manifest_line(&reply), "same image digest");
+}
+
+#[test]
+fn e2e_build_as_unprivileged_user() {
+    let user = std::env::var("KILN_TEST_USER").unwrap_or_else(|_| "kiln-test".into());
+    let server = Server::start(ServerOptions {
+        user: Some(user),
+        ..Default::default()
+    });
+    let image = format!("{}/{}:v1", registry(), unique("kiln/e2e-rootless"));
+    let (status, reply) = server.build(&e2e_request(&image));
+    assert_success(status, &reply);
+    check_e2e_image(&image);
+}
+
+#[test]
+fn failures_name_the_step_and_line_and_leave_the_server_working() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/failures"));
+    let req = |dockerfile: String| request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
+
+    let (status, reply) = server.build(&req(format!("FROM {reg}/does-not-exist:1\nRUN true\n")));
+    assert_eq!((status, reply["status"].as_str()), (500, Some("failed")), "{reply}");
+    let err = reply["error"].as_str().unwrap();
+    assert!(
+        err.contains("Dockerfile:1") && err.contains("does-not-exist") && err.contains("MANIFEST_UNKNOWN"),
+        "{err}"
+    );
+
+    let (status, reply) = server.build(&req(format!(
+        "FROM {reg}/busybox\nENV A=1\nRUN echo before-failure && exit 3\n"
+    )));
+    assert_eq!((status, reply["status"].as_str()), (500, Some("failed")), "{reply}");
+    let err = reply["error"].as_str().unwrap();
+    assert!(
+        err.contains("Dockerfile line 3") && err.contains("RUN echo before-failure"),
+        "{err}"
+    );
+    assert!(err.contains("exit code: 3") && err.contains("before-failure"), "{err}");
+    assert!(log_text(&reply).contains("before-failure"), "step output is in the log");
+
+    let (status, reply) = server.build(&req(format!("FROM {reg}/busybox\nRUNN true\n")));
+    assert_eq!(status, 400);
+    let err = reply["error"].as_str().unwrap();
+    assert!(
+        err.contains("Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)"),
+        "{err}"
+    );
+
+    let (status, reply) = server.build(&req(format!("FROM {reg}/busybox\nRUN echo recovered > /ok\n")));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("ok")).unwrap(), "recovered\n");
+}
+
+#[test]
+fn run_steps_cannot_see_server_secrets() {
+    let (auth_reg, user, pass) = auth_registry();
+    let docker_config = json!({"auths": {auth_reg: {"auth": base64_encode(&format!("{user}:{pass}"))}}}).to_string();
+    let server = Server::start(ServerOptions {
+        docker_config: Some(docker_config),
+        ..Default::default()
+    });
+    let paths = [
+        server.secret_file.display().to_string(),
+        server.docker_config.as_ref().unwrap().display().to_string(),
+        server.data_dir.display().to_string(),
+    ];
+    let probe = |targets: &str| {
+        format!(
+            "FROM {}/busybox\nRUN for p in {targets}; do if [ -e \"$p\" ]; then echo \"LEAK: $p\"; exit 1; fi; done; \
+             if tr '\\0' '\\n' < /proc/self/environ | grep -q '{SECRET}\\|{pass}'; then echo LEAK-ENV; exit 1; fi; \
+             if grep -rqs '{SECRET}' /etc /root /tmp /run /home; then echo LEAK-FILE; exit 1; fi; echo sandbox-ok\n",
+            registry()
+        )
+    };
+    let image = format!("{}/{}:v1", registry(), unique("kiln/sandbox"));
+    let body = request_tar(
+        &json!({"image": image}),
+        &[("Dockerfile", probe(&paths.join(" ")).as_bytes())],
+    );
+    let (status, reply) = server.build(&body);
+    assert_success(status, &reply);
+    assert!(log_text(&reply).contains("sandbox-ok"));
+
+    // Control: the same probe does fail when a path is visible.
+    let body = request_tar(
+        &json!({"image": image}),
+        &[("Dockerfile", probe("/etc/passwd").as_bytes())],
+    );
+    let (_, reply) = server.build(&body);
+    assert_eq!(reply["status"], "failed");
+    assert!(log_text(&reply).contains("LEAK: /etc/passwd"), "{}", log_text(&reply));
+}
+
+#[test]
+fn pulls_and_pushes_with_basic_auth_from_docker_config() {
+    let (auth_reg, user, pass) = auth_registry();
+    let image = format!("{auth_reg}/{}:v1", unique("kiln/authed"));
+    let body = request_tar(
+        &json!({"image": image}),
+        &[(
+            "Dockerfile",
+            format!("FROM {auth_reg}/busybox\nRUN echo authed > /authed\n").as_bytes(),
+        )],
+    );
+
+    let anonymous = Server::start(ServerOptions::default());
+    let (status, reply) = anonymous.build(&body);
+    assert_eq!(reply["status"], "failed", "{reply}");
+    assert_eq!(
+        status, 500,
+        "a registry auth failure is a build failure, not a bad signature"
+    );
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("no credentials are configured"),
+        "{reply}"
+    );
+
+    let docker_config =
+        json!({"auths": {auth_reg.clone(): {"auth": base64_encode(&format!("{user}:{pass}"))}}}).to_string();
+    let server = Server::start(ServerOptions {
+        docker_config: Some(docker_config),
+        ..Default::default()
+    });
+    let (status, reply) = server.build(&body);
+    assert_success(status, &reply);
+    let img = unpack_image(&image, Some((&user, &pass)));
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("authed")).unwrap(), "authed\n");
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

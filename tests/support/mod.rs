@@ -1,0 +1,328 @@
+//! Test harness: a real `kiln serve` process (as root or as the
+//! unprivileged test user), request tars shaped like the Go SDK's, and
+//! independent checks of pushed images with skopeo and umoci.
+//!
+//! The registries are started by `scripts/test.sh`, which exports their
+//! addresses; run the suite through it.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The HMAC key every test server uses.
+pub const SECRET: &str = "test-payload-secret-value";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the suite with scripts/test.sh, which starts the test registries")
+    })
+}
+
+/// The anonymous test registry (`host:port`).
+pub fn registry() -> String {
+    env("KILN_TEST_REGISTRY")
+}
+
+/// The htpasswd test registry and its credentials.
+pub fn auth_registry() -> (String, String, String) {
+    (
+        env("KILN_TEST_AUTH_REGISTRY"),
+        env("KILN_TEST_AUTH_USER"),
+        env("KILN_TEST_AUTH_PASS"),
+    )
+}
+
+/// A unique repository name for one test.
+pub fn unique(name: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{}", std::process::id(), n % 1_000_000_000)
+}
+
+/// Options for [`Server::start`].
+#[derive(Default)]
+pub struct ServerOptions {
+    /// Run as this unprivileged user.
+    pub user: Option<String>,
+    /// Docker config.json content.
+    pub docker_config: Option<String>,
+}
+
+/// A running `kiln serve`.
+pub struct Server {
+    child: Child,
+    /// Base URL.
+    pub url: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// The payload secret file.
+    pub secret_file: PathBuf,
+    /// The docker config file, if any.
+    pub docker_config: Option<PathBuf>,
+    /// Keeps the temp dir alive.
+    _tmp: tempfile::TempDir,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn user_ids(user: &str) -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id").arg(flag).arg(user).output().expect("run id");
+        assert!(
+            out.status.success(),
+            "test user {user} missing: run scripts/test.sh (it creates it)"
+        );
+        String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+impl Server {
+    /// Starts a server and waits for `/healthz`.
+    pub fn start(opts: ServerOptions) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data_dir = tmp.path().join("data");
+        let secret_file = tmp.path().join("payload-secret");
+        std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let docker_config = opts.docker_config.as_ref().map(|c| {
+            let p = tmp.path().join("config.json");
+            std::fs::write(&p, c).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        });
+        let port = free_port();
+        let log = tmp.path().join("server.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--payload-secret")
+            .arg(&secret_file)
+            .env_remove("KILN_DATA_DIR")
+            .env("HOME", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(p) = &docker_config {
+            cmd.arg("--docker-config").arg(p);
+        }
+        if let Some(user) = &opts.user {
+            let (uid, gid) = user_ids(user);
+            std::os::unix::fs::chown(tmp.path(), Some(uid), Some(gid)).unwrap();
+            for f in [Some(&secret_file), docker_config.as_ref()].into_iter().flatten() {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
+            }
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().expect("spawn kiln serve");
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            secret_file,
+            docker_config,
+            _tmp: tmp,
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::blocking::get(format!("{}/healthz", self.url)) {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kiln serve did not become ready:\n{}", self.log());
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// POSTs a signed body to /build.
+    pub fn build(&self, body: &[u8]) -> (u16, serde_json::Value) {
+        self.post(body, Some(&sign(SECRET, body)))
+    }
+
+    /// POSTs `body` with an optional signature header.
+    pub fn post(&self, body: &[u8], signature: Option<&str>) -> (u16, serde_json::Value) {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .unwrap();
+        let mut req = client.post(format!("{}/build", self.url)).body(body.to_vec());
+        if let Some(s) = signature {
+            req = req.header("X-Build-Signature", s);
+        }
+        let resp = req.send().expect("POST /build");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {text}"));
+        (status, json)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sha256=<hex>` HMAC as clients compute it.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    kiln::api::auth::sign(secret.as_bytes(), body)
+}
+
+/// A request tar shaped like the Go SDK's `MakeTar`: a `context` directory
+/// entry without a trailing slash, the files, and the config last.
+pub fn request_tar(config: &serde_json::Value, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_ustar();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o700);
+    dir.set_size(0);
+    b.append_data(&mut dir, "context", std::io::empty()).unwrap();
+    for (path, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, format!("context/{path}"), *data).unwrap();
+    }
+    let cfg = serde_json::to_vec(config).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o664);
+    h.set_size(cfg.len() as u64);
+    b.append_data(&mut h, "com.openfaas.docker.config", cfg.as_slice())
+        .unwrap();
+    b.into_inner().unwrap()
+}
+
+/// The log of a reply as one string.
+pub fn log_text(reply: &serde_json::Value) -> String {
+    reply["log"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l.as_str()).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+/// Asserts a reply is a success.
+pub fn assert_success(status: u16, reply: &serde_json::Value) {
+    assert_eq!(
+        reply["status"],
+        "success",
+        "build failed ({status}): {}\n{}",
+        reply["error"],
+        log_text(reply)
+    );
+    assert_eq!(status, 200);
+}
+
+/// An image pulled with skopeo and unpacked with umoci, independent of kiln.
+pub struct Unpacked {
+    _tmp: tempfile::TempDir,
+    /// The unpacked root filesystem.
+    pub rootfs: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn creds_args(creds: Option<(&str, &str)>, flag: &str) -> Vec<String> {
+    creds
+        .map(|(u, p)| vec![flag.to_string(), format!("{u}:{p}")])
+        .unwrap_or_default()
+}
+
+/// Pulls `image` with skopeo and unpacks it with umoci.
+pub fn unpack_image(image: &str, creds: Option<(&str, &str)>) -> Unpacked {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("oci");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .args(creds_args(creds, "--src-creds"))
+        .arg(format!("docker://{image}"))
+        .arg(format!("oci:{}:img", layout.display())));
+    let bundle = tmp.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:img", layout.display()))
+        .arg(&bundle));
+    Unpacked {
+        rootfs: bundle.join("rootfs"),
+        _tmp: tmp,
+    }
+}
+
+/// The image config as skopeo reads it.
+pub fn image_config(image: &str, creds: Option<(&str, &str)>) -> serde_json::Value {
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--config", "--tls-verify=false"])
+        .args(creds_args(creds, "--creds"))
+        .arg(format!("docker://{image}")));
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// Upload sessions the anonymous registry saw for `repo` so far.
+pub fn upload_count(repo: &str) -> usize {
+    let log = std::fs::read_to_string(env("KILN_TEST_REGISTRY_LOG")).unwrap();
+    let uri = format!("/v2/{repo}/blobs/uploads/");
+    log.lines()
+        .filter(|l| {
+            l.contains("msg=\"response completed\"") && l.contains("http.request.method=POST") && l.contains(&uri)
+        })
+        .count()
+}
+
+/// Owner and mode of a path.
+pub fn owner_mode(p: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// Writes bytes to a file (helper for ad-hoc fixtures).
+pub fn write(path: &Path, data: &[u8]) {
+    std::fs::File::create(path).unwrap().write_all(data).unwrap();
+}
