@@ -96,7 +96,7 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<Identity> {
     if group.is_none() {
         if let Some(e) = entry {
             for (_, id, members) in &groups {
-                if members.iter().any(|m| *m == e.name) && !additional_gids.contains(id) {
+                if members.contains(&e.name) && !additional_gids.contains(id) {
                     additional_gids.push(*id);
                 }
             }

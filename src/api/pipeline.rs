@@ -186,7 +186,6 @@ async fn solve(
         progress: &tx,
     };
     let result = state.solver.solve(&input).await;
-    drop(input);
     drop(tx);
     let _ = printer.await;
     result.map_err(|e| {

@@ -325,7 +325,7 @@ fn parse_pairs(
     words
         .into_iter()
         .map(|w| match w.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(err(col, format!("{what} names can not be blank"))),
+            Some(("", _)) => Err(err(col, format!("{what} names can not be blank"))),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Err(err(col, format!("{what} must have two arguments: {w:?} has no '='"))),
         })

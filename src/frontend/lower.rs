@@ -111,7 +111,15 @@ struct StagePlan<'a> {
     parent: Option<usize>,
 }
 
-fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<(Vec<StagePlan<'a>>, Vec<bool>), Diagnostic> {
+/// The stages up to the target, which of them the target reaches, and the
+/// global ARG values.
+struct Plan<'a> {
+    stages: Vec<StagePlan<'a>>,
+    reachable: Vec<bool>,
+    meta: BTreeMap<String, String>,
+}
+
+fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnostic> {
     let first_from = df
         .instructions
         .iter()
@@ -183,7 +191,11 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<(Vec<StagePlan<'a
     }
     stages.truncate(target + 1);
     reachable.truncate(target + 1);
-    Ok((stages, reachable))
+    Ok(Plan {
+        stages,
+        reachable,
+        meta: meta_vars,
+    })
 }
 
 /// A registry image the target needs, with the FROM line naming it.
@@ -199,7 +211,7 @@ pub struct BaseImageRef {
 
 /// The registry images the target needs.
 pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImageRef>, Diagnostic> {
-    let (stages, reachable) = plan(df, opts)?;
+    let Plan { stages, reachable, .. } = plan(df, opts)?;
     let mut out: Vec<BaseImageRef> = Vec::new();
     for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
         if s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch") && !out.iter().any(|b| b.image == s.image) {
@@ -215,13 +227,11 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
 
 /// Lowers the target stage (and what it depends on) to an op graph.
 pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) -> Result<Lowered, Diagnostic> {
-    let (stages, reachable) = plan(df, opts)?;
-    let first_from = df
-        .instructions
-        .iter()
-        .position(|i| matches!(i.kind, Kind::From { .. }))
-        .expect("parse checked");
-    let meta_vars = meta::global_args(&df.instructions[..first_from], opts, df.escape)?;
+    let Plan {
+        stages,
+        reachable,
+        meta: meta_vars,
+    } = plan(df, opts)?;
     let mut def = Definition::default();
     let mut built: Vec<Option<stage::StageState>> = Vec::new();
     for (i, s) in stages.iter().enumerate() {
@@ -261,3 +271,7 @@ fn history(created_by: String, empty_layer: bool) -> History {
         empty_layer,
     }
 }
+
+#[cfg(test)]
+#[path = "lower/tests.rs"]
+mod tests;

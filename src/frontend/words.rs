@@ -249,3 +249,100 @@ fn apply_modifier(name: &str, value: Option<String>, op: char, word: String) -> 
         c => Err(format!("unsupported modifier ({c}) in substitution")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(name: &str) -> Option<String> {
+        match name {
+            "A" => Some("a".into()),
+            "B" => Some("b c".into()),
+            "EMPTY" => Some(String::new()),
+            "PATH" => Some("/bin".into()),
+            _ => None,
+        }
+    }
+
+    /// input | expected single word (`!` prefix: an error containing the rest).
+    const WORD_CASES: &[(&str, &str)] = &[
+        ("plain", "plain"),
+        ("$A", "a"),
+        ("${A}", "a"),
+        ("${A}x", "ax"),
+        ("$Ax", ""),
+        ("x$A", "xa"),
+        ("$UNSET", ""),
+        ("${UNSET}", ""),
+        ("'$A'", "$A"),
+        ("\"$A\"", "a"),
+        ("\"'$A'\"", "'a'"),
+        ("'\"$A\"'", "\"$A\""),
+        ("\\$A", "$A"),
+        ("\"\\$A\"", "$A"),
+        ("\"a\\\"b\"", "a\"b"),
+        ("\"a\\nb\"", "a\\nb"),
+        ("a\\ b", "a b"),
+        ("${UNSET:-def}", "def"),
+        ("${EMPTY:-def}", "def"),
+        ("${A:-def}", "a"),
+        ("${UNSET-def}", "def"),
+        ("${EMPTY-def}", ""),
+        ("${A:+alt}", "alt"),
+        ("${EMPTY:+alt}", ""),
+        ("${EMPTY+alt}", "alt"),
+        ("${UNSET+alt}", ""),
+        ("${UNSET:-$A}", "a"),
+        ("${UNSET:-${A}-x}", "a-x"),
+        ("${UNSET:-'q $A'}", "q $A"),
+        ("${A:?msg}", "a"),
+        ("${UNSET:?is required}", "!UNSET: is required"),
+        ("${EMPTY:?}", "!EMPTY: parameter null or not set"),
+        ("${EMPTY?x}", ""),
+        ("${UNSET?x}", "!UNSET: x"),
+        ("$PATH:/usr/bin", "/bin:/usr/bin"),
+        ("${TARGETPLATFORM:-linux/amd64}", "linux/amd64"),
+        ("$", "$"),
+        ("a$", "a$"),
+        ("$1", ""),
+        ("${", "!bad substitution"),
+        ("${A", "!missing '}'"),
+        ("${A%x}", "!unsupported modifier"),
+        ("'open", "!single-quote"),
+        ("\"open", "!double-quote"),
+        ("", ""),
+    ];
+
+    #[test]
+    fn word_table() {
+        for (input, want) in WORD_CASES {
+            let got = process_word(input, &vars, '\\');
+            match want.strip_prefix('!') {
+                Some(err) => {
+                    let e = got.expect_err(input);
+                    assert!(e.contains(err), "{input:?}: error {e:?} lacks {err:?}");
+                }
+                None => assert_eq!(got.as_deref(), Ok(*want), "{input:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn words_split_on_unquoted_whitespace_and_expansions() {
+        let w = |s: &str| process_words(s, &vars, '\\').unwrap();
+        assert_eq!(w("a  b\tc"), ["a", "b", "c"]);
+        assert_eq!(w("$B d"), ["b", "c", "d"]);
+        assert_eq!(w("\"$B\" d"), ["b c", "d"]);
+        assert_eq!(w("'x y' \"\""), ["x y", ""]);
+        assert_eq!(w("8080 ${UNSET:-9090}/udp"), ["8080", "9090/udp"]);
+        assert_eq!(process_word("`$A", &vars, '`').unwrap(), "$A");
+    }
+
+    #[test]
+    fn raw_split_keeps_quotes() {
+        assert_eq!(
+            split_raw(r#"a="b c" d=e\ f g='h i'"#, '\\'),
+            [r#"a="b c""#, r"d=e\ f", "g='h i'"]
+        );
+    }
+}

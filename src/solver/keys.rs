@@ -7,7 +7,7 @@ use super::context::{expand_sources, hash_sources};
 use super::fileop::PlannedAction;
 use crate::graph::{FileAction, Op};
 use sha2::{Digest as _, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Prefix mixed into every key; bump it when the key scheme changes.
 pub const CACHE_KEY_VERSION: &str = "kiln-cache-v1";
@@ -46,7 +46,7 @@ pub async fn cache_key(
     }
 }
 
-fn plan_file(actions: &[FileAction], context: &PathBuf) -> Result<(Vec<PlannedAction>, String), String> {
+fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedAction>, String), String> {
     let mut planned = Vec::new();
     let mut hashes = String::new();
     for a in actions {

@@ -9,7 +9,7 @@ pub mod fileop;
 mod keys;
 
 pub use cache::{CacheIndex, LayerRecord, StepRecord};
-pub use keys::CACHE_KEY_VERSION;
+pub use keys::{cache_key, CACHE_KEY_VERSION};
 
 use crate::errors::ErrorKind;
 use crate::graph::{Definition, NodeId, Op};

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Times whole kiln builds through POST /build (see bench-build.sh)."""
+import argparse, hashlib, hmac, io, json, os, socket, statistics, subprocess, tarfile, time, urllib.request
+
+SECRET = b"bench-secret"
+
+E2E = """FROM {reg}/busybox:latest
+RUN echo hello > /hello && echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && mkdir -p /home/app/data && chown 1000:1000 /home/app/data && rm /etc/base-marker
+COPY src /home/app/src
+ENV GREETING="hello world"
+WORKDIR /home/app
+USER app
+CMD ["cat", "/hello"]
+"""
+
+
+def request_tar(config, files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in list(files.items()) + [("com.openfaas.docker.config", json.dumps(config).encode())]:
+            info = tarfile.TarInfo(name if name.startswith("com.") else "context/" + name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def post(url, body):
+    sig = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+    req = urllib.request.Request(url + "/build", data=body, headers={"X-Build-Signature": sig})
+    start = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            reply = json.load(resp)
+    except urllib.error.HTTPError as e:
+        reply = json.load(e)
+    wall = time.monotonic() - start
+    if reply["status"] != "success":
+        raise SystemExit("build failed: %s\n%s" % (reply.get("error"), "\n".join(reply["log"])))
+    return wall, reply["duration"]
+
+
+class Server:
+    def __init__(self, kiln, work, name):
+        self.data = os.path.join(work, name)
+        secret = os.path.join(work, "secret")
+        with open(secret, "wb") as f:
+            f.write(SECRET)
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+        self.url = "http://127.0.0.1:%d" % port
+        self.proc = subprocess.Popen(
+            [kiln, "serve", "--listen", "127.0.0.1:%d" % port, "--data-dir", self.data, "--payload-secret", secret, "--insecure"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(400):
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.025)
+        raise SystemExit("kiln did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        subprocess.run(["rm", "-rf", self.data])
+
+
+def median_ms(xs):
+    return "%.1f ms" % (statistics.median(xs) * 1000)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", required=True)
+    ap.add_argument("--registry", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    files = {"Dockerfile": E2E.format(reg=a.registry).encode(), "src/main.py": b"print('hi')\n", "src/lib/util.py": b"X = 1\n"}
+    cold_wall, cold_server = [], []
+    for i in range(a.runs):
+        srv = Server(a.kiln, a.work, "cold%d" % i)
+        body = request_tar({"image": "%s/bench/e2e:cold%d" % (a.registry, i)}, files)
+        w, d = post(srv.url, body)
+        cold_wall.append(w); cold_server.append(d)
+        srv.stop()
+    srv = Server(a.kiln, a.work, "warm")
+    body = request_tar({"image": "%s/bench/e2e:warm" % a.registry}, files)
+    post(srv.url, body)
+    warm_wall, warm_server = [], []
+    for _ in range(a.runs):
+        w, d = post(srv.url, body)
+        warm_wall.append(w); warm_server.append(d)
+    srv.stop()
+    steps = 20
+    many = "FROM %s/busybox\n" % a.registry + "".join("RUN echo %d > /step\n" % i for i in range(steps))
+    none = "FROM %s/busybox\n" % a.registry
+    per_step = []
+    for i in range(a.runs):
+        times = {}
+        for name, text in (("many", many), ("none", none)):
+            srv = Server(a.kiln, a.work, "step-%s-%d" % (name, i))
+            w, d = post(srv.url, request_tar({"image": "%s/bench/steps:x" % a.registry, "skipPush": True}, {"Dockerfile": text.encode()}))
+            times[name] = d
+            srv.stop()
+        per_step.append((times["many"] - times["none"]) / steps)
+    print("E2E context (%d runs, medians)" % a.runs)
+    print("  cold build+push : client %s, server %s" % (median_ms(cold_wall), median_ms(cold_server)))
+    print("  warm rebuild    : client %s, server %s" % (median_ms(warm_wall), median_ms(warm_server)))
+    print("  per RUN step    : %s (helper + overlay + libcontainer + diff + gzip)" % median_ms(per_step))
+
+
+if __name__ == "__main__":
+    main()

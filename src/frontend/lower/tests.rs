@@ -1,0 +1,228 @@
+//! Lowering semantics (BuildKit's behaviour is the reference).
+
+use super::*;
+use crate::frontend::parse;
+use crate::graph::{ExecOp, FileAction, Op};
+
+fn base() -> ResolvedImage {
+    let mut config = ImageConfig {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        ..Default::default()
+    };
+    config.config.env = Some(vec!["PATH=/base/bin".into()]);
+    config.config.cmd = Some(vec!["sh".into()]);
+    config.history = vec![History {
+        created_by: Some("base".into()),
+        ..Default::default()
+    }];
+    config.rootfs.diff_ids = vec!["sha256:x".into()];
+    ResolvedImage {
+        reference: "r.io/base:1".into(),
+        digest: Digest::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").unwrap(),
+        config,
+    }
+}
+
+fn lower_with(text: &str, args: &[(&str, &str)]) -> Result<Lowered, Diagnostic> {
+    let df = parse(text)?;
+    let opts = BuildOptions {
+        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        target: None,
+        platform: Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        },
+    };
+    let mut resolver = HashMap::new();
+    for b in base_images(&df, &opts)? {
+        resolver.insert(b.image, base());
+    }
+    lower(&df, &opts, &resolver)
+}
+
+fn execs(l: &Lowered) -> Vec<&ExecOp> {
+    l.definition
+        .nodes
+        .iter()
+        .filter_map(|n| if let Op::Exec(e) = &n.op { Some(e) } else { None })
+        .collect()
+}
+
+#[test]
+fn env_on_one_line_sees_old_values_and_legacy_form_takes_the_rest() {
+    let l = lower_with(
+        "FROM b\nENV abc=hello\nENV abc=bye def=$abc\nENV LEGACY a b=c  d\n",
+        &[],
+    )
+    .unwrap();
+    let c = &l.config.config;
+    assert_eq!(c.env_get("abc"), Some("bye"));
+    assert_eq!(c.env_get("def"), Some("hello"));
+    assert_eq!(c.env_get("LEGACY"), Some("a b=c  d"));
+    assert_eq!(c.env_get("PATH"), Some("/base/bin"), "base env is inherited");
+}
+
+#[test]
+fn arg_scoping_follows_buildkit() {
+    let text = "ARG V=global\nARG BASE=b\nFROM $BASE\nRUN echo $V\nARG V\nARG EMPTY\nARG UNSET\nARG D=dflt\nENV D=from-env\nRUN echo\n";
+    let l = lower_with(text, &[("EMPTY", ""), ("UNUSED", "x")]).unwrap();
+    let runs = execs(&l);
+    assert!(
+        !runs[0].env.iter().any(|e| e.starts_with("V=")),
+        "a global ARG is invisible until redeclared"
+    );
+    let env = &runs[1].env;
+    assert!(env.contains(&"V=global".to_string()), "{env:?}");
+    assert!(
+        env.contains(&"EMPTY=".to_string()),
+        "an empty build arg is set: {env:?}"
+    );
+    assert!(
+        !env.iter().any(|e| e.starts_with("UNSET=")),
+        "an ARG without value is absent: {env:?}"
+    );
+    assert_eq!(
+        env.iter().filter(|e| e.starts_with("D=")).collect::<Vec<_>>(),
+        ["D=from-env"],
+        "ENV wins over ARG"
+    );
+    assert!(
+        !l.config
+            .config
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|e| e.starts_with("V=")),
+        "ARGs never reach the config"
+    );
+}
+
+#[test]
+fn platform_args_work_in_from_and_only_after_redeclaration_in_run() {
+    let text = "FROM --platform=${TARGETPLATFORM:-linux/amd64} b AS build\nRUN echo\nARG TARGETARCH\nRUN echo\n";
+    let l = lower_with(text, &[]).unwrap();
+    let runs = execs(&l);
+    assert!(!runs[0].env.iter().any(|e| e.starts_with("TARGETARCH=")));
+    assert!(runs[1].env.contains(&"TARGETARCH=amd64".to_string()));
+}
+
+#[test]
+fn shell_and_exec_forms_cmd_and_entrypoint() {
+    let l = lower_with(
+        "FROM b\nRUN echo $HOME\nRUN [\"echo\", \"$HOME\"]\nENTRYPOINT [\"/bin/app\"]\n",
+        &[],
+    )
+    .unwrap();
+    let runs = execs(&l);
+    assert_eq!(runs[0].args, ["/bin/sh", "-c", "echo $HOME"]);
+    assert_eq!(runs[1].args, ["echo", "$HOME"], "exec form is never expanded");
+    assert_eq!(l.config.config.cmd, None, "ENTRYPOINT clears the inherited CMD");
+    let l = lower_with("FROM b\nCMD run\nENTRYPOINT [\"/bin/app\"]\n", &[]).unwrap();
+    assert_eq!(
+        l.config.config.cmd,
+        Some(vec!["/bin/sh".into(), "-c".into(), "run".into()]),
+        "same-stage CMD stays"
+    );
+}
+
+#[test]
+fn workdir_copy_destinations_and_history() {
+    let l = lower_with(
+        "FROM b\nWORKDIR /app\nWORKDIR sub/\nCOPY a.txt .\nCOPY b.txt rel\nUSER 1000\nRUN true\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(l.config.config.working_dir.as_deref(), Some("/app/sub"));
+    let copies: Vec<_> = l
+        .definition
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::File(f) => match &f.actions[0] {
+                FileAction::Copy(c) => Some(c.dest.clone()),
+                FileAction::Mkdir { .. } => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copies, ["/app/sub/", "/app/sub/rel"]);
+    assert_eq!(execs(&l)[0].user, "1000");
+    assert_eq!(execs(&l)[0].cwd, "/app/sub");
+    let layers = l.history.iter().filter(|h| !h.entry.empty_layer).count();
+    assert_eq!(layers, 1 + 5, "base + 2 WORKDIR + 2 COPY + RUN");
+    assert!(l
+        .history
+        .iter()
+        .any(|h| h.entry.created_by.as_deref() == Some("USER 1000") && h.entry.empty_layer));
+}
+
+#[test]
+fn unreachable_stages_are_not_resolved_or_built() {
+    let text = "FROM b AS build\nRUN make\nFROM missing-image AS test\nRUN exit 1\nFROM build AS ship\nRUN ship\n";
+    let df = parse(text).unwrap();
+    let opts = BuildOptions {
+        build_args: Default::default(),
+        target: None,
+        platform: Platform::host(),
+    };
+    let images: Vec<String> = base_images(&df, &opts).unwrap().into_iter().map(|b| b.image).collect();
+    assert_eq!(images, ["b"]);
+    let l = lower_with(text, &[]).unwrap();
+    let cmds: Vec<String> = execs(&l).iter().map(|e| e.args.join(" ")).collect();
+    assert_eq!(cmds, ["/bin/sh -c make", "/bin/sh -c ship"]);
+}
+
+#[test]
+fn healthcheck_expose_and_metadata() {
+    let text = "FROM b\nHEALTHCHECK --interval=3s --retries=2 CMD [ -e /tmp/.lock ] || exit 1\nEXPOSE 8080 53/UDP\nSTOPSIGNAL SIGTERM\nLABEL a=b \"c d\"=e\n";
+    let l = lower_with(text, &[]).unwrap();
+    let c = &l.config.config;
+    let hc = c.healthcheck.as_ref().unwrap();
+    assert_eq!(hc.test.as_ref().unwrap(), &["CMD-SHELL", "[ -e /tmp/.lock ] || exit 1"]);
+    assert_eq!((hc.interval, hc.retries), (Some(3_000_000_000), Some(2)));
+    let ports: Vec<&String> = c.exposed_ports.as_ref().unwrap().keys().collect();
+    assert_eq!(ports, ["53/udp", "8080/tcp"]);
+    assert_eq!(c.labels.as_ref().unwrap()["c d"], "e");
+    assert!(lower_with("FROM b\nSTOPSIGNAL SIGNOPE\n", &[])
+        .unwrap_err()
+        .message
+        .contains("invalid signal"));
+}
+
+#[test]
+fn diagnostics_name_line_and_suggest() {
+    let cases = [
+        (
+            "FROM b\nCOPY --chwon=app a b\n",
+            2,
+            "unknown flag: --chwon",
+            Some("chown"),
+        ),
+        (
+            "FROM b\nCOPY onlyone\n",
+            2,
+            "COPY requires at least two arguments",
+            None,
+        ),
+        ("RUN x\n", 1, "no build stage in current context", None),
+        ("FROM a b\n", 1, "FROM requires either one or three arguments", None),
+        ("FROM b AS 1st\n", 1, "invalid name for build stage", None),
+        ("FROM b\nONBUILD ONBUILD RUN x\n", 2, "Chaining ONBUILD", None),
+        ("\n\n", 1, "the Dockerfile cannot be empty", None),
+        (
+            "FROM b\nRUN --mount=type=cache,target=/x true\n",
+            2,
+            "RUN --mount is not supported by kiln yet",
+            None,
+        ),
+    ];
+    for (text, line, msg, suggestion) in cases {
+        let d = lower_with(text, &[]).unwrap_err();
+        assert_eq!(d.line, line, "{text:?}: {d}");
+        assert!(d.message.contains(msg), "{text:?}: {d}");
+        assert_eq!(d.suggestion.as_deref(), suggestion, "{text:?}");
+    }
+}
