@@ -262,3 +262,41 @@ fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[test]
+fn pulls_through_an_image_index_and_docker_v2_manifests() {
+    let server = Server::start(ServerOptions::default());
+    for tag in ["index", "v2s2"] {
+        let image = format!("{}/{}:v1", registry(), unique(&format!("kiln/base-{tag}")));
+        let dockerfile = format!(
+            "FROM {}/busybox:{tag}\nRUN test ! -e /wrong-platform && test -x /bin/busybox && echo {tag} > /tag\n",
+            registry()
+        );
+        let (status, reply) = server.build(&request_tar(
+            &json!({"image": image}),
+            &[("Dockerfile", dockerfile.as_bytes())],
+        ));
+        assert_success(status, &reply);
+        let img = unpack_image(&image, None);
+        assert_eq!(
+            std::fs::read_to_string(img.rootfs.join("tag")).unwrap(),
+            format!("{tag}\n")
+        );
+        assert!(
+            !img.rootfs.join("wrong-platform").exists(),
+            "the host platform's manifest was chosen"
+        );
+        let raw = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])
+            .output()
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+        for layer in manifest["layers"].as_array().unwrap() {
+            assert_eq!(
+                layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+                "base layers re-typed to OCI"
+            );
+        }
+    }
+}

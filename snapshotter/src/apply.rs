@@ -10,6 +10,7 @@ use crate::fsx::{self, clean_relative, fd_path, mkdir_all_at, OPAQUE_XATTR};
 use crate::{Error, IoContext, Result};
 use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
+use sha2::{Digest as _, Sha256};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
@@ -18,8 +19,10 @@ use std::os::unix::fs::{lchown, symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// What an apply did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyStats {
+    /// SHA-256 of the uncompressed tar stream (the layer's diff id).
+    pub diff_id: crate::Digest,
     /// Entries unpacked (whiteouts included).
     pub entries: u64,
     /// Bytes of file content written.
@@ -42,12 +45,34 @@ pub fn apply_layer(layer: impl Read, dest: &Path) -> Result<ApplyStats> {
     }
 }
 
+/// Hashes everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// Unpacks an uncompressed tar stream into `dest`.
 pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
     fs::create_dir_all(dest).ctx(|| format!("create {}", dest.display()))?;
     let root: OwnedFd = File::open(dest).ctx(|| format!("open {}", dest.display()))?.into();
-    let mut archive = tar::Archive::new(reader);
-    let mut stats = ApplyStats::default();
+    let mut archive = tar::Archive::new(HashingReader {
+        inner: reader,
+        hasher: Sha256::new(),
+    });
+    let mut stats = ApplyStats {
+        diff_id: crate::Digest::of(b""),
+        entries: 0,
+        bytes: 0,
+        skipped_devices: 0,
+    };
     let mut dir_times = Vec::new();
     for entry in archive.entries().ctx(|| "read layer tar".into())? {
         let mut entry = entry.ctx(|| "read layer entry".into())?;
@@ -67,6 +92,9 @@ pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
         let dir = mkdir_all_at(&root, rel).ctx(|| format!("reopen {}", rel.display()))?;
         set_mtime(&fd_path(&dir, OsStr::new(".")), *mtime, true)?;
     }
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).ctx(|| "read layer end".into())?;
+    stats.diff_id = crate::Digest::from_hasher(rest.hasher);
     Ok(stats)
 }
 

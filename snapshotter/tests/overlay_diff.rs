@@ -209,3 +209,18 @@ fn list_layer(store: &ContentStore, digest: &kiln_snapshotter::Digest) -> Vec<St
         .map(str::to_string)
         .collect()
 }
+
+#[test]
+fn apply_reports_the_uncompressed_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = base_layer();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let stats = apply_layer(gz.finish().unwrap().as_slice(), &tmp.path().join("a")).unwrap();
+    assert_eq!(
+        stats.diff_id,
+        kiln_snapshotter::Digest::of(&tar),
+        "diff id covers the whole stream, end blocks included"
+    );
+    assert_eq!(stats.entries, 11);
+}

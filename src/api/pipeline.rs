@@ -39,8 +39,14 @@ fn emit(log: &LogSink, msg: impl AsRef<str>) {
     let _ = log.send(format!("{} {}", timefmt::now(), msg.as_ref()));
 }
 
+/// `[stage i/n] TEXT`, or `[i/n] TEXT` for the single unnamed stage.
 fn step_name(loc: &SourceLoc) -> String {
-    format!("[{} {}/{}] {}", loc.stage, loc.step, loc.steps, loc.text)
+    let stage = if loc.stage.is_empty() {
+        String::new()
+    } else {
+        format!("{} ", loc.stage)
+    };
+    format!("[{stage}{}/{}] {}", loc.step, loc.steps, loc.text)
 }
 
 /// Runs the build; returns the manifest digest.

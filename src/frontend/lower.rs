@@ -239,7 +239,11 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             built.push(None);
             continue;
         }
-        let name = s.alias.clone().unwrap_or_else(|| format!("stage-{i}"));
+        let name = match &s.alias {
+            Some(a) => a.clone(),
+            None if stages.len() == 1 => String::new(),
+            None => format!("stage-{i}"),
+        };
         let base = match s.parent {
             Some(p) => built[p].clone().expect("parents are reachable"),
             None => stage::StageState::from_image(&mut def, s.from, &s.image, s.body.len() + 1, &name, opts, resolver)?,

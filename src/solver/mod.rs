@@ -233,13 +233,17 @@ impl Solver {
         })
         .await
         .map_err(|e| SolveError::internal(id, e))?;
-        if let Err(e) = applied {
+        let failure = match applied {
+            Err(e) => Some(format!("unpack layer {diff_id}: {e}")),
+            Ok(stats) if stats.diff_id != *diff_id => Some(format!(
+                "layer {diff_id} does not match the image config (its content hashes to {})",
+                stats.diff_id
+            )),
+            Ok(_) => None,
+        };
+        if let Some(message) = failure {
             let _ = self.snapshots.remove(&snap);
-            return Err(SolveError::new(
-                Some(id),
-                ErrorKind::InvalidArgument,
-                format!("unpack layer {diff_id}: {e}"),
-            ));
+            return Err(SolveError::new(Some(id), ErrorKind::Unavailable, message));
         }
         self.snapshots.commit(&snap).map_err(|e| SolveError::internal(id, e))?;
         self.cache.put_unpacked(diff_id, &snap)?;
