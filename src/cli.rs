@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KILN_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
+    /// Address of the Prometheus metrics listener (empty: none).
+    #[arg(long, env = "KILN_METRICS_LISTEN", default_value = "0.0.0.0:8081")]
+    pub metrics_listen: String,
     /// Data directory (cache, layers, snapshots). Default: /var/lib/kiln as
     /// root, $XDG_DATA_HOME/kiln (~/.local/share/kiln) otherwise.
     #[arg(long, env = "KILN_DATA_DIR")]
@@ -77,6 +80,14 @@ pub struct ServeArgs {
     /// Most unpacked bytes of a request tar, in MiB.
     #[arg(long, env = "KILN_MAX_UNPACKED_MB", default_value_t = 4096)]
     pub max_unpacked_mb: u64,
+    /// Most builds at once (0 = unlimited); over it /build answers 429 and
+    /// /ready 503 (pro-builder's max_inflight).
+    #[arg(long, env = "max_inflight", default_value_t = 0)]
+    pub max_inflight: usize,
+    /// Accepted for pro-builder compatibility; kiln always unpacks the
+    /// context as the namespace's root and sets owners explicitly on COPY.
+    #[arg(long, env = "enable_lchown", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", hide = true)]
+    pub enable_lchown: bool,
     /// Clamp layer and config timestamps (reproducible builds).
     #[arg(long, env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<i64>,

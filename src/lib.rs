@@ -6,6 +6,7 @@ pub mod errors;
 pub mod exporter;
 pub mod frontend;
 pub mod graph;
+pub mod metrics;
 pub mod registry;
 pub mod solver;
 pub mod timefmt;

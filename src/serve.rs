@@ -218,9 +218,17 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             cfg: Arc::new(cfg),
             secret: Arc::new(handover.payload_secret),
             solver: Arc::new(solver),
+            limiter: kiln::api::limit::Limiter::new(opts.max_inflight),
+            metrics: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         tracing::info!("kiln listening on {}", listener.local_addr()?);
+        if !opts.metrics_listen.is_empty() {
+            let metrics_listener = tokio::net::TcpListener::bind(&opts.metrics_listen).await?;
+            tracing::info!("metrics on http://{}/metrics", metrics_listener.local_addr()?);
+            let metrics = kiln::api::metrics_app(state.clone());
+            tokio::spawn(async move { axum::serve(metrics_listener, metrics).await });
+        }
         axum::serve(listener, app(state))
             .with_graceful_shutdown(shutdown())
             .await?;

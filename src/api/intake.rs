@@ -35,6 +35,9 @@ pub struct BuildConfig {
     /// Build without pushing.
     #[serde(default, rename = "skipPush", alias = "SkipPush")]
     pub skip_push: Option<bool>,
+    /// Stage to build (kiln extension; default: the last stage).
+    #[serde(default, alias = "Target")]
+    pub target: Option<String>,
 }
 
 /// Limits for one request tar.

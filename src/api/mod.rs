@@ -5,21 +5,71 @@ pub mod auth;
 mod build;
 pub mod error;
 pub mod intake;
+pub mod limit;
 mod pipeline;
 mod state;
+mod stream;
 
 pub use state::{AppState, ServeConfig};
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
 /// The API router.
 pub fn app(state: AppState) -> Router {
-    let limit = state.cfg.max_body_bytes;
     Router::new()
         .route("/build", post(build::handle))
         .route("/healthz", get(|| async { "OK" }))
-        .layer(DefaultBodyLimit::max(limit))
+        .route("/ready", get(ready))
+        .route_layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// The metrics router for the second listener.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move {
+                let in_flight = s.limiter.in_flight() as f64;
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    s.metrics.render(&[("kiln_builds_in_flight", in_flight)]),
+                )
+            }),
+        )
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", |p| p.as_str())
+        .to_string();
+    let resp = next.run(req).await;
+    state.metrics.inc(
+        "kiln_http_requests_total",
+        &[("route", &route), ("code", resp.status().as_str())],
+        1.0,
+    );
+    resp
+}
+
+/// 200 while a build can be accepted; 503 while `max_inflight` builds run.
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    if state.limiter.saturated() {
+        let msg = format!(
+            "Not ready: {} of {} build slots in use\n",
+            state.limiter.in_flight(),
+            state.limiter.max()
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, msg);
+    }
+    (StatusCode::OK, "OK".into())
 }

@@ -64,7 +64,7 @@ pub async fn run(state: &AppState, intake: &Intake, log: &LogSink) -> Result<Dig
     let target = Reference::parse(&intake.config.image).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
     let opts = BuildOptions {
         build_args: intake.config.build_args.clone().unwrap_or_default(),
-        target: None,
+        target: intake.config.target.clone().filter(|t| !t.trim().is_empty()),
         platform: platform.clone(),
     };
     let (bases, resolved) = resolve_bases(state, &df, &opts, log).await?;
@@ -87,6 +87,9 @@ pub async fn run(state: &AppState, intake: &Intake, log: &LogSink) -> Result<Dig
         exporter::ExportError::Push { source, .. } => fail(ErrorKind::from(source), e.to_string()),
         exporter::ExportError::Storage(_) => fail(ErrorKind::Internal, e.to_string()),
     })?;
+    state
+        .metrics
+        .inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
     Ok(exported.manifest)
 }
 
@@ -157,6 +160,49 @@ async fn resolve_bases(
     Ok((bases, resolved))
 }
 
+fn op_label(op: &crate::graph::Op) -> &'static str {
+    match op {
+        crate::graph::Op::Source(_) => "source",
+        crate::graph::Op::Exec(_) => "exec",
+        crate::graph::Op::File(_) => "file",
+    }
+}
+
+/// Turns solver events into log lines and metrics.
+struct Reporter {
+    sink: LogSink,
+    names: Vec<Option<SourceLoc>>,
+    ops: Vec<&'static str>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+impl Reporter {
+    fn name(&self, id: usize) -> String {
+        self.names[id]
+            .as_ref()
+            .map(step_name)
+            .unwrap_or_else(|| format!("step {id}"))
+    }
+
+    fn report(&self, ev: Event) {
+        match ev {
+            Event::Started(id) => emit(&self.sink, self.name(id)),
+            Event::Cached(id) => {
+                self.metrics.inc("kiln_cache_hits_total", &[], 1.0);
+                emit(&self.sink, format!("{} CACHED", self.name(id)));
+            }
+            Event::Done(id, secs) => {
+                self.metrics.inc("kiln_cache_misses_total", &[], 1.0);
+                self.metrics
+                    .observe("kiln_step_duration_seconds", &[("op", self.ops[id])], secs);
+                emit(&self.sink, format!("{} {secs:.2}s", self.name(id)));
+            }
+            Event::Output(_, line) => emit(&self.sink, line),
+            Event::Pulled(_, bytes) => self.metrics.inc("kiln_pulled_bytes_total", &[], bytes as f64),
+        }
+    }
+}
+
 async fn solve(
     state: &AppState,
     lowered: &frontend::Lowered,
@@ -165,23 +211,17 @@ async fn solve(
     log: &LogSink,
 ) -> Result<Vec<crate::solver::LayerRecord>, BuildFailure> {
     let sources: Vec<Option<SourceLoc>> = lowered.definition.nodes.iter().map(|n| n.source.clone()).collect();
+    let ops: Vec<&'static str> = lowered.definition.nodes.iter().map(|n| op_label(&n.op)).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let sink = log.clone();
-    let names = sources.clone();
+    let reporter = Reporter {
+        sink: log.clone(),
+        names: sources.clone(),
+        ops,
+        metrics: state.metrics.clone(),
+    };
     let printer = tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
-            let name = |id: usize| {
-                names[id]
-                    .as_ref()
-                    .map(step_name)
-                    .unwrap_or_else(|| format!("step {id}"))
-            };
-            match ev {
-                Event::Started(id) => emit(&sink, name(id)),
-                Event::Cached(id) => emit(&sink, format!("{} CACHED", name(id))),
-                Event::Done(id, secs) => emit(&sink, format!("{} {secs:.2}s", name(id))),
-                Event::Output(_, line) => emit(&sink, line),
-            }
+            reporter.report(ev);
         }
     });
     let input = BuildInput {

@@ -1,5 +1,6 @@
 //! Server configuration and shared state.
 
+use super::limit::Limiter;
 use crate::solver::Solver;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,4 +31,8 @@ pub struct AppState {
     pub secret: Arc<Vec<u8>>,
     /// The solver.
     pub solver: Arc<Solver>,
+    /// The `max_inflight` limiter.
+    pub limiter: Limiter,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

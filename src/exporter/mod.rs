@@ -21,6 +21,9 @@ pub struct Exported {
     pub manifest: Digest,
     /// Config digest.
     pub config: Digest,
+    /// Compressed bytes uploaded (blobs the registry already had or mounted
+    /// do not count).
+    pub pushed_bytes: u64,
 }
 
 /// Export settings for one image.
@@ -117,8 +120,10 @@ pub async fn export(
         return Ok(Exported {
             manifest: manifest_digest,
             config: config_digest,
+            pushed_bytes: 0,
         });
     }
+    let mut pushed_bytes = 0;
     let target = input.target;
     let push_err = |source| ExportError::Push {
         target: target.to_string(),
@@ -130,21 +135,33 @@ pub async fn export(
             .push_blob(target, &layer.digest, store, origin.as_ref())
             .await
             .map_err(push_err)?;
+        pushed_bytes += if outcome == PushOutcome::Uploaded {
+            layer.size
+        } else {
+            0
+        };
         log(format!("pushing layer {} {}", layer.digest, describe(outcome)));
     }
     let outcome = registry
         .push_blob(target, &config_digest, store, None)
         .await
         .map_err(push_err)?;
+    pushed_bytes += if outcome == PushOutcome::Uploaded {
+        config_bytes.len() as u64
+    } else {
+        0
+    };
     log(format!("pushing config {config_digest} {}", describe(outcome)));
     registry
         .put_manifest(target, &manifest_bytes, MediaType::OCI_MANIFEST)
         .await
         .map_err(push_err)?;
     log(format!("pushing manifest for {target}@{manifest_digest}"));
+    pushed_bytes += manifest_bytes.len() as u64;
     Ok(Exported {
         manifest: manifest_digest,
         config: config_digest,
+        pushed_bytes,
     })
 }
 

@@ -32,6 +32,8 @@ pub enum Event {
     Done(NodeId, f64),
     /// A line of a step's output.
     Output(NodeId, String),
+    /// Compressed bytes downloaded for a step.
+    Pulled(NodeId, u64),
 }
 
 /// Where progress goes.
@@ -196,10 +198,12 @@ impl Solver {
         let mut out = Vec::new();
         for (desc, diff_id) in resolved.manifest.layers.iter().zip(diff_ids) {
             let diff_id = Digest::parse(diff_id).map_err(|e| SolveError::internal(id, e))?;
-            self.registry
+            let pulled = self
+                .registry
                 .fetch_blob(reference, desc, &self.store)
                 .await
                 .map_err(|e| SolveError::new(Some(id), ErrorKind::from(&e), e.to_string()))?;
+            let _ = input.progress.send(Event::Pulled(id, pulled));
             let blob = Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?;
             let snapshot = self.unpack(id, &blob, &diff_id).await?;
             out.push(LayerRecord {

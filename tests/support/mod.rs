@@ -53,6 +53,8 @@ pub struct ServerOptions {
     pub user: Option<String>,
     /// Docker config.json content.
     pub docker_config: Option<String>,
+    /// Extra `kiln serve` arguments.
+    pub args: Vec<String>,
 }
 
 /// A running `kiln serve`.
@@ -60,6 +62,8 @@ pub struct Server {
     child: Child,
     /// Base URL.
     pub url: String,
+    /// Metrics base URL.
+    pub metrics_url: String,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// The payload secret file.
@@ -107,9 +111,12 @@ impl Server {
             p
         });
         let port = free_port();
+        let metrics_port = free_port();
         let log = tmp.path().join("server.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(&opts.args)
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--payload-secret")
@@ -134,6 +141,7 @@ impl Server {
         let server = Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}"),
             data_dir,
             secret_file,
             docker_config,
@@ -198,6 +206,81 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The outcome of reading an NDJSON reply the way faas-cli does.
+#[derive(Debug)]
+pub struct StreamOutcome {
+    /// HTTP status.
+    pub status: u16,
+    /// Every parsed line.
+    pub lines: Vec<serde_json::Value>,
+    /// Log entries printed.
+    pub log: Vec<String>,
+    /// faas-cli's verdict: `Ok(image)` or `Err(error)`.
+    pub verdict: Result<String, String>,
+}
+
+impl Server {
+    /// POSTs a signed body asking for NDJSON (as faas-cli does) and reads
+    /// the reply with faas-cli's rules: a line scanner capped at 64 KiB,
+    /// every line must be JSON, `success`/`failed` decide, a stream with
+    /// neither counts as success.
+    pub fn build_stream(&self, body: &[u8]) -> StreamOutcome {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("{}/build", self.url))
+            .header("X-Build-Signature", sign(SECRET, body))
+            .header("Accept", "application/x-ndjson")
+            .header("Content-Type", "application/octet-stream")
+            .header("User-Agent", "openfaas-go-sdk")
+            .body(body.to_vec())
+            .send()
+            .expect("POST /build");
+        let status = resp.status().as_u16();
+        if status != 200 && status != 202 {
+            let verdict = Err(format!(
+                "failed to build function, builder responded with status code {status}"
+            ));
+            return StreamOutcome {
+                status,
+                lines: vec![],
+                log: vec![],
+                verdict,
+            };
+        }
+        let text = resp.text().unwrap();
+        let (mut lines, mut log, mut verdict) = (Vec::new(), Vec::new(), Ok(String::new()));
+        for raw in text.split_inclusive('\n') {
+            assert!(
+                raw.len() < 64 * 1024,
+                "a line of {} bytes would end faas-cli's scanner",
+                raw.len()
+            );
+            let raw = raw.strip_suffix('\n').expect("every line ends with a newline");
+            assert!(!raw.is_empty(), "blank lines break faas-cli");
+            let v: serde_json::Value = serde_json::from_str(raw).unwrap_or_else(|e| panic!("not JSON ({e}): {raw}"));
+            for l in v["log"].as_array().into_iter().flatten() {
+                log.push(l.as_str().unwrap().to_string());
+            }
+            match v["status"].as_str() {
+                Some("success") => verdict = Ok(v["image"].as_str().unwrap_or("").to_string()),
+                Some("failed") => verdict = Err(v["error"].as_str().unwrap_or("").to_string()),
+                Some("in_progress") => {}
+                other => panic!("unexpected status {other:?} in {raw}"),
+            }
+            lines.push(v);
+        }
+        StreamOutcome {
+            status,
+            lines,
+            log,
+            verdict,
+        }
     }
 }
 

@@ -1,0 +1,158 @@
+//! The NDJSON reply: one compact JSON object per line, flushed as produced.
+//! Log lines are batched (whatever arrived since the last write, up to a
+//! byte budget) so every line stays far below faas-cli's 64 KiB scanner
+//! limit; the last line says `success` or `failed` (never `failure`). If
+//! the client goes away, the build is cancelled: dropping the body drops
+//! the build task, which kills its helper processes.
+
+use super::build::{log_outcome, Job};
+use super::pipeline;
+use super::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::convert::Infallible;
+use tokio::sync::mpsc;
+
+/// Most bytes of log text per NDJSON line.
+pub const BATCH_BYTES: usize = 16 * 1024;
+/// Longest error text in the final line.
+const MAX_ERROR: usize = 8 * 1024;
+
+#[derive(Serialize)]
+struct Progress<'a> {
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    log: &'a [String],
+    status: &'static str,
+    duration: f64,
+}
+
+#[derive(Serialize)]
+struct Final<'a> {
+    image: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    duration: f64,
+}
+
+fn line(value: &impl Serialize) -> Bytes {
+    let mut v = serde_json::to_vec(value).expect("serializes");
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// Aborts the build task when the response body is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the build and returns the streaming response.
+pub fn respond(state: AppState, job: Job) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let task = tokio::spawn(run(state, job, tx));
+    let guard = AbortOnDrop(task.abort_handle());
+    let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), (rx, guard)))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+async fn run(state: AppState, job: Job, out: mpsc::Sender<Bytes>) {
+    let (log_tx, mut log_rx) = mpsc::unbounded_channel::<String>();
+    let result = {
+        let build = pipeline::run(&state, &job.intake, &log_tx);
+        tokio::pin!(build);
+        loop {
+            tokio::select! {
+                result = &mut build => break result,
+                Some(first) = log_rx.recv() => {
+                    if !send_batches(&out, first, &mut log_rx, &job).await {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    drop(log_tx);
+    if let Some(first) = log_rx.recv().await {
+        if !send_batches(&out, first, &mut log_rx, &job).await {
+            return;
+        }
+    }
+    let image = &job.intake.config.image;
+    let duration = job.elapsed();
+    log_outcome(&state, image, &result, duration);
+    let (status, error) = match result {
+        Ok(_) => ("success", None),
+        Err(f) => ("failed", Some(truncate(f.message, MAX_ERROR))),
+    };
+    let _ = out
+        .send(line(&Final {
+            image,
+            status,
+            error,
+            duration,
+        }))
+        .await;
+}
+
+/// Sends `first` and everything already queued, split into lines of at
+/// most [`BATCH_BYTES`] of log text. Returns false when the client is gone.
+async fn send_batches(
+    out: &mpsc::Sender<Bytes>,
+    first: String,
+    rx: &mut mpsc::UnboundedReceiver<String>,
+    job: &Job,
+) -> bool {
+    let mut pending = vec![first];
+    while let Ok(l) = rx.try_recv() {
+        pending.push(l);
+    }
+    let mut batch: Vec<String> = Vec::new();
+    let mut size = 0;
+    for l in pending {
+        if size + l.len() > BATCH_BYTES && !batch.is_empty() {
+            let msg = line(&Progress {
+                log: &batch,
+                status: "in_progress",
+                duration: job.elapsed(),
+            });
+            if out.send(msg).await.is_err() {
+                return false;
+            }
+            batch.clear();
+            size = 0;
+        }
+        size += l.len();
+        batch.push(truncate(l, BATCH_BYTES));
+    }
+    let msg = line(&Progress {
+        log: &batch,
+        status: "in_progress",
+        duration: job.elapsed(),
+    });
+    out.send(msg).await.is_ok()
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str(" […]");
+    }
+    s
+}
