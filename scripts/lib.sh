@@ -29,6 +29,9 @@ YML
     htpasswd -Bbn "$2" "$3" > "$dir/htpasswd"
     printf 'auth:\n  htpasswd: {realm: kiln-test, path: %s/htpasswd}\n' "$dir" >> "$dir/config.yml"
   fi
+  if [ -n "${KILN_REGISTRY_EXTRA:-}" ]; then
+    printf '%s\n' "$KILN_REGISTRY_EXTRA" >> "$dir/config.yml"
+  fi
   docker-registry serve "$dir/config.yml" > "$dir/registry.log" 2>&1 &
   KILN_PIDS+=($!)
   for _ in $(seq 1 250); do
@@ -42,4 +45,32 @@ YML
   done
   cat "$dir/registry.log" >&2
   return 1
+}
+
+# start_token_registry DIR USER PASS REFRESH_TOKEN -> sets REG_ADDR, TOKEN_LOG
+# A registry with token auth plus the test token service
+# (tests/clients/token_issuer.py) that signs its tokens.
+start_token_registry() {
+  local dir=$1 user=$2 pass=$3 refresh=$4 issuer_port
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/cert.pem" \
+    -days 2 -subj /CN=kiln-test-issuer 2>/dev/null
+  issuer_port=$(free_port)
+  TOKEN_LOG=$dir/grants.log
+  : > "$TOKEN_LOG"
+  python3 tests/clients/token_issuer.py "$issuer_port" "$dir/key.pem" "$dir/cert.pem" \
+    "$user" "$pass" "$refresh" kiln-test-issuer "$TOKEN_LOG" > "$dir/issuer.log" 2>&1 &
+  KILN_PIDS+=($!)
+  for _ in $(seq 1 250); do
+    curl -s -o /dev/null "http://127.0.0.1:$issuer_port/token" && break
+    sleep 0.02
+  done
+  KILN_REGISTRY_EXTRA="auth:
+  token:
+    realm: http://127.0.0.1:$issuer_port/token
+    service: kiln-test-registry
+    issuer: kiln-test-issuer
+    rootcertbundle: $dir/cert.pem"
+  start_registry "$dir"
+  KILN_REGISTRY_EXTRA=
 }

@@ -19,10 +19,15 @@ export KILN_TEST_REGISTRY=$REG_ADDR KILN_TEST_REGISTRY_LOG=$REG_LOG
 export KILN_TEST_AUTH_USER=tester KILN_TEST_AUTH_PASS=s3cret-pass
 start_registry "$work/auth" "$KILN_TEST_AUTH_USER" "$KILN_TEST_AUTH_PASS"
 export KILN_TEST_AUTH_REGISTRY=$REG_ADDR
+export KILN_TEST_REFRESH_TOKEN=kiln-refresh-token
+start_token_registry "$work/token" "$KILN_TEST_AUTH_USER" "$KILN_TEST_AUTH_PASS" "$KILN_TEST_REFRESH_TOKEN"
+export KILN_TEST_TOKEN_REGISTRY=$REG_ADDR KILN_TEST_TOKEN_LOG=$TOKEN_LOG
 export KILN_TEST_USER=${KILN_TEST_USER:-kiln-test}
 
 fixtures/base-images/make-busybox.sh "$KILN_TEST_REGISTRY" "$work/base"
-REG_CREDS="$KILN_TEST_AUTH_USER:$KILN_TEST_AUTH_PASS" fixtures/base-images/make-busybox.sh "$KILN_TEST_AUTH_REGISTRY" "$work/base"
-echo "test bench: registry $KILN_TEST_REGISTRY, auth registry $KILN_TEST_AUTH_REGISTRY"
+for r in "$KILN_TEST_AUTH_REGISTRY" "$KILN_TEST_TOKEN_REGISTRY"; do
+  REG_CREDS="$KILN_TEST_AUTH_USER:$KILN_TEST_AUTH_PASS" fixtures/base-images/make-busybox.sh "$r" "$work/base"
+done
+echo "test bench: registries $KILN_TEST_REGISTRY (anonymous), $KILN_TEST_AUTH_REGISTRY (htpasswd), $KILN_TEST_TOKEN_REGISTRY (token)"
 
 cargo test --workspace --no-fail-fast "$@"

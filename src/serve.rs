@@ -15,7 +15,10 @@ use kiln_runtime::userns::{spawn_mapped, IdMap};
 use kiln_snapshotter::diff::DiffOptions;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -72,6 +75,9 @@ fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
+/// Environment variable naming the server's end of the credential broker.
+const BROKER_ENV: &str = "_KILN_CRED_FD";
+
 extern "C" fn forward_signal(sig: libc::c_int) {
     let pid = CHILD.load(Ordering::SeqCst);
     if pid > 0 {
@@ -90,11 +96,23 @@ fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
         docker_config: read_docker_config(opts.docker_config.as_deref())?,
         data_dir: data_dir.clone(),
     };
+    let (broker, broker_child) = UnixStream::pair()?;
+    let broker_fd = broker_child.as_raw_fd();
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(std::env::args_os().skip(1))
         .env("KILN_DATA_DIR", &data_dir)
+        .env(BROKER_ENV, broker_fd.to_string())
         .stdin(Stdio::piped());
+    // SAFETY: only fcntl(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || match libc::fcntl(broker_fd, libc::F_SETFD, 0) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        });
+    }
     let mut child = spawn_mapped(cmd, &map)?;
+    drop(broker_child);
+    std::thread::spawn(move || kiln::registry::helpers::serve_broker(broker));
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: installing a handler that only calls kill(2).
@@ -184,10 +202,16 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     std::io::stdin().read_to_end(&mut raw)?;
     let handover: Handover =
         serde_json::from_slice(&raw).map_err(|e| anyhow::anyhow!("handover from supervisor: {e}"))?;
-    let credentials = match &handover.docker_config {
+    let mut credentials = match &handover.docker_config {
         Some(b) => Credentials::from_docker_config(b).map_err(anyhow::Error::msg)?,
         None => Credentials::default(),
     };
+    if let Some(fd) = std::env::var(BROKER_ENV).ok().and_then(|v| v.parse::<i32>().ok()) {
+        std::env::remove_var(BROKER_ENV);
+        // SAFETY: the supervisor handed us this socket and nothing else owns it.
+        let sock = unsafe { UnixStream::from_raw_fd(fd) };
+        credentials = credentials.with_broker(Arc::new(kiln::registry::helpers::BrokerClient::new(sock)?));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let registry = Arc::new(RegistryClient::new(RegistryOptions {

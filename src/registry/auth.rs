@@ -20,10 +20,24 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// Credentials for every configured registry.
-#[derive(Debug, Clone, Default)]
+/// Credentials for every configured registry: `credHelpers`, then
+/// `credsStore`, then `auths` (Docker's order).
+#[derive(Clone, Default)]
 pub struct Credentials {
     by_host: HashMap<String, Credential>,
+    helpers: HashMap<String, String>,
+    store: Option<String>,
+    broker: Option<std::sync::Arc<super::helpers::BrokerClient>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("registries", &self.by_host.keys().collect::<Vec<_>>())
+            .field("helpers", &self.helpers)
+            .field("store", &self.store)
+            .finish()
+    }
 }
 
 /// `https://index.docker.io/v1/` → `docker.io`; `https://h:5000/x` → `h:5000`.
@@ -40,20 +54,55 @@ impl Credentials {
     /// Parses a Docker `config.json`.
     pub fn from_docker_config(json: &[u8]) -> Result<Self, String> {
         let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("docker config.json: {e}"))?;
-        let mut by_host = HashMap::new();
+        let mut creds = Self::default();
         if let Some(auths) = v.get("auths").and_then(|a| a.as_object()) {
             for (key, entry) in auths {
                 if let Some(c) = parse_entry(entry)? {
-                    by_host.insert(normalize_host(key), c);
+                    creds.by_host.insert(normalize_host(key), c);
                 }
             }
         }
-        Ok(Self { by_host })
+        if let Some(helpers) = v.get("credHelpers").and_then(|h| h.as_object()) {
+            for (key, name) in helpers {
+                if let Some(name) = name.as_str().filter(|n| !n.is_empty()) {
+                    creds.helpers.insert(normalize_host(key), name.to_string());
+                }
+            }
+        }
+        creds.store = v
+            .get("credsStore")
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        Ok(creds)
     }
 
-    /// The credential for a registry host.
-    pub fn get(&self, registry: &str) -> Option<&Credential> {
-        self.by_host.get(&normalize_host(registry))
+    /// Routes credential-helper calls through the supervisor's broker.
+    pub fn with_broker(mut self, broker: std::sync::Arc<super::helpers::BrokerClient>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The helper configured for a registry, if any.
+    pub fn helper_for(&self, registry: &str) -> Option<&str> {
+        self.helpers
+            .get(&normalize_host(registry))
+            .or(self.store.as_ref())
+            .map(String::as_str)
+    }
+
+    /// The credential for a registry host (blocking when a helper runs).
+    pub fn get(&self, registry: &str) -> Result<Option<Credential>, String> {
+        if let Some(helper) = self.helper_for(registry) {
+            let found = match &self.broker {
+                Some(b) => b.get(helper, &normalize_host(registry))?,
+                None => super::helpers::run_helper(helper, &normalize_host(registry))?,
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(self.by_host.get(&normalize_host(registry)).cloned())
     }
 }
 
@@ -139,16 +188,20 @@ mod tests {
     fn reads_docker_config_and_challenges() {
         let cfg = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"127.0.0.1:5001":{"username":"tester","password":"s3cret"},"ghcr.io":{"identitytoken":"tok"}}}"#;
         let c = Credentials::from_docker_config(cfg).unwrap();
+        let basic = Credential::Basic {
+            username: "user".into(),
+            password: "pass".into(),
+        };
+        assert_eq!(c.get("docker.io"), Ok(Some(basic)));
+        assert!(matches!(c.get("127.0.0.1:5001"), Ok(Some(Credential::Basic { .. }))));
+        assert_eq!(c.get("ghcr.io"), Ok(Some(Credential::IdentityToken("tok".into()))));
+        assert_eq!(c.get("quay.io"), Ok(None));
+        let h =
+            Credentials::from_docker_config(br#"{"credHelpers":{"a.io":"ecr-login"},"credsStore":"pass"}"#).unwrap();
         assert_eq!(
-            c.get("docker.io"),
-            Some(&Credential::Basic {
-                username: "user".into(),
-                password: "pass".into()
-            })
+            (h.helper_for("a.io"), h.helper_for("b.io")),
+            (Some("ecr-login"), Some("pass"))
         );
-        assert!(matches!(c.get("127.0.0.1:5001"), Some(Credential::Basic { .. })));
-        assert_eq!(c.get("ghcr.io"), Some(&Credential::IdentityToken("tok".into())));
-        assert!(c.get("quay.io").is_none());
         let ch = parse_challenge(
             r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
         );

@@ -182,32 +182,21 @@ impl RegistryClient {
     }
 
     async fn authorize(&self, r: &Reference, challenge: Option<Challenge>, scope: &str) -> Result<String> {
-        let cred = self.opts.credentials.get(&r.registry);
+        let (creds, registry) = (self.opts.credentials.clone(), r.registry.clone());
+        let cred = tokio::task::spawn_blocking(move || creds.get(&registry))
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .map_err(|e| Error::Unauthorized(format!("{}: {e}", r.registry)))?;
         match challenge {
             Some(Challenge::Bearer {
                 realm,
                 service,
                 scope: asked,
             }) => {
-                let mut req = self
-                    .http
-                    .get(&realm)
-                    .query(&[("scope", asked.as_deref().unwrap_or(scope))]);
-                if let Some(s) = service {
-                    req = req.query(&[("service", s)]);
-                }
-                if let Some(Credential::Basic { username, password }) = cred {
-                    req = req.basic_auth(username, Some(password));
-                }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(unavailable(&format!("token service {realm}")))?;
-                let resp = check(resp, &format!("get a token for {} from {realm}", r.registry)).await?;
-                let body = resp.bytes().await.map_err(unavailable("token response"))?;
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let token = v["token"].as_str().or(v["access_token"].as_str());
-                let token = token.ok_or_else(|| Error::Protocol(format!("token service {realm} returned no token")))?;
+                let scope = asked.as_deref().unwrap_or(scope);
+                let token = self
+                    .bearer_token(r, &realm, service.as_deref(), scope, cred.as_ref())
+                    .await?;
                 Ok(format!("Bearer {token}"))
             }
             Some(Challenge::Basic) | None => match cred {
@@ -224,6 +213,54 @@ impl RegistryClient {
                 ))),
             },
         }
+    }
+
+    /// Gets a bearer token from the realm: OAuth2 refresh-token POST for an
+    /// identity token, otherwise a GET with Basic credentials (or none).
+    async fn bearer_token(
+        &self,
+        r: &Reference,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        cred: Option<&Credential>,
+    ) -> Result<String> {
+        let req = match cred {
+            Some(Credential::IdentityToken(refresh)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("scope", scope),
+                    ("client_id", "kiln"),
+                ];
+                form.extend(service.map(|s| ("service", s)));
+                self.http
+                    .post(realm)
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(form_encode(&form))
+            }
+            other => {
+                let mut req = self.http.get(realm).query(&[("scope", scope)]);
+                if let Some(s) = service {
+                    req = req.query(&[("service", s)]);
+                }
+                if let Some(Credential::Basic { username, password }) = other {
+                    req = req.basic_auth(username, Some(password));
+                }
+                req
+            }
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(unavailable(&format!("token service {realm}")))?;
+        let resp = check(resp, &format!("get a token for {} from {realm}", r.registry)).await?;
+        let body = resp.bytes().await.map_err(unavailable("token response"))?;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let token = v["token"].as_str().or(v["access_token"].as_str());
+        token
+            .map(str::to_string)
+            .ok_or_else(|| Error::Protocol(format!("token service {realm} returned no token")))
     }
 
     /// Resolves a tag or digest to the manifest for `platform`.
@@ -408,6 +445,24 @@ impl RegistryClient {
         check(resp, &format!("push manifest to {r}")).await?;
         Ok(Digest::of(bytes))
     }
+}
+
+/// `application/x-www-form-urlencoded` body.
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b' ' => "+".to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn parse_manifest(r: &Reference, bytes: &[u8]) -> Result<ImageManifest> {

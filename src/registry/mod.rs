@@ -4,10 +4,11 @@
 
 mod auth;
 mod client;
+pub mod helpers;
 mod manifest;
 mod reference;
 
-pub use auth::Credentials;
+pub use auth::{Credential, Credentials};
 pub use client::{PushOutcome, RegistryClient, RegistryOptions, Resolved};
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
 pub use reference::Reference;

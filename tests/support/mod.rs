@@ -28,6 +28,16 @@ pub fn registry() -> String {
     env("KILN_TEST_REGISTRY")
 }
 
+/// The token-auth test registry (same credentials as the htpasswd one),
+/// the refresh token its token service accepts, and the service's grant log.
+pub fn token_registry() -> (String, String, String) {
+    (
+        env("KILN_TEST_TOKEN_REGISTRY"),
+        env("KILN_TEST_REFRESH_TOKEN"),
+        env("KILN_TEST_TOKEN_LOG"),
+    )
+}
+
 /// The htpasswd test registry and its credentials.
 pub fn auth_registry() -> (String, String, String) {
     (
@@ -55,6 +65,8 @@ pub struct ServerOptions {
     pub docker_config: Option<String>,
     /// Extra `kiln serve` arguments.
     pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running `kiln serve`.
@@ -117,6 +129,7 @@ impl Server {
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure"])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(&opts.args)
+            .envs(opts.env.iter().cloned())
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--payload-secret")
