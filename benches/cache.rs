@@ -67,6 +67,7 @@ fn bench_digests(c: &mut Criterion) {
             env: vec!["PATH=/bin".into()],
             cwd: "/".into(),
             user: String::new(),
+            secrets: vec![],
         });
         prev = Some(def.push(op, prev.into_iter().collect(), None));
     }

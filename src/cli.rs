@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Most unpacked bytes of a request tar, in MiB.
     #[arg(long, env = "KILN_MAX_UNPACKED_MB", default_value_t = 4096)]
     pub max_unpacked_mb: u64,
+    /// Private key file for build secrets (base64, from `kiln keygen` or
+    /// `faas-cli secret keygen`); enables GET /publickey and sealed secrets.
+    #[arg(long, env = "build_secrets_private_key_path")]
+    pub build_secrets_key: Option<PathBuf>,
     /// Most builds at once (0 = unlimited); over it /build answers 429 and
     /// /ready 503 (pro-builder's max_inflight).
     #[arg(long, env = "max_inflight", default_value_t = 0)]

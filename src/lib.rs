@@ -2,6 +2,7 @@
 //! OpenFaaS Function Builder API. See `README.md` for the architecture.
 
 pub mod api;
+pub mod buildsecrets;
 pub mod errors;
 pub mod exporter;
 pub mod frontend;

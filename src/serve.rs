@@ -29,6 +29,7 @@ use std::sync::Arc;
 struct Handover {
     payload_secret: Vec<u8>,
     docker_config: Option<Vec<u8>>,
+    build_key: Option<String>,
     data_dir: PathBuf,
 }
 
@@ -94,6 +95,13 @@ fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let handover = Handover {
         payload_secret: load_or_generate_secret(&opts.payload_secret, &data_dir)?,
         docker_config: read_docker_config(opts.docker_config.as_deref())?,
+        build_key: match &opts.build_secrets_key {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("read build secrets key {}: {e}", p.display()))?,
+            ),
+            None => None,
+        },
         data_dir: data_dir.clone(),
     };
     let (broker, broker_child) = UnixStream::pair()?;
@@ -244,6 +252,12 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             solver: Arc::new(solver),
             limiter: kiln::api::limit::Limiter::new(opts.max_inflight),
             metrics: Default::default(),
+            build_key: match &handover.build_key {
+                Some(text) => Some(Arc::new(
+                    kiln::buildsecrets::BuildKey::from_private_b64(text).map_err(anyhow::Error::msg)?,
+                )),
+                None => None,
+            },
         };
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         tracing::info!("kiln listening on {}", listener.local_addr()?);

@@ -38,6 +38,18 @@ pub struct StepRequest {
     pub user: String,
     /// Hostname.
     pub hostname: String,
+    /// Secret files to bind read-only into the step.
+    #[serde(default)]
+    pub secret_files: Vec<SecretFile>,
+}
+
+/// A secret file prepared by the server (mode and owner already set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretFile {
+    /// The prepared file in the bundle.
+    pub source: PathBuf,
+    /// Absolute path inside the step.
+    pub target: String,
 }
 
 /// What the helper reports back.
@@ -52,7 +64,7 @@ pub struct StepResult {
 /// Paths the runtime mounts over; created for the run when missing and
 /// removed afterwards so they never reach a layer.
 const STUB_DIRS: [&str; 3] = ["proc", "sys", "dev"];
-const STUB_FILES: [&str; 2] = ["etc/resolv.conf", "etc/hosts"];
+const NETWORK_FILES: [&str; 2] = ["resolv.conf", "hosts"];
 
 /// Runs the step; called in the helper process.
 pub fn run_step(req: &StepRequest) -> Result<StepResult> {
@@ -66,18 +78,37 @@ pub fn run_step(req: &StepRequest) -> Result<StepResult> {
         .map_err(|e| Error::Io("open rootfs".into(), e))?
         .into();
     let identity = users::resolve(&rootfs, &req.user)?;
-    let stubs = Stubs::create(&root)?;
-    mkdir_all_at(&root, Path::new(req.cwd.trim_start_matches('/')))
+    let mut stubs = Stubs::default();
+    let outcome = prepare_and_run(req, &root, &rootfs, &identity, &mut stubs);
+    stubs.remove(&root);
+    outcome
+}
+
+fn prepare_and_run(
+    req: &StepRequest,
+    root: &OwnedFd,
+    rootfs: &Path,
+    identity: &Identity,
+    stubs: &mut Stubs,
+) -> Result<StepResult> {
+    for d in STUB_DIRS {
+        stubs.ensure(root, d, true)?;
+    }
+    mkdir_all_at(root, Path::new(req.cwd.trim_start_matches('/')))
         .map_err(|e| Error::Io(format!("create working directory {}", req.cwd), e))?;
-    let binds = write_network_files(&req.bundle, &req.hostname, &stubs)?;
-    let env = with_home(&req.env, &identity);
+    let mut binds = write_network_files(root, &req.bundle, &req.hostname, stubs)?;
+    for secret in &req.secret_files {
+        stubs.ensure(root, secret.target.trim_start_matches('/'), false)?;
+        binds.push((secret.source.display().to_string(), secret.target.clone()));
+    }
+    let env = with_home(&req.env, identity);
     let cgroups_path = format!("/kiln-{}", req.id);
     let config = spec::build(&spec::SpecInput {
-        rootfs: &rootfs,
+        rootfs,
         args: &req.args,
         env: &env,
         cwd: &req.cwd,
-        identity: &identity,
+        identity,
         hostname: &req.hostname,
         cgroups_path: &cgroups_path,
         binds: &binds,
@@ -85,9 +116,7 @@ pub fn run_step(req: &StepRequest) -> Result<StepResult> {
     let spec_path = req.bundle.join("config.json");
     fs::write(&spec_path, serde_json::to_vec(&config).expect("spec serializes"))
         .map_err(|e| Error::Io("write config.json".into(), e))?;
-    let outcome = run_container(req);
-    stubs.remove(&root);
-    outcome
+    run_container(req)
 }
 
 fn with_home(env: &[String], id: &Identity) -> Vec<String> {
@@ -129,56 +158,48 @@ fn run_container(req: &StepRequest) -> Result<StepResult> {
     Ok(StepResult { exit_code, error: None })
 }
 
-/// Mountpoints created for this run only.
+/// Mountpoints created for this run only, in creation order.
+#[derive(Default)]
 struct Stubs {
-    dirs: Vec<&'static str>,
-    files: Vec<&'static str>,
-    /// Whether `etc` itself was created for the stub files.
-    etc_created: bool,
+    created: Vec<String>,
 }
 
 impl Stubs {
-    fn create(root: &OwnedFd) -> Result<Self> {
-        let mut stubs = Stubs {
-            dirs: Vec::new(),
-            files: Vec::new(),
-            etc_created: false,
-        };
-        for d in STUB_DIRS {
-            if !exists_at(root, d) {
-                mkdir_all_at(root, Path::new(d)).map_err(|e| Error::Io(format!("create /{d}"), e))?;
-                stubs.dirs.push(d);
+    /// Makes sure `rel` exists in the rootfs (as a directory or an empty
+    /// file), creating missing parents; records what it created. Never
+    /// follows a symlink.
+    fn ensure(&mut self, root: &OwnedFd, rel: &str, dir: bool) -> Result<()> {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        let mut cur = root.try_clone().map_err(|e| Error::Io("dup".into(), e))?;
+        for (i, part) in parts.iter().enumerate() {
+            let path = parts[..=i].join("/");
+            let last = i + 1 == parts.len();
+            if !exists_at(&cur, part) {
+                let p = fsx::fd_path(&cur, OsStr::new(part));
+                let made = if last && !dir {
+                    fs::File::create(&p).map(drop)
+                } else {
+                    fs::create_dir(&p)
+                };
+                made.map_err(|e| Error::Io(format!("create mountpoint /{path}"), e))?;
+                self.created.push(path.clone());
+            }
+            if !last {
+                cur = fsx::openat_dir(&cur, OsStr::new(part)).map_err(|e| Error::Io(format!("open /{path}"), e))?;
             }
         }
-        stubs.etc_created = !exists_at(root, "etc");
-        let Ok(etc) = mkdir_all_at(root, Path::new("etc")) else {
-            return Ok(stubs);
-        };
-        for f in STUB_FILES {
-            let name = &f[4..];
-            if exists_at(&etc, name) {
-                continue;
-            }
-            fs::File::create(fsx::fd_path(&etc, OsStr::new(name))).map_err(|e| Error::Io(format!("create /{f}"), e))?;
-            stubs.files.push(f);
-        }
-        Ok(stubs)
+        Ok(())
     }
 
-    fn has_file(&self, f: &str) -> bool {
-        self.files.contains(&f)
+    fn has(&self, rel: &str) -> bool {
+        self.created.iter().any(|c| c == rel)
     }
 
     fn remove(&self, root: &OwnedFd) {
         let base = fsx::fd_path(root, OsStr::new(""));
-        for f in &self.files {
-            let _ = fs::remove_file(base.join(f));
-        }
-        for d in &self.dirs {
-            let _ = fs::remove_dir(base.join(d));
-        }
-        if self.etc_created {
-            let _ = fs::remove_dir(base.join("etc"));
+        for rel in self.created.iter().rev() {
+            let p = base.join(rel);
+            let _ = fs::remove_file(&p).or_else(|_| fs::remove_dir(&p));
         }
     }
 }
@@ -188,28 +209,33 @@ fn exists_at(dir: &OwnedFd, rel: &str) -> bool {
 }
 
 /// Writes the step's `hosts` and `resolv.conf` into the bundle and returns
-/// the binds for the ones whose mountpoint exists in the rootfs.
-fn write_network_files(bundle: &Path, hostname: &str, stubs: &Stubs) -> Result<Vec<(String, String)>> {
+/// binds for them, creating their mountpoints when the rootfs lacks them
+/// (a rootfs whose /etc is not a plain directory gets none).
+fn write_network_files(
+    root: &OwnedFd,
+    bundle: &Path,
+    hostname: &str,
+    stubs: &mut Stubs,
+) -> Result<Vec<(String, String)>> {
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_else(|_| "nameserver 1.1.1.1\n".into());
     let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
     let mut binds = Vec::new();
-    for (name, content) in [("resolv.conf", resolv), ("hosts", hosts)] {
+    for (name, content) in NETWORK_FILES.into_iter().zip([resolv, hosts]) {
         let src = bundle.join(name);
         fs::write(&src, content).map_err(|e| Error::Io(format!("write {name}"), e))?;
-        let dst = format!("etc/{name}");
-        let mountable = stubs.has_file(&dst) || is_regular_in_bundle_rootfs(bundle, &dst);
-        if mountable {
-            binds.push((src.display().to_string(), format!("/{dst}")));
+        let rel = format!("etc/{name}");
+        if stubs.ensure(root, &rel, false).is_err() && !stubs.has(&rel) {
+            continue;
+        }
+        if is_regular_in_root(root, &rel) {
+            binds.push((src.display().to_string(), format!("/{rel}")));
         }
     }
     Ok(binds)
 }
 
-fn is_regular_in_bundle_rootfs(bundle: &Path, rel: &str) -> bool {
-    let Ok(root) = File::open(bundle.join("rootfs")) else {
-        return false;
-    };
-    fsx::open_in_root(&root, Path::new(rel), libc::O_PATH | libc::O_NOFOLLOW)
+fn is_regular_in_root(root: &OwnedFd, rel: &str) -> bool {
+    fsx::open_in_root(root, Path::new(rel), libc::O_PATH | libc::O_NOFOLLOW)
         .ok()
         .and_then(|fd| File::from(fd).metadata().ok())
         .is_some_and(|m| m.is_file())

@@ -35,6 +35,8 @@ pub struct Job {
     pub intake: Intake,
     /// When the request arrived.
     pub started: Instant,
+    /// Unsealed build secrets.
+    pub secrets: pipeline::Secrets,
     /// Keeps the scratch dir until the build ends (dropped with the job).
     pub _scratch: ScratchDir,
     /// Holds an in-flight slot until the build ends (dropped with the job).
@@ -104,10 +106,15 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
         Ok(Err(e)) => return request_error(ErrorKind::InvalidArgument, e.to_string(), started),
         Err(e) => return request_error(ErrorKind::Internal, e.to_string(), started),
     };
-    tracing::info!(image = intake.config.image, "build started");
+    let secrets = match unseal(&state, intake.secrets.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return request_error(ErrorKind::InvalidArgument, e, started),
+    };
+    tracing::info!(image = intake.config.image, secrets = secrets.len(), "build started");
     let job = Job {
         intake,
         started,
+        secrets,
         _scratch: scratch,
         _slot: slot,
     };
@@ -140,9 +147,18 @@ pub fn log_outcome(
         .observe("kiln_build_duration_seconds", &[("result", outcome)], duration);
 }
 
+/// Opens `com.openfaas.secrets` with the builder's key.
+fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<pipeline::Secrets, String> {
+    let Some(raw) = raw else { return Ok(Default::default()) };
+    let key = state.build_key.as_ref().ok_or_else(|| {
+        "the request carries build secrets (com.openfaas.secrets) but this builder has no key: set build_secrets_private_key_path".to_string()
+    })?;
+    key.unseal(raw).map_err(|e| format!("com.openfaas.secrets: {e}"))
+}
+
 async fn respond_json(state: AppState, job: Job) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let result = pipeline::run(&state, &job.intake, &tx).await;
+    let result = pipeline::run(&state, &job.intake, &job.secrets, &tx).await;
     drop(tx);
     let mut log = Vec::new();
     while let Ok(line) = rx.try_recv() {

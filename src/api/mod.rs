@@ -25,6 +25,7 @@ pub fn app(state: AppState) -> Router {
         .route("/build", post(build::handle))
         .route("/healthz", get(|| async { "OK" }))
         .route("/ready", get(ready))
+        .route("/publickey", get(public_key))
         .route_layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -59,6 +60,19 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         1.0,
     );
     resp
+}
+
+/// The build-secrets public key (faas-cli fetches it before sealing).
+async fn public_key(State(state): State<AppState>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    match &state.build_key {
+        Some(k) => (StatusCode::OK, axum::Json(k.public_json())),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                serde_json::json!({"error": "build secrets are not enabled on this builder: set build_secrets_private_key_path"}),
+            ),
+        ),
+    }
 }
 
 /// 200 while a build can be accepted; 503 while `max_inflight` builds run.

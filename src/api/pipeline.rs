@@ -19,6 +19,9 @@ use tokio::sync::mpsc::UnboundedSender;
 /// Where log lines go.
 pub type LogSink = UnboundedSender<String>;
 
+/// Unsealed build secrets by id.
+pub type Secrets = std::collections::BTreeMap<String, Vec<u8>>;
+
 /// Why a build failed.
 #[derive(Debug)]
 pub struct BuildFailure {
@@ -50,7 +53,7 @@ fn step_name(loc: &SourceLoc) -> String {
 }
 
 /// Runs the build; returns the manifest digest.
-pub async fn run(state: &AppState, intake: &Intake, log: &LogSink) -> Result<Digest, BuildFailure> {
+pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSink) -> Result<Digest, BuildFailure> {
     emit(log, "[internal] load build definition from Dockerfile");
     let text = std::fs::read_to_string(intake.context.join("Dockerfile")).map_err(|_| {
         fail(
@@ -69,7 +72,7 @@ pub async fn run(state: &AppState, intake: &Intake, log: &LogSink) -> Result<Dig
     };
     let (bases, resolved) = resolve_bases(state, &df, &opts, log).await?;
     let lowered = frontend::lower(&df, &opts, &resolved).map_err(diag_failure)?;
-    let layers = solve(state, &lowered, intake, &bases, log).await?;
+    let layers = solve(state, &lowered, intake, &bases, secrets, log).await?;
     let push = !intake.config.skip_push.unwrap_or(false);
     let input = ExportInput {
         target: &target,
@@ -208,6 +211,7 @@ async fn solve(
     lowered: &frontend::Lowered,
     intake: &Intake,
     bases: &Bases,
+    secrets: &Secrets,
     log: &LogSink,
 ) -> Result<Vec<crate::solver::LayerRecord>, BuildFailure> {
     let sources: Vec<Option<SourceLoc>> = lowered.definition.nodes.iter().map(|n| n.source.clone()).collect();
@@ -230,6 +234,7 @@ async fn solve(
         context: &intake.context,
         bases,
         progress: &tx,
+        secrets,
     };
     let result = state.solver.solve(&input).await;
     drop(tx);

@@ -35,4 +35,6 @@ pub struct AppState {
     pub limiter: Limiter,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The build-secrets key pair, when configured.
+    pub build_key: Option<Arc<crate::buildsecrets::BuildKey>>,
 }

@@ -71,7 +71,7 @@ pub fn respond(state: AppState, job: Job) -> Response {
 async fn run(state: AppState, job: Job, out: mpsc::Sender<Bytes>) {
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<String>();
     let result = {
-        let build = pipeline::run(&state, &job.intake, &log_tx);
+        let build = pipeline::run(&state, &job.intake, &job.secrets, &log_tx);
         tokio::pin!(build);
         loop {
             tokio::select! {

@@ -61,8 +61,8 @@ pub enum Kind {
         alias: Option<String>,
         platform: Option<String>,
     },
-    /// `RUN`.
-    Run(CommandForm),
+    /// `RUN [--mount=…]…` (mount specs kept raw until lowering).
+    Run { cmd: CommandForm, mounts: Vec<String> },
     /// `CMD`.
     Cmd(CommandForm),
     /// `ENTRYPOINT`.
@@ -159,6 +159,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
     let (flags, args) = split_flags(rest);
     let allowed: &[&str] = match keyword.as_str() {
         "FROM" => &["platform"],
+        "RUN" => &["mount"],
         "COPY" => &["chown", "chmod", "link"],
         "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
         _ => &[],
@@ -184,7 +185,15 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "FROM" => parse_from(args, flag("platform"), &err, arg_col)?,
         "RUN" => {
             need_args(1, "at least one argument")?;
-            Kind::Run(command_form(args))
+            let mounts = flags
+                .iter()
+                .filter(|f| f.name == "mount")
+                .filter_map(|f| f.value.clone())
+                .collect();
+            Kind::Run {
+                cmd: command_form(args),
+                mounts,
+            }
         }
         "CMD" => Kind::Cmd(command_form(args)),
         "ENTRYPOINT" => Kind::Entrypoint(command_form(args)),

@@ -48,6 +48,28 @@ pub struct ExecOp {
     pub cwd: String,
     /// USER value (resolved inside the rootfs at run time).
     pub user: String,
+    /// `--mount=type=secret` mounts (ids only; values never enter the graph).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretMount>,
+}
+
+/// `RUN --mount=type=secret,…`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMount {
+    /// Secret id.
+    pub id: String,
+    /// File path inside the step (`None`: only an environment variable).
+    pub target: Option<String>,
+    /// Environment variable to expose the value in.
+    pub env: Option<String>,
+    /// Fail when the secret was not provided.
+    pub required: bool,
+    /// File mode.
+    pub mode: u32,
+    /// File owner.
+    pub uid: u32,
+    /// File group.
+    pub gid: u32,
 }
 
 /// File actions applied in order.
@@ -174,6 +196,7 @@ mod tests {
             env: vec![],
             cwd: "/".into(),
             user: String::new(),
+            secrets: vec![],
         })
     }
 

@@ -7,7 +7,7 @@ use super::fileop::{FileOpRequest, PlannedAction};
 use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
 use crate::errors::ErrorKind;
 use crate::graph::{ExecOp, NodeId};
-use kiln_runtime::step::{StepRequest, StepResult};
+use kiln_runtime::step::{SecretFile, StepRequest, StepResult};
 use kiln_snapshotter::diff::{diff_upper, LAYER_MEDIA_TYPE};
 use kiln_snapshotter::overlay::OverlaySpec;
 use kiln_snapshotter::SnapshotId;
@@ -32,13 +32,23 @@ impl Solver {
     ) -> Result<Vec<LayerRecord>, SolveError> {
         let (upper, overlay) = self.prepare(id, &base)?;
         let bundle = self.bundle_dir(&upper);
+        let mut env = op.env.clone();
+        let secret_files = match prepare_secrets(&bundle, op, input.secrets, &mut env) {
+            Ok(files) => files,
+            Err(message) => {
+                let _ = std::fs::remove_dir_all(&bundle);
+                let _ = self.snapshots.remove(&upper);
+                return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, message));
+            }
+        };
         let req = StepRequest {
             id: format!("kiln-{}", upper.as_str()),
             overlay,
             bundle: bundle.clone(),
             state_root: self.cfg.data_dir.join("run/state"),
             args: op.args.clone(),
-            env: op.env.clone(),
+            env,
+            secret_files,
             cwd: op.cwd.clone(),
             user: op.user.clone(),
             hostname: "kiln".into(),
@@ -218,6 +228,47 @@ async fn forward(
         }
         let _ = progress.send(Event::Output(id, line));
     }
+}
+
+/// Writes each provided secret into `<bundle>/secrets/` with its mode and
+/// owner, and adds `env=` variables. A missing required secret is an error
+/// (which names the id, never a value).
+fn prepare_secrets(
+    bundle: &Path,
+    op: &ExecOp,
+    secrets: &std::collections::BTreeMap<String, Vec<u8>>,
+    env: &mut Vec<String>,
+) -> Result<Vec<SecretFile>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    for (n, m) in op.secrets.iter().enumerate() {
+        let Some(value) = secrets.get(&m.id) else {
+            if m.required {
+                return Err(format!(
+                    "secret {:?} is required by this step but the request did not provide it",
+                    m.id
+                ));
+            }
+            continue;
+        };
+        if let Some(var) = &m.env {
+            env.push(format!("{var}={}", String::from_utf8_lossy(value)));
+        }
+        let Some(target) = &m.target else { continue };
+        let dir = bundle.join("secrets");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("prepare secrets: {e}"))?;
+        let source = dir.join(n.to_string());
+        std::fs::write(&source, value).map_err(|e| format!("prepare secret {:?}: {e}", m.id))?;
+        std::os::unix::fs::chown(&source, Some(m.uid), Some(m.gid))
+            .map_err(|e| format!("prepare secret {:?}: {e}", m.id))?;
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(m.mode))
+            .map_err(|e| format!("prepare secret {:?}: {e}", m.id))?;
+        files.push(SecretFile {
+            source,
+            target: target.clone(),
+        });
+    }
+    Ok(files)
 }
 
 fn exit_message(code: i32, tail: &[String]) -> String {

@@ -97,6 +97,8 @@ pub struct BuildInput<'a> {
     pub bases: &'a Bases,
     /// Progress sink.
     pub progress: &'a Progress,
+    /// Build secrets by id (values never leave the solver's step setup).
+    pub secrets: &'a std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// The solver, shared by all builds of a server.

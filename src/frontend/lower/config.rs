@@ -115,7 +115,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             cfg.healthcheck = Some(hc);
             instr.text.clone()
         }
-        Kind::From { .. } | Kind::Run(_) | Kind::Copy { .. } | Kind::Workdir(_) | Kind::Arg(_) => {
+        Kind::From { .. } | Kind::Run { .. } | Kind::Copy { .. } | Kind::Workdir(_) | Kind::Arg(_) => {
             unreachable!("handled by the stage lowering")
         }
     };

@@ -6,7 +6,8 @@ use crate::frontend::diag::Diagnostic;
 use crate::frontend::instructions::{CommandForm, Instruction, Kind};
 use crate::frontend::words::process_word;
 use crate::graph::{
-    CopyAction, Definition, ExecOp, FileAction, FileOp, History, ImageConfig, NodeId, Op, SourceLoc, SourceOp,
+    CopyAction, Definition, ExecOp, FileAction, FileOp, History, ImageConfig, NodeId, Op, SecretMount, SourceLoc,
+    SourceOp,
 };
 use std::collections::BTreeMap;
 
@@ -170,7 +171,13 @@ pub fn lower_stage(
         let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
         let word = |w: &str, st: &StageState| process_word(w, &|n: &str| st.lookup(n), ctx.escape).map_err(err);
         match &instr.kind {
-            Kind::Run(cmd) => lower_run(def, &mut st, cmd, loc),
+            Kind::Run { cmd, mounts } => {
+                let secrets = mounts
+                    .iter()
+                    .map(|m| parse_secret_mount(&word(m, &st)?).map_err(err))
+                    .collect::<Result<Vec<_>, _>>()?;
+                lower_run(def, &mut st, cmd, secrets, loc)
+            }
             Kind::Copy {
                 sources,
                 dest,
@@ -227,7 +234,7 @@ pub fn lower_stage(
     Ok(st)
 }
 
-fn lower_run(def: &mut Definition, st: &mut StageState, cmd: &CommandForm, loc: SourceLoc) {
+fn lower_run(def: &mut Definition, st: &mut StageState, cmd: &CommandForm, secrets: Vec<SecretMount>, loc: SourceLoc) {
     let args = match cmd {
         CommandForm::Exec(v) => v.clone(),
         CommandForm::Shell(s) => config::shell(&st.config).into_iter().chain([s.clone()]).collect(),
@@ -251,8 +258,55 @@ fn lower_run(def: &mut Definition, st: &mut StageState, cmd: &CommandForm, loc: 
         env,
         cwd: st.workdir(),
         user: st.config.config.user.clone().unwrap_or_default(),
+        secrets,
     };
     st.push_layer(def, Op::Exec(exec), loc, created_by);
+}
+
+/// Parses a `--mount` value; kiln supports `type=secret` so far.
+fn parse_secret_mount(spec: &str) -> Result<SecretMount, String> {
+    let mut m = SecretMount {
+        id: String::new(),
+        target: None,
+        env: None,
+        required: false,
+        mode: 0o400,
+        uid: 0,
+        gid: 0,
+    };
+    let mut kind = "bind".to_string();
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (key, value) = field.split_once('=').unwrap_or((field, "true"));
+        let number = |radix| u32::from_str_radix(value, radix).map_err(|_| format!("invalid --mount {key}={value}"));
+        match key.to_ascii_lowercase().as_str() {
+            "type" => kind = value.to_string(),
+            "id" => m.id = value.to_string(),
+            "target" | "dst" | "destination" => m.target = Some(value.to_string()),
+            "env" => m.env = Some(value.to_string()),
+            "required" => m.required = value.parse().map_err(|_| format!("invalid --mount required={value}"))?,
+            "mode" => m.mode = number(8)?,
+            "uid" => m.uid = number(10)?,
+            "gid" => m.gid = number(10)?,
+            other if kind == "secret" => return Err(format!("unknown --mount option {other:?} for type=secret")),
+            _ => {}
+        }
+    }
+    if kind != "secret" {
+        return Err(format!(
+            "RUN --mount=type={kind} is not supported by kiln yet (type=secret is)"
+        ));
+    }
+    if m.id.is_empty() {
+        let from_target = m.target.as_deref().and_then(|t| t.rsplit('/').next()).unwrap_or("");
+        if from_target.is_empty() {
+            return Err("RUN --mount=type=secret needs an id (or a target to derive it from)".into());
+        }
+        m.id = from_target.to_string();
+    }
+    if m.target.is_none() && m.env.is_none() {
+        m.target = Some(format!("/run/secrets/{}", m.id));
+    }
+    Ok(m)
 }
 
 fn parse_chmod(s: &str) -> Result<u32, String> {

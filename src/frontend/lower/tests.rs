@@ -176,6 +176,22 @@ fn unreachable_stages_are_not_resolved_or_built() {
 }
 
 #[test]
+fn secret_mounts_keep_ids_not_values() {
+    let text = "FROM b\nARG T=/tok\nRUN --mount=type=secret,id=pip --mount=type=secret,target=$T,required --mount=type=secret,id=e,env=E x\n";
+    let l = lower_with(text, &[]).unwrap();
+    let s = &execs(&l)[0].secrets;
+    assert_eq!(
+        (s[0].id.as_str(), s[0].target.as_deref(), s[0].required, s[0].mode),
+        ("pip", Some("/run/secrets/pip"), false, 0o400)
+    );
+    assert_eq!(
+        (s[1].id.as_str(), s[1].target.as_deref(), s[1].required),
+        ("tok", Some("/tok"), true)
+    );
+    assert_eq!((s[2].target.as_deref(), s[2].env.as_deref()), (None, Some("E")));
+}
+
+#[test]
 fn healthcheck_expose_and_metadata() {
     let text = "FROM b\nHEALTHCHECK --interval=3s --retries=2 CMD [ -e /tmp/.lock ] || exit 1\nEXPOSE 8080 53/UDP\nSTOPSIGNAL SIGTERM\nLABEL a=b \"c d\"=e\n";
     let l = lower_with(text, &[]).unwrap();
@@ -215,7 +231,20 @@ fn diagnostics_name_line_and_suggest() {
         (
             "FROM b\nRUN --mount=type=cache,target=/x true\n",
             2,
-            "RUN --mount is not supported by kiln yet",
+            "RUN --mount=type=cache is not supported by kiln yet",
+            None,
+        ),
+        (
+            "FROM b\nRUN --network=none true\n",
+            2,
+            "RUN --network is not supported by kiln yet",
+            None,
+        ),
+        ("FROM b\nRUN --mount=type=secret true\n", 2, "needs an id", None),
+        (
+            "FROM b\nRUN --mount=type=secret,id=a,bogus=1 true\n",
+            2,
+            "unknown --mount option",
             None,
         ),
     ];
