@@ -20,6 +20,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the Function Builder API server.
     Serve(ServeArgs),
+    /// Build (and push) an image with a running kiln or pro-builder.
+    Build(BuildArgs),
+    /// Write a build-secrets key pair (`key`, `key.pub`) for `serve --build-secrets-key`.
+    Keygen {
+        /// Directory to write into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// (internal) Run one RUN step; used by the server.
     #[command(name = "__run-step", hide = true)]
     RunStep {
@@ -95,6 +103,41 @@ pub struct ServeArgs {
     /// Clamp layer and config timestamps (reproducible builds).
     #[arg(long, env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<i64>,
+}
+
+/// `kiln build` options.
+#[derive(Args, Clone, Debug)]
+pub struct BuildArgs {
+    /// Context directory (with the Dockerfile).
+    pub dir: PathBuf,
+    /// Image reference to build and push.
+    #[arg(long, short = 't')]
+    pub image: String,
+    /// Build argument `KEY=VALUE` (repeatable).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Target platform (repeatable or comma-separated).
+    #[arg(long = "platform")]
+    pub platforms: Vec<String>,
+    /// Stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Builder URL.
+    #[arg(long, env = "OPENFAAS_REMOTE_BUILDER", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Build secret `ID=PATH`, or `PATH` (id = file name) (repeatable).
+    #[arg(long = "secret-file", value_name = "ID=PATH")]
+    pub secret_files: Vec<String>,
+    /// The builder's public key (base64); fetched from /publickey when unset.
+    #[arg(long, env = "OPENFAAS_BUILDER_PUBLIC_KEY")]
+    pub builder_public_key: Option<String>,
+    /// File with the HMAC payload secret. Default: the first that exists of
+    /// /var/openfaas/secrets/payload-secret and kiln serve's generated one.
+    #[arg(long, env = "OPENFAAS_PAYLOAD_SECRET")]
+    pub payload_secret: Option<PathBuf>,
+    /// Build without pushing.
+    #[arg(long)]
+    pub skip_push: bool,
 }
 
 /// Runs a helper verb: reads the JSON request, writes `result.json` into

@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod buildsecrets;
+pub mod client;
 pub mod errors;
 pub mod exporter;
 pub mod frontend;
+pub mod glob;
 pub mod graph;
 pub mod metrics;
 pub mod registry;

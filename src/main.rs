@@ -2,6 +2,7 @@
 //! the hidden helper verbs the server runs one process per step.
 
 mod cli;
+mod client_cli;
 mod serve;
 
 use clap::Parser;
@@ -20,6 +21,8 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Serve(opts) => serve::main(opts, in_namespace),
+        cli::Command::Build(opts) => client_cli::build(opts),
+        cli::Command::Keygen { out } => client_cli::keygen(&out),
         cli::Command::RunStep { request } => cli::helper(&request, cli::run_step),
         cli::Command::FileOp { request } => cli::helper(&request, cli::file_op),
     }

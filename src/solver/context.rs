@@ -4,6 +4,7 @@
 //! keys (paths, types, modes, link targets and file contents; never
 //! mtimes). Everything is resolved inside the context root.
 
+use crate::glob::glob_match;
 use kiln_snapshotter::fsx;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
@@ -77,47 +78,6 @@ fn glob_walk(root: &File, prefix: &str, parts: &[&str], out: &mut Vec<String>) {
     }
 }
 
-/// Matches one path component against a pattern with `*`, `?`, `[…]`
-/// and `\` escapes.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    match_from(&p, &n)
-}
-
-fn match_from(p: &[char], n: &[char]) -> bool {
-    match p.first() {
-        None => n.is_empty(),
-        Some('*') => (0..=n.len()).any(|i| match_from(&p[1..], &n[i..])),
-        Some('?') => !n.is_empty() && match_from(&p[1..], &n[1..]),
-        Some('[') => {
-            let Some(end) = p.iter().position(|c| *c == ']') else {
-                return false;
-            };
-            let Some(c) = n.first() else { return false };
-            let class = &p[1..end];
-            let (negate, class) = match class.first() {
-                Some('^') | Some('!') => (true, &class[1..]),
-                _ => (false, class),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == '-' {
-                    hit |= class[i] <= *c && *c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == *c;
-                    i += 1;
-                }
-            }
-            hit != negate && match_from(&p[end + 1..], &n[1..])
-        }
-        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && match_from(&p[2..], &n[1..]),
-        Some(c) => n.first() == Some(c) && match_from(&p[1..], &n[1..]),
-    }
-}
-
 /// A content hash of the selected sources (the cache-key input of COPY).
 pub fn hash_sources(context: &Path, sources: &[String]) -> io::Result<String> {
     let root = File::open(context)?;
@@ -167,15 +127,6 @@ fn hash_entry(h: &mut Sha256, dir: &OwnedFd, name: &str, rel: &str) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globbing_follows_filepath_match() {
-        assert!(glob_match("*.txt", "a.txt"));
-        assert!(!glob_match("*.txt", "a.txt.bak"));
-        assert!(glob_match("f?le[0-9]", "file7"));
-        assert!(!glob_match("f?le[!0-9]", "file7"));
-        assert!(glob_match("\\*", "*"));
-    }
 
     #[test]
     fn expands_and_hashes_by_content_not_mtime() {

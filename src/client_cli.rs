@@ -1,0 +1,132 @@
+//! `kiln build` and `kiln keygen`.
+
+use crate::cli::BuildArgs;
+use kiln::client::BuildRequest;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Default places for the payload secret, in order.
+fn default_secret_paths() -> Vec<PathBuf> {
+    let mut v = vec![
+        PathBuf::from("/var/openfaas/secrets/payload-secret"),
+        PathBuf::from("/var/lib/kiln/payload-secret"),
+    ];
+    if let Some(home) = std::env::var_os("HOME") {
+        v.push(PathBuf::from(home).join(".local/share/kiln/payload-secret"));
+    }
+    v
+}
+
+fn read_payload_secret(explicit: Option<&Path>) -> Result<Vec<u8>, String> {
+    let candidates = match explicit {
+        Some(p) => vec![p.to_path_buf()],
+        None => default_secret_paths(),
+    };
+    for p in &candidates {
+        if let Ok(raw) = std::fs::read(p) {
+            return Ok(String::from_utf8_lossy(&raw).trim().as_bytes().to_vec());
+        }
+    }
+    Err(format!(
+        "no payload secret: pass --payload-secret (tried {})",
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+fn request(opts: BuildArgs) -> Result<BuildRequest, String> {
+    let mut build_args = std::collections::BTreeMap::new();
+    for a in &opts.build_args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| format!("--build-arg {a:?}: expected KEY=VALUE"))?;
+        build_args.insert(k.to_string(), v.to_string());
+    }
+    let secret_files = opts
+        .secret_files
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((id, path)) => (id.to_string(), PathBuf::from(path)),
+            None => {
+                let id = Path::new(s)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                (id, PathBuf::from(s))
+            }
+        })
+        .collect();
+    Ok(BuildRequest {
+        payload_secret: read_payload_secret(opts.payload_secret.as_deref())?,
+        dir: opts.dir,
+        image: opts.image,
+        build_args,
+        platforms: opts
+            .platforms
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        target: opts.target,
+        url: opts.url,
+        secret_files,
+        skip_push: opts.skip_push,
+        public_key: opts.builder_public_key,
+    })
+}
+
+/// `kiln build`: exit 0 on success, 1 on any failure.
+pub fn build(opts: BuildArgs) -> ExitCode {
+    let outcome = request(opts).and_then(|req| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(kiln::client::build(&req))
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("kiln build: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `kiln keygen`: writes `key` (0600) and `key.pub` (0644), base64.
+pub fn keygen(out: &Path) -> ExitCode {
+    let result = kiln::buildsecrets::BuildKey::generate().and_then(|(private, public)| {
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = out.join(name);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{text}\n").as_bytes()))
+                .map_err(|e| format!("write {}: {e}", path.display()))
+        };
+        write("key", &private, 0o600)?;
+        write("key.pub", &public, 0o644)?;
+        println!(
+            "wrote {} and {} (key id {})",
+            out.join("key").display(),
+            out.join("key.pub").display(),
+            &public[..8]
+        );
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln keygen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
