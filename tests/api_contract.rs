@@ -90,3 +90,72 @@ fn healthz_answers() {
         .unwrap();
     assert_eq!(body, "OK");
 }
+
+#[test]
+fn body_limit_and_disable_hmac() {
+    let server = Server::start(ServerOptions {
+        args: vec!["--max-body-mb".into(), "1".into()],
+        ..Default::default()
+    });
+    let big = vec![0u8; 2 << 20];
+    let (status, reply) = server.build(&big);
+    assert_eq!(status, 413, "{reply}");
+    assert_eq!(reply["status"], "failed");
+    assert!(
+        reply["error"].as_str().unwrap().contains("limit 1048576 bytes"),
+        "{reply}"
+    );
+
+    let open = Server::start(ServerOptions {
+        env: vec![("disable_hmac".into(), "true".into())],
+        ..Default::default()
+    });
+    let image = format!("{}/{}:v1", registry(), unique("kiln/unsigned"));
+    let body = request_tar(
+        &json!({"image": image}),
+        &[("Dockerfile", format!("FROM {}/busybox\n", registry()).as_bytes())],
+    );
+    let (status, reply) = open.post(&body, None);
+    assert_success(status, &reply);
+}
+
+#[test]
+fn target_selects_a_stage_and_skips_the_rest() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/target"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox AS build\nRUN echo build > /stage\nFROM build AS test\nRUN exit 1\nFROM build AS Ship\nRUN echo ship >> /stage\n"
+    );
+    for (target, want) in [("ship", "build\nship\n"), ("build", "build\n")] {
+        let body = request_tar(
+            &json!({"image": image, "target": target}),
+            &[("Dockerfile", dockerfile.as_bytes())],
+        );
+        let (status, reply) = server.build(&body);
+        assert_success(status, &reply);
+        assert!(
+            !log_text(&reply).contains("exit 1"),
+            "the unreachable test stage never runs"
+        );
+        let img = unpack_image(&image, None);
+        assert_eq!(
+            std::fs::read_to_string(img.rootfs.join("stage")).unwrap(),
+            want,
+            "target {target}"
+        );
+    }
+    let body = request_tar(
+        &json!({"image": image, "target": "shp"}),
+        &[("Dockerfile", dockerfile.as_bytes())],
+    );
+    let (status, reply) = server.build(&body);
+    assert_eq!(status, 400);
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("target stage \"shp\" could not be found (did you mean ship?)"),
+        "{reply}"
+    );
+}
