@@ -74,7 +74,9 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_DOCKER_CONFIG")]
     pub docker_config: Option<PathBuf>,
     /// Host ID range real root maps into the build namespace (start:count).
-    #[arg(long, env = "KILN_ROOT_ID_RANGE", default_value = "100000:65536")]
+    /// The default lies above useradd's SUB_UID_MAX (600100000), so it
+    /// never overlaps a user's subordinate range.
+    #[arg(long, env = "KILN_ROOT_ID_RANGE", default_value = "700000000:65536")]
     pub root_id_range: String,
     /// gzip level for new layers (0-9).
     #[arg(long, env = "KILN_GZIP_LEVEL", default_value_t = 3)]

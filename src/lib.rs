@@ -12,4 +12,5 @@ pub mod graph;
 pub mod metrics;
 pub mod registry;
 pub mod solver;
+pub mod text;
 pub mod timefmt;

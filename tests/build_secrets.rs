@@ -32,17 +32,8 @@ fn secret_server() -> (Server, String, tempfile::TempDir) {
 }
 
 /// The go-sdk appends `com.openfaas.secrets` (mode 0600) after the config.
-fn with_secrets(mut tar_bytes: Vec<u8>, envelope: &str) -> Vec<u8> {
-    while tar_bytes.len() >= 1024 && tar_bytes[tar_bytes.len() - 1024..].iter().all(|b| *b == 0) {
-        tar_bytes.truncate(tar_bytes.len() - 1024);
-    }
-    let mut b = tar::Builder::new(tar_bytes);
-    let mut h = tar::Header::new_ustar();
-    h.set_mode(0o600);
-    h.set_size(envelope.len() as u64);
-    b.append_data(&mut h, "com.openfaas.secrets", envelope.as_bytes())
-        .unwrap();
-    b.into_inner().unwrap()
+fn with_secrets(tar_bytes: Vec<u8>, envelope: &str) -> Vec<u8> {
+    kiln::client::tarball::append_entry(tar_bytes, "com.openfaas.secrets", envelope.as_bytes(), 0o600).unwrap()
 }
 
 fn sha_hex(data: &[u8]) -> String {

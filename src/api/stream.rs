@@ -146,13 +146,6 @@ async fn send_batches(
 }
 
 fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str(" […]");
-    }
+    crate::text::truncate_with(&mut s, max, " […]");
     s
 }

@@ -211,14 +211,7 @@ async fn forward(
 ) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(mut line)) = lines.next_line().await {
-        if line.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-            line.push_str(" [line truncated]");
-        }
+        crate::text::truncate_with(&mut line, MAX_LINE, " [line truncated]");
         {
             let mut t = tail.lock().expect("tail lock");
             if t.len() == TAIL_LINES {
