@@ -32,11 +32,12 @@ fn bench_cache_key(c: &mut Criterion) {
             dest: "/app/".into(),
             chown: None,
             chmod: None,
+            from_input: None,
         })],
     });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     c.bench_function("cache_key/copy_10k_files", |b| {
-        b.iter(|| rt.block_on(cache_key(&op, "parent", ctx.path())).unwrap())
+        b.iter(|| rt.block_on(cache_key(&op, "parent", &[], ctx.path())).unwrap())
     });
 }
 

@@ -64,3 +64,34 @@ pub fn make_mounts_private() -> Result<()> {
     )
     .ctx(|| "make / rprivate".into())
 }
+
+/// Mounts a committed chain (`lowers`, topmost first) read-only at
+/// `target`: nothing for an empty chain, a read-only bind mount for one
+/// layer, an overlay for more. Like [`OverlaySpec::mount_at`] it must run
+/// in a private mount namespace and changes the cwd.
+pub fn mount_readonly(root: &Path, lowers: &[SnapshotId], target: &Path) -> Result<()> {
+    match lowers {
+        [] => Ok(()),
+        [only] => {
+            let src = root.join(only.as_str()).join("fs");
+            mount(Some(&src), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .ctx(|| format!("bind {} at {}", src.display(), target.display()))?;
+            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(None::<&str>, target, None::<&str>, ro, None::<&str>)
+                .ctx(|| format!("remount {} read-only", target.display()))
+        }
+        many => {
+            std::env::set_current_dir(root).ctx(|| format!("chdir {}", root.display()))?;
+            let dirs: Vec<String> = many.iter().map(|id| format!("{}/fs", id.as_str())).collect();
+            let opts = format!("lowerdir={},userxattr", dirs.join(":"));
+            mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::MS_RDONLY,
+                Some(opts.as_str()),
+            )
+            .ctx(|| format!("mount overlay ({opts}) at {}", target.display()))
+        }
+    }
+}

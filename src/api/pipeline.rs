@@ -165,7 +165,7 @@ async fn resolve_bases(
 
 fn op_label(op: &crate::graph::Op) -> &'static str {
     match op {
-        crate::graph::Op::Source(_) => "source",
+        crate::graph::Op::Source(_) | crate::graph::Op::Scratch => "source",
         crate::graph::Op::Exec(_) => "exec",
         crate::graph::Op::File(_) => "file",
     }

@@ -67,12 +67,13 @@ pub enum Kind {
     Cmd(CommandForm),
     /// `ENTRYPOINT`.
     Entrypoint(CommandForm),
-    /// `COPY [--chown] [--chmod] [--link] src… dest`.
+    /// `COPY [--from] [--chown] [--chmod] [--link] src… dest`.
     Copy {
         sources: Vec<String>,
         dest: String,
         chown: Option<String>,
         chmod: Option<String>,
+        from: Option<String>,
     },
     /// `ENV` pairs (raw words).
     Env(Vec<(String, String)>),
@@ -160,13 +161,13 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
     let allowed: &[&str] = match keyword.as_str() {
         "FROM" => &["platform"],
         "RUN" => &["mount"],
-        "COPY" => &["chown", "chmod", "link"],
+        "COPY" => &["from", "chown", "chmod", "link"],
         "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
         _ => &[],
     };
     for f in &flags {
         if !allowed.contains(&f.name.as_str()) {
-            let msg = if keyword == "RUN" || (keyword == "COPY" && f.name == "from") {
+            let msg = if keyword == "RUN" {
                 format!("{keyword} --{} is not supported by kiln yet", f.name)
             } else {
                 format!("unknown flag: --{}", f.name)
@@ -197,7 +198,13 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         }
         "CMD" => Kind::Cmd(command_form(args)),
         "ENTRYPOINT" => Kind::Entrypoint(command_form(args)),
-        "COPY" => parse_copy(args, escape, flag("chown"), flag("chmod"), &err, arg_col)?,
+        "COPY" => {
+            let mut copy = parse_copy(args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
+            if let Kind::Copy { from, .. } = &mut copy {
+                *from = flag("from");
+            }
+            copy
+        }
         "ENV" => Kind::Env(parse_pairs(args, escape, "ENV", &err, arg_col)?),
         "LABEL" => Kind::Label(parse_pairs(args, escape, "LABEL", &err, arg_col)?),
         "ARG" => {
@@ -300,6 +307,7 @@ fn parse_copy(
         dest,
         chown,
         chmod,
+        from: None,
     })
 }
 

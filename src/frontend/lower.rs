@@ -3,6 +3,7 @@
 //! redeclaration, ENV over ARG, expansion with the values from before the
 //! instruction) and only the stages the target reaches.
 
+mod copyfrom;
 mod meta;
 mod stage;
 
@@ -109,6 +110,8 @@ struct StagePlan<'a> {
     body: &'a [Instruction],
     /// Index of the stage it builds on, when `FROM <stage>`.
     parent: Option<usize>,
+    /// What its `COPY --from` flags refer to, with the COPY's line.
+    copy_from: Vec<(copyfrom::FromRef, &'a Instruction)>,
 }
 
 /// The stages up to the target, which of them the target reaches, and the
@@ -167,9 +170,11 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
             alias: alias.clone(),
             body: &df.instructions[idx + 1..end],
             parent,
+            copy_from: Vec::new(),
         });
         idx = end;
     }
+    resolve_copy_from(&mut stages, &meta_vars, df.escape)?;
     let target = match &opts.target {
         None => stages.len() - 1,
         Some(t) => {
@@ -184,10 +189,16 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
         }
     };
     let mut reachable = vec![false; stages.len()];
-    let mut cur = Some(target);
-    while let Some(i) = cur {
-        reachable[i] = true;
-        cur = stages[i].parent;
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if std::mem::replace(&mut reachable[i], true) {
+            continue;
+        }
+        todo.extend(stages[i].parent);
+        todo.extend(stages[i].copy_from.iter().filter_map(|(r, _)| match r {
+            copyfrom::FromRef::Stage(j) => Some(*j),
+            copyfrom::FromRef::Image(_) => None,
+        }));
     }
     stages.truncate(target + 1);
     reachable.truncate(target + 1);
@@ -209,17 +220,45 @@ pub struct BaseImageRef {
     pub source_line: String,
 }
 
+/// Classifies every `COPY --from` (expanded with the global ARGs).
+fn resolve_copy_from(
+    stages: &mut [StagePlan],
+    meta: &BTreeMap<String, String>,
+    escape: char,
+) -> Result<(), Diagnostic> {
+    let aliases: Vec<Option<String>> = stages.iter().map(|s| s.alias.clone()).collect();
+    for (i, stage) in stages.iter_mut().enumerate() {
+        for instr in stage.body {
+            let Kind::Copy { from: Some(raw), .. } = &instr.kind else {
+                continue;
+            };
+            let diag = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
+            let value = process_word(raw, &|n: &str| meta.get(n).cloned(), escape).map_err(diag)?;
+            let r = copyfrom::classify(&value, i, &aliases).map_err(diag)?;
+            stage.copy_from.push((r, instr));
+        }
+    }
+    Ok(())
+}
+
 /// The registry images the target needs.
 pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImageRef>, Diagnostic> {
     let Plan { stages, reachable, .. } = plan(df, opts)?;
     let mut out: Vec<BaseImageRef> = Vec::new();
     for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
-        if s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch") && !out.iter().any(|b| b.image == s.image) {
-            out.push(BaseImageRef {
-                image: s.image.clone(),
-                line: s.from.line,
-                source_line: s.from.first.clone(),
-            });
+        let from_image = (s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch")).then_some((&s.image, s.from));
+        let copy_images = s.copy_from.iter().filter_map(|(r, i)| match r {
+            copyfrom::FromRef::Image(img) => Some((img, *i)),
+            copyfrom::FromRef::Stage(_) => None,
+        });
+        for (image, instr) in from_image.into_iter().chain(copy_images) {
+            if !out.iter().any(|b| &b.image == image) {
+                out.push(BaseImageRef {
+                    image: image.clone(),
+                    line: instr.line,
+                    source_line: instr.first.clone(),
+                });
+            }
         }
     }
     Ok(out)
@@ -232,6 +271,7 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
         reachable,
         meta: meta_vars,
     } = plan(df, opts)?;
+    let aliases: Vec<Option<String>> = stages.iter().map(|s| s.alias.clone()).collect();
     let mut def = Definition::default();
     let mut built: Vec<Option<stage::StageState>> = Vec::new();
     for (i, s) in stages.iter().enumerate() {
@@ -248,12 +288,17 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             Some(p) => built[p].clone().expect("parents are reachable"),
             None => stage::StageState::from_image(&mut def, s.from, &s.image, s.body.len() + 1, &name, opts, resolver)?,
         };
+        let stage_nodes: Vec<Option<NodeId>> = built.iter().map(|b| b.as_ref().and_then(|st| st.node)).collect();
         let ctx = stage::Ctx {
             opts,
             escape: df.escape,
             name: &name,
             steps: s.body.len() + 1,
             meta: &meta_vars,
+            index: i,
+            aliases: &aliases,
+            stage_nodes: &stage_nodes,
+            resolver,
         };
         built.push(Some(stage::lower_stage(&mut def, base, s.body, &ctx)?));
     }

@@ -22,6 +22,8 @@ pub type NodeId = usize;
 pub enum Op {
     /// A base image, pinned to its manifest digest.
     Source(SourceOp),
+    /// The empty filesystem (`FROM scratch`).
+    Scratch,
     /// A command run in a container on top of the input.
     Exec(ExecOp),
     /// File changes on top of the input (COPY, WORKDIR).
@@ -105,6 +107,10 @@ pub struct CopyAction {
     pub chown: Option<String>,
     /// `--chmod` value (octal).
     pub chmod: Option<u32>,
+    /// Copy from this input of the node (a stage or image) instead of the
+    /// build context. Input 0 is always the node's parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_input: Option<usize>,
 }
 
 /// Where a node came from, for logs and errors. Not part of any digest.

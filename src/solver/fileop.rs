@@ -30,6 +30,13 @@ pub enum PlannedAction {
         chown: Option<String>,
         /// `--chmod`.
         chmod: Option<u32>,
+        /// Copy from this node input (a stage or image) instead of the
+        /// context; `sources` are then unexpanded patterns.
+        #[serde(default)]
+        from_input: Option<usize>,
+        /// The source's snapshot chain, topmost first (set by the solver).
+        #[serde(default)]
+        source_lowers: Vec<kiln_snapshotter::SnapshotId>,
     },
     /// WORKDIR.
     Mkdir {
@@ -81,12 +88,26 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                 dest,
                 chown,
                 chmod,
+                from_input,
+                source_lowers,
             } => {
-                let owner = chown
-                    .as_deref()
-                    .map(|c| resolve_chown(&req.mountpoint, c))
-                    .transpose()?;
-                copy(&root, &context, sources, dest, owner, *chmod)?;
+                let owner = match chown.as_deref() {
+                    Some(c) => Owner::Fixed(resolve_chown(&req.mountpoint, c)?),
+                    None if from_input.is_some() => Owner::Preserve,
+                    None => Owner::Fixed((0, 0)),
+                };
+                match from_input {
+                    None => copy(&root, &context, sources, dest, owner, *chmod)?,
+                    Some(n) => {
+                        let dir = req.mountpoint.with_file_name(format!("src-{n}"));
+                        fs::create_dir_all(&dir).map_err(io_err("create source mountpoint"))?;
+                        kiln_snapshotter::overlay::mount_readonly(&req.overlay.root, source_lowers, &dir)
+                            .map_err(|e| e.to_string())?;
+                        let expanded = super::context::expand_sources(&dir, sources)?;
+                        let source = File::open(&dir).map_err(io_err("open copy source"))?;
+                        copy(&root, &source, &expanded, dest, owner, *chmod)?;
+                    }
+                }
             }
             PlannedAction::Mkdir { path, owner } => {
                 let id = users::resolve(&req.mountpoint, owner).map_err(|e| e.to_string())?;
@@ -107,25 +128,44 @@ fn resolve_chown(rootfs: &Path, spec: &str) -> Res<(u32, u32)> {
     Ok((id.uid, id.gid))
 }
 
-fn copy(
-    root: &OwnedFd,
-    context: &File,
-    sources: &[String],
-    dest: &str,
-    owner: Option<(u32, u32)>,
-    chmod: Option<u32>,
-) -> Res<()> {
+/// Who owns copied entries.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    /// `--chown`, or root for context files.
+    Fixed((u32, u32)),
+    /// `COPY --from` without `--chown`: keep the source's owners.
+    Preserve,
+}
+
+impl Owner {
+    fn of(self, md: &Metadata) -> (u32, u32) {
+        match self {
+            Owner::Fixed(ids) => ids,
+            Owner::Preserve => (md.uid(), md.gid()),
+        }
+    }
+
+    /// Owner of directories COPY creates for the destination.
+    fn created(self) -> (u32, u32) {
+        match self {
+            Owner::Fixed(ids) => ids,
+            Owner::Preserve => (0, 0),
+        }
+    }
+}
+
+fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, owner: Owner, chmod: Option<u32>) -> Res<()> {
     let dest_trim = dest.trim_end_matches('/');
     let into_dir = dest.ends_with('/') || sources.len() > 1 || is_dir_in_root(root, dest_trim);
-    let ids = owner.unwrap_or((0, 0));
+    let ids = owner.created();
     let dir_mode = chmod.unwrap_or(0o755);
     for src in sources {
-        let fd = fsx::open_in_root(context, Path::new(src), libc::O_PATH)
+        let fd = fsx::open_in_root(source, Path::new(src), libc::O_PATH)
             .map_err(io_err(format!("\"/{src}\": not found")))?;
         let md = fs::metadata(fd_path(&fd, OsStr::new(""))).map_err(io_err(format!("stat {src}")))?;
         if md.is_dir() {
             let target = ensure_dir(root, if dest_trim.is_empty() { "/" } else { dest_trim }, ids, dir_mode)?;
-            copy_dir_contents(&fd, &target, ids, chmod)?;
+            copy_dir_contents(&fd, &target, owner, chmod)?;
             continue;
         }
         let (parent, name) = if into_dir {
@@ -145,7 +185,7 @@ fn copy(
             )
         };
         let parent_fd = ensure_dir(root, &parent, ids, dir_mode)?;
-        copy_entry(&fd_path(&fd, OsStr::new("")), &md, &parent_fd, &name, ids, chmod)?;
+        copy_entry(&fd_path(&fd, OsStr::new("")), &md, &parent_fd, &name, owner, chmod)?;
     }
     Ok(())
 }
@@ -177,7 +217,7 @@ fn ensure_dir(root: &OwnedFd, path: &str, ids: (u32, u32), mode: u32) -> Res<Own
     Ok(cur)
 }
 
-fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, ids: (u32, u32), chmod: Option<u32>) -> Res<()> {
+fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, owner: Owner, chmod: Option<u32>) -> Res<()> {
     let mut names: Vec<_> = fs::read_dir(fd_path(src, OsStr::new("")))
         .map_err(io_err("read source directory"))?
         .map(|e| e.map(|e| e.file_name()))
@@ -188,7 +228,7 @@ fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, ids: (u32, u32), chmod: Optio
         let sp = fd_path(src, &name);
         let md = fs::symlink_metadata(&sp).map_err(io_err(format!("stat {}", name.to_string_lossy())))?;
         if !md.is_dir() {
-            copy_entry(&sp, &md, dst, &name.to_string_lossy(), ids, chmod)?;
+            copy_entry(&sp, &md, dst, &name.to_string_lossy(), owner, chmod)?;
             continue;
         }
         let dp = fd_path(dst, &name);
@@ -197,21 +237,23 @@ fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, ids: (u32, u32), chmod: Optio
             Ok(_) => return Err(format!("cannot copy directory {} over a file", name.to_string_lossy())),
             Err(_) => {
                 fs::create_dir(&dp).map_err(io_err("mkdir"))?;
-                lchown(&dp, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
+                let (uid, gid) = owner.of(&md);
+                lchown(&dp, Some(uid), Some(gid)).map_err(io_err("chown"))?;
                 let mode = chmod.unwrap_or(md.mode() & 0o7777);
                 fs::set_permissions(&dp, fs::Permissions::from_mode(mode)).map_err(io_err("chmod"))?;
             }
         }
         let s = fsx::openat_dir(src, &name).map_err(io_err("open source directory"))?;
         let d = fsx::openat_dir(dst, &name).map_err(io_err("open destination directory"))?;
-        copy_dir_contents(&s, &d, ids, chmod)?;
+        copy_dir_contents(&s, &d, owner, chmod)?;
         set_mtime(&fd_path(&d, OsStr::new(".")), &md, true)?;
     }
     Ok(())
 }
 
-fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, ids: (u32, u32), chmod: Option<u32>) -> Res<()> {
+fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, owner: Owner, chmod: Option<u32>) -> Res<()> {
     let dst = fd_path(parent, OsStr::new(name));
+    let ids = owner.of(md);
     match fs::symlink_metadata(&dst) {
         Ok(existing) if existing.is_dir() => return Err(format!("cannot copy {name} over an existing directory")),
         Ok(_) => fs::remove_file(&dst).map_err(io_err(format!("replace {name}")))?,

@@ -24,24 +24,33 @@ fn key_of(parts: &[&[u8]]) -> String {
 
 /// The key of `op` on top of `parent_key`; for file ops also the planned
 /// actions with expanded sources.
+/// `source_keys` are the keys of the node's inputs after the parent (the
+/// stages and images COPY --from reads); they stand in for content hashes.
 pub async fn cache_key(
     op: &Op,
     parent_key: &str,
+    source_keys: &[&str],
     context: &Path,
 ) -> Result<(String, Option<Vec<PlannedAction>>), String> {
     let op_json = serde_json::to_vec(op).expect("ops serialize");
     match op {
         Op::Source(src) => Ok((key_of(&[b"source", src.digest.as_str().as_bytes()]), None)),
+        Op::Scratch => Ok((key_of(&[b"scratch"]), None)),
         Op::Exec(_) => Ok((key_of(&[b"exec", parent_key.as_bytes(), &op_json]), None)),
         Op::File(file) => {
             let (actions, context) = (file.actions.clone(), context.to_path_buf());
             let (planned, hashes) = tokio::task::spawn_blocking(move || plan_file(&actions, &context))
                 .await
                 .map_err(|e| e.to_string())??;
-            Ok((
-                key_of(&[b"file", parent_key.as_bytes(), &op_json, hashes.as_bytes()]),
-                Some(planned),
-            ))
+            let sources = source_keys.join(",");
+            let key = key_of(&[
+                b"file",
+                parent_key.as_bytes(),
+                &op_json,
+                hashes.as_bytes(),
+                sources.as_bytes(),
+            ]);
+            Ok((key, Some(planned)))
         }
     }
 }
@@ -52,13 +61,23 @@ fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedActio
     for a in actions {
         match a {
             FileAction::Copy(c) => {
-                let sources = expand_sources(context, &c.sources)?;
-                hashes.push_str(&hash_sources(context, &sources).map_err(|e| format!("read build context: {e}"))?);
+                let sources = match c.from_input {
+                    Some(_) => c.sources.clone(),
+                    None => {
+                        let sources = expand_sources(context, &c.sources)?;
+                        hashes.push_str(
+                            &hash_sources(context, &sources).map_err(|e| format!("read build context: {e}"))?,
+                        );
+                        sources
+                    }
+                };
                 planned.push(PlannedAction::Copy {
                     sources,
                     dest: c.dest.clone(),
                     chown: c.chown.clone(),
                     chmod: c.chmod,
+                    from_input: c.from_input,
+                    source_lowers: Vec::new(),
                 });
             }
             FileAction::Mkdir { path, owner } => planned.push(PlannedAction::Mkdir {
@@ -86,9 +105,9 @@ mod tests {
             user: String::new(),
             secrets: vec![],
         });
-        let (k, _) = cache_key(&exec, "", Path::new("/nonexistent")).await.unwrap();
+        let (k, _) = cache_key(&exec, "", &[], Path::new("/nonexistent")).await.unwrap();
         assert_eq!(k, "3de82fe28b178a4b95d072258732bc64919518a3a7ff14e2b482b2fefc34eb7d");
-        let (k2, _) = cache_key(&exec, &k, Path::new("/nonexistent")).await.unwrap();
+        let (k2, _) = cache_key(&exec, &k, &[], Path::new("/nonexistent")).await.unwrap();
         assert_ne!(k, k2, "the parent key is part of the key");
     }
 }

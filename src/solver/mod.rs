@@ -147,7 +147,8 @@ impl Solver {
             let node = &def.nodes[id];
             let parent = node.inputs.first().copied();
             let parent_key = parent.map_or("", |p| keys[&p].as_str());
-            let (key, plan) = keys::cache_key(&node.op, parent_key, input.context)
+            let source_keys: Vec<&str> = node.inputs.iter().skip(1).map(|i| keys[i].as_str()).collect();
+            let (key, plan) = keys::cache_key(&node.op, parent_key, &source_keys, input.context)
                 .await
                 .map_err(|e| SolveError::new(Some(id), ErrorKind::InvalidArgument, e))?;
             keys.insert(id, key.clone());
@@ -161,8 +162,23 @@ impl Solver {
             let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
             let layers = match &node.op {
                 Op::Source(src) => self.pull(id, &src.digest, input).await?,
+                Op::Scratch => Vec::new(),
                 Op::Exec(op) => self.run_exec(id, op, base, input).await?,
-                Op::File(_) => self.run_file(id, plan.unwrap_or_default(), base, input).await?,
+                Op::File(_) => {
+                    let mut plan = plan.unwrap_or_default();
+                    for action in &mut plan {
+                        if let fileop::PlannedAction::Copy {
+                            from_input: Some(i),
+                            source_lowers,
+                            ..
+                        } = action
+                        {
+                            let chain = &results[&node.inputs[*i]];
+                            *source_lowers = chain.iter().rev().map(|l| l.snapshot.clone()).collect();
+                        }
+                    }
+                    self.run_file(id, plan, base, input).await?
+                }
             };
             self.cache.put_step(&key, &StepRecord { layers: layers.clone() })?;
             results.insert(id, layers);

@@ -391,10 +391,10 @@ pub fn unpack_image(image: &str, creds: Option<(&str, &str)>) -> Unpacked {
     }
 }
 
-/// The image config as skopeo reads it.
+/// The raw image config blob, fetched by skopeo.
 pub fn image_config(image: &str, creds: Option<(&str, &str)>) -> serde_json::Value {
     let out = run(Command::new("skopeo")
-        .args(["inspect", "--config", "--tls-verify=false"])
+        .args(["inspect", "--config", "--raw", "--tls-verify=false"])
         .args(creds_args(creds, "--creds"))
         .arg(format!("docker://{image}")));
     serde_json::from_slice(&out).unwrap()
@@ -421,4 +421,16 @@ pub fn owner_mode(p: &Path) -> (u32, u32, u32) {
 /// Writes bytes to a file (helper for ad-hoc fixtures).
 pub fn write(path: &Path, data: &[u8]) {
     std::fs::File::create(path).unwrap().write_all(data).unwrap();
+}
+
+/// RUN steps a build executed: log lines `[…] RUN … <secs>s`.
+pub fn executed_runs(reply: &serde_json::Value) -> usize {
+    log_text(reply)
+        .lines()
+        .filter(|l| l.contains("] RUN "))
+        .filter(|l| {
+            let last = l.rsplit(' ').next().unwrap_or("");
+            last.strip_suffix('s').is_some_and(|n| n.parse::<f64>().is_ok())
+        })
+        .count()
 }

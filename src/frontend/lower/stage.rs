@@ -55,6 +55,14 @@ pub struct Ctx<'a> {
     pub steps: usize,
     /// Global ARG values.
     pub meta: &'a BTreeMap<String, String>,
+    /// This stage's index.
+    pub index: usize,
+    /// Every stage's name.
+    pub aliases: &'a [Option<String>],
+    /// The final node of each earlier stage that was built.
+    pub stage_nodes: &'a [Option<NodeId>],
+    /// Resolved images (for `COPY --from=<image>`).
+    pub resolver: &'a dyn BaseResolver,
 }
 
 impl StageState {
@@ -78,7 +86,16 @@ impl StageState {
         state.config.os = opts.platform.os.clone();
         state.config.architecture = opts.platform.architecture.clone();
         state.config.variant = opts.platform.variant.clone();
-        if !image.eq_ignore_ascii_case("scratch") {
+        let loc = SourceLoc {
+            line: from.line,
+            text: from.text.clone(),
+            stage: stage.into(),
+            step: 1,
+            steps,
+        };
+        if image.eq_ignore_ascii_case("scratch") {
+            state.node = Some(def.push(Op::Scratch, vec![], Some(loc)));
+        } else {
             let resolved = resolver.resolve(image).ok_or_else(|| {
                 Diagnostic::new(
                     from.line,
@@ -87,13 +104,6 @@ impl StageState {
                     &from.first,
                 )
             })?;
-            let loc = SourceLoc {
-                line: from.line,
-                text: from.text.clone(),
-                stage: stage.into(),
-                step: 1,
-                steps,
-            };
             let op = Op::Source(SourceOp {
                 reference: resolved.reference.clone(),
                 digest: resolved.digest.clone(),
@@ -134,7 +144,20 @@ impl StageState {
     }
 
     fn push_layer(&mut self, def: &mut Definition, op: Op, loc: SourceLoc, created_by: String) {
-        let node = def.push(op, self.node.into_iter().collect(), Some(loc));
+        self.push_layer_with(def, op, None, loc, created_by);
+    }
+
+    /// Pushes a layer node whose inputs are the parent plus `source`.
+    fn push_layer_with(
+        &mut self,
+        def: &mut Definition,
+        op: Op,
+        source: Option<NodeId>,
+        loc: SourceLoc,
+        created_by: String,
+    ) {
+        let inputs = self.node.into_iter().chain(source).collect();
+        let node = def.push(op, inputs, Some(loc));
         self.node = Some(node);
         self.history.push(HistoryStep {
             entry: history(created_by, false),
@@ -183,7 +206,12 @@ pub fn lower_stage(
                 dest,
                 chown,
                 chmod,
+                from,
             } => {
+                let source = match from {
+                    Some(raw) => Some(copy_source(def, &word(raw, &st)?, ctx, &loc).map_err(err)?),
+                    None => None,
+                };
                 let sources = sources.iter().map(|s| word(s, &st)).collect::<Result<Vec<_>, _>>()?;
                 let dest = absolute_dest(&word(dest, &st)?, &st.workdir());
                 let chown = chown.as_deref().map(|c| word(c, &st)).transpose()?;
@@ -191,16 +219,20 @@ pub fn lower_stage(
                     .as_deref()
                     .map(|m| parse_chmod(&word(m, &st)?).map_err(err))
                     .transpose()?;
-                let created_by = format!("COPY {} {dest} # buildkit", sources.join(" "));
+                let from_flag = from.as_deref().map(|f| format!("--from={f} ")).unwrap_or_default();
+                let created_by = format!("COPY {from_flag}{} {dest} # buildkit", sources.join(" "));
+                let from_input = source.map(|_| 1);
+                let action = CopyAction {
+                    sources,
+                    dest,
+                    chown,
+                    chmod,
+                    from_input,
+                };
                 let op = Op::File(FileOp {
-                    actions: vec![FileAction::Copy(CopyAction {
-                        sources,
-                        dest,
-                        chown,
-                        chmod,
-                    })],
+                    actions: vec![FileAction::Copy(action)],
                 });
-                st.push_layer(def, op, loc, created_by);
+                st.push_layer_with(def, op, source, loc, created_by);
             }
             Kind::Workdir(path) => {
                 let path = join_path(&st.workdir(), &word(path, &st)?);
@@ -307,6 +339,30 @@ fn parse_secret_mount(spec: &str) -> Result<SecretMount, String> {
         m.target = Some(format!("/run/secrets/{}", m.id));
     }
     Ok(m)
+}
+
+/// The node a `COPY --from` reads: an earlier stage's last node, or a new
+/// Source node for an image.
+fn copy_source(def: &mut Definition, value: &str, ctx: &Ctx, loc: &SourceLoc) -> Result<NodeId, String> {
+    match super::copyfrom::classify(value, ctx.index, ctx.aliases)? {
+        super::copyfrom::FromRef::Stage(j) => ctx
+            .stage_nodes
+            .get(j)
+            .copied()
+            .flatten()
+            .ok_or_else(|| format!("stage {value:?} was not built")),
+        super::copyfrom::FromRef::Image(image) => {
+            let r = ctx
+                .resolver
+                .resolve(&image)
+                .ok_or_else(|| format!("image {image} for COPY --from was not resolved"))?;
+            let op = Op::Source(SourceOp {
+                reference: r.reference.clone(),
+                digest: r.digest.clone(),
+            });
+            Ok(def.push(op, vec![], Some(loc.clone())))
+        }
+    }
 }
 
 fn parse_chmod(s: &str) -> Result<u32, String> {

@@ -1,0 +1,124 @@
+//! Multi-stage builds shaped like the OpenFaaS templates: a watchdog image
+//! stage, `COPY --from=<stage|index|image>`, `--chown=app:app` after a RUN
+//! that creates the user, an unreachable `test` stage, HEALTHCHECK.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+#[test]
+fn openfaas_template_shape_builds() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/template"));
+    let dockerfile = format!(
+        r#"ARG PYTHON_VERSION=3.12
+FROM --platform=${{TARGETPLATFORM:-linux/amd64}} {reg}/of-watchdog:test AS watchdog
+FROM --platform=${{TARGETPLATFORM:-linux/amd64}} {reg}/busybox:latest AS build
+COPY --from=watchdog /fwatchdog /usr/bin/fwatchdog
+RUN chmod +x /usr/bin/fwatchdog
+ARG ADDITIONAL_PACKAGE
+RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group && mkdir -p /home/app && chown app:app /home/app && echo "pkgs=[$ADDITIONAL_PACKAGE]" > /home/app/pkgs
+WORKDIR /home/app/
+COPY --chown=app:app function/ ./function/
+USER app
+RUN echo owned > /home/app/by-app
+
+FROM build AS test
+RUN echo the test stage must not run && exit 1
+
+FROM build AS ship
+COPY --from=0 /fwatchdog /usr/local/bin/from-index
+COPY --from={reg}/of-watchdog:test /fwatchdog /usr/local/bin/from-image
+COPY --from=build /home/app /copied-home
+ENV fprocess="python3 index.py"
+HEALTHCHECK --interval=3s CMD [ -e /tmp/.lock ] || exit 1
+CMD ["fwatchdog"]
+"#
+    );
+    let config = json!({"image": image, "buildArgs": {"ADDITIONAL_PACKAGE": "", "UNUSED": "x"}});
+    let body = request_tar(
+        &config,
+        &[
+            ("Dockerfile", dockerfile.as_bytes()),
+            ("function/handler.py", b"def handle(r):\n    return r\n"),
+        ],
+    );
+    let (status, reply) = server.build(&body);
+    assert_success(status, &reply);
+    assert!(!log_text(&reply).contains("must not run"));
+
+    let img = unpack_image(&image, None);
+    let r = &img.rootfs;
+    assert!(r.join("usr/bin/fwatchdog").exists(), "COPY --from=<stage>");
+    assert!(r.join("usr/local/bin/from-index").exists(), "COPY --from=<index>");
+    assert!(r.join("usr/local/bin/from-image").exists(), "COPY --from=<image>");
+    assert_eq!(
+        owner_mode(&r.join("home/app/function/handler.py")).0,
+        1000,
+        "--chown=app:app after RUN adduser"
+    );
+    assert_eq!(owner_mode(&r.join("home/app/function/handler.py")).1, 1000);
+    assert_eq!(
+        owner_mode(&r.join("copied-home/by-app")).0,
+        1000,
+        "COPY --from keeps source owners"
+    );
+    assert_eq!(
+        owner_mode(&r.join("copied-home")).0,
+        0,
+        "the directory COPY creates is root's"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("home/app/pkgs")).unwrap(),
+        "pkgs=[]\n",
+        "empty build arg is set"
+    );
+    let cfg = image_config(&image, None);
+    let c = &cfg["config"];
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        json!(["CMD-SHELL", "[ -e /tmp/.lock ] || exit 1"])
+    );
+    assert_eq!(c["Healthcheck"]["Interval"], 3_000_000_000u64);
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["Cmd"], json!(["fwatchdog"]));
+    assert!(c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "fprocess=python3 index.py"));
+
+    let (status, again) = server.build(&body);
+    assert_success(status, &again);
+    assert_eq!(
+        executed_runs(&reply),
+        3,
+        "the first build ran the three RUN steps of its stages"
+    );
+    assert_eq!(
+        executed_runs(&again),
+        0,
+        "a rebuild runs nothing:\n{}",
+        log_text(&again)
+    );
+}
+
+#[test]
+fn copy_from_a_later_stage_is_rejected_with_its_line() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let dockerfile = format!("FROM {reg}/busybox AS a\nCOPY --from=b /x /x\nFROM {reg}/busybox AS b\n");
+    let body = request_tar(
+        &json!({"image": format!("{reg}/kiln/later:v1")}),
+        &[("Dockerfile", dockerfile.as_bytes())],
+    );
+    let (status, reply) = server.build(&body);
+    assert_eq!(status, 400);
+    let err = reply["error"].as_str().unwrap();
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("needs to be defined before current stage"),
+        "{err}"
+    );
+}
