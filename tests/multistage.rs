@@ -122,3 +122,53 @@ fn copy_from_a_later_stage_is_rejected_with_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn dockerignore_is_honoured_server_side() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/dockerignore"));
+    let ignore = b"# build noise\n*.log\n!keep.log\nnode_modules\nsecrets/\n**/*.tmp\n";
+    let dockerfile = format!("FROM {reg}/busybox\nCOPY . /app\n");
+    let files: Vec<(&str, &[u8])> = vec![
+        ("Dockerfile", dockerfile.as_bytes()),
+        (".dockerignore", ignore),
+        ("main.py", b"print(1)\n"),
+        ("debug.log", b"noise"),
+        ("keep.log", b"kept"),
+        ("sub/deep.log", b"not at the root, so kept"),
+        ("node_modules/x/index.js", b"x"),
+        ("secrets/token", b"t"),
+        ("a/b/c.tmp", b"t"),
+        ("a/b/c.txt", b"kept"),
+    ];
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &files));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let app = img.rootfs.join("app");
+    for kept in [
+        "main.py",
+        "keep.log",
+        "sub/deep.log",
+        "a/b/c.txt",
+        "Dockerfile",
+        ".dockerignore",
+    ] {
+        assert!(app.join(kept).exists(), "{kept} should be copied");
+    }
+    for gone in ["debug.log", "node_modules", "secrets", "a/b/c.tmp"] {
+        assert!(!app.join(gone).exists(), "{gone} is excluded by .dockerignore");
+    }
+    let missing = format!("FROM {reg}/busybox\nCOPY debug.log /x\n");
+    let files: Vec<(&str, &[u8])> = vec![
+        ("Dockerfile", missing.as_bytes()),
+        (".dockerignore", ignore),
+        ("debug.log", b"noise"),
+    ];
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &files));
+    assert_eq!(status, 400);
+    assert!(
+        reply["error"].as_str().unwrap().contains("\"/debug.log\": not found"),
+        "{reply}"
+    );
+}

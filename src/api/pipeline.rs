@@ -62,6 +62,7 @@ pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &Log
         )
     })?;
     let df = frontend::parse(&text).map_err(diag_failure)?;
+    apply_dockerignore(&intake.context, log).await?;
     let platform = Platform::host();
     check_platforms(intake.config.platforms.as_deref(), &platform)?;
     let target = Reference::parse(&intake.config.image).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
@@ -94,6 +95,22 @@ pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &Log
         .metrics
         .inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
     Ok(exported.manifest)
+}
+
+/// Honours `Dockerfile.dockerignore` (which wins) or `.dockerignore`.
+async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<(), BuildFailure> {
+    let text = ["Dockerfile.dockerignore", ".dockerignore"]
+        .iter()
+        .find_map(|n| std::fs::read_to_string(context.join(n)).ok());
+    let Some(text) = text else { return Ok(()) };
+    emit(log, "[internal] load .dockerignore");
+    let ignore = crate::frontend::dockerignore::DockerIgnore::parse(&text);
+    let dir = context.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::solver::apply_dockerignore(&dir, &ignore))
+        .await
+        .map_err(|e| fail(ErrorKind::Internal, e.to_string()))?
+        .map_err(|e| fail(ErrorKind::Internal, format!("apply .dockerignore: {e}")))?;
+    Ok(())
 }
 
 fn diag_failure(d: Diagnostic) -> BuildFailure {

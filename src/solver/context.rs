@@ -78,6 +78,36 @@ fn glob_walk(root: &File, prefix: &str, parts: &[&str], out: &mut Vec<String>) {
     }
 }
 
+/// Removes what `.dockerignore` excludes from an unpacked context, as if
+/// the client had never sent it (so COPY of an excluded path fails with
+/// "not found", as with BuildKit). A directory that is excluded but holds
+/// a re-included (`!`) path keeps that path. Symlinks are never followed.
+/// Returns how many entries were removed.
+pub fn apply_dockerignore(context: &Path, ignore: &crate::frontend::dockerignore::DockerIgnore) -> io::Result<usize> {
+    prune(context, "", ignore)
+}
+
+fn prune(root: &Path, rel: &str, ignore: &crate::frontend::dockerignore::DockerIgnore) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(root.join(rel))? {
+        let name = entry?.file_name().to_string_lossy().to_string();
+        let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let path = root.join(&child);
+        let excluded = ignore.is_excluded(&child);
+        if fs::symlink_metadata(&path)?.is_dir() {
+            removed += prune(root, &child, ignore)?;
+            if excluded && fs::read_dir(&path)?.next().is_none() {
+                fs::remove_dir(&path)?;
+                removed += 1;
+            }
+        } else if excluded {
+            fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// A content hash of the selected sources (the cache-key input of COPY).
 pub fn hash_sources(context: &Path, sources: &[String]) -> io::Result<String> {
     let root = File::open(context)?;

@@ -9,6 +9,7 @@ pub mod fileop;
 mod keys;
 
 pub use cache::{CacheIndex, LayerRecord, StepRecord};
+pub use context::apply_dockerignore;
 pub use keys::{cache_key, CACHE_KEY_VERSION};
 
 use crate::errors::ErrorKind;
