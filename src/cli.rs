@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// $DOCKER_CONFIG/config.json or ~/.docker/config.json.
     #[arg(long, env = "KILN_DOCKER_CONFIG")]
     pub docker_config: Option<PathBuf>,
+    /// Pull mirror `REGISTRY=MIRROR` (repeatable, or comma-separated in
+    /// the env), e.g. `docker.io=registry.internal:5000`.
+    #[arg(long = "registry-mirror", env = "KILN_REGISTRY_MIRRORS", value_delimiter = ',')]
+    pub registry_mirrors: Vec<String>,
     /// Host ID range real root maps into the build namespace (start:count).
     /// The default lies above useradd's SUB_UID_MAX (600100000), so it
     /// never overlaps a user's subordinate range.

@@ -222,9 +222,11 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let mirrors = parse_mirrors(&opts.registry_mirrors)?;
         let registry = Arc::new(RegistryClient::new(RegistryOptions {
             insecure: opts.insecure,
             credentials,
+            mirrors,
         })?);
         let solver_cfg = SolverConfig {
             data_dir: handover.data_dir.clone(),
@@ -272,6 +274,28 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             .await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `docker.io=mirror:5000` pairs; `index.docker.io` means `docker.io`.
+fn parse_mirrors(specs: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::new();
+    for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (from, to) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--registry-mirror {spec:?}: expected REGISTRY=MIRROR"))?;
+        let from = if from == "index.docker.io" { "docker.io" } else { from };
+        out.insert(
+            from.trim().to_string(),
+            to.trim()
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .to_string(),
+        );
+    }
+    if !out.is_empty() {
+        tracing::info!(?out, "registry mirrors");
+    }
+    Ok(out)
 }
 
 async fn shutdown() {

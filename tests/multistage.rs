@@ -172,3 +172,39 @@ fn dockerignore_is_honoured_server_side() {
         "{reply}"
     );
 }
+
+#[test]
+fn registry_mirrors_serve_real_image_names() {
+    let reg = registry();
+    let args = vec![
+        "--registry-mirror".to_string(),
+        format!("docker.io={reg}"),
+        "--registry-mirror".into(),
+        format!("ghcr.io={reg}"),
+    ];
+    let server = Server::start(ServerOptions {
+        args,
+        ..Default::default()
+    });
+    let image = format!("{reg}/{}:v1", unique("kiln/mirrored"));
+    let dockerfile = "FROM ghcr.io/openfaas/of-watchdog:0.10.7 AS watchdog\nFROM busybox:latest\nCOPY --from=watchdog /fwatchdog /usr/bin/fwatchdog\nRUN test -x /usr/bin/fwatchdog\n";
+    let (status, reply) = server.build(&request_tar(
+        &json!({"image": image}),
+        &[("Dockerfile", dockerfile.as_bytes())],
+    ));
+    assert_success(status, &reply);
+    let log = log_text(&reply);
+    assert!(
+        log.contains(&format!(
+            "load metadata for docker.io/library/busybox:latest (mirror {reg})"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "load metadata for ghcr.io/openfaas/of-watchdog:0.10.7 (mirror {reg})"
+        )),
+        "{log}"
+    );
+    assert!(unpack_image(&image, None).rootfs.join("usr/bin/fwatchdog").exists());
+}

@@ -154,7 +154,13 @@ async fn resolve_bases(
         };
         let reference =
             Reference::parse(&b.image).map_err(|e| fail(ErrorKind::InvalidArgument, at_line(e.to_string())))?;
-        emit(log, format!("[internal] load metadata for {reference}"));
+        let route = state.solver.registry().pull_route(&reference);
+        let via = if route.registry != reference.registry {
+            format!(" (mirror {})", route.registry)
+        } else {
+            String::new()
+        };
+        emit(log, format!("[internal] load metadata for {reference}{via}"));
         let r = state
             .solver
             .registry()

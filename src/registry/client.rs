@@ -20,6 +20,9 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// Credentials by registry host.
     pub credentials: Credentials,
+    /// Pull mirrors: registry host → mirror host (`docker.io` →
+    /// `registry.internal:5000`). Pushes are never redirected.
+    pub mirrors: HashMap<String, String>,
 }
 
 /// A manifest resolved for one platform.
@@ -124,6 +127,17 @@ impl RegistryClient {
             opts,
             auth: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Where pulls of `r` go: its mirror, when one is configured.
+    pub fn pull_route(&self, r: &Reference) -> Reference {
+        match self.opts.mirrors.get(&r.registry) {
+            Some(mirror) => Reference {
+                registry: mirror.clone(),
+                ..r.clone()
+            },
+            None => r.clone(),
+        }
     }
 
     fn base(&self, r: &Reference) -> String {
@@ -265,6 +279,8 @@ impl RegistryClient {
 
     /// Resolves a tag or digest to the manifest for `platform`.
     pub async fn resolve(&self, r: &Reference, platform: &PlatformSpec) -> Result<Resolved> {
+        let mirrored = self.pull_route(r);
+        let r = &mirrored;
         let (digest, media_type, bytes) = self.get_manifest(r).await?;
         let (digest, manifest) = match media_type.as_str() {
             MediaType::OCI_INDEX | MediaType::DOCKER_LIST => {
@@ -339,6 +355,8 @@ impl RegistryClient {
     /// Downloads a blob into `store` (verifying size and digest) unless it
     /// is already there. Returns the bytes downloaded.
     pub async fn fetch_blob(&self, r: &Reference, desc: &Descriptor, store: &ContentStore) -> Result<u64> {
+        let mirrored = self.pull_route(r);
+        let r = &mirrored;
         let digest = Digest::parse(&desc.digest)?;
         if store.info(&digest)?.is_some() {
             return Ok(0);
