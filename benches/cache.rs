@@ -33,6 +33,7 @@ fn bench_cache_key(c: &mut Criterion) {
             chown: None,
             chmod: None,
             from_input: None,
+            inline: vec![],
         })],
     });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -54,9 +55,7 @@ fn bench_cache_hit(c: &mut Criterion) {
         origin: None,
     };
     index.put_step("key", &StepRecord { layers: vec![layer; 8] }).unwrap();
-    c.bench_function("cache_index/hit", |b| {
-        b.iter(|| index.get_step("key").unwrap().unwrap())
-    });
+    c.bench_function("cache_index/hit", |b| b.iter(|| index.get_step("key").unwrap().unwrap()));
 }
 
 fn bench_digests(c: &mut Criterion) {
@@ -80,24 +79,13 @@ fn bench_layer_export(c: &mut Criterion) {
     let upper = dir.path().join("upper");
     make_tree(&upper, 2_000, 4096);
     let store = ContentStore::open(dir.path().join("content")).unwrap();
-    let opts = DiffOptions {
-        gzip_level: 3,
-        mtime_clamp: Some(0),
-    };
+    let opts = DiffOptions { gzip_level: 3, mtime_clamp: Some(0) };
     let mut group = c.benchmark_group("layer_export");
     group.throughput(Throughput::Bytes(2_000 * 4096));
     group.sample_size(10);
-    group.bench_function("diff_gzip_8mb", |b| {
-        b.iter(|| diff_upper(&upper, &store, &opts).unwrap())
-    });
+    group.bench_function("diff_gzip_8mb", |b| b.iter(|| diff_upper(&upper, &store, &opts).unwrap()));
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    bench_cache_key,
-    bench_cache_hit,
-    bench_digests,
-    bench_layer_export
-);
+criterion_group!(benches, bench_cache_key, bench_cache_hit, bench_digests, bench_layer_export);
 criterion_main!(benches);

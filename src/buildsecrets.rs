@@ -89,9 +89,7 @@ impl BuildKey {
         let sbox = SalsaBox::new(&sender, &self.secret);
         let mut out = BTreeMap::new();
         for (name, value) in env.secrets {
-            let raw = B64
-                .decode(value.trim())
-                .map_err(|_| format!("secret {name:?} is not base64"))?;
+            let raw = B64.decode(value.trim()).map_err(|_| format!("secret {name:?} is not base64"))?;
             if raw.len() < 24 + 16 {
                 return Err(format!("secret {name:?} is too short"));
             }
@@ -117,9 +115,8 @@ pub fn seal(public_b64: &str, values: &BTreeMap<String, Vec<u8>>) -> Result<Stri
     for (name, value) in values {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).map_err(|e| format!("random: {e}"))?;
-        let sealed = sbox
-            .encrypt(Nonce::from_slice(&nonce), value.as_slice())
-            .map_err(|_| "seal failed".to_string())?;
+        let sealed =
+            sbox.encrypt(Nonce::from_slice(&nonce), value.as_slice()).map_err(|_| "seal failed".to_string())?;
         let mut blob = nonce.to_vec();
         blob.extend(sealed);
         yaml.push_str(&format!("    {name}: {}\n", B64.encode(blob)));
@@ -153,14 +150,9 @@ impl Envelope {
         let text = std::str::from_utf8(raw).map_err(|_| "secrets envelope is not UTF-8".to_string())?;
         let mut env = Envelope::default();
         let mut in_secrets = false;
-        for line in text
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        {
+        for line in text.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
             let indented = line.starts_with(' ') || line.starts_with('\t');
-            let (key, value) = line
-                .split_once(':')
-                .ok_or_else(|| "malformed secrets envelope".to_string())?;
+            let (key, value) = line.split_once(':').ok_or_else(|| "malformed secrets envelope".to_string())?;
             let (key, value) = (unquote(key), unquote(value));
             if indented && in_secrets {
                 env.secrets.push((key, value));
@@ -199,20 +191,11 @@ mod tests {
         assert_eq!(key.unseal(env.as_bytes()).unwrap(), values);
 
         let (other, _) = BuildKey::generate().unwrap();
-        let err = BuildKey::from_private_b64(&other)
-            .unwrap()
-            .unseal(env.as_bytes())
-            .unwrap_err();
+        let err = BuildKey::from_private_b64(&other).unwrap().unseal(env.as_bytes()).unwrap_err();
         assert!(err.contains("sealed for key"), "{err}");
         assert!(!err.contains("s3cr3t"));
-        assert!(key
-            .unseal(b"version: v99\nalgorithm: nacl/box\n")
-            .unwrap_err()
-            .contains("version"));
-        assert!(key
-            .unseal(b"version: v1\nalgorithm: aes-gcm\n")
-            .unwrap_err()
-            .contains("algorithm"));
+        assert!(key.unseal(b"version: v99\nalgorithm: nacl/box\n").unwrap_err().contains("version"));
+        assert!(key.unseal(b"version: v1\nalgorithm: aes-gcm\n").unwrap_err().contains("algorithm"));
         let tampered = env.replace("pip_token: ", "pip_token: AAAA");
         assert!(key.unseal(tampered.as_bytes()).is_err());
     }

@@ -57,11 +57,7 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
     /// File holding the HMAC payload secret. When it does not exist, a
     /// secret is generated into <data-dir>/payload-secret.
-    #[arg(
-        long,
-        env = "KILN_PAYLOAD_SECRET",
-        default_value = "/var/openfaas/secrets/payload-secret"
-    )]
+    #[arg(long, env = "KILN_PAYLOAD_SECRET", default_value = "/var/openfaas/secrets/payload-secret")]
     pub payload_secret: PathBuf,
     /// Accept unsigned requests (pro-builder's disable_hmac). Never in production.
     #[arg(long, env = "disable_hmac", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -150,11 +146,7 @@ pub struct BuildArgs {
 /// the bundle directory beside it.
 pub fn helper<R: serde::de::DeserializeOwned, T: serde::Serialize>(request: &Path, run: fn(&R) -> T) -> ExitCode {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG") {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .init();
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
     }
     let req: R = match std::fs::read(request)
         .map_err(|e| e.to_string())
@@ -179,15 +171,10 @@ pub fn helper<R: serde::de::DeserializeOwned, T: serde::Serialize>(request: &Pat
 
 /// `__run-step` body.
 pub fn run_step(req: &StepRequest) -> StepResult {
-    kiln_runtime::step::run_step(req).unwrap_or_else(|e| StepResult {
-        exit_code: -1,
-        error: Some(e.to_string()),
-    })
+    kiln_runtime::step::run_step(req).unwrap_or_else(|e| StepResult { exit_code: -1, error: Some(e.to_string()) })
 }
 
 /// `__file-op` body.
 pub fn file_op(req: &FileOpRequest) -> kiln::solver::fileop::FileOpResult {
-    kiln::solver::fileop::FileOpResult {
-        error: run_file_op(req).err(),
-    }
+    kiln::solver::fileop::FileOpResult { error: run_file_op(req).err() }
 }

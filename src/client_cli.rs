@@ -8,10 +8,8 @@ use std::process::ExitCode;
 
 /// Default places for the payload secret, in order.
 fn default_secret_paths() -> Vec<PathBuf> {
-    let mut v = vec![
-        PathBuf::from("/var/openfaas/secrets/payload-secret"),
-        PathBuf::from("/var/lib/kiln/payload-secret"),
-    ];
+    let mut v =
+        vec![PathBuf::from("/var/openfaas/secrets/payload-secret"), PathBuf::from("/var/lib/kiln/payload-secret")];
     if let Some(home) = std::env::var_os("HOME") {
         v.push(PathBuf::from(home).join(".local/share/kiln/payload-secret"));
     }
@@ -30,20 +28,14 @@ fn read_payload_secret(explicit: Option<&Path>) -> Result<Vec<u8>, String> {
     }
     Err(format!(
         "no payload secret: pass --payload-secret (tried {})",
-        candidates
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     ))
 }
 
 fn request(opts: BuildArgs) -> Result<BuildRequest, String> {
     let mut build_args = std::collections::BTreeMap::new();
     for a in &opts.build_args {
-        let (k, v) = a
-            .split_once('=')
-            .ok_or_else(|| format!("--build-arg {a:?}: expected KEY=VALUE"))?;
+        let (k, v) = a.split_once('=').ok_or_else(|| format!("--build-arg {a:?}: expected KEY=VALUE"))?;
         build_args.insert(k.to_string(), v.to_string());
     }
     let secret_files = opts
@@ -52,10 +44,7 @@ fn request(opts: BuildArgs) -> Result<BuildRequest, String> {
         .map(|s| match s.split_once('=') {
             Some((id, path)) => (id.to_string(), PathBuf::from(path)),
             None => {
-                let id = Path::new(s)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
+                let id = Path::new(s).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
                 (id, PathBuf::from(s))
             }
         })
@@ -83,10 +72,7 @@ fn request(opts: BuildArgs) -> Result<BuildRequest, String> {
 /// `kiln build`: exit 0 on success, 1 on any failure.
 pub fn build(opts: BuildArgs) -> ExitCode {
     let outcome = request(opts).and_then(|req| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         rt.block_on(kiln::client::build(&req))
     });
     match outcome {
@@ -114,12 +100,7 @@ pub fn keygen(out: &Path) -> ExitCode {
         };
         write("key", &private, 0o600)?;
         write("key.pub", &public, 0o644)?;
-        println!(
-            "wrote {} and {} (key id {})",
-            out.join("key").display(),
-            out.join("key.pub").display(),
-            &public[..8]
-        );
+        println!("wrote {} and {} (key id {})", out.join("key").display(), out.join("key.pub").display(), &public[..8]);
         Ok(())
     });
     match result {

@@ -8,48 +8,20 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 /// Histogram buckets for whole builds, in seconds.
-const BUILD_BUCKETS: &[f64] = &[
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
+const BUILD_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 /// Histogram buckets for single steps, in seconds.
-const STEP_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
+const STEP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// Every metric kiln exports: name, type, help.
 pub const CATALOG: &[(&str, &str, &str)] = &[
     ("kiln_builds_in_flight", "gauge", "Builds running now."),
-    (
-        "kiln_build_duration_seconds",
-        "histogram",
-        "Whole builds (request to final status), by result (success|failed).",
-    ),
-    (
-        "kiln_http_requests_total",
-        "counter",
-        "HTTP requests by route and status code.",
-    ),
-    (
-        "kiln_cache_hits_total",
-        "counter",
-        "Build steps satisfied from the cache.",
-    ),
+    ("kiln_build_duration_seconds", "histogram", "Whole builds (request to final status), by result (success|failed)."),
+    ("kiln_http_requests_total", "counter", "HTTP requests by route and status code."),
+    ("kiln_cache_hits_total", "counter", "Build steps satisfied from the cache."),
     ("kiln_cache_misses_total", "counter", "Build steps executed."),
-    (
-        "kiln_step_duration_seconds",
-        "histogram",
-        "Executed steps, by op (source|exec|file).",
-    ),
-    (
-        "kiln_pulled_bytes_total",
-        "counter",
-        "Compressed bytes downloaded from registries.",
-    ),
-    (
-        "kiln_pushed_bytes_total",
-        "counter",
-        "Compressed bytes uploaded to registries.",
-    ),
+    ("kiln_step_duration_seconds", "histogram", "Executed steps, by op (source|exec|file)."),
+    ("kiln_pulled_bytes_total", "counter", "Compressed bytes downloaded from registries."),
+    ("kiln_pushed_bytes_total", "counter", "Compressed bytes uploaded to registries."),
 ];
 
 type Labels = Vec<(&'static str, String)>;
@@ -101,13 +73,7 @@ impl Metrics {
     /// Adds `by` to a counter.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)], by: f64) {
         let key = (name, labels.iter().map(|(k, v)| (*k, v.to_string())).collect());
-        *self
-            .inner
-            .lock()
-            .expect("metrics lock")
-            .counters
-            .entry(key)
-            .or_default() += by;
+        *self.inner.lock().expect("metrics lock").counters.entry(key).or_default() += by;
     }
 
     /// Records one observation in a histogram.
@@ -150,18 +116,11 @@ impl Metrics {
                 _ => {
                     for ((n, labels), h) in inner.histograms.iter().filter(|((n, _), _)| n == name) {
                         for (bound, c) in bounds(n).iter().zip(&h.buckets) {
-                            let _ = writeln!(
-                                out,
-                                "{n}_bucket{} {c}",
-                                label_text(labels, Some(("le", bound.to_string())))
-                            );
+                            let _ =
+                                writeln!(out, "{n}_bucket{} {c}", label_text(labels, Some(("le", bound.to_string()))));
                         }
-                        let _ = writeln!(
-                            out,
-                            "{n}_bucket{} {}",
-                            label_text(labels, Some(("le", "+Inf".into()))),
-                            h.count
-                        );
+                        let _ =
+                            writeln!(out, "{n}_bucket{} {}", label_text(labels, Some(("le", "+Inf".into()))), h.count);
                         let _ = writeln!(out, "{n}_sum{} {}", label_text(labels, None), h.sum);
                         let _ = writeln!(out, "{n}_count{} {}", label_text(labels, None), h.count);
                     }
@@ -183,22 +142,10 @@ mod tests {
         m.inc("kiln_http_requests_total", &[("route", "/build"), ("code", "200")], 1.0);
         m.observe("kiln_build_duration_seconds", &[("result", "success")], 0.3);
         let text = m.render(&[("kiln_builds_in_flight", 2.0)]);
-        assert!(
-            text.contains("kiln_http_requests_total{route=\"/build\",code=\"200\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kiln_build_duration_seconds_bucket{result=\"success\",le=\"0.25\"} 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kiln_build_duration_seconds_bucket{result=\"success\",le=\"0.5\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kiln_build_duration_seconds_count{result=\"success\"} 1\n"),
-            "{text}"
-        );
+        assert!(text.contains("kiln_http_requests_total{route=\"/build\",code=\"200\"} 2\n"), "{text}");
+        assert!(text.contains("kiln_build_duration_seconds_bucket{result=\"success\",le=\"0.25\"} 0\n"), "{text}");
+        assert!(text.contains("kiln_build_duration_seconds_bucket{result=\"success\",le=\"0.5\"} 1\n"), "{text}");
+        assert!(text.contains("kiln_build_duration_seconds_count{result=\"success\"} 1\n"), "{text}");
         assert!(text.contains("kiln_builds_in_flight 2\n"), "{text}");
         assert!(text.contains("kiln_cache_hits_total 0\n"), "{text}");
         for (name, _, _) in CATALOG {

@@ -37,11 +37,7 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| "info".into());
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
 /// Entry point for `kiln serve`.
@@ -68,9 +64,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
-    let (a, b) = s
-        .split_once(':')
-        .ok_or_else(|| anyhow::anyhow!("--root-id-range must be start:count"))?;
+    let (a, b) = s.split_once(':').ok_or_else(|| anyhow::anyhow!("--root-id-range must be start:count"))?;
     Ok((a.parse()?, b.parse()?))
 }
 
@@ -152,28 +146,16 @@ fn load_or_generate_secret(path: &Path, data_dir: &Path) -> anyhow::Result<Vec<u
     }
     let generated = data_dir.join("payload-secret");
     if let Ok(raw) = std::fs::read(&generated) {
-        tracing::info!(
-            "no {}; using the generated secret in {}",
-            path.display(),
-            generated.display()
-        );
+        tracing::info!("no {}; using the generated secret in {}", path.display(), generated.display());
         return Ok(String::from_utf8_lossy(&raw).trim().as_bytes().to_vec());
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random: {e}"))?;
     use base64::Engine;
     let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode_0600()
-        .open(&generated)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode_0600().open(&generated)?;
     f.write_all(secret.as_bytes())?;
-    tracing::warn!(
-        "no payload secret at {}; generated one into {}",
-        path.display(),
-        generated.display()
-    );
+    tracing::warn!("no payload secret at {}; generated one into {}", path.display(), generated.display());
     Ok(secret.into_bytes())
 }
 
@@ -223,18 +205,12 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let mirrors = parse_mirrors(&opts.registry_mirrors)?;
-        let registry = Arc::new(RegistryClient::new(RegistryOptions {
-            insecure: opts.insecure,
-            credentials,
-            mirrors,
-        })?);
+        let registry =
+            Arc::new(RegistryClient::new(RegistryOptions { insecure: opts.insecure, credentials, mirrors })?);
         let solver_cfg = SolverConfig {
             data_dir: handover.data_dir.clone(),
             helper_exe: PathBuf::from("/proc/self/exe"),
-            diff: DiffOptions {
-                gzip_level: opts.gzip_level.min(9),
-                mtime_clamp: opts.source_date_epoch,
-            },
+            diff: DiffOptions { gzip_level: opts.gzip_level.min(9), mtime_clamp: opts.source_date_epoch },
         };
         let solver = Solver::open(solver_cfg, registry).map_err(anyhow::Error::msg)?;
         let cfg = ServeConfig {
@@ -255,9 +231,9 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             limiter: kiln::api::limit::Limiter::new(opts.max_inflight),
             metrics: Default::default(),
             build_key: match &handover.build_key {
-                Some(text) => Some(Arc::new(
-                    kiln::buildsecrets::BuildKey::from_private_b64(text).map_err(anyhow::Error::msg)?,
-                )),
+                Some(text) => {
+                    Some(Arc::new(kiln::buildsecrets::BuildKey::from_private_b64(text).map_err(anyhow::Error::msg)?))
+                }
                 None => None,
             },
         };
@@ -269,9 +245,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             let metrics = kiln::api::metrics_app(state.clone());
             tokio::spawn(async move { axum::serve(metrics_listener, metrics).await });
         }
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(shutdown())
-            .await?;
+        axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -286,10 +260,7 @@ fn parse_mirrors(specs: &[String]) -> anyhow::Result<std::collections::HashMap<S
         let from = if from == "index.docker.io" { "docker.io" } else { from };
         out.insert(
             from.trim().to_string(),
-            to.trim()
-                .trim_start_matches("http://")
-                .trim_start_matches("https://")
-                .to_string(),
+            to.trim().trim_start_matches("http://").trim_start_matches("https://").to_string(),
         );
     }
     if !out.is_empty() {

@@ -15,10 +15,7 @@ fn builds_dir_is_empty(server: &Server) -> bool {
 #[test]
 fn signatures_are_checked_before_anything_is_unpacked() {
     let server = Server::start(ServerOptions::default());
-    let body = request_tar(
-        &json!({"image": "127.0.0.1:1/x:y"}),
-        &[("Dockerfile", b"FROM scratch\n")],
-    );
+    let body = request_tar(&json!({"image": "127.0.0.1:1/x:y"}), &[("Dockerfile", b"FROM scratch\n")]);
     let cases = [
         (None, "missing X-Build-Signature header"),
         (Some(sign("wrong-secret", &body)), "invalid message digest or secret"),
@@ -30,10 +27,7 @@ fn signatures_are_checked_before_anything_is_unpacked() {
         assert_eq!(status, 401, "{reply}");
         assert_eq!(reply["status"], "failed");
         assert!(reply["error"].as_str().unwrap().contains(want), "{want}: {reply}");
-        assert!(
-            builds_dir_is_empty(&server),
-            "nothing may be unpacked for an unsigned request"
-        );
+        assert!(builds_dir_is_empty(&server), "nothing may be unpacked for an unsigned request");
     }
     let mut tampered = body.clone();
     let sig = sign(SECRET, &body);
@@ -49,28 +43,14 @@ fn bad_requests_get_400_with_json() {
     let mut h = tar::Header::new_ustar();
     h.set_size(13);
     h.set_mode(0o644);
-    no_config
-        .append_data(&mut h, "context/Dockerfile", &b"FROM scratch\n"[..])
-        .unwrap();
+    no_config.append_data(&mut h, "context/Dockerfile", &b"FROM scratch\n"[..]).unwrap();
     let no_config = no_config.into_inner().unwrap();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (no_config, "missing com.openfaas.docker.config"),
-        (
-            request_tar(&json!({"buildArgs": {}}), &[("Dockerfile", b"FROM scratch\n")]),
-            "\"image\" is required",
-        ),
-        (
-            request_tar(&json!({"image": "UPPER/case"}), &[("Dockerfile", b"FROM scratch\n")]),
-            "invalid image reference",
-        ),
-        (
-            request_tar(&json!({"image": "r.io/x:1"}), &[("README", b"x")]),
-            "context/Dockerfile not found",
-        ),
-        (
-            b"definitely not a tar archive, just some bytes that are long enough to fill a block".repeat(8),
-            "tar",
-        ),
+        (request_tar(&json!({"buildArgs": {}}), &[("Dockerfile", b"FROM scratch\n")]), "\"image\" is required"),
+        (request_tar(&json!({"image": "UPPER/case"}), &[("Dockerfile", b"FROM scratch\n")]), "invalid image reference"),
+        (request_tar(&json!({"image": "r.io/x:1"}), &[("README", b"x")]), "context/Dockerfile not found"),
+        (b"definitely not a tar archive, just some bytes that are long enough to fill a block".repeat(8), "tar"),
     ];
     for (body, want) in cases {
         let (status, reply) = server.build(&body);
@@ -84,37 +64,23 @@ fn bad_requests_get_400_with_json() {
 #[test]
 fn healthz_answers() {
     let server = Server::start(ServerOptions::default());
-    let body = reqwest::blocking::get(format!("{}/healthz", server.url))
-        .unwrap()
-        .text()
-        .unwrap();
+    let body = reqwest::blocking::get(format!("{}/healthz", server.url)).unwrap().text().unwrap();
     assert_eq!(body, "OK");
 }
 
 #[test]
 fn body_limit_and_disable_hmac() {
-    let server = Server::start(ServerOptions {
-        args: vec!["--max-body-mb".into(), "1".into()],
-        ..Default::default()
-    });
+    let server = Server::start(ServerOptions { args: vec!["--max-body-mb".into(), "1".into()], ..Default::default() });
     let big = vec![0u8; 2 << 20];
     let (status, reply) = server.build(&big);
     assert_eq!(status, 413, "{reply}");
     assert_eq!(reply["status"], "failed");
-    assert!(
-        reply["error"].as_str().unwrap().contains("limit 1048576 bytes"),
-        "{reply}"
-    );
+    assert!(reply["error"].as_str().unwrap().contains("limit 1048576 bytes"), "{reply}");
 
-    let open = Server::start(ServerOptions {
-        env: vec![("disable_hmac".into(), "true".into())],
-        ..Default::default()
-    });
+    let open = Server::start(ServerOptions { env: vec![("disable_hmac".into(), "true".into())], ..Default::default() });
     let image = format!("{}/{}:v1", registry(), unique("kiln/unsigned"));
-    let body = request_tar(
-        &json!({"image": image}),
-        &[("Dockerfile", format!("FROM {}/busybox\n", registry()).as_bytes())],
-    );
+    let body =
+        request_tar(&json!({"image": image}), &[("Dockerfile", format!("FROM {}/busybox\n", registry()).as_bytes())]);
     let (status, reply) = open.post(&body, None);
     assert_success(status, &reply);
 }
@@ -128,34 +94,18 @@ fn target_selects_a_stage_and_skips_the_rest() {
         "FROM {reg}/busybox AS build\nRUN echo build > /stage\nFROM build AS test\nRUN exit 1\nFROM build AS Ship\nRUN echo ship >> /stage\n"
     );
     for (target, want) in [("ship", "build\nship\n"), ("build", "build\n")] {
-        let body = request_tar(
-            &json!({"image": image, "target": target}),
-            &[("Dockerfile", dockerfile.as_bytes())],
-        );
+        let body = request_tar(&json!({"image": image, "target": target}), &[("Dockerfile", dockerfile.as_bytes())]);
         let (status, reply) = server.build(&body);
         assert_success(status, &reply);
-        assert!(
-            !log_text(&reply).contains("exit 1"),
-            "the unreachable test stage never runs"
-        );
+        assert!(!log_text(&reply).contains("exit 1"), "the unreachable test stage never runs");
         let img = unpack_image(&image, None);
-        assert_eq!(
-            std::fs::read_to_string(img.rootfs.join("stage")).unwrap(),
-            want,
-            "target {target}"
-        );
+        assert_eq!(std::fs::read_to_string(img.rootfs.join("stage")).unwrap(), want, "target {target}");
     }
-    let body = request_tar(
-        &json!({"image": image, "target": "shp"}),
-        &[("Dockerfile", dockerfile.as_bytes())],
-    );
+    let body = request_tar(&json!({"image": image, "target": "shp"}), &[("Dockerfile", dockerfile.as_bytes())]);
     let (status, reply) = server.build(&body);
     assert_eq!(status, 400);
     assert!(
-        reply["error"]
-            .as_str()
-            .unwrap()
-            .contains("target stage \"shp\" could not be found (did you mean ship?)"),
+        reply["error"].as_str().unwrap().contains("target stage \"shp\" could not be found (did you mean ship?)"),
         "{reply}"
     );
 }

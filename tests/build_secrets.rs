@@ -21,14 +21,7 @@ fn secret_server() -> (Server, String, tempfile::TempDir) {
     std::fs::write(&key, format!("{private}\n")).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let args = vec!["--build-secrets-key".to_string(), key.display().to_string()];
-    (
-        Server::start(ServerOptions {
-            args,
-            ..Default::default()
-        }),
-        public,
-        dir,
-    )
+    (Server::start(ServerOptions { args, ..Default::default() }), public, dir)
 }
 
 /// The go-sdk appends `com.openfaas.secrets` (mode 0600) after the config.
@@ -46,10 +39,7 @@ fn found_under(dir: &Path, needle: &[u8]) -> Option<String> {
         let Ok(mut data) = std::fs::read(&entry) else { continue };
         if data.starts_with(&[0x1f, 0x8b]) {
             let mut out = Vec::new();
-            if flate2::read::MultiGzDecoder::new(data.as_slice())
-                .read_to_end(&mut out)
-                .is_ok()
-            {
+            if flate2::read::MultiGzDecoder::new(data.as_slice()).read_to_end(&mut out).is_ok() {
                 data = out;
             }
         }
@@ -76,14 +66,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn sealed_secrets_reach_the_step_and_nothing_else() {
     let (server, public, _keydir) = secret_server();
-    let key: serde_json::Value = reqwest::blocking::get(format!("{}/publickey", server.url))
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(
-        key,
-        json!({"key_id": &public[..8], "algorithm": "nacl/box", "public_key": public})
-    );
+    let key: serde_json::Value = reqwest::blocking::get(format!("{}/publickey", server.url)).unwrap().json().unwrap();
+    assert_eq!(key, json!({"key_id": &public[..8], "algorithm": "nacl/box", "public_key": public}));
 
     let value = format!("kiln-secret-{}", unique("value"));
     let mut values = BTreeMap::new();
@@ -97,10 +81,7 @@ fn sealed_secrets_reach_the_step_and_nothing_else() {
          RUN --mount=type=secret,id=pip_token,env=PIP_TOKEN sh -c 'printf %s \"$PIP_TOKEN\" | sha256sum | cut -d\" \" -f1 > /env.sha'\n\
          RUN --mount=type=secret,id=not_sent test ! -e /run/secrets/not_sent && echo optional-ok\n"
     );
-    let body = with_secrets(
-        request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]),
-        &envelope,
-    );
+    let body = with_secrets(request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]), &envelope);
     let (status, reply) = server.build(&body);
     assert_success(status, &reply);
     let log = log_text(&reply);
@@ -112,29 +93,12 @@ fn sealed_secrets_reach_the_step_and_nothing_else() {
     assert_eq!(read("file.sha"), sha_hex(value.as_bytes()), "the step read the file");
     assert_eq!(read("env.sha"), sha_hex(value.as_bytes()), "the step read the env var");
     assert_eq!(read("file.mode"), "400 0");
-    assert!(
-        !img.rootfs.join("run/secrets").exists(),
-        "the mountpoint stub never reaches a layer"
-    );
+    assert!(!img.rootfs.join("run/secrets").exists(), "the mountpoint stub never reaches a layer");
     let written = sha_hex(value.as_bytes());
-    assert!(
-        found_under(&img.rootfs, written.as_bytes()).is_some(),
-        "control: the scan finds what the step wrote"
-    );
-    assert!(
-        found_under(&server.data_dir, written.as_bytes()).is_some(),
-        "control: the scan reads gzip layers"
-    );
-    assert_eq!(
-        found_under(&img.rootfs, value.as_bytes()),
-        None,
-        "no layer carries the secret"
-    );
-    assert_eq!(
-        found_under(&server.data_dir, value.as_bytes()),
-        None,
-        "no cache or store carries the secret"
-    );
+    assert!(found_under(&img.rootfs, written.as_bytes()).is_some(), "control: the scan finds what the step wrote");
+    assert!(found_under(&server.data_dir, written.as_bytes()).is_some(), "control: the scan reads gzip layers");
+    assert_eq!(found_under(&img.rootfs, value.as_bytes()), None, "no layer carries the secret");
+    assert_eq!(found_under(&server.data_dir, value.as_bytes()), None, "no cache or store carries the secret");
 }
 
 #[test]
@@ -147,10 +111,7 @@ fn secret_errors_are_clear_and_never_echo_values() {
     let (status, reply) = server.build(&plain);
     assert_eq!((status, reply["status"].as_str()), (400, Some("failed")));
     let err = reply["error"].as_str().unwrap();
-    assert!(
-        err.contains("\"absent\" is required") && err.contains("Dockerfile line 2"),
-        "{err}"
-    );
+    assert!(err.contains("\"absent\" is required") && err.contains("Dockerfile line 2"), "{err}");
 
     let mut values = BTreeMap::new();
     values.insert("absent".to_string(), b"zzz-secret-zzz".to_vec());
@@ -159,22 +120,13 @@ fn secret_errors_are_clear_and_never_echo_values() {
     let (status, reply) = server.build(&wrong_key);
     assert_eq!(status, 400);
     let err = reply["error"].as_str().unwrap();
-    assert!(
-        err.contains("sealed for key") && !err.contains("zzz-secret-zzz"),
-        "{err}"
-    );
+    assert!(err.contains("sealed for key") && !err.contains("zzz-secret-zzz"), "{err}");
 
     let no_key = Server::start(ServerOptions::default());
     let sealed = with_secrets(plain, &seal(&public, &values).unwrap());
     let (status, reply) = no_key.build(&sealed);
     assert_eq!(status, 400);
-    assert!(
-        reply["error"]
-            .as_str()
-            .unwrap()
-            .contains("build_secrets_private_key_path"),
-        "{reply}"
-    );
+    assert!(reply["error"].as_str().unwrap().contains("build_secrets_private_key_path"), "{reply}");
     let resp = reqwest::blocking::get(format!("{}/publickey", no_key.url)).unwrap();
     assert_eq!(resp.status().as_u16(), 404);
 }

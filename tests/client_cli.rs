@@ -17,14 +17,8 @@ fn kiln_build_honours_dockerignore_seals_secrets_and_reports_failures() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mode = |n: &str| std::fs::metadata(keys.path().join(n)).unwrap().permissions().mode() & 0o777;
     assert_eq!((mode("key"), mode("key.pub")), (0o600, 0o644));
-    let args = vec![
-        "--build-secrets-key".to_string(),
-        keys.path().join("key").display().to_string(),
-    ];
-    let server = Server::start(ServerOptions {
-        args,
-        ..Default::default()
-    });
+    let args = vec!["--build-secrets-key".to_string(), keys.path().join("key").display().to_string()];
+    let server = Server::start(ServerOptions { args, ..Default::default() });
 
     let ctx = tempfile::tempdir().unwrap();
     let reg = registry();
@@ -44,14 +38,7 @@ fn kiln_build_honours_dockerignore_seals_secrets_and_reports_failures() {
         kiln()
             .arg("build")
             .arg(dir)
-            .args([
-                "--image",
-                &image,
-                "--url",
-                &format!("{}/build", server.url),
-                "--build-arg",
-                "GREETING=hello",
-            ])
+            .args(["--image", &image, "--url", &format!("{}/build", server.url), "--build-arg", "GREETING=hello"])
             .arg("--payload-secret")
             .arg(&server.secret_file)
             .arg("--secret-file")
@@ -61,32 +48,18 @@ fn kiln_build_honours_dockerignore_seals_secrets_and_reports_failures() {
     };
     let out = run(ctx.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&format!("built and pushed {image}")), "{stdout}");
-    assert!(
-        stdout.contains("] RUN --mount=type=secret"),
-        "plain step lines when not on a terminal: {stdout}"
-    );
+    assert!(stdout.contains("] RUN --mount=type=secret"), "plain step lines when not on a terminal: {stdout}");
     let img = unpack_image(&image, None);
     assert!(img.rootfs.join("app/main.py").exists());
-    assert!(
-        !img.rootfs.join("app/secret.txt").exists(),
-        ".dockerignore is honoured client-side"
-    );
+    assert!(!img.rootfs.join("app/secret.txt").exists(), ".dockerignore is honoured client-side");
     assert!(!img.rootfs.join("app/logs").exists());
     assert_eq!(std::fs::read_to_string(img.rootfs.join("greeting")).unwrap(), "hello\n");
     let sha = std::fs::read_to_string(img.rootfs.join("tok.sha")).unwrap();
     assert_eq!(sha.trim(), sha256_hex(b"tok-value"));
 
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        format!("FROM {reg}/busybox\nRUNN broken\n"),
-    )
-    .unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {reg}/busybox\nRUNN broken\n")).unwrap();
     let out = run(ctx.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -10,20 +10,14 @@ use support::*;
 
 fn write_context(dir: &Path, marker: &str) {
     std::fs::create_dir_all(dir.join("function")).unwrap();
-    let dockerfile = format!(
-        "FROM {}/busybox\nCOPY function /function\nRUN echo {marker} > /marker\n",
-        registry()
-    );
+    let dockerfile = format!("FROM {}/busybox\nCOPY function /function\nRUN echo {marker} > /marker\n", registry());
     std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
     std::fs::write(dir.join("function/handler.py"), "def handle(req):\n    return req\n").unwrap();
 }
 
 fn check_image(image: &str, marker: &str) {
     let img = unpack_image(image, None);
-    assert_eq!(
-        std::fs::read_to_string(img.rootfs.join("marker")).unwrap(),
-        format!("{marker}\n")
-    );
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("marker")).unwrap(), format!("{marker}\n"));
     assert!(img.rootfs.join("function/handler.py").exists());
 }
 
@@ -35,12 +29,7 @@ fn python_example_client_pax_tar_config_first() {
     let image = format!("{}/{}:v1", registry(), unique("kiln/python-client"));
     let out = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_build.py"))
-        .args([
-            &server.url,
-            SECRET,
-            &tmp.path().join("context").display().to_string(),
-            &image,
-        ])
+        .args([&server.url, SECRET, &tmp.path().join("context").display().to_string(), &image])
         .output()
         .expect("python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -56,20 +45,13 @@ fn python_example_client_pax_tar_config_first() {
 fn node_clients_dot_slash_tar() {
     let server = Server::start(ServerOptions::default());
     let image = format!("{}/{}:v1", registry(), unique("kiln/node-client"));
-    let dockerfile = format!(
-        "FROM {}/busybox\nCOPY function /function\nRUN echo node > /marker\n",
-        registry()
-    );
+    let dockerfile = format!("FROM {}/busybox\nCOPY function /function\nRUN echo node > /marker\n", registry());
     let config = serde_json::to_vec(&json!({"image": image, "buildArgs": {}, "push": false})).unwrap();
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |name: &str, kind: tar::EntryType, data: &[u8]| {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
-        h.set_mode(if kind == tar::EntryType::Directory {
-            0o755
-        } else {
-            0o644
-        });
+        h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
         h.set_size(data.len() as u64);
         h.set_mtime(1_700_000_000);
         b.append_data(&mut h, name, data).unwrap();
@@ -79,11 +61,7 @@ fn node_clients_dot_slash_tar() {
     add("./com.openfaas.docker.config", tar::EntryType::Regular, &config);
     add("./context/Dockerfile", tar::EntryType::Regular, dockerfile.as_bytes());
     add("./context/function/", tar::EntryType::Directory, b"");
-    add(
-        "./context/function/handler.py",
-        tar::EntryType::Regular,
-        b"def handle(req):\n    return req\n",
-    );
+    add("./context/function/handler.py", tar::EntryType::Regular, b"def handle(req):\n    return req\n");
     let body = b.into_inner().unwrap();
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/build", server.url))
@@ -109,11 +87,7 @@ fn curl_walkthrough_gnu_tar_form_content_type() {
     let tmp = tempfile::tempdir().unwrap();
     write_context(&tmp.path().join("context"), "curl");
     let image = format!("{}/{}:v1", registry(), unique("kiln/curl-client"));
-    std::fs::write(
-        tmp.path().join("com.openfaas.docker.config"),
-        json!({"image": image}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("com.openfaas.docker.config"), json!({"image": image}).to_string()).unwrap();
     let tar = Command::new("tar")
         .current_dir(tmp.path())
         .args(["cvf", "req.tar", "--exclude=req.tar", "."])
@@ -125,22 +99,8 @@ fn curl_walkthrough_gnu_tar_form_content_type() {
     let hmac = sign(SECRET, &body);
     let out = Command::new("curl")
         .current_dir(tmp.path())
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            &format!("X-Build-Signature: {hmac}"),
-            "-H",
-            "Expect: 100-continue",
-        ])
-        .args([
-            "-X",
-            "POST",
-            "--data-binary",
-            "@req.tar",
-            &format!("{}/build", server.url),
-        ])
+        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("X-Build-Signature: {hmac}"), "-H", "Expect: 100-continue"])
+        .args(["-X", "POST", "--data-binary", "@req.tar", &format!("{}/build", server.url)])
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();

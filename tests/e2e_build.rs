@@ -22,11 +22,7 @@ fn e2e_request(image: &str) -> Vec<u8> {
     let config = json!({"image": image, "buildArgs": {"ADDITIONAL_PACKAGE": ""}});
     request_tar(
         &config,
-        &[
-            ("Dockerfile", dockerfile.as_bytes()),
-            ("src/main.py", b"print('hi')\n"),
-            ("src/lib/util.py", b"X = 1\n"),
-        ],
+        &[("Dockerfile", dockerfile.as_bytes()), ("src/main.py", b"print('hi')\n"), ("src/lib/util.py", b"X = 1\n")],
     )
 }
 
@@ -34,26 +30,13 @@ fn check_e2e_image(image: &str) {
     let img = unpack_image(image, None);
     let root = &img.rootfs;
     assert_eq!(std::fs::read_to_string(root.join("hello")).unwrap(), "hello\n");
-    assert!(
-        !root.join("etc/base-marker").exists(),
-        "a file deleted in RUN must be gone (whiteout)"
-    );
+    assert!(!root.join("etc/base-marker").exists(), "a file deleted in RUN must be gone (whiteout)");
     assert!(root.join("bin/busybox").exists(), "base content survives");
     assert_eq!(owner_mode(&root.join("home/app/data")).0, 1000, "chown inside RUN");
     assert_eq!(owner_mode(&root.join("home/app/data")).1, 1000);
-    assert_eq!(
-        std::fs::read_to_string(root.join("home/app/src/main.py")).unwrap(),
-        "print('hi')\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.join("home/app/src/lib/util.py")).unwrap(),
-        "X = 1\n"
-    );
-    assert_eq!(
-        owner_mode(&root.join("home/app/src/main.py")),
-        (0, 0, 0o644),
-        "context files become root-owned"
-    );
+    assert_eq!(std::fs::read_to_string(root.join("home/app/src/main.py")).unwrap(), "print('hi')\n");
+    assert_eq!(std::fs::read_to_string(root.join("home/app/src/lib/util.py")).unwrap(), "X = 1\n");
+    assert_eq!(owner_mode(&root.join("home/app/src/main.py")), (0, 0, 0o644), "context files become root-owned");
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
     assert!(passwd.contains("app:x:1000:1000"), "{passwd}");
     let cfg = image_config(image, None);
@@ -63,16 +46,8 @@ fn check_e2e_image(image: &str) {
     assert_eq!(c["Cmd"], json!(["cat", "/hello"]));
     assert_eq!(c["ExposedPorts"], json!({"8080/tcp": {}}));
     assert_eq!(c["Labels"]["org.example.built-by"], "kiln");
-    let env: Vec<&str> = c["Env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert!(
-        env.contains(&"GREETING=hello world") && env.contains(&"MODE=test"),
-        "{env:?}"
-    );
+    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(env.contains(&"GREETING=hello world") && env.contains(&"MODE=test"), "{env:?}");
     assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
     let layers = cfg["rootfs"]["diff_ids"].as_array().unwrap().len();
     assert_eq!(layers, 4, "base + RUN + COPY + WORKDIR");
@@ -112,11 +87,7 @@ fn e2e_build_push_and_cached_rebuild_as_root() {
     let (status, again) = server.build(&body);
     assert_success(status, &again);
     let log = log_text(&again);
-    assert_eq!(
-        log.lines().filter(|l| l.ends_with(" CACHED")).count(),
-        4,
-        "every step cached:\n{log}"
-    );
+    assert_eq!(log.lines().filter(|l| l.ends_with(" CACHED")).count(), 4, "every step cached:\n{log}");
     assert_eq!(executed_runs(&reply), 1);
     assert_eq!(executed_runs(&again), 0, "no RUN executed:\n{log}");
     assert_eq!(upload_count(&repo), uploads, "a cached rebuild uploads no blob");
@@ -126,10 +97,7 @@ fn e2e_build_push_and_cached_rebuild_as_root() {
 #[test]
 fn e2e_build_as_unprivileged_user() {
     let user = std::env::var("KILN_TEST_USER").unwrap_or_else(|_| "kiln-test".into());
-    let server = Server::start(ServerOptions {
-        user: Some(user),
-        ..Default::default()
-    });
+    let server = Server::start(ServerOptions { user: Some(user), ..Default::default() });
     let image = format!("{}/{}:v1", registry(), unique("kiln/e2e-rootless"));
     let (status, reply) = server.build(&e2e_request(&image));
     assert_success(status, &reply);
@@ -151,25 +119,18 @@ fn failures_name_the_step_and_line_and_leave_the_server_working() {
         "{err}"
     );
 
-    let (status, reply) = server.build(&req(format!(
-        "FROM {reg}/busybox\nENV A=1\nRUN echo before-failure && exit 3\n"
-    )));
+    let (status, reply) =
+        server.build(&req(format!("FROM {reg}/busybox\nENV A=1\nRUN echo before-failure && exit 3\n")));
     assert_eq!((status, reply["status"].as_str()), (500, Some("failed")), "{reply}");
     let err = reply["error"].as_str().unwrap();
-    assert!(
-        err.contains("Dockerfile line 3") && err.contains("RUN echo before-failure"),
-        "{err}"
-    );
+    assert!(err.contains("Dockerfile line 3") && err.contains("RUN echo before-failure"), "{err}");
     assert!(err.contains("exit code: 3") && err.contains("before-failure"), "{err}");
     assert!(log_text(&reply).contains("before-failure"), "step output is in the log");
 
     let (status, reply) = server.build(&req(format!("FROM {reg}/busybox\nRUNN true\n")));
     assert_eq!(status, 400);
     let err = reply["error"].as_str().unwrap();
-    assert!(
-        err.contains("Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)"),
-        "{err}"
-    );
+    assert!(err.contains("Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)"), "{err}");
 
     let (status, reply) = server.build(&req(format!("FROM {reg}/busybox\nRUN echo recovered > /ok\n")));
     assert_success(status, &reply);
@@ -181,10 +142,7 @@ fn failures_name_the_step_and_line_and_leave_the_server_working() {
 fn run_steps_cannot_see_server_secrets() {
     let (auth_reg, user, pass) = auth_registry();
     let docker_config = json!({"auths": {auth_reg: {"auth": base64_encode(&format!("{user}:{pass}"))}}}).to_string();
-    let server = Server::start(ServerOptions {
-        docker_config: Some(docker_config),
-        ..Default::default()
-    });
+    let server = Server::start(ServerOptions { docker_config: Some(docker_config), ..Default::default() });
     let paths = [
         server.secret_file.display().to_string(),
         server.docker_config.as_ref().unwrap().display().to_string(),
@@ -199,19 +157,13 @@ fn run_steps_cannot_see_server_secrets() {
         )
     };
     let image = format!("{}/{}:v1", registry(), unique("kiln/sandbox"));
-    let body = request_tar(
-        &json!({"image": image}),
-        &[("Dockerfile", probe(&paths.join(" ")).as_bytes())],
-    );
+    let body = request_tar(&json!({"image": image}), &[("Dockerfile", probe(&paths.join(" ")).as_bytes())]);
     let (status, reply) = server.build(&body);
     assert_success(status, &reply);
     assert!(log_text(&reply).contains("sandbox-ok"));
 
     // Control: the same probe does fail when a path is visible.
-    let body = request_tar(
-        &json!({"image": image}),
-        &[("Dockerfile", probe("/etc/passwd").as_bytes())],
-    );
+    let body = request_tar(&json!({"image": image}), &[("Dockerfile", probe("/etc/passwd").as_bytes())]);
     let (_, reply) = server.build(&body);
     assert_eq!(reply["status"], "failed");
     assert!(log_text(&reply).contains("LEAK: /etc/passwd"), "{}", log_text(&reply));
@@ -223,33 +175,18 @@ fn pulls_and_pushes_with_basic_auth_from_docker_config() {
     let image = format!("{auth_reg}/{}:v1", unique("kiln/authed"));
     let body = request_tar(
         &json!({"image": image}),
-        &[(
-            "Dockerfile",
-            format!("FROM {auth_reg}/busybox\nRUN echo authed > /authed\n").as_bytes(),
-        )],
+        &[("Dockerfile", format!("FROM {auth_reg}/busybox\nRUN echo authed > /authed\n").as_bytes())],
     );
 
     let anonymous = Server::start(ServerOptions::default());
     let (status, reply) = anonymous.build(&body);
     assert_eq!(reply["status"], "failed", "{reply}");
-    assert_eq!(
-        status, 500,
-        "a registry auth failure is a build failure, not a bad signature"
-    );
-    assert!(
-        reply["error"]
-            .as_str()
-            .unwrap()
-            .contains("no credentials are configured"),
-        "{reply}"
-    );
+    assert_eq!(status, 500, "a registry auth failure is a build failure, not a bad signature");
+    assert!(reply["error"].as_str().unwrap().contains("no credentials are configured"), "{reply}");
 
     let docker_config =
         json!({"auths": {auth_reg.clone(): {"auth": base64_encode(&format!("{user}:{pass}"))}}}).to_string();
-    let server = Server::start(ServerOptions {
-        docker_config: Some(docker_config),
-        ..Default::default()
-    });
+    let server = Server::start(ServerOptions { docker_config: Some(docker_config), ..Default::default() });
     let (status, reply) = server.build(&body);
     assert_success(status, &reply);
     let img = unpack_image(&image, Some((&user, &pass)));
@@ -270,20 +207,12 @@ fn pulls_through_an_image_index_and_docker_v2_manifests() {
             "FROM {}/busybox:{tag}\nRUN test ! -e /wrong-platform && test -x /bin/busybox && echo {tag} > /tag\n",
             registry()
         );
-        let (status, reply) = server.build(&request_tar(
-            &json!({"image": image}),
-            &[("Dockerfile", dockerfile.as_bytes())],
-        ));
+        let (status, reply) =
+            server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
         assert_success(status, &reply);
         let img = unpack_image(&image, None);
-        assert_eq!(
-            std::fs::read_to_string(img.rootfs.join("tag")).unwrap(),
-            format!("{tag}\n")
-        );
-        assert!(
-            !img.rootfs.join("wrong-platform").exists(),
-            "the host platform's manifest was chosen"
-        );
+        assert_eq!(std::fs::read_to_string(img.rootfs.join("tag")).unwrap(), format!("{tag}\n"));
+        assert!(!img.rootfs.join("wrong-platform").exists(), "the host platform's manifest was chosen");
         let raw = std::process::Command::new("skopeo")
             .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])
             .output()

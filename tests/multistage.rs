@@ -40,10 +40,7 @@ CMD ["fwatchdog"]
     let config = json!({"image": image, "buildArgs": {"ADDITIONAL_PACKAGE": "", "UNUSED": "x"}});
     let body = request_tar(
         &config,
-        &[
-            ("Dockerfile", dockerfile.as_bytes()),
-            ("function/handler.py", b"def handle(r):\n    return r\n"),
-        ],
+        &[("Dockerfile", dockerfile.as_bytes()), ("function/handler.py", b"def handle(r):\n    return r\n")],
     );
     let (status, reply) = server.build(&body);
     assert_success(status, &reply);
@@ -54,55 +51,23 @@ CMD ["fwatchdog"]
     assert!(r.join("usr/bin/fwatchdog").exists(), "COPY --from=<stage>");
     assert!(r.join("usr/local/bin/from-index").exists(), "COPY --from=<index>");
     assert!(r.join("usr/local/bin/from-image").exists(), "COPY --from=<image>");
-    assert_eq!(
-        owner_mode(&r.join("home/app/function/handler.py")).0,
-        1000,
-        "--chown=app:app after RUN adduser"
-    );
+    assert_eq!(owner_mode(&r.join("home/app/function/handler.py")).0, 1000, "--chown=app:app after RUN adduser");
     assert_eq!(owner_mode(&r.join("home/app/function/handler.py")).1, 1000);
-    assert_eq!(
-        owner_mode(&r.join("copied-home/by-app")).0,
-        1000,
-        "COPY --from keeps source owners"
-    );
-    assert_eq!(
-        owner_mode(&r.join("copied-home")).0,
-        0,
-        "the directory COPY creates is root's"
-    );
-    assert_eq!(
-        std::fs::read_to_string(r.join("home/app/pkgs")).unwrap(),
-        "pkgs=[]\n",
-        "empty build arg is set"
-    );
+    assert_eq!(owner_mode(&r.join("copied-home/by-app")).0, 1000, "COPY --from keeps source owners");
+    assert_eq!(owner_mode(&r.join("copied-home")).0, 0, "the directory COPY creates is root's");
+    assert_eq!(std::fs::read_to_string(r.join("home/app/pkgs")).unwrap(), "pkgs=[]\n", "empty build arg is set");
     let cfg = image_config(&image, None);
     let c = &cfg["config"];
-    assert_eq!(
-        c["Healthcheck"]["Test"],
-        json!(["CMD-SHELL", "[ -e /tmp/.lock ] || exit 1"])
-    );
+    assert_eq!(c["Healthcheck"]["Test"], json!(["CMD-SHELL", "[ -e /tmp/.lock ] || exit 1"]));
     assert_eq!(c["Healthcheck"]["Interval"], 3_000_000_000u64);
     assert_eq!(c["User"], "app");
     assert_eq!(c["Cmd"], json!(["fwatchdog"]));
-    assert!(c["Env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e == "fprocess=python3 index.py"));
+    assert!(c["Env"].as_array().unwrap().iter().any(|e| e == "fprocess=python3 index.py"));
 
     let (status, again) = server.build(&body);
     assert_success(status, &again);
-    assert_eq!(
-        executed_runs(&reply),
-        3,
-        "the first build ran the three RUN steps of its stages"
-    );
-    assert_eq!(
-        executed_runs(&again),
-        0,
-        "a rebuild runs nothing:\n{}",
-        log_text(&again)
-    );
+    assert_eq!(executed_runs(&reply), 3, "the first build ran the three RUN steps of its stages");
+    assert_eq!(executed_runs(&again), 0, "a rebuild runs nothing:\n{}", log_text(&again));
 }
 
 #[test]
@@ -110,17 +75,11 @@ fn copy_from_a_later_stage_is_rejected_with_its_line() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
     let dockerfile = format!("FROM {reg}/busybox AS a\nCOPY --from=b /x /x\nFROM {reg}/busybox AS b\n");
-    let body = request_tar(
-        &json!({"image": format!("{reg}/kiln/later:v1")}),
-        &[("Dockerfile", dockerfile.as_bytes())],
-    );
+    let body = request_tar(&json!({"image": format!("{reg}/kiln/later:v1")}), &[("Dockerfile", dockerfile.as_bytes())]);
     let (status, reply) = server.build(&body);
     assert_eq!(status, 400);
     let err = reply["error"].as_str().unwrap();
-    assert!(
-        err.contains("Dockerfile:2") && err.contains("needs to be defined before current stage"),
-        "{err}"
-    );
+    assert!(err.contains("Dockerfile:2") && err.contains("needs to be defined before current stage"), "{err}");
 }
 
 #[test]
@@ -146,31 +105,18 @@ fn dockerignore_is_honoured_server_side() {
     assert_success(status, &reply);
     let img = unpack_image(&image, None);
     let app = img.rootfs.join("app");
-    for kept in [
-        "main.py",
-        "keep.log",
-        "sub/deep.log",
-        "a/b/c.txt",
-        "Dockerfile",
-        ".dockerignore",
-    ] {
+    for kept in ["main.py", "keep.log", "sub/deep.log", "a/b/c.txt", "Dockerfile", ".dockerignore"] {
         assert!(app.join(kept).exists(), "{kept} should be copied");
     }
     for gone in ["debug.log", "node_modules", "secrets", "a/b/c.tmp"] {
         assert!(!app.join(gone).exists(), "{gone} is excluded by .dockerignore");
     }
     let missing = format!("FROM {reg}/busybox\nCOPY debug.log /x\n");
-    let files: Vec<(&str, &[u8])> = vec![
-        ("Dockerfile", missing.as_bytes()),
-        (".dockerignore", ignore),
-        ("debug.log", b"noise"),
-    ];
+    let files: Vec<(&str, &[u8])> =
+        vec![("Dockerfile", missing.as_bytes()), (".dockerignore", ignore), ("debug.log", b"noise")];
     let (status, reply) = server.build(&request_tar(&json!({"image": image}), &files));
     assert_eq!(status, 400);
-    assert!(
-        reply["error"].as_str().unwrap().contains("\"/debug.log\": not found"),
-        "{reply}"
-    );
+    assert!(reply["error"].as_str().unwrap().contains("\"/debug.log\": not found"), "{reply}");
 }
 
 #[test]
@@ -182,29 +128,45 @@ fn registry_mirrors_serve_real_image_names() {
         "--registry-mirror".into(),
         format!("ghcr.io={reg}"),
     ];
-    let server = Server::start(ServerOptions {
-        args,
-        ..Default::default()
-    });
+    let server = Server::start(ServerOptions { args, ..Default::default() });
     let image = format!("{reg}/{}:v1", unique("kiln/mirrored"));
     let dockerfile = "FROM ghcr.io/openfaas/of-watchdog:0.10.7 AS watchdog\nFROM busybox:latest\nCOPY --from=watchdog /fwatchdog /usr/bin/fwatchdog\nRUN test -x /usr/bin/fwatchdog\n";
-    let (status, reply) = server.build(&request_tar(
-        &json!({"image": image}),
-        &[("Dockerfile", dockerfile.as_bytes())],
-    ));
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
     assert_success(status, &reply);
     let log = log_text(&reply);
-    assert!(
-        log.contains(&format!(
-            "load metadata for docker.io/library/busybox:latest (mirror {reg})"
-        )),
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "load metadata for ghcr.io/openfaas/of-watchdog:0.10.7 (mirror {reg})"
-        )),
-        "{log}"
-    );
+    assert!(log.contains(&format!("load metadata for docker.io/library/busybox:latest (mirror {reg})")), "{log}");
+    assert!(log.contains(&format!("load metadata for ghcr.io/openfaas/of-watchdog:0.10.7 (mirror {reg})")), "{log}");
     assert!(unpack_image(&image, None).rootfs.join("usr/bin/fwatchdog").exists());
+}
+
+#[test]
+fn heredocs_in_run_and_copy() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/heredoc"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox\nARG NAME=world\nRUN <<EOF\necho \"hello from heredoc\" > /h1\necho \"$HOME\" > /h1home\nEOF\n\
+         RUN cat <<EOF > /h2\ninline $NAME\nEOF\n\
+         RUN <<EOF\n#!/bin/sh\necho shebang > /h3\nEOF\n\
+         COPY <<EOF /etc/greeting\nHello ${{NAME}} \\$literal 'quoted'\nEOF\n\
+         COPY <<-'RAW' <<TWO /multi/\n\traw $NAME\n\tRAW\ntwo ${{NAME}}\nTWO\n"
+    );
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let read = |p: &str| std::fs::read_to_string(img.rootfs.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("h1"), "hello from heredoc\n");
+    assert_eq!(read("h1home"), "/root\n");
+    assert_eq!(read("h2"), "inline world\n", "the shell expands RUN heredocs");
+    assert_eq!(read("h3"), "shebang\n", "a #! heredoc runs as a script file");
+    assert_eq!(
+        read("etc/greeting"),
+        "Hello world $literal 'quoted'\n",
+        "COPY heredocs: builder expansion, quotes kept"
+    );
+    assert_eq!(read("multi/RAW"), "raw $NAME\n", "quoted delimiter: no expansion; <<- strips tabs");
+    assert_eq!(read("multi/TWO"), "two world\n");
+    assert_eq!(owner_mode(&img.rootfs.join("etc/greeting")), (0, 0, 0o644));
 }

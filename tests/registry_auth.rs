@@ -16,16 +16,11 @@ fn b64(s: &str) -> String {
 fn build_and_check(server: &Server, reg: &str, tag: &str, creds: (&str, &str)) {
     let image = format!("{reg}/{}:v1", unique(&format!("kiln/{tag}")));
     let dockerfile = format!("FROM {reg}/busybox\nRUN echo {tag} > /auth\n");
-    let (status, reply) = server.build(&request_tar(
-        &json!({"image": image}),
-        &[("Dockerfile", dockerfile.as_bytes())],
-    ));
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
     assert_success(status, &reply);
     let img = unpack_image(&image, Some(creds));
-    assert_eq!(
-        std::fs::read_to_string(img.rootfs.join("auth")).unwrap(),
-        format!("{tag}\n")
-    );
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("auth")).unwrap(), format!("{tag}\n"));
 }
 
 /// Grants of `how` (basic|refresh) that include a push action. The registry
@@ -44,27 +39,16 @@ fn token_auth_with_basic_credentials_from_config_json() {
     let (reg, _, log) = token_registry();
     let (_, user, pass) = auth_registry();
     let config = json!({"auths": {reg.clone(): {"auth": b64(&format!("{user}:{pass}"))}}}).to_string();
-    let server = Server::start(ServerOptions {
-        docker_config: Some(config),
-        ..Default::default()
-    });
+    let server = Server::start(ServerOptions { docker_config: Some(config), ..Default::default() });
     let before = grants(&log, "basic");
     build_and_check(&server, &reg, "token-basic", (&user, &pass));
-    assert!(
-        grants(&log, "basic") > before,
-        "a push token was issued for Basic credentials"
-    );
+    assert!(grants(&log, "basic") > before, "a push token was issued for Basic credentials");
 
     let wrong = json!({"auths": {reg.clone(): {"auth": b64(&format!("{user}:wrong"))}}}).to_string();
-    let server = Server::start(ServerOptions {
-        docker_config: Some(wrong),
-        ..Default::default()
-    });
+    let server = Server::start(ServerOptions { docker_config: Some(wrong), ..Default::default() });
     let image = format!("{reg}/kiln/denied:v1");
-    let (_, reply) = server.build(&request_tar(
-        &json!({"image": image}),
-        &[("Dockerfile", format!("FROM {reg}/busybox\n").as_bytes())],
-    ));
+    let (_, reply) = server
+        .build(&request_tar(&json!({"image": image}), &[("Dockerfile", format!("FROM {reg}/busybox\n").as_bytes())]));
     assert_eq!(reply["status"], "failed");
     let err = reply["error"].as_str().unwrap();
     assert!(err.contains("get a token") && err.contains("401"), "{err}");
@@ -75,16 +59,10 @@ fn token_auth_with_an_identity_token() {
     let (reg, refresh, log) = token_registry();
     let (_, user, pass) = auth_registry();
     let config = json!({"auths": {reg.clone(): {"identitytoken": refresh}}}).to_string();
-    let server = Server::start(ServerOptions {
-        docker_config: Some(config),
-        ..Default::default()
-    });
+    let server = Server::start(ServerOptions { docker_config: Some(config), ..Default::default() });
     let before = grants(&log, "refresh");
     build_and_check(&server, &reg, "token-refresh", (&user, &pass));
-    assert!(
-        grants(&log, "refresh") > before,
-        "the OAuth2 refresh-token flow was used"
-    );
+    assert!(grants(&log, "refresh") > before, "the OAuth2 refresh-token flow was used");
 }
 
 /// Writes `docker-credential-<name>` answering for `registry` and logging calls.
@@ -119,12 +97,6 @@ fn credential_helpers_and_stores_run_outside_the_namespace() {
     });
     build_and_check(&server, &auth_reg, "cred-helper", (&user, &pass));
     build_and_check(&server, &token_reg, "creds-store", (&user, &pass));
-    assert!(std::fs::read_to_string(helper_calls)
-        .unwrap()
-        .lines()
-        .any(|l| l == auth_reg));
-    assert!(std::fs::read_to_string(store_calls)
-        .unwrap()
-        .lines()
-        .any(|l| l == token_reg));
+    assert!(std::fs::read_to_string(helper_calls).unwrap().lines().any(|l| l == auth_reg));
+    assert!(std::fs::read_to_string(store_calls).unwrap().lines().any(|l| l == token_reg));
 }

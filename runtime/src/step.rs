@@ -74,9 +74,7 @@ pub fn run_step(req: &StepRequest) -> Result<StepResult> {
     let rootfs = req.bundle.join("rootfs");
     fs::create_dir_all(&rootfs).map_err(|e| Error::Io(format!("create {}", rootfs.display()), e))?;
     req.overlay.mount_at(&rootfs)?;
-    let root: OwnedFd = File::open(&rootfs)
-        .map_err(|e| Error::Io("open rootfs".into(), e))?
-        .into();
+    let root: OwnedFd = File::open(&rootfs).map_err(|e| Error::Io("open rootfs".into(), e))?.into();
     let identity = users::resolve(&rootfs, &req.user)?;
     let mut stubs = Stubs::default();
     let outcome = prepare_and_run(req, &root, &rootfs, &identity, &mut stubs);
@@ -176,11 +174,7 @@ impl Stubs {
             let last = i + 1 == parts.len();
             if !exists_at(&cur, part) {
                 let p = fsx::fd_path(&cur, OsStr::new(part));
-                let made = if last && !dir {
-                    fs::File::create(&p).map(drop)
-                } else {
-                    fs::create_dir(&p)
-                };
+                let made = if last && !dir { fs::File::create(&p).map(drop) } else { fs::create_dir(&p) };
                 made.map_err(|e| Error::Io(format!("create mountpoint /{path}"), e))?;
                 self.created.push(path.clone());
             }

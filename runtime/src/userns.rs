@@ -52,25 +52,12 @@ impl IdMap {
         let gid = nix::unistd::getegid().as_raw();
         if uid == 0 {
             let (base, count) = root_range;
-            return Ok(IdMap::Direct {
-                host_uid: base,
-                host_gid: base,
-                count,
-            });
+            return Ok(IdMap::Direct { host_uid: base, host_gid: base, count });
         }
-        let name = nix::unistd::User::from_uid(uid.into())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_default();
+        let name = nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name).unwrap_or_default();
         let subuid = find_range("/etc/subuid", &name, uid)?;
         let subgid = find_range("/etc/subgid", &name, uid)?;
-        Ok(IdMap::Subordinate {
-            uid,
-            gid,
-            subuid,
-            subgid,
-        })
+        Ok(IdMap::Subordinate { uid, gid, subuid, subgid })
     }
 
     /// The host uid/gid that is root inside the namespace (the owner the
@@ -84,20 +71,11 @@ impl IdMap {
 
     fn apply(&self, pid: u32) -> Result<()> {
         match *self {
-            IdMap::Direct {
-                host_uid,
-                host_gid,
-                count,
-            } => {
+            IdMap::Direct { host_uid, host_gid, count } => {
                 write_map(pid, "uid_map", &format!("0 {host_uid} {count}\n"))?;
                 write_map(pid, "gid_map", &format!("0 {host_gid} {count}\n"))
             }
-            IdMap::Subordinate {
-                uid,
-                gid,
-                subuid,
-                subgid,
-            } => {
+            IdMap::Subordinate { uid, gid, subuid, subgid } => {
                 run_id_tool("newuidmap", pid, uid, subuid)?;
                 run_id_tool("newgidmap", pid, gid, subgid)
             }
@@ -163,26 +141,20 @@ pub fn spawn_mapped(mut cmd: Command, map: &IdMap) -> Result<Child> {
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Io("spawn namespaced server".into(), e))?;
+    let mut child = cmd.spawn().map_err(|e| Error::Io("spawn namespaced server".into(), e))?;
     drop((c2p_w, p2c_r));
     let mut byte = [0u8; 1];
     let mut from_child = fs::File::from(c2p_r);
     if from_child.read(&mut byte).unwrap_or(0) != 1 {
         let status = child.wait().ok();
-        return Err(Error::Namespace(format!(
-            "child failed to unshare its user namespace ({status:?})"
-        )));
+        return Err(Error::Namespace(format!("child failed to unshare its user namespace ({status:?})")));
     }
     if let Err(e) = map.apply(child.id()) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(e);
     }
-    fs::File::from(p2c_w)
-        .write_all(b"1")
-        .map_err(|e| Error::Io("signal namespaced child".into(), e))?;
+    fs::File::from(p2c_w).write_all(b"1").map_err(|e| Error::Io("signal namespaced child".into(), e))?;
     Ok(child)
 }
 
@@ -204,9 +176,7 @@ pub fn enter_if_requested() -> Result<bool> {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let ns = |what: &'static str| move |e: nix::Error| Error::Namespace(format!("{what}: {e}"));
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(ns("unshare(CLONE_NEWUSER)"))?;
-    fs::File::from(to_parent)
-        .write_all(b"1")
-        .map_err(|e| Error::Io("sync".into(), e))?;
+    fs::File::from(to_parent).write_all(b"1").map_err(|e| Error::Io("sync".into(), e))?;
     let mut byte = [0u8; 1];
     if fs::File::from(from_parent).read(&mut byte).unwrap_or(0) != 1 {
         return Err(Error::Namespace("parent failed to write the ID maps".into()));

@@ -58,9 +58,7 @@ fn parse_groups(text: &str) -> Vec<(String, u32, Vec<String>)> {
 }
 
 fn read_text(rootfs: &Path, path: &str) -> String {
-    read_in_root(rootfs, Path::new(path))
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    read_in_root(rootfs, Path::new(path)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// Resolves `spec` (`""`, `name`, `uid`, `name:group`, `uid:gid`, …).
@@ -72,25 +70,23 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<Identity> {
     let user = if user.is_empty() { "0" } else { user };
     let passwd = parse_passwd(&read_text(rootfs, "/etc/passwd"));
     let groups = parse_groups(&read_text(rootfs, "/etc/group"));
-    let entry = match user.parse::<u32>() {
-        Ok(uid) => passwd.iter().find(|e| e.uid == uid),
-        Err(_) => Some(passwd.iter().find(|e| e.name == user).ok_or_else(|| {
-            Error::User(format!(
-                "unable to find user {user}: no matching entries in passwd file"
-            ))
-        })?),
-    };
+    let entry =
+        match user.parse::<u32>() {
+            Ok(uid) => passwd.iter().find(|e| e.uid == uid),
+            Err(_) => Some(passwd.iter().find(|e| e.name == user).ok_or_else(|| {
+                Error::User(format!("unable to find user {user}: no matching entries in passwd file"))
+            })?),
+        };
     let uid = entry.map_or_else(|| user.parse().unwrap_or(0), |e| e.uid);
     let mut gid = entry.map_or(0, |e| e.gid);
     if let Some(g) = group {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => groups
-                .iter()
-                .find(|(name, _, _)| name == g)
-                .map(|(_, id, _)| *id)
-                .ok_or_else(|| Error::User(format!("unable to find group {g}: no matching entries in group file")))?,
-        };
+        gid =
+            match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => groups.iter().find(|(name, _, _)| name == g).map(|(_, id, _)| *id).ok_or_else(|| {
+                    Error::User(format!("unable to find group {g}: no matching entries in group file"))
+                })?,
+            };
     }
     let mut additional_gids = vec![gid];
     if group.is_none() {
@@ -103,12 +99,7 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<Identity> {
         }
     }
     let home = entry.map_or_else(|| "/".to_string(), |e| e.home.clone());
-    Ok(Identity {
-        uid,
-        gid,
-        additional_gids,
-        home,
-    })
+    Ok(Identity { uid, gid, additional_gids, home })
 }
 
 #[cfg(test)]
@@ -123,11 +114,7 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(
-            d.path().join("etc/group"),
-            "root:x:0:\napp:x:1001:\nwheel:x:10:app,bob\n",
-        )
-        .unwrap();
+        std::fs::write(d.path().join("etc/group"), "root:x:0:\napp:x:1001:\nwheel:x:10:app,bob\n").unwrap();
         d
     }
 
@@ -135,10 +122,7 @@ mod tests {
     fn resolves_names_ids_and_groups() {
         let r = rootfs();
         let app = resolve(r.path(), "app").unwrap();
-        assert_eq!(
-            (app.uid, app.gid, app.additional_gids.clone()),
-            (1000, 1001, vec![1001, 10])
-        );
+        assert_eq!((app.uid, app.gid, app.additional_gids.clone()), (1000, 1001, vec![1001, 10]));
         assert_eq!(app.home, "/home/app");
         assert_eq!(resolve(r.path(), "").unwrap().uid, 0);
         let num = resolve(r.path(), "4242:4343").unwrap();

@@ -63,16 +63,8 @@ impl<R: Read> Read for HashingReader<R> {
 pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
     fs::create_dir_all(dest).ctx(|| format!("create {}", dest.display()))?;
     let root: OwnedFd = File::open(dest).ctx(|| format!("open {}", dest.display()))?.into();
-    let mut archive = tar::Archive::new(HashingReader {
-        inner: reader,
-        hasher: Sha256::new(),
-    });
-    let mut stats = ApplyStats {
-        diff_id: crate::Digest::of(b""),
-        entries: 0,
-        bytes: 0,
-        skipped_devices: 0,
-    };
+    let mut archive = tar::Archive::new(HashingReader { inner: reader, hasher: Sha256::new() });
+    let mut stats = ApplyStats { diff_id: crate::Digest::of(b""), entries: 0, bytes: 0, skipped_devices: 0 };
     let mut dir_times = Vec::new();
     for entry in archive.entries().ctx(|| "read layer tar".into())? {
         let mut entry = entry.ctx(|| "read layer entry".into())?;
@@ -100,10 +92,7 @@ pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
 
 fn annotate(e: Error, rel: &Path) -> Error {
     match e {
-        Error::Io { context, source } => Error::Io {
-            context: format!("{}: {context}", rel.display()),
-            source,
-        },
+        Error::Io { context, source } => Error::Io { context: format!("{}: {context}", rel.display()), source },
         other => other,
     }
 }
@@ -133,11 +122,7 @@ impl EntryMeta {
         if let Ok(Some(exts)) = entry.pax_extensions() {
             for ext in exts.flatten() {
                 let key = ext.key_bytes();
-                let num = || {
-                    std::str::from_utf8(ext.value_bytes())
-                        .ok()
-                        .and_then(|v| v.parse::<u32>().ok())
-                };
+                let num = || std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse::<u32>().ok());
                 match key {
                     b"uid" => meta.uid = num().ok_or_else(|| bad("pax uid"))?,
                     b"gid" => meta.gid = num().ok_or_else(|| bad("pax gid"))?,
@@ -253,9 +238,7 @@ fn make_hardlink<R: Read>(root: &OwnedFd, path: &Path, entry: &mut tar::Entry<R>
         .ctx(|| "hardlink target".into())?
         .ok_or_else(|| Error::InvalidLayer("hardlink without target".into()))?;
     let target = clean_relative(&target).map_err(|e| Error::InvalidLayer(e.to_string()))?;
-    let tname = target
-        .file_name()
-        .ok_or_else(|| Error::InvalidLayer("empty hardlink target".into()))?;
+    let tname = target.file_name().ok_or_else(|| Error::InvalidLayer("empty hardlink target".into()))?;
     let tparent = open_existing_dir(root, target.parent().unwrap_or(Path::new("")))?;
     remove_existing(path, false)?;
     fs::hard_link(fd_path(&tparent, tname), path).ctx(|| format!("hardlink to {}", target.display()))
@@ -287,19 +270,12 @@ fn set_xattrs(path: &Path, meta: &EntryMeta) -> Result<()> {
 }
 
 fn owner_msg(meta: &EntryMeta) -> String {
-    format!(
-        "chown {}:{} (outside the user namespace's ID range?)",
-        meta.uid, meta.gid
-    )
+    format!("chown {}:{} (outside the user namespace's ID range?)", meta.uid, meta.gid)
 }
 
 fn set_mtime(path: &Path, mtime: i64, follow: bool) -> Result<()> {
     let t = TimeSpec::new(mtime, 0);
-    let flag = if follow {
-        UtimensatFlags::FollowSymlink
-    } else {
-        UtimensatFlags::NoFollowSymlink
-    };
+    let flag = if follow { UtimensatFlags::FollowSymlink } else { UtimensatFlags::NoFollowSymlink };
     utimensat(None, path, &t, &t, flag).ctx(|| "set mtime".into())
 }
 

@@ -57,12 +57,7 @@ impl ContentStore {
             .prefix("ingest-")
             .tempfile_in(self.root.join("ingest"))
             .ctx(|| "create ingest file".into())?;
-        Ok(ContentWriter {
-            store: self.clone(),
-            tmp,
-            hasher: Sha256::new(),
-            written: 0,
-        })
+        Ok(ContentWriter { store: self.clone(), tmp, hasher: Sha256::new(), written: 0 })
     }
 
     /// Stores `data` as a blob and returns its digest.
@@ -120,10 +115,7 @@ impl ContentWriter {
         self.tmp.as_file_mut().sync_all().ctx(|| "fsync ingest".into())?;
         let target = self.store.blob_path(&digest);
         if !target.exists() {
-            self.tmp
-                .persist(&target)
-                .map_err(|e| e.error)
-                .ctx(|| format!("commit {digest}"))?;
+            self.tmp.persist(&target).map_err(|e| e.error).ctx(|| format!("commit {digest}"))?;
         }
         Ok((digest, self.written))
     }

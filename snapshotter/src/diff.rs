@@ -30,10 +30,7 @@ pub struct DiffOptions {
 
 impl Default for DiffOptions {
     fn default() -> Self {
-        Self {
-            gzip_level: 3,
-            mtime_clamp: None,
-        }
+        Self { gzip_level: 3, mtime_clamp: None }
     }
 }
 
@@ -71,27 +68,15 @@ type LayerTar = tar::Builder<HashWriter<GzEncoder<ContentWriter>>>;
 /// Diffs `upper` into a gzip layer committed to `store`.
 pub fn diff_upper(upper: &Path, store: &ContentStore, opts: &DiffOptions) -> Result<Layer> {
     let gz = GzEncoder::new(store.writer()?, flate2::Compression::new(opts.gzip_level));
-    let mut tar = tar::Builder::new(HashWriter {
-        inner: gz,
-        hasher: Sha256::new(),
-    });
+    let mut tar = tar::Builder::new(HashWriter { inner: gz, hasher: Sha256::new() });
     tar.follow_symlinks(false);
-    let mut walk = Walk {
-        opts,
-        links: HashMap::new(),
-        entries: 0,
-    };
+    let mut walk = Walk { opts, links: HashMap::new(), entries: 0 };
     walk.dir(&mut tar, upper, "")?;
     let hashing = tar.into_inner().ctx(|| "finish tar".into())?;
     let diff_id = Digest::from_hasher(hashing.hasher);
     let writer = hashing.inner.finish().ctx(|| "finish gzip".into())?;
     let (digest, size) = writer.commit(None, None)?;
-    Ok(Layer {
-        digest,
-        size,
-        diff_id,
-        entries: walk.entries,
-    })
+    Ok(Layer { digest, size, diff_id, entries: walk.entries })
 }
 
 struct Walk<'a> {
@@ -132,24 +117,16 @@ impl Walk<'_> {
         if ft.is_char_device() && md.rdev() == 0 {
             let mut h = self.header(md, tar::EntryType::Regular, 0);
             h.set_mode(0);
-            return tar
-                .append_data(&mut h, format!("{parent}.wh.{name}"), io::empty())
-                .ctx(|| "write whiteout".into());
+            return tar.append_data(&mut h, format!("{parent}.wh.{name}"), io::empty()).ctx(|| "write whiteout".into());
         }
         self.xattrs(tar, abs)?;
         if ft.is_dir() {
             let mut h = self.header(md, tar::EntryType::Directory, 0);
-            tar.append_data(&mut h, format!("{rel}/"), io::empty())
-                .ctx(|| format!("write {rel}"))?;
-            if fsx::get_xattr(abs, OPAQUE_XATTR)
-                .ctx(|| "read opaque".into())?
-                .as_deref()
-                == Some(b"y")
-            {
+            tar.append_data(&mut h, format!("{rel}/"), io::empty()).ctx(|| format!("write {rel}"))?;
+            if fsx::get_xattr(abs, OPAQUE_XATTR).ctx(|| "read opaque".into())?.as_deref() == Some(b"y") {
                 let mut h = self.header(md, tar::EntryType::Regular, 0);
                 h.set_mode(0);
-                tar.append_data(&mut h, format!("{rel}/.wh..wh..opq"), io::empty())
-                    .ctx(|| "write opaque".into())?;
+                tar.append_data(&mut h, format!("{rel}/.wh..wh..opq"), io::empty()).ctx(|| "write opaque".into())?;
             }
             return self.dir(tar, abs, &format!("{rel}/"));
         }
@@ -197,8 +174,7 @@ impl Walk<'_> {
         if pax.is_empty() {
             return Ok(());
         }
-        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .ctx(|| "write xattrs".into())
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).ctx(|| "write xattrs".into())
     }
 
     fn header(&self, md: &Metadata, kind: tar::EntryType, size: u64) -> tar::Header {

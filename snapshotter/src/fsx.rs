@@ -17,11 +17,7 @@ fn cstr(p: &OsStr) -> io::Result<CString> {
 /// if `root` were `/` (kernel `RESOLVE_IN_ROOT`), so nothing escapes it.
 pub fn open_in_root(root: &impl AsRawFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     let c = cstr(rel.as_os_str())?;
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
@@ -61,10 +57,7 @@ pub fn clean_relative(path: &Path) -> io::Result<PathBuf> {
             Component::Normal(n) => out.push(n),
             Component::CurDir | Component::RootDir => {}
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("path {:?} leaves its root", path),
-                ))
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("path {:?} leaves its root", path)))
             }
         }
     }
@@ -140,11 +133,7 @@ pub fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
             _ => return Err(e),
         }
     }
-    Ok(buf
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
+    Ok(buf.split(|b| *b == 0).filter(|n| !n.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
 /// Reads one xattr value without following a final symlink.

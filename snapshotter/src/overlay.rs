@@ -41,28 +41,16 @@ impl OverlaySpec {
     pub fn mount_at(&self, target: &Path) -> Result<()> {
         std::env::set_current_dir(&self.root).ctx(|| format!("chdir {}", self.root.display()))?;
         let opts = self.options();
-        mount(
-            Some("overlay"),
-            target,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-        .ctx(|| format!("mount overlay ({opts}) at {}", target.display()))
+        mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+            .ctx(|| format!("mount overlay ({opts}) at {}", target.display()))
     }
 }
 
 /// Makes every mount in this namespace private, so nothing we mount leaks
 /// to the parent namespace.
 pub fn make_mounts_private() -> Result<()> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .ctx(|| "make / rprivate".into())
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .ctx(|| "make / rprivate".into())
 }
 
 /// Mounts a committed chain (`lowers`, topmost first) read-only at
@@ -84,14 +72,8 @@ pub fn mount_readonly(root: &Path, lowers: &[SnapshotId], target: &Path) -> Resu
             std::env::set_current_dir(root).ctx(|| format!("chdir {}", root.display()))?;
             let dirs: Vec<String> = many.iter().map(|id| format!("{}/fs", id.as_str())).collect();
             let opts = format!("lowerdir={},userxattr", dirs.join(":"));
-            mount(
-                Some("overlay"),
-                target,
-                Some("overlay"),
-                MsFlags::MS_RDONLY,
-                Some(opts.as_str()),
-            )
-            .ctx(|| format!("mount overlay ({opts}) at {}", target.display()))
+            mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_RDONLY, Some(opts.as_str()))
+                .ctx(|| format!("mount overlay ({opts}) at {}", target.display()))
         }
     }
 }

@@ -86,14 +86,8 @@ fn walk(root: &Path) -> Tree {
 fn mount_ro(snaps: &Snapshots, lowers: &[&SnapshotId], target: &Path) {
     let dirs: Vec<String> = lowers.iter().map(|l| snaps.fs_path(l).display().to_string()).collect();
     let opts = format!("lowerdir={},userxattr", dirs.join(":"));
-    nix::mount::mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        nix::mount::MsFlags::MS_RDONLY,
-        Some(opts.as_str()),
-    )
-    .unwrap();
+    nix::mount::mount(Some("overlay"), target, Some("overlay"), nix::mount::MsFlags::MS_RDONLY, Some(opts.as_str()))
+        .unwrap();
 }
 
 fn mutate(m: &Path) {
@@ -118,10 +112,7 @@ fn mutate(m: &Path) {
 
 #[test]
 fn overlay_changes_round_trip_through_a_layer() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test mounts overlays: run the suite as root (scripts/test.sh)"
-    );
+    assert!(nix::unistd::geteuid().is_root(), "this test mounts overlays: run the suite as root (scripts/test.sh)");
     let tmp = tempfile::tempdir().unwrap();
     let snaps = Snapshots::open(tmp.path().join("snapshots")).unwrap();
     let store = ContentStore::open(tmp.path().join("content")).unwrap();
@@ -132,11 +123,7 @@ fn overlay_changes_round_trip_through_a_layer() {
     let upper = snaps.prepare().unwrap();
     let mnt = tmp.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
-    let spec = OverlaySpec {
-        root: snaps.root().to_path_buf(),
-        lowers: vec![lower.clone()],
-        upper: upper.clone(),
-    };
+    let spec = OverlaySpec { root: snaps.root().to_path_buf(), lowers: vec![lower.clone()], upper: upper.clone() };
     let cwd = std::env::current_dir().unwrap();
     spec.mount_at(&mnt).unwrap();
     std::env::set_current_dir(cwd).unwrap();
@@ -146,35 +133,18 @@ fn overlay_changes_round_trip_through_a_layer() {
         walk(&mnt)
     };
 
-    let opts = DiffOptions {
-        gzip_level: 3,
-        mtime_clamp: Some(0),
-    };
+    let opts = DiffOptions { gzip_level: 3, mtime_clamp: Some(0) };
     let layer = diff_upper(&snaps.fs_path(&upper), &store, &opts).unwrap();
     let again = diff_upper(&snaps.fs_path(&upper), &store, &opts).unwrap();
     assert_eq!(layer, again, "the same tree gives the same layer digest");
 
     let names = list_layer(&store, &layer.digest);
-    for want in [
-        "etc/.wh.del",
-        "dir/.wh..wh..opq",
-        "dir/c",
-        ".wh.gone",
-        "new",
-        "usr/bin/tool",
-    ] {
+    for want in ["etc/.wh.del", "dir/.wh..wh..opq", "dir/c", ".wh.gone", "new", "usr/bin/tool"] {
         assert!(names.iter().any(|n| n == want), "layer lacks {want}: {names:?}");
     }
-    assert!(
-        !names.iter().any(|n| n.contains("dir/a") || n.starts_with("gone/")),
-        "{names:?}"
-    );
+    assert!(!names.iter().any(|n| n.contains("dir/a") || n.starts_with("gone/")), "{names:?}");
     let dir_pos = names.iter().position(|n| n == "dir/").unwrap();
-    assert_eq!(
-        names[dir_pos + 1],
-        "dir/.wh..wh..opq",
-        "opaque marker right after its directory"
-    );
+    assert_eq!(names[dir_pos + 1], "dir/.wh..wh..opq", "opaque marker right after its directory");
 
     let reapplied = snaps.prepare().unwrap();
     apply_layer(store.reader(&layer.digest).unwrap(), &snaps.fs_path(&reapplied)).unwrap();
@@ -193,21 +163,9 @@ fn overlay_changes_round_trip_through_a_layer() {
 }
 
 fn list_layer(store: &ContentStore, digest: &kiln_snapshotter::Digest) -> Vec<String> {
-    let out = std::process::Command::new("tar")
-        .arg("-tzf")
-        .arg(store.blob_path(digest))
-        .output()
-        .expect("GNU tar");
-    assert!(
-        out.status.success(),
-        "GNU tar rejects the layer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let out = std::process::Command::new("tar").arg("-tzf").arg(store.blob_path(digest)).output().expect("GNU tar");
+    assert!(out.status.success(), "GNU tar rejects the layer: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
 }
 
 #[test]

@@ -52,21 +52,11 @@ impl Job {
 
 fn request_error(kind: ErrorKind, message: String, started: Instant) -> Response {
     let duration = round_ms(started.elapsed().as_secs_f64());
-    RequestError {
-        kind,
-        message,
-        image: String::new(),
-        duration,
-    }
-    .into_response()
+    RequestError { kind, message, image: String::new(), duration }.into_response()
 }
 
 fn wants_ndjson(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/x-ndjson"))
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("application/x-ndjson"))
 }
 
 /// The handler.
@@ -97,10 +87,7 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
         return request_error(ErrorKind::Internal, format!("create build dir: {e}"), started);
     }
     let scratch = ScratchDir(dir.clone());
-    let limits = Limits {
-        max_entries: state.cfg.max_entries,
-        max_bytes: state.cfg.max_unpacked_bytes,
-    };
+    let limits = Limits { max_entries: state.cfg.max_entries, max_bytes: state.cfg.max_unpacked_bytes };
     let intake = match tokio::task::spawn_blocking(move || unpack(&body, &dir, limits)).await {
         Ok(Ok(i)) => i,
         Ok(Err(e)) => return request_error(ErrorKind::InvalidArgument, e.to_string(), started),
@@ -111,13 +98,7 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
         Err(e) => return request_error(ErrorKind::InvalidArgument, e, started),
     };
     tracing::info!(image = intake.config.image, secrets = secrets.len(), "build started");
-    let job = Job {
-        intake,
-        started,
-        secrets,
-        _scratch: scratch,
-        _slot: slot,
-    };
+    let job = Job { intake, started, secrets, _scratch: scratch, _slot: slot };
     if wants_ndjson(&headers) {
         stream::respond(state, job)
     } else {
@@ -142,9 +123,7 @@ pub fn log_outcome(
             "failed"
         }
     };
-    state
-        .metrics
-        .observe("kiln_build_duration_seconds", &[("result", outcome)], duration);
+    state.metrics.observe("kiln_build_duration_seconds", &[("result", outcome)], duration);
 }
 
 /// Opens `com.openfaas.secrets` with the builder's key.
@@ -171,15 +150,5 @@ async fn respond_json(state: AppState, job: Job) -> Response {
         Ok(_) => (StatusCode::OK, "success", None),
         Err(f) => (status_for_build_failure(f.kind), "failed", Some(f.message)),
     };
-    (
-        code,
-        Json(BuildReply {
-            log,
-            image,
-            status: status.into(),
-            error,
-            duration,
-        }),
-    )
-        .into_response()
+    (code, Json(BuildReply { log, image, status: status.into(), error, duration })).into_response()
 }

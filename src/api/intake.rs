@@ -83,22 +83,13 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
     let mut archive = tar::Archive::new(body);
     let (mut config, mut secrets) = (None, None);
     let (mut entries, mut bytes) = (0u64, 0u64);
-    for entry in archive
-        .entries()
-        .map_err(|e| invalid(format!("request body is not a tar archive: {e}")))?
-    {
+    for entry in archive.entries().map_err(|e| invalid(format!("request body is not a tar archive: {e}")))? {
         let mut entry = entry.map_err(|e| invalid(format!("corrupt tar archive: {e}")))?;
         entries += 1;
         if entries > limits.max_entries {
-            return Err(invalid(format!(
-                "request tar has more than {} entries",
-                limits.max_entries
-            )));
+            return Err(invalid(format!("request tar has more than {} entries", limits.max_entries)));
         }
-        let raw = entry
-            .path()
-            .map_err(|e| invalid(format!("bad entry name: {e}")))?
-            .into_owned();
+        let raw = entry.path().map_err(|e| invalid(format!("bad entry name: {e}")))?.into_owned();
         if raw.is_absolute() {
             return Err(invalid(format!("absolute path {:?} in request tar", raw)));
         }
@@ -115,10 +106,7 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
                 }
                 bytes += entry.header().size().unwrap_or(0);
                 if bytes > limits.max_bytes {
-                    return Err(invalid(format!(
-                        "request tar unpacks to more than {} bytes",
-                        limits.max_bytes
-                    )));
+                    return Err(invalid(format!("request tar unpacks to more than {} bytes", limits.max_bytes)));
                 }
                 unpack_entry(&ctx_fd, inner, &mut entry)?;
             }
@@ -130,11 +118,7 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
     if config.image.trim().is_empty() {
         return Err(invalid(format!("{CONFIG_ENTRY}: \"image\" is required")));
     }
-    Ok(Intake {
-        config,
-        context,
-        secrets,
-    })
+    Ok(Intake { config, context, secrets })
 }
 
 fn read_small(entry: &mut impl Read, name: &str) -> Result<Vec<u8>, IntakeError> {
@@ -196,23 +180,15 @@ fn unpack_entry(ctx: &OwnedFd, rel: &Path, entry: &mut tar::Entry<&[u8]>) -> Res
             }
         }
         tar::EntryType::Symlink => {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| invalid(format!("{}: symlink without target", here())))?;
+            let target = entry.link_name()?.ok_or_else(|| invalid(format!("{}: symlink without target", here())))?;
             if !link_stays_inside(rel, &target) {
-                return Err(invalid(format!(
-                    "{}: symlink to {:?} leaves the build context",
-                    here(),
-                    target
-                )));
+                return Err(invalid(format!("{}: symlink to {:?} leaves the build context", here(), target)));
             }
             let _ = fs::remove_file(&path);
             symlink(&*target, &path)?;
         }
         tar::EntryType::Link => {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| invalid(format!("{}: hardlink without target", here())))?;
+            let target = entry.link_name()?.ok_or_else(|| invalid(format!("{}: hardlink without target", here())))?;
             let target =
                 clean_relative(&target).map_err(|_| invalid(format!("{}: hardlink leaves the archive", here())))?;
             let inner = target
@@ -225,12 +201,7 @@ fn unpack_entry(ctx: &OwnedFd, rel: &Path, entry: &mut tar::Entry<&[u8]>) -> Res
                 .or_else(|_| fs::copy(fd_path(&src, "".as_ref()), &path).map(|_| ()))?;
         }
         tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-        other => {
-            return Err(invalid(format!(
-                "{}: {other:?} entries are not allowed in a build context",
-                here()
-            )))
-        }
+        other => return Err(invalid(format!("{}: {other:?} entries are not allowed in a build context", here()))),
     }
     Ok(())
 }
@@ -264,21 +235,14 @@ mod tests {
         b.append(&h, &[][..]).unwrap();
     }
 
-    const LIMITS: Limits = Limits {
-        max_entries: 1000,
-        max_bytes: 1 << 20,
-    };
+    const LIMITS: Limits = Limits { max_entries: 1000, max_bytes: 1 << 20 };
 
     #[test]
     fn unpacks_go_sdk_shape() {
         let body = tar_with(|b| {
             file(b, "context/Dockerfile", b"FROM scratch\n");
             file(b, "./context/sub/a.txt", b"a");
-            file(
-                b,
-                CONFIG_ENTRY,
-                br#"{"image":"r/x:1","buildArgs":{"A":""},"unknown":1}"#,
-            );
+            file(b, CONFIG_ENTRY, br#"{"image":"r/x:1","buildArgs":{"A":""},"unknown":1}"#);
         });
         let d = tempfile::tempdir().unwrap();
         let got = unpack(&body, d.path(), LIMITS).unwrap();
@@ -290,26 +254,14 @@ mod tests {
     #[test]
     fn rejects_hostile_entries() {
         let cases: Vec<(&str, Vec<u8>)> = vec![
-            (
-                "leaves",
-                tar_with(|b| raw_name(b, "context/../../etc/x", tar::EntryType::Regular, "")),
-            ),
-            (
-                "absolute",
-                tar_with(|b| raw_name(b, "/etc/x", tar::EntryType::Regular, "")),
-            ),
-            (
-                "leaves the build context",
-                tar_with(|b| raw_name(b, "context/l", tar::EntryType::Symlink, "../../etc")),
-            ),
+            ("leaves", tar_with(|b| raw_name(b, "context/../../etc/x", tar::EntryType::Regular, ""))),
+            ("absolute", tar_with(|b| raw_name(b, "/etc/x", tar::EntryType::Regular, ""))),
+            ("leaves the build context", tar_with(|b| raw_name(b, "context/l", tar::EntryType::Symlink, "../../etc"))),
             (
                 "leaves the build context",
                 tar_with(|b| raw_name(b, "context/l", tar::EntryType::Symlink, "/etc/passwd")),
             ),
-            (
-                "not allowed",
-                tar_with(|b| raw_name(b, "context/dev", tar::EntryType::Char, "")),
-            ),
+            ("not allowed", tar_with(|b| raw_name(b, "context/dev", tar::EntryType::Char, ""))),
             ("missing", tar_with(|b| file(b, "context/Dockerfile", b"x"))),
         ];
         for (want, body) in cases {
@@ -319,15 +271,7 @@ mod tests {
         }
         let d = tempfile::tempdir().unwrap();
         let many = tar_with(|b| (0..5).for_each(|i| file(b, &format!("context/{i}"), b"x")));
-        let err = unpack(
-            &many,
-            d.path(),
-            Limits {
-                max_entries: 3,
-                max_bytes: 10,
-            },
-        )
-        .unwrap_err();
+        let err = unpack(&many, d.path(), Limits { max_entries: 3, max_bytes: 10 }).unwrap_err();
         assert!(err.to_string().contains("more than 3 entries"));
     }
 

@@ -27,10 +27,7 @@ impl Drop for InflightGuard {
 impl Limiter {
     /// A limiter allowing `max` builds (0 = unlimited).
     pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            current: Arc::new(AtomicUsize::new(0)),
-        }
+        Self { max, current: Arc::new(AtomicUsize::new(0)) }
     }
 
     /// The configured maximum.
@@ -50,9 +47,9 @@ impl Limiter {
 
     /// Takes a slot, or `None` when at the limit.
     pub fn try_acquire(&self) -> Option<InflightGuard> {
-        let taken = self.current.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (self.max == 0 || n < self.max).then_some(n + 1)
-        });
+        let taken = self
+            .current
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (self.max == 0 || n < self.max).then_some(n + 1));
         taken.ok().map(|_| InflightGuard(self.current.clone()))
     }
 }
@@ -60,12 +57,7 @@ impl Limiter {
 /// The 429 reply, byte for byte as faas-middleware's limiter sends it.
 pub fn too_many(max: usize) -> Response {
     let body = format!("Concurrent request limit exceeded. Max concurrent requests: {max}\n");
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
 #[cfg(test)]

@@ -48,17 +48,9 @@ pub fn metrics_app(state: AppState) -> Router {
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("other", |p| p.as_str())
-        .to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or("other", |p| p.as_str()).to_string();
     let resp = next.run(req).await;
-    state.metrics.inc(
-        "kiln_http_requests_total",
-        &[("route", &route), ("code", resp.status().as_str())],
-        1.0,
-    );
+    state.metrics.inc("kiln_http_requests_total", &[("route", &route), ("code", resp.status().as_str())], 1.0);
     resp
 }
 
@@ -78,11 +70,7 @@ async fn public_key(State(state): State<AppState>) -> (StatusCode, axum::Json<se
 /// 200 while a build can be accepted; 503 while `max_inflight` builds run.
 async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     if state.limiter.saturated() {
-        let msg = format!(
-            "Not ready: {} of {} build slots in use\n",
-            state.limiter.in_flight(),
-            state.limiter.max()
-        );
+        let msg = format!("Not ready: {} of {} build slots in use\n", state.limiter.in_flight(), state.limiter.max());
         return (StatusCode::SERVICE_UNAVAILABLE, msg);
     }
     (StatusCode::OK, "OK".into())

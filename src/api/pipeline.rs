@@ -32,10 +32,7 @@ pub struct BuildFailure {
 }
 
 fn fail(kind: ErrorKind, message: impl Into<String>) -> BuildFailure {
-    BuildFailure {
-        kind,
-        message: message.into(),
-    }
+    BuildFailure { kind, message: message.into() }
 }
 
 fn emit(log: &LogSink, msg: impl AsRef<str>) {
@@ -44,23 +41,15 @@ fn emit(log: &LogSink, msg: impl AsRef<str>) {
 
 /// `[stage i/n] TEXT`, or `[i/n] TEXT` for the single unnamed stage.
 fn step_name(loc: &SourceLoc) -> String {
-    let stage = if loc.stage.is_empty() {
-        String::new()
-    } else {
-        format!("{} ", loc.stage)
-    };
+    let stage = if loc.stage.is_empty() { String::new() } else { format!("{} ", loc.stage) };
     format!("[{stage}{}/{}] {}", loc.step, loc.steps, loc.text)
 }
 
 /// Runs the build; returns the manifest digest.
 pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSink) -> Result<Digest, BuildFailure> {
     emit(log, "[internal] load build definition from Dockerfile");
-    let text = std::fs::read_to_string(intake.context.join("Dockerfile")).map_err(|_| {
-        fail(
-            ErrorKind::InvalidArgument,
-            "context/Dockerfile not found in the request tar",
-        )
-    })?;
+    let text = std::fs::read_to_string(intake.context.join("Dockerfile"))
+        .map_err(|_| fail(ErrorKind::InvalidArgument, "context/Dockerfile not found in the request tar"))?;
     let df = frontend::parse(&text).map_err(diag_failure)?;
     apply_dockerignore(&intake.context, log).await?;
     let platform = Platform::host();
@@ -75,33 +64,23 @@ pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &Log
     let lowered = frontend::lower(&df, &opts, &resolved).map_err(diag_failure)?;
     let layers = solve(state, &lowered, intake, &bases, secrets, log).await?;
     let push = !intake.config.skip_push.unwrap_or(false);
-    let input = ExportInput {
-        target: &target,
-        layers: &layers,
-        lowered: &lowered,
-        push,
-        epoch: state.cfg.source_date_epoch,
-    };
+    let input =
+        ExportInput { target: &target, layers: &layers, lowered: &lowered, push, epoch: state.cfg.source_date_epoch };
     let sink = log.clone();
-    let exported = exporter::export(state.solver.store(), state.solver.registry(), &input, &move |l| {
-        emit(&sink, l)
-    })
-    .await
-    .map_err(|e| match &e {
-        exporter::ExportError::Push { source, .. } => fail(ErrorKind::from(source), e.to_string()),
-        exporter::ExportError::Storage(_) => fail(ErrorKind::Internal, e.to_string()),
-    })?;
-    state
-        .metrics
-        .inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
+    let exported = exporter::export(state.solver.store(), state.solver.registry(), &input, &move |l| emit(&sink, l))
+        .await
+        .map_err(|e| match &e {
+            exporter::ExportError::Push { source, .. } => fail(ErrorKind::from(source), e.to_string()),
+            exporter::ExportError::Storage(_) => fail(ErrorKind::Internal, e.to_string()),
+        })?;
+    state.metrics.inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
     Ok(exported.manifest)
 }
 
 /// Honours `Dockerfile.dockerignore` (which wins) or `.dockerignore`.
 async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<(), BuildFailure> {
-    let text = ["Dockerfile.dockerignore", ".dockerignore"]
-        .iter()
-        .find_map(|n| std::fs::read_to_string(context.join(n)).ok());
+    let text =
+        ["Dockerfile.dockerignore", ".dockerignore"].iter().find_map(|n| std::fs::read_to_string(context.join(n)).ok());
     let Some(text) = text else { return Ok(()) };
     emit(log, "[internal] load .dockerignore");
     let ignore = crate::frontend::dockerignore::DockerIgnore::parse(&text);
@@ -118,12 +97,7 @@ fn diag_failure(d: Diagnostic) -> BuildFailure {
 }
 
 fn check_platforms(requested: Option<&[String]>, host: &Platform) -> Result<(), BuildFailure> {
-    for p in requested
-        .unwrap_or_default()
-        .iter()
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty())
-    {
+    for p in requested.unwrap_or_default().iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         if p != host.to_string() {
             return Err(fail(
                 ErrorKind::InvalidArgument,
@@ -155,11 +129,8 @@ async fn resolve_bases(
         let reference =
             Reference::parse(&b.image).map_err(|e| fail(ErrorKind::InvalidArgument, at_line(e.to_string())))?;
         let route = state.solver.registry().pull_route(&reference);
-        let via = if route.registry != reference.registry {
-            format!(" (mirror {})", route.registry)
-        } else {
-            String::new()
-        };
+        let via =
+            if route.registry != reference.registry { format!(" (mirror {})", route.registry) } else { String::new() };
         emit(log, format!("[internal] load metadata for {reference}{via}"));
         let r = state
             .solver
@@ -167,19 +138,11 @@ async fn resolve_bases(
             .resolve(&reference, &spec)
             .await
             .map_err(|e| fail(ErrorKind::from(&e), at_line(format!("FROM {}: {e}", b.image))))?;
-        let config: ImageConfig = serde_json::from_slice(&r.config).map_err(|e| {
-            fail(
-                ErrorKind::Unavailable,
-                at_line(format!("{reference}: bad image config: {e}")),
-            )
-        })?;
+        let config: ImageConfig = serde_json::from_slice(&r.config)
+            .map_err(|e| fail(ErrorKind::Unavailable, at_line(format!("{reference}: bad image config: {e}"))))?;
         resolved.insert(
             b.image.clone(),
-            ResolvedImage {
-                reference: reference.to_string(),
-                digest: r.digest.clone(),
-                config,
-            },
+            ResolvedImage { reference: reference.to_string(), digest: r.digest.clone(), config },
         );
         bases.insert(r.digest.clone(), (reference, r));
     }
@@ -204,10 +167,7 @@ struct Reporter {
 
 impl Reporter {
     fn name(&self, id: usize) -> String {
-        self.names[id]
-            .as_ref()
-            .map(step_name)
-            .unwrap_or_else(|| format!("step {id}"))
+        self.names[id].as_ref().map(step_name).unwrap_or_else(|| format!("step {id}"))
     }
 
     fn report(&self, ev: Event) {
@@ -219,8 +179,7 @@ impl Reporter {
             }
             Event::Done(id, secs) => {
                 self.metrics.inc("kiln_cache_misses_total", &[], 1.0);
-                self.metrics
-                    .observe("kiln_step_duration_seconds", &[("op", self.ops[id])], secs);
+                self.metrics.observe("kiln_step_duration_seconds", &[("op", self.ops[id])], secs);
                 emit(&self.sink, format!("{} {secs:.2}s", self.name(id)));
             }
             Event::Output(_, line) => emit(&self.sink, line),
@@ -240,12 +199,7 @@ async fn solve(
     let sources: Vec<Option<SourceLoc>> = lowered.definition.nodes.iter().map(|n| n.source.clone()).collect();
     let ops: Vec<&'static str> = lowered.definition.nodes.iter().map(|n| op_label(&n.op)).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let reporter = Reporter {
-        sink: log.clone(),
-        names: sources.clone(),
-        ops,
-        metrics: state.metrics.clone(),
-    };
+    let reporter = Reporter { sink: log.clone(), names: sources.clone(), ops, metrics: state.metrics.clone() };
     let printer = tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
             reporter.report(ev);
@@ -264,12 +218,7 @@ async fn solve(
     let _ = printer.await;
     result.map_err(|e| {
         let message = match e.node.and_then(|n| sources[n].as_ref()) {
-            Some(loc) => format!(
-                "step {} (Dockerfile line {}) failed: {}",
-                step_name(loc),
-                loc.line,
-                e.message
-            ),
+            Some(loc) => format!("step {} (Dockerfile line {}) failed: {}", step_name(loc), loc.line, e.message),
             None => e.message,
         };
         fail(e.kind, message)

@@ -60,12 +60,7 @@ pub fn respond(state: AppState, job: Job) -> Response {
     let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), (rx, guard)))
     });
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(body),
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
 }
 
 async fn run(state: AppState, job: Job, out: mpsc::Sender<Bytes>) {
@@ -97,14 +92,7 @@ async fn run(state: AppState, job: Job, out: mpsc::Sender<Bytes>) {
         Ok(_) => ("success", None),
         Err(f) => ("failed", Some(truncate(f.message, MAX_ERROR))),
     };
-    let _ = out
-        .send(line(&Final {
-            image,
-            status,
-            error,
-            duration,
-        }))
-        .await;
+    let _ = out.send(line(&Final { image, status, error, duration })).await;
 }
 
 /// Sends `first` and everything already queued, split into lines of at
@@ -123,11 +111,7 @@ async fn send_batches(
     let mut size = 0;
     for l in pending {
         if size + l.len() > BATCH_BYTES && !batch.is_empty() {
-            let msg = line(&Progress {
-                log: &batch,
-                status: "in_progress",
-                duration: job.elapsed(),
-            });
+            let msg = line(&Progress { log: &batch, status: "in_progress", duration: job.elapsed() });
             if out.send(msg).await.is_err() {
                 return false;
             }
@@ -137,11 +121,7 @@ async fn send_batches(
         size += l.len();
         batch.push(truncate(l, BATCH_BYTES));
     }
-    let msg = line(&Progress {
-        log: &batch,
-        status: "in_progress",
-        duration: job.elapsed(),
-    });
+    let msg = line(&Progress { log: &batch, status: "in_progress", duration: job.elapsed() });
     out.send(msg).await.is_ok()
 }
 

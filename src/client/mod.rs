@@ -39,9 +39,7 @@ pub struct BuildRequest {
 
 /// The base URL (scheme and authority) of a builder URL, as faas-cli does.
 pub fn base_url(url: &str) -> Result<String, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("invalid builder URL {url:?}: missing scheme"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("invalid builder URL {url:?}: missing scheme"))?;
     let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() || !(scheme == "http" || scheme == "https") {
         return Err(format!("invalid builder URL {url:?}"));
@@ -85,11 +83,7 @@ pub async fn build(req: &BuildRequest) -> Result<bool, String> {
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_string))
             .unwrap_or(text);
-        return Err(format!(
-            "builder responded with status code {}: {}",
-            status.as_u16(),
-            detail.trim()
-        ));
+        return Err(format!("builder responded with status code {}: {}", status.as_u16(), detail.trim()));
     }
     stream(resp).await
 }
@@ -115,11 +109,8 @@ async fn seal_secrets(http: &reqwest::Client, base: &str, req: &BuildRequest) ->
     let public = match &req.public_key {
         Some(k) => k.clone(),
         None => {
-            let resp = http
-                .get(format!("{base}/publickey"))
-                .send()
-                .await
-                .map_err(|e| format!("GET {base}/publickey: {e}"))?;
+            let resp =
+                http.get(format!("{base}/publickey")).send().await.map_err(|e| format!("GET {base}/publickey: {e}"))?;
             let code = resp.status().as_u16();
             let v: serde_json::Value =
                 serde_json::from_slice(&resp.bytes().await.unwrap_or_default()).unwrap_or_default();
@@ -129,10 +120,7 @@ async fn seal_secrets(http: &reqwest::Client, base: &str, req: &BuildRequest) ->
                     v["error"].as_str().unwrap_or("")
                 ));
             }
-            v["public_key"]
-                .as_str()
-                .ok_or("the builder's /publickey reply has no public_key")?
-                .to_string()
+            v["public_key"].as_str().ok_or("the builder's /publickey reply has no public_key")?.to_string()
         }
     };
     let mut values = BTreeMap::new();

@@ -20,11 +20,7 @@ impl Default for Renderer {
 impl Renderer {
     /// A renderer for stdout.
     pub fn new() -> Self {
-        Self {
-            tty: std::io::stdout().is_terminal(),
-            current: String::new(),
-            status_shown: false,
-        }
+        Self { tty: std::io::stdout().is_terminal(), current: String::new(), status_shown: false }
     }
 
     /// Handles one NDJSON object; returns `Some(success)` for a final line.
@@ -45,11 +41,7 @@ impl Renderer {
             }
             Some("failed") | Some("failure") => {
                 self.clear_status();
-                eprintln!(
-                    "{} {}",
-                    self.paint("31", "build failed:"),
-                    v["error"].as_str().unwrap_or("unknown error")
-                );
+                eprintln!("{} {}", self.paint("31", "build failed:"), v["error"].as_str().unwrap_or("unknown error"));
                 Some(false)
             }
             _ => {

@@ -28,9 +28,8 @@ pub fn context_tar(dir: &Path, config: &serde_json::Value) -> io::Result<Vec<u8>
 }
 
 fn add_dir(b: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &str, ignore: &DockerIgnore) -> io::Result<()> {
-    let mut names: Vec<_> = fs::read_dir(root.join(rel))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()?;
+    let mut names: Vec<_> =
+        fs::read_dir(root.join(rel))?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
     names.sort();
     for name in names {
         let child = if rel.is_empty() {

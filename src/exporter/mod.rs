@@ -61,11 +61,7 @@ pub enum ExportError {
 pub fn image_config(lowered: &Lowered, layers: &[LayerRecord], epoch: Option<i64>) -> ImageConfig {
     let mut config = lowered.config.clone();
     config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    let new_layers = lowered
-        .history
-        .iter()
-        .filter(|h| h.node.is_some() && !h.from_base)
-        .count();
+    let new_layers = lowered.history.iter().filter(|h| h.node.is_some() && !h.from_base).count();
     let built = &layers[layers.len().saturating_sub(new_layers)..];
     let stamp = |secs: i64| rfc3339(epoch.unwrap_or(secs));
     let mut built_iter = built.iter();
@@ -91,10 +87,8 @@ pub fn image_config(lowered: &Lowered, layers: &[LayerRecord], epoch: Option<i64
 
 /// The OCI manifest for `config` and `layers`.
 pub fn manifest(config_digest: &Digest, config_size: usize, layers: &[LayerRecord]) -> Vec<u8> {
-    let layers: Vec<_> = layers
-        .iter()
-        .map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size}))
-        .collect();
+    let layers: Vec<_> =
+        layers.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size})).collect();
     let m = json!({
         "schemaVersion": 2,
         "mediaType": MediaType::OCI_MANIFEST,
@@ -117,52 +111,24 @@ pub async fn export(
     let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers);
     let manifest_digest = store.write_blob(&manifest_bytes)?;
     if !input.push {
-        return Ok(Exported {
-            manifest: manifest_digest,
-            config: config_digest,
-            pushed_bytes: 0,
-        });
+        return Ok(Exported { manifest: manifest_digest, config: config_digest, pushed_bytes: 0 });
     }
     let mut pushed_bytes = 0;
     let target = input.target;
-    let push_err = |source| ExportError::Push {
-        target: target.to_string(),
-        source,
-    };
+    let push_err = |source| ExportError::Push { target: target.to_string(), source };
     for layer in input.layers {
         let origin = layer.origin.as_deref().and_then(|o| Reference::parse(o).ok());
-        let outcome = registry
-            .push_blob(target, &layer.digest, store, origin.as_ref())
-            .await
-            .map_err(push_err)?;
-        pushed_bytes += if outcome == PushOutcome::Uploaded {
-            layer.size
-        } else {
-            0
-        };
+        let outcome = registry.push_blob(target, &layer.digest, store, origin.as_ref()).await.map_err(push_err)?;
+        pushed_bytes += if outcome == PushOutcome::Uploaded { layer.size } else { 0 };
         log(format!("pushing layer {} {}", layer.digest, describe(outcome)));
     }
-    let outcome = registry
-        .push_blob(target, &config_digest, store, None)
-        .await
-        .map_err(push_err)?;
-    pushed_bytes += if outcome == PushOutcome::Uploaded {
-        config_bytes.len() as u64
-    } else {
-        0
-    };
+    let outcome = registry.push_blob(target, &config_digest, store, None).await.map_err(push_err)?;
+    pushed_bytes += if outcome == PushOutcome::Uploaded { config_bytes.len() as u64 } else { 0 };
     log(format!("pushing config {config_digest} {}", describe(outcome)));
-    registry
-        .put_manifest(target, &manifest_bytes, MediaType::OCI_MANIFEST)
-        .await
-        .map_err(push_err)?;
+    registry.put_manifest(target, &manifest_bytes, MediaType::OCI_MANIFEST).await.map_err(push_err)?;
     log(format!("pushing manifest for {target}@{manifest_digest}"));
     pushed_bytes += manifest_bytes.len() as u64;
-    Ok(Exported {
-        manifest: manifest_digest,
-        config: config_digest,
-        pushed_bytes,
-    })
+    Ok(Exported { manifest: manifest_digest, config: config_digest, pushed_bytes })
 }
 
 fn describe(o: PushOutcome) -> &'static str {

@@ -21,13 +21,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic at `line`/`column`.
     pub fn new(line: usize, column: usize, message: impl Into<String>, source_line: &str) -> Self {
-        Self {
-            line,
-            column,
-            message: message.into(),
-            source_line: source_line.to_string(),
-            suggestion: None,
-        }
+        Self { line, column, message: message.into(), source_line: source_line.to_string(), suggestion: None }
     }
 
     /// Adds the closest of `candidates` to `word` as a suggestion.

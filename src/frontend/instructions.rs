@@ -56,11 +56,7 @@ pub struct Instruction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     /// `FROM [--platform=p] image [AS name]`.
-    From {
-        image: String,
-        alias: Option<String>,
-        platform: Option<String>,
-    },
+    From { image: String, alias: Option<String>, platform: Option<String> },
     /// `RUN [--mount=…]…` (mount specs kept raw until lowering).
     Run { cmd: CommandForm, mounts: Vec<String> },
     /// `CMD`.
@@ -74,6 +70,8 @@ pub enum Kind {
         chown: Option<String>,
         chmod: Option<String>,
         from: Option<String>,
+        /// Here-document sources: (name, body, expand).
+        inline: Vec<(String, String, bool)>,
     },
     /// `ENV` pairs (raw words).
     Env(Vec<(String, String)>),
@@ -98,10 +96,7 @@ pub enum Kind {
     /// `ONBUILD` trigger text.
     Onbuild(String),
     /// `HEALTHCHECK`.
-    Healthcheck {
-        flags: Vec<(String, String)>,
-        cmd: Option<CommandForm>,
-    },
+    Healthcheck { flags: Vec<(String, String)>, cmd: Option<CommandForm> },
 }
 
 /// A `--name[=value]` flag with its column.
@@ -186,22 +181,17 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "FROM" => parse_from(args, flag("platform"), &err, arg_col)?,
         "RUN" => {
             need_args(1, "at least one argument")?;
-            let mounts = flags
-                .iter()
-                .filter(|f| f.name == "mount")
-                .filter_map(|f| f.value.clone())
-                .collect();
-            Kind::Run {
-                cmd: command_form(args),
-                mounts,
-            }
+            let mounts = flags.iter().filter(|f| f.name == "mount").filter_map(|f| f.value.clone()).collect();
+            let cmd = if l.heredocs.is_empty() { command_form(args) } else { heredoc_run(args, &l.heredocs) };
+            Kind::Run { cmd, mounts }
         }
         "CMD" => Kind::Cmd(command_form(args)),
         "ENTRYPOINT" => Kind::Entrypoint(command_form(args)),
         "COPY" => {
             let mut copy = parse_copy(args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
-            if let Kind::Copy { from, .. } = &mut copy {
+            if let Kind::Copy { from, sources, inline, .. } = &mut copy {
                 *from = flag("from");
+                take_heredoc_sources(sources, inline, &l.heredocs);
             }
             copy
         }
@@ -232,20 +222,46 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "MAINTAINER" => Kind::Maintainer(args.to_string()),
         "ONBUILD" => parse_onbuild(args, &err, arg_col)?,
         "HEALTHCHECK" => parse_healthcheck(args, &flags, &err, arg_col)?,
-        "ADD" => {
-            return Err(err(
-                column,
-                "ADD is not supported by kiln yet; use COPY for local files".into(),
-            ))
-        }
+        "ADD" => return Err(err(column, "ADD is not supported by kiln yet; use COPY for local files".into())),
         _ => unreachable!("keyword list is exhaustive"),
     };
-    Ok(Instruction {
-        line: l.line,
-        text: l.text.clone(),
-        first: l.first.clone(),
-        kind,
-    })
+    Ok(Instruction { line: l.line, text: l.text.clone(), first: l.first.clone(), kind })
+}
+
+/// RUN with here-documents: a lone `<<EOF` runs the body as a script (a
+/// `#!` body is written to a file and executed); otherwise the shell gets
+/// the command and the here-documents as written.
+fn heredoc_run(args: &str, docs: &[super::lexer::Heredoc]) -> CommandForm {
+    let only = args.trim();
+    if docs.len() == 1 && only.starts_with("<<") && !only.contains(char::is_whitespace) {
+        let body = &docs[0].body;
+        if body.starts_with("#!") {
+            return CommandForm::Shell(format!(
+                "f=$(mktemp) && cat > \"$f\" <<'KILN_HEREDOC_EOF'\n{body}KILN_HEREDOC_EOF\nchmod +x \"$f\" && \"$f\"; rc=$?; rm -f \"$f\"; exit $rc"
+            ));
+        }
+        return CommandForm::Shell(body.clone());
+    }
+    let raw: String = docs.iter().map(|d| d.raw.as_str()).collect();
+    CommandForm::Shell(format!("{args}\n{raw}"))
+}
+
+/// Moves `<<NAME` words out of COPY's sources into inline files.
+fn take_heredoc_sources(
+    sources: &mut Vec<String>,
+    inline: &mut Vec<(String, String, bool)>,
+    docs: &[super::lexer::Heredoc],
+) {
+    sources.retain(|w| {
+        if !w.starts_with("<<") {
+            return true;
+        }
+        let Some((name, _, _)) = super::lexer::heredoc_markers(w).into_iter().next() else { return true };
+        if let Some(d) = docs.iter().find(|d| d.name == name) {
+            inline.push((d.name.clone(), d.body.clone(), d.expand));
+        }
+        false
+    });
 }
 
 type ErrFn<'a> = dyn Fn(usize, String) -> Diagnostic + 'a;
@@ -253,17 +269,11 @@ type ErrFn<'a> = dyn Fn(usize, String) -> Diagnostic + 'a;
 fn parse_from(args: &str, platform: Option<String>, err: &ErrFn, col: usize) -> Result<Kind, Diagnostic> {
     let words: Vec<&str> = args.split_whitespace().collect();
     match words.as_slice() {
-        [image] => Ok(Kind::From {
-            image: image.to_string(),
-            alias: None,
-            platform,
-        }),
+        [image] => Ok(Kind::From { image: image.to_string(), alias: None, platform }),
         [image, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
             let name = name.to_ascii_lowercase();
             let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
             if !valid {
                 return Err(err(
                     col,
@@ -272,11 +282,7 @@ fn parse_from(args: &str, platform: Option<String>, err: &ErrFn, col: usize) -> 
                     ),
                 ));
             }
-            Ok(Kind::From {
-                image: image.to_string(),
-                alias: Some(name),
-                platform,
-            })
+            Ok(Kind::From { image: image.to_string(), alias: Some(name), platform })
         }
         _ => Err(err(col, "FROM requires either one or three arguments".into())),
     }
@@ -302,13 +308,7 @@ fn parse_copy(
         ));
     }
     let dest = words.pop().expect("two or more words");
-    Ok(Kind::Copy {
-        sources: words,
-        dest,
-        chown,
-        chmod,
-        from: None,
-    })
+    Ok(Kind::Copy { sources: words, dest, chown, chmod, from: None, inline: Vec::new() })
 }
 
 fn split_arg(word: String) -> (String, Option<String>) {
@@ -360,24 +360,15 @@ fn parse_onbuild(args: &str, err: &ErrFn, col: usize) -> Result<Kind, Diagnostic
 }
 
 fn parse_healthcheck(args: &str, flags: &[Flag], err: &ErrFn, col: usize) -> Result<Kind, Diagnostic> {
-    let pairs = flags
-        .iter()
-        .map(|f| (f.name.clone(), f.value.clone().unwrap_or_default()))
-        .collect();
+    let pairs = flags.iter().map(|f| (f.name.clone(), f.value.clone().unwrap_or_default())).collect();
     let (word, rest) = match args.find(char::is_whitespace) {
         Some(i) => (&args[..i], args[i..].trim()),
         None => (args, ""),
     };
     match word.to_ascii_uppercase().as_str() {
-        "NONE" if rest.is_empty() && flags.is_empty() => Ok(Kind::Healthcheck {
-            flags: pairs,
-            cmd: None,
-        }),
+        "NONE" if rest.is_empty() && flags.is_empty() => Ok(Kind::Healthcheck { flags: pairs, cmd: None }),
         "NONE" => Err(err(col, "HEALTHCHECK NONE takes no arguments".into())),
-        "CMD" if !rest.is_empty() => Ok(Kind::Healthcheck {
-            flags: pairs,
-            cmd: Some(command_form(rest)),
-        }),
+        "CMD" if !rest.is_empty() => Ok(Kind::Healthcheck { flags: pairs, cmd: Some(command_form(rest)) }),
         _ => Err(err(col, "HEALTHCHECK requires CMD <command> or NONE".into())),
     }
 }

@@ -14,6 +14,87 @@ pub struct LogicalLine {
     pub text: String,
     /// The first physical line, for diagnostics.
     pub first: String,
+    /// Here-documents that follow the line (RUN, COPY, ADD only).
+    pub heredocs: Vec<Heredoc>,
+}
+
+/// One here-document (`<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heredoc {
+    /// The delimiter word.
+    pub name: String,
+    /// The body, with a final newline (`<<-`: leading tabs stripped).
+    pub body: String,
+    /// False when the delimiter was quoted (no expansion).
+    pub expand: bool,
+    /// The lines as written, terminator included, for passing to a shell.
+    pub raw: String,
+}
+
+/// The here-document markers in `text`, in order: (name, quoted, strip tabs).
+pub fn heredoc_markers(text: &str) -> Vec<(String, bool, bool)> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("<<") {
+        let mut j = i + pos + 2;
+        if bytes.get(j) == Some(&b'<') {
+            i = j + 1;
+            continue;
+        }
+        let strip = bytes.get(j) == Some(&b'-');
+        if strip {
+            j += 1;
+        }
+        let quote = bytes.get(j).copied().filter(|q| *q == b'"' || *q == b'\'');
+        if quote.is_some() {
+            j += 1;
+        }
+        let start = j;
+        while bytes.get(j).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+            j += 1;
+        }
+        if j > start && (quote.is_none() || bytes.get(j).copied() == quote) {
+            out.push((text[start..j].to_string(), quote.is_some(), strip));
+            j += usize::from(quote.is_some());
+        }
+        i = j.max(i + pos + 2);
+    }
+    out
+}
+
+fn takes_heredocs(text: &str) -> bool {
+    let word = text.split_whitespace().next().unwrap_or("");
+    ["RUN", "COPY", "ADD"].iter().any(|k| word.eq_ignore_ascii_case(k))
+}
+
+/// Reads the bodies of `markers` from the lines after `*idx`.
+fn read_heredocs(
+    physical: &[&str],
+    idx: &mut usize,
+    markers: Vec<(String, bool, bool)>,
+    line: usize,
+) -> Result<Vec<Heredoc>, Diagnostic> {
+    let mut out = Vec::new();
+    for (name, quoted, strip) in markers {
+        let (mut body, mut raw) = (String::new(), String::new());
+        loop {
+            let Some(l) = physical.get(*idx) else {
+                return Err(Diagnostic::new(line, 1, format!("unterminated heredoc {name}"), physical[line - 1]));
+            };
+            *idx += 1;
+            raw.push_str(l);
+            raw.push('\n');
+            let content = if strip { l.trim_start_matches('\t') } else { l };
+            if content == name {
+                break;
+            }
+            body.push_str(content);
+            body.push('\n');
+        }
+        out.push(Heredoc { name, body, expand: !quoted, raw });
+    }
+    Ok(out)
 }
 
 /// Lexer output.
@@ -33,9 +114,7 @@ fn directive(line: &str) -> Option<(String, String)> {
     let body = line.trim().strip_prefix('#')?;
     let (name, value) = body.split_once('=')?;
     let name = name.trim().to_ascii_lowercase();
-    DIRECTIVES
-        .contains(&name.as_str())
-        .then(|| (name, value.trim().to_string()))
+    DIRECTIVES.contains(&name.as_str()).then(|| (name, value.trim().to_string()))
 }
 
 /// Lexes `text`.
@@ -92,17 +171,12 @@ pub fn lex(text: &str) -> Result<Lexed, Diagnostic> {
                 }
             }
         }
-        lines.push(LogicalLine {
-            line: start + 1,
-            text: text.trim().to_string(),
-            first: raw.to_string(),
-        });
+        let text = text.trim().to_string();
+        let markers = if takes_heredocs(&text) { heredoc_markers(&text) } else { Vec::new() };
+        let heredocs = read_heredocs(&physical, &mut idx, markers, start + 1)?;
+        lines.push(LogicalLine { line: start + 1, text, first: raw.to_string(), heredocs });
     }
-    Ok(Lexed {
-        escape,
-        directives,
-        lines,
-    })
+    Ok(Lexed { escape, directives, lines })
 }
 
 /// Skips comment and empty lines inside a continuation.
@@ -146,5 +220,27 @@ mod tests {
         let l = lex("# escape=`\nFROM a\nRUN dir `\n c:\\\n").unwrap();
         assert_eq!(l.escape, '`');
         assert_eq!(l.lines[1].text, "RUN dir  c:\\");
+    }
+}
+
+#[cfg(test)]
+mod heredoc_tests {
+    use super::*;
+
+    #[test]
+    fn reads_heredoc_bodies() {
+        let src =
+            "FROM a\nRUN <<EOF\necho $HOME\nEOF\nCOPY <<-'A' <<B /dest/\n\tx\n\tA\ny\nB\nRUN cat <<<notaheredoc\n";
+        let l = lex(src).unwrap();
+        assert_eq!(l.lines.len(), 4);
+        let run = &l.lines[1].heredocs;
+        assert_eq!((run[0].name.as_str(), run[0].body.as_str(), run[0].expand), ("EOF", "echo $HOME\n", true));
+        let copy = &l.lines[2].heredocs;
+        assert_eq!((copy[0].body.as_str(), copy[0].expand), ("x\n", false));
+        assert_eq!((copy[1].name.as_str(), copy[1].body.as_str()), ("B", "y\n"));
+        assert!(l.lines[3].heredocs.is_empty());
+        let err = lex("FROM a\nRUN <<EOF\nnever ends\n").unwrap_err();
+        assert!(err.message.contains("unterminated heredoc EOF"), "{err}");
+        assert_eq!(err.line, 2);
     }
 }

@@ -37,11 +37,7 @@ impl Platform {
             "arm" => "arm",
             other => other,
         };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: None,
-        }
+        Platform { os: "linux".into(), architecture: architecture.into(), variant: None }
     }
 }
 
@@ -123,11 +119,7 @@ struct Plan<'a> {
 }
 
 fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnostic> {
-    let first_from = df
-        .instructions
-        .iter()
-        .position(|i| matches!(i.kind, Kind::From { .. }))
-        .expect("parse checked");
+    let first_from = df.instructions.iter().position(|i| matches!(i.kind, Kind::From { .. })).expect("parse checked");
     let meta_vars = meta::global_args(&df.instructions[..first_from], opts, df.escape)?;
     let mut stages: Vec<StagePlan> = Vec::new();
     let mut idx = first_from;
@@ -137,31 +129,17 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
             .iter()
             .position(|i| matches!(i.kind, Kind::From { .. }))
             .map_or(df.instructions.len(), |p| idx + 1 + p);
-        let Kind::From { image, alias, .. } = &from.kind else {
-            unreachable!("stage starts with FROM")
-        };
+        let Kind::From { image, alias, .. } = &from.kind else { unreachable!("stage starts with FROM") };
         let lookup = |n: &str| meta_vars.get(n).cloned();
         let image =
             process_word(image, &lookup, df.escape).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
         if image.is_empty() {
-            return Err(Diagnostic::new(
-                from.line,
-                1,
-                "base name (FROM) should not be blank",
-                &from.first,
-            ));
+            return Err(Diagnostic::new(from.line, 1, "base name (FROM) should not be blank", &from.first));
         }
-        let parent = stages
-            .iter()
-            .position(|s| s.alias.as_deref() == Some(image.to_ascii_lowercase().as_str()));
+        let parent = stages.iter().position(|s| s.alias.as_deref() == Some(image.to_ascii_lowercase().as_str()));
         if let Some(a) = alias {
             if stages.iter().any(|s| s.alias.as_ref() == Some(a)) {
-                return Err(Diagnostic::new(
-                    from.line,
-                    1,
-                    format!("duplicate stage name {a:?}"),
-                    &from.first,
-                ));
+                return Err(Diagnostic::new(from.line, 1, format!("duplicate stage name {a:?}"), &from.first));
             }
         }
         stages.push(StagePlan {
@@ -179,13 +157,10 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
         None => stages.len() - 1,
         Some(t) => {
             let t = t.to_ascii_lowercase();
-            stages
-                .iter()
-                .position(|s| s.alias.as_deref() == Some(t.as_str()))
-                .ok_or_else(|| {
-                    let names: Vec<&str> = stages.iter().filter_map(|s| s.alias.as_deref()).collect();
-                    Diagnostic::new(1, 1, format!("target stage {t:?} could not be found"), "").suggest(&t, names)
-                })?
+            stages.iter().position(|s| s.alias.as_deref() == Some(t.as_str())).ok_or_else(|| {
+                let names: Vec<&str> = stages.iter().filter_map(|s| s.alias.as_deref()).collect();
+                Diagnostic::new(1, 1, format!("target stage {t:?} could not be found"), "").suggest(&t, names)
+            })?
         }
     };
     let mut reachable = vec![false; stages.len()];
@@ -202,11 +177,7 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
     }
     stages.truncate(target + 1);
     reachable.truncate(target + 1);
-    Ok(Plan {
-        stages,
-        reachable,
-        meta: meta_vars,
-    })
+    Ok(Plan { stages, reachable, meta: meta_vars })
 }
 
 /// A registry image the target needs, with the FROM line naming it.
@@ -253,11 +224,7 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
         });
         for (image, instr) in from_image.into_iter().chain(copy_images) {
             if !out.iter().any(|b| &b.image == image) {
-                out.push(BaseImageRef {
-                    image: image.clone(),
-                    line: instr.line,
-                    source_line: instr.first.clone(),
-                });
+                out.push(BaseImageRef { image: image.clone(), line: instr.line, source_line: instr.first.clone() });
             }
         }
     }
@@ -266,11 +233,7 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
 
 /// Lowers the target stage (and what it depends on) to an op graph.
 pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) -> Result<Lowered, Diagnostic> {
-    let Plan {
-        stages,
-        reachable,
-        meta: meta_vars,
-    } = plan(df, opts)?;
+    let Plan { stages, reachable, meta: meta_vars } = plan(df, opts)?;
     let aliases: Vec<Option<String>> = stages.iter().map(|s| s.alias.clone()).collect();
     let mut def = Definition::default();
     let mut built: Vec<Option<stage::StageState>> = Vec::new();
@@ -303,22 +266,12 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
         built.push(Some(stage::lower_stage(&mut def, base, s.body, &ctx)?));
     }
     let last = built.pop().flatten().expect("the target stage is reachable");
-    Ok(Lowered {
-        definition: def,
-        root: last.node,
-        config: last.config,
-        history: last.history,
-    })
+    Ok(Lowered { definition: def, root: last.node, config: last.config, history: last.history })
 }
 
 /// A history entry for a new instruction.
 fn history(created_by: String, empty_layer: bool) -> History {
-    History {
-        created: None,
-        created_by: Some(created_by),
-        comment: None,
-        empty_layer,
-    }
+    History { created: None, created_by: Some(created_by), comment: None, empty_layer }
 }
 
 #[cfg(test)]

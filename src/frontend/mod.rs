@@ -32,11 +32,8 @@ pub fn parse(text: &str) -> Result<Dockerfile, Diagnostic> {
         return Err(Diagnostic::new(1, 1, "the Dockerfile cannot be empty", ""));
     }
     let lexed = lexer::lex(text)?;
-    let instructions = lexed
-        .lines
-        .iter()
-        .map(|l| instructions::parse_line(l, lexed.escape))
-        .collect::<Result<Vec<_>, _>>()?;
+    let instructions =
+        lexed.lines.iter().map(|l| instructions::parse_line(l, lexed.escape)).collect::<Result<Vec<_>, _>>()?;
     if instructions.is_empty() {
         return Err(Diagnostic::new(1, 1, "file with no instructions", ""));
     }
@@ -53,9 +50,5 @@ pub fn parse(text: &str) -> Result<Dockerfile, Diagnostic> {
     } else {
         return Err(Diagnostic::new(1, 1, "dockerfile contains no stages to build", ""));
     }
-    Ok(Dockerfile {
-        escape: lexed.escape,
-        directives: lexed.directives,
-        instructions,
-    })
+    Ok(Dockerfile { escape: lexed.escape, directives: lexed.directives, instructions })
 }

@@ -17,12 +17,7 @@ impl<F: Fn(&str) -> Option<String>> Vars for F {
 
 /// Expands one word, removing quotes.
 pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String, String> {
-    let mut s = Scanner {
-        chars: text.chars().collect(),
-        pos: 0,
-        escape,
-        vars,
-    };
+    let mut s = Scanner { chars: text.chars().collect(), pos: 0, escape, vars };
     let words = s.process(false, None)?;
     Ok(words.into_iter().next().unwrap_or_default())
 }
@@ -30,12 +25,7 @@ pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String,
 /// Expands text into words split on unquoted whitespace (also inside
 /// unquoted expansion results).
 pub fn process_words(text: &str, vars: &dyn Vars, escape: char) -> Result<Vec<String>, String> {
-    let mut s = Scanner {
-        chars: text.chars().collect(),
-        pos: 0,
-        escape,
-        vars,
-    };
+    let mut s = Scanner { chars: text.chars().collect(), pos: 0, escape, vars };
     s.process(true, None)
 }
 
@@ -340,9 +330,36 @@ mod tests {
 
     #[test]
     fn raw_split_keeps_quotes() {
-        assert_eq!(
-            split_raw(r#"a="b c" d=e\ f g='h i'"#, '\\'),
-            [r#"a="b c""#, r"d=e\ f", "g='h i'"]
-        );
+        assert_eq!(split_raw(r#"a="b c" d=e\ f g='h i'"#, '\\'), [r#"a="b c""#, r"d=e\ f", "g='h i'"]);
+    }
+}
+
+/// Expands a here-document body the way BuildKit does for `COPY <<EOF`:
+/// `$V`/`${…}` are expanded and `\$` gives `$`; quotes and every other
+/// character stay as written.
+pub fn expand_heredoc(text: &str, vars: &dyn Vars, escape: char) -> Result<String, String> {
+    let mut s = Scanner { chars: text.chars().collect(), pos: 0, escape, vars };
+    let mut out = String::new();
+    while let Some(c) = s.next() {
+        match c {
+            c if c == escape && s.peek() == Some('$') => {
+                s.pos += 1;
+                out.push('$');
+            }
+            '$' => out.push_str(&s.dollar()?),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod heredoc_tests {
+    use super::*;
+
+    #[test]
+    fn heredoc_bodies_keep_quotes() {
+        let vars = |n: &str| (n == "A").then(|| "a".to_string());
+        assert_eq!(expand_heredoc("x='$A' \"${A}\" \\$A \\n\n", &vars, '\\').unwrap(), "x='a' \"a\" $A \\n\n");
     }
 }

@@ -44,10 +44,7 @@ pub struct RootFs {
 
 impl Default for RootFs {
     fn default() -> Self {
-        Self {
-            kind: "layers".into(),
-            diff_ids: Vec::new(),
-        }
+        Self { kind: "layers".into(), diff_ids: Vec::new() }
     }
 }
 
@@ -137,11 +134,7 @@ pub struct HealthConfig {
 impl ContainerConfig {
     /// Looks up an environment variable.
     pub fn env_get(&self, key: &str) -> Option<&str> {
-        self.env
-            .as_ref()?
-            .iter()
-            .rev()
-            .find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
+        self.env.as_ref()?.iter().rev().find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
     }
 
     /// Sets (replacing) an environment variable, keeping first-set order.

@@ -111,6 +111,18 @@ pub struct CopyAction {
     /// build context. Input 0 is always the node's parent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_input: Option<usize>,
+    /// Files given inline as here-documents (`COPY <<EOF`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline: Vec<InlineFile>,
+}
+
+/// A file whose content is in the Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineFile {
+    /// File name (used when the destination is a directory).
+    pub name: String,
+    /// Content (already expanded).
+    pub content: String,
 }
 
 /// Where a node came from, for logs and errors. Not part of any digest.
@@ -155,10 +167,7 @@ struct Canonical<'a> {
 impl Definition {
     /// Appends a node; its inputs must already exist.
     pub fn push(&mut self, op: Op, inputs: Vec<NodeId>, source: Option<SourceLoc>) -> NodeId {
-        assert!(
-            inputs.iter().all(|i| *i < self.nodes.len()),
-            "inputs must precede the node"
-        );
+        assert!(inputs.iter().all(|i| *i < self.nodes.len()), "inputs must precede the node");
         self.nodes.push(Node { op, inputs, source });
         self.nodes.len() - 1
     }
@@ -167,10 +176,7 @@ impl Definition {
     pub fn digests(&self) -> Vec<Digest> {
         let mut out: Vec<Digest> = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
-            let canonical = Canonical {
-                op: &node.op,
-                inputs: node.inputs.iter().map(|i| &out[*i]).collect(),
-            };
+            let canonical = Canonical { op: &node.op, inputs: node.inputs.iter().map(|i| &out[*i]).collect() };
             let bytes = serde_json::to_vec(&canonical).expect("ops serialize");
             out.push(Digest::of(&bytes));
         }
@@ -197,26 +203,12 @@ mod tests {
     use super::*;
 
     fn exec(cmd: &str) -> Op {
-        Op::Exec(ExecOp {
-            args: vec![cmd.into()],
-            env: vec![],
-            cwd: "/".into(),
-            user: String::new(),
-            secrets: vec![],
-        })
+        Op::Exec(ExecOp { args: vec![cmd.into()], env: vec![], cwd: "/".into(), user: String::new(), secrets: vec![] })
     }
 
     #[test]
     fn digests_ignore_source_locations_and_follow_inputs() {
-        let loc = |line| {
-            Some(SourceLoc {
-                line,
-                text: "RUN x".into(),
-                stage: "0".into(),
-                step: 1,
-                steps: 1,
-            })
-        };
+        let loc = |line| Some(SourceLoc { line, text: "RUN x".into(), stage: "0".into(), step: 1, steps: 1 });
         let mut a = Definition::default();
         let a0 = a.push(exec("a"), vec![], loc(1));
         a.push(exec("b"), vec![a0], loc(2));

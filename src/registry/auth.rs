@@ -69,11 +69,7 @@ impl Credentials {
                 }
             }
         }
-        creds.store = v
-            .get("credsStore")
-            .and_then(|s| s.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+        creds.store = v.get("credsStore").and_then(|s| s.as_str()).filter(|s| !s.is_empty()).map(str::to_string);
         Ok(creds)
     }
 
@@ -85,10 +81,7 @@ impl Credentials {
 
     /// The helper configured for a registry, if any.
     pub fn helper_for(&self, registry: &str) -> Option<&str> {
-        self.helpers
-            .get(&normalize_host(registry))
-            .or(self.store.as_ref())
-            .map(String::as_str)
+        self.helpers.get(&normalize_host(registry)).or(self.store.as_ref()).map(String::as_str)
     }
 
     /// The credential for a registry host (blocking when a helper runs).
@@ -107,13 +100,7 @@ impl Credentials {
 }
 
 fn parse_entry(entry: &serde_json::Value) -> Result<Option<Credential>, String> {
-    let s = |k: &str| {
-        entry
-            .get(k)
-            .and_then(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
+    let s = |k: &str| entry.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
     if let Some(token) = s("identitytoken") {
         return Ok(Some(Credential::IdentityToken(token)));
     }
@@ -122,13 +109,8 @@ fn parse_entry(entry: &serde_json::Value) -> Result<Option<Credential>, String> 
             .decode(auth.trim())
             .map_err(|_| "docker config.json: an `auth` value is not base64".to_string())?;
         let text = String::from_utf8(decoded).map_err(|_| "docker config.json: `auth` is not UTF-8".to_string())?;
-        let (u, p) = text
-            .split_once(':')
-            .ok_or("docker config.json: `auth` must be base64(user:password)")?;
-        return Ok(Some(Credential::Basic {
-            username: u.into(),
-            password: p.into(),
-        }));
+        let (u, p) = text.split_once(':').ok_or("docker config.json: `auth` must be base64(user:password)")?;
+        return Ok(Some(Credential::Basic { username: u.into(), password: p.into() }));
     }
     match (s("username"), s("password")) {
         (Some(username), Some(password)) => Ok(Some(Credential::Basic { username, password })),
@@ -142,11 +124,7 @@ pub enum Challenge {
     /// `Basic realm=…`.
     Basic,
     /// `Bearer realm=…,service=…,scope=…`.
-    Bearer {
-        realm: String,
-        service: Option<String>,
-        scope: Option<String>,
-    },
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
 }
 
 /// Parses a challenge header value.
@@ -173,11 +151,7 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
         map.insert(key, value.to_string());
         rest = remaining;
     }
-    Some(Challenge::Bearer {
-        realm: map.remove("realm")?,
-        service: map.remove("service"),
-        scope: map.remove("scope"),
-    })
+    Some(Challenge::Bearer { realm: map.remove("realm")?, service: map.remove("service"), scope: map.remove("scope") })
 }
 
 #[cfg(test)]
@@ -188,20 +162,14 @@ mod tests {
     fn reads_docker_config_and_challenges() {
         let cfg = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"127.0.0.1:5001":{"username":"tester","password":"s3cret"},"ghcr.io":{"identitytoken":"tok"}}}"#;
         let c = Credentials::from_docker_config(cfg).unwrap();
-        let basic = Credential::Basic {
-            username: "user".into(),
-            password: "pass".into(),
-        };
+        let basic = Credential::Basic { username: "user".into(), password: "pass".into() };
         assert_eq!(c.get("docker.io"), Ok(Some(basic)));
         assert!(matches!(c.get("127.0.0.1:5001"), Ok(Some(Credential::Basic { .. }))));
         assert_eq!(c.get("ghcr.io"), Ok(Some(Credential::IdentityToken("tok".into()))));
         assert_eq!(c.get("quay.io"), Ok(None));
         let h =
             Credentials::from_docker_config(br#"{"credHelpers":{"a.io":"ecr-login"},"credsStore":"pass"}"#).unwrap();
-        assert_eq!(
-            (h.helper_for("a.io"), h.helper_for("b.io")),
-            (Some("ecr-login"), Some("pass"))
-        );
+        assert_eq!((h.helper_for("a.io"), h.helper_for("b.io")), (Some("ecr-login"), Some("pass")));
         let ch = parse_challenge(
             r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
         );
@@ -213,10 +181,7 @@ mod tests {
                 scope: Some("repository:library/busybox:pull".into())
             })
         );
-        assert_eq!(
-            parse_challenge(r#"Basic realm="test-registry""#),
-            Some(Challenge::Basic)
-        );
+        assert_eq!(parse_challenge(r#"Basic realm="test-registry""#), Some(Challenge::Basic));
         assert!(Credentials::from_docker_config(b"{").is_err());
     }
 }

@@ -89,13 +89,7 @@ fn registry_error_text(body: &str) -> String {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| {
-                    format!(
-                        "{} {}",
-                        e["code"].as_str().unwrap_or(""),
-                        e["message"].as_str().unwrap_or("")
-                    )
-                })
+                .map(|e| format!("{} {}", e["code"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or("")))
                 .collect()
         })
         .unwrap_or_default();
@@ -107,10 +101,7 @@ fn registry_error_text(body: &str) -> String {
 }
 
 fn is_loopback(host: &str) -> bool {
-    let h = host.rsplit_once(':').map_or(
-        host,
-        |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host },
-    );
+    let h = host.rsplit_once(':').map_or(host, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host });
     h == "localhost" || h.starts_with("127.") || h == "[::1]"
 }
 
@@ -122,20 +113,13 @@ impl RegistryClient {
             .connect_timeout(std::time::Duration::from_secs(15))
             .build()
             .map_err(|e| Error::Invalid(format!("http client: {e}")))?;
-        Ok(Self {
-            http,
-            opts,
-            auth: Mutex::new(HashMap::new()),
-        })
+        Ok(Self { http, opts, auth: Mutex::new(HashMap::new()) })
     }
 
     /// Where pulls of `r` go: its mirror, when one is configured.
     pub fn pull_route(&self, r: &Reference) -> Reference {
         match self.opts.mirrors.get(&r.registry) {
-            Some(mirror) => Reference {
-                registry: mirror.clone(),
-                ..r.clone()
-            },
+            Some(mirror) => Reference { registry: mirror.clone(), ..r.clone() },
             None => r.clone(),
         }
     }
@@ -156,36 +140,21 @@ impl RegistryClient {
         push: bool,
         make: &(dyn Fn() -> Result<RequestBuilder> + Sync),
     ) -> Result<Response> {
-        let scope = format!(
-            "repository:{}:{}",
-            r.repository,
-            if push { "pull,push" } else { "pull" }
-        );
+        let scope = format!("repository:{}:{}", r.repository, if push { "pull,push" } else { "pull" });
         let key = format!("{}|{scope}", r.registry);
         let cached = self.auth.lock().expect("auth lock").get(&key).cloned();
         let mut req = make()?;
         if let Some(h) = &cached {
             req = req.header(AUTHORIZATION, h);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(unavailable(&format!("connect to {}", r.registry)))?;
+        let resp = req.send().await.map_err(unavailable(&format!("connect to {}", r.registry)))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        let challenge = resp
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_challenge);
+        let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
         let header = self.authorize(r, challenge, &scope).await?;
         self.auth.lock().expect("auth lock").insert(key, header.clone());
-        let resp = make()?
-            .header(AUTHORIZATION, header)
-            .send()
-            .await
-            .map_err(unavailable(&r.registry))?;
+        let resp = make()?.header(AUTHORIZATION, header).send().await.map_err(unavailable(&r.registry))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(Error::Unauthorized(format!(
                 "{}: the registry refused the configured credentials",
@@ -202,24 +171,15 @@ impl RegistryClient {
             .map_err(|e| Error::Invalid(e.to_string()))?
             .map_err(|e| Error::Unauthorized(format!("{}: {e}", r.registry)))?;
         match challenge {
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope: asked,
-            }) => {
+            Some(Challenge::Bearer { realm, service, scope: asked }) => {
                 let scope = asked.as_deref().unwrap_or(scope);
-                let token = self
-                    .bearer_token(r, &realm, service.as_deref(), scope, cred.as_ref())
-                    .await?;
+                let token = self.bearer_token(r, &realm, service.as_deref(), scope, cred.as_ref()).await?;
                 Ok(format!("Bearer {token}"))
             }
             Some(Challenge::Basic) | None => match cred {
                 Some(Credential::Basic { username, password }) => {
                     let raw = format!("{username}:{password}");
-                    Ok(format!(
-                        "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(raw)
-                    ))
+                    Ok(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
                 }
                 _ => Err(Error::Unauthorized(format!(
                     "{}: authentication required and no credentials are configured for it (docker config.json)",
@@ -248,10 +208,7 @@ impl RegistryClient {
                     ("client_id", "kiln"),
                 ];
                 form.extend(service.map(|s| ("service", s)));
-                self.http
-                    .post(realm)
-                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(form_encode(&form))
+                self.http.post(realm).header(CONTENT_TYPE, "application/x-www-form-urlencoded").body(form_encode(&form))
             }
             other => {
                 let mut req = self.http.get(realm).query(&[("scope", scope)]);
@@ -264,17 +221,12 @@ impl RegistryClient {
                 req
             }
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(unavailable(&format!("token service {realm}")))?;
+        let resp = req.send().await.map_err(unavailable(&format!("token service {realm}")))?;
         let resp = check(resp, &format!("get a token for {} from {realm}", r.registry)).await?;
         let body = resp.bytes().await.map_err(unavailable("token response"))?;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let token = v["token"].as_str().or(v["access_token"].as_str());
-        token
-            .map(str::to_string)
-            .ok_or_else(|| Error::Protocol(format!("token service {realm} returned no token")))
+        token.map(str::to_string).ok_or_else(|| Error::Protocol(format!("token service {realm} returned no token")))
     }
 
     /// Resolves a tag or digest to the manifest for `platform`.
@@ -287,10 +239,7 @@ impl RegistryClient {
                 let index: ImageIndex = serde_json::from_slice(&bytes)
                     .map_err(|e| Error::Protocol(format!("{r}: bad image index: {e}")))?;
                 let entry = pick_platform(&index, platform).ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "{r}: no image for platform {}/{}",
-                        platform.os, platform.architecture
-                    ))
+                    Error::NotFound(format!("{r}: no image for platform {}/{}", platform.os, platform.architecture))
                 })?;
                 let (d, _, b) = self.get_manifest(&r.with_digest(&entry.digest)).await?;
                 (d, parse_manifest(r, &b)?)
@@ -298,32 +247,15 @@ impl RegistryClient {
             _ => (digest, parse_manifest(r, &bytes)?),
         };
         let config = self.get_small_blob(r, &manifest.config).await?;
-        Ok(Resolved {
-            digest,
-            manifest,
-            config,
-        })
+        Ok(Resolved { digest, manifest, config })
     }
 
     async fn get_manifest(&self, r: &Reference) -> Result<(Digest, String, Vec<u8>)> {
         let url = self.url(r, &format!("manifests/{}", r.reference()));
-        let resp = self
-            .send(r, false, &|| {
-                Ok(self.http.get(&url).header(ACCEPT, MediaType::accept()))
-            })
-            .await?;
+        let resp = self.send(r, false, &|| Ok(self.http.get(&url).header(ACCEPT, MediaType::accept()))).await?;
         let resp = check(resp, &format!("pull {r}")).await?;
-        let ct = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(unavailable(&format!("read manifest {r}")))?
-            .to_vec();
+        let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let bytes = resp.bytes().await.map_err(unavailable(&format!("read manifest {r}")))?.to_vec();
         let digest = Digest::of(&bytes);
         if let Some(want) = &r.digest {
             if want != digest.as_str() {
@@ -344,10 +276,7 @@ impl RegistryClient {
         let resp = check(resp, &format!("fetch {} from {r}", desc.digest)).await?;
         let bytes = resp.bytes().await.map_err(unavailable("read blob"))?.to_vec();
         if Digest::of(&bytes).as_str() != desc.digest {
-            return Err(Error::Protocol(format!(
-                "{r}: blob {} failed digest verification",
-                desc.digest
-            )));
+            return Err(Error::Protocol(format!("{r}: blob {} failed digest verification", desc.digest)));
         }
         Ok(bytes)
     }
@@ -369,10 +298,7 @@ impl RegistryClient {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(unavailable("download layer"))?;
             writer.write_all(&chunk).map_err(|e| {
-                Error::Storage(kiln_snapshotter::Error::Io {
-                    context: "write layer".into(),
-                    source: e,
-                })
+                Error::Storage(kiln_snapshotter::Error::Io { context: "write layer".into(), source: e })
             })?;
         }
         let n = writer.written();
@@ -408,9 +334,7 @@ impl RegistryClient {
         if let Some(src) = mount_from.filter(|s| s.registry == r.registry && s.repository != r.repository) {
             start = format!("{start}?mount={digest}&from={}", src.repository);
         }
-        let resp = self
-            .send(r, true, &|| Ok(self.http.post(&start).header(CONTENT_LENGTH, 0)))
-            .await?;
+        let resp = self.send(r, true, &|| Ok(self.http.post(&start).header(CONTENT_LENGTH, 0))).await?;
         let resp = check(resp, &format!("start upload to {r}")).await?;
         if resp.status() == StatusCode::CREATED {
             return Ok(PushOutcome::Mounted);
@@ -419,15 +343,10 @@ impl RegistryClient {
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
         let path = store.blob_path(digest);
-        let size = store
-            .info(digest)?
-            .ok_or_else(|| Error::Invalid(format!("blob {digest} missing locally")))?;
+        let size = store.info(digest)?.ok_or_else(|| Error::Invalid(format!("blob {digest} missing locally")))?;
         let make = || -> Result<RequestBuilder> {
             let file = std::fs::File::open(&path).map_err(|e| {
-                Error::Storage(kiln_snapshotter::Error::Io {
-                    context: format!("open {digest}"),
-                    source: e,
-                })
+                Error::Storage(kiln_snapshotter::Error::Io { context: format!("open {digest}"), source: e })
             })?;
             Ok(self
                 .http
@@ -476,11 +395,7 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
             })
             .collect::<String>()
     };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
 }
 
 fn parse_manifest(r: &Reference, bytes: &[u8]) -> Result<ImageManifest> {

@@ -38,11 +38,7 @@ pub fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, St
     if !valid {
         return Err(format!("invalid credential helper name {helper:?}"));
     }
-    let server = if registry == "docker.io" {
-        "https://index.docker.io/v1/"
-    } else {
-        registry
-    };
+    let server = if registry == "docker.io" { "https://index.docker.io/v1/" } else { registry };
     let program = format!("docker-credential-{helper}");
     let mut child = Command::new(&program)
         .arg("get")
@@ -59,11 +55,7 @@ pub fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, St
             return Ok(None);
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "{program} get {server} failed ({}): {}",
-            out.status,
-            stderr.trim()
-        ));
+        return Err(format!("{program} get {server} failed ({}): {}", out.status, stderr.trim()));
     }
     let v: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| format!("{program}: bad output: {e}"))?;
     let user = v["Username"].as_str().unwrap_or("").to_string();
@@ -71,10 +63,7 @@ pub fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, St
     Ok(match (user.as_str(), secret.is_empty()) {
         (_, true) => None,
         ("<token>", false) => Some(Credential::IdentityToken(secret)),
-        _ => Some(Credential::Basic {
-            username: user,
-            password: secret,
-        }),
+        _ => Some(Credential::Basic { username: user, password: secret }),
     })
 }
 
@@ -88,26 +77,16 @@ pub fn serve_broker(sock: UnixStream) {
         let Ok(line) = line else { return };
         let reply = match serde_json::from_str::<Request>(&line) {
             Ok(req) => match run_helper(&req.helper, &req.registry) {
-                Ok(Some(Credential::Basic { username, password })) => Reply {
-                    username: Some(username),
-                    secret: Some(password),
-                    error: None,
-                },
-                Ok(Some(Credential::IdentityToken(t))) => Reply {
-                    username: Some("<token>".into()),
-                    secret: Some(t),
-                    error: None,
-                },
+                Ok(Some(Credential::Basic { username, password })) => {
+                    Reply { username: Some(username), secret: Some(password), error: None }
+                }
+                Ok(Some(Credential::IdentityToken(t))) => {
+                    Reply { username: Some("<token>".into()), secret: Some(t), error: None }
+                }
                 Ok(None) => Reply::default(),
-                Err(e) => Reply {
-                    error: Some(e),
-                    ..Default::default()
-                },
+                Err(e) => Reply { error: Some(e), ..Default::default() },
             },
-            Err(e) => Reply {
-                error: Some(format!("bad broker request: {e}")),
-                ..Default::default()
-            },
+            Err(e) => Reply { error: Some(format!("bad broker request: {e}")), ..Default::default() },
         };
         let mut out = serde_json::to_vec(&reply).expect("reply serializes");
         out.push(b'\n');
@@ -130,10 +109,7 @@ impl BrokerClient {
     /// Wraps the server's end of the socketpair.
     pub fn new(sock: UnixStream) -> std::io::Result<Self> {
         let reader = BufReader::new(sock.try_clone()?);
-        Ok(Self {
-            conn: Mutex::new((sock, reader)),
-            cache: Mutex::new(HashMap::new()),
-        })
+        Ok(Self { conn: Mutex::new((sock, reader)), cache: Mutex::new(HashMap::new()) })
     }
 
     /// Credentials from `helper` for `registry` (blocking).
@@ -144,11 +120,8 @@ impl BrokerClient {
                 return Ok(c.clone());
             }
         }
-        let req = serde_json::to_vec(&Request {
-            helper: helper.into(),
-            registry: registry.into(),
-        })
-        .expect("serializes");
+        let req =
+            serde_json::to_vec(&Request { helper: helper.into(), registry: registry.into() }).expect("serializes");
         let mut conn = self.conn.lock().expect("broker lock");
         let (w, r) = &mut *conn;
         let lost = |e: std::io::Error| format!("credential broker: {e}");
@@ -161,16 +134,10 @@ impl BrokerClient {
         }
         let cred = match (reply.username, reply.secret) {
             (Some(u), Some(s)) if u == "<token>" => Some(Credential::IdentityToken(s)),
-            (Some(u), Some(s)) => Some(Credential::Basic {
-                username: u,
-                password: s,
-            }),
+            (Some(u), Some(s)) => Some(Credential::Basic { username: u, password: s }),
             _ => None,
         };
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .insert(key, (Instant::now(), cred.clone()));
+        self.cache.lock().expect("cache lock").insert(key, (Instant::now(), cred.clone()));
         Ok(cred)
     }
 }

@@ -25,13 +25,7 @@ impl MediaType {
 
     /// The `Accept` header for manifest requests.
     pub fn accept() -> String {
-        [
-            Self::OCI_INDEX,
-            Self::DOCKER_LIST,
-            Self::OCI_MANIFEST,
-            Self::DOCKER_MANIFEST,
-        ]
-        .join(", ")
+        [Self::OCI_INDEX, Self::DOCKER_LIST, Self::OCI_MANIFEST, Self::DOCKER_MANIFEST].join(", ")
     }
 
     /// The OCI equivalent of a layer media type (Docker's gzip layers are

@@ -21,9 +21,7 @@ fn valid_repo(repo: &str) -> bool {
     !repo.is_empty()
         && repo.split('/').all(|part| {
             !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
                 && part.as_bytes()[0].is_ascii_alphanumeric()
         })
 }
@@ -51,20 +49,10 @@ impl Reference {
             }
             _ => ("docker.io".to_string(), name.to_string()),
         };
-        let registry = if registry == "index.docker.io" {
-            "docker.io".to_string()
-        } else {
-            registry
-        };
-        let repository = if registry == "docker.io" && !repo.contains('/') {
-            format!("library/{repo}")
-        } else {
-            repo
-        };
+        let registry = if registry == "index.docker.io" { "docker.io".to_string() } else { registry };
+        let repository = if registry == "docker.io" && !repo.contains('/') { format!("library/{repo}") } else { repo };
         if !valid_repo(&repository) {
-            return Err(invalid(
-                "repository names must be lowercase letters, digits and separators",
-            ));
+            return Err(invalid("repository names must be lowercase letters, digits and separators"));
         }
         if let Some(t) = &tag {
             let ok =
@@ -73,17 +61,8 @@ impl Reference {
                 return Err(invalid("bad tag"));
             }
         }
-        let tag = if tag.is_none() && digest.is_none() {
-            Some("latest".into())
-        } else {
-            tag
-        };
-        Ok(Reference {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        let tag = if tag.is_none() && digest.is_none() { Some("latest".into()) } else { tag };
+        Ok(Reference { registry, repository, tag, digest })
     }
 
     /// The tag or digest to ask the registry for.
@@ -102,10 +81,7 @@ impl Reference {
 
     /// The same repository at another digest.
     pub fn with_digest(&self, digest: &str) -> Self {
-        Reference {
-            digest: Some(digest.to_string()),
-            ..self.clone()
-        }
+        Reference { digest: Some(digest.to_string()), ..self.clone() }
     }
 }
 
@@ -133,10 +109,7 @@ mod tests {
             ("openfaas/of-watchdog:0.10.7", "docker.io/openfaas/of-watchdog:0.10.7"),
             ("127.0.0.1:5000/busybox", "127.0.0.1:5000/busybox:latest"),
             ("localhost/a/b:1", "localhost/a/b:1"),
-            (
-                "ghcr.io/openfaas/of-watchdog:0.10.7",
-                "ghcr.io/openfaas/of-watchdog:0.10.7",
-            ),
+            ("ghcr.io/openfaas/of-watchdog:0.10.7", "ghcr.io/openfaas/of-watchdog:0.10.7"),
         ];
         for (input, want) in cases {
             assert_eq!(Reference::parse(input).unwrap().to_string(), want, "{input}");

@@ -74,10 +74,7 @@ impl CacheIndex {
     pub fn put_step(&self, key: &str, record: &StepRecord) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(record).map_err(e)?;
         let tx = self.db.begin_write().map_err(e)?;
-        tx.open_table(STEPS)
-            .map_err(e)?
-            .insert(key, bytes.as_slice())
-            .map_err(e)?;
+        tx.open_table(STEPS).map_err(e)?.insert(key, bytes.as_slice()).map_err(e)?;
         tx.commit().map_err(e)
     }
 
@@ -92,10 +89,7 @@ impl CacheIndex {
     /// Records where a layer was unpacked.
     pub fn put_unpacked(&self, diff_id: &Digest, snapshot: &SnapshotId) -> Result<(), CacheError> {
         let tx = self.db.begin_write().map_err(e)?;
-        tx.open_table(UNPACKED)
-            .map_err(e)?
-            .insert(diff_id.as_str(), snapshot.as_str())
-            .map_err(e)?;
+        tx.open_table(UNPACKED).map_err(e)?.insert(diff_id.as_str(), snapshot.as_str()).map_err(e)?;
         tx.commit().map_err(e)
     }
 }

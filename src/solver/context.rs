@@ -59,11 +59,7 @@ fn glob_walk(root: &File, prefix: &str, parts: &[&str], out: &mut Vec<String>) {
         }
         return;
     }
-    let dir = if prefix.is_empty() {
-        ".".to_string()
-    } else {
-        prefix.to_string()
-    };
+    let dir = if prefix.is_empty() { ".".to_string() } else { prefix.to_string() };
     let Ok(fd) = fsx::open_in_root(root, Path::new(&dir), libc::O_RDONLY | libc::O_DIRECTORY) else {
         return;
     };
@@ -122,11 +118,7 @@ pub fn hash_sources(context: &Path, sources: &[String]) -> io::Result<String> {
 
 fn hash_entry(h: &mut Sha256, dir: &OwnedFd, name: &str, rel: &str) -> io::Result<()> {
     let path = fsx::fd_path(dir, name.as_ref());
-    let md = if name.is_empty() {
-        fs::metadata(&path)?
-    } else {
-        fs::symlink_metadata(&path)?
-    };
+    let md = if name.is_empty() { fs::metadata(&path)? } else { fs::symlink_metadata(&path)? };
     let ft = md.file_type();
     h.update(format!("{rel}\0{:o}\0", md.mode()).as_bytes());
     if ft.is_symlink() {
@@ -137,11 +129,7 @@ fn hash_entry(h: &mut Sha256, dir: &OwnedFd, name: &str, rel: &str) -> io::Resul
         io::copy(&mut file, &mut fh)?;
         h.update(fh.finalize());
     } else if ft.is_dir() {
-        let sub = if name.is_empty() {
-            dir.try_clone()?
-        } else {
-            fsx::openat_dir(dir, name.as_ref())?
-        };
+        let sub = if name.is_empty() { dir.try_clone()? } else { fsx::openat_dir(dir, name.as_ref())? };
         let mut names: Vec<String> = fs::read_dir(fsx::fd_path(&sub, "".as_ref()))?
             .map(|e| e.map(|e| e.file_name().to_string_lossy().to_string()))
             .collect::<io::Result<_>>()?;

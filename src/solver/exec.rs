@@ -60,11 +60,9 @@ impl Solver {
             match (r.error, r.exit_code) {
                 (Some(e), _) => Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, e)),
                 (None, 0) => Ok(()),
-                (None, code) => Err(SolveError::new(
-                    Some(id),
-                    ErrorKind::FailedPrecondition,
-                    exit_message(code, &tail),
-                )),
+                (None, code) => {
+                    Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, exit_message(code, &tail)))
+                }
             }
         });
         self.finish(id, upper, base, result).await
@@ -79,12 +77,8 @@ impl Solver {
     ) -> Result<Vec<LayerRecord>, SolveError> {
         let (upper, overlay) = self.prepare(id, &base)?;
         let bundle = self.bundle_dir(&upper);
-        let req = FileOpRequest {
-            overlay,
-            mountpoint: bundle.join("rootfs"),
-            context: input.context.to_path_buf(),
-            actions,
-        };
+        let req =
+            FileOpRequest { overlay, mountpoint: bundle.join("rootfs"), context: input.context.to_path_buf(), actions };
         let outcome = self.run_helper(id, "__file-op", &bundle, &req, input).await;
         let result = outcome.and_then(|(_, raw)| {
             let r: super::fileop::FileOpResult =
@@ -100,11 +94,7 @@ impl Solver {
     fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(SnapshotId, OverlaySpec), SolveError> {
         let upper = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
         let lowers = base.iter().rev().map(|l| l.snapshot.clone()).collect();
-        let overlay = OverlaySpec {
-            root: self.snapshots.root().to_path_buf(),
-            lowers,
-            upper: upper.clone(),
-        };
+        let overlay = OverlaySpec { root: self.snapshots.root().to_path_buf(), lowers, upper: upper.clone() };
         Ok((upper, overlay))
     }
 
@@ -174,31 +164,16 @@ impl Solver {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| SolveError::internal(id, format!("spawn helper: {e}")))?;
+        let mut child = cmd.spawn().map_err(|e| SolveError::internal(id, format!("spawn helper: {e}")))?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let out = forward(
-            id,
-            child.stdout.take().expect("piped"),
-            input.progress.clone(),
-            tail.clone(),
-        );
-        let err = forward(
-            id,
-            child.stderr.take().expect("piped"),
-            input.progress.clone(),
-            tail.clone(),
-        );
+        let out = forward(id, child.stdout.take().expect("piped"), input.progress.clone(), tail.clone());
+        let err = forward(id, child.stderr.take().expect("piped"), input.progress.clone(), tail.clone());
         let (status, _, _) = tokio::join!(child.wait(), out, err);
         let status = status.map_err(|e| SolveError::internal(id, format!("wait for helper: {e}")))?;
         let tail: Vec<String> = tail.lock().expect("tail lock").iter().cloned().collect();
         match std::fs::read(bundle.join("result.json")) {
             Ok(raw) => Ok((tail, raw)),
-            Err(_) => Err(SolveError::internal(
-                id,
-                format!("helper {verb} died ({status}): {}", tail.join("\n")),
-            )),
+            Err(_) => Err(SolveError::internal(id, format!("helper {verb} died ({status}): {}", tail.join("\n")))),
         }
     }
 }
@@ -237,10 +212,7 @@ fn prepare_secrets(
     for (n, m) in op.secrets.iter().enumerate() {
         let Some(value) = secrets.get(&m.id) else {
             if m.required {
-                return Err(format!(
-                    "secret {:?} is required by this step but the request did not provide it",
-                    m.id
-                ));
+                return Err(format!("secret {:?} is required by this step but the request did not provide it", m.id));
             }
             continue;
         };
@@ -256,10 +228,7 @@ fn prepare_secrets(
             .map_err(|e| format!("prepare secret {:?}: {e}", m.id))?;
         std::fs::set_permissions(&source, std::fs::Permissions::from_mode(m.mode))
             .map_err(|e| format!("prepare secret {:?}: {e}", m.id))?;
-        files.push(SecretFile {
-            source,
-            target: target.clone(),
-        });
+        files.push(SecretFile { source, target: target.clone() });
     }
     Ok(files)
 }

@@ -37,6 +37,9 @@ pub enum PlannedAction {
         /// The source's snapshot chain, topmost first (set by the solver).
         #[serde(default)]
         source_lowers: Vec<kiln_snapshotter::SnapshotId>,
+        /// Here-document files.
+        #[serde(default)]
+        inline: Vec<crate::graph::InlineFile>,
     },
     /// WORKDIR.
     Mkdir {
@@ -83,20 +86,16 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
     let context = File::open(&req.context).map_err(io_err("open build context"))?;
     for action in &req.actions {
         match action {
-            PlannedAction::Copy {
-                sources,
-                dest,
-                chown,
-                chmod,
-                from_input,
-                source_lowers,
-            } => {
+            PlannedAction::Copy { sources, dest, chown, chmod, from_input, source_lowers, inline } => {
                 let owner = match chown.as_deref() {
                     Some(c) => Owner::Fixed(resolve_chown(&req.mountpoint, c)?),
                     None if from_input.is_some() => Owner::Preserve,
                     None => Owner::Fixed((0, 0)),
                 };
+                let dest_is_dir = dest.ends_with('/') || sources.len() + inline.len() > 1;
+                write_inline(&root, inline, dest, dest_is_dir, owner.created(), *chmod)?;
                 match from_input {
+                    None if sources.is_empty() => {}
                     None => copy(&root, &context, sources, dest, owner, *chmod)?,
                     Some(n) => {
                         let dir = req.mountpoint.with_file_name(format!("src-{n}"));
@@ -169,25 +168,57 @@ fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, owner: Ow
             continue;
         }
         let (parent, name) = if into_dir {
-            let base = Path::new(src)
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
+            let base = Path::new(src).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             (dest_trim.to_string(), base)
         } else {
             let p = Path::new(dest_trim);
             let parent = p.parent().map_or("/".to_string(), |p| p.to_string_lossy().to_string());
-            (
-                parent,
-                p.file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default(),
-            )
+            (parent, p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default())
         };
         let parent_fd = ensure_dir(root, &parent, ids, dir_mode)?;
         copy_entry(&fd_path(&fd, OsStr::new("")), &md, &parent_fd, &name, owner, chmod)?;
     }
     Ok(())
+}
+
+/// Writes here-document files (mode 0644 unless `--chmod`).
+fn write_inline(
+    root: &OwnedFd,
+    files: &[crate::graph::InlineFile],
+    dest: &str,
+    into_dir: bool,
+    ids: (u32, u32),
+    chmod: Option<u32>,
+) -> Res<()> {
+    let dest_trim = dest.trim_end_matches('/');
+    let into_dir = into_dir || is_dir_in_root(root, dest_trim);
+    for f in files {
+        let (parent, name) = if into_dir { (dest_trim.to_string(), f.name.clone()) } else { split_dest(dest_trim) };
+        let parent_fd = ensure_dir(root, &parent, ids, chmod.unwrap_or(0o755))?;
+        let path = fd_path(&parent_fd, OsStr::new(&name));
+        if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+            fs::remove_file(&path).map_err(io_err(format!("replace {name}")))?;
+        }
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_err(format!("create {name}")))?;
+        io::Write::write_all(&mut out, f.content.as_bytes()).map_err(io_err(format!("write {name}")))?;
+        drop(out);
+        lchown(&path, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(chmod.unwrap_or(0o644))).map_err(io_err("chmod"))?;
+    }
+    Ok(())
+}
+
+/// `/a/b/c` → (`/a/b`, `c`).
+fn split_dest(dest: &str) -> (String, String) {
+    let p = Path::new(dest);
+    let parent = p.parent().map_or("/".to_string(), |p| p.to_string_lossy().to_string());
+    (parent, p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default())
 }
 
 fn is_dir_in_root(root: &OwnedFd, path: &str) -> bool {
@@ -287,10 +318,6 @@ fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, owner: Ow
 
 fn set_mtime(path: &Path, md: &Metadata, follow: bool) -> Res<()> {
     let t = TimeSpec::new(md.mtime(), md.mtime_nsec());
-    let flag = if follow {
-        UtimensatFlags::FollowSymlink
-    } else {
-        UtimensatFlags::NoFollowSymlink
-    };
+    let flag = if follow { UtimensatFlags::FollowSymlink } else { UtimensatFlags::NoFollowSymlink };
     utimensat(None, path, &t, &t, flag).map_err(|e| format!("set mtime: {e}"))
 }

@@ -43,13 +43,7 @@ pub async fn cache_key(
                 .await
                 .map_err(|e| e.to_string())??;
             let sources = source_keys.join(",");
-            let key = key_of(&[
-                b"file",
-                parent_key.as_bytes(),
-                &op_json,
-                hashes.as_bytes(),
-                sources.as_bytes(),
-            ]);
+            let key = key_of(&[b"file", parent_key.as_bytes(), &op_json, hashes.as_bytes(), sources.as_bytes()]);
             Ok((key, Some(planned)))
         }
     }
@@ -78,12 +72,12 @@ fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedActio
                     chmod: c.chmod,
                     from_input: c.from_input,
                     source_lowers: Vec::new(),
+                    inline: c.inline.clone(),
                 });
             }
-            FileAction::Mkdir { path, owner } => planned.push(PlannedAction::Mkdir {
-                path: path.clone(),
-                owner: owner.clone(),
-            }),
+            FileAction::Mkdir { path, owner } => {
+                planned.push(PlannedAction::Mkdir { path: path.clone(), owner: owner.clone() })
+            }
         }
         hashes.push('\n');
     }

@@ -54,11 +54,7 @@ pub struct SolveError {
 
 impl SolveError {
     fn new(node: Option<NodeId>, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            node,
-            kind,
-            message: message.into(),
-        }
+        Self { node, kind, message: message.into() }
     }
 
     fn internal(node: NodeId, e: impl std::fmt::Display) -> Self {
@@ -119,13 +115,7 @@ impl Solver {
         let snapshots = Snapshots::open(cfg.data_dir.join("snapshots")).map_err(|e| e.to_string())?;
         let cache = CacheIndex::open(&cfg.data_dir.join("cache.redb")).map_err(|e| e.to_string())?;
         let _ = std::fs::remove_dir_all(cfg.data_dir.join("run"));
-        Ok(Self {
-            store,
-            snapshots,
-            cache,
-            registry,
-            cfg,
-        })
+        Ok(Self { store, snapshots, cache, registry, cfg })
     }
 
     /// The content store.
@@ -168,12 +158,7 @@ impl Solver {
                 Op::File(_) => {
                     let mut plan = plan.unwrap_or_default();
                     for action in &mut plan {
-                        if let fileop::PlannedAction::Copy {
-                            from_input: Some(i),
-                            source_lowers,
-                            ..
-                        } = action
-                        {
+                        if let fileop::PlannedAction::Copy { from_input: Some(i), source_lowers, .. } = action {
                             let chain = &results[&node.inputs[*i]];
                             *source_lowers = chain.iter().rev().map(|l| l.snapshot.clone()).collect();
                         }
@@ -200,11 +185,7 @@ impl Solver {
             .get(digest)
             .ok_or_else(|| SolveError::internal(id, format!("base image {digest} was not resolved")))?;
         let config: crate::graph::ImageConfig = serde_json::from_slice(&resolved.config).map_err(|e| {
-            SolveError::new(
-                Some(id),
-                ErrorKind::Unavailable,
-                format!("{reference}: bad image config: {e}"),
-            )
+            SolveError::new(Some(id), ErrorKind::Unavailable, format!("{reference}: bad image config: {e}"))
         })?;
         let diff_ids = &config.rootfs.diff_ids;
         if diff_ids.len() != resolved.manifest.layers.len() {

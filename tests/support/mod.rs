@@ -31,28 +31,17 @@ pub fn registry() -> String {
 /// The token-auth test registry (same credentials as the htpasswd one),
 /// the refresh token its token service accepts, and the service's grant log.
 pub fn token_registry() -> (String, String, String) {
-    (
-        env("KILN_TEST_TOKEN_REGISTRY"),
-        env("KILN_TEST_REFRESH_TOKEN"),
-        env("KILN_TEST_TOKEN_LOG"),
-    )
+    (env("KILN_TEST_TOKEN_REGISTRY"), env("KILN_TEST_REFRESH_TOKEN"), env("KILN_TEST_TOKEN_LOG"))
 }
 
 /// The htpasswd test registry and its credentials.
 pub fn auth_registry() -> (String, String, String) {
-    (
-        env("KILN_TEST_AUTH_REGISTRY"),
-        env("KILN_TEST_AUTH_USER"),
-        env("KILN_TEST_AUTH_PASS"),
-    )
+    (env("KILN_TEST_AUTH_REGISTRY"), env("KILN_TEST_AUTH_USER"), env("KILN_TEST_AUTH_PASS"))
 }
 
 /// A unique repository name for one test.
 pub fn unique(name: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{name}-{}-{}", std::process::id(), n % 1_000_000_000)
 }
 
@@ -88,20 +77,13 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn user_ids(user: &str) -> (u32, u32) {
     let id = |flag: &str| {
         let out = Command::new("id").arg(flag).arg(user).output().expect("run id");
-        assert!(
-            out.status.success(),
-            "test user {user} missing: run scripts/test.sh (it creates it)"
-        );
+        assert!(out.status.success(), "test user {user} missing: run scripts/test.sh (it creates it)");
         String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
     };
     (id("-u"), id("-g"))
@@ -190,10 +172,7 @@ impl Server {
 
     /// POSTs `body` with an optional signature header.
     pub fn post(&self, body: &[u8], signature: Option<&str>) -> (u16, serde_json::Value) {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .build()
-            .unwrap();
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
         let mut req = client.post(format!("{}/build", self.url)).body(body.to_vec());
         if let Some(s) = signature {
             req = req.header("X-Build-Signature", s);
@@ -241,10 +220,7 @@ impl Server {
     /// every line must be JSON, `success`/`failed` decide, a stream with
     /// neither counts as success.
     pub fn build_stream(&self, body: &[u8]) -> StreamOutcome {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .build()
-            .unwrap();
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
         let resp = client
             .post(format!("{}/build", self.url))
             .header("X-Build-Signature", sign(SECRET, body))
@@ -256,24 +232,13 @@ impl Server {
             .expect("POST /build");
         let status = resp.status().as_u16();
         if status != 200 && status != 202 {
-            let verdict = Err(format!(
-                "failed to build function, builder responded with status code {status}"
-            ));
-            return StreamOutcome {
-                status,
-                lines: vec![],
-                log: vec![],
-                verdict,
-            };
+            let verdict = Err(format!("failed to build function, builder responded with status code {status}"));
+            return StreamOutcome { status, lines: vec![], log: vec![], verdict };
         }
         let text = resp.text().unwrap();
         let (mut lines, mut log, mut verdict) = (Vec::new(), Vec::new(), Ok(String::new()));
         for raw in text.split_inclusive('\n') {
-            assert!(
-                raw.len() < 64 * 1024,
-                "a line of {} bytes would end faas-cli's scanner",
-                raw.len()
-            );
+            assert!(raw.len() < 64 * 1024, "a line of {} bytes would end faas-cli's scanner", raw.len());
             let raw = raw.strip_suffix('\n').expect("every line ends with a newline");
             assert!(!raw.is_empty(), "blank lines break faas-cli");
             let v: serde_json::Value = serde_json::from_str(raw).unwrap_or_else(|e| panic!("not JSON ({e}): {raw}"));
@@ -288,12 +253,7 @@ impl Server {
             }
             lines.push(v);
         }
-        StreamOutcome {
-            status,
-            lines,
-            log,
-            verdict,
-        }
+        StreamOutcome { status, lines, log, verdict }
     }
 }
 
@@ -323,8 +283,7 @@ pub fn request_tar(config: &serde_json::Value, files: &[(&str, &[u8])]) -> Vec<u
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o664);
     h.set_size(cfg.len() as u64);
-    b.append_data(&mut h, "com.openfaas.docker.config", cfg.as_slice())
-        .unwrap();
+    b.append_data(&mut h, "com.openfaas.docker.config", cfg.as_slice()).unwrap();
     b.into_inner().unwrap()
 }
 
@@ -338,13 +297,7 @@ pub fn log_text(reply: &serde_json::Value) -> String {
 
 /// Asserts a reply is a success.
 pub fn assert_success(status: u16, reply: &serde_json::Value) {
-    assert_eq!(
-        reply["status"],
-        "success",
-        "build failed ({status}): {}\n{}",
-        reply["error"],
-        log_text(reply)
-    );
+    assert_eq!(reply["status"], "success", "build failed ({status}): {}\n{}", reply["error"], log_text(reply));
     assert_eq!(status, 200);
 }
 
@@ -357,18 +310,12 @@ pub struct Unpacked {
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
 fn creds_args(creds: Option<(&str, &str)>, flag: &str) -> Vec<String> {
-    creds
-        .map(|(u, p)| vec![flag.to_string(), format!("{u}:{p}")])
-        .unwrap_or_default()
+    creds.map(|(u, p)| vec![flag.to_string(), format!("{u}:{p}")]).unwrap_or_default()
 }
 
 /// Pulls `image` with skopeo and unpacks it with umoci.
@@ -381,14 +328,8 @@ pub fn unpack_image(image: &str, creds: Option<(&str, &str)>) -> Unpacked {
         .arg(format!("docker://{image}"))
         .arg(format!("oci:{}:img", layout.display())));
     let bundle = tmp.path().join("bundle");
-    run(Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:img", layout.display()))
-        .arg(&bundle));
-    Unpacked {
-        rootfs: bundle.join("rootfs"),
-        _tmp: tmp,
-    }
+    run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:img", layout.display())).arg(&bundle));
+    Unpacked { rootfs: bundle.join("rootfs"), _tmp: tmp }
 }
 
 /// The raw image config blob, fetched by skopeo.

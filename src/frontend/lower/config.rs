@@ -10,11 +10,7 @@ use serde_json::json;
 
 /// The shell for shell-form commands.
 pub fn shell(config: &ImageConfig) -> Vec<String> {
-    config
-        .config
-        .shell
-        .clone()
-        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
 }
 
 fn command(form: &CommandForm, config: &ImageConfig) -> Vec<String> {
@@ -33,18 +29,14 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
     let cfg = &mut st.config.config;
     let created_by = match &instr.kind {
         Kind::Env(pairs) | Kind::Label(pairs) => {
-            let expanded = pairs
-                .iter()
-                .map(|(k, v)| Ok((word(k)?, word(v)?)))
-                .collect::<Result<Vec<_>, Diagnostic>>()?;
+            let expanded =
+                pairs.iter().map(|(k, v)| Ok((word(k)?, word(v)?))).collect::<Result<Vec<_>, Diagnostic>>()?;
             let is_env = matches!(instr.kind, Kind::Env(_));
             for (k, v) in &expanded {
                 if is_env {
                     cfg.env_set(k, v);
                 } else {
-                    cfg.labels
-                        .get_or_insert_with(Default::default)
-                        .insert(k.clone(), v.clone());
+                    cfg.labels.get_or_insert_with(Default::default).insert(k.clone(), v.clone());
                 }
             }
             let kw = if is_env { "ENV" } else { "LABEL" };
@@ -74,9 +66,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             let ports = process_words(text, &lookup, ctx.escape).map_err(err)?;
             for p in &ports {
                 let key = normalize_port(p).map_err(err)?;
-                cfg.exposed_ports
-                    .get_or_insert_with(Default::default)
-                    .insert(key, json!({}));
+                cfg.exposed_ports.get_or_insert_with(Default::default).insert(key, json!({}));
             }
             format!("EXPOSE {}", ports.join(" "))
         }
@@ -86,9 +76,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
                 CommandForm::Shell(s) => process_words(s, &lookup, ctx.escape).map_err(err)?,
             };
             for v in &vols {
-                cfg.volumes
-                    .get_or_insert_with(Default::default)
-                    .insert(v.clone(), json!({}));
+                cfg.volumes.get_or_insert_with(Default::default).insert(v.clone(), json!({}));
             }
             format!("VOLUME {}", json!(vols))
         }
@@ -166,28 +154,16 @@ fn validate_signal(s: &str) -> Result<(), String> {
 
 fn healthcheck(flags: &[(String, String)], cmd: Option<&CommandForm>) -> Result<HealthConfig, String> {
     let Some(cmd) = cmd else {
-        return Ok(HealthConfig {
-            test: Some(vec!["NONE".into()]),
-            ..Default::default()
-        });
+        return Ok(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() });
     };
     let test = match cmd {
         CommandForm::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
         CommandForm::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
     };
-    let mut hc = HealthConfig {
-        test: Some(test),
-        ..Default::default()
-    };
+    let mut hc = HealthConfig { test: Some(test), ..Default::default() };
     for (name, value) in flags {
         match name.as_str() {
-            "retries" => {
-                hc.retries = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid --retries value {value:?}"))?,
-                )
-            }
+            "retries" => hc.retries = Some(value.parse().map_err(|_| format!("invalid --retries value {value:?}"))?),
             _ => {
                 let ns = parse_duration(value).ok_or_else(|| format!("invalid --{name} duration {value:?}"))?;
                 let slot = match name.as_str() {
@@ -214,9 +190,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,

@@ -24,9 +24,9 @@ pub fn classify(value: &str, current: usize, aliases: &[Option<String>]) -> Resu
     };
     match target {
         Some(j) if j < current => Ok(FromRef::Stage(j)),
-        Some(j) if j < aliases.len() => Err(format!(
-            "cannot copy from stage \"{value}\", it needs to be defined before current stage"
-        )),
+        Some(j) if j < aliases.len() => {
+            Err(format!("cannot copy from stage \"{value}\", it needs to be defined before current stage"))
+        }
         Some(_) => Err(format!("COPY --from={value}: there is no stage with that index")),
         None => Ok(FromRef::Image(value.to_string())),
     }
@@ -41,9 +41,7 @@ mod tests {
         let aliases = vec![Some("build".to_string()), None, Some("ship".to_string())];
         assert_eq!(classify("Build", 2, &aliases), Ok(FromRef::Stage(0)));
         assert_eq!(classify("1", 2, &aliases), Ok(FromRef::Stage(1)));
-        assert!(classify("ship", 1, &aliases)
-            .unwrap_err()
-            .contains("needs to be defined before"));
+        assert!(classify("ship", 1, &aliases).unwrap_err().contains("needs to be defined before"));
         assert!(classify("7", 2, &aliases).is_err());
         assert_eq!(
             classify("ghcr.io/openfaas/of-watchdog:0.10.7", 2, &aliases),

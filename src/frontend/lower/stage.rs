@@ -4,10 +4,10 @@
 use super::{history, BaseResolver, BuildOptions};
 use crate::frontend::diag::Diagnostic;
 use crate::frontend::instructions::{CommandForm, Instruction, Kind};
-use crate::frontend::words::process_word;
+use crate::frontend::words::{expand_heredoc, process_word};
 use crate::graph::{
-    CopyAction, Definition, ExecOp, FileAction, FileOp, History, ImageConfig, NodeId, Op, SecretMount, SourceLoc,
-    SourceOp,
+    CopyAction, Definition, ExecOp, FileAction, FileOp, History, ImageConfig, InlineFile, NodeId, Op, SecretMount,
+    SourceLoc, SourceOp,
 };
 use std::collections::BTreeMap;
 
@@ -86,37 +86,19 @@ impl StageState {
         state.config.os = opts.platform.os.clone();
         state.config.architecture = opts.platform.architecture.clone();
         state.config.variant = opts.platform.variant.clone();
-        let loc = SourceLoc {
-            line: from.line,
-            text: from.text.clone(),
-            stage: stage.into(),
-            step: 1,
-            steps,
-        };
+        let loc = SourceLoc { line: from.line, text: from.text.clone(), stage: stage.into(), step: 1, steps };
         if image.eq_ignore_ascii_case("scratch") {
             state.node = Some(def.push(Op::Scratch, vec![], Some(loc)));
         } else {
             let resolved = resolver.resolve(image).ok_or_else(|| {
-                Diagnostic::new(
-                    from.line,
-                    1,
-                    format!("base image {image} was not resolved"),
-                    &from.first,
-                )
+                Diagnostic::new(from.line, 1, format!("base image {image} was not resolved"), &from.first)
             })?;
-            let op = Op::Source(SourceOp {
-                reference: resolved.reference.clone(),
-                digest: resolved.digest.clone(),
-            });
+            let op = Op::Source(SourceOp { reference: resolved.reference.clone(), digest: resolved.digest.clone() });
             state.node = Some(def.push(op, vec![], Some(loc)));
             state.config = resolved.config.clone();
             state.history = std::mem::take(&mut state.config.history)
                 .into_iter()
-                .map(|entry| HistoryStep {
-                    entry,
-                    node: None,
-                    from_base: true,
-                })
+                .map(|entry| HistoryStep { entry, node: None, from_base: true })
                 .collect();
             state.config.rootfs = Default::default();
         }
@@ -135,12 +117,7 @@ impl StageState {
     }
 
     fn workdir(&self) -> String {
-        self.config
-            .config
-            .working_dir
-            .clone()
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into())
+        self.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())
     }
 
     fn push_layer(&mut self, def: &mut Definition, op: Op, loc: SourceLoc, created_by: String) {
@@ -159,19 +136,11 @@ impl StageState {
         let inputs = self.node.into_iter().chain(source).collect();
         let node = def.push(op, inputs, Some(loc));
         self.node = Some(node);
-        self.history.push(HistoryStep {
-            entry: history(created_by, false),
-            node: Some(node),
-            from_base: false,
-        });
+        self.history.push(HistoryStep { entry: history(created_by, false), node: Some(node), from_base: false });
     }
 
     fn push_meta(&mut self, created_by: String) {
-        self.history.push(HistoryStep {
-            entry: history(created_by, true),
-            node: None,
-            from_base: false,
-        });
+        self.history.push(HistoryStep { entry: history(created_by, true), node: None, from_base: false });
     }
 }
 
@@ -195,19 +164,25 @@ pub fn lower_stage(
         let word = |w: &str, st: &StageState| process_word(w, &|n: &str| st.lookup(n), ctx.escape).map_err(err);
         match &instr.kind {
             Kind::Run { cmd, mounts } => {
-                let secrets = mounts
-                    .iter()
-                    .map(|m| parse_secret_mount(&word(m, &st)?).map_err(err))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let secrets = mounts.iter().map(|m| parse_secret_mount(&word(m, &st)?).map_err(err)).collect::<Result<
+                    Vec<_>,
+                    _,
+                >>(
+                )?;
                 lower_run(def, &mut st, cmd, secrets, loc)
             }
-            Kind::Copy {
-                sources,
-                dest,
-                chown,
-                chmod,
-                from,
-            } => {
+            Kind::Copy { sources, dest, chown, chmod, from, inline } => {
+                let inline = inline
+                    .iter()
+                    .map(|(name, body, expand)| {
+                        let content = if *expand {
+                            expand_heredoc(body, &|n: &str| st.lookup(n), ctx.escape).map_err(err)?
+                        } else {
+                            body.clone()
+                        };
+                        Ok(InlineFile { name: name.clone(), content })
+                    })
+                    .collect::<Result<Vec<_>, Diagnostic>>()?;
                 let source = match from {
                     Some(raw) => Some(copy_source(def, &word(raw, &st)?, ctx, &loc).map_err(err)?),
                     None => None,
@@ -215,23 +190,12 @@ pub fn lower_stage(
                 let sources = sources.iter().map(|s| word(s, &st)).collect::<Result<Vec<_>, _>>()?;
                 let dest = absolute_dest(&word(dest, &st)?, &st.workdir());
                 let chown = chown.as_deref().map(|c| word(c, &st)).transpose()?;
-                let chmod = chmod
-                    .as_deref()
-                    .map(|m| parse_chmod(&word(m, &st)?).map_err(err))
-                    .transpose()?;
+                let chmod = chmod.as_deref().map(|m| parse_chmod(&word(m, &st)?).map_err(err)).transpose()?;
                 let from_flag = from.as_deref().map(|f| format!("--from={f} ")).unwrap_or_default();
                 let created_by = format!("COPY {from_flag}{} {dest} # buildkit", sources.join(" "));
                 let from_input = source.map(|_| 1);
-                let action = CopyAction {
-                    sources,
-                    dest,
-                    chown,
-                    chmod,
-                    from_input,
-                };
-                let op = Op::File(FileOp {
-                    actions: vec![FileAction::Copy(action)],
-                });
+                let action = CopyAction { sources, dest, chown, chmod, from_input, inline };
+                let op = Op::File(FileOp { actions: vec![FileAction::Copy(action)] });
                 st.push_layer_with(def, op, source, loc, created_by);
             }
             Kind::Workdir(path) => {
@@ -241,12 +205,7 @@ pub fn lower_stage(
                     st.push_meta(format!("WORKDIR {path}"));
                 } else {
                     let owner = st.config.config.user.clone().unwrap_or_default();
-                    let op = Op::File(FileOp {
-                        actions: vec![FileAction::Mkdir {
-                            path: path.clone(),
-                            owner,
-                        }],
-                    });
+                    let op = Op::File(FileOp { actions: vec![FileAction::Mkdir { path: path.clone(), owner }] });
                     st.push_layer(def, op, loc, format!("WORKDIR {path}"));
                 }
             }
@@ -279,33 +238,17 @@ fn lower_run(def: &mut Definition, st: &mut StageState, cmd: &CommandForm, secre
         .collect();
     let mut env = st.config.config.env.clone().unwrap_or_default();
     env.extend(arg_env.iter().cloned());
-    let prefix = if arg_env.is_empty() {
-        String::new()
-    } else {
-        format!("|{} {} ", arg_env.len(), arg_env.join(" "))
-    };
+    let prefix = if arg_env.is_empty() { String::new() } else { format!("|{} {} ", arg_env.len(), arg_env.join(" ")) };
     let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
-    let exec = ExecOp {
-        args,
-        env,
-        cwd: st.workdir(),
-        user: st.config.config.user.clone().unwrap_or_default(),
-        secrets,
-    };
+    let exec =
+        ExecOp { args, env, cwd: st.workdir(), user: st.config.config.user.clone().unwrap_or_default(), secrets };
     st.push_layer(def, Op::Exec(exec), loc, created_by);
 }
 
 /// Parses a `--mount` value; kiln supports `type=secret` so far.
 fn parse_secret_mount(spec: &str) -> Result<SecretMount, String> {
-    let mut m = SecretMount {
-        id: String::new(),
-        target: None,
-        env: None,
-        required: false,
-        mode: 0o400,
-        uid: 0,
-        gid: 0,
-    };
+    let mut m =
+        SecretMount { id: String::new(), target: None, env: None, required: false, mode: 0o400, uid: 0, gid: 0 };
     let mut kind = "bind".to_string();
     for field in spec.split(',').filter(|f| !f.is_empty()) {
         let (key, value) = field.split_once('=').unwrap_or((field, "true"));
@@ -324,9 +267,7 @@ fn parse_secret_mount(spec: &str) -> Result<SecretMount, String> {
         }
     }
     if kind != "secret" {
-        return Err(format!(
-            "RUN --mount=type={kind} is not supported by kiln yet (type=secret is)"
-        ));
+        return Err(format!("RUN --mount=type={kind} is not supported by kiln yet (type=secret is)"));
     }
     if m.id.is_empty() {
         let from_target = m.target.as_deref().and_then(|t| t.rsplit('/').next()).unwrap_or("");
@@ -345,21 +286,15 @@ fn parse_secret_mount(spec: &str) -> Result<SecretMount, String> {
 /// Source node for an image.
 fn copy_source(def: &mut Definition, value: &str, ctx: &Ctx, loc: &SourceLoc) -> Result<NodeId, String> {
     match super::copyfrom::classify(value, ctx.index, ctx.aliases)? {
-        super::copyfrom::FromRef::Stage(j) => ctx
-            .stage_nodes
-            .get(j)
-            .copied()
-            .flatten()
-            .ok_or_else(|| format!("stage {value:?} was not built")),
+        super::copyfrom::FromRef::Stage(j) => {
+            ctx.stage_nodes.get(j).copied().flatten().ok_or_else(|| format!("stage {value:?} was not built"))
+        }
         super::copyfrom::FromRef::Image(image) => {
             let r = ctx
                 .resolver
                 .resolve(&image)
                 .ok_or_else(|| format!("image {image} for COPY --from was not resolved"))?;
-            let op = Op::Source(SourceOp {
-                reference: r.reference.clone(),
-                digest: r.digest.clone(),
-            });
+            let op = Op::Source(SourceOp { reference: r.reference.clone(), digest: r.digest.clone() });
             Ok(def.push(op, vec![], Some(loc.clone())))
         }
     }
@@ -374,11 +309,7 @@ fn parse_chmod(s: &str) -> Result<u32, String> {
 
 /// Joins `path` onto `base` and normalises `.`/`..`/`//`.
 pub fn join_path(base: &str, path: &str) -> String {
-    let full = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("{base}/{path}")
-    };
+    let full = if path.starts_with('/') { path.to_string() } else { format!("{base}/{path}") };
     let mut parts: Vec<&str> = Vec::new();
     for p in full.split('/') {
         match p {

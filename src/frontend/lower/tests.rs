@@ -5,17 +5,10 @@ use crate::frontend::parse;
 use crate::graph::{ExecOp, FileAction, Op};
 
 fn base() -> ResolvedImage {
-    let mut config = ImageConfig {
-        os: "linux".into(),
-        architecture: "amd64".into(),
-        ..Default::default()
-    };
+    let mut config = ImageConfig { os: "linux".into(), architecture: "amd64".into(), ..Default::default() };
     config.config.env = Some(vec!["PATH=/base/bin".into()]);
     config.config.cmd = Some(vec!["sh".into()]);
-    config.history = vec![History {
-        created_by: Some("base".into()),
-        ..Default::default()
-    }];
+    config.history = vec![History { created_by: Some("base".into()), ..Default::default() }];
     config.rootfs.diff_ids = vec!["sha256:x".into()];
     ResolvedImage {
         reference: "r.io/base:1".into(),
@@ -29,11 +22,7 @@ fn lower_with(text: &str, args: &[(&str, &str)]) -> Result<Lowered, Diagnostic> 
     let opts = BuildOptions {
         build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         target: None,
-        platform: Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        },
+        platform: Platform { os: "linux".into(), architecture: "amd64".into(), variant: None },
     };
     let mut resolver = HashMap::new();
     for b in base_images(&df, &opts)? {
@@ -43,20 +32,12 @@ fn lower_with(text: &str, args: &[(&str, &str)]) -> Result<Lowered, Diagnostic> 
 }
 
 fn execs(l: &Lowered) -> Vec<&ExecOp> {
-    l.definition
-        .nodes
-        .iter()
-        .filter_map(|n| if let Op::Exec(e) = &n.op { Some(e) } else { None })
-        .collect()
+    l.definition.nodes.iter().filter_map(|n| if let Op::Exec(e) = &n.op { Some(e) } else { None }).collect()
 }
 
 #[test]
 fn env_on_one_line_sees_old_values_and_legacy_form_takes_the_rest() {
-    let l = lower_with(
-        "FROM b\nENV abc=hello\nENV abc=bye def=$abc\nENV LEGACY a b=c  d\n",
-        &[],
-    )
-    .unwrap();
+    let l = lower_with("FROM b\nENV abc=hello\nENV abc=bye def=$abc\nENV LEGACY a b=c  d\n", &[]).unwrap();
     let c = &l.config.config;
     assert_eq!(c.env_get("abc"), Some("bye"));
     assert_eq!(c.env_get("def"), Some("hello"));
@@ -69,35 +50,13 @@ fn arg_scoping_follows_buildkit() {
     let text = "ARG V=global\nARG BASE=b\nFROM $BASE\nRUN echo $V\nARG V\nARG EMPTY\nARG UNSET\nARG D=dflt\nENV D=from-env\nRUN echo\n";
     let l = lower_with(text, &[("EMPTY", ""), ("UNUSED", "x")]).unwrap();
     let runs = execs(&l);
-    assert!(
-        !runs[0].env.iter().any(|e| e.starts_with("V=")),
-        "a global ARG is invisible until redeclared"
-    );
+    assert!(!runs[0].env.iter().any(|e| e.starts_with("V=")), "a global ARG is invisible until redeclared");
     let env = &runs[1].env;
     assert!(env.contains(&"V=global".to_string()), "{env:?}");
-    assert!(
-        env.contains(&"EMPTY=".to_string()),
-        "an empty build arg is set: {env:?}"
-    );
-    assert!(
-        !env.iter().any(|e| e.starts_with("UNSET=")),
-        "an ARG without value is absent: {env:?}"
-    );
-    assert_eq!(
-        env.iter().filter(|e| e.starts_with("D=")).collect::<Vec<_>>(),
-        ["D=from-env"],
-        "ENV wins over ARG"
-    );
-    assert!(
-        !l.config
-            .config
-            .env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .any(|e| e.starts_with("V=")),
-        "ARGs never reach the config"
-    );
+    assert!(env.contains(&"EMPTY=".to_string()), "an empty build arg is set: {env:?}");
+    assert!(!env.iter().any(|e| e.starts_with("UNSET=")), "an ARG without value is absent: {env:?}");
+    assert_eq!(env.iter().filter(|e| e.starts_with("D=")).collect::<Vec<_>>(), ["D=from-env"], "ENV wins over ARG");
+    assert!(!l.config.config.env.as_ref().unwrap().iter().any(|e| e.starts_with("V=")), "ARGs never reach the config");
 }
 
 #[test]
@@ -111,30 +70,19 @@ fn platform_args_work_in_from_and_only_after_redeclaration_in_run() {
 
 #[test]
 fn shell_and_exec_forms_cmd_and_entrypoint() {
-    let l = lower_with(
-        "FROM b\nRUN echo $HOME\nRUN [\"echo\", \"$HOME\"]\nENTRYPOINT [\"/bin/app\"]\n",
-        &[],
-    )
-    .unwrap();
+    let l = lower_with("FROM b\nRUN echo $HOME\nRUN [\"echo\", \"$HOME\"]\nENTRYPOINT [\"/bin/app\"]\n", &[]).unwrap();
     let runs = execs(&l);
     assert_eq!(runs[0].args, ["/bin/sh", "-c", "echo $HOME"]);
     assert_eq!(runs[1].args, ["echo", "$HOME"], "exec form is never expanded");
     assert_eq!(l.config.config.cmd, None, "ENTRYPOINT clears the inherited CMD");
     let l = lower_with("FROM b\nCMD run\nENTRYPOINT [\"/bin/app\"]\n", &[]).unwrap();
-    assert_eq!(
-        l.config.config.cmd,
-        Some(vec!["/bin/sh".into(), "-c".into(), "run".into()]),
-        "same-stage CMD stays"
-    );
+    assert_eq!(l.config.config.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "run".into()]), "same-stage CMD stays");
 }
 
 #[test]
 fn workdir_copy_destinations_and_history() {
-    let l = lower_with(
-        "FROM b\nWORKDIR /app\nWORKDIR sub/\nCOPY a.txt .\nCOPY b.txt rel\nUSER 1000\nRUN true\n",
-        &[],
-    )
-    .unwrap();
+    let l = lower_with("FROM b\nWORKDIR /app\nWORKDIR sub/\nCOPY a.txt .\nCOPY b.txt rel\nUSER 1000\nRUN true\n", &[])
+        .unwrap();
     assert_eq!(l.config.config.working_dir.as_deref(), Some("/app/sub"));
     let copies: Vec<_> = l
         .definition
@@ -153,21 +101,14 @@ fn workdir_copy_destinations_and_history() {
     assert_eq!(execs(&l)[0].cwd, "/app/sub");
     let layers = l.history.iter().filter(|h| !h.entry.empty_layer).count();
     assert_eq!(layers, 1 + 5, "base + 2 WORKDIR + 2 COPY + RUN");
-    assert!(l
-        .history
-        .iter()
-        .any(|h| h.entry.created_by.as_deref() == Some("USER 1000") && h.entry.empty_layer));
+    assert!(l.history.iter().any(|h| h.entry.created_by.as_deref() == Some("USER 1000") && h.entry.empty_layer));
 }
 
 #[test]
 fn unreachable_stages_are_not_resolved_or_built() {
     let text = "FROM b AS build\nRUN make\nFROM missing-image AS test\nRUN exit 1\nFROM build AS ship\nRUN ship\n";
     let df = parse(text).unwrap();
-    let opts = BuildOptions {
-        build_args: Default::default(),
-        target: None,
-        platform: Platform::host(),
-    };
+    let opts = BuildOptions { build_args: Default::default(), target: None, platform: Platform::host() };
     let images: Vec<String> = base_images(&df, &opts).unwrap().into_iter().map(|b| b.image).collect();
     assert_eq!(images, ["b"]);
     let l = lower_with(text, &[]).unwrap();
@@ -184,10 +125,7 @@ fn secret_mounts_keep_ids_not_values() {
         (s[0].id.as_str(), s[0].target.as_deref(), s[0].required, s[0].mode),
         ("pip", Some("/run/secrets/pip"), false, 0o400)
     );
-    assert_eq!(
-        (s[1].id.as_str(), s[1].target.as_deref(), s[1].required),
-        ("tok", Some("/tok"), true)
-    );
+    assert_eq!((s[1].id.as_str(), s[1].target.as_deref(), s[1].required), ("tok", Some("/tok"), true));
     assert_eq!((s[2].target.as_deref(), s[2].env.as_deref()), (None, Some("E")));
 }
 
@@ -202,27 +140,14 @@ fn healthcheck_expose_and_metadata() {
     let ports: Vec<&String> = c.exposed_ports.as_ref().unwrap().keys().collect();
     assert_eq!(ports, ["53/udp", "8080/tcp"]);
     assert_eq!(c.labels.as_ref().unwrap()["c d"], "e");
-    assert!(lower_with("FROM b\nSTOPSIGNAL SIGNOPE\n", &[])
-        .unwrap_err()
-        .message
-        .contains("invalid signal"));
+    assert!(lower_with("FROM b\nSTOPSIGNAL SIGNOPE\n", &[]).unwrap_err().message.contains("invalid signal"));
 }
 
 #[test]
 fn diagnostics_name_line_and_suggest() {
     let cases = [
-        (
-            "FROM b\nCOPY --chwon=app a b\n",
-            2,
-            "unknown flag: --chwon",
-            Some("chown"),
-        ),
-        (
-            "FROM b\nCOPY onlyone\n",
-            2,
-            "COPY requires at least two arguments",
-            None,
-        ),
+        ("FROM b\nCOPY --chwon=app a b\n", 2, "unknown flag: --chwon", Some("chown")),
+        ("FROM b\nCOPY onlyone\n", 2, "COPY requires at least two arguments", None),
         ("RUN x\n", 1, "no build stage in current context", None),
         ("FROM a b\n", 1, "FROM requires either one or three arguments", None),
         ("FROM b AS 1st\n", 1, "invalid name for build stage", None),
@@ -234,19 +159,9 @@ fn diagnostics_name_line_and_suggest() {
             "RUN --mount=type=cache is not supported by kiln yet",
             None,
         ),
-        (
-            "FROM b\nRUN --network=none true\n",
-            2,
-            "RUN --network is not supported by kiln yet",
-            None,
-        ),
+        ("FROM b\nRUN --network=none true\n", 2, "RUN --network is not supported by kiln yet", None),
         ("FROM b\nRUN --mount=type=secret true\n", 2, "needs an id", None),
-        (
-            "FROM b\nRUN --mount=type=secret,id=a,bogus=1 true\n",
-            2,
-            "unknown --mount option",
-            None,
-        ),
+        ("FROM b\nRUN --mount=type=secret,id=a,bogus=1 true\n", 2, "unknown --mount option", None),
     ];
     for (text, line, msg, suggestion) in cases {
         let d = lower_with(text, &[]).unwrap_err();
