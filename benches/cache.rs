@@ -34,6 +34,7 @@ fn bench_cache_key(c: &mut Criterion) {
             chmod: None,
             from_input: None,
             inline: vec![],
+            unpack: false,
         })],
     });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -170,3 +170,48 @@ fn heredocs_in_run_and_copy() {
     assert_eq!(read("multi/TWO"), "two world\n");
     assert_eq!(owner_mode(&img.rootfs.join("etc/greeting")), (0, 0, 0o644));
 }
+
+fn gzip_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, uid) in [("app/", &b""[..], 0u64), ("app/run.sh", &b"echo run\n"[..], 1000)] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(if path.ends_with('/') { tar::EntryType::Directory } else { tar::EntryType::Regular });
+        h.set_mode(if path.ends_with('/') { 0o755 } else { 0o750 });
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn add_extracts_local_archives_and_refuses_urls() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/add"));
+    let dockerfile = format!("FROM {reg}/busybox\nADD app.tar.gz /opt/\nADD plain.txt /opt/plain.txt\n");
+    let archive = gzip_tar();
+    let files: Vec<(&str, &[u8])> =
+        vec![("Dockerfile", dockerfile.as_bytes()), ("app.tar.gz", &archive), ("plain.txt", b"plain\n")];
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &files));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("opt/app/run.sh")).unwrap(), "echo run\n");
+    assert_eq!(
+        owner_mode(&img.rootfs.join("opt/app/run.sh")),
+        (1000, 1000, 0o750),
+        "archive owners and modes are kept"
+    );
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("opt/plain.txt")).unwrap(), "plain\n");
+    assert!(!img.rootfs.join("opt/app.tar.gz").exists(), "the archive itself is not copied");
+
+    let url = format!("FROM {reg}/busybox\nADD https://example.com/tool.tgz /opt/\n");
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", url.as_bytes())]));
+    assert_eq!(status, 400);
+    let err = reply["error"].as_str().unwrap();
+    assert!(err.contains("Dockerfile:2") && err.contains("remote sources are not supported"), "{err}");
+}

@@ -72,6 +72,8 @@ pub enum Kind {
         from: Option<String>,
         /// Here-document sources: (name, body, expand).
         inline: Vec<(String, String, bool)>,
+        /// ADD (local archives are extracted) rather than COPY.
+        add: bool,
     },
     /// `ENV` pairs (raw words).
     Env(Vec<(String, String)>),
@@ -157,6 +159,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "FROM" => &["platform"],
         "RUN" => &["mount"],
         "COPY" => &["from", "chown", "chmod", "link"],
+        "ADD" => &["chown", "chmod", "link", "checksum", "unpack", "keep-git-dir"],
         "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
         _ => &[],
     };
@@ -187,11 +190,15 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         }
         "CMD" => Kind::Cmd(command_form(args)),
         "ENTRYPOINT" => Kind::Entrypoint(command_form(args)),
-        "COPY" => {
-            let mut copy = parse_copy(args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
-            if let Kind::Copy { from, sources, inline, .. } = &mut copy {
+        "COPY" | "ADD" => {
+            let mut copy = parse_copy(&keyword, args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
+            if let Kind::Copy { from, sources, inline, add, .. } = &mut copy {
+                *add = keyword == "ADD";
                 *from = flag("from");
                 take_heredoc_sources(sources, inline, &l.heredocs);
+                if *add {
+                    check_add(sources, &flags).map_err(|m| err(arg_col, m))?;
+                }
             }
             copy
         }
@@ -222,7 +229,6 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "MAINTAINER" => Kind::Maintainer(args.to_string()),
         "ONBUILD" => parse_onbuild(args, &err, arg_col)?,
         "HEALTHCHECK" => parse_healthcheck(args, &flags, &err, arg_col)?,
-        "ADD" => return Err(err(column, "ADD is not supported by kiln yet; use COPY for local files".into())),
         _ => unreachable!("keyword list is exhaustive"),
     };
     Ok(Instruction { line: l.line, text: l.text.clone(), first: l.first.clone(), kind })
@@ -288,7 +294,22 @@ fn parse_from(args: &str, platform: Option<String>, err: &ErrFn, col: usize) -> 
     }
 }
 
+/// ADD sources kiln cannot fetch yet are refused up front.
+fn check_add(sources: &[String], flags: &[Flag]) -> Result<(), String> {
+    if let Some(url) = sources.iter().find(|s| s.contains("://") || s.starts_with("git@")) {
+        return Err(format!("ADD {url}: remote sources are not supported by kiln yet; fetch them in a RUN step"));
+    }
+    if flags.iter().any(|f| f.name == "checksum" || f.name == "keep-git-dir") {
+        return Err("ADD --checksum and --keep-git-dir apply to remote sources, which kiln does not support yet".into());
+    }
+    if flags.iter().any(|f| f.name == "unpack" && f.value.as_deref() == Some("false")) {
+        return Err("ADD --unpack=false is not supported yet; use COPY to copy an archive as a file".into());
+    }
+    Ok(())
+}
+
 fn parse_copy(
+    keyword: &str,
     args: &str,
     escape: char,
     chown: Option<String>,
@@ -303,12 +324,11 @@ fn parse_copy(
     if words.len() < 2 {
         return Err(err(
             col,
-            "COPY requires at least two arguments, but only one was provided. Destination could not be determined"
-                .into(),
+            format!("{keyword} requires at least two arguments, but only one was provided. Destination could not be determined"),
         ));
     }
     let dest = words.pop().expect("two or more words");
-    Ok(Kind::Copy { sources: words, dest, chown, chmod, from: None, inline: Vec::new() })
+    Ok(Kind::Copy { sources: words, dest, chown, chmod, from: None, inline: Vec::new(), add: false })
 }
 
 fn split_arg(word: String) -> (String, Option<String>) {

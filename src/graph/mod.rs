@@ -114,6 +114,9 @@ pub struct CopyAction {
     /// Files given inline as here-documents (`COPY <<EOF`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inline: Vec<InlineFile>,
+    /// ADD: extract local tar archives (plain or gzip) into the destination.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpack: bool,
 }
 
 /// A file whose content is in the Dockerfile.

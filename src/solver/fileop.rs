@@ -40,6 +40,9 @@ pub enum PlannedAction {
         /// Here-document files.
         #[serde(default)]
         inline: Vec<crate::graph::InlineFile>,
+        /// ADD: extract tar archives.
+        #[serde(default)]
+        unpack: bool,
     },
     /// WORKDIR.
     Mkdir {
@@ -86,7 +89,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
     let context = File::open(&req.context).map_err(io_err("open build context"))?;
     for action in &req.actions {
         match action {
-            PlannedAction::Copy { sources, dest, chown, chmod, from_input, source_lowers, inline } => {
+            PlannedAction::Copy { sources, dest, chown, chmod, from_input, source_lowers, inline, unpack } => {
                 let owner = match chown.as_deref() {
                     Some(c) => Owner::Fixed(resolve_chown(&req.mountpoint, c)?),
                     None if from_input.is_some() => Owner::Preserve,
@@ -96,6 +99,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                 write_inline(&root, inline, dest, dest_is_dir, owner.created(), *chmod)?;
                 match from_input {
                     None if sources.is_empty() => {}
+                    None if *unpack => add(&root, &context, sources, dest, owner, *chmod)?,
                     None => copy(&root, &context, sources, dest, owner, *chmod)?,
                     Some(n) => {
                         let dir = req.mountpoint.with_file_name(format!("src-{n}"));
@@ -179,6 +183,41 @@ fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, owner: Ow
         copy_entry(&fd_path(&fd, OsStr::new("")), &md, &parent_fd, &name, owner, chmod)?;
     }
     Ok(())
+}
+
+/// ADD: tar archives (plain or gzip, judged by content) are extracted
+/// into the destination directory keeping the archive's owners and modes;
+/// everything else is copied as COPY would.
+fn add(root: &OwnedFd, context: &File, sources: &[String], dest: &str, owner: Owner, chmod: Option<u32>) -> Res<()> {
+    let (archives, plain): (Vec<String>, Vec<String>) =
+        sources.iter().cloned().partition(|s| is_tar_archive(context, s));
+    if !plain.is_empty() {
+        copy(root, context, &plain, dest, owner, chmod)?;
+    }
+    for a in archives {
+        let dest_dir = ensure_dir(root, dest.trim_end_matches('/'), owner.created(), 0o755)?;
+        let src = fsx::open_in_root(context, Path::new(&a), libc::O_RDONLY).map_err(io_err(format!("open {a}")))?;
+        kiln_snapshotter::apply::apply_layer(File::from(src), &fd_path(&dest_dir, OsStr::new("")))
+            .map_err(|e| format!("extract {a}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn is_tar_archive(context: &File, rel: &str) -> bool {
+    let Ok(fd) = fsx::open_in_root(context, Path::new(rel), libc::O_RDONLY) else { return false };
+    let file = File::from(fd);
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = Vec::new();
+    let mut reader = io::BufReader::new(file);
+    let Ok(gzip) = io::BufRead::fill_buf(&mut reader).map(|b| b.starts_with(&[0x1f, 0x8b])) else { return false };
+    let read = if gzip {
+        io::Read::read_to_end(&mut io::Read::take(flate2::bufread::GzDecoder::new(reader), 512), &mut head)
+    } else {
+        io::Read::read_to_end(&mut io::Read::take(reader, 512), &mut head)
+    };
+    read.is_ok() && head.len() == 512 && &head[257..262] == b"ustar"
 }
 
 /// Writes here-document files (mode 0644 unless `--chmod`).

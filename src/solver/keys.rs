@@ -73,6 +73,7 @@ fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedActio
                     from_input: c.from_input,
                     source_lowers: Vec::new(),
                     inline: c.inline.clone(),
+                    unpack: c.unpack,
                 });
             }
             FileAction::Mkdir { path, owner } => {

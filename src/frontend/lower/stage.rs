@@ -171,7 +171,7 @@ pub fn lower_stage(
                 )?;
                 lower_run(def, &mut st, cmd, secrets, loc)
             }
-            Kind::Copy { sources, dest, chown, chmod, from, inline } => {
+            Kind::Copy { sources, dest, chown, chmod, from, inline, add } => {
                 let inline = inline
                     .iter()
                     .map(|(name, body, expand)| {
@@ -192,9 +192,10 @@ pub fn lower_stage(
                 let chown = chown.as_deref().map(|c| word(c, &st)).transpose()?;
                 let chmod = chmod.as_deref().map(|m| parse_chmod(&word(m, &st)?).map_err(err)).transpose()?;
                 let from_flag = from.as_deref().map(|f| format!("--from={f} ")).unwrap_or_default();
-                let created_by = format!("COPY {from_flag}{} {dest} # buildkit", sources.join(" "));
+                let keyword = if *add { "ADD" } else { "COPY" };
+                let created_by = format!("{keyword} {from_flag}{} {dest} # buildkit", sources.join(" "));
                 let from_input = source.map(|_| 1);
-                let action = CopyAction { sources, dest, chown, chmod, from_input, inline };
+                let action = CopyAction { sources, dest, chown, chmod, from_input, inline, unpack: *add };
                 let op = Op::File(FileOp { actions: vec![FileAction::Copy(action)] });
                 st.push_layer_with(def, op, source, loc, created_by);
             }
