@@ -170,7 +170,9 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
             } else {
                 format!("unknown flag: --{}", f.name)
             };
-            return Err(err(arg_col + f.column, msg).suggest(&f.name, allowed.iter().copied()));
+            let mut d = err(arg_col + f.column, msg).suggest(&f.name, allowed.iter().copied());
+            d.suggestion = d.suggestion.map(|s| format!("--{s}"));
+            return Err(d);
         }
     }
     let flag = |name: &str| flags.iter().find(|f| f.name == name).and_then(|f| f.value.clone());
@@ -364,7 +366,7 @@ fn parse_pairs(
         .map(|w| match w.split_once('=') {
             Some(("", _)) => Err(err(col, format!("{what} names can not be blank"))),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(err(col, format!("{what} must have two arguments: {w:?} has no '='"))),
+            None => Err(err(col, format!("Syntax error - can't find = in {w:?}. Must be of the form: name=value"))),
         })
         .collect()
 }

@@ -146,7 +146,7 @@ fn healthcheck_expose_and_metadata() {
 #[test]
 fn diagnostics_name_line_and_suggest() {
     let cases = [
-        ("FROM b\nCOPY --chwon=app a b\n", 2, "unknown flag: --chwon", Some("chown")),
+        ("FROM b\nCOPY --chwon=app a b\n", 2, "unknown flag: --chwon", Some("--chown")),
         ("FROM b\nCOPY onlyone\n", 2, "COPY requires at least two arguments", None),
         ("RUN x\n", 1, "no build stage in current context", None),
         ("FROM a b\n", 1, "FROM requires either one or three arguments", None),
