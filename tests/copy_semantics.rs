@@ -1,0 +1,96 @@
+//! BuildKit's COPY semantics that builders get wrong (dockerfile.md §3.2),
+//! checked on the built image, plus zero-layer scratch images and RUN
+//! history with build args.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+fn context_tar(config: &serde_json::Value, dockerfile: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_size(data.len() as u64);
+        match link {
+            Some(target) => b.append_link(&mut h, path, target).unwrap(),
+            None => b.append_data(&mut h, path, data).unwrap(),
+        }
+    };
+    add("context/Dockerfile", tar::EntryType::Regular, dockerfile.as_bytes(), None);
+    add("context/f.txt", tar::EntryType::Regular, b"f", None);
+    add("context/dir/a", tar::EntryType::Regular, b"a", None);
+    add("context/links/rel", tar::EntryType::Symlink, b"", Some("../f.txt"));
+    add("context/link-to-f", tar::EntryType::Symlink, b"", Some("f.txt"));
+    let cfg = serde_json::to_vec(config).unwrap();
+    add("com.openfaas.docker.config", tar::EntryType::Regular, &cfg, None);
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn copy_follows_buildkit_semantics() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/copy-semantics"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox\n\
+         RUN mkdir -p /existing && chmod 0700 /existing && chown 1000:1000 /existing\n\
+         COPY f.txt /x\n\
+         COPY f.txt /existing\n\
+         COPY f.txt /newdir/\n\
+         COPY dir /dircontents\n\
+         COPY dir/ /dircontents2\n\
+         COPY --chmod=0770 f.txt /p1/p2/f.txt\n\
+         COPY nomatch* /nothing/\n\
+         COPY links /links\n\
+         COPY link-to-f /followed\n"
+    );
+    let (status, reply) = server.build(&context_tar(&json!({"image": image}), &dockerfile));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let r = &img.rootfs;
+    let read = |p: &str| std::fs::read_to_string(r.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("x"), "f", "COPY f /x writes the file /x");
+    assert_eq!(read("existing/f.txt"), "f", "…unless /x already is a directory");
+    assert_eq!(owner_mode(&r.join("existing")), (1000, 1000, 0o700), "existing directories keep mode and owner");
+    assert_eq!(read("newdir/f.txt"), "f", "a trailing slash means into the directory");
+    assert_eq!(read("dircontents/a"), "a", "a directory source copies its contents");
+    assert!(!r.join("dircontents/dir").exists());
+    assert_eq!(read("dircontents2/a"), "a", "a trailing slash on the source changes nothing");
+    assert_eq!(owner_mode(&r.join("p1")).2, 0o770, "created parents take --chmod");
+    assert_eq!(owner_mode(&r.join("p1/p2")).2, 0o770);
+    assert_eq!(owner_mode(&r.join("p1/p2/f.txt")), (0, 0, 0o770));
+    let link = std::fs::read_link(r.join("links/rel")).unwrap();
+    assert_eq!(link.to_str(), Some("../f.txt"), "symlinks inside a copied directory are kept verbatim");
+    let followed = std::fs::symlink_metadata(r.join("followed")).unwrap();
+    assert!(followed.is_file() && read("followed") == "f", "a symlink named as the source is followed");
+}
+
+#[test]
+fn scratch_with_metadata_has_no_layers_and_history_records_args() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/scratch"));
+    let (status, reply) =
+        server.build(&context_tar(&json!({"image": image}), "FROM scratch\nENV A=1\nCMD [\"/app\"]\n"));
+    assert_success(status, &reply);
+    let cfg = image_config(&image, None);
+    assert_eq!(cfg["rootfs"]["diff_ids"], json!([]), "metadata-only instructions add no layer");
+    let env = cfg["config"]["Env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e == "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "default PATH"
+    );
+    assert!(cfg["history"].as_array().unwrap().iter().all(|h| h["empty_layer"] == true));
+
+    let image2 = format!("{reg}/{}:v1", unique("kiln/history"));
+    let dockerfile = format!("FROM {reg}/busybox\nARG A=1\nARG B\nRUN echo $A\n");
+    let (status, reply) = server.build(&context_tar(&json!({"image": image2, "buildArgs": {"B": "2"}}), &dockerfile));
+    assert_success(status, &reply);
+    let cfg = image_config(&image2, None);
+    let created: Vec<&str> =
+        cfg["history"].as_array().unwrap().iter().filter_map(|h| h["created_by"].as_str()).collect();
+    assert!(created.contains(&"RUN |2 A=1 B=2 /bin/sh -c echo $A # buildkit"), "{created:?}");
+}
