@@ -75,7 +75,7 @@ fn golden_dockerfiles() {
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let mut failures = Vec::new();
     let all = cases();
-    assert!(all.len() >= 30, "expected the golden corpus, found {} cases", all.len());
+    assert!(all.len() >= 80, "expected the golden corpus, found {} cases", all.len());
     for dir in &all {
         let got = render(dir);
         for name in ["ast.txt", "graph.json", "config.json", "error.txt"] {

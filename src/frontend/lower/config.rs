@@ -72,7 +72,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         }
         Kind::Volume(form) => {
             let vols = match form {
-                CommandForm::Exec(v) => v.clone(),
+                CommandForm::Exec(v) => v.iter().map(|x| word(x)).collect::<Result<Vec<_>, _>>()?,
                 CommandForm::Shell(s) => process_words(s, &lookup, ctx.escape).map_err(err)?,
             };
             for v in &vols {
