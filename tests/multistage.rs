@@ -215,3 +215,30 @@ fn add_extracts_local_archives_and_refuses_urls() {
     let err = reply["error"].as_str().unwrap();
     assert!(err.contains("Dockerfile:2") && err.contains("remote sources are not supported"), "{err}");
 }
+
+#[test]
+fn onbuild_triggers_run_in_child_builds() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let parent = format!("{reg}/{}:v1", unique("kiln/onbuild-parent"));
+    let p = format!(
+        "FROM {reg}/busybox\nONBUILD COPY marker.txt /from-child-context\nONBUILD RUN echo triggered > /onbuild-ran\n"
+    );
+    let (status, reply) = server.build(&request_tar(&json!({"image": parent}), &[("Dockerfile", p.as_bytes())]));
+    assert_success(status, &reply);
+    assert_eq!(
+        image_config(&parent, None)["config"]["OnBuild"],
+        json!(["COPY marker.txt /from-child-context", "RUN echo triggered > /onbuild-ran"])
+    );
+
+    let child = format!("{reg}/{}:v1", unique("kiln/onbuild-child"));
+    let c = format!("# syntax=example.com/custom/frontend:1\nFROM {parent}\nRUN test -f /onbuild-ran\n");
+    let body =
+        request_tar(&json!({"image": child}), &[("Dockerfile", c.as_bytes()), ("marker.txt", b"child's file\n")]);
+    let (status, reply) = server.build(&body);
+    assert_success(status, &reply);
+    assert!(log_text(&reply).contains("WARNING: # syntax=example.com/custom/frontend:1 is ignored"));
+    let img = unpack_image(&child, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("from-child-context")).unwrap(), "child's file\n");
+    assert!(image_config(&child, None)["config"].get("OnBuild").is_none(), "triggers are not inherited");
+}

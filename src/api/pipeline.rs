@@ -51,6 +51,7 @@ pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &Log
     let text = std::fs::read_to_string(intake.context.join("Dockerfile"))
         .map_err(|_| fail(ErrorKind::InvalidArgument, "context/Dockerfile not found in the request tar"))?;
     let df = frontend::parse(&text).map_err(diag_failure)?;
+    warn_on_frontend(&df, log);
     apply_dockerignore(&intake.context, log).await?;
     let platform = Platform::host();
     check_platforms(intake.config.platforms.as_deref(), &platform)?;
@@ -90,6 +91,17 @@ async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<
         .map_err(|e| fail(ErrorKind::Internal, e.to_string()))?
         .map_err(|e| fail(ErrorKind::Internal, format!("apply .dockerignore: {e}")))?;
     Ok(())
+}
+
+/// kiln always uses its own Dockerfile frontend and fetches none: a
+/// `# syntax=` naming something other than docker/dockerfile is reported.
+fn warn_on_frontend(df: &frontend::Dockerfile, log: &LogSink) {
+    for (name, value) in &df.directives {
+        let standard = ["docker/dockerfile", "docker.io/docker/dockerfile"].iter().any(|p| value.starts_with(p));
+        if name == "syntax" && !standard {
+            emit(log, format!("WARNING: # syntax={value} is ignored: kiln builds with its own Dockerfile frontend"));
+        }
+    }
 }
 
 fn diag_failure(d: Diagnostic) -> BuildFailure {

@@ -212,6 +212,31 @@ fn resolve_copy_from(
     Ok(())
 }
 
+/// The base's ONBUILD triggers, parsed as instructions on the FROM line;
+/// they run first in the new stage (and are not inherited further).
+fn onbuild_triggers(
+    s: &StagePlan,
+    built: &[Option<stage::StageState>],
+    resolver: &dyn BaseResolver,
+    escape: char,
+) -> Result<Vec<Instruction>, Diagnostic> {
+    let triggers = match s.parent {
+        Some(p) => built[p].as_ref().and_then(|b| b.config.config.on_build.clone()),
+        None => resolver.resolve(&s.image).and_then(|r| r.config.config.on_build.clone()),
+    };
+    let mut out = Vec::new();
+    for t in triggers.unwrap_or_default() {
+        let line = super::lexer::LogicalLine {
+            line: s.from.line,
+            text: t.clone(),
+            first: format!("{}  # ONBUILD {t}", s.from.first),
+            heredocs: Vec::new(),
+        };
+        out.push(super::instructions::parse_line(&line, escape)?);
+    }
+    Ok(out)
+}
+
 /// The registry images the target needs.
 pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImageRef>, Diagnostic> {
     let Plan { stages, reachable, .. } = plan(df, opts)?;
@@ -247,23 +272,26 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             None if stages.len() == 1 => String::new(),
             None => format!("stage-{i}"),
         };
-        let base = match s.parent {
+        let triggers = onbuild_triggers(s, &built, resolver, df.escape)?;
+        let body: Vec<Instruction> = triggers.into_iter().chain(s.body.iter().cloned()).collect();
+        let mut base = match s.parent {
             Some(p) => built[p].clone().expect("parents are reachable"),
-            None => stage::StageState::from_image(&mut def, s.from, &s.image, s.body.len() + 1, &name, opts, resolver)?,
+            None => stage::StageState::from_image(&mut def, s.from, &s.image, body.len() + 1, &name, opts, resolver)?,
         };
+        base.config.config.on_build = None;
         let stage_nodes: Vec<Option<NodeId>> = built.iter().map(|b| b.as_ref().and_then(|st| st.node)).collect();
         let ctx = stage::Ctx {
             opts,
             escape: df.escape,
             name: &name,
-            steps: s.body.len() + 1,
+            steps: body.len() + 1,
             meta: &meta_vars,
             index: i,
             aliases: &aliases,
             stage_nodes: &stage_nodes,
             resolver,
         };
-        built.push(Some(stage::lower_stage(&mut def, base, s.body, &ctx)?));
+        built.push(Some(stage::lower_stage(&mut def, base, &body, &ctx)?));
     }
     let last = built.pop().flatten().expect("the target stage is reachable");
     Ok(Lowered { definition: def, root: last.node, config: last.config, history: last.history })

@@ -170,3 +170,17 @@ fn diagnostics_name_line_and_suggest() {
         assert_eq!(d.suggestion.as_deref(), suggestion, "{text:?}");
     }
 }
+
+#[test]
+fn onbuild_triggers_of_the_base_run_first_and_are_not_inherited() {
+    let df = parse("FROM parent\nRUN own\n").unwrap();
+    let opts = BuildOptions { build_args: Default::default(), target: None, platform: Platform::host() };
+    let mut img = base();
+    img.config.config.on_build = Some(vec!["RUN echo triggered".into(), "ENV FROM_ONBUILD=1".into()]);
+    let resolver: HashMap<String, ResolvedImage> = [("parent".to_string(), img)].into();
+    let l = lower(&df, &opts, &resolver).unwrap();
+    let cmds: Vec<String> = execs(&l).iter().map(|e| e.args.join(" ")).collect();
+    assert_eq!(cmds, ["/bin/sh -c echo triggered", "/bin/sh -c own"]);
+    assert_eq!(l.config.config.env_get("FROM_ONBUILD"), Some("1"));
+    assert_eq!(l.config.config.on_build, None, "triggers are not passed on to the child image");
+}
