@@ -35,6 +35,8 @@ fn bench_cache_key(c: &mut Criterion) {
             from_input: None,
             inline: vec![],
             unpack: false,
+            exclude: vec![],
+            parents: false,
         })],
     });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

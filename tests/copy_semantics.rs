@@ -94,3 +94,32 @@ fn scratch_with_metadata_has_no_layers_and_history_records_args() {
         cfg["history"].as_array().unwrap().iter().filter_map(|h| h["created_by"].as_str()).collect();
     assert!(created.contains(&"RUN |2 A=1 B=2 /bin/sh -c echo $A # buildkit"), "{created:?}");
 }
+
+#[test]
+fn copy_exclude_and_parents() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/exclude-parents"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox\nCOPY --exclude=*.log --exclude=tmp src /excl/\nCOPY --parents src/x/a.txt src/y/b.txt /par/\n"
+    );
+    let files: Vec<(&str, &[u8])> = vec![
+        ("Dockerfile", dockerfile.as_bytes()),
+        ("src/keep.txt", b"k"),
+        ("src/drop.log", b"d"),
+        ("src/tmp/t", b"t"),
+        ("src/x/a.txt", b"a"),
+        ("src/y/b.txt", b"b"),
+    ];
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &files));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let r = &img.rootfs;
+    assert!(r.join("excl/keep.txt").exists() && r.join("excl/x/a.txt").exists());
+    assert!(
+        !r.join("excl/drop.log").exists() && !r.join("excl/tmp").exists(),
+        "--exclude patterns apply below the source"
+    );
+    assert_eq!(std::fs::read_to_string(r.join("par/src/x/a.txt")).unwrap(), "a", "--parents keeps the source path");
+    assert_eq!(std::fs::read_to_string(r.join("par/src/y/b.txt")).unwrap(), "b");
+}

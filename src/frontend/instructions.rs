@@ -74,6 +74,10 @@ pub enum Kind {
         inline: Vec<(String, String, bool)>,
         /// ADD (local archives are extracted) rather than COPY.
         add: bool,
+        /// `--exclude` patterns.
+        exclude: Vec<String>,
+        /// `--parents`.
+        parents: bool,
     },
     /// `ENV` pairs (raw words).
     Env(Vec<(String, String)>),
@@ -158,7 +162,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
     let allowed: &[&str] = match keyword.as_str() {
         "FROM" => &["platform"],
         "RUN" => &["mount"],
-        "COPY" => &["from", "chown", "chmod", "link"],
+        "COPY" => &["from", "chown", "chmod", "link", "exclude", "parents"],
         "ADD" => &["chown", "chmod", "link", "checksum", "unpack", "keep-git-dir"],
         "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
         _ => &[],
@@ -194,9 +198,11 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "ENTRYPOINT" => Kind::Entrypoint(command_form(args)),
         "COPY" | "ADD" => {
             let mut copy = parse_copy(&keyword, args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
-            if let Kind::Copy { from, sources, inline, add, .. } = &mut copy {
+            if let Kind::Copy { from, sources, inline, add, exclude, parents, .. } = &mut copy {
                 *add = keyword == "ADD";
                 *from = flag("from");
+                *exclude = flags.iter().filter(|f| f.name == "exclude").filter_map(|f| f.value.clone()).collect();
+                *parents = flags.iter().any(|f| f.name == "parents" && f.value.as_deref() != Some("false"));
                 take_heredoc_sources(sources, inline, &l.heredocs);
                 if *add {
                     check_add(sources, &flags).map_err(|m| err(arg_col, m))?;
@@ -330,7 +336,17 @@ fn parse_copy(
         ));
     }
     let dest = words.pop().expect("two or more words");
-    Ok(Kind::Copy { sources: words, dest, chown, chmod, from: None, inline: Vec::new(), add: false })
+    Ok(Kind::Copy {
+        sources: words,
+        dest,
+        chown,
+        chmod,
+        from: None,
+        inline: Vec::new(),
+        add: false,
+        exclude: Vec::new(),
+        parents: false,
+    })
 }
 
 fn split_arg(word: String) -> (String, Option<String>) {

@@ -117,6 +117,12 @@ pub struct CopyAction {
     /// ADD: extract local tar archives (plain or gzip) into the destination.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unpack: bool,
+    /// `--exclude` patterns, relative to each source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// `--parents`: keep each source's path below the destination.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parents: bool,
 }
 
 /// A file whose content is in the Dockerfile.

@@ -43,6 +43,12 @@ pub enum PlannedAction {
         /// ADD: extract tar archives.
         #[serde(default)]
         unpack: bool,
+        /// `--exclude` patterns.
+        #[serde(default)]
+        exclude: Vec<String>,
+        /// `--parents`.
+        #[serde(default)]
+        parents: bool,
     },
     /// WORKDIR.
     Mkdir {
@@ -89,18 +95,35 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
     let context = File::open(&req.context).map_err(io_err("open build context"))?;
     for action in &req.actions {
         match action {
-            PlannedAction::Copy { sources, dest, chown, chmod, from_input, source_lowers, inline, unpack } => {
+            PlannedAction::Copy {
+                sources,
+                dest,
+                chown,
+                chmod,
+                from_input,
+                source_lowers,
+                inline,
+                unpack,
+                exclude,
+                parents,
+            } => {
                 let owner = match chown.as_deref() {
                     Some(c) => Owner::Fixed(resolve_chown(&req.mountpoint, c)?),
                     None if from_input.is_some() => Owner::Preserve,
                     None => Owner::Fixed((0, 0)),
                 };
+                let spec = CopySpec {
+                    owner,
+                    chmod: *chmod,
+                    exclude: crate::frontend::dockerignore::DockerIgnore::parse(&exclude.join("\n")),
+                    parents: *parents,
+                };
                 let dest_is_dir = dest.ends_with('/') || sources.len() + inline.len() > 1;
                 write_inline(&root, inline, dest, dest_is_dir, owner.created(), *chmod)?;
                 match from_input {
                     None if sources.is_empty() => {}
-                    None if *unpack => add(&root, &context, sources, dest, owner, *chmod)?,
-                    None => copy(&root, &context, sources, dest, owner, *chmod)?,
+                    None if *unpack => add(&root, &context, sources, dest, &spec)?,
+                    None => copy(&root, &context, sources, dest, &spec)?,
                     Some(n) => {
                         let dir = req.mountpoint.with_file_name(format!("src-{n}"));
                         fs::create_dir_all(&dir).map_err(io_err("create source mountpoint"))?;
@@ -108,7 +131,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                             .map_err(|e| e.to_string())?;
                         let expanded = super::context::expand_sources(&dir, sources)?;
                         let source = File::open(&dir).map_err(io_err("open copy source"))?;
-                        copy(&root, &source, &expanded, dest, owner, *chmod)?;
+                        copy(&root, &source, &expanded, dest, &spec)?;
                     }
                 }
             }
@@ -157,21 +180,40 @@ impl Owner {
     }
 }
 
-fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, owner: Owner, chmod: Option<u32>) -> Res<()> {
+/// How one COPY treats what it copies.
+struct CopySpec {
+    owner: Owner,
+    chmod: Option<u32>,
+    exclude: crate::frontend::dockerignore::DockerIgnore,
+    parents: bool,
+}
+
+impl CopySpec {
+    /// Whether any of the paths naming an entry is excluded.
+    fn skips(&self, paths: &[&str]) -> bool {
+        paths.iter().any(|p| self.exclude.is_excluded(p))
+    }
+}
+
+fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &CopySpec) -> Res<()> {
     let dest_trim = dest.trim_end_matches('/');
-    let into_dir = dest.ends_with('/') || sources.len() > 1 || is_dir_in_root(root, dest_trim);
+    let into_dir = dest.ends_with('/') || sources.len() > 1 || spec.parents || is_dir_in_root(root, dest_trim);
+    let (owner, chmod) = (spec.owner, spec.chmod);
     let ids = owner.created();
     let dir_mode = chmod.unwrap_or(0o755);
-    for src in sources {
+    for src in sources.iter().filter(|s| !spec.skips(&[s])) {
         let fd = fsx::open_in_root(source, Path::new(src), libc::O_PATH)
             .map_err(io_err(format!("\"/{src}\": not found")))?;
         let md = fs::metadata(fd_path(&fd, OsStr::new(""))).map_err(io_err(format!("stat {src}")))?;
+        let base = if spec.parents { format!("{dest_trim}/{src}") } else { dest_trim.to_string() };
         if md.is_dir() {
-            let target = ensure_dir(root, if dest_trim.is_empty() { "/" } else { dest_trim }, ids, dir_mode)?;
-            copy_dir_contents(&fd, &target, owner, chmod)?;
+            let target = ensure_dir(root, if base.is_empty() { "/" } else { &base }, ids, dir_mode)?;
+            copy_dir_contents(&fd, &target, spec, "", src)?;
             continue;
         }
-        let (parent, name) = if into_dir {
+        let (parent, name) = if spec.parents {
+            split_dest(&base)
+        } else if into_dir {
             let base = Path::new(src).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             (dest_trim.to_string(), base)
         } else {
@@ -188,14 +230,14 @@ fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, owner: Ow
 /// ADD: tar archives (plain or gzip, judged by content) are extracted
 /// into the destination directory keeping the archive's owners and modes;
 /// everything else is copied as COPY would.
-fn add(root: &OwnedFd, context: &File, sources: &[String], dest: &str, owner: Owner, chmod: Option<u32>) -> Res<()> {
+fn add(root: &OwnedFd, context: &File, sources: &[String], dest: &str, spec: &CopySpec) -> Res<()> {
     let (archives, plain): (Vec<String>, Vec<String>) =
         sources.iter().cloned().partition(|s| is_tar_archive(context, s));
     if !plain.is_empty() {
-        copy(root, context, &plain, dest, owner, chmod)?;
+        copy(root, context, &plain, dest, spec)?;
     }
     for a in archives {
-        let dest_dir = ensure_dir(root, dest.trim_end_matches('/'), owner.created(), 0o755)?;
+        let dest_dir = ensure_dir(root, dest.trim_end_matches('/'), spec.owner.created(), 0o755)?;
         let src = fsx::open_in_root(context, Path::new(&a), libc::O_RDONLY).map_err(io_err(format!("open {a}")))?;
         kiln_snapshotter::apply::apply_layer(File::from(src), &fd_path(&dest_dir, OsStr::new("")))
             .map_err(|e| format!("extract {a}: {e}"))?;
@@ -253,6 +295,15 @@ fn write_inline(
     Ok(())
 }
 
+fn join_rel(base: &str, name: &std::ffi::OsStr) -> String {
+    let name = name.to_string_lossy();
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
 /// `/a/b/c` → (`/a/b`, `c`).
 fn split_dest(dest: &str) -> (String, String) {
     let p = Path::new(dest);
@@ -287,7 +338,11 @@ fn ensure_dir(root: &OwnedFd, path: &str, ids: (u32, u32), mode: u32) -> Res<Own
     Ok(cur)
 }
 
-fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, owner: Owner, chmod: Option<u32>) -> Res<()> {
+/// Copies a directory's entries; `rel` is the path below the copied
+/// source and `ctx_rel` the same entry's path in its context (both are
+/// matched against `--exclude`).
+fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, spec: &CopySpec, rel: &str, ctx_rel: &str) -> Res<()> {
+    let (owner, chmod) = (spec.owner, spec.chmod);
     let mut names: Vec<_> = fs::read_dir(fd_path(src, OsStr::new("")))
         .map_err(io_err("read source directory"))?
         .map(|e| e.map(|e| e.file_name()))
@@ -295,6 +350,10 @@ fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, owner: Owner, chmod: Option<u
         .map_err(io_err("read source directory"))?;
     names.sort();
     for name in names {
+        let (child_rel, child_ctx) = (join_rel(rel, &name), join_rel(ctx_rel, &name));
+        if spec.skips(&[&child_rel, &child_ctx]) {
+            continue;
+        }
         let sp = fd_path(src, &name);
         let md = fs::symlink_metadata(&sp).map_err(io_err(format!("stat {}", name.to_string_lossy())))?;
         if !md.is_dir() {
@@ -315,7 +374,7 @@ fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, owner: Owner, chmod: Option<u
         }
         let s = fsx::openat_dir(src, &name).map_err(io_err("open source directory"))?;
         let d = fsx::openat_dir(dst, &name).map_err(io_err("open destination directory"))?;
-        copy_dir_contents(&s, &d, owner, chmod)?;
+        copy_dir_contents(&s, &d, spec, &child_rel, &child_ctx)?;
         set_mtime(&fd_path(&d, OsStr::new(".")), &md, true)?;
     }
     Ok(())

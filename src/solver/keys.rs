@@ -74,6 +74,8 @@ fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedActio
                     source_lowers: Vec::new(),
                     inline: c.inline.clone(),
                     unpack: c.unpack,
+                    exclude: c.exclude.clone(),
+                    parents: c.parents,
                 });
             }
             FileAction::Mkdir { path, owner } => {

@@ -171,7 +171,8 @@ pub fn lower_stage(
                 )?;
                 lower_run(def, &mut st, cmd, secrets, loc)
             }
-            Kind::Copy { sources, dest, chown, chmod, from, inline, add } => {
+            Kind::Copy { sources, dest, chown, chmod, from, inline, add, exclude, parents } => {
+                let exclude = exclude.iter().map(|e| word(e, &st)).collect::<Result<Vec<_>, _>>()?;
                 let inline = inline
                     .iter()
                     .map(|(name, body, expand)| {
@@ -195,7 +196,17 @@ pub fn lower_stage(
                 let keyword = if *add { "ADD" } else { "COPY" };
                 let created_by = format!("{keyword} {from_flag}{} {dest} # buildkit", sources.join(" "));
                 let from_input = source.map(|_| 1);
-                let action = CopyAction { sources, dest, chown, chmod, from_input, inline, unpack: *add };
+                let action = CopyAction {
+                    sources,
+                    dest,
+                    chown,
+                    chmod,
+                    from_input,
+                    inline,
+                    unpack: *add,
+                    exclude,
+                    parents: *parents,
+                };
                 let op = Op::File(FileOp { actions: vec![FileAction::Copy(action)] });
                 st.push_layer_with(def, op, source, loc, created_by);
             }
