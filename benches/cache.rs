@@ -71,6 +71,7 @@ fn bench_digests(c: &mut Criterion) {
             cwd: "/".into(),
             user: String::new(),
             secrets: vec![],
+            proxy_env: vec![],
         });
         prev = Some(def.push(op, prev.into_iter().collect(), None));
     }

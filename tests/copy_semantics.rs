@@ -123,3 +123,41 @@ fn copy_exclude_and_parents() {
     assert_eq!(std::fs::read_to_string(r.join("par/src/x/a.txt")).unwrap(), "a", "--parents keeps the source path");
     assert_eq!(std::fs::read_to_string(r.join("par/src/y/b.txt")).unwrap(), "b");
 }
+
+#[test]
+fn user_owns_workdir_not_copies_and_proxy_args_stay_out_of_the_cache() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/user-proxy"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox\n\
+         RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group\n\
+         USER app\n\
+         WORKDIR /work/dir\n\
+         COPY f.txt /work/copied.txt\n\
+         RUN echo \"proxy=$HTTP_PROXY\" > /work/dir/proxy\n"
+    );
+    let build = |proxy: &str| {
+        let config = json!({"image": image, "buildArgs": {"HTTP_PROXY": proxy}});
+        let (status, reply) = server.build(&context_tar(&config, &dockerfile));
+        assert_success(status, &reply);
+        reply
+    };
+    let first = build("http://proxy-a:3128");
+    let img = unpack_image(&image, None);
+    let r = &img.rootfs;
+    assert_eq!(owner_mode(&r.join("work/dir")).0, 1000, "WORKDIR is created as the current USER");
+    assert_eq!(owner_mode(&r.join("work")).0, 1000);
+    assert_eq!(owner_mode(&r.join("work/copied.txt")).0, 0, "USER does not affect COPY");
+    assert_eq!(
+        std::fs::read_to_string(r.join("work/dir/proxy")).unwrap(),
+        "proxy=http://proxy-a:3128\n",
+        "proxy args reach RUN"
+    );
+    let history = image_config(&image, None)["history"].to_string();
+    assert!(!history.contains("proxy-a"), "proxy args stay out of history: {history}");
+
+    let second = build("http://proxy-b:3128");
+    assert_eq!(executed_runs(&first), 2);
+    assert_eq!(executed_runs(&second), 0, "a different proxy does not invalidate the cache");
+}

@@ -53,6 +53,10 @@ pub struct ExecOp {
     /// `--mount=type=secret` mounts (ids only; values never enter the graph).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretMount>,
+    /// Predefined proxy build args (`HTTP_PROXY`, …): passed to the step but
+    /// never serialized, so they stay out of op digests, cache keys and history.
+    #[serde(skip)]
+    pub proxy_env: Vec<String>,
 }
 
 /// `RUN --mount=type=secret,…`.
@@ -212,7 +216,14 @@ mod tests {
     use super::*;
 
     fn exec(cmd: &str) -> Op {
-        Op::Exec(ExecOp { args: vec![cmd.into()], env: vec![], cwd: "/".into(), user: String::new(), secrets: vec![] })
+        Op::Exec(ExecOp {
+            args: vec![cmd.into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: String::new(),
+            secrets: vec![],
+            proxy_env: vec![],
+        })
     }
 
     #[test]

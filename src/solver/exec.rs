@@ -33,6 +33,7 @@ impl Solver {
         let (upper, overlay) = self.prepare(id, &base)?;
         let bundle = self.bundle_dir(&upper);
         let mut env = op.env.clone();
+        env.extend(op.proxy_env.iter().cloned());
         let secret_files = match prepare_secrets(&bundle, op, input.secrets, &mut env) {
             Ok(files) => files,
             Err(message) => {

@@ -101,6 +101,7 @@ mod tests {
             cwd: "/".into(),
             user: String::new(),
             secrets: vec![],
+            proxy_env: vec![],
         });
         let (k, _) = cache_key(&exec, "", &[], Path::new("/nonexistent")).await.unwrap();
         assert_eq!(k, "3de82fe28b178a4b95d072258732bc64919518a3a7ff14e2b482b2fefc34eb7d");

@@ -169,7 +169,8 @@ pub fn lower_stage(
                     _,
                 >>(
                 )?;
-                lower_run(def, &mut st, cmd, secrets, loc)
+                let proxies = proxy_env(&st, &ctx.opts.build_args);
+                lower_run(def, &mut st, cmd, secrets, proxies, loc)
             }
             Kind::Copy { sources, dest, chown, chmod, from, inline, add, exclude, parents } => {
                 let exclude = exclude.iter().map(|e| word(e, &st)).collect::<Result<Vec<_>, _>>()?;
@@ -237,7 +238,38 @@ pub fn lower_stage(
     Ok(st)
 }
 
-fn lower_run(def: &mut Definition, st: &mut StageState, cmd: &CommandForm, secrets: Vec<SecretMount>, loc: SourceLoc) {
+/// BuildKit's predefined ARGs: usable without `ARG`, kept out of history
+/// and cache keys.
+const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Proxy build args not declared with ARG in this stage.
+fn proxy_env(st: &StageState, build_args: &BTreeMap<String, String>) -> Vec<String> {
+    PROXY_ARGS
+        .iter()
+        .filter(|k| !st.args.contains_key(**k))
+        .filter_map(|k| build_args.get(*k).map(|v| format!("{k}={v}")))
+        .collect()
+}
+
+fn lower_run(
+    def: &mut Definition,
+    st: &mut StageState,
+    cmd: &CommandForm,
+    secrets: Vec<SecretMount>,
+    proxy_env: Vec<String>,
+    loc: SourceLoc,
+) {
     let args = match cmd {
         CommandForm::Exec(v) => v.clone(),
         CommandForm::Shell(s) => config::shell(&st.config).into_iter().chain([s.clone()]).collect(),
@@ -252,8 +284,8 @@ fn lower_run(def: &mut Definition, st: &mut StageState, cmd: &CommandForm, secre
     env.extend(arg_env.iter().cloned());
     let prefix = if arg_env.is_empty() { String::new() } else { format!("|{} {} ", arg_env.len(), arg_env.join(" ")) };
     let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
-    let exec =
-        ExecOp { args, env, cwd: st.workdir(), user: st.config.config.user.clone().unwrap_or_default(), secrets };
+    let user = st.config.config.user.clone().unwrap_or_default();
+    let exec = ExecOp { args, env, cwd: st.workdir(), user, secrets, proxy_env };
     st.push_layer(def, Op::Exec(exec), loc, created_by);
 }
 
