@@ -129,10 +129,14 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
             .iter()
             .position(|i| matches!(i.kind, Kind::From { .. }))
             .map_or(df.instructions.len(), |p| idx + 1 + p);
-        let Kind::From { image, alias, .. } = &from.kind else { unreachable!("stage starts with FROM") };
+        let Kind::From { image, alias, platform } = &from.kind else { unreachable!("stage starts with FROM") };
         let lookup = |n: &str| meta_vars.get(n).cloned();
         let image =
             process_word(image, &lookup, df.escape).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
+        if let Some(p) = platform {
+            let p = process_word(p, &lookup, df.escape).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
+            check_platform(&p, &opts.platform).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
+        }
         if image.is_empty() {
             return Err(Diagnostic::new(from.line, 1, "base name (FROM) should not be blank", &from.first));
         }
@@ -189,6 +193,24 @@ pub struct BaseImageRef {
     pub line: usize,
     /// The FROM line as written.
     pub source_line: String,
+}
+
+/// kiln builds for one platform per build: a `FROM --platform` naming
+/// another one is refused rather than silently ignored.
+fn check_platform(value: &str, target: &Platform) -> Result<(), String> {
+    let mut parts = value.split('/');
+    let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let arch = match arch {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    if os == target.os && arch == target.architecture {
+        return Ok(());
+    }
+    Err(format!(
+        "FROM --platform={value}: kiln builds for {target} only (no emulation); build this stage on a {value} builder"
+    ))
 }
 
 /// Classifies every `COPY --from` (expanded with the global ARGs).
