@@ -161,3 +161,34 @@ fn user_owns_workdir_not_copies_and_proxy_args_stay_out_of_the_cache() {
     assert_eq!(executed_runs(&first), 2);
     assert_eq!(executed_runs(&second), 0, "a different proxy does not invalidate the cache");
 }
+
+#[test]
+fn hardlinks_inside_one_copy_stay_hardlinks() {
+    use std::os::unix::fs::MetadataExt;
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/hardlinks"));
+    let mut b = tar::Builder::new(Vec::new());
+    let dockerfile = format!("FROM {reg}/busybox\nCOPY h /h\n");
+    for (path, data) in [("context/Dockerfile", dockerfile.as_bytes()), ("context/h/a", &b"same inode"[..])] {
+        let mut hd = tar::Header::new_ustar();
+        hd.set_mode(0o644);
+        hd.set_size(data.len() as u64);
+        b.append_data(&mut hd, path, data).unwrap();
+    }
+    let mut link = tar::Header::new_ustar();
+    link.set_entry_type(tar::EntryType::Link);
+    link.set_size(0);
+    b.append_link(&mut link, "context/h/b", "context/h/a").unwrap();
+    let cfg = serde_json::to_vec(&json!({"image": image})).unwrap();
+    let mut hd = tar::Header::new_ustar();
+    hd.set_size(cfg.len() as u64);
+    b.append_data(&mut hd, "com.openfaas.docker.config", cfg.as_slice()).unwrap();
+    let (status, reply) = server.build(&b.into_inner().unwrap());
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let (a, bb) =
+        (std::fs::metadata(img.rootfs.join("h/a")).unwrap(), std::fs::metadata(img.rootfs.join("h/b")).unwrap());
+    assert_eq!(a.ino(), bb.ino(), "one inode in the image");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("h/b")).unwrap(), "same inode");
+}

@@ -197,8 +197,11 @@ fn unpack_entry(ctx: &OwnedFd, rel: &Path, entry: &mut tar::Entry<&[u8]>) -> Res
             let src = fsx::open_in_root(ctx, inner, libc::O_PATH | libc::O_NOFOLLOW)
                 .map_err(|_| invalid(format!("{}: hardlink target {:?} not found", here(), target)))?;
             let _ = fs::remove_file(&path);
-            fs::hard_link(fd_path(&src, "".as_ref()), &path)
-                .or_else(|_| fs::copy(fd_path(&src, "".as_ref()), &path).map(|_| ()))?;
+            // linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N links the inode the
+            // O_PATH descriptor names (plain link(2) would not follow it).
+            let flags = nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW;
+            nix::unistd::linkat(None, &fd_path(&src, "".as_ref()), None, &path, flags)
+                .map_err(|e| invalid(format!("{}: hardlink to {:?}: {e}", here(), target)))?;
         }
         tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
         other => return Err(invalid(format!("{}: {other:?} entries are not allowed in a build context", here()))),

@@ -117,6 +117,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                     chmod: *chmod,
                     exclude: crate::frontend::dockerignore::DockerIgnore::parse(&exclude.join("\n")),
                     parents: *parents,
+                    links: Default::default(),
                 };
                 let dest_is_dir = dest.ends_with('/') || sources.len() + inline.len() > 1;
                 write_inline(&root, inline, dest, dest_is_dir, owner.created(), *chmod)?;
@@ -186,6 +187,9 @@ struct CopySpec {
     chmod: Option<u32>,
     exclude: crate::frontend::dockerignore::DockerIgnore,
     parents: bool,
+    /// First copy of each multiply-linked source inode, so later names
+    /// become hardlinks again.
+    links: std::cell::RefCell<std::collections::HashMap<(u64, u64), (OwnedFd, String)>>,
 }
 
 impl CopySpec {
@@ -222,7 +226,7 @@ fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &Co
             (parent, p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default())
         };
         let parent_fd = ensure_dir(root, &parent, ids, dir_mode)?;
-        copy_entry(&fd_path(&fd, OsStr::new("")), &md, &parent_fd, &name, owner, chmod)?;
+        copy_entry(&fd_path(&fd, OsStr::new("")), &md, &parent_fd, &name, spec)?;
     }
     Ok(())
 }
@@ -357,7 +361,7 @@ fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, spec: &CopySpec, rel: &str, c
         let sp = fd_path(src, &name);
         let md = fs::symlink_metadata(&sp).map_err(io_err(format!("stat {}", name.to_string_lossy())))?;
         if !md.is_dir() {
-            copy_entry(&sp, &md, dst, &name.to_string_lossy(), owner, chmod)?;
+            copy_entry(&sp, &md, dst, &name.to_string_lossy(), spec)?;
             continue;
         }
         let dp = fd_path(dst, &name);
@@ -380,9 +384,9 @@ fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, spec: &CopySpec, rel: &str, c
     Ok(())
 }
 
-fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, owner: Owner, chmod: Option<u32>) -> Res<()> {
+fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, spec: &CopySpec) -> Res<()> {
     let dst = fd_path(parent, OsStr::new(name));
-    let ids = owner.of(md);
+    let (ids, chmod) = (spec.owner.of(md), spec.chmod);
     match fs::symlink_metadata(&dst) {
         Ok(existing) if existing.is_dir() => return Err(format!("cannot copy {name} over an existing directory")),
         Ok(_) => fs::remove_file(&dst).map_err(io_err(format!("replace {name}")))?,
@@ -398,6 +402,13 @@ fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, owner: Ow
         tracing::debug!(name, "skipping special file in COPY");
         return Ok(());
     }
+    let key = (md.dev(), md.ino());
+    if md.nlink() > 1 {
+        if let Some((first_parent, first_name)) = spec.links.borrow().get(&key) {
+            return fs::hard_link(fd_path(first_parent, OsStr::new(first_name)), &dst)
+                .map_err(io_err(format!("link {name}")));
+        }
+    }
     let mut input = File::open(src).map_err(io_err(format!("open {name}")))?;
     let mut out = OpenOptions::new()
         .write(true)
@@ -411,6 +422,10 @@ fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, owner: Ow
     lchown(&dst, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
     let mode = chmod.unwrap_or(md.mode() & 0o7777);
     fs::set_permissions(&dst, fs::Permissions::from_mode(mode)).map_err(io_err("chmod"))?;
+    if md.nlink() > 1 {
+        let first = parent.try_clone().map_err(io_err("dup"))?;
+        spec.links.borrow_mut().insert(key, (first, name.to_string()));
+    }
     set_mtime(&dst, md, false)
 }
 
