@@ -192,3 +192,27 @@ fn hardlinks_inside_one_copy_stay_hardlinks() {
     assert_eq!(a.ino(), bb.ino(), "one inode in the image");
     assert_eq!(std::fs::read_to_string(img.rootfs.join("h/b")).unwrap(), "same inode");
 }
+
+#[test]
+fn chown_by_name_takes_the_primary_gid() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = format!("{reg}/{}:v1", unique("kiln/chown-name"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox\n\
+         RUN echo 'app:x:1000:1001::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:1001:' >> /etc/group\n\
+         COPY --chown=app f.txt /by-name\n\
+         COPY --chown=1234 f.txt /by-number\n\
+         COPY --chown=app:grp f.txt /by-names\n"
+    );
+    let (status, reply) = server.build(&context_tar(&json!({"image": image}), &dockerfile));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let owner = |p: &str| {
+        let (u, g, _) = owner_mode(&img.rootfs.join(p));
+        (u, g)
+    };
+    assert_eq!(owner("by-name"), (1000, 1001), "--chown=name: uid and primary gid from the stage's passwd");
+    assert_eq!(owner("by-number"), (1234, 1234), "--chown=N: gid N");
+    assert_eq!(owner("by-names"), (1000, 1001));
+}
