@@ -221,11 +221,6 @@ mod tests {
         assert_eq!(l.escape, '`');
         assert_eq!(l.lines[1].text, "RUN dir  c:\\");
     }
-}
-
-#[cfg(test)]
-mod heredoc_tests {
-    use super::*;
 
     #[test]
     fn reads_heredoc_bodies() {

@@ -284,13 +284,7 @@ fn write_inline(
         if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
             fs::remove_file(&path).map_err(io_err(format!("replace {name}")))?;
         }
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(io_err(format!("create {name}")))?;
+        let mut out = create_new_file(&path, &name)?;
         io::Write::write_all(&mut out, f.content.as_bytes()).map_err(io_err(format!("write {name}")))?;
         drop(out);
         lchown(&path, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
@@ -410,13 +404,7 @@ fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, spec: &Co
         }
     }
     let mut input = File::open(src).map_err(io_err(format!("open {name}")))?;
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&dst)
-        .map_err(io_err(format!("create {name}")))?;
+    let mut out = create_new_file(&dst, name)?;
     io::copy(&mut input, &mut out).map_err(io_err(format!("copy {name}")))?;
     drop(out);
     lchown(&dst, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
@@ -427,6 +415,18 @@ fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, spec: &Co
         spec.links.borrow_mut().insert(key, (first, name.to_string()));
     }
     set_mtime(&dst, md, false)
+}
+
+/// Creates a new file (0600 until its real mode is set) without following
+/// a symlink at `path`.
+fn create_new_file(path: &Path, name: &str) -> Res<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(format!("create {name}")))
 }
 
 fn set_mtime(path: &Path, md: &Metadata, follow: bool) -> Res<()> {
