@@ -16,7 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{lchown, symlink, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What an apply did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,9 +277,4 @@ fn set_mtime(path: &Path, mtime: i64, follow: bool) -> Result<()> {
     let t = TimeSpec::new(mtime, 0);
     let flag = if follow { UtimensatFlags::FollowSymlink } else { UtimensatFlags::NoFollowSymlink };
     utimensat(None, path, &t, &t, flag).ctx(|| "set mtime".into())
-}
-
-/// Convenience for tests: the path of `rel` under `root`.
-pub fn under(root: &Path, rel: &str) -> PathBuf {
-    root.join(rel.trim_start_matches('/'))
 }

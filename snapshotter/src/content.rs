@@ -9,7 +9,7 @@ use crate::{Digest, Error, IoContext, Result};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The blob store rooted at a directory.
 #[derive(Clone, Debug)]
@@ -44,11 +44,6 @@ impl ContentStore {
     /// Opens a committed blob for reading.
     pub fn reader(&self, digest: &Digest) -> Result<File> {
         File::open(self.blob_path(digest)).ctx(|| format!("open blob {digest}"))
-    }
-
-    /// Reads a whole (small) committed blob.
-    pub fn read_all(&self, digest: &Digest) -> Result<Vec<u8>> {
-        fs::read(self.blob_path(digest)).ctx(|| format!("read blob {digest}"))
     }
 
     /// Starts a new blob in the ingest area.
@@ -131,11 +126,6 @@ impl Write for ContentWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.tmp.as_file_mut().flush()
     }
-}
-
-/// Returns true when `path` is a blob file inside some store.
-pub fn looks_like_blob(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.len() == 64)
 }
 
 #[cfg(test)]
