@@ -147,7 +147,7 @@ async fn resolve_bases(
         let r = state
             .solver
             .registry()
-            .resolve(&reference, &spec)
+            .resolve(&reference, &spec, state.solver.store())
             .await
             .map_err(|e| fail(ErrorKind::from(&e), at_line(format!("FROM {}: {e}", b.image))))?;
         let config: ImageConfig = serde_json::from_slice(&r.config)

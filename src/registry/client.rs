@@ -230,7 +230,9 @@ impl RegistryClient {
     }
 
     /// Resolves a tag or digest to the manifest for `platform`.
-    pub async fn resolve(&self, r: &Reference, platform: &PlatformSpec) -> Result<Resolved> {
+    /// The config blob is read from `store` when present and kept there
+    /// after a download, so a rebuild fetches only the manifest.
+    pub async fn resolve(&self, r: &Reference, platform: &PlatformSpec, store: &ContentStore) -> Result<Resolved> {
         let mirrored = self.pull_route(r);
         let r = &mirrored;
         let (digest, media_type, bytes) = self.get_manifest(r).await?;
@@ -246,7 +248,7 @@ impl RegistryClient {
             }
             _ => (digest, parse_manifest(r, &bytes)?),
         };
-        let config = self.get_small_blob(r, &manifest.config).await?;
+        let config = self.config_blob(r, &manifest.config, store).await?;
         Ok(Resolved { digest, manifest, config })
     }
 
@@ -268,6 +270,16 @@ impl RegistryClient {
             return Err(Error::Protocol(format!("{r}: schema 1 manifests are not supported")));
         }
         Ok((digest, media_type, bytes))
+    }
+
+    async fn config_blob(&self, r: &Reference, desc: &Descriptor, store: &ContentStore) -> Result<Vec<u8>> {
+        let digest = Digest::parse(&desc.digest)?;
+        if let Ok(bytes) = std::fs::read(store.blob_path(&digest)) {
+            return Ok(bytes);
+        }
+        let bytes = self.get_small_blob(r, desc).await?;
+        store.write_blob(&bytes)?;
+        Ok(bytes)
     }
 
     async fn get_small_blob(&self, r: &Reference, desc: &Descriptor) -> Result<Vec<u8>> {
