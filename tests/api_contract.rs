@@ -78,7 +78,7 @@ fn body_limit_and_disable_hmac() {
     assert!(reply["error"].as_str().unwrap().contains("limit 1048576 bytes"), "{reply}");
 
     let open = Server::start(ServerOptions { env: vec![("disable_hmac".into(), "true".into())], ..Default::default() });
-    let image = format!("{}/{}:v1", registry(), unique("kiln/unsigned"));
+    let image = test_image("kiln/unsigned");
     let body =
         request_tar(&json!({"image": image}), &[("Dockerfile", format!("FROM {}/busybox\n", registry()).as_bytes())]);
     let (status, reply) = open.post(&body, None);
@@ -89,7 +89,7 @@ fn body_limit_and_disable_hmac() {
 fn target_selects_a_stage_and_skips_the_rest() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/target"));
+    let image = test_image("kiln/target");
     let dockerfile = format!(
         "FROM {reg}/busybox AS build\nRUN echo build > /stage\nFROM build AS test\nRUN exit 1\nFROM build AS Ship\nRUN echo ship >> /stage\n"
     );

@@ -74,7 +74,7 @@ fn sealed_secrets_reach_the_step_and_nothing_else() {
     values.insert("pip_token".to_string(), value.as_bytes().to_vec());
     let envelope = seal(&public, &values).unwrap();
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/secrets"));
+    let image = test_image("kiln/secrets");
     let dockerfile = format!(
         "FROM {reg}/busybox\n\
          RUN --mount=type=secret,id=pip_token sha256sum /run/secrets/pip_token | cut -d' ' -f1 > /file.sha && stat -c '%a %u' /run/secrets/pip_token > /file.mode\n\
@@ -105,7 +105,7 @@ fn sealed_secrets_reach_the_step_and_nothing_else() {
 fn secret_errors_are_clear_and_never_echo_values() {
     let (server, public, _keydir) = secret_server();
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/secret-errors"));
+    let image = test_image("kiln/secret-errors");
     let dockerfile = format!("FROM {reg}/busybox\nRUN --mount=type=secret,id=absent,required=true true\n");
     let plain = request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
     let (status, reply) = server.build(&plain);

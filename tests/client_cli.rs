@@ -33,7 +33,7 @@ fn kiln_build_honours_dockerignore_seals_secrets_and_reports_failures() {
     std::fs::write(ctx.path().join("logs/x.log"), "x\n").unwrap();
     let token = ctx.path().join("token-file");
     std::fs::write(&token, "tok-value").unwrap();
-    let image = format!("{reg}/{}:v1", unique("kiln/cli"));
+    let image = test_image("kiln/cli");
     let run = |dir: &std::path::Path| {
         kiln()
             .arg("build")

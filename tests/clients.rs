@@ -26,7 +26,7 @@ fn python_example_client_pax_tar_config_first() {
     let server = Server::start(ServerOptions::default());
     let tmp = tempfile::tempdir().unwrap();
     write_context(&tmp.path().join("context"), "python");
-    let image = format!("{}/{}:v1", registry(), unique("kiln/python-client"));
+    let image = test_image("kiln/python-client");
     let out = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_build.py"))
         .args([&server.url, SECRET, &tmp.path().join("context").display().to_string(), &image])
@@ -44,17 +44,13 @@ fn python_example_client_pax_tar_config_first() {
 #[test]
 fn node_clients_dot_slash_tar() {
     let server = Server::start(ServerOptions::default());
-    let image = format!("{}/{}:v1", registry(), unique("kiln/node-client"));
+    let image = test_image("kiln/node-client");
     let dockerfile = format!("FROM {}/busybox\nCOPY function /function\nRUN echo node > /marker\n", registry());
     let config = serde_json::to_vec(&json!({"image": image, "buildArgs": {}, "push": false})).unwrap();
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |name: &str, kind: tar::EntryType, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_700_000_000);
-        b.append_data(&mut h, name, data).unwrap();
+        let mode = if kind == tar::EntryType::Directory { 0o755 } else { 0o644 };
+        tar_entry(&mut b, name, kind, mode, 0, data, None);
     };
     add("./", tar::EntryType::Directory, b"");
     add("./context/", tar::EntryType::Directory, b"");
@@ -86,7 +82,7 @@ fn curl_walkthrough_gnu_tar_form_content_type() {
     let server = Server::start(ServerOptions::default());
     let tmp = tempfile::tempdir().unwrap();
     write_context(&tmp.path().join("context"), "curl");
-    let image = format!("{}/{}:v1", registry(), unique("kiln/curl-client"));
+    let image = test_image("kiln/curl-client");
     std::fs::write(tmp.path().join("com.openfaas.docker.config"), json!({"image": image}).to_string()).unwrap();
     let tar = Command::new("tar")
         .current_dir(tmp.path())

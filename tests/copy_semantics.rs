@@ -10,14 +10,7 @@ use support::*;
 fn context_tar(config: &serde_json::Value, dockerfile: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |path: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
-        h.set_size(data.len() as u64);
-        match link {
-            Some(target) => b.append_link(&mut h, path, target).unwrap(),
-            None => b.append_data(&mut h, path, data).unwrap(),
-        }
+        tar_entry(&mut b, path, kind, 0o644, 0, data, link);
     };
     add("context/Dockerfile", tar::EntryType::Regular, dockerfile.as_bytes(), None);
     add("context/f.txt", tar::EntryType::Regular, b"f", None);
@@ -33,7 +26,7 @@ fn context_tar(config: &serde_json::Value, dockerfile: &str) -> Vec<u8> {
 fn copy_follows_buildkit_semantics() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/copy-semantics"));
+    let image = test_image("kiln/copy-semantics");
     let dockerfile = format!(
         "FROM {reg}/busybox\n\
          RUN mkdir -p /existing && chmod 0700 /existing && chown 1000:1000 /existing\n\
@@ -72,7 +65,7 @@ fn copy_follows_buildkit_semantics() {
 fn scratch_with_metadata_has_no_layers_and_history_records_args() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/scratch"));
+    let image = test_image("kiln/scratch");
     let (status, reply) =
         server.build(&context_tar(&json!({"image": image}), "FROM scratch\nENV A=1\nCMD [\"/app\"]\n"));
     assert_success(status, &reply);
@@ -85,7 +78,7 @@ fn scratch_with_metadata_has_no_layers_and_history_records_args() {
     );
     assert!(cfg["history"].as_array().unwrap().iter().all(|h| h["empty_layer"] == true));
 
-    let image2 = format!("{reg}/{}:v1", unique("kiln/history"));
+    let image2 = test_image("kiln/history");
     let dockerfile = format!("FROM {reg}/busybox\nARG A=1\nARG B\nRUN echo $A\n");
     let (status, reply) = server.build(&context_tar(&json!({"image": image2, "buildArgs": {"B": "2"}}), &dockerfile));
     assert_success(status, &reply);
@@ -99,7 +92,7 @@ fn scratch_with_metadata_has_no_layers_and_history_records_args() {
 fn copy_exclude_and_parents() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/exclude-parents"));
+    let image = test_image("kiln/exclude-parents");
     let dockerfile = format!(
         "FROM {reg}/busybox\nCOPY --exclude=*.log --exclude=tmp src /excl/\nCOPY --parents src/x/a.txt src/y/b.txt /par/\n"
     );
@@ -128,7 +121,7 @@ fn copy_exclude_and_parents() {
 fn user_owns_workdir_not_copies_and_proxy_args_stay_out_of_the_cache() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/user-proxy"));
+    let image = test_image("kiln/user-proxy");
     let dockerfile = format!(
         "FROM {reg}/busybox\n\
          RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group\n\
@@ -167,23 +160,15 @@ fn hardlinks_inside_one_copy_stay_hardlinks() {
     use std::os::unix::fs::MetadataExt;
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/hardlinks"));
+    let image = test_image("kiln/hardlinks");
     let mut b = tar::Builder::new(Vec::new());
     let dockerfile = format!("FROM {reg}/busybox\nCOPY h /h\n");
-    for (path, data) in [("context/Dockerfile", dockerfile.as_bytes()), ("context/h/a", &b"same inode"[..])] {
-        let mut hd = tar::Header::new_ustar();
-        hd.set_mode(0o644);
-        hd.set_size(data.len() as u64);
-        b.append_data(&mut hd, path, data).unwrap();
-    }
-    let mut link = tar::Header::new_ustar();
-    link.set_entry_type(tar::EntryType::Link);
-    link.set_size(0);
-    b.append_link(&mut link, "context/h/b", "context/h/a").unwrap();
+    use tar::EntryType::{Link, Regular};
+    tar_entry(&mut b, "context/Dockerfile", Regular, 0o644, 0, dockerfile.as_bytes(), None);
+    tar_entry(&mut b, "context/h/a", Regular, 0o644, 0, b"same inode", None);
+    tar_entry(&mut b, "context/h/b", Link, 0o644, 0, b"", Some("context/h/a"));
     let cfg = serde_json::to_vec(&json!({"image": image})).unwrap();
-    let mut hd = tar::Header::new_ustar();
-    hd.set_size(cfg.len() as u64);
-    b.append_data(&mut hd, "com.openfaas.docker.config", cfg.as_slice()).unwrap();
+    tar_entry(&mut b, "com.openfaas.docker.config", Regular, 0o644, 0, &cfg, None);
     let (status, reply) = server.build(&b.into_inner().unwrap());
     assert_success(status, &reply);
     let img = unpack_image(&image, None);
@@ -197,7 +182,7 @@ fn hardlinks_inside_one_copy_stay_hardlinks() {
 fn chown_by_name_takes_the_primary_gid() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/chown-name"));
+    let image = test_image("kiln/chown-name");
     let dockerfile = format!(
         "FROM {reg}/busybox\n\
          RUN echo 'app:x:1000:1001::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:1001:' >> /etc/group\n\

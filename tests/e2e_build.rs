@@ -98,7 +98,7 @@ fn e2e_build_push_and_cached_rebuild_as_root() {
 fn e2e_build_as_unprivileged_user() {
     let user = std::env::var("KILN_TEST_USER").unwrap_or_else(|_| "kiln-test".into());
     let server = Server::start(ServerOptions { user: Some(user), ..Default::default() });
-    let image = format!("{}/{}:v1", registry(), unique("kiln/e2e-rootless"));
+    let image = test_image("kiln/e2e-rootless");
     let (status, reply) = server.build(&e2e_request(&image));
     assert_success(status, &reply);
     check_e2e_image(&image);
@@ -108,7 +108,7 @@ fn e2e_build_as_unprivileged_user() {
 fn failures_name_the_step_and_line_and_leave_the_server_working() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/failures"));
+    let image = test_image("kiln/failures");
     let req = |dockerfile: String| request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
 
     let (status, reply) = server.build(&req(format!("FROM {reg}/does-not-exist:1\nRUN true\n")));
@@ -156,7 +156,7 @@ fn run_steps_cannot_see_server_secrets() {
             registry()
         )
     };
-    let image = format!("{}/{}:v1", registry(), unique("kiln/sandbox"));
+    let image = test_image("kiln/sandbox");
     let body = request_tar(&json!({"image": image}), &[("Dockerfile", probe(&paths.join(" ")).as_bytes())]);
     let (status, reply) = server.build(&body);
     assert_success(status, &reply);

@@ -11,7 +11,7 @@ use support::*;
 fn openfaas_template_shape_builds() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/template"));
+    let image = test_image("kiln/template");
     let dockerfile = format!(
         r#"ARG PYTHON_VERSION=3.12
 FROM --platform=${{TARGETPLATFORM:-linux/amd64}} {reg}/of-watchdog:test AS watchdog
@@ -86,7 +86,7 @@ fn copy_from_a_later_stage_is_rejected_with_its_line() {
 fn dockerignore_is_honoured_server_side() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/dockerignore"));
+    let image = test_image("kiln/dockerignore");
     let ignore = b"# build noise\n*.log\n!keep.log\nnode_modules\nsecrets/\n**/*.tmp\n";
     let dockerfile = format!("FROM {reg}/busybox\nCOPY . /app\n");
     let files: Vec<(&str, &[u8])> = vec![
@@ -129,7 +129,7 @@ fn registry_mirrors_serve_real_image_names() {
         format!("ghcr.io={reg}"),
     ];
     let server = Server::start(ServerOptions { args, ..Default::default() });
-    let image = format!("{reg}/{}:v1", unique("kiln/mirrored"));
+    let image = test_image("kiln/mirrored");
     let dockerfile = "FROM ghcr.io/openfaas/of-watchdog:0.10.7 AS watchdog\nFROM busybox:latest\nCOPY --from=watchdog /fwatchdog /usr/bin/fwatchdog\nRUN test -x /usr/bin/fwatchdog\n";
     let (status, reply) =
         server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
@@ -144,7 +144,7 @@ fn registry_mirrors_serve_real_image_names() {
 fn heredocs_in_run_and_copy() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/heredoc"));
+    let image = test_image("kiln/heredoc");
     let dockerfile = format!(
         "FROM {reg}/busybox\nARG NAME=world\nRUN <<EOF\necho \"hello from heredoc\" > /h1\necho \"$HOME\" > /h1home\nEOF\n\
          RUN cat <<EOF > /h2\ninline $NAME\nEOF\n\
@@ -173,16 +173,8 @@ fn heredocs_in_run_and_copy() {
 
 fn gzip_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    for (path, data, uid) in [("app/", &b""[..], 0u64), ("app/run.sh", &b"echo run\n"[..], 1000)] {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(if path.ends_with('/') { tar::EntryType::Directory } else { tar::EntryType::Regular });
-        h.set_mode(if path.ends_with('/') { 0o755 } else { 0o750 });
-        h.set_uid(uid);
-        h.set_gid(uid);
-        h.set_mtime(0);
-        h.set_size(data.len() as u64);
-        b.append_data(&mut h, path, data).unwrap();
-    }
+    tar_entry(&mut b, "app/", tar::EntryType::Directory, 0o755, 0, b"", None);
+    tar_entry(&mut b, "app/run.sh", tar::EntryType::Regular, 0o750, 1000, b"echo run\n", None);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
     gz.finish().unwrap()
@@ -192,7 +184,7 @@ fn gzip_tar() -> Vec<u8> {
 fn add_extracts_local_archives_and_refuses_urls() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/add"));
+    let image = test_image("kiln/add");
     let dockerfile = format!("FROM {reg}/busybox\nADD app.tar.gz /opt/\nADD plain.txt /opt/plain.txt\n");
     let archive = gzip_tar();
     let files: Vec<(&str, &[u8])> =
@@ -220,7 +212,7 @@ fn add_extracts_local_archives_and_refuses_urls() {
 fn onbuild_triggers_run_in_child_builds() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let parent = format!("{reg}/{}:v1", unique("kiln/onbuild-parent"));
+    let parent = test_image("kiln/onbuild-parent");
     let p = format!(
         "FROM {reg}/busybox\nONBUILD COPY marker.txt /from-child-context\nONBUILD RUN echo triggered > /onbuild-ran\n"
     );
@@ -231,7 +223,7 @@ fn onbuild_triggers_run_in_child_builds() {
         json!(["COPY marker.txt /from-child-context", "RUN echo triggered > /onbuild-ran"])
     );
 
-    let child = format!("{reg}/{}:v1", unique("kiln/onbuild-child"));
+    let child = test_image("kiln/onbuild-child");
     let c = format!("# syntax=example.com/custom/frontend:1\nFROM {parent}\nRUN test -f /onbuild-ran\n");
     let body =
         request_tar(&json!({"image": child}), &[("Dockerfile", c.as_bytes()), ("marker.txt", b"child's file\n")]);

@@ -15,7 +15,7 @@ fn dockerfile_request(image: &str, dockerfile: &str) -> Vec<u8> {
 fn stream_reports_success_run_failure_and_push_failure() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/stream"));
+    let image = test_image("kiln/stream");
     let noisy = "i=0; while [ $i -lt 3000 ]; do echo \"line $i $(printf '%0200d' 0)\"; i=$((i+1)); done";
     let ok = server.build_stream(&dockerfile_request(&image, &format!("FROM {reg}/busybox\nRUN {noisy}\n")));
     assert_eq!(ok.verdict, Ok(image.clone()), "{:?}", ok.lines.last());
@@ -45,7 +45,7 @@ fn stream_reports_success_run_failure_and_push_failure() {
 fn max_inflight_answers_429_byte_exact_and_flips_ready() {
     let server = Server::start(ServerOptions { args: vec!["--max-inflight".into(), "1".into()], ..Default::default() });
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/limit"));
+    let image = test_image("kiln/limit");
     let slow = dockerfile_request(&image, &format!("FROM {reg}/busybox\nRUN sleep 3\n"));
     let ready = |s: &Server| reqwest::blocking::get(format!("{}/ready", s.url)).unwrap().status().as_u16();
     assert_eq!(ready(&server), 200);
@@ -86,7 +86,7 @@ fn raw_post(url: &str, body: &[u8]) -> String {
 fn metrics_move_after_builds() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
-    let image = format!("{reg}/{}:v1", unique("kiln/metrics"));
+    let image = test_image("kiln/metrics");
     let body = dockerfile_request(&image, &format!("FROM {reg}/busybox\nRUN echo m > /m\n"));
     assert_success_pair(server.build(&body));
     assert_success_pair(server.build(&body));

@@ -39,6 +39,12 @@ pub fn auth_registry() -> (String, String, String) {
     (env("KILN_TEST_AUTH_REGISTRY"), env("KILN_TEST_AUTH_USER"), env("KILN_TEST_AUTH_PASS"))
 }
 
+/// A unique `<registry>/<name>-…:v1` image reference in the anonymous
+/// test registry.
+pub fn test_image(name: &str) -> String {
+    format!("{}/{}:v1", registry(), unique(name))
+}
+
 /// A unique repository name for one test.
 pub fn unique(name: &str) -> String {
     let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -265,26 +271,39 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 /// A request tar shaped like the Go SDK's `MakeTar`: a `context` directory
 /// entry without a trailing slash, the files, and the config last.
 pub fn request_tar(config: &serde_json::Value, files: &[(&str, &[u8])]) -> Vec<u8> {
+    use tar::EntryType::{Directory, Regular};
     let mut b = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_ustar();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o700);
-    dir.set_size(0);
-    b.append_data(&mut dir, "context", std::io::empty()).unwrap();
+    tar_entry(&mut b, "context", Directory, 0o700, 0, b"", None);
     for (path, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        b.append_data(&mut h, format!("context/{path}"), *data).unwrap();
+        tar_entry(&mut b, &format!("context/{path}"), Regular, 0o644, 0, data, None);
     }
     let cfg = serde_json::to_vec(config).unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o664);
-    h.set_size(cfg.len() as u64);
-    b.append_data(&mut h, "com.openfaas.docker.config", cfg.as_slice()).unwrap();
+    tar_entry(&mut b, "com.openfaas.docker.config", Regular, 0o664, 0, &cfg, None);
     b.into_inner().unwrap()
+}
+
+/// Appends one hand-made ustar entry (uid = gid = `uid`); `link` is the
+/// target of a symlink or hardlink entry.
+pub fn tar_entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    data: &[u8],
+    link: Option<&str>,
+) {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(uid);
+    h.set_mtime(1_700_000_000);
+    h.set_size(data.len() as u64);
+    match link {
+        Some(target) => b.append_link(&mut h, path, target).unwrap(),
+        None => b.append_data(&mut h, path, data).unwrap(),
+    }
 }
 
 /// The log of a reply as one string.
