@@ -109,3 +109,30 @@ fn target_selects_a_stage_and_skips_the_rest() {
         "{reply}"
     );
 }
+
+#[test]
+fn dockerfile_checks_warn_and_fail_with_error_true() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/checks");
+    let dockerfile = format!("FROM {reg}/busybox as build\nMAINTAINER me\nCMD echo hi\n");
+    let body = request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
+    let (status, reply) = server.build(&body);
+    assert_success(status, &reply);
+    let log = log_text(&reply);
+    for rule in ["FromAsCasing", "MaintainerDeprecated", "JSONArgsRecommended"] {
+        assert!(log.contains(&format!("WARNING: {rule}:")), "{rule} is reported:\n{log}");
+    }
+
+    let strict = format!("# check=skip=FromAsCasing;error=true\n{dockerfile}");
+    let body = request_tar(&json!({"image": image}), &[("Dockerfile", strict.as_bytes())]);
+    let (status, reply) = server.build(&body);
+    assert_eq!(status, 400, "{reply}");
+    let err = reply["error"].as_str().unwrap();
+    assert!(err.contains("MaintainerDeprecated") && err.contains("(line 3)") && !err.contains("FromAsCasing"), "{err}");
+
+    let args = json!({"image": image, "buildArgs": {"BUILDKIT_DOCKERFILE_CHECK": "skip=all"}});
+    let (status, reply) = server.build(&request_tar(&args, &[("Dockerfile", strict.as_bytes())]));
+    assert_success(status, &reply);
+    assert!(!log_text(&reply).contains("WARNING: Maintainer"), "the build arg overrides the directive");
+}

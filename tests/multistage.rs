@@ -181,11 +181,13 @@ fn gzip_tar() -> Vec<u8> {
 }
 
 #[test]
-fn add_extracts_local_archives_and_refuses_urls() {
+fn add_extracts_local_archives_unless_unpack_false() {
     let server = Server::start(ServerOptions::default());
     let reg = registry();
     let image = test_image("kiln/add");
-    let dockerfile = format!("FROM {reg}/busybox\nADD app.tar.gz /opt/\nADD plain.txt /opt/plain.txt\n");
+    let dockerfile = format!(
+        "FROM {reg}/busybox\nADD app.tar.gz /opt/\nADD plain.txt /opt/plain.txt\nADD --unpack=false app.tar.gz /keep/\n"
+    );
     let archive = gzip_tar();
     let files: Vec<(&str, &[u8])> =
         vec![("Dockerfile", dockerfile.as_bytes()), ("app.tar.gz", &archive), ("plain.txt", b"plain\n")];
@@ -201,11 +203,8 @@ fn add_extracts_local_archives_and_refuses_urls() {
     assert_eq!(std::fs::read_to_string(img.rootfs.join("opt/plain.txt")).unwrap(), "plain\n");
     assert!(!img.rootfs.join("opt/app.tar.gz").exists(), "the archive itself is not copied");
 
-    let url = format!("FROM {reg}/busybox\nADD https://example.com/tool.tgz /opt/\n");
-    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", url.as_bytes())]));
-    assert_eq!(status, 400);
-    let err = reply["error"].as_str().unwrap();
-    assert!(err.contains("Dockerfile:2") && err.contains("remote sources are not supported"), "{err}");
+    let kept = std::fs::read(img.rootfs.join("keep/app.tar.gz")).unwrap();
+    assert_eq!(kept, archive, "--unpack=false copies the archive as a file");
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<Identity> {
         };
     let uid = entry.map_or_else(|| user.parse().unwrap_or(0), |e| e.uid);
     let mut gid = entry.map_or(0, |e| e.gid);
+    if group == Some("") {
+        return Err(Error::User(format!("{spec:?} names no group after the ':' (write {user} or {user}:<group>)")));
+    }
     if let Some(g) = group {
         gid =
             match g.parse::<u32>() {
@@ -125,6 +128,8 @@ mod tests {
         assert_eq!((app.uid, app.gid, app.additional_gids.clone()), (1000, 1001, vec![1001, 10]));
         assert_eq!(app.home, "/home/app");
         assert_eq!(resolve(r.path(), "").unwrap().uid, 0);
+        let empty_group = resolve(r.path(), "app:").unwrap_err().to_string();
+        assert!(empty_group.contains("names no group after the ':'"), "{empty_group}");
         let num = resolve(r.path(), "4242:4343").unwrap();
         assert_eq!((num.uid, num.gid, num.additional_gids), (4242, 4343, vec![4343]));
         assert_eq!(resolve(r.path(), "app:wheel").unwrap().gid, 10);

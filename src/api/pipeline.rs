@@ -52,6 +52,7 @@ pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &Log
         .map_err(|_| fail(ErrorKind::InvalidArgument, "context/Dockerfile not found in the request tar"))?;
     let df = frontend::parse(&text).map_err(diag_failure)?;
     warn_on_frontend(&df, log);
+    run_checks(&df, intake, log)?;
     apply_dockerignore(&intake.context, log).await?;
     let platform = Platform::host();
     check_platforms(intake.config.platforms.as_deref(), &platform)?;
@@ -104,6 +105,24 @@ fn warn_on_frontend(df: &frontend::Dockerfile, log: &LogSink) {
     }
 }
 
+/// BuildKit's Dockerfile checks: warnings in the log; a failure when the
+/// Dockerfile (or the `BUILDKIT_DOCKERFILE_CHECK` build arg) says `error=true`.
+fn run_checks(df: &frontend::Dockerfile, intake: &Intake, log: &LogSink) -> Result<(), BuildFailure> {
+    let arg = intake.config.build_args.as_ref().and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK"));
+    let cfg = frontend::lint::check_config(df, arg.map(String::as_str))
+        .map_err(|e| fail(ErrorKind::InvalidArgument, format!("Dockerfile check configuration: {e}")))?;
+    let warnings = frontend::lint::lint(df, &cfg);
+    for w in &warnings {
+        emit(log, format!("WARNING: {w}"));
+    }
+    if cfg.error && !warnings.is_empty() {
+        let list: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        let msg = format!("Dockerfile checks failed (check=error=true): {}", list.join("; "));
+        return Err(fail(ErrorKind::InvalidArgument, msg));
+    }
+    Ok(())
+}
+
 fn diag_failure(d: Diagnostic) -> BuildFailure {
     fail(ErrorKind::InvalidArgument, d.to_string())
 }
@@ -140,16 +159,17 @@ async fn resolve_bases(
         };
         let reference =
             Reference::parse(&b.image).map_err(|e| fail(ErrorKind::InvalidArgument, at_line(e.to_string())))?;
+        if let Some(hint) = &b.hint {
+            emit(log, format!("WARNING: Dockerfile:{}: {hint}", b.line));
+        }
         let route = state.solver.registry().pull_route(&reference);
         let via =
             if route.registry != reference.registry { format!(" (mirror {})", route.registry) } else { String::new() };
         emit(log, format!("[internal] load metadata for {reference}{via}"));
-        let r = state
-            .solver
-            .registry()
-            .resolve(&reference, &spec, state.solver.store())
-            .await
-            .map_err(|e| fail(ErrorKind::from(&e), at_line(format!("FROM {}: {e}", b.image))))?;
+        let r = state.solver.registry().resolve(&reference, &spec, state.solver.store()).await.map_err(|e| {
+            let hint = b.hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
+            fail(ErrorKind::from(&e), at_line(format!("{}: {e}{hint}", b.image)))
+        })?;
         let config: ImageConfig = serde_json::from_slice(&r.config)
             .map_err(|e| fail(ErrorKind::Unavailable, at_line(format!("{reference}: bad image config: {e}"))))?;
         resolved.insert(
@@ -164,6 +184,7 @@ async fn resolve_bases(
 fn op_label(op: &crate::graph::Op) -> &'static str {
     match op {
         crate::graph::Op::Source(_) | crate::graph::Op::Scratch => "source",
+        crate::graph::Op::Http(_) | crate::graph::Op::Git(_) => "remote",
         crate::graph::Op::Exec(_) => "exec",
         crate::graph::Op::File(_) => "file",
     }

@@ -72,8 +72,8 @@ pub enum Kind {
         from: Option<String>,
         /// Here-document sources: (name, body, expand).
         inline: Vec<(String, String, bool)>,
-        /// ADD (local archives are extracted) rather than COPY.
-        add: bool,
+        /// ADD's flags (`None`: COPY).
+        add: Option<AddFlags>,
         /// `--exclude` patterns.
         exclude: Vec<String>,
         /// `--parents`.
@@ -103,6 +103,17 @@ pub enum Kind {
     Onbuild(String),
     /// `HEALTHCHECK`.
     Healthcheck { flags: Vec<(String, String)>, cmd: Option<CommandForm> },
+}
+
+/// ADD's own flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddFlags {
+    /// `--checksum` (raw word; expanded during lowering).
+    pub checksum: Option<String>,
+    /// `--unpack[=bool]`: `None` unpacks local archives only.
+    pub unpack: Option<bool>,
+    /// `--keep-git-dir[=bool]`.
+    pub keep_git_dir: bool,
 }
 
 /// A `--name[=value]` flag with its column.
@@ -199,14 +210,13 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "COPY" | "ADD" => {
             let mut copy = parse_copy(&keyword, args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
             if let Kind::Copy { from, sources, inline, add, exclude, parents, .. } = &mut copy {
-                *add = keyword == "ADD";
+                if keyword == "ADD" {
+                    *add = Some(add_flags(&flags).map_err(|m| err(arg_col, m))?);
+                }
                 *from = flag("from");
                 *exclude = flags.iter().filter(|f| f.name == "exclude").filter_map(|f| f.value.clone()).collect();
                 *parents = flags.iter().any(|f| f.name == "parents" && f.value.as_deref() != Some("false"));
                 take_heredoc_sources(sources, inline, &l.heredocs);
-                if *add {
-                    check_add(sources, &flags).map_err(|m| err(arg_col, m))?;
-                }
             }
             copy
         }
@@ -302,18 +312,27 @@ fn parse_from(args: &str, platform: Option<String>, err: &ErrFn, col: usize) -> 
     }
 }
 
-/// ADD sources kiln cannot fetch yet are refused up front.
-fn check_add(sources: &[String], flags: &[Flag]) -> Result<(), String> {
-    if let Some(url) = sources.iter().find(|s| s.contains("://") || s.starts_with("git@")) {
-        return Err(format!("ADD {url}: remote sources are not supported by kiln yet; fetch them in a RUN step"));
+/// ADD's `--checksum`, `--unpack` and `--keep-git-dir`.
+fn add_flags(flags: &[Flag]) -> Result<AddFlags, String> {
+    let mut out = AddFlags::default();
+    for f in flags {
+        match f.name.as_str() {
+            "checksum" => out.checksum = Some(f.value.clone().unwrap_or_default()),
+            "unpack" => out.unpack = Some(bool_flag(f)?),
+            "keep-git-dir" => out.keep_git_dir = bool_flag(f)?,
+            _ => {}
+        }
     }
-    if flags.iter().any(|f| f.name == "checksum" || f.name == "keep-git-dir") {
-        return Err("ADD --checksum and --keep-git-dir apply to remote sources, which kiln does not support yet".into());
+    Ok(out)
+}
+
+/// `--flag`, `--flag=true` or `--flag=false`.
+fn bool_flag(f: &Flag) -> Result<bool, String> {
+    match f.value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("true") | Some("1") => Ok(true),
+        Some("false") | Some("0") => Ok(false),
+        Some(other) => Err(format!("invalid value for --{}: {other:?} (expected true or false)", f.name)),
     }
-    if flags.iter().any(|f| f.name == "unpack" && f.value.as_deref() == Some("false")) {
-        return Err("ADD --unpack=false is not supported yet; use COPY to copy an archive as a file".into());
-    }
-    Ok(())
 }
 
 fn parse_copy(
@@ -343,7 +362,7 @@ fn parse_copy(
         chmod,
         from: None,
         inline: Vec::new(),
-        add: false,
+        add: None,
         exclude: Vec::new(),
         parents: false,
     })

@@ -193,6 +193,9 @@ pub struct BaseImageRef {
     pub line: usize,
     /// The FROM line as written.
     pub source_line: String,
+    /// For a `COPY --from` name that is close to a stage name: the hint
+    /// that it may be a typo.
+    pub hint: Option<String>,
 }
 
 /// kiln builds for one platform per build: a `FROM --platform` naming
@@ -262,6 +265,7 @@ fn onbuild_triggers(
 /// The registry images the target needs.
 pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImageRef>, Diagnostic> {
     let Plan { stages, reachable, .. } = plan(df, opts)?;
+    let aliases: Vec<&str> = stages.iter().filter_map(|s| s.alias.as_deref()).collect();
     let mut out: Vec<BaseImageRef> = Vec::new();
     for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
         let from_image = (s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch")).then_some((&s.image, s.from));
@@ -271,7 +275,13 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
         });
         for (image, instr) in from_image.into_iter().chain(copy_images) {
             if !out.iter().any(|b| &b.image == image) {
-                out.push(BaseImageRef { image: image.clone(), line: instr.line, source_line: instr.first.clone() });
+                let hint = copyfrom::stage_typo_hint(image, &aliases);
+                out.push(BaseImageRef {
+                    image: image.clone(),
+                    line: instr.line,
+                    source_line: instr.first.clone(),
+                    hint,
+                });
             }
         }
     }

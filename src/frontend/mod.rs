@@ -6,7 +6,9 @@ pub mod diag;
 pub mod dockerignore;
 mod instructions;
 mod lexer;
+pub mod lint;
 mod lower;
+mod remote;
 pub mod words;
 
 pub use diag::Diagnostic;

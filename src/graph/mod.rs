@@ -28,6 +28,42 @@ pub enum Op {
     Exec(ExecOp),
     /// File changes on top of the input (COPY, WORKDIR).
     File(FileOp),
+    /// A file downloaded over HTTP(S) (`ADD <url>`).
+    Http(HttpOp),
+    /// A Git repository checkout (`ADD <git url>`).
+    Git(GitOp),
+}
+
+/// `ADD <url>`: one file, mode 0600, mtime from `Last-Modified`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpOp {
+    /// The URL.
+    pub url: String,
+    /// Name of the file in the op's output.
+    pub filename: String,
+    /// `--checksum`: the content must hash to this; it also keys the cache
+    /// without a download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Digest>,
+}
+
+/// `ADD <git url>[#ref[:subdir]]`: the tree at a ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitOp {
+    /// Clone URL.
+    pub remote: String,
+    /// Branch, tag or commit (`None`: the default branch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Subdirectory that becomes the output's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdir: Option<String>,
+    /// `--keep-git-dir`: keep `.git`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_git_dir: bool,
+    /// `--checksum`: the commit the ref must resolve to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// A registry image.
@@ -118,7 +154,7 @@ pub struct CopyAction {
     /// Files given inline as here-documents (`COPY <<EOF`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inline: Vec<InlineFile>,
-    /// ADD: extract local tar archives (plain or gzip) into the destination.
+    /// ADD: extract tar archives (plain or compressed) into the destination.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unpack: bool,
     /// `--exclude` patterns, relative to each source.

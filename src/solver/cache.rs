@@ -8,6 +8,20 @@ use std::path::Path;
 
 const STEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("steps_v1");
 const UNPACKED: TableDefinition<&str, &str> = TableDefinition::new("unpacked_v1");
+const HTTP: TableDefinition<&str, &[u8]> = TableDefinition::new("http_v1");
+
+/// What the last download of a URL returned, for conditional requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRecord {
+    /// The `ETag` header.
+    pub etag: Option<String>,
+    /// The `Last-Modified` header as sent.
+    pub last_modified: Option<String>,
+    /// SHA-256 of the body.
+    pub digest: Digest,
+    /// The file's mtime (Unix seconds).
+    pub mtime: i64,
+}
 
 /// One layer of an image as kiln holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +70,7 @@ impl CacheIndex {
         let tx = db.begin_write().map_err(e)?;
         tx.open_table(STEPS).map_err(e)?;
         tx.open_table(UNPACKED).map_err(e)?;
+        tx.open_table(HTTP).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(Self { db })
     }
@@ -90,6 +105,22 @@ impl CacheIndex {
     pub fn put_unpacked(&self, diff_id: &Digest, snapshot: &SnapshotId) -> Result<(), CacheError> {
         let tx = self.db.begin_write().map_err(e)?;
         tx.open_table(UNPACKED).map_err(e)?.insert(diff_id.as_str(), snapshot.as_str()).map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// The last download of `url`.
+    pub fn get_http(&self, url: &str) -> Result<Option<HttpRecord>, CacheError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let table = tx.open_table(HTTP).map_err(e)?;
+        let v = table.get(url).map_err(e)?;
+        Ok(v.and_then(|v| serde_json::from_slice(v.value()).ok()))
+    }
+
+    /// Records a download of `url`.
+    pub fn put_http(&self, url: &str, record: &HttpRecord) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(record).map_err(e)?;
+        let tx = self.db.begin_write().map_err(e)?;
+        tx.open_table(HTTP).map_err(e)?.insert(url, bytes.as_slice()).map_err(e)?;
         tx.commit().map_err(e)
     }
 }

@@ -104,7 +104,7 @@ impl Solver {
     }
 
     /// Diffs and commits the upper on success; removes it on failure.
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         id: NodeId,
         upper: SnapshotId,

@@ -132,7 +132,11 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                             .map_err(|e| e.to_string())?;
                         let expanded = super::context::expand_sources(&dir, sources)?;
                         let source = File::open(&dir).map_err(io_err("open copy source"))?;
-                        copy(&root, &source, &expanded, dest, &spec)?;
+                        if *unpack {
+                            add(&root, &source, &expanded, dest, &spec)?;
+                        } else {
+                            copy(&root, &source, &expanded, dest, &spec)?;
+                        }
                     }
                 }
             }
@@ -234,15 +238,15 @@ fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &Co
 /// ADD: tar archives (plain or gzip, judged by content) are extracted
 /// into the destination directory keeping the archive's owners and modes;
 /// everything else is copied as COPY would.
-fn add(root: &OwnedFd, context: &File, sources: &[String], dest: &str, spec: &CopySpec) -> Res<()> {
+fn add(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &CopySpec) -> Res<()> {
     let (archives, plain): (Vec<String>, Vec<String>) =
-        sources.iter().cloned().partition(|s| is_tar_archive(context, s));
+        sources.iter().cloned().partition(|s| is_tar_archive(source, s));
     if !plain.is_empty() {
-        copy(root, context, &plain, dest, spec)?;
+        copy(root, source, &plain, dest, spec)?;
     }
     for a in archives {
         let dest_dir = ensure_dir(root, dest.trim_end_matches('/'), spec.owner.created(), 0o755)?;
-        let src = fsx::open_in_root(context, Path::new(&a), libc::O_RDONLY).map_err(io_err(format!("open {a}")))?;
+        let src = fsx::open_in_root(source, Path::new(&a), libc::O_RDONLY).map_err(io_err(format!("open {a}")))?;
         kiln_snapshotter::apply::apply_layer(File::from(src), &fd_path(&dest_dir, OsStr::new("")))
             .map_err(|e| format!("extract {a}: {e}"))?;
     }

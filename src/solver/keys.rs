@@ -37,6 +37,7 @@ pub async fn cache_key(
         Op::Source(src) => Ok((key_of(&[b"source", src.digest.as_str().as_bytes()]), None)),
         Op::Scratch => Ok((key_of(&[b"scratch"]), None)),
         Op::Exec(_) => Ok((key_of(&[b"exec", parent_key.as_bytes(), &op_json]), None)),
+        Op::Http(_) | Op::Git(_) => Err("remote sources are keyed by what they resolve to (remote_key)".into()),
         Op::File(file) => {
             let (actions, context) = (file.actions.clone(), context.to_path_buf());
             let (planned, hashes) = tokio::task::spawn_blocking(move || plan_file(&actions, &context))
@@ -47,6 +48,13 @@ pub async fn cache_key(
             Ok((key, Some(planned)))
         }
     }
+}
+
+/// The key of a remote source: what it is (`op`) and what it resolved to
+/// (a download's digest and mtime, a Git commit).
+pub fn remote_key(op: &Op, resolved: &str) -> String {
+    let op_json = serde_json::to_vec(op).expect("ops serialize");
+    key_of(&[b"remote", &op_json, resolved.as_bytes()])
 }
 
 fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedAction>, String), String> {

@@ -6,10 +6,13 @@ mod cache;
 mod context;
 mod exec;
 pub mod fileop;
+mod git;
+mod http;
 mod keys;
 
 pub use cache::{CacheIndex, LayerRecord, StepRecord};
 pub use context::apply_dockerignore;
+pub use http::MAX_DOWNLOAD_BYTES;
 pub use keys::{cache_key, CACHE_KEY_VERSION};
 
 use crate::errors::ErrorKind;
@@ -104,7 +107,20 @@ pub struct Solver {
     snapshots: Snapshots,
     cache: CacheIndex,
     registry: Arc<RegistryClient>,
+    http: reqwest::Client,
     cfg: SolverConfig,
+}
+
+/// What computing a key already produced for running the op.
+enum Prepared {
+    /// Nothing to carry over.
+    Nothing,
+    /// File actions with expanded sources.
+    Plan(Vec<fileop::PlannedAction>),
+    /// A download (when the key needed it).
+    Download(Option<http::Download>),
+    /// The commit a Git ref resolved to.
+    Commit(String),
 }
 
 impl Solver {
@@ -115,7 +131,7 @@ impl Solver {
         let snapshots = Snapshots::open(cfg.data_dir.join("snapshots")).map_err(|e| e.to_string())?;
         let cache = CacheIndex::open(&cfg.data_dir.join("cache.redb")).map_err(|e| e.to_string())?;
         let _ = std::fs::remove_dir_all(cfg.data_dir.join("run"));
-        Ok(Self { store, snapshots, cache, registry, cfg })
+        Ok(Self { store, snapshots, cache, registry, http: http::client()?, cfg })
     }
 
     /// The content store.
@@ -139,9 +155,7 @@ impl Solver {
             let parent = node.inputs.first().copied();
             let parent_key = parent.map_or("", |p| keys[&p].as_str());
             let source_keys: Vec<&str> = node.inputs.iter().skip(1).map(|i| keys[i].as_str()).collect();
-            let (key, plan) = keys::cache_key(&node.op, parent_key, &source_keys, input.context)
-                .await
-                .map_err(|e| SolveError::new(Some(id), ErrorKind::InvalidArgument, e))?;
+            let (key, prepared) = self.key(id, &node.op, parent_key, &source_keys, input.context).await?;
             keys.insert(id, key.clone());
             let _ = input.progress.send(Event::Started(id));
             let started = Instant::now();
@@ -151,12 +165,13 @@ impl Solver {
                 continue;
             }
             let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
-            let layers = match &node.op {
-                Op::Source(src) => self.pull(id, &src.digest, input).await?,
-                Op::Scratch => Vec::new(),
-                Op::Exec(op) => self.run_exec(id, op, base, input).await?,
-                Op::File(_) => {
-                    let mut plan = plan.unwrap_or_default();
+            let layers = match (&node.op, prepared) {
+                (Op::Source(src), _) => self.pull(id, &src.digest, input).await?,
+                (Op::Scratch, _) => Vec::new(),
+                (Op::Exec(op), _) => self.run_exec(id, op, base, input).await?,
+                (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d).await?,
+                (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c).await?,
+                (Op::File(_), Prepared::Plan(mut plan)) => {
                     for action in &mut plan {
                         if let fileop::PlannedAction::Copy { from_input: Some(i), source_lowers, .. } = action {
                             let chain = &results[&node.inputs[*i]];
@@ -165,12 +180,34 @@ impl Solver {
                     }
                     self.run_file(id, plan, base, input).await?
                 }
+                _ => return Err(SolveError::internal(id, "op and prepared state disagree")),
             };
             self.cache.put_step(&key, &StepRecord { layers: layers.clone() })?;
             results.insert(id, layers);
             let _ = input.progress.send(Event::Done(id, started.elapsed().as_secs_f64()));
         }
         Ok(results.remove(&root).unwrap_or_default())
+    }
+
+    /// The op's cache key, and what computing it prepared for running it.
+    async fn key(
+        &self,
+        id: NodeId,
+        op: &Op,
+        parent_key: &str,
+        source_keys: &[&str],
+        context: &Path,
+    ) -> Result<(String, Prepared), SolveError> {
+        match op {
+            Op::Http(h) => self.http_key(id, h).await.map(|(k, d)| (k, Prepared::Download(d))),
+            Op::Git(g) => self.git_key(id, g).await.map(|(k, c)| (k, Prepared::Commit(c))),
+            _ => {
+                let (key, plan) = keys::cache_key(op, parent_key, source_keys, context)
+                    .await
+                    .map_err(|e| SolveError::new(Some(id), ErrorKind::InvalidArgument, e))?;
+                Ok((key, plan.map_or(Prepared::Nothing, Prepared::Plan)))
+            }
+        }
     }
 
     fn usable(&self, rec: &StepRecord) -> bool {

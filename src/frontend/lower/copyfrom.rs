@@ -32,6 +32,17 @@ pub fn classify(value: &str, current: usize, aliases: &[Option<String>]) -> Resu
     }
 }
 
+/// A bare `--from` name (no registry, tag or digest) within typo distance
+/// of a stage name is read as an image, as BuildKit does, but deserves a
+/// hint naming the stage.
+pub fn stage_typo_hint(image: &str, aliases: &[&str]) -> Option<String> {
+    if image.contains(['/', ':', '@', '.']) {
+        return None;
+    }
+    let stage = crate::frontend::diag::closest(image, aliases.iter().copied())?;
+    Some(format!("no stage is named {image:?}, so --from reads it as an image; did you mean the stage {stage:?}?"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +58,13 @@ mod tests {
             classify("ghcr.io/openfaas/of-watchdog:0.10.7", 2, &aliases),
             Ok(FromRef::Image("ghcr.io/openfaas/of-watchdog:0.10.7".into()))
         );
+    }
+
+    #[test]
+    fn typo_hints_name_the_stage() {
+        let hint = stage_typo_hint("buidl", &["build", "ship"]).unwrap();
+        assert!(hint.contains("did you mean the stage \"build\""), "{hint}");
+        assert_eq!(stage_typo_hint("alpine", &["build"]), None);
+        assert_eq!(stage_typo_hint("bulid:1", &["build"]), None, "a tag makes it an image");
     }
 }

@@ -6,13 +6,17 @@ use crate::frontend::diag::Diagnostic;
 use crate::frontend::instructions::{CommandForm, Instruction, Kind};
 use crate::frontend::words::{expand_heredoc, process_word};
 use crate::graph::{
-    CopyAction, Definition, ExecOp, FileAction, FileOp, History, ImageConfig, InlineFile, NodeId, Op, SecretMount,
-    SourceLoc, SourceOp,
+    Definition, ExecOp, FileAction, FileOp, History, ImageConfig, InlineFile, NodeId, Op, SecretMount, SourceLoc,
+    SourceOp,
 };
 use std::collections::BTreeMap;
 
 #[path = "config.rs"]
 mod config;
+#[path = "copy.rs"]
+mod copy;
+
+use copy::{copy_actions, ExpandedCopy};
 
 /// The PATH BuildKit writes when the base image has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -121,19 +125,19 @@ impl StageState {
     }
 
     fn push_layer(&mut self, def: &mut Definition, op: Op, loc: SourceLoc, created_by: String) {
-        self.push_layer_with(def, op, None, loc, created_by);
+        self.push_layer_with(def, op, Vec::new(), loc, created_by);
     }
 
-    /// Pushes a layer node whose inputs are the parent plus `source`.
+    /// Pushes a layer node whose inputs are the parent plus `sources`.
     fn push_layer_with(
         &mut self,
         def: &mut Definition,
         op: Op,
-        source: Option<NodeId>,
+        sources: Vec<NodeId>,
         loc: SourceLoc,
         created_by: String,
     ) {
-        let inputs = self.node.into_iter().chain(source).collect();
+        let inputs = self.node.into_iter().chain(sources).collect();
         let node = def.push(op, inputs, Some(loc));
         self.node = Some(node);
         self.history.push(HistoryStep { entry: history(created_by, false), node: Some(node), from_base: false });
@@ -185,7 +189,7 @@ pub fn lower_stage(
                         Ok(InlineFile { name: name.clone(), content })
                     })
                     .collect::<Result<Vec<_>, Diagnostic>>()?;
-                let source = match from {
+                let from_node = match from {
                     Some(raw) => Some(copy_source(def, &word(raw, &st)?, ctx, &loc).map_err(err)?),
                     None => None,
                 };
@@ -194,22 +198,16 @@ pub fn lower_stage(
                 let chown = chown.as_deref().map(|c| word(c, &st)).transpose()?;
                 let chmod = chmod.as_deref().map(|m| parse_chmod(&word(m, &st)?).map_err(err)).transpose()?;
                 let from_flag = from.as_deref().map(|f| format!("--from={f} ")).unwrap_or_default();
-                let keyword = if *add { "ADD" } else { "COPY" };
+                let keyword = if add.is_some() { "ADD" } else { "COPY" };
                 let created_by = format!("{keyword} {from_flag}{} {dest} # buildkit", sources.join(" "));
-                let from_input = source.map(|_| 1);
-                let action = CopyAction {
-                    sources,
-                    dest,
-                    chown,
-                    chmod,
-                    from_input,
-                    inline,
-                    unpack: *add,
-                    exclude,
-                    parents: *parents,
-                };
-                let op = Op::File(FileOp { actions: vec![FileAction::Copy(action)] });
-                st.push_layer_with(def, op, source, loc, created_by);
+                let mut add = add.clone();
+                if let Some(a) = &mut add {
+                    a.checksum = a.checksum.as_deref().map(|c| word(c, &st)).transpose()?;
+                }
+                let expanded =
+                    ExpandedCopy { sources, dest, chown, chmod, from_node, inline, add, exclude, parents: *parents };
+                let (actions, inputs) = copy_actions(def, expanded, &loc).map_err(err)?;
+                st.push_layer_with(def, Op::File(FileOp { actions }), inputs, loc, created_by);
             }
             Kind::Workdir(path) => {
                 let path = join_path(&st.workdir(), &word(path, &st)?);

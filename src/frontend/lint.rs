@@ -1,0 +1,261 @@
+//! BuildKit's Dockerfile checks (the rules `docker build --check` runs),
+//! configured like BuildKit by the `# check=skip=<rules|all>;error=<bool>`
+//! directive or the `BUILDKIT_DOCKERFILE_CHECK` build arg (which wins).
+//! Findings are warnings in the build log; with `error=true` they fail
+//! the build.
+
+use super::instructions::{CommandForm, Instruction, Kind};
+use super::Dockerfile;
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// BuildKit's rule name.
+    pub rule: &'static str,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} (line {})", self.rule, self.message, self.line)
+    }
+}
+
+/// How checks are configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckConfig {
+    /// Rules to skip (`all` skips every rule).
+    pub skip: Vec<String>,
+    /// Fail the build when a rule fires.
+    pub error: bool,
+}
+
+impl CheckConfig {
+    /// Parses `skip=A,B;error=true`; unknown keys are reported.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut out = CheckConfig::default();
+        for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim())) {
+                Some((k, v)) if k == "skip" => out.skip = v.split(',').map(|r| r.trim().to_string()).collect(),
+                Some((k, v)) if k == "error" => out.error = v.eq_ignore_ascii_case("true"),
+                _ => return Err(format!("invalid check option {part:?}: expected skip=<rules> or error=<bool>")),
+            }
+        }
+        Ok(out)
+    }
+
+    fn skips(&self, rule: &str) -> bool {
+        self.skip.iter().any(|s| s.eq_ignore_ascii_case("all") || s.eq_ignore_ascii_case(rule))
+    }
+}
+
+/// The configuration from the `# check=` directive, overridden by the
+/// `BUILDKIT_DOCKERFILE_CHECK` build arg.
+pub fn check_config(df: &Dockerfile, build_arg: Option<&str>) -> Result<CheckConfig, String> {
+    let directive = df.directives.iter().find(|(k, _)| k == "check").map(|(_, v)| v.as_str());
+    match build_arg.or(directive) {
+        Some(v) => CheckConfig::parse(v),
+        None => Ok(CheckConfig::default()),
+    }
+}
+
+/// Runs every rule not skipped, in line order.
+pub fn lint(df: &Dockerfile, cfg: &CheckConfig) -> Vec<Warning> {
+    let mut out = Vec::new();
+    casing(&df.instructions, &mut out);
+    for stage in stages(&df.instructions) {
+        stage_rules(stage, &mut out);
+    }
+    for i in &df.instructions {
+        instruction_rules(i, &mut out);
+    }
+    out.retain(|w| !cfg.skips(w.rule));
+    out.sort_by_key(|w| w.line);
+    out
+}
+
+fn warn(out: &mut Vec<Warning>, rule: &'static str, line: usize, message: String) {
+    out.push(Warning { rule, line, message });
+}
+
+/// Instructions split at each FROM (the FROM first).
+fn stages(instrs: &[Instruction]) -> Vec<&[Instruction]> {
+    let starts: Vec<usize> =
+        instrs.iter().enumerate().filter(|(_, i)| matches!(i.kind, Kind::From { .. })).map(|(n, _)| n).collect();
+    starts.iter().enumerate().map(|(k, s)| &instrs[*s..starts.get(k + 1).copied().unwrap_or(instrs.len())]).collect()
+}
+
+fn keyword(i: &Instruction) -> &str {
+    i.text.split_whitespace().next().unwrap_or("")
+}
+
+/// ConsistentInstructionCasing: keywords follow the file's majority case.
+fn casing(instrs: &[Instruction], out: &mut Vec<Warning>) {
+    let upper = instrs.iter().filter(|i| keyword(i) == keyword(i).to_ascii_uppercase()).count();
+    let majority_upper = upper * 2 >= instrs.len();
+    for i in instrs {
+        let word = keyword(i);
+        let (expected, case) = if majority_upper {
+            (word.to_ascii_uppercase(), "uppercase")
+        } else {
+            (word.to_ascii_lowercase(), "lowercase")
+        };
+        if word != expected {
+            let msg = format!("Command '{word}' should match the case of the command majority ({case})");
+            warn(out, "ConsistentInstructionCasing", i.line, msg);
+        }
+    }
+}
+
+/// Rules that look at a whole stage.
+fn stage_rules(stage: &[Instruction], out: &mut Vec<Warning>) {
+    let mut seen_shell = false;
+    let mut absolute_workdir = false;
+    let mut counts: [(&str, Vec<usize>); 3] = [("CMD", vec![]), ("ENTRYPOINT", vec![]), ("HEALTHCHECK", vec![])];
+    for i in stage {
+        match &i.kind {
+            Kind::Shell(_) => seen_shell = true,
+            Kind::Cmd(CommandForm::Shell(_)) | Kind::Entrypoint(CommandForm::Shell(_)) if !seen_shell => {
+                let word = keyword(i).to_ascii_uppercase();
+                let msg = format!(
+                    "JSON arguments recommended for {word} to prevent unintended behavior related to OS signals"
+                );
+                warn(out, "JSONArgsRecommended", i.line, msg);
+            }
+            Kind::Workdir(path) if path.starts_with('/') || path.starts_with('$') => absolute_workdir = true,
+            Kind::Workdir(path) if !absolute_workdir => {
+                let msg = format!("Relative workdir {path:?} can have unexpected results if the base image changes");
+                warn(out, "WorkdirRelativePath", i.line, msg);
+            }
+            _ => {}
+        }
+        if let Some((_, lines)) = counts.iter_mut().find(|(k, _)| keyword(i).eq_ignore_ascii_case(k)) {
+            lines.push(i.line);
+        }
+    }
+    for (name, lines) in counts {
+        for line in lines.iter().take(lines.len().saturating_sub(1)) {
+            let msg = format!(
+                "Multiple {name} instructions should not be used in the same stage because only the last one will be used"
+            );
+            warn(out, "MultipleInstructionsDisallowed", *line, msg);
+        }
+    }
+}
+
+/// Rules that look at one instruction.
+fn instruction_rules(i: &Instruction, out: &mut Vec<Warning>) {
+    match &i.kind {
+        Kind::From { alias, platform, .. } => from_rules(i, alias.as_deref(), platform.as_deref(), out),
+        Kind::Maintainer(_) => warn(
+            out,
+            "MaintainerDeprecated",
+            i.line,
+            "Maintainer instruction is deprecated in favor of using label".into(),
+        ),
+        Kind::Env(pairs) | Kind::Label(pairs) => {
+            let word = keyword(i).to_ascii_uppercase();
+            let first_arg = i.text.split_whitespace().nth(1).unwrap_or("");
+            if !first_arg.contains('=') {
+                let msg = format!("\"{word} key=value\" should be used instead of legacy \"{word} key value\" format");
+                warn(out, "LegacyKeyValueFormat", i.line, msg);
+            }
+            if matches!(i.kind, Kind::Env(_)) {
+                secret_names(i, pairs.iter().map(|(k, _)| k.as_str()), "ENV", out);
+            }
+        }
+        Kind::Arg(args) => secret_names(i, args.iter().map(|(k, _)| k.as_str()), "ARG", out),
+        _ => {}
+    }
+}
+
+fn from_rules(i: &Instruction, alias: Option<&str>, platform: Option<&str>, out: &mut Vec<Warning>) {
+    let words: Vec<&str> = i.text.split_whitespace().collect();
+    if let Some(as_word) = words.iter().find(|w| w.eq_ignore_ascii_case("as")) {
+        let from_upper = keyword(i) == keyword(i).to_ascii_uppercase();
+        let as_upper = *as_word == as_word.to_ascii_uppercase();
+        if from_upper != as_upper {
+            let msg = format!("'{as_word}' and '{}' keywords' casing do not match", keyword(i));
+            warn(out, "FromAsCasing", i.line, msg);
+        }
+    }
+    let written_alias = words.iter().skip_while(|w| !w.eq_ignore_ascii_case("as")).nth(1);
+    if let (Some(_), Some(name)) = (alias, written_alias) {
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            warn(out, "StageNameCasing", i.line, format!("Stage name '{name}' should be lowercase"));
+        }
+    }
+    if matches!(platform, Some("$TARGETPLATFORM") | Some("${TARGETPLATFORM}")) {
+        let msg = "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior";
+        warn(out, "RedundantTargetPlatform", i.line, msg.into());
+    }
+}
+
+/// SecretsUsedInArgOrEnv: names that look like credentials (their values
+/// end up in the image config or history).
+fn secret_names<'a>(i: &Instruction, names: impl Iterator<Item = &'a str>, what: &str, out: &mut Vec<Warning>) {
+    const TOKENS: [&str; 8] = ["apikey", "auth", "credential", "credentials", "key", "password", "secret", "token"];
+    for name in names {
+        let lower = name.to_ascii_lowercase();
+        let parts: Vec<&str> = lower.split(['_', '-', '.']).collect();
+        let suspicious =
+            parts.iter().any(|p| TOKENS.contains(p) || *p == "passwd" || *p == "pword") || lower.ends_with("password");
+        if suspicious {
+            let msg = format!("Do not use ARG or ENV instructions for sensitive data ({what} {name:?})");
+            warn(out, "SecretsUsedInArgOrEnv", i.line, msg);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str, cfg: &CheckConfig) -> Vec<(&'static str, usize)> {
+        let df = crate::frontend::parse(text).unwrap();
+        lint(&df, cfg).into_iter().map(|w| (w.rule, w.line)).collect()
+    }
+
+    #[test]
+    fn each_rule_fires_where_buildkit_does() {
+        let text = "FROM busybox as Build\nMAINTAINER me\nENV A 1\nARG API_TOKEN\nWORKDIR app\nCMD echo a\n\
+                    CMD [\"b\"]\nrun true\nFROM --platform=$TARGETPLATFORM busybox\nLABEL a=b\n";
+        assert_eq!(
+            rules(text, &CheckConfig::default()),
+            vec![
+                ("FromAsCasing", 1),
+                ("StageNameCasing", 1),
+                ("MaintainerDeprecated", 2),
+                ("LegacyKeyValueFormat", 3),
+                ("SecretsUsedInArgOrEnv", 4),
+                ("WorkdirRelativePath", 5),
+                ("JSONArgsRecommended", 6),
+                ("MultipleInstructionsDisallowed", 6),
+                ("ConsistentInstructionCasing", 8),
+                ("RedundantTargetPlatform", 9),
+            ]
+        );
+    }
+
+    #[test]
+    fn clean_files_and_skips() {
+        let clean = "FROM busybox AS build\nENV A=1\nWORKDIR /app\nCMD [\"run\"]\n";
+        assert!(rules(clean, &CheckConfig::default()).is_empty());
+        let text = "FROM busybox as build\nMAINTAINER me\n";
+        let cfg = CheckConfig::parse("skip=FromAsCasing; error=true").unwrap();
+        assert_eq!(rules(text, &cfg), vec![("MaintainerDeprecated", 2)]);
+        assert!(cfg.error);
+        assert!(rules(text, &CheckConfig::parse("skip=all").unwrap()).is_empty());
+        assert!(CheckConfig::parse("bogus").is_err());
+    }
+
+    #[test]
+    fn build_arg_overrides_directive() {
+        let df = crate::frontend::parse("# check=error=true\nFROM busybox\n").unwrap();
+        assert!(check_config(&df, None).unwrap().error);
+        assert!(!check_config(&df, Some("skip=all")).unwrap().error);
+    }
+}

@@ -1,0 +1,131 @@
+//! COPY and ADD after word expansion: local sources become one copy action
+//! from the context (or the `--from` input); each remote ADD source becomes
+//! its own source node (HTTP download or Git checkout) and a copy from it,
+//! as BuildKit lowers them.
+
+use crate::frontend::instructions::AddFlags;
+use crate::frontend::remote::{classify, RemoteSource};
+use crate::graph::{CopyAction, Definition, FileAction, GitOp, HttpOp, InlineFile, NodeId, Op, SourceLoc};
+use kiln_snapshotter::Digest;
+
+/// One COPY/ADD with every word expanded.
+pub struct ExpandedCopy {
+    /// Sources.
+    pub sources: Vec<String>,
+    /// Absolute destination.
+    pub dest: String,
+    /// `--chown`.
+    pub chown: Option<String>,
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// The `--from` stage or image node.
+    pub from_node: Option<NodeId>,
+    /// Here-document files.
+    pub inline: Vec<InlineFile>,
+    /// ADD's flags, with `checksum` expanded (`None`: COPY).
+    pub add: Option<AddFlags>,
+    /// `--exclude`.
+    pub exclude: Vec<String>,
+    /// `--parents`.
+    pub parents: bool,
+}
+
+/// The file actions of one COPY/ADD and the input nodes (after the parent)
+/// they read, in `from_input` order.
+pub fn copy_actions(
+    def: &mut Definition,
+    c: ExpandedCopy,
+    loc: &SourceLoc,
+) -> Result<(Vec<FileAction>, Vec<NodeId>), String> {
+    let remote: Vec<Option<RemoteSource>> =
+        c.sources.iter().map(|s| if c.from_node.is_some() { None } else { classify(s) }).collect();
+    check_remote(&c, &remote)?;
+    let mut inputs: Vec<NodeId> = c.from_node.into_iter().collect();
+    let template = CopyAction {
+        sources: Vec::new(),
+        dest: c.dest.clone(),
+        chown: c.chown.clone(),
+        chmod: c.chmod,
+        from_input: None,
+        inline: Vec::new(),
+        unpack: false,
+        exclude: Vec::new(),
+        parents: false,
+    };
+    let local: Vec<String> =
+        c.sources.iter().zip(&remote).filter(|(_, r)| r.is_none()).map(|(s, _)| s.clone()).collect();
+    let mut actions = Vec::new();
+    if !local.is_empty() || !c.inline.is_empty() {
+        actions.push(FileAction::Copy(CopyAction {
+            sources: local,
+            from_input: c.from_node.map(|_| 1),
+            inline: c.inline.clone(),
+            unpack: c.add.as_ref().is_some_and(|a| a.unpack != Some(false)),
+            exclude: c.exclude.clone(),
+            parents: c.parents,
+            ..template.clone()
+        }));
+    }
+    let add = c.add.clone().unwrap_or_default();
+    for r in remote.into_iter().flatten() {
+        let (op, source, unpack) = remote_op(r, &add)?;
+        inputs.push(def.push(op, Vec::new(), Some(loc.clone())));
+        actions.push(FileAction::Copy(CopyAction {
+            sources: vec![source],
+            from_input: Some(inputs.len()),
+            unpack,
+            ..template.clone()
+        }));
+    }
+    Ok((actions, inputs))
+}
+
+/// BuildKit's rules for remote sources and `--checksum`.
+fn check_remote(c: &ExpandedCopy, remote: &[Option<RemoteSource>]) -> Result<(), String> {
+    if c.add.is_none() {
+        return match remote.iter().flatten().next() {
+            Some(RemoteSource::Http { .. }) => Err("source can't be a URL for COPY".into()),
+            Some(RemoteSource::Git { .. }) => Err("source can't be a git ref for COPY".into()),
+            None => Ok(()),
+        };
+    }
+    if c.add.as_ref().is_some_and(|a| a.checksum.is_some()) {
+        if c.sources.len() != 1 {
+            return Err("checksum can't be specified for multiple sources".into());
+        }
+        if remote[0].is_none() {
+            return Err("checksum requires HTTP(S) or Git sources".into());
+        }
+    }
+    Ok(())
+}
+
+/// The source node for one remote source, the path to copy from it, and
+/// whether that copy unpacks archives (downloads only with `--unpack`).
+fn remote_op(r: RemoteSource, add: &AddFlags) -> Result<(Op, String, bool), String> {
+    Ok(match r {
+        RemoteSource::Http { url, filename } => {
+            let checksum = add.checksum.as_deref().map(parse_http_checksum).transpose()?;
+            (Op::Http(HttpOp { url, filename: filename.clone(), checksum }), filename, add.unpack == Some(true))
+        }
+        RemoteSource::Git { remote, reference, subdir } => {
+            let checksum = add.checksum.as_deref().map(parse_git_checksum).transpose()?;
+            let op = GitOp { remote, reference, subdir, keep_git_dir: add.keep_git_dir, checksum };
+            (Op::Git(op), "/".into(), false)
+        }
+    })
+}
+
+fn parse_http_checksum(s: &str) -> Result<Digest, String> {
+    Digest::parse(s).map_err(|_| {
+        format!("invalid --checksum {s:?}: kiln verifies downloads by sha256, written sha256:<64 hex digits>")
+    })
+}
+
+fn parse_git_checksum(s: &str) -> Result<String, String> {
+    let ok = (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !ok {
+        return Err(format!("invalid --checksum {s:?} for a Git source: expected a commit id in hex"));
+    }
+    Ok(s.to_ascii_lowercase())
+}

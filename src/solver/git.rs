@@ -1,0 +1,149 @@
+//! `ADD <git url>[#ref[:subdir]]`: the ref is resolved to a commit with
+//! `git ls-remote` (that commit keys the cache, so a moved branch rebuilds
+//! and an unchanged one does not), then fetched shallowly (fully from
+//! servers that cannot do shallow fetches) and checked out into a snapshot.
+//! `.git` is dropped unless `--keep-git-dir`; `--checksum` pins the commit.
+//! Runs the `git` command with a scrubbed environment, no prompts, no
+//! system or user config, and only the http(s), git and ssh transports.
+
+use super::{keys, LayerRecord, SolveError, Solver};
+use crate::errors::ErrorKind;
+use crate::graph::{GitOp, NodeId, Op};
+use std::path::Path;
+
+impl Solver {
+    /// The cache key of a checkout: the op and the commit its ref names now.
+    pub(super) async fn git_key(&self, id: NodeId, op: &GitOp) -> Result<(String, String), SolveError> {
+        let commit = resolve_commit(op).await.map_err(|m| git_error(id, op, m))?;
+        if let Some(want) = op.checksum.as_ref().filter(|w| !commit.starts_with(w.as_str())) {
+            let msg = format!("checksum mismatch: expected commit {want}, the ref resolves to {commit}");
+            return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, format!("ADD {}: {msg}", op.remote)));
+        }
+        Ok((keys::remote_key(&Op::Git(op.clone()), &commit), commit))
+    }
+
+    /// Checks `commit` out into a new snapshot and layer.
+    pub(super) async fn run_git(&self, id: NodeId, op: &GitOp, commit: &str) -> Result<Vec<LayerRecord>, SolveError> {
+        let work =
+            self.cfg.data_dir.join("run").join(format!("git-{}", kiln_snapshotter::SnapshotId::random().as_str()));
+        let checkout = checkout(op, commit, &work).await;
+        let snap = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
+        let result = checkout.and_then(|()| {
+            if !op.keep_git_dir {
+                let _ = std::fs::remove_dir_all(work.join("tree/.git"));
+            }
+            let tree = subdir(&work.join("tree"), op.subdir.as_deref().unwrap_or(""))?;
+            move_contents(&tree, &self.snapshots.fs_path(&snap))
+        });
+        let _ = std::fs::remove_dir_all(&work);
+        self.finish(id, snap, Vec::new(), result.map_err(|m| git_error(id, op, m))).await
+    }
+}
+
+fn git_error(id: NodeId, op: &GitOp, msg: String) -> SolveError {
+    SolveError::new(Some(id), ErrorKind::Unavailable, format!("ADD {}: {msg}", op.remote))
+}
+
+/// Runs `git` in `dir` and returns its stdout.
+async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_ALLOW_PROTOCOL", "http:https:git:ssh")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "ADD of a Git repository needs the git command on the server".to_string(),
+            _ => format!("run git: {e}"),
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("git {} failed: {}", args[0], stderr.trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The commit `op.reference` names on the remote (a full commit id is
+/// taken as is).
+async fn resolve_commit(op: &GitOp) -> Result<String, String> {
+    let wanted = op.reference.as_deref().unwrap_or("HEAD");
+    if wanted.len() == 40 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(wanted.to_ascii_lowercase());
+    }
+    let listing = git(Path::new("/"), &["ls-remote", "--", &op.remote]).await?;
+    pick_ref(&listing, wanted).ok_or_else(|| format!("no branch or tag named {wanted:?} in the repository"))
+}
+
+/// From `ls-remote` output: the commit of `HEAD`, `refs/heads/<name>` or
+/// `refs/tags/<name>` (a peeled annotated tag wins), or an exact ref.
+fn pick_ref(listing: &str, name: &str) -> Option<String> {
+    let candidates =
+        [name.to_string(), format!("refs/tags/{name}^{{}}"), format!("refs/tags/{name}"), format!("refs/heads/{name}")];
+    let refs: Vec<(&str, &str)> = listing.lines().filter_map(|l| l.split_once('\t')).collect();
+    candidates.iter().find_map(|c| refs.iter().find(|(_, r)| r == c).map(|(sha, _)| sha.to_string()))
+}
+
+/// Fetches `commit` into `<work>/tree` and checks it out.
+async fn checkout(op: &GitOp, commit: &str, work: &Path) -> Result<(), String> {
+    let tree = work.join("tree");
+    std::fs::create_dir_all(&tree).map_err(|e| format!("create {}: {e}", tree.display()))?;
+    git(&tree, &["init", "-q"]).await?;
+    git(&tree, &["remote", "add", "origin", "--", &op.remote]).await?;
+    let wanted = op.reference.clone().unwrap_or_else(|| "HEAD".into());
+    let shallow = git(&tree, &["fetch", "-q", "--depth=1", "origin", commit]).await;
+    if shallow.is_err() {
+        git(&tree, &["fetch", "-q", "--tags", "origin", &wanted]).await?;
+    }
+    git(&tree, &["checkout", "-q", "--detach", commit]).await?;
+    Ok(())
+}
+
+/// `tree/<dir>`, refusing `..` and symlinks on the way so a repository
+/// cannot point the copy outside its checkout.
+fn subdir(tree: &Path, dir: &str) -> Result<std::path::PathBuf, String> {
+    let mut path = tree.to_path_buf();
+    for part in dir.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err(format!("subdirectory {dir:?} leaves the repository"));
+        }
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("subdirectory {dir:?} is not a directory at that ref")),
+            Err(_) => return Err(format!("subdirectory {dir:?} does not exist at that ref")),
+        }
+    }
+    Ok(path)
+}
+
+/// Moves every entry of the directory `from` into the directory `to`.
+fn move_contents(from: &Path, to: &Path) -> Result<(), String> {
+    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        std::fs::rename(entry.path(), to.join(entry.file_name())).map_err(|e| format!("move checkout: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_ref;
+
+    #[test]
+    fn picks_peeled_tags_then_branches() {
+        let listing = "aaa\tHEAD\nbbb\trefs/heads/main\nccc\trefs/tags/v1\nddd\trefs/tags/v1^{}\neee\trefs/heads/v1\n";
+        assert_eq!(pick_ref(listing, "HEAD").as_deref(), Some("aaa"));
+        assert_eq!(pick_ref(listing, "main").as_deref(), Some("bbb"));
+        assert_eq!(pick_ref(listing, "v1").as_deref(), Some("ddd"));
+        assert_eq!(pick_ref(listing, "refs/heads/v1").as_deref(), Some("eee"));
+        assert_eq!(pick_ref(listing, "nope"), None);
+    }
+}

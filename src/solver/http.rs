@@ -1,0 +1,171 @@
+//! `ADD <url>`: downloads become one-file snapshots (mode 0600, mtime from
+//! `Last-Modified`, owner 0:0) that a copy action then reads, as BuildKit's
+//! HTTP source does. A `--checksum` keys the cache without a download and
+//! is verified when one happens; otherwise each build asks the server with
+//! `If-None-Match`/`If-Modified-Since` and keys by the body's digest.
+
+use super::cache::HttpRecord;
+use super::{keys, LayerRecord, SolveError, Solver};
+use crate::errors::ErrorKind;
+use crate::graph::{HttpOp, NodeId, Op};
+use kiln_snapshotter::Digest;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// The largest download ADD accepts.
+pub const MAX_DOWNLOAD_BYTES: u64 = 4 << 30;
+
+/// A body saved to a temporary file (removed on drop).
+pub(super) struct Download {
+    path: PathBuf,
+    digest: Digest,
+    mtime: i64,
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+enum Fetched {
+    NotModified(HttpRecord),
+    Body(Download),
+}
+
+/// The HTTP client downloads use.
+pub(super) fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .read_timeout(std::time::Duration::from_secs(120))
+        .build()
+        .map_err(|e| format!("http client: {e}"))
+}
+
+impl Solver {
+    /// The cache key of a download: its checksum when pinned, else the
+    /// digest of what the server serves now (fetched unless unchanged).
+    pub(super) async fn http_key(&self, id: NodeId, op: &HttpOp) -> Result<(String, Option<Download>), SolveError> {
+        let whole = Op::Http(op.clone());
+        if op.checksum.is_some() {
+            return Ok((keys::remote_key(&whole, "pinned"), None));
+        }
+        let previous = self.cache.get_http(&op.url)?;
+        match self.fetch(id, &op.url, previous).await? {
+            Fetched::NotModified(rec) => Ok((keys::remote_key(&whole, &resolved(&rec.digest, rec.mtime)), None)),
+            Fetched::Body(d) => Ok((keys::remote_key(&whole, &resolved(&d.digest, d.mtime)), Some(d))),
+        }
+    }
+
+    /// Materialises a download (fetching it if the key step did not) as a
+    /// one-file snapshot and layer.
+    pub(super) async fn run_http(
+        &self,
+        id: NodeId,
+        op: &HttpOp,
+        download: Option<Download>,
+    ) -> Result<Vec<LayerRecord>, SolveError> {
+        let download = match download {
+            Some(d) => d,
+            None => match self.fetch(id, &op.url, None).await? {
+                Fetched::Body(d) => d,
+                Fetched::NotModified(_) => return Err(SolveError::internal(id, "unconditional request got 304")),
+            },
+        };
+        if let Some(want) = op.checksum.as_ref().filter(|w| **w != download.digest) {
+            let msg =
+                format!("ADD {}: checksum mismatch: expected {want}, the download is {}", op.url, download.digest);
+            return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, msg));
+        }
+        let snap = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
+        let placed = place_file(&download, &self.snapshots.fs_path(&snap).join(&op.filename));
+        let result = placed.map_err(|e| SolveError::internal(id, format!("ADD {}: {e}", op.url)));
+        self.finish(id, snap, Vec::new(), result).await
+    }
+
+    /// GETs `url` (conditionally when `previous` is known) into a temporary
+    /// file under the data dir, hashing as it streams.
+    async fn fetch(&self, id: NodeId, url: &str, previous: Option<HttpRecord>) -> Result<Fetched, SolveError> {
+        let fail = |kind, msg: String| SolveError::new(Some(id), kind, format!("ADD {url}: {msg}"));
+        let mut req = self.http.get(url);
+        if let Some(p) = &previous {
+            if let Some(etag) = &p.etag {
+                req = req.header(reqwest::header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &p.last_modified {
+                req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let mut resp = req.send().await.map_err(|e| fail(ErrorKind::Unavailable, describe(&e)))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            if let Some(p) = previous {
+                return Ok(Fetched::NotModified(p));
+            }
+        }
+        if !status.is_success() {
+            let kind = if status.is_client_error() { ErrorKind::InvalidArgument } else { ErrorKind::Unavailable };
+            return Err(fail(kind, format!("the server answered {status}")));
+        }
+        let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (etag, last_modified) = (header(reqwest::header::ETAG), header(reqwest::header::LAST_MODIFIED));
+        let mtime = last_modified.as_deref().and_then(crate::timefmt::parse_http_date).unwrap_or(0);
+        if resp.content_length().is_some_and(|n| n > MAX_DOWNLOAD_BYTES) {
+            return Err(fail(ErrorKind::InvalidArgument, too_large()));
+        }
+        let dir = self.cfg.data_dir.join("run/downloads");
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| SolveError::internal(id, e))?;
+        let path = dir.join(kiln_snapshotter::SnapshotId::random().as_str());
+        let mut file = tokio::fs::File::create(&path).await.map_err(|e| SolveError::internal(id, e))?;
+        let mut download = Download { path, digest: Digest::of(b""), mtime };
+        let (mut hasher, mut written) = (Sha256::new(), 0u64);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| fail(ErrorKind::Unavailable, describe(&e)))? {
+            written += chunk.len() as u64;
+            if written > MAX_DOWNLOAD_BYTES {
+                return Err(fail(ErrorKind::InvalidArgument, too_large()));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(|e| SolveError::internal(id, e))?;
+        }
+        file.sync_all().await.map_err(|e| SolveError::internal(id, e))?;
+        download.digest = Digest::from_hasher(hasher);
+        let record = HttpRecord { etag, last_modified, digest: download.digest.clone(), mtime };
+        self.cache.put_http(url, &record)?;
+        Ok(Fetched::Body(download))
+    }
+}
+
+fn resolved(digest: &Digest, mtime: i64) -> String {
+    format!("{digest}@{mtime}")
+}
+
+fn too_large() -> String {
+    format!("the download is larger than {} GiB, the most ADD accepts", MAX_DOWNLOAD_BYTES >> 30)
+}
+
+/// The error and its causes, which is where reqwest says what went wrong.
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// Moves (or copies) the body to `dest` as a 0600 file with the
+/// download's mtime.
+fn place_file(download: &Download, dest: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::rename(&download.path, dest).is_err() {
+        std::fs::copy(&download.path, dest).map_err(|e| format!("write {}: {e}", dest.display()))?;
+    }
+    let file = std::fs::File::options().write(true).open(dest).map_err(|e| e.to_string())?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(download.mtime.max(0) as u64);
+    file.set_modified(mtime).map_err(|e| e.to_string())
+}

@@ -1,0 +1,186 @@
+//! `ADD <url>` and `ADD <git url>` against real servers: Python's
+//! `http.server` on a free loopback port serves files and a bare Git
+//! repository (Git's dumb HTTP protocol); results are checked in the image
+//! unpacked by skopeo + umoci.
+
+mod support;
+
+use serde_json::json;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use support::*;
+
+/// `python3 -m http.server` serving a directory; killed on drop.
+struct FileServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl FileServer {
+    fn start(name: &str) -> FileServer {
+        let dir = std::env::temp_dir().join(unique(name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return FileServer { child, port, dir };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("http.server did not start");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn dockerfile_tar(image: &str, dockerfile: &str) -> Vec<u8> {
+    request_tar(&json!({ "image": image }), &[("Dockerfile", dockerfile.as_bytes())])
+}
+
+/// Log lines of the steps that ran (not CACHED) and name `needle`.
+fn ran(reply: &serde_json::Value, needle: &str) -> usize {
+    log_text(reply).lines().filter(|l| l.contains(needle) && l.ends_with('s') && !l.contains("CACHED")).count()
+}
+
+#[test]
+fn add_url_downloads_like_buildkit() {
+    let files = FileServer::start("kiln-add-url");
+    support::write(&files.dir.join("hello.txt"), b"hello\n");
+    sh(&files.dir, "mkdir -p app && echo run > app/run.sh && tar czf app.tar.gz app && rm -r app");
+    sh(&files.dir, "touch -d @1600000000 hello.txt");
+    let (reg, image) = (registry(), test_image("kiln/add-url"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox\n\
+         ADD {hello} /dl/\n\
+         ADD --checksum=sha256:{sum} --chmod=0640 {hello} /dl/pinned.txt\n\
+         ADD {tgz} /kept/\n\
+         ADD --unpack=true {tgz} /unpacked/\n\
+         ADD --chown=1000:1000 {hello} /owned\n",
+        hello = files.url("hello.txt"),
+        tgz = files.url("app.tar.gz"),
+        sum = sha256_hex(b"hello\n"),
+    );
+    let server = Server::start(ServerOptions::default());
+    let (status, reply) = server.build(&dockerfile_tar(&image, &dockerfile));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let r = &img.rootfs;
+    assert_eq!(std::fs::read_to_string(r.join("dl/hello.txt")).unwrap(), "hello\n");
+    assert_eq!(owner_mode(&r.join("dl/hello.txt")), (0, 0, 0o600), "downloads are 0600 root:root");
+    let mtime = std::fs::metadata(r.join("dl/hello.txt")).unwrap().mtime();
+    assert_eq!(mtime, 1_600_000_000, "the mtime comes from Last-Modified");
+    assert_eq!(owner_mode(&r.join("dl/pinned.txt")).2, 0o640, "--chmod applies to downloads");
+    assert!(r.join("kept/app.tar.gz").is_file(), "downloaded archives are not unpacked by default");
+    assert_eq!(std::fs::read_to_string(r.join("unpacked/app/run.sh")).unwrap(), "run\n", "--unpack=true extracts");
+    assert_eq!(owner_mode(&r.join("owned")).0, 1000, "--chown applies to downloads");
+
+    support::write(&files.dir.join("hello.txt"), b"changed\n");
+    let (status, again) = server.build(&dockerfile_tar(&image, &dockerfile));
+    assert_success(status, &again);
+    let log = log_text(&again);
+    assert!(
+        log.lines().any(|l| l.contains("pinned.txt") && l.contains("CACHED")),
+        "a pinned checksum keys the cache without a download:\n{log}"
+    );
+    assert!(ran(&again, "ADD --chown=1000:1000") > 0, "a changed download invalidates its step:\n{log}");
+    assert!(log.lines().any(|l| l.contains("/kept/") && l.contains("CACHED")), "an unchanged URL stays cached:\n{log}");
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("owned")).unwrap(), "changed\n");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("dl/pinned.txt")).unwrap(), "hello\n");
+}
+
+#[test]
+fn add_url_errors_name_the_line_and_cause() {
+    let files = FileServer::start("kiln-add-url-errors");
+    support::write(&files.dir.join("f"), b"data");
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let cases = [
+        (format!("ADD --checksum=sha256:{} {} /f", "0".repeat(64), files.url("f")), 400, "checksum mismatch"),
+        (format!("ADD {} /missing", files.url("missing")), 400, "404"),
+        ("ADD http://127.0.0.1:9/nothing-listens /x".to_string(), 500, "ADD http://127.0.0.1:9/nothing-listens"),
+    ];
+    for (instruction, want_status, want) in cases {
+        let dockerfile = format!("FROM {reg}/busybox\n{instruction}\n");
+        let (status, reply) = server.build(&dockerfile_tar(&test_image("kiln/add-url-bad"), &dockerfile));
+        assert_eq!(status, want_status, "{instruction}: {reply}");
+        let err = reply["error"].as_str().unwrap();
+        assert!(err.contains(want) && err.contains("Dockerfile line 2"), "{instruction}: {err}");
+    }
+}
+
+#[test]
+fn add_git_checks_out_a_ref() {
+    let files = FileServer::start("kiln-add-git");
+    let work = files.dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let git = "git -c user.name=t -c user.email=t@example.com";
+    let v1 = sh(
+        &work,
+        &format!(
+            "git init -q -b main . && mkdir sub && echo 'package main' > sub/main.go && echo v1 > README && \
+             {git} add . && {git} commit -qm one && {git} tag -a v1 -m v1 && git rev-parse HEAD"
+        ),
+    );
+    sh(&work, &format!("echo v2 > README && {git} commit -qam two"));
+    sh(&files.dir, "git clone -q --bare work repo.git && cd repo.git && git update-server-info");
+    let repo = files.url("repo.git");
+    let (reg, image) = (registry(), test_image("kiln/add-git"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox\n\
+         ADD {repo}#v1:sub /src/\n\
+         ADD --keep-git-dir=true {repo} /full/\n\
+         ADD --checksum={v1} {repo}#v1 /pinned/\n"
+    );
+    let server = Server::start(ServerOptions::default());
+    let (status, reply) = server.build(&dockerfile_tar(&image, &dockerfile));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let r = &img.rootfs;
+    assert_eq!(std::fs::read_to_string(r.join("src/main.go")).unwrap(), "package main\n", "#ref:subdir");
+    assert!(!r.join("src/README").exists() && !r.join("src/.git").exists());
+    assert_eq!(std::fs::read_to_string(r.join("full/README")).unwrap(), "v2\n", "no ref: the default branch");
+    assert!(r.join("full/.git").is_dir(), "--keep-git-dir keeps .git");
+    assert_eq!(std::fs::read_to_string(r.join("pinned/README")).unwrap(), "v1\n");
+
+    let wrong = format!("FROM {reg}/busybox\nADD --checksum={} {repo}#v1 /pinned/\n", "a".repeat(40));
+    let (status, reply) = server.build(&dockerfile_tar(&test_image("kiln/add-git-bad"), &wrong));
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("checksum mismatch"), "{reply}");
+    let escape = format!("FROM {reg}/busybox\nADD {repo}#v1:../../.. /x/\n");
+    let (status, reply) = server.build(&dockerfile_tar(&test_image("kiln/add-git-bad"), &escape));
+    assert_ne!(status, 200, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("leaves the repository"), "{reply}");
+}
