@@ -6,7 +6,7 @@
 set -euo pipefail
 test_user=${KILN_TEST_USER:-kiln-test}
 
-need=(uidmap git docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3)
+need=(uidmap git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

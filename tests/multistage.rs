@@ -233,3 +233,35 @@ fn onbuild_triggers_run_in_child_builds() {
     assert_eq!(std::fs::read_to_string(img.rootfs.join("from-child-context")).unwrap(), "child's file\n");
     assert!(image_config(&child, None)["config"].get("OnBuild").is_none(), "triggers are not inherited");
 }
+
+#[test]
+fn add_extracts_zstd_xz_and_bzip2_archives() {
+    let dir = std::env::temp_dir().join(unique("kiln-archives"));
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(dir.join("app/run.sh"), "echo run\n").unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, flag) in [("app.tar.zst", "--zstd"), ("app.tar.xz", "-J"), ("app.tar.bz2", "-j")] {
+        let ok = std::process::Command::new("tar")
+            .args([flag, "-cf", name, "app"])
+            .current_dir(&dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tar {flag}");
+        files.push((name.to_string(), std::fs::read(dir.join(name)).unwrap()));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    let reg = registry();
+    let image = test_image("kiln/add-compressed");
+    let dockerfile = format!("FROM {reg}/busybox\nADD app.tar.zst /zst/\nADD app.tar.xz /xz/\nADD app.tar.bz2 /bz2/\n");
+    let mut entries: Vec<(&str, &[u8])> = vec![("Dockerfile", dockerfile.as_bytes())];
+    entries.extend(files.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let server = Server::start(ServerOptions::default());
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &entries));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    for dir in ["zst", "xz", "bz2"] {
+        let run = img.rootfs.join(dir).join("app/run.sh");
+        assert_eq!(std::fs::read_to_string(&run).unwrap_or_default(), "echo run\n", "{dir} archive extracted");
+    }
+}

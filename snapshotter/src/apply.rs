@@ -1,4 +1,4 @@
-//! Applies an OCI layer (tar, optionally gzip) to a snapshot directory.
+//! Applies an OCI layer (tar, optionally compressed) to a snapshot directory.
 //!
 //! Each layer is unpacked into its own directory, which later serves as an
 //! overlay lowerdir. OCI whiteouts become overlay whiteouts: `.wh.<name>` →
@@ -13,7 +13,7 @@ use nix::sys::time::TimeSpec;
 use sha2::{Digest as _, Sha256};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{lchown, symlink, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -31,18 +31,11 @@ pub struct ApplyStats {
     pub skipped_devices: u64,
 }
 
-/// Unpacks `layer` (gzip or plain tar, detected by content) into `dest`.
+/// Unpacks `layer` (plain, gzip, zstd, xz or bzip2 tar, detected by
+/// content) into `dest`.
 pub fn apply_layer(layer: impl Read, dest: &Path) -> Result<ApplyStats> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, layer);
-    let head = buffered.fill_buf().ctx(|| "read layer".into())?;
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(Error::InvalidLayer("zstd layers are not supported yet".into()));
-    }
-    if head.starts_with(&[0x1f, 0x8b]) {
-        apply_tar(flate2::bufread::MultiGzDecoder::new(buffered), dest)
-    } else {
-        apply_tar(buffered, dest)
-    }
+    let buffered = BufReader::with_capacity(256 * 1024, layer);
+    apply_tar(crate::compression::decoder(buffered)?, dest)
 }
 
 /// Hashes everything read through it.

@@ -7,6 +7,7 @@
 //! `user.overlay.opaque=y` (mounts use `userxattr`).
 
 pub mod apply;
+pub mod compression;
 pub mod content;
 pub mod diff;
 pub mod digest;

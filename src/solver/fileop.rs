@@ -235,7 +235,7 @@ fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &Co
     Ok(())
 }
 
-/// ADD: tar archives (plain or gzip, judged by content) are extracted
+/// ADD: tar archives (plain, gzip, zstd, xz or bzip2, judged by content) are extracted
 /// into the destination directory keeping the archive's owners and modes;
 /// everything else is copied as COPY would.
 fn add(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &CopySpec) -> Res<()> {
@@ -260,13 +260,8 @@ fn is_tar_archive(context: &File, rel: &str) -> bool {
         return false;
     }
     let mut head = Vec::new();
-    let mut reader = io::BufReader::new(file);
-    let Ok(gzip) = io::BufRead::fill_buf(&mut reader).map(|b| b.starts_with(&[0x1f, 0x8b])) else { return false };
-    let read = if gzip {
-        io::Read::read_to_end(&mut io::Read::take(flate2::bufread::GzDecoder::new(reader), 512), &mut head)
-    } else {
-        io::Read::read_to_end(&mut io::Read::take(reader, 512), &mut head)
-    };
+    let Ok(decoded) = kiln_snapshotter::compression::decoder(io::BufReader::new(file)) else { return false };
+    let read = io::Read::read_to_end(&mut io::Read::take(decoded, 512), &mut head);
     read.is_ok() && head.len() == 512 && &head[257..262] == b"ustar"
 }
 
