@@ -83,7 +83,7 @@ fn bench_layer_export(c: &mut Criterion) {
     let upper = dir.path().join("upper");
     make_tree(&upper, 2_000, 4096);
     let store = ContentStore::open(dir.path().join("content")).unwrap();
-    let opts = DiffOptions { gzip_level: 3, mtime_clamp: Some(0) };
+    let opts = DiffOptions { mtime_clamp: Some(0), ..DiffOptions::default() };
     let mut group = c.benchmark_group("layer_export");
     group.throughput(Throughput::Bytes(2_000 * 4096));
     group.sample_size(10);

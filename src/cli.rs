@@ -78,9 +78,20 @@ pub struct ServeArgs {
     /// never overlaps a user's subordinate range.
     #[arg(long, env = "KILN_ROOT_ID_RANGE", default_value = "700000000:65536")]
     pub root_id_range: String,
-    /// gzip level for new layers (0-9).
-    #[arg(long, env = "KILN_GZIP_LEVEL", default_value_t = 3)]
-    pub gzip_level: u32,
+    /// Compression of new layers: gzip (every client pulls it) or zstd
+    /// (smaller and faster; Docker 23+, containerd 1.5+).
+    #[arg(long, env = "KILN_COMPRESSION", default_value = "gzip", value_parser = ["gzip", "zstd"])]
+    pub compression: String,
+    /// Compression level (gzip 0-9, zstd 1-19; default 3 for both).
+    #[arg(long, env = "KILN_COMPRESSION_LEVEL", default_value_t = 3)]
+    pub compression_level: u32,
+    /// Cores one layer's compression may use (default: all).
+    #[arg(long, env = "KILN_COMPRESSION_THREADS")]
+    pub compression_threads: Option<usize>,
+    /// Most disk the layer store and snapshots may use (e.g. 20GiB; 0: no
+    /// limit). Least recently used cache entries are evicted first.
+    #[arg(long, env = "KILN_CACHE_MAX_SIZE", default_value = "20GiB", value_parser = kiln::units::parse_size)]
+    pub cache_max_size: u64,
     /// Largest request body in MiB.
     #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
     pub max_body_mb: usize,

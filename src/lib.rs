@@ -14,3 +14,4 @@ pub mod registry;
 pub mod solver;
 pub mod text;
 pub mod timefmt;
+pub mod units;

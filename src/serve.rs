@@ -13,6 +13,7 @@ use kiln::registry::{Credentials, RegistryClient, RegistryOptions};
 use kiln::solver::{Solver, SolverConfig};
 use kiln_runtime::userns::{spawn_mapped, IdMap};
 use kiln_snapshotter::diff::DiffOptions;
+use kiln_snapshotter::encode::LayerCompression;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -210,7 +211,8 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
         let solver_cfg = SolverConfig {
             data_dir: handover.data_dir.clone(),
             helper_exe: PathBuf::from("/proc/self/exe"),
-            diff: DiffOptions { gzip_level: opts.gzip_level.min(9), mtime_clamp: opts.source_date_epoch },
+            diff: diff_options(&opts),
+            cache_budget: (opts.cache_max_size > 0).then_some(opts.cache_max_size),
         };
         let solver = Solver::open(solver_cfg, registry).map_err(anyhow::Error::msg)?;
         let cfg = ServeConfig {
@@ -276,4 +278,15 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {},
     }
     tracing::info!("shutting down");
+}
+
+/// How layers are written, from the command line.
+fn diff_options(opts: &ServeArgs) -> DiffOptions {
+    let compression = match opts.compression.as_str() {
+        "zstd" => LayerCompression::Zstd(opts.compression_level.clamp(1, 19) as i32),
+        _ => LayerCompression::Gzip(opts.compression_level.min(9)),
+    };
+    let defaults = DiffOptions::default();
+    let threads = opts.compression_threads.unwrap_or(defaults.threads).max(1);
+    DiffOptions { compression, threads, mtime_clamp: opts.source_date_epoch }
 }

@@ -227,3 +227,39 @@ fn pulls_through_an_image_index_and_docker_v2_manifests() {
         }
     }
 }
+
+#[test]
+fn zstd_layers_push_and_unpack() {
+    let server =
+        Server::start(ServerOptions { args: vec!["--compression".into(), "zstd".into()], ..Default::default() });
+    let image = test_image("kiln/zstd");
+    let dockerfile = format!("FROM {}/busybox\nRUN echo zstd > /marker\n", registry());
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+    assert_success(status, &reply);
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let types: Vec<&str> =
+        manifest["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+    assert_eq!(types.last(), Some(&"application/vnd.oci.image.layer.v1.tar+zstd"), "{manifest}");
+    assert!(types[0].ends_with("gzip"), "base layers pass through untouched: {types:?}");
+    // umoci 0.4 cannot read zstd: skopeo (containers/image) decodes it and
+    // writes gzip for umoci to unpack.
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = format!("{}:img", tmp.path().join("oci").display());
+    let ok = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false", "--dest-compress", "--dest-compress-format", "gzip"])
+        .arg(format!("docker://{image}"))
+        .arg(format!("oci:{layout}"))
+        .status()
+        .unwrap();
+    assert!(ok.success(), "skopeo decodes the zstd layer");
+    let bundle = tmp.path().join("bundle");
+    let ok = std::process::Command::new("umoci").args(["unpack", "--image", &layout]).arg(&bundle).status().unwrap();
+    assert!(ok.success());
+    assert_eq!(std::fs::read_to_string(bundle.join("rootfs/marker")).unwrap(), "zstd\n");
+}

@@ -6,7 +6,7 @@
 use crate::users::{self, Identity};
 use crate::{spec, Error, Result};
 use kiln_snapshotter::fsx::{self, mkdir_all_at};
-use kiln_snapshotter::overlay::{make_mounts_private, OverlaySpec};
+use kiln_snapshotter::overlay::{make_mounts_private, mount_all, Mount};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 pub struct StepRequest {
     /// Unique container id (also names the cgroup).
     pub id: String,
-    /// The step's overlay.
-    pub overlay: OverlaySpec,
+    /// The mounts that make the step's rootfs (the snapshotter's overlay).
+    pub rootfs: Vec<Mount>,
     /// Private bundle directory for this step.
     pub bundle: PathBuf,
     /// libcontainer state root.
@@ -73,7 +73,7 @@ pub fn run_step(req: &StepRequest) -> Result<StepResult> {
     make_mounts_private()?;
     let rootfs = req.bundle.join("rootfs");
     fs::create_dir_all(&rootfs).map_err(|e| Error::Io(format!("create {}", rootfs.display()), e))?;
-    req.overlay.mount_at(&rootfs)?;
+    mount_all(&req.rootfs, &rootfs)?;
     let root: OwnedFd = File::open(&rootfs).map_err(|e| Error::Io("open rootfs".into(), e))?.into();
     let identity = users::resolve(&rootfs, &req.user)?;
     let mut stubs = Stubs::default();
@@ -140,6 +140,9 @@ fn run_container(req: &StepRequest) -> Result<StepResult> {
         .with_detach(false)
         .build()
         .map_err(err("create"))?;
+    if let Some(pid) = container.pid() {
+        record_pid(&req.bundle, pid.as_raw());
+    }
     let started = container.start().map_err(err("start"));
     let status = match (&started, container.pid()) {
         (Ok(()), Some(pid)) => waitpid(pid, None).map_err(|e| Error::Container(format!("wait: {e}"))),
@@ -154,6 +157,43 @@ fn run_container(req: &StepRequest) -> Result<StepResult> {
         other => return Err(Error::Container(format!("unexpected wait status {other:?}"))),
     };
     Ok(StepResult { exit_code, error: None })
+}
+
+/// File in the bundle naming the step's init process (`pid starttime`),
+/// so a server restarted after a crash can kill a step that outlived it.
+pub const PID_FILE: &str = "container.pid";
+
+fn record_pid(bundle: &Path, pid: i32) {
+    if let Some(start) = start_time(pid) {
+        let _ = fs::write(bundle.join(PID_FILE), format!("{pid} {start}"));
+    }
+}
+
+/// A process's start time (clock ticks after boot), which tells a reused
+/// pid from the original.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills the steps recorded under `run_dir` (`<run_dir>/*/container.pid`)
+/// whose processes still run: each is PID 1 of its PID namespace, so the
+/// whole step dies. Returns how many were killed.
+pub fn kill_orphans(run_dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(run_dir) else { return 0 };
+    let mut killed = 0;
+    for e in entries.flatten() {
+        let Ok(text) = fs::read_to_string(e.path().join(PID_FILE)) else { continue };
+        let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());
+        let (Some(Some(pid)), Some(Some(start))) = (parts.next(), parts.next()) else { continue };
+        if start_time(pid as i32) == Some(start) {
+            // SAFETY: plain kill(2) of a process verified by pid and start time.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            killed += 1;
+        }
+    }
+    killed
 }
 
 /// Mountpoints created for this run only, in creation order.

@@ -172,8 +172,7 @@ pub fn enter_if_requested() -> Result<bool> {
         .ok_or_else(|| Error::Namespace(format!("bad {SYNC_ENV} value")))?;
     // SAFETY: the parent handed us these two pipe ends and nothing else owns them.
     let (from_parent, to_parent) = unsafe { (OwnedFd::from_raw_fd(rfd), OwnedFd::from_raw_fd(wfd)) };
-    // SAFETY: plain prctl; the server dies with its supervisor.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let supervisor = nix::unistd::getppid();
     let ns = |what: &'static str| move |e: nix::Error| Error::Namespace(format!("{what}: {e}"));
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(ns("unshare(CLONE_NEWUSER)"))?;
     fs::File::from(to_parent).write_all(b"1").map_err(|e| Error::Io("sync".into(), e))?;
@@ -182,11 +181,24 @@ pub fn enter_if_requested() -> Result<bool> {
         return Err(Error::Namespace("parent failed to write the ID maps".into()));
     }
     become_root()?;
+    die_with(supervisor)?;
     let flags = nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWCGROUP;
     nix::sched::unshare(flags).map_err(ns("unshare(mount, cgroup)"))?;
     kiln_snapshotter::overlay::make_mounts_private()?;
     mount_cgroup2();
     Ok(true)
+}
+
+/// Asks for SIGKILL when the supervisor dies. Set after the credential
+/// change (which clears it) and checked against a supervisor that already
+/// died in between.
+fn die_with(supervisor: nix::unistd::Pid) -> Result<()> {
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if nix::unistd::getppid() != supervisor {
+        return Err(Error::Namespace("the supervisor exited during start-up".into()));
+    }
+    Ok(())
 }
 
 fn become_root() -> Result<()> {

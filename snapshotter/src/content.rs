@@ -8,8 +8,46 @@
 use crate::{Digest, Error, IoContext, Result};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
+
+/// What the store knows about a committed blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A readable, seekable committed blob.
+pub trait BlobReader: Read + Seek + Send {}
+impl<T: Read + Seek + Send> BlobReader for T {}
+
+/// An open ingest (containerd's `content.Writer`).
+pub trait Writer: Write + Send {
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+    /// Verifies the content against the expected size and digest (when
+    /// given) and publishes it atomically; content that already exists is
+    /// success. On error nothing becomes visible.
+    fn commit(self: Box<Self>, size: Option<u64>, expected: Option<&Digest>) -> Result<(Digest, u64)>;
+}
+
+/// A content-addressed store (containerd's `content.Store`: provider,
+/// ingester and manager in one).
+pub trait Store: Send + Sync {
+    /// The size of a committed blob, or `None` when absent.
+    fn info(&self, digest: &Digest) -> Result<Option<Info>>;
+    /// Opens a committed blob.
+    fn open(&self, digest: &Digest) -> Result<Box<dyn BlobReader>>;
+    /// Starts a new ingest.
+    fn ingest(&self) -> Result<Box<dyn Writer>>;
+    /// Deletes a blob; deleting an absent blob succeeds.
+    fn remove(&self, digest: &Digest) -> Result<()>;
+    /// Every committed blob, in no particular order.
+    fn walk(&self) -> Result<Vec<Info>>;
+}
 
 /// The blob store rooted at a directory.
 #[derive(Clone, Debug)]
@@ -70,6 +108,21 @@ impl ContentStore {
         }
     }
 
+    /// Every committed blob.
+    pub fn list(&self) -> Result<Vec<Info>> {
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).ctx(|| format!("read {}", dir.display()))? {
+            let entry = entry.ctx(|| "read blob entry".into())?;
+            let Ok(digest) = Digest::parse(&format!("sha256:{}", entry.file_name().to_string_lossy())) else {
+                continue;
+            };
+            let size = entry.metadata().ctx(|| format!("stat blob {digest}"))?.len();
+            out.push(Info { digest, size });
+        }
+        Ok(out)
+    }
+
     /// Removes ingest leftovers from a previous crash.
     pub fn clean_ingest(&self) -> Result<usize> {
         let dir = self.root.join("ingest");
@@ -111,6 +164,8 @@ impl ContentWriter {
         let target = self.store.blob_path(&digest);
         if !target.exists() {
             self.tmp.persist(&target).map_err(|e| e.error).ctx(|| format!("commit {digest}"))?;
+            let dir = target.parent().expect("blobs have a directory");
+            File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))?;
         }
         Ok((digest, self.written))
     }
@@ -125,6 +180,33 @@ impl Write for ContentWriter {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.tmp.as_file_mut().flush()
+    }
+}
+
+impl Store for ContentStore {
+    fn info(&self, digest: &Digest) -> Result<Option<Info>> {
+        Ok(ContentStore::info(self, digest)?.map(|size| Info { digest: digest.clone(), size }))
+    }
+    fn open(&self, digest: &Digest) -> Result<Box<dyn BlobReader>> {
+        Ok(Box::new(self.reader(digest)?))
+    }
+    fn ingest(&self) -> Result<Box<dyn Writer>> {
+        Ok(Box::new(self.writer()?))
+    }
+    fn remove(&self, digest: &Digest) -> Result<()> {
+        self.delete(digest)
+    }
+    fn walk(&self) -> Result<Vec<Info>> {
+        self.list()
+    }
+}
+
+impl Writer for ContentWriter {
+    fn written(&self) -> u64 {
+        self.written
+    }
+    fn commit(self: Box<Self>, size: Option<u64>, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        ContentWriter::commit(*self, size, expected)
     }
 }
 
@@ -148,5 +230,18 @@ mod tests {
         assert_eq!(store.clean_ingest().unwrap(), 0, "failed commits leave nothing behind");
         store.delete(&d).unwrap();
         assert_eq!(store.info(&d).unwrap(), None);
+    }
+
+    #[test]
+    fn filesystem_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        crate::conformance::content_store(&store);
+        assert_eq!(store.clean_ingest().unwrap(), 0, "abandoned and failed ingests leave nothing behind");
+    }
+
+    #[test]
+    fn memory_store_passes_the_conformance_suite() {
+        crate::conformance::content_store(&crate::conformance::MemoryStore::default());
     }
 }

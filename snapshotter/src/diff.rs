@@ -4,10 +4,10 @@
 //! bookkeeping xattrs dropped, hardlinks detected, and mtimes optionally
 //! clamped (`SOURCE_DATE_EPOCH`), so the same tree gives the same digest.
 
-use crate::content::{ContentStore, ContentWriter};
+use crate::content::ContentStore;
+use crate::encode::{encoder, Encoder, LayerCompression};
 use crate::fsx::{self, OPAQUE_XATTR};
 use crate::{Digest, IoContext, Result};
-use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -16,21 +16,21 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-/// OCI media type of the layers kiln writes.
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
 /// How layers are written.
 #[derive(Debug, Clone, Copy)]
 pub struct DiffOptions {
-    /// gzip level (0–9).
-    pub gzip_level: u32,
+    /// Compression and level.
+    pub compression: LayerCompression,
+    /// Cores one layer's compression may use.
+    pub threads: usize,
     /// Clamp every mtime to at most this Unix time.
     pub mtime_clamp: Option<i64>,
 }
 
 impl Default for DiffOptions {
     fn default() -> Self {
-        Self { gzip_level: 3, mtime_clamp: None }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { compression: LayerCompression::Gzip(3), threads, mtime_clamp: None }
     }
 }
 
@@ -45,6 +45,8 @@ pub struct Layer {
     pub diff_id: Digest,
     /// Entries written.
     pub entries: u64,
+    /// OCI media type of the blob.
+    pub media_type: String,
 }
 
 struct HashWriter<W> {
@@ -63,20 +65,21 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-type LayerTar = tar::Builder<HashWriter<GzEncoder<ContentWriter>>>;
+type LayerTar = tar::Builder<HashWriter<Box<dyn Encoder>>>;
 
-/// Diffs `upper` into a gzip layer committed to `store`.
+/// Diffs `upper` into a compressed layer committed to `store`.
 pub fn diff_upper(upper: &Path, store: &ContentStore, opts: &DiffOptions) -> Result<Layer> {
-    let gz = GzEncoder::new(store.writer()?, flate2::Compression::new(opts.gzip_level));
-    let mut tar = tar::Builder::new(HashWriter { inner: gz, hasher: Sha256::new() });
+    let enc = encoder(store.writer()?, opts.compression, opts.threads).ctx(|| "start compression".into())?;
+    let mut tar = tar::Builder::new(HashWriter { inner: enc, hasher: Sha256::new() });
     tar.follow_symlinks(false);
     let mut walk = Walk { opts, links: HashMap::new(), entries: 0 };
     walk.dir(&mut tar, upper, "")?;
     let hashing = tar.into_inner().ctx(|| "finish tar".into())?;
     let diff_id = Digest::from_hasher(hashing.hasher);
-    let writer = hashing.inner.finish().ctx(|| "finish gzip".into())?;
+    let writer = hashing.inner.finish().ctx(|| "finish compression".into())?;
     let (digest, size) = writer.commit(None, None)?;
-    Ok(Layer { digest, size, diff_id, entries: walk.entries })
+    let media_type = opts.compression.media_type().to_string();
+    Ok(Layer { digest, size, diff_id, entries: walk.entries, media_type })
 }
 
 struct Walk<'a> {
@@ -117,68 +120,52 @@ impl Walk<'_> {
         if ft.is_char_device() && md.rdev() == 0 {
             let mut h = self.header(md, tar::EntryType::Regular, 0);
             h.set_mode(0);
-            return tar.append_data(&mut h, format!("{parent}.wh.{name}"), io::empty()).ctx(|| "write whiteout".into());
+            return append(tar, h, &format!("{parent}.wh.{name}"), None, Vec::new(), io::empty());
         }
-        self.xattrs(tar, abs)?;
+        let xattrs = xattr_records(abs)?;
         if ft.is_dir() {
-            let mut h = self.header(md, tar::EntryType::Directory, 0);
-            tar.append_data(&mut h, format!("{rel}/"), io::empty()).ctx(|| format!("write {rel}"))?;
+            let h = self.header(md, tar::EntryType::Directory, 0);
+            append(tar, h, &format!("{rel}/"), None, xattrs, io::empty())?;
             if fsx::get_xattr(abs, OPAQUE_XATTR).ctx(|| "read opaque".into())?.as_deref() == Some(b"y") {
                 let mut h = self.header(md, tar::EntryType::Regular, 0);
                 h.set_mode(0);
-                tar.append_data(&mut h, format!("{rel}/.wh..wh..opq"), io::empty()).ctx(|| "write opaque".into())?;
+                append(tar, h, &format!("{rel}/.wh..wh..opq"), None, Vec::new(), io::empty())?;
             }
             return self.dir(tar, abs, &format!("{rel}/"));
         }
         if ft.is_file() {
-            return self.file(tar, abs, rel, md);
+            return self.file(tar, abs, rel, md, xattrs);
         }
         if ft.is_symlink() {
             let target = fs::read_link(abs).ctx(|| format!("readlink {rel}"))?;
-            let mut h = self.header(md, tar::EntryType::Symlink, 0);
-            return tar.append_link(&mut h, rel, target).ctx(|| format!("write {rel}"));
+            let h = self.header(md, tar::EntryType::Symlink, 0);
+            return append(tar, h, rel, Some(target.as_os_str().as_encoded_bytes()), xattrs, io::empty());
         }
         if ft.is_fifo() {
-            let mut h = self.header(md, tar::EntryType::Fifo, 0);
-            return tar.append_data(&mut h, rel, io::empty()).ctx(|| format!("write {rel}"));
+            let h = self.header(md, tar::EntryType::Fifo, 0);
+            return append(tar, h, rel, None, xattrs, io::empty());
         }
         tracing::debug!(path = rel, "skipping socket or device in layer");
         self.entries -= 1;
         Ok(())
     }
 
-    fn file(&mut self, tar: &mut LayerTar, abs: &Path, rel: &str, md: &Metadata) -> Result<()> {
+    fn file(&mut self, tar: &mut LayerTar, abs: &Path, rel: &str, md: &Metadata, xattrs: Pax) -> Result<()> {
         if md.nlink() > 1 {
             let key = (md.dev(), md.ino());
             if let Some(first) = self.links.get(&key) {
-                let mut h = self.header(md, tar::EntryType::Link, 0);
-                return tar.append_link(&mut h, rel, first).ctx(|| format!("write {rel}"));
+                let h = self.header(md, tar::EntryType::Link, 0);
+                return append(tar, h, rel, Some(first.as_bytes()), xattrs, io::empty());
             }
             self.links.insert(key, rel.to_string());
         }
         let file = File::open(abs).ctx(|| format!("open {rel}"))?;
-        let mut h = self.header(md, tar::EntryType::Regular, md.len());
-        tar.append_data(&mut h, rel, file).ctx(|| format!("write {rel}"))
-    }
-
-    fn xattrs(&self, tar: &mut LayerTar, abs: &Path) -> Result<()> {
-        let mut pax = Vec::new();
-        for name in fsx::list_xattrs(abs).ctx(|| "list xattrs".into())? {
-            if fsx::is_overlay_xattr(&name) {
-                continue;
-            }
-            if let Some(value) = fsx::get_xattr(abs, &name).ctx(|| "read xattr".into())? {
-                pax.push((format!("SCHILY.xattr.{}", String::from_utf8_lossy(&name)), value));
-            }
-        }
-        if pax.is_empty() {
-            return Ok(());
-        }
-        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).ctx(|| "write xattrs".into())
+        let h = self.header(md, tar::EntryType::Regular, md.len());
+        append(tar, h, rel, None, xattrs, file)
     }
 
     fn header(&self, md: &Metadata, kind: tar::EntryType, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
+        let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
         h.set_mode(md.mode() & 0o7777);
         h.set_uid(md.uid() as u64);
@@ -188,4 +175,56 @@ impl Walk<'_> {
         h.set_size(size);
         h
     }
+}
+
+/// PAX records for one entry.
+type Pax = Vec<(String, Vec<u8>)>;
+
+/// The entry's xattrs (overlay bookkeeping excluded) as PAX records.
+fn xattr_records(abs: &Path) -> Result<Pax> {
+    let mut pax = Vec::new();
+    for name in fsx::list_xattrs(abs).ctx(|| "list xattrs".into())? {
+        if fsx::is_overlay_xattr(&name) {
+            continue;
+        }
+        if let Some(value) = fsx::get_xattr(abs, &name).ctx(|| "read xattr".into())? {
+            pax.push((format!("SCHILY.xattr.{}", String::from_utf8_lossy(&name)), value));
+        }
+    }
+    Ok(pax)
+}
+
+/// Writes one ustar entry; a name or link target longer than the header's
+/// 100 bytes goes into the entry's PAX record (with its xattrs), as Go's
+/// archive/tar and BuildKit write them.
+fn append(
+    tar: &mut LayerTar,
+    mut h: tar::Header,
+    path: &str,
+    link: Option<&[u8]>,
+    mut pax: Pax,
+    data: impl io::Read,
+) -> Result<()> {
+    let ctx = || format!("write {path}");
+    if path.len() > 100 {
+        pax.push(("path".into(), path.as_bytes().to_vec()));
+    }
+    if let Some(l) = link.filter(|l| l.len() > 100) {
+        pax.push(("linkpath".into(), l.to_vec()));
+    }
+    if !pax.is_empty() {
+        pax.sort();
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).ctx(ctx)?;
+    }
+    let old = h.as_old_mut();
+    copy_truncated(&mut old.name, path.as_bytes());
+    copy_truncated(&mut old.linkname, link.unwrap_or_default());
+    h.set_cksum();
+    tar.append(&h, data).ctx(ctx)
+}
+
+fn copy_truncated(field: &mut [u8; 100], value: &[u8]) {
+    let n = value.len().min(field.len());
+    field[..n].copy_from_slice(&value[..n]);
+    field[n..].fill(0);
 }

@@ -8,9 +8,11 @@
 
 pub mod apply;
 pub mod compression;
+pub mod conformance;
 pub mod content;
 pub mod diff;
 pub mod digest;
+pub mod encode;
 pub mod fsx;
 pub mod overlay;
 pub mod snapshots;

@@ -1,49 +1,57 @@
-//! Mounting an overlay for a step. Lowerdirs are given relative to the
-//! snapshots root (the caller `chdir`s there first), which keeps the mount
-//! option string short: page-size option data fits hundreds of layers.
+//! Mounts as data (containerd's `mount.Mount`) and performing them. Overlay
+//! lowerdirs are given relative to the snapshots root (the mount `chdir`s
+//! there first), which keeps the option string short: with 12-character
+//! snapshot ids a page of option data fits about 250 lower layers.
 
-use crate::snapshots::{SnapshotId, Snapshots};
 use crate::{IoContext, Result};
 use nix::mount::{mount, MsFlags};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Everything needed to mount one overlay: read-only lowers (top first) and
-/// a writable upper snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OverlaySpec {
-    /// The snapshots root directory.
-    pub root: PathBuf,
-    /// Lower snapshots, topmost first. Empty means an empty base.
-    pub lowers: Vec<SnapshotId>,
-    /// The active snapshot whose `fs` is the upperdir.
-    pub upper: SnapshotId,
+/// One mount to perform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// `overlay` or `bind`.
+    pub fstype: String,
+    /// The source (a directory for `bind`, the name `overlay` otherwise).
+    pub source: PathBuf,
+    /// `ro` plus filesystem options (`lowerdir=…`, `userxattr`).
+    pub options: Vec<String>,
+    /// Directory that relative paths in `options` resolve against.
+    pub cwd: Option<PathBuf>,
 }
 
-impl OverlaySpec {
-    /// The mount option string (paths relative to [`OverlaySpec::root`]).
-    pub fn options(&self) -> String {
-        let lowers: Vec<String> = if self.lowers.is_empty() {
-            vec![Snapshots::EMPTY.to_string()]
-        } else {
-            self.lowers.iter().map(|id| format!("{}/fs", id.as_str())).collect()
-        };
-        format!(
-            "lowerdir={},upperdir={}/fs,workdir={}/work,userxattr",
-            lowers.join(":"),
-            self.upper.as_str(),
-            self.upper.as_str()
-        )
+impl Mount {
+    /// Whether the mount is read-only.
+    pub fn read_only(&self) -> bool {
+        self.options.iter().any(|o| o == "ro")
     }
 
-    /// Mounts the overlay at `target`. Must run in a private mount namespace
-    /// of the calling (single-threaded) helper process; it changes the cwd.
+    /// Mounts at `target`. Must run in a private mount namespace of a
+    /// single-threaded helper process: it may change the cwd.
     pub fn mount_at(&self, target: &Path) -> Result<()> {
-        std::env::set_current_dir(&self.root).ctx(|| format!("chdir {}", self.root.display()))?;
-        let opts = self.options();
-        mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-            .ctx(|| format!("mount overlay ({opts}) at {}", target.display()))
+        if let Some(cwd) = &self.cwd {
+            std::env::set_current_dir(cwd).ctx(|| format!("chdir {}", cwd.display()))?;
+        }
+        let data: Vec<&str> = self.options.iter().map(String::as_str).filter(|o| *o != "ro" && *o != "rw").collect();
+        let data = data.join(",");
+        let what = || format!("mount {} ({data}) at {}", self.fstype, target.display());
+        if self.fstype == "bind" {
+            mount(Some(&self.source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).ctx(what)?;
+            if self.read_only() {
+                let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                mount(None::<&str>, target, None::<&str>, ro, None::<&str>).ctx(what)?;
+            }
+            return Ok(());
+        }
+        let flags = if self.read_only() { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+        mount(Some(&self.source), target, Some(self.fstype.as_str()), flags, Some(data.as_str())).ctx(what)
     }
+}
+
+/// Performs `mounts` in order at `target` (none leaves `target` as is).
+pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
+    mounts.iter().try_for_each(|m| m.mount_at(target))
 }
 
 /// Makes every mount in this namespace private, so nothing we mount leaks
@@ -51,29 +59,4 @@ impl OverlaySpec {
 pub fn make_mounts_private() -> Result<()> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .ctx(|| "make / rprivate".into())
-}
-
-/// Mounts a committed chain (`lowers`, topmost first) read-only at
-/// `target`: nothing for an empty chain, a read-only bind mount for one
-/// layer, an overlay for more. Like [`OverlaySpec::mount_at`] it must run
-/// in a private mount namespace and changes the cwd.
-pub fn mount_readonly(root: &Path, lowers: &[SnapshotId], target: &Path) -> Result<()> {
-    match lowers {
-        [] => Ok(()),
-        [only] => {
-            let src = root.join(only.as_str()).join("fs");
-            mount(Some(&src), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .ctx(|| format!("bind {} at {}", src.display(), target.display()))?;
-            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            mount(None::<&str>, target, None::<&str>, ro, None::<&str>)
-                .ctx(|| format!("remount {} read-only", target.display()))
-        }
-        many => {
-            std::env::set_current_dir(root).ctx(|| format!("chdir {}", root.display()))?;
-            let dirs: Vec<String> = many.iter().map(|id| format!("{}/fs", id.as_str())).collect();
-            let opts = format!("lowerdir={},userxattr", dirs.join(":"));
-            mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_RDONLY, Some(opts.as_str()))
-                .ctx(|| format!("mount overlay ({opts}) at {}", target.display()))
-        }
-    }
 }

@@ -1,10 +1,15 @@
-//! Real overlayfs (`userxattr`) changes → layer → re-applied: the tree seen
-//! through the re-applied layer equals the tree the step saw. Needs root
-//! (to mount); the suite runs as root.
+//! Real overlayfs (`userxattr`) changes → layer → re-applied, both by kiln
+//! and by an independent tool (umoci, on top of the parent layer): the tree
+//! seen afterwards equals the tree the step saw. The change matrix covers
+//! create, modify, chmod, chown, delete file, delete directory, delete and
+//! recreate a directory, rename, hardlink, symlink, long names and link
+//! targets, xattrs, setuid and empty directories. Needs root (to mount);
+//! the suite runs as root.
 
 use kiln_snapshotter::apply::apply_layer;
 use kiln_snapshotter::diff::{diff_upper, DiffOptions};
-use kiln_snapshotter::overlay::OverlaySpec;
+use kiln_snapshotter::overlay::mount_all;
+use kiln_snapshotter::snapshots::Snapshotter;
 use kiln_snapshotter::{fsx, ContentStore, SnapshotId, Snapshots};
 use std::collections::BTreeMap;
 use std::fs;
@@ -42,6 +47,9 @@ fn base_layer() -> Vec<u8> {
     add("data/file", tar::EntryType::Regular, b"data", 0o644);
     add("gone/", tar::EntryType::Directory, b"", 0o755);
     add("gone/x", tar::EntryType::Regular, b"x", 0o644);
+    add("edit", tar::EntryType::Regular, b"old content", 0o644);
+    add("perm", tar::EntryType::Regular, b"perm", 0o644);
+    add("from", tar::EntryType::Regular, b"renamed", 0o640);
     b.into_inner().unwrap()
 }
 
@@ -108,6 +116,10 @@ fn mutate(m: &Path) {
     fs::create_dir_all(m.join(format!("deep/{long}"))).unwrap();
     fs::write(m.join(format!("deep/{long}/{long}")), "long names").unwrap();
     fs::create_dir(m.join("empty")).unwrap();
+    fs::write(m.join("edit"), "new content").unwrap();
+    fs::set_permissions(m.join("perm"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::rename(m.join("from"), m.join("to")).unwrap();
+    symlink(format!("deep/{long}/{long}"), m.join("long-link")).unwrap();
 }
 
 #[test]
@@ -120,12 +132,11 @@ fn overlay_changes_round_trip_through_a_layer() {
     apply_layer(base_layer().as_slice(), &snaps.fs_path(&lower)).unwrap();
     snaps.commit(&lower).unwrap();
 
-    let upper = snaps.prepare().unwrap();
+    let upper = Snapshotter::prepare(&snaps, std::slice::from_ref(&lower)).unwrap();
     let mnt = tmp.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
-    let spec = OverlaySpec { root: snaps.root().to_path_buf(), lowers: vec![lower.clone()], upper: upper.clone() };
     let cwd = std::env::current_dir().unwrap();
-    spec.mount_at(&mnt).unwrap();
+    mount_all(&snaps.mounts(&upper).unwrap(), &mnt).unwrap();
     std::env::set_current_dir(cwd).unwrap();
     let expected = {
         let _m = Mounted(&mnt);
@@ -133,7 +144,7 @@ fn overlay_changes_round_trip_through_a_layer() {
         walk(&mnt)
     };
 
-    let opts = DiffOptions { gzip_level: 3, mtime_clamp: Some(0) };
+    let opts = DiffOptions { mtime_clamp: Some(0), ..DiffOptions::default() };
     let layer = diff_upper(&snaps.fs_path(&upper), &store, &opts).unwrap();
     let again = diff_upper(&snaps.fs_path(&upper), &store, &opts).unwrap();
     assert_eq!(layer, again, "the same tree gives the same layer digest");
@@ -160,6 +171,57 @@ fn overlay_changes_round_trip_through_a_layer() {
     let tool = fs::metadata(view.join("usr/bin/tool")).unwrap();
     assert_eq!(tool.nlink(), 2, "hardlinks survive");
     assert_eq!(tool.mode() & 0o7777, 0o4755, "setuid survives chown");
+
+    let rootfs = umoci_unpack(tmp.path(), &store, &layer);
+    let by_umoci = walk(&rootfs);
+    assert_eq!(by_umoci.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "umoci's view");
+    for (path, want) in &expected {
+        assert_eq!(&by_umoci[path], want, "{path} differs when umoci applies the layer");
+    }
+    assert_eq!(fs::metadata(rootfs.join("usr/bin/tool")).unwrap().nlink(), 2, "umoci sees the hardlink");
+}
+
+/// An OCI layout holding the base layer and `layer`, unpacked by umoci;
+/// returns the rootfs.
+fn umoci_unpack(tmp: &Path, store: &ContentStore, layer: &kiln_snapshotter::diff::Layer) -> std::path::PathBuf {
+    use kiln_snapshotter::Digest;
+    let layout = tmp.join("layout");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let put = |data: &[u8]| {
+        let d = Digest::of(data);
+        fs::write(layout.join("blobs/sha256").join(d.hex()), data).unwrap();
+        serde_json::json!({"digest": d.to_string(), "size": data.len()})
+    };
+    let base_tar = base_layer();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &base_tar).unwrap();
+    let gz_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let mut base = put(&gz.finish().unwrap());
+    base["mediaType"] = gz_type.into();
+    let mut top = put(&fs::read(store.blob_path(&layer.digest)).unwrap());
+    top["mediaType"] = gz_type.into();
+    let diff_ids = [Digest::of(&base_tar).to_string(), layer.diff_id.to_string()];
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let mut config_desc = put(&serde_json::to_vec(&config).unwrap());
+    config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc, "layers": [base, top]});
+    let mut manifest_desc = put(&serde_json::to_vec(&manifest).unwrap());
+    manifest_desc["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    manifest_desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "test"});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest_desc]});
+    fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let bundle = tmp.join("bundle");
+    let out = std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:test", layout.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci");
+    assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
+    bundle.join("rootfs")
 }
 
 fn list_layer(store: &ContentStore, digest: &kiln_snapshotter::Digest) -> Vec<String> {
@@ -180,5 +242,5 @@ fn apply_reports_the_uncompressed_digest() {
         kiln_snapshotter::Digest::of(&tar),
         "diff id covers the whole stream, end blocks included"
     );
-    assert_eq!(stats.entries, 11);
+    assert_eq!(stats.entries, 14);
 }

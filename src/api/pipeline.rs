@@ -45,8 +45,20 @@ fn step_name(loc: &SourceLoc) -> String {
     format!("[{stage}{}/{}] {}", loc.step, loc.steps, loc.text)
 }
 
-/// Runs the build; returns the manifest digest.
+/// Runs the build; returns the manifest digest. The build holds the
+/// garbage-collection lock shared from its first step to its push; a
+/// collection may follow once it is done.
 pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSink) -> Result<Digest, BuildFailure> {
+    let result = {
+        let _guard = state.solver.build_guard().await;
+        build(state, intake, secrets, log).await
+    };
+    let solver = state.solver.clone();
+    tokio::spawn(async move { solver.after_build().await });
+    result
+}
+
+async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSink) -> Result<Digest, BuildFailure> {
     emit(log, "[internal] load build definition from Dockerfile");
     let text = std::fs::read_to_string(intake.context.join("Dockerfile"))
         .map_err(|_| fail(ErrorKind::InvalidArgument, "context/Dockerfile not found in the request tar"))?;

@@ -2,13 +2,14 @@
 //! diff id → unpacked snapshot, in redb (transactional, crash-safe).
 
 use kiln_snapshotter::{Digest, SnapshotId};
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 const STEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("steps_v1");
 const UNPACKED: TableDefinition<&str, &str> = TableDefinition::new("unpacked_v1");
 const HTTP: TableDefinition<&str, &[u8]> = TableDefinition::new("http_v1");
+const USED: TableDefinition<&str, i64> = TableDefinition::new("used_v1");
 
 /// What the last download of a URL returned, for conditional requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +72,7 @@ impl CacheIndex {
         tx.open_table(STEPS).map_err(e)?;
         tx.open_table(UNPACKED).map_err(e)?;
         tx.open_table(HTTP).map_err(e)?;
+        tx.open_table(USED).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(Self { db })
     }
@@ -121,6 +123,72 @@ impl CacheIndex {
         let bytes = serde_json::to_vec(record).map_err(e)?;
         let tx = self.db.begin_write().map_err(e)?;
         tx.open_table(HTTP).map_err(e)?.insert(url, bytes.as_slice()).map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Records that `keys` were used at `now` (Unix seconds), for LRU
+    /// eviction. Not waited for on disk: a lost timestamp only makes an
+    /// entry look older.
+    pub fn touch(&self, keys: &[String], now: i64) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().map_err(e)?;
+        tx.set_durability(redb::Durability::Eventual);
+        {
+            let mut t = tx.open_table(USED).map_err(e)?;
+            for k in keys {
+                t.insert(k.as_str(), now).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Every step with when it was last used (0 if never recorded).
+    pub fn steps(&self) -> Result<Vec<(String, StepRecord, i64)>, CacheError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let (steps, used) = (tx.open_table(STEPS).map_err(e)?, tx.open_table(USED).map_err(e)?);
+        let mut out = Vec::new();
+        for row in steps.iter().map_err(e)? {
+            let (k, v) = row.map_err(e)?;
+            let Ok(rec) = serde_json::from_slice::<StepRecord>(v.value()) else { continue };
+            let at = used.get(k.value()).map_err(e)?.map_or(0, |t| t.value());
+            out.push((k.value().to_string(), rec, at));
+        }
+        Ok(out)
+    }
+
+    /// Every unpacked layer: diff id → snapshot.
+    pub fn unpacked(&self) -> Result<Vec<(String, SnapshotId)>, CacheError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let t = tx.open_table(UNPACKED).map_err(e)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(e)? {
+            let (k, v) = row.map_err(e)?;
+            if let Ok(id) = SnapshotId::try_from(v.value().to_string()) {
+                out.push((k.value().to_string(), id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets steps and unpacked layers (by diff id) in one transaction.
+    pub fn forget(&self, steps: &[String], unpacked: &[String]) -> Result<(), CacheError> {
+        let tx = self.db.begin_write().map_err(e)?;
+        {
+            let (mut st, mut used, mut up) = (
+                tx.open_table(STEPS).map_err(e)?,
+                tx.open_table(USED).map_err(e)?,
+                tx.open_table(UNPACKED).map_err(e)?,
+            );
+            for k in steps {
+                st.remove(k.as_str()).map_err(e)?;
+                used.remove(k.as_str()).map_err(e)?;
+            }
+            for d in unpacked {
+                up.remove(d.as_str()).map_err(e)?;
+            }
+        }
         tx.commit().map_err(e)
     }
 }

@@ -8,8 +8,9 @@ use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
 use crate::errors::ErrorKind;
 use crate::graph::{ExecOp, NodeId};
 use kiln_runtime::step::{SecretFile, StepRequest, StepResult};
-use kiln_snapshotter::diff::{diff_upper, LAYER_MEDIA_TYPE};
-use kiln_snapshotter::overlay::OverlaySpec;
+use kiln_snapshotter::diff::diff_upper;
+use kiln_snapshotter::overlay::Mount;
+use kiln_snapshotter::snapshots::Snapshotter;
 use kiln_snapshotter::SnapshotId;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ impl Solver {
         };
         let req = StepRequest {
             id: format!("kiln-{}", upper.as_str()),
-            overlay,
+            rootfs: overlay,
             bundle: bundle.clone(),
             state_root: self.cfg.data_dir.join("run/state"),
             args: op.args.clone(),
@@ -78,8 +79,12 @@ impl Solver {
     ) -> Result<Vec<LayerRecord>, SolveError> {
         let (upper, overlay) = self.prepare(id, &base)?;
         let bundle = self.bundle_dir(&upper);
-        let req =
-            FileOpRequest { overlay, mountpoint: bundle.join("rootfs"), context: input.context.to_path_buf(), actions };
+        let req = FileOpRequest {
+            rootfs: overlay,
+            mountpoint: bundle.join("rootfs"),
+            context: input.context.to_path_buf(),
+            actions,
+        };
         let outcome = self.run_helper(id, "__file-op", &bundle, &req, input).await;
         let result = outcome.and_then(|(_, raw)| {
             let r: super::fileop::FileOpResult =
@@ -92,11 +97,11 @@ impl Solver {
         self.finish(id, upper, base, result).await
     }
 
-    fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(SnapshotId, OverlaySpec), SolveError> {
-        let upper = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
-        let lowers = base.iter().rev().map(|l| l.snapshot.clone()).collect();
-        let overlay = OverlaySpec { root: self.snapshots.root().to_path_buf(), lowers, upper: upper.clone() };
-        Ok((upper, overlay))
+    fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(SnapshotId, Vec<Mount>), SolveError> {
+        let lowers: Vec<SnapshotId> = base.iter().rev().map(|l| l.snapshot.clone()).collect();
+        let upper = Snapshotter::prepare(&self.snapshots, &lowers).map_err(|e| SolveError::internal(id, e))?;
+        let mounts = self.snapshots.mounts(&upper).map_err(|e| SolveError::internal(id, e))?;
+        Ok((upper, mounts))
     }
 
     fn bundle_dir(&self, upper: &SnapshotId) -> PathBuf {
@@ -127,7 +132,7 @@ impl Solver {
             digest: layer.digest,
             diff_id: layer.diff_id,
             size: layer.size,
-            media_type: LAYER_MEDIA_TYPE.into(),
+            media_type: layer.media_type,
             created: crate::timefmt::now_secs(),
             origin: None,
         });

@@ -6,7 +6,7 @@
 
 use kiln_runtime::users;
 use kiln_snapshotter::fsx::{self, fd_path};
-use kiln_snapshotter::overlay::{make_mounts_private, OverlaySpec};
+use kiln_snapshotter::overlay::{make_mounts_private, mount_all, Mount};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use serde::{Deserialize, Serialize};
@@ -36,7 +36,7 @@ pub enum PlannedAction {
         from_input: Option<usize>,
         /// The source's snapshot chain, topmost first (set by the solver).
         #[serde(default)]
-        source_lowers: Vec<kiln_snapshotter::SnapshotId>,
+        source_mounts: Vec<Mount>,
         /// Here-document files.
         #[serde(default)]
         inline: Vec<crate::graph::InlineFile>,
@@ -63,7 +63,7 @@ pub enum PlannedAction {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileOpRequest {
     /// The step's overlay.
-    pub overlay: OverlaySpec,
+    pub rootfs: Vec<Mount>,
     /// Where to mount it.
     pub mountpoint: PathBuf,
     /// The unpacked build context.
@@ -90,7 +90,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
     make_mounts_private().map_err(|e| e.to_string())?;
     fs::create_dir_all(&req.mountpoint).map_err(io_err("create mountpoint"))?;
-    req.overlay.mount_at(&req.mountpoint).map_err(|e| e.to_string())?;
+    mount_all(&req.rootfs, &req.mountpoint).map_err(|e| e.to_string())?;
     let root: OwnedFd = File::open(&req.mountpoint).map_err(io_err("open rootfs"))?.into();
     let context = File::open(&req.context).map_err(io_err("open build context"))?;
     for action in &req.actions {
@@ -101,7 +101,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                 chown,
                 chmod,
                 from_input,
-                source_lowers,
+                source_mounts,
                 inline,
                 unpack,
                 exclude,
@@ -128,8 +128,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                     Some(n) => {
                         let dir = req.mountpoint.with_file_name(format!("src-{n}"));
                         fs::create_dir_all(&dir).map_err(io_err("create source mountpoint"))?;
-                        kiln_snapshotter::overlay::mount_readonly(&req.overlay.root, source_lowers, &dir)
-                            .map_err(|e| e.to_string())?;
+                        mount_all(source_mounts, &dir).map_err(|e| e.to_string())?;
                         let expanded = super::context::expand_sources(&dir, sources)?;
                         let source = File::open(&dir).map_err(io_err("open copy source"))?;
                         if *unpack {

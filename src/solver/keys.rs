@@ -79,7 +79,7 @@ fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedActio
                     chown: c.chown.clone(),
                     chmod: c.chmod,
                     from_input: c.from_input,
-                    source_lowers: Vec::new(),
+                    source_mounts: Vec::new(),
                     inline: c.inline.clone(),
                     unpack: c.unpack,
                     exclude: c.exclude.clone(),

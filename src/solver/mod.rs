@@ -6,12 +6,14 @@ mod cache;
 mod context;
 mod exec;
 pub mod fileop;
+mod gc;
 mod git;
 mod http;
 mod keys;
 
 pub use cache::{CacheIndex, LayerRecord, StepRecord};
 pub use context::apply_dockerignore;
+pub use gc::{GcReport, METADATA_BLOB};
 pub use http::MAX_DOWNLOAD_BYTES;
 pub use keys::{cache_key, CACHE_KEY_VERSION};
 
@@ -19,6 +21,7 @@ use crate::errors::ErrorKind;
 use crate::graph::{Definition, NodeId, Op};
 use crate::registry::{Reference, RegistryClient, Resolved};
 use kiln_snapshotter::diff::DiffOptions;
+use kiln_snapshotter::snapshots::Snapshotter;
 use kiln_snapshotter::{ContentStore, Digest, Snapshots};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -80,6 +83,9 @@ pub struct SolverConfig {
     pub helper_exe: PathBuf,
     /// Layer writing options.
     pub diff: DiffOptions,
+    /// Most bytes the content store and snapshots may hold (`None`: no
+    /// limit); least recently used cache entries go first.
+    pub cache_budget: Option<u64>,
 }
 
 /// The base images a build resolved, by manifest digest.
@@ -109,7 +115,13 @@ pub struct Solver {
     registry: Arc<RegistryClient>,
     http: reqwest::Client,
     cfg: SolverConfig,
+    /// Builds hold it shared; garbage collection holds it exclusively.
+    gc_lock: tokio::sync::RwLock<()>,
+    last_gc: std::sync::Mutex<Instant>,
 }
+
+/// Seconds between collections triggered by finished builds.
+const GC_INTERVAL_SECS: u64 = 30;
 
 /// What computing a key already produced for running the op.
 enum Prepared {
@@ -129,9 +141,51 @@ impl Solver {
         let store = ContentStore::open(cfg.data_dir.join("content")).map_err(|e| e.to_string())?;
         store.clean_ingest().map_err(|e| e.to_string())?;
         let snapshots = Snapshots::open(cfg.data_dir.join("snapshots")).map_err(|e| e.to_string())?;
+        snapshots.clean_active().map_err(|e| e.to_string())?;
         let cache = CacheIndex::open(&cfg.data_dir.join("cache.redb")).map_err(|e| e.to_string())?;
+        let orphans = kiln_runtime::step::kill_orphans(&cfg.data_dir.join("run"));
+        if orphans > 0 {
+            tracing::warn!(orphans, "killed steps left running by a previous server");
+        }
         let _ = std::fs::remove_dir_all(cfg.data_dir.join("run"));
-        Ok(Self { store, snapshots, cache, registry, http: http::client()?, cfg })
+        let solver = Self {
+            store,
+            snapshots,
+            cache,
+            registry,
+            http: http::client()?,
+            cfg,
+            gc_lock: tokio::sync::RwLock::new(()),
+            last_gc: std::sync::Mutex::new(Instant::now()),
+        };
+        let report = solver.collect_garbage(solver.cfg.cache_budget)?;
+        tracing::info!(?report, "start-up garbage collection");
+        Ok(solver)
+    }
+
+    /// Held by a build from its first step to its push, so garbage
+    /// collection never removes what the build uses.
+    pub async fn build_guard(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gc_lock.read().await
+    }
+
+    /// After a build: collects garbage when the last collection is older
+    /// than the interval and no build is running.
+    pub async fn after_build(self: &Arc<Self>) {
+        {
+            let mut last = self.last_gc.lock().expect("gc clock");
+            if last.elapsed().as_secs() < GC_INTERVAL_SECS {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let Ok(_exclusive) = self.gc_lock.try_write() else { return };
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.collect_garbage(this.cfg.cache_budget)).await {
+            Ok(Ok(report)) => tracing::info!(?report, "garbage collection"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
+            Err(e) => tracing::warn!(error = %e, "garbage collection panicked"),
+        }
     }
 
     /// The content store.
@@ -150,6 +204,23 @@ impl Solver {
         let def = input.definition;
         let mut keys: HashMap<NodeId, String> = HashMap::new();
         let mut results: HashMap<NodeId, Vec<LayerRecord>> = HashMap::new();
+        let solved = self.solve_nodes(def, root, input, &mut keys, &mut results).await;
+        let used: Vec<String> = keys.into_values().collect();
+        if let Err(e) = self.cache.touch(&used, crate::timefmt::now_secs()) {
+            tracing::warn!(error = %e, "record cache use");
+        }
+        solved?;
+        Ok(results.remove(&root).unwrap_or_default())
+    }
+
+    async fn solve_nodes(
+        &self,
+        def: &Definition,
+        root: NodeId,
+        input: &BuildInput<'_>,
+        keys: &mut HashMap<NodeId, String>,
+        results: &mut HashMap<NodeId, Vec<LayerRecord>>,
+    ) -> Result<(), SolveError> {
         for id in def.ancestry(root) {
             let node = &def.nodes[id];
             let parent = node.inputs.first().copied();
@@ -173,9 +244,10 @@ impl Solver {
                 (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c).await?,
                 (Op::File(_), Prepared::Plan(mut plan)) => {
                     for action in &mut plan {
-                        if let fileop::PlannedAction::Copy { from_input: Some(i), source_lowers, .. } = action {
-                            let chain = &results[&node.inputs[*i]];
-                            *source_lowers = chain.iter().rev().map(|l| l.snapshot.clone()).collect();
+                        if let fileop::PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
+                            let chain: Vec<_> =
+                                results[&node.inputs[*i]].iter().rev().map(|l| l.snapshot.clone()).collect();
+                            *source_mounts = self.snapshots.view(&chain).map_err(|e| SolveError::internal(id, e))?;
                         }
                     }
                     self.run_file(id, plan, base, input).await?
@@ -186,7 +258,7 @@ impl Solver {
             results.insert(id, layers);
             let _ = input.progress.send(Event::Done(id, started.elapsed().as_secs_f64()));
         }
-        Ok(results.remove(&root).unwrap_or_default())
+        Ok(())
     }
 
     /// The op's cache key, and what computing it prepared for running it.
@@ -242,7 +314,7 @@ impl Solver {
                 .map_err(|e| SolveError::new(Some(id), ErrorKind::from(&e), e.to_string()))?;
             let _ = input.progress.send(Event::Pulled(id, pulled));
             let blob = Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?;
-            let snapshot = self.unpack(id, &blob, &diff_id).await?;
+            let snapshot = self.unpack(id, &blob, &diff_id, input.progress).await?;
             out.push(LayerRecord {
                 snapshot,
                 digest: blob,
@@ -261,6 +333,7 @@ impl Solver {
         id: NodeId,
         blob: &Digest,
         diff_id: &Digest,
+        progress: &Progress,
     ) -> Result<kiln_snapshotter::SnapshotId, SolveError> {
         if let Some(s) = self.cache.get_unpacked(diff_id)?.filter(|s| self.snapshots.exists(s)) {
             return Ok(s);
@@ -280,7 +353,16 @@ impl Solver {
                 "layer {diff_id} does not match the image config (its content hashes to {})",
                 stats.diff_id
             )),
-            Ok(_) => None,
+            Ok(stats) => {
+                if stats.skipped_devices > 0 {
+                    let line = format!(
+                        "layer {diff_id}: skipped {} device node(s), which cannot be created in a user namespace",
+                        stats.skipped_devices
+                    );
+                    let _ = progress.send(Event::Output(id, line));
+                }
+                None
+            }
         };
         if let Some(message) = failure {
             let _ = self.snapshots.remove(&snap);

@@ -80,6 +80,8 @@ pub struct Server {
     /// Keeps the temp dir alive.
     _tmp: tempfile::TempDir,
     log: PathBuf,
+    opts: ServerOptions,
+    ports: (u16, u16),
 }
 
 fn free_port() -> u16 {
@@ -110,37 +112,10 @@ impl Server {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
             p
         });
-        let port = free_port();
-        let metrics_port = free_port();
+        let (port, metrics_port) = (free_port(), free_port());
         let log = tmp.path().join("server.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(&opts.args)
-            .envs(opts.env.iter().cloned())
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--payload-secret")
-            .arg(&secret_file)
-            .env_remove("KILN_DATA_DIR")
-            .env("HOME", tmp.path())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(p) = &docker_config {
-            cmd.arg("--docker-config").arg(p);
-        }
-        if let Some(user) = &opts.user {
-            let (uid, gid) = user_ids(user);
-            std::os::unix::fs::chown(tmp.path(), Some(uid), Some(gid)).unwrap();
-            for f in [Some(&secret_file), docker_config.as_ref()].into_iter().flatten() {
-                std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
-            }
-            cmd.uid(uid).gid(gid);
-        }
-        let child = cmd.spawn().expect("spawn kiln serve");
-        let server = Server {
-            child,
+        let mut server = Server {
+            child: Command::new("true").spawn().unwrap(),
             url: format!("http://127.0.0.1:{port}"),
             metrics_url: format!("http://127.0.0.1:{metrics_port}"),
             data_dir,
@@ -148,9 +123,67 @@ impl Server {
             docker_config,
             _tmp: tmp,
             log,
+            opts,
+            ports: (port, metrics_port),
         };
+        let _ = server.child.wait();
+        server.child = server.spawn(&[]);
         server.wait_ready();
         server
+    }
+
+    /// Stops the server (SIGKILL when `kill9`, else SIGTERM) and starts it
+    /// again on the same data dir and ports with `extra` arguments added.
+    pub fn restart(&mut self, kill9: bool, extra: &[&str]) {
+        self.stop(if kill9 { libc::SIGKILL } else { libc::SIGTERM });
+        self.child = self.spawn(extra);
+        self.wait_ready();
+    }
+
+    fn spawn(&self, extra: &[&str]) -> Child {
+        let (port, metrics_port) = self.ports;
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(&self.opts.args)
+            .args(extra)
+            .envs(self.opts.env.iter().cloned())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--payload-secret")
+            .arg(&self.secret_file)
+            .env_remove("KILN_DATA_DIR")
+            .env("HOME", self._tmp.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        if let Some(p) = &self.docker_config {
+            cmd.arg("--docker-config").arg(p);
+        }
+        if let Some(user) = &self.opts.user {
+            let (uid, gid) = user_ids(user);
+            std::os::unix::fs::chown(self._tmp.path(), Some(uid), Some(gid)).unwrap();
+            for f in [Some(&self.secret_file), self.docker_config.as_ref()].into_iter().flatten() {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
+            }
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.spawn().expect("spawn kiln serve")
+    }
+
+    fn stop(&mut self, signal: i32) {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn wait_ready(&self) {
@@ -193,17 +226,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) of our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop(libc::SIGTERM);
     }
 }
 

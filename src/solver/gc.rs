@@ -1,0 +1,164 @@
+//! Garbage collection of the data dir. Cache entries (steps) own layers:
+//! a snapshot and a blob each, shared between entries by reference count.
+//! A collection first removes what no entry references (left by a crash
+//! between a commit and its index write, or by an eviction), then evicts
+//! the least recently used entries until the store fits the budget. Index
+//! rows go first, files second, so a crash in between leaves only orphans
+//! for the next collection. Callers must hold the GC lock exclusively: no
+//! build is running, so nothing a build holds is touched.
+//!
+//! Blobs under [`METADATA_BLOB`] bytes (image configs and manifests, which
+//! save a registry round trip on the next build) are removed only when
+//! the store is still over budget after every eviction.
+
+use super::Solver;
+use kiln_snapshotter::snapshots::{Kind, Snapshotter};
+use kiln_snapshotter::{Digest, SnapshotId};
+use std::collections::HashMap;
+
+/// Blobs smaller than this are kept as metadata unless space is short.
+pub const METADATA_BLOB: u64 = 64 * 1024;
+
+/// What a collection did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GcReport {
+    /// Cache entries evicted.
+    pub steps_evicted: usize,
+    /// Snapshots removed.
+    pub snapshots_removed: usize,
+    /// Blobs removed.
+    pub blobs_removed: usize,
+    /// Bytes in the store before.
+    pub bytes_before: u64,
+    /// Bytes in the store after.
+    pub bytes_after: u64,
+}
+
+/// Reference counts and sizes of everything in the store.
+struct Inventory {
+    snap_refs: HashMap<SnapshotId, usize>,
+    blob_refs: HashMap<Digest, usize>,
+    snap_size: HashMap<SnapshotId, u64>,
+    blob_size: HashMap<Digest, u64>,
+    total: u64,
+}
+
+impl Solver {
+    /// Removes unreferenced snapshots and blobs, then evicts least
+    /// recently used cache entries while the store exceeds `budget` bytes.
+    pub fn collect_garbage(&self, budget: Option<u64>) -> Result<GcReport, String> {
+        let mut steps = self.cache.steps().map_err(|e| e.to_string())?;
+        steps.sort_by_key(|(_, _, used)| *used);
+        let mut inv = self.inventory(&steps)?;
+        let mut report = GcReport { bytes_before: inv.total, ..Default::default() };
+        let mut projected = inv.total - inv.unreferenced_bytes();
+        let mut evicted = Vec::new();
+        let mut steps = steps.into_iter();
+        while budget.is_some_and(|b| projected > b) {
+            let Some((key, rec, _)) = steps.next() else { break };
+            for l in &rec.layers {
+                if decrement(&mut inv.snap_refs, &l.snapshot) == Some(0) {
+                    projected -= inv.snap_size.get(&l.snapshot).copied().unwrap_or(0);
+                }
+                let blob = inv.blob_size.get(&l.digest).copied().unwrap_or(0);
+                if decrement(&mut inv.blob_refs, &l.digest) == Some(0) && blob >= METADATA_BLOB {
+                    projected -= blob;
+                }
+            }
+            evicted.push(key);
+        }
+        let over = |inv: &Inventory| budget.is_some_and(|b| inv.total > b);
+        let gone_snaps: Vec<SnapshotId> =
+            inv.snap_size.keys().filter(|s| inv.snap_refs.get(*s).is_none_or(|n| *n == 0)).cloned().collect();
+        let stale_unpacked: Vec<String> = self
+            .cache
+            .unpacked()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(_, s)| gone_snaps.contains(s) || !inv.snap_size.contains_key(s))
+            .map(|(d, _)| d)
+            .collect();
+        self.cache.forget(&evicted, &stale_unpacked).map_err(|e| e.to_string())?;
+        report.steps_evicted = evicted.len();
+        for s in gone_snaps {
+            self.snapshots.remove(&s).map_err(|e| e.to_string())?;
+            inv.total -= inv.snap_size[&s];
+            report.snapshots_removed += 1;
+        }
+        self.remove_blobs(&mut inv, &mut report, false)?;
+        if over(&inv) {
+            self.remove_blobs(&mut inv, &mut report, true)?;
+        }
+        report.bytes_after = inv.total;
+        Ok(report)
+    }
+
+    /// Committed snapshots and blobs with their sizes and the references
+    /// cache entries hold.
+    fn inventory(&self, steps: &[(String, super::StepRecord, i64)]) -> Result<Inventory, String> {
+        let mut inv = Inventory {
+            snap_refs: HashMap::new(),
+            blob_refs: HashMap::new(),
+            snap_size: HashMap::new(),
+            blob_size: HashMap::new(),
+            total: 0,
+        };
+        for (_, rec, _) in steps {
+            for l in &rec.layers {
+                *inv.snap_refs.entry(l.snapshot.clone()).or_default() += 1;
+                *inv.blob_refs.entry(l.digest.clone()).or_default() += 1;
+            }
+        }
+        for (id, kind) in self.snapshots.walk().map_err(|e| e.to_string())? {
+            if kind == Kind::Committed {
+                let size = self.snapshots.usage(&id).map_err(|e| e.to_string())?.size;
+                inv.total += size;
+                inv.snap_size.insert(id, size);
+            }
+        }
+        for info in self.store.list().map_err(|e| e.to_string())? {
+            inv.total += info.size;
+            inv.blob_size.insert(info.digest, info.size);
+        }
+        Ok(inv)
+    }
+
+    fn remove_blobs(&self, inv: &mut Inventory, report: &mut GcReport, metadata_too: bool) -> Result<(), String> {
+        let gone: Vec<Digest> = inv
+            .blob_size
+            .iter()
+            .filter(|(d, size)| {
+                inv.blob_refs.get(*d).is_none_or(|n| *n == 0) && (metadata_too || **size >= METADATA_BLOB)
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in gone {
+            self.store.delete(&d).map_err(|e| e.to_string())?;
+            inv.total -= inv.blob_size.remove(&d).unwrap_or(0);
+            report.blobs_removed += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Drops one reference; returns the count left (`None`: never counted).
+fn decrement<K: std::hash::Hash + Eq>(refs: &mut HashMap<K, usize>, key: &K) -> Option<usize> {
+    let n = refs.get_mut(key)?;
+    *n = n.saturating_sub(1);
+    Some(*n)
+}
+
+impl Inventory {
+    /// Bytes of snapshots and non-metadata blobs no entry references.
+    fn unreferenced_bytes(&self) -> u64 {
+        let snaps: u64 =
+            self.snap_size.iter().filter(|(s, _)| self.snap_refs.get(*s).is_none_or(|n| *n == 0)).map(|(_, b)| b).sum();
+        let blobs: u64 = self
+            .blob_size
+            .iter()
+            .filter(|(d, b)| self.blob_refs.get(*d).is_none_or(|n| *n == 0) && **b >= METADATA_BLOB)
+            .map(|(_, b)| b)
+            .sum();
+        snaps + blobs
+    }
+}

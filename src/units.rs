@@ -1,0 +1,35 @@
+//! Human-readable sizes for flags (`512MiB`, `20GiB`, `10G`, `1048576`).
+
+/// Parses a byte size: a number with an optional `K`/`M`/`G`/`T` suffix
+/// (powers of 1024, with or without `iB`/`B`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 512MiB or 20GiB"))?;
+    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("invalid size unit in {s:?}: use K, M, G or T (powers of 1024)")),
+    };
+    Ok((value * (1u64 << shift) as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("20GiB"), Ok(20 << 30));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5PB").is_err());
+    }
+}
