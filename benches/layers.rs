@@ -91,13 +91,15 @@ fn bench_raw(c: &mut Criterion) {
     let mut group = c.benchmark_group("raw");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.sample_size(10);
-    group.bench_function("gzip1", |b| {
-        b.iter(|| {
-            let mut enc = flate2::write::GzEncoder::new(std::io::sink(), flate2::Compression::new(1));
-            enc.write_all(&data).unwrap();
-            enc.finish().unwrap()
-        })
-    });
+    for level in [1, 3] {
+        group.bench_function(format!("gzip{level}"), |b| {
+            b.iter(|| {
+                let mut enc = flate2::write::GzEncoder::new(std::io::sink(), flate2::Compression::new(level));
+                enc.write_all(&data).unwrap();
+                enc.finish().unwrap()
+            })
+        });
+    }
     group.bench_function("zstd3", |b| {
         b.iter(|| zstd::stream::copy_encode(data.as_slice(), std::io::sink(), 3).unwrap())
     });

@@ -263,3 +263,30 @@ fn zstd_layers_push_and_unpack() {
     assert!(ok.success());
     assert_eq!(std::fs::read_to_string(bundle.join("rootfs/marker")).unwrap(), "zstd\n");
 }
+
+#[test]
+fn the_same_step_gives_the_same_layer_digest() {
+    let epoch = vec![("SOURCE_DATE_EPOCH".to_string(), "1700000000".to_string())];
+    let dockerfile = format!(
+        "FROM {}/busybox\nRUN mkdir -p /app/data && echo same > /app/data/f && ln -s data/f /app/link && touch /app/empty\n",
+        registry()
+    );
+    let mut digests = Vec::new();
+    for round in 0..2 {
+        let server = Server::start(ServerOptions { env: epoch.clone(), ..Default::default() });
+        let image = test_image(&format!("kiln/reproducible-{round}"));
+        let (status, reply) =
+            server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+        assert_success(status, &reply);
+        assert_eq!(executed_runs(&reply), 1, "each server runs the step itself");
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{image}"))
+            .output()
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        digests.push(manifest["layers"].as_array().unwrap().last().unwrap()["digest"].clone());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(digests[0], digests[1], "two runs of one step on two servers give one layer");
+}

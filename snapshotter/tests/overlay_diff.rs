@@ -244,3 +244,27 @@ fn apply_reports_the_uncompressed_digest() {
     );
     assert_eq!(stats.entries, 14);
 }
+
+#[test]
+fn apply_keeps_file_capabilities_and_user_xattrs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut b = tar::Builder::new(Vec::new());
+    let records: [(&str, &[u8]); 2] =
+        [("SCHILY.xattr.security.capability", &cap), ("SCHILY.xattr.user.origin", b"layer")];
+    b.append_pax_extensions(records).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_size(2);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "bin/ping", &b"#!"[..]).unwrap();
+    let layer = b.into_inner().unwrap();
+    let dest = tmp.path().join("fs");
+    apply_layer(layer.as_slice(), &dest).unwrap();
+    let file = dest.join("bin/ping");
+    assert_eq!(fsx::get_xattr(&file, b"security.capability").unwrap().as_deref(), Some(&cap[..]), "file caps kept");
+    assert_eq!(fsx::get_xattr(&file, b"user.origin").unwrap().as_deref(), Some(&b"layer"[..]));
+}
