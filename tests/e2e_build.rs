@@ -213,11 +213,7 @@ fn pulls_through_an_image_index_and_docker_v2_manifests() {
         let img = unpack_image(&image, None);
         assert_eq!(std::fs::read_to_string(img.rootfs.join("tag")).unwrap(), format!("{tag}\n"));
         assert!(!img.rootfs.join("wrong-platform").exists(), "the host platform's manifest was chosen");
-        let raw = std::process::Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])
-            .output()
-            .unwrap();
-        let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        let manifest = image_manifest(&image);
         assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
         for layer in manifest["layers"].as_array().unwrap() {
             assert_eq!(
@@ -237,12 +233,7 @@ fn zstd_layers_push_and_unpack() {
     let (status, reply) =
         server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
     assert_success(status, &reply);
-    let out = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .output()
-        .unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest = image_manifest(&image);
     let types: Vec<&str> =
         manifest["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
     assert_eq!(types.last(), Some(&"application/vnd.oci.image.layer.v1.tar+zstd"), "{manifest}");
@@ -279,12 +270,7 @@ fn the_same_step_gives_the_same_layer_digest() {
             server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
         assert_success(status, &reply);
         assert_eq!(executed_runs(&reply), 1, "each server runs the step itself");
-        let out = std::process::Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{image}"))
-            .output()
-            .unwrap();
-        let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let manifest = image_manifest(&image);
         digests.push(manifest["layers"].as_array().unwrap().last().unwrap()["digest"].clone());
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }

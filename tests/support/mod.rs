@@ -383,6 +383,13 @@ pub fn image_config(image: &str, creds: Option<(&str, &str)>) -> serde_json::Val
     serde_json::from_slice(&out).unwrap()
 }
 
+/// The raw image manifest, fetched by skopeo.
+pub fn image_manifest(image: &str) -> serde_json::Value {
+    let out =
+        run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false"]).arg(format!("docker://{image}")));
+    serde_json::from_slice(&out).unwrap()
+}
+
 /// Upload sessions the anonymous registry saw for `repo` so far.
 pub fn upload_count(repo: &str) -> usize {
     let log = std::fs::read_to_string(env("KILN_TEST_REGISTRY_LOG")).unwrap();
