@@ -72,6 +72,8 @@ fn bench_digests(c: &mut Criterion) {
             user: String::new(),
             secrets: vec![],
             proxy_env: vec![],
+            mounts: vec![],
+            network: Default::default(),
         });
         prev = Some(def.push(op, prev.into_iter().collect(), None));
     }

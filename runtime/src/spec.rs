@@ -45,6 +45,8 @@ pub struct SpecInput<'a> {
     pub cgroups_path: &'a str,
     /// `(host file, container path)` read-only binds (resolv.conf, hosts).
     pub binds: &'a [(String, String)],
+    /// Further mounts (`RUN --mount`), already in spec form.
+    pub extra_mounts: &'a [Value],
 }
 
 /// Builds the spec JSON.
@@ -65,7 +67,7 @@ pub fn build(input: &SpecInput<'_>) -> Value {
                 "bounding": caps, "effective": caps, "permitted": caps
             }
         },
-        "mounts": mounts(input.binds),
+        "mounts": mounts(input.binds, input.extra_mounts),
         "linux": {
             "namespaces": [
                 { "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }
@@ -83,7 +85,7 @@ pub fn build(input: &SpecInput<'_>) -> Value {
     })
 }
 
-fn mounts(binds: &[(String, String)]) -> Value {
+fn mounts(binds: &[(String, String)], extra: &[Value]) -> Value {
     let mut m = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -101,5 +103,6 @@ fn mounts(binds: &[(String, String)]) -> Value {
         m.push(json!({"destination": dst, "type": "none", "source": src,
                       "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
     }
+    m.extend(extra.iter().cloned());
     Value::Array(m)
 }

@@ -41,6 +41,12 @@ pub struct StepRequest {
     /// Secret files to bind read-only into the step.
     #[serde(default)]
     pub secret_files: Vec<SecretFile>,
+    /// `RUN --mount=type=cache|bind|tmpfs`.
+    #[serde(default)]
+    pub mounts: Vec<crate::mounts::StepMount>,
+    /// `RUN --network=none`: a fresh network namespace with only loopback.
+    #[serde(default)]
+    pub isolated_network: bool,
 }
 
 /// A secret file prepared by the server (mode and owner already set).
@@ -71,6 +77,9 @@ pub fn run_step(req: &StepRequest) -> Result<StepResult> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::Namespace(format!("unshare(CLONE_NEWNS): {e}")))?;
     make_mounts_private()?;
+    if req.isolated_network {
+        crate::mounts::isolate_network()?;
+    }
     let rootfs = req.bundle.join("rootfs");
     fs::create_dir_all(&rootfs).map_err(|e| Error::Io(format!("create {}", rootfs.display()), e))?;
     mount_all(&req.rootfs, &rootfs)?;
@@ -99,6 +108,12 @@ fn prepare_and_run(
         stubs.ensure(root, secret.target.trim_start_matches('/'), false)?;
         binds.push((secret.source.display().to_string(), secret.target.clone()));
     }
+    let mut extra_mounts = Vec::new();
+    for (n, m) in req.mounts.iter().enumerate() {
+        let prepared = crate::mounts::prepare(n, m, &req.bundle)?;
+        stubs.ensure(root, m.target().trim_start_matches('/'), prepared.dir)?;
+        extra_mounts.push(prepared.spec);
+    }
     let env = with_home(&req.env, identity);
     let cgroups_path = format!("/kiln-{}", req.id);
     let config = spec::build(&spec::SpecInput {
@@ -110,6 +125,7 @@ fn prepare_and_run(
         hostname: &req.hostname,
         cgroups_path: &cgroups_path,
         binds: &binds,
+        extra_mounts: &extra_mounts,
     });
     let spec_path = req.bundle.join("config.json");
     fs::write(&spec_path, serde_json::to_vec(&config).expect("spec serializes"))

@@ -57,8 +57,8 @@ pub struct Instruction {
 pub enum Kind {
     /// `FROM [--platform=p] image [AS name]`.
     From { image: String, alias: Option<String>, platform: Option<String> },
-    /// `RUN [--mount=…]…` (mount specs kept raw until lowering).
-    Run { cmd: CommandForm, mounts: Vec<String> },
+    /// `RUN [--mount=…] [--network=…]` (values kept raw until lowering).
+    Run { cmd: CommandForm, mounts: Vec<String>, network: Option<String> },
     /// `CMD`.
     Cmd(CommandForm),
     /// `ENTRYPOINT`.
@@ -172,7 +172,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
     let (flags, args) = split_flags(rest);
     let allowed: &[&str] = match keyword.as_str() {
         "FROM" => &["platform"],
-        "RUN" => &["mount"],
+        "RUN" => &["mount", "network", "security"],
         "COPY" => &["from", "chown", "chmod", "link", "exclude", "parents"],
         "ADD" => &["chown", "chmod", "link", "checksum", "unpack", "keep-git-dir"],
         "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
@@ -202,8 +202,13 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "RUN" => {
             need_args(1, "at least one argument")?;
             let mounts = flags.iter().filter(|f| f.name == "mount").filter_map(|f| f.value.clone()).collect();
+            if let Some(f) = flags.iter().find(|f| f.name == "security" && f.value.as_deref() != Some("sandbox")) {
+                let msg =
+                    "RUN --security=insecure is not supported: a step never gets more privileges than the sandbox";
+                return Err(err(arg_col + f.column, msg.into()));
+            }
             let cmd = if l.heredocs.is_empty() { command_form(args) } else { heredoc_run(args, &l.heredocs) };
-            Kind::Run { cmd, mounts }
+            Kind::Run { cmd, mounts, network: flag("network") }
         }
         "CMD" => Kind::Cmd(command_form(args)),
         "ENTRYPOINT" => Kind::Entrypoint(command_form(args)),

@@ -216,7 +216,8 @@ fn check_platform(value: &str, target: &Platform) -> Result<(), String> {
     ))
 }
 
-/// Classifies every `COPY --from` (expanded with the global ARGs).
+/// Classifies every `COPY --from` and `RUN --mount=…,from=` (expanded with
+/// the global ARGs).
 fn resolve_copy_from(
     stages: &mut [StagePlan],
     meta: &BTreeMap<String, String>,
@@ -225,16 +226,26 @@ fn resolve_copy_from(
     let aliases: Vec<Option<String>> = stages.iter().map(|s| s.alias.clone()).collect();
     for (i, stage) in stages.iter_mut().enumerate() {
         for instr in stage.body {
-            let Kind::Copy { from: Some(raw), .. } = &instr.kind else {
-                continue;
+            let raws: Vec<&str> = match &instr.kind {
+                Kind::Copy { from: Some(raw), .. } => vec![raw.as_str()],
+                Kind::Run { mounts, .. } => mounts.iter().filter_map(|m| mount_from(m)).collect(),
+                _ => continue,
             };
             let diag = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
-            let value = process_word(raw, &|n: &str| meta.get(n).cloned(), escape).map_err(diag)?;
-            let r = copyfrom::classify(&value, i, &aliases).map_err(diag)?;
-            stage.copy_from.push((r, instr));
+            for raw in raws {
+                let value = process_word(raw, &|n: &str| meta.get(n).cloned(), escape).map_err(diag)?;
+                let r = copyfrom::classify(&value, i, &aliases).map_err(diag)?;
+                stage.copy_from.push((r, instr));
+            }
         }
     }
     Ok(())
+}
+
+/// The raw `from=` of a `--mount` value, if any.
+fn mount_from(spec: &str) -> Option<&str> {
+    spec.split(',')
+        .find_map(|f| f.split_once('=').filter(|(k, _)| k.trim().eq_ignore_ascii_case("from")).map(|(_, v)| v))
 }
 
 /// The base's ONBUILD triggers, parsed as instructions on the FROM line;

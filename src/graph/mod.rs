@@ -93,6 +93,86 @@ pub struct ExecOp {
     /// never serialized, so they stay out of op digests, cache keys and history.
     #[serde(skip)]
     pub proxy_env: Vec<String>,
+    /// `--mount=type=cache|bind|tmpfs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<RunMount>,
+    /// `--network`.
+    #[serde(default, skip_serializing_if = "NetworkMode::is_default")]
+    pub network: NetworkMode,
+}
+
+/// `RUN --network`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// The host's network (kiln's default, so package managers work).
+    #[default]
+    Default,
+    /// A fresh network namespace with only loopback up.
+    None,
+    /// The host's network, asked for explicitly.
+    Host,
+}
+
+impl NetworkMode {
+    /// Whether this is the default mode.
+    pub fn is_default(&self) -> bool {
+        *self == NetworkMode::Default
+    }
+}
+
+/// `RUN --mount` of a type other than `secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunMount {
+    /// A directory kept across builds, never part of a layer.
+    Cache {
+        /// Absolute path inside the step.
+        target: String,
+        /// Cache id (default: the target).
+        id: String,
+        /// Concurrent use by several steps.
+        sharing: CacheSharing,
+        /// Owner of a newly created cache directory.
+        uid: u32,
+        /// Group of a newly created cache directory.
+        gid: u32,
+        /// Mode of a newly created cache directory.
+        mode: u32,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+    /// Files from the build context, or from an input (stage or image).
+    Bind {
+        /// Absolute path inside the step.
+        target: String,
+        /// Path in the source (default `/`).
+        source: String,
+        /// Input index of the stage or image (`None`: the build context).
+        from_input: Option<usize>,
+        /// Writable (writes are discarded after the step).
+        readwrite: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Absolute path inside the step.
+        target: String,
+        /// Size limit in bytes.
+        size: Option<u64>,
+    },
+}
+
+/// `sharing=` of a cache mount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheSharing {
+    /// Steps use it at the same time.
+    #[default]
+    Shared,
+    /// A step that finds it in use gets a fresh, throwaway directory.
+    Private,
+    /// Steps wait for each other.
+    Locked,
 }
 
 /// `RUN --mount=type=secret,…`.
@@ -259,6 +339,8 @@ mod tests {
             user: String::new(),
             secrets: vec![],
             proxy_env: vec![],
+            mounts: vec![],
+            network: Default::default(),
         })
     }
 

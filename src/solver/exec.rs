@@ -3,10 +3,12 @@
 //! parent's snapshots plus a new upper snapshot, which is then diffed into
 //! a layer and committed as the step's snapshot.
 
+use super::cachemount::{self, CacheLease, CacheSpec};
 use super::fileop::{FileOpRequest, PlannedAction};
 use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
 use crate::errors::ErrorKind;
-use crate::graph::{ExecOp, NodeId};
+use crate::graph::{ExecOp, NetworkMode, NodeId, RunMount};
+use kiln_runtime::mounts::{BindRoot, StepMount};
 use kiln_runtime::step::{SecretFile, StepRequest, StepResult};
 use kiln_snapshotter::diff::diff_upper;
 use kiln_snapshotter::overlay::Mount;
@@ -29,14 +31,19 @@ impl Solver {
         id: NodeId,
         op: &ExecOp,
         base: Vec<LayerRecord>,
+        sources: &[Vec<LayerRecord>],
         input: &BuildInput<'_>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
         let (upper, overlay) = self.prepare(id, &base)?;
         let bundle = self.bundle_dir(&upper);
         let mut env = op.env.clone();
         env.extend(op.proxy_env.iter().cloned());
-        let secret_files = match prepare_secrets(&bundle, op, input.secrets, &mut env) {
-            Ok(files) => files,
+        let prepared = match prepare_secrets(&bundle, op, input.secrets, &mut env) {
+            Ok(files) => self.step_mounts(op, sources, input, &bundle).await.map(|m| (files, m)),
+            Err(message) => Err(message),
+        };
+        let (secret_files, (mounts, _leases)) = match prepared {
+            Ok(p) => p,
             Err(message) => {
                 let _ = std::fs::remove_dir_all(&bundle);
                 let _ = self.snapshots.remove(&upper);
@@ -54,6 +61,8 @@ impl Solver {
             cwd: op.cwd.clone(),
             user: op.user.clone(),
             hostname: "kiln".into(),
+            mounts,
+            isolated_network: op.network == NetworkMode::None,
         };
         let outcome = self.run_helper(id, "__run-step", &bundle, &req, input).await;
         let result = outcome.and_then(|(tail, raw)| {
@@ -95,6 +104,45 @@ impl Solver {
             }
         });
         self.finish(id, upper, base, result).await
+    }
+
+    /// The step's `--mount`s for the helper, with the cache leases that
+    /// must be held until it finishes.
+    async fn step_mounts(
+        &self,
+        op: &ExecOp,
+        sources: &[Vec<LayerRecord>],
+        input: &BuildInput<'_>,
+        bundle: &Path,
+    ) -> Result<(Vec<StepMount>, Vec<CacheLease>), String> {
+        let (mut mounts, mut leases) = (Vec::new(), Vec::new());
+        for (n, m) in op.mounts.iter().enumerate() {
+            let mount = match m {
+                RunMount::Tmpfs { target, size } => StepMount::Tmpfs { target: target.clone(), size: *size },
+                RunMount::Cache { target, id, sharing, uid, gid, mode, readonly } => {
+                    let spec = CacheSpec { id, sharing: *sharing, uid: *uid, gid: *gid, mode: *mode };
+                    let private = bundle.join(format!("private-cache-{n}"));
+                    let lease = cachemount::lease(&self.cfg.data_dir.join("cache-mounts"), &spec, &private).await?;
+                    let root = BindRoot::Dir(lease.dir.clone());
+                    leases.push(lease);
+                    let (target, readonly) = (target.clone(), *readonly);
+                    StepMount::Bind { root, source: "/".into(), target, readonly, copy_on_write: false }
+                }
+                RunMount::Bind { target, source, from_input, readwrite } => {
+                    let root = match from_input {
+                        None => BindRoot::Dir(input.context.to_path_buf()),
+                        Some(i) => {
+                            let chain: Vec<_> = sources[*i - 1].iter().rev().map(|l| l.snapshot.clone()).collect();
+                            BindRoot::Chain(self.snapshots.view(&chain).map_err(|e| e.to_string())?)
+                        }
+                    };
+                    let (source, target) = (source.clone(), target.clone());
+                    StepMount::Bind { root, source, target, readonly: !readwrite, copy_on_write: *readwrite }
+                }
+            };
+            mounts.push(mount);
+        }
+        Ok((mounts, leases))
     }
 
     fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(SnapshotId, Vec<Mount>), SolveError> {

@@ -1,11 +1,13 @@
 //! Cache keys. A key is versioned (changing the scheme changes every key)
 //! and covers what decides the step's output: the parent's key, the op
-//! itself, and for COPY the content of the selected context files (not
-//! their mtimes). Source keys are the pinned manifest digest.
+//! itself, and for COPY and RUN bind mounts from the context the content of
+//! the selected files (not their mtimes); stages and images read through
+//! `--from` count by their own keys. Cache mount contents never count, as
+//! in BuildKit. Source keys are the pinned manifest digest.
 
 use super::context::{expand_sources, hash_sources};
 use super::fileop::PlannedAction;
-use crate::graph::{FileAction, Op};
+use crate::graph::{FileAction, Op, RunMount};
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
 
@@ -36,7 +38,26 @@ pub async fn cache_key(
     match op {
         Op::Source(src) => Ok((key_of(&[b"source", src.digest.as_str().as_bytes()]), None)),
         Op::Scratch => Ok((key_of(&[b"scratch"]), None)),
-        Op::Exec(_) => Ok((key_of(&[b"exec", parent_key.as_bytes(), &op_json]), None)),
+        Op::Exec(exec) if exec.mounts.is_empty() => Ok((key_of(&[b"exec", parent_key.as_bytes(), &op_json]), None)),
+        Op::Exec(exec) => {
+            let binds: Vec<String> = exec
+                .mounts
+                .iter()
+                .filter_map(|m| match m {
+                    RunMount::Bind { source, from_input: None, .. } => Some(source.clone()),
+                    _ => None,
+                })
+                .collect();
+            let context = context.to_path_buf();
+            let hashes = tokio::task::spawn_blocking(move || {
+                let sources = expand_sources(&context, &binds)?;
+                hash_sources(&context, &sources).map_err(|e| format!("read build context: {e}"))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let sources = source_keys.join(",");
+            Ok((key_of(&[b"exec", parent_key.as_bytes(), &op_json, hashes.as_bytes(), sources.as_bytes()]), None))
+        }
         Op::Http(_) | Op::Git(_) => Err("remote sources are keyed by what they resolve to (remote_key)".into()),
         Op::File(file) => {
             let (actions, context) = (file.actions.clone(), context.to_path_buf());
@@ -110,6 +131,8 @@ mod tests {
             user: String::new(),
             secrets: vec![],
             proxy_env: vec![],
+            mounts: vec![],
+            network: Default::default(),
         });
         let (k, _) = cache_key(&exec, "", &[], Path::new("/nonexistent")).await.unwrap();
         assert_eq!(k, "3de82fe28b178a4b95d072258732bc64919518a3a7ff14e2b482b2fefc34eb7d");

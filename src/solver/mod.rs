@@ -3,6 +3,7 @@
 //! apply file actions (File) and diff the result into a layer.
 
 mod cache;
+mod cachemount;
 mod context;
 mod exec;
 pub mod fileop;
@@ -239,7 +240,11 @@ impl Solver {
             let layers = match (&node.op, prepared) {
                 (Op::Source(src), _) => self.pull(id, &src.digest, input).await?,
                 (Op::Scratch, _) => Vec::new(),
-                (Op::Exec(op), _) => self.run_exec(id, op, base, input).await?,
+                (Op::Exec(op), _) => {
+                    let sources: Vec<Vec<LayerRecord>> =
+                        node.inputs.iter().skip(1).map(|i| results[i].clone()).collect();
+                    self.run_exec(id, op, base, &sources, input).await?
+                }
                 (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d).await?,
                 (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c).await?,
                 (Op::File(_), Prepared::Plan(mut plan)) => {

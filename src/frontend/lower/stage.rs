@@ -6,8 +6,8 @@ use crate::frontend::diag::Diagnostic;
 use crate::frontend::instructions::{CommandForm, Instruction, Kind};
 use crate::frontend::words::{expand_heredoc, process_word};
 use crate::graph::{
-    Definition, ExecOp, FileAction, FileOp, History, ImageConfig, InlineFile, NodeId, Op, SecretMount, SourceLoc,
-    SourceOp,
+    Definition, ExecOp, FileAction, FileOp, History, ImageConfig, InlineFile, NetworkMode, NodeId, Op, RunMount,
+    SecretMount, SourceLoc, SourceOp,
 };
 use std::collections::BTreeMap;
 
@@ -15,8 +15,11 @@ use std::collections::BTreeMap;
 mod config;
 #[path = "copy.rs"]
 mod copy;
+#[path = "runmount.rs"]
+mod runmount;
 
 use copy::{copy_actions, ExpandedCopy};
+use runmount::ParsedMount;
 
 /// The PATH BuildKit writes when the base image has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -167,14 +170,29 @@ pub fn lower_stage(
         let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
         let word = |w: &str, st: &StageState| process_word(w, &|n: &str| st.lookup(n), ctx.escape).map_err(err);
         match &instr.kind {
-            Kind::Run { cmd, mounts } => {
-                let secrets = mounts.iter().map(|m| parse_secret_mount(&word(m, &st)?).map_err(err)).collect::<Result<
-                    Vec<_>,
-                    _,
-                >>(
-                )?;
+            Kind::Run { cmd, mounts, network } => {
+                let mut extras = RunExtras::default();
+                for m in mounts {
+                    match runmount::parse(&word(m, &st)?, &st.workdir()).map_err(err)? {
+                        ParsedMount::Secret(s) => extras.secrets.push(s),
+                        ParsedMount::Other(RunMount::Bind { target, source, readwrite, .. }, Some(from)) => {
+                            extras.inputs.push(copy_source(def, &word(&from, &st)?, ctx, &loc).map_err(err)?);
+                            let from_input = Some(extras.inputs.len());
+                            extras.mounts.push(RunMount::Bind { target, source, from_input, readwrite });
+                        }
+                        ParsedMount::Other(m, _) => extras.mounts.push(m),
+                    }
+                }
+                extras.network = match network.as_deref().map(|n| word(n, &st)).transpose()?.as_deref() {
+                    None | Some("default") => NetworkMode::Default,
+                    Some("none") => NetworkMode::None,
+                    Some("host") => NetworkMode::Host,
+                    Some(other) => {
+                        return Err(err(format!("invalid RUN --network={other}: expected default, none or host")))
+                    }
+                };
                 let proxies = proxy_env(&st, &ctx.opts.build_args);
-                lower_run(def, &mut st, cmd, secrets, proxies, loc)
+                lower_run(def, &mut st, cmd, extras, proxies, loc)
             }
             Kind::Copy { sources, dest, chown, chmod, from, inline, add, exclude, parents } => {
                 let exclude = exclude.iter().map(|e| word(e, &st)).collect::<Result<Vec<_>, _>>()?;
@@ -260,11 +278,21 @@ fn proxy_env(st: &StageState, build_args: &BTreeMap<String, String>) -> Vec<Stri
         .collect()
 }
 
+/// What a RUN gets besides its command.
+#[derive(Default)]
+struct RunExtras {
+    secrets: Vec<SecretMount>,
+    mounts: Vec<RunMount>,
+    network: NetworkMode,
+    /// Stages and images bind mounts read, in `from_input` order.
+    inputs: Vec<NodeId>,
+}
+
 fn lower_run(
     def: &mut Definition,
     st: &mut StageState,
     cmd: &CommandForm,
-    secrets: Vec<SecretMount>,
+    extras: RunExtras,
     proxy_env: Vec<String>,
     loc: SourceLoc,
 ) {
@@ -283,45 +311,9 @@ fn lower_run(
     let prefix = if arg_env.is_empty() { String::new() } else { format!("|{} {} ", arg_env.len(), arg_env.join(" ")) };
     let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
     let user = st.config.config.user.clone().unwrap_or_default();
-    let exec = ExecOp { args, env, cwd: st.workdir(), user, secrets, proxy_env };
-    st.push_layer(def, Op::Exec(exec), loc, created_by);
-}
-
-/// Parses a `--mount` value; kiln supports `type=secret` so far.
-fn parse_secret_mount(spec: &str) -> Result<SecretMount, String> {
-    let mut m =
-        SecretMount { id: String::new(), target: None, env: None, required: false, mode: 0o400, uid: 0, gid: 0 };
-    let mut kind = "bind".to_string();
-    for field in spec.split(',').filter(|f| !f.is_empty()) {
-        let (key, value) = field.split_once('=').unwrap_or((field, "true"));
-        let number = |radix| u32::from_str_radix(value, radix).map_err(|_| format!("invalid --mount {key}={value}"));
-        match key.to_ascii_lowercase().as_str() {
-            "type" => kind = value.to_string(),
-            "id" => m.id = value.to_string(),
-            "target" | "dst" | "destination" => m.target = Some(value.to_string()),
-            "env" => m.env = Some(value.to_string()),
-            "required" => m.required = value.parse().map_err(|_| format!("invalid --mount required={value}"))?,
-            "mode" => m.mode = number(8)?,
-            "uid" => m.uid = number(10)?,
-            "gid" => m.gid = number(10)?,
-            other if kind == "secret" => return Err(format!("unknown --mount option {other:?} for type=secret")),
-            _ => {}
-        }
-    }
-    if kind != "secret" {
-        return Err(format!("RUN --mount=type={kind} is not supported by kiln yet (type=secret is)"));
-    }
-    if m.id.is_empty() {
-        let from_target = m.target.as_deref().and_then(|t| t.rsplit('/').next()).unwrap_or("");
-        if from_target.is_empty() {
-            return Err("RUN --mount=type=secret needs an id (or a target to derive it from)".into());
-        }
-        m.id = from_target.to_string();
-    }
-    if m.target.is_none() && m.env.is_none() {
-        m.target = Some(format!("/run/secrets/{}", m.id));
-    }
-    Ok(m)
+    let RunExtras { secrets, mounts, network, inputs } = extras;
+    let exec = ExecOp { args, env, cwd: st.workdir(), user, secrets, proxy_env, mounts, network };
+    st.push_layer_with(def, Op::Exec(exec), inputs, loc, created_by);
 }
 
 /// The node a `COPY --from` reads: an earlier stage's last node, or a new

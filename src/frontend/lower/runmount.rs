@@ -1,0 +1,167 @@
+//! `RUN --mount=…` values (after word expansion), as BuildKit reads them:
+//! `type=` defaults to `bind`; relative targets are relative to WORKDIR.
+
+use crate::graph::{CacheSharing, RunMount, SecretMount};
+
+/// One parsed `--mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedMount {
+    /// `type=secret`.
+    Secret(SecretMount),
+    /// `type=cache|bind|tmpfs`; a bind's `from=` is still a name.
+    Other(RunMount, Option<String>),
+}
+
+/// Parses one `--mount` value; `workdir` anchors relative targets.
+pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, String> {
+    let fields: Vec<(String, String)> = spec
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let (k, v) = f.split_once('=').unwrap_or((f, "true"));
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let get = |names: &[&str]| fields.iter().rev().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.clone());
+    let kind = get(&["type"]).unwrap_or_else(|| "bind".into());
+    let target = get(&["target", "dst", "destination"]).map(|t| super::join_path(workdir, &t));
+    match kind.as_str() {
+        "secret" => secret(&fields, target),
+        "cache" => cache(&fields, target.ok_or("RUN --mount=type=cache needs a target")?).map(|m| ParsedMount::Other(m, None)),
+        "bind" => {
+            let target = target.ok_or("RUN --mount=type=bind needs a target")?;
+            check_keys(&fields, "bind", &["type", "target", "dst", "destination", "source", "src", "from", "rw", "readwrite", "ro", "readonly"])?;
+            let readwrite = flag(&fields, &["rw", "readwrite"])?.unwrap_or(false) && !flag(&fields, &["ro", "readonly"])?.unwrap_or(false);
+            let source = get(&["source", "src"]).unwrap_or_else(|| "/".into());
+            Ok(ParsedMount::Other(RunMount::Bind { target, source, from_input: None, readwrite }, get(&["from"])))
+        }
+        "tmpfs" => {
+            let target = target.ok_or("RUN --mount=type=tmpfs needs a target")?;
+            check_keys(&fields, "tmpfs", &["type", "target", "dst", "destination", "size"])?;
+            let size = get(&["size"]).map(|s| crate::units::parse_size(&s)).transpose()?;
+            Ok(ParsedMount::Other(RunMount::Tmpfs { target, size }, None))
+        }
+        "ssh" => Err("RUN --mount=type=ssh is not supported: kiln forwards no SSH agent; pass a deploy key or token as a build secret (--mount=type=secret) instead".into()),
+        other => Err(format!("unknown RUN --mount type {other:?}: expected bind, cache, tmpfs, secret or ssh")),
+    }
+}
+
+fn check_keys(fields: &[(String, String)], kind: &str, allowed: &[&str]) -> Result<(), String> {
+    match fields.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        Some((k, _)) => Err(format!("unknown --mount option {k:?} for type={kind}")),
+        None => Ok(()),
+    }
+}
+
+/// A boolean option (`rw`, `rw=true`, `rw=false`), last one wins.
+fn flag(fields: &[(String, String)], names: &[&str]) -> Result<Option<bool>, String> {
+    match fields.iter().rev().find(|(k, _)| names.contains(&k.as_str())) {
+        None => Ok(None),
+        Some((k, v)) => v.parse().map(Some).map_err(|_| format!("invalid --mount {k}={v}: expected true or false")),
+    }
+}
+
+fn number(fields: &[(String, String)], key: &str, radix: u32, default: u32) -> Result<u32, String> {
+    match fields.iter().rev().find(|(k, _)| k == key) {
+        None => Ok(default),
+        Some((_, v)) => u32::from_str_radix(v, radix).map_err(|_| format!("invalid --mount {key}={v}")),
+    }
+}
+
+fn cache(fields: &[(String, String)], target: String) -> Result<RunMount, String> {
+    let allowed = ["type", "target", "dst", "destination", "id", "sharing", "uid", "gid", "mode", "ro", "readonly"];
+    if fields.iter().any(|(k, _)| k == "from" || k == "source" || k == "src") {
+        return Err("RUN --mount=type=cache,from=… (seeding a cache from a stage) is not supported by kiln; copy the files into the cache in the step instead".into());
+    }
+    check_keys(fields, "cache", &allowed)?;
+    let sharing = match fields.iter().rev().find(|(k, _)| k == "sharing").map(|(_, v)| v.as_str()) {
+        None | Some("shared") => CacheSharing::Shared,
+        Some("private") => CacheSharing::Private,
+        Some("locked") => CacheSharing::Locked,
+        Some(other) => return Err(format!("invalid --mount sharing={other}: expected shared, private or locked")),
+    };
+    let id = fields.iter().rev().find(|(k, _)| k == "id").map(|(_, v)| v.clone()).unwrap_or_else(|| target.clone());
+    Ok(RunMount::Cache {
+        target,
+        id,
+        sharing,
+        uid: number(fields, "uid", 10, 0)?,
+        gid: number(fields, "gid", 10, 0)?,
+        mode: number(fields, "mode", 8, 0o755)?,
+        readonly: flag(fields, &["ro", "readonly"])?.unwrap_or(false),
+    })
+}
+
+fn secret(fields: &[(String, String)], target: Option<String>) -> Result<ParsedMount, String> {
+    check_keys(
+        fields,
+        "secret",
+        &["type", "id", "target", "dst", "destination", "env", "required", "mode", "uid", "gid"],
+    )?;
+    let get = |key: &str| fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let mut m = SecretMount {
+        id: get("id").unwrap_or_default(),
+        target,
+        env: get("env"),
+        required: flag(fields, &["required"])?.unwrap_or(false),
+        mode: number(fields, "mode", 8, 0o400)?,
+        uid: number(fields, "uid", 10, 0)?,
+        gid: number(fields, "gid", 10, 0)?,
+    };
+    if m.id.is_empty() {
+        let from_target = m.target.as_deref().and_then(|t| t.rsplit('/').next()).unwrap_or("");
+        if from_target.is_empty() {
+            return Err("RUN --mount=type=secret needs an id (or a target to derive it from)".into());
+        }
+        m.id = from_target.to_string();
+    }
+    if m.target.is_none() && m.env.is_none() {
+        m.target = Some(format!("/run/secrets/{}", m.id));
+    }
+    Ok(ParsedMount::Secret(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buildkit_defaults() {
+        let ParsedMount::Other(m, from) = parse("target=src,from=build,source=/out", "/app").unwrap() else { panic!() };
+        assert_eq!(
+            m,
+            RunMount::Bind { target: "/app/src".into(), source: "/out".into(), from_input: None, readwrite: false }
+        );
+        assert_eq!(from.as_deref(), Some("build"));
+        let ParsedMount::Other(c, _) =
+            parse("type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1000", "/").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            c,
+            RunMount::Cache {
+                target: "/root/.cache".into(),
+                id: "/root/.cache".into(),
+                sharing: CacheSharing::Locked,
+                uid: 1000,
+                gid: 0,
+                mode: 0o700,
+                readonly: false
+            }
+        );
+        let ParsedMount::Other(t, _) = parse("type=tmpfs,target=/tmp,size=64m", "/").unwrap() else { panic!() };
+        assert_eq!(t, RunMount::Tmpfs { target: "/tmp".into(), size: Some(64 << 20) });
+        let ParsedMount::Secret(s) = parse("type=secret,id=npmrc", "/").unwrap() else { panic!() };
+        assert_eq!(s.target.as_deref(), Some("/run/secrets/npmrc"));
+    }
+
+    #[test]
+    fn clear_errors() {
+        assert!(parse("type=ssh", "/").unwrap_err().contains("not supported"));
+        assert!(parse("type=cache", "/").unwrap_err().contains("needs a target"));
+        assert!(parse("type=cache,target=/c,sharing=wide", "/").unwrap_err().contains("sharing"));
+        assert!(parse("type=bind,target=/c,colour=red", "/").unwrap_err().contains("\"colour\""));
+        assert!(parse("type=volume,target=/c", "/").unwrap_err().contains("unknown RUN --mount type"));
+    }
+}

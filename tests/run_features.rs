@@ -1,0 +1,146 @@
+//! RUN features checked from inside real rootless steps and on the built
+//! image: every `--mount` type (content seen inside, nothing left in the
+//! layer), `--network` modes, `USER` with supplementary groups, and hostile
+//! steps that must fail inside the sandbox.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+fn context_tar(image: &str, dockerfile: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let cfg = serde_json::to_vec(&json!({ "image": image })).unwrap();
+    tar_entry(&mut b, "com.openfaas.docker.config", tar::EntryType::Regular, 0o644, 0, &cfg, None);
+    tar_entry(&mut b, "context/Dockerfile", tar::EntryType::Regular, 0o644, 0, dockerfile.as_bytes(), None);
+    tar_entry(&mut b, "context/req.txt", tar::EntryType::Regular, 0o644, 0, b"flask\n", None);
+    b.into_inner().unwrap()
+}
+
+fn built(server: &Server, image: &str, dockerfile: &str) -> (serde_json::Value, Unpacked) {
+    let (status, reply) = server.build(&context_tar(image, dockerfile));
+    assert_success(status, &reply);
+    (reply, unpack_image(image, None))
+}
+
+fn read(img: &Unpacked, path: &str) -> String {
+    std::fs::read_to_string(img.rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}")).trim().to_string()
+}
+
+#[test]
+fn every_mount_type_works_and_stays_out_of_the_layer() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/run-mounts");
+    let cache_run = |tag: &str| {
+        format!("RUN --mount=type=cache,target=/cache,id=pip,uid=1000,mode=0750 echo {tag} >> /cache/log && wc -l < /cache/log > /out/cache-count && stat -c '%u %a' /cache > /out/cache-owner\n")
+    };
+    let dockerfile = format!(
+        "FROM {reg}/busybox AS deps\n\
+         RUN mkdir /dist && echo dep > /dist/dep && ln -s / /dist/escape && touch /marker-deps\n\
+         FROM {reg}/busybox\n\
+         RUN mkdir /out\n\
+         {cache}\
+         RUN --mount=type=bind,source=req.txt,target=/req.txt cp /req.txt /out/req && (touch /req.txt 2>/dev/null && echo rw || echo ro) > /out/bind-mode\n\
+         RUN --mount=type=bind,from=deps,source=/dist,target=/deps,rw cat /deps/dep > /out/dep && echo scribble > /deps/new\n\
+         RUN --mount=type=tmpfs,target=/scratch,size=1m grep ' /scratch tmpfs' /proc/mounts > /out/tmpfs && (dd if=/dev/zero of=/scratch/big bs=1024 count=4096 2>/dev/null && echo fits || echo full) > /out/tmpfs-size\n\
+         RUN --mount=type=bind,from=deps,source=/dist/escape,target=/esc ls /esc > /out/escape\n",
+        cache = cache_run("first"),
+    );
+    let (_, img) = built(&server, &image, &dockerfile);
+    assert_eq!(read(&img, "out/cache-count"), "1");
+    assert_eq!(read(&img, "out/cache-owner"), "1000 750", "a new cache dir takes uid and mode");
+    assert_eq!(read(&img, "out/req"), "flask", "bind from the context");
+    assert_eq!(read(&img, "out/bind-mode"), "ro", "binds are read-only unless rw");
+    assert_eq!(read(&img, "out/dep"), "dep", "bind from a stage");
+    assert!(read(&img, "out/tmpfs").contains("tmpfs"), "a tmpfs is mounted");
+    assert_eq!(read(&img, "out/tmpfs-size"), "full", "size= caps the tmpfs");
+    let escape = read(&img, "out/escape");
+    assert!(escape.contains("marker-deps"), "a symlink source resolves inside its stage, not on the host: {escape}");
+    for gone in ["cache", "req.txt", "deps", "scratch", "esc"] {
+        assert!(!img.rootfs.join(gone).exists(), "/{gone} must not reach the layer");
+    }
+
+    let again = dockerfile.replace(&cache_run("first"), &cache_run("second"));
+    let (_, img) = built(&server, &image, &again);
+    assert_eq!(read(&img, "out/cache-count"), "2", "the cache persists across builds");
+}
+
+#[test]
+fn network_modes() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/run-network");
+    let (host, port) = reg.split_once(':').unwrap();
+    let probe = |mode: &str| {
+        format!(
+            "RUN --network={mode} (printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {port} 2>/out/{mode}-wget | grep -q '^HTTP/1.. 200' && echo reach || echo cut) > /out/{mode}-registry && \
+             tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' ' > /out/{mode}-ifaces && \
+             (ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1 && echo up || echo down) > /out/{mode}-loopback\n"
+        )
+    };
+    let dockerfile =
+        format!("FROM {reg}/busybox\nRUN mkdir /out\n{}{}{}", probe("none"), probe("host"), probe("default"));
+    let (_, img) = built(&server, &image, &dockerfile);
+    assert_eq!(read(&img, "out/none-registry"), "cut", "--network=none cannot reach the registry");
+    assert_eq!(read(&img, "out/none-ifaces"), "lo", "--network=none has only loopback");
+    assert_eq!(read(&img, "out/none-loopback"), "up", "…and loopback is up");
+    for mode in ["host", "default"] {
+        let why = read(&img, &format!("out/{mode}-wget"));
+        assert_eq!(
+            read(&img, &format!("out/{mode}-registry")),
+            "reach",
+            "--network={mode} reaches the host network: {why}"
+        );
+    }
+}
+
+#[test]
+fn user_with_supplementary_groups() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/run-user");
+    let dockerfile = format!(
+        "FROM {reg}/busybox\n\
+         RUN echo 'builders:x:2001:' >> /etc/group && echo 'deploy:x:2002:app' >> /etc/group && \\\n             echo 'app:x:1500:2001::/home/app:/bin/sh' >> /etc/passwd && mkdir -p /home/app && chown 1500:2001 /home/app\n\
+         USER app\n\
+         RUN id > /home/app/id && echo $HOME > /home/app/home\n"
+    );
+    let (_, img) = built(&server, &image, &dockerfile);
+    let id = read(&img, "home/app/id");
+    assert!(id.starts_with("uid=1500(app) gid=2001(builders)"), "{id}");
+    assert!(id.contains("2002(deploy)"), "supplementary groups are set: {id}");
+    assert_eq!(read(&img, "home/app/home"), "/home/app", "HOME comes from /etc/passwd");
+
+    let unknown = format!("FROM {reg}/busybox\nUSER nobody-here\nRUN true\n");
+    let (status, reply) = server.build(&context_tar(&image, &unknown));
+    assert_eq!(status, 500, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("unable to find user nobody-here"), "{reply}");
+}
+
+#[test]
+fn hostile_steps_fail_inside_the_sandbox() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/hostile");
+    let host_root = format!("ls /proc/1/root{}", server.data_dir.display());
+    let attempts = [
+        ("mount", "mount -t tmpfs none /mnt"),
+        ("proc-sys", "echo 1 > /proc/sys/kernel/sysrq"),
+        ("sys", "echo 1 > /sys/kernel/profiling"),
+        ("host-root", host_root.as_str()),
+        ("mknod", "mknod /dev/sda-copy b 8 0 && head -c 1 /dev/sda-copy"),
+    ];
+    let mut dockerfile = format!("FROM {reg}/busybox\nRUN mkdir /out\n");
+    for (name, cmd) in &attempts {
+        dockerfile.push_str(&format!(
+            "RUN ({cmd}) >/dev/null 2>&1 && echo ESCAPED > /out/{name} || echo blocked > /out/{name}\n"
+        ));
+    }
+    let (_, img) = built(&server, &image, &dockerfile);
+    for (name, _) in &attempts {
+        assert_eq!(read(&img, &format!("out/{name}")), "blocked", "{name} must fail inside the step");
+    }
+    let (status, reply) = server.build(&context_tar(&image, &format!("FROM {reg}/busybox\nRUN echo still-serving\n")));
+    assert_success(status, &reply);
+}
