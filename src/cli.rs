@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// limit). Least recently used cache entries are evicted first.
     #[arg(long, env = "KILN_CACHE_MAX_SIZE", default_value = "20GiB", value_parser = kiln::units::parse_size)]
     pub cache_max_size: u64,
+    /// Longest a RUN step may take, in seconds (0: no limit); the step's
+    /// whole process tree is killed when it is exceeded.
+    #[arg(long, env = "KILN_STEP_TIMEOUT", default_value_t = 3600)]
+    pub step_timeout: u64,
     /// Largest request body in MiB.
     #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
     pub max_body_mb: usize,

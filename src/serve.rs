@@ -213,6 +213,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             helper_exe: PathBuf::from("/proc/self/exe"),
             diff: diff_options(&opts),
             cache_budget: (opts.cache_max_size > 0).then_some(opts.cache_max_size),
+            step_timeout: (opts.step_timeout > 0).then(|| std::time::Duration::from_secs(opts.step_timeout)),
         };
         let solver = Solver::open(solver_cfg, registry).map_err(anyhow::Error::msg)?;
         let cfg = ServeConfig {

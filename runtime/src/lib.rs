@@ -9,6 +9,7 @@
 //! spec that has no user namespace of its own.
 
 pub mod mounts;
+pub mod reaper;
 pub mod spec;
 pub mod step;
 pub mod userns;

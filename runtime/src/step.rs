@@ -74,6 +74,10 @@ const NETWORK_FILES: [&str; 2] = ["resolv.conf", "hosts"];
 
 /// Runs the step; called in the helper process.
 pub fn run_step(req: &StepRequest) -> Result<StepResult> {
+    // Rust ignores SIGPIPE in its own processes and an ignored signal stays
+    // ignored across exec: restore the default, or `yes | head` never ends.
+    // SAFETY: resetting a signal disposition to its default.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::Namespace(format!("unshare(CLONE_NEWNS): {e}")))?;
     make_mounts_private()?;

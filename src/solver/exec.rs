@@ -17,6 +17,7 @@ use kiln_snapshotter::SnapshotId;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
@@ -24,6 +25,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 const MAX_LINE: usize = 4096;
 /// Output lines quoted in a failure message.
 const TAIL_LINES: usize = 10;
+/// Most output one step may add to the build log.
+pub const MAX_STEP_OUTPUT: usize = 4 << 20;
 
 impl Solver {
     pub(super) async fn run_exec(
@@ -35,7 +38,7 @@ impl Solver {
         input: &BuildInput<'_>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
         let (upper, overlay) = self.prepare(id, &base)?;
-        let bundle = self.bundle_dir(&upper);
+        let bundle = self.bundle_dir(upper.id());
         let mut env = op.env.clone();
         env.extend(op.proxy_env.iter().cloned());
         let prepared = match prepare_secrets(&bundle, op, input.secrets, &mut env) {
@@ -44,14 +47,10 @@ impl Solver {
         };
         let (secret_files, (mounts, _leases)) = match prepared {
             Ok(p) => p,
-            Err(message) => {
-                let _ = std::fs::remove_dir_all(&bundle);
-                let _ = self.snapshots.remove(&upper);
-                return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, message));
-            }
+            Err(message) => return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, message)),
         };
         let req = StepRequest {
-            id: format!("kiln-{}", upper.as_str()),
+            id: format!("kiln-{}", upper.id().as_str()),
             rootfs: overlay,
             bundle: bundle.clone(),
             state_root: self.cfg.data_dir.join("run/state"),
@@ -65,6 +64,8 @@ impl Solver {
             isolated_network: op.network == NetworkMode::None,
         };
         let outcome = self.run_helper(id, "__run-step", &bundle, &req, input).await;
+        // A killed step leaves libcontainer's state behind.
+        let _ = std::fs::remove_dir_all(req.state_root.join(&req.id));
         let result = outcome.and_then(|(tail, raw)| {
             let r: StepResult =
                 serde_json::from_slice(&raw).map_err(|e| SolveError::internal(id, format!("step result: {e}")))?;
@@ -87,7 +88,7 @@ impl Solver {
         input: &BuildInput<'_>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
         let (upper, overlay) = self.prepare(id, &base)?;
-        let bundle = self.bundle_dir(&upper);
+        let bundle = self.bundle_dir(upper.id());
         let req = FileOpRequest {
             rootfs: overlay,
             mountpoint: bundle.join("rootfs"),
@@ -145,11 +146,18 @@ impl Solver {
         Ok((mounts, leases))
     }
 
-    fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(SnapshotId, Vec<Mount>), SolveError> {
+    fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(Uncommitted, Vec<Mount>), SolveError> {
         let lowers: Vec<SnapshotId> = base.iter().rev().map(|l| l.snapshot.clone()).collect();
         let upper = Snapshotter::prepare(&self.snapshots, &lowers).map_err(|e| SolveError::internal(id, e))?;
-        let mounts = self.snapshots.mounts(&upper).map_err(|e| SolveError::internal(id, e))?;
+        let upper = self.uncommitted(upper);
+        let mounts = self.snapshots.mounts(upper.id()).map_err(|e| SolveError::internal(id, e))?;
         Ok((upper, mounts))
+    }
+
+    /// Guards a freshly prepared snapshot until it is committed.
+    pub(super) fn uncommitted(&self, id: SnapshotId) -> Uncommitted {
+        let bundle = self.bundle_dir(&id);
+        Uncommitted { snapshots: self.snapshots.clone(), id, bundle, committed: false }
     }
 
     fn bundle_dir(&self, upper: &SnapshotId) -> PathBuf {
@@ -160,23 +168,21 @@ impl Solver {
     pub(super) async fn finish(
         &self,
         id: NodeId,
-        upper: SnapshotId,
+        mut upper: Uncommitted,
         mut base: Vec<LayerRecord>,
         result: Result<(), SolveError>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
-        let _ = std::fs::remove_dir_all(self.bundle_dir(&upper));
-        if let Err(e) = result {
-            let _ = self.snapshots.remove(&upper);
-            return Err(e);
-        }
-        let (store, fs, opts) = (self.store.clone(), self.snapshots.fs_path(&upper), self.cfg.diff);
+        let _ = std::fs::remove_dir_all(&upper.bundle);
+        result?;
+        let (store, fs, opts) = (self.store.clone(), self.snapshots.fs_path(upper.id()), self.cfg.diff);
         let layer = tokio::task::spawn_blocking(move || diff_upper(&fs, &store, &opts))
             .await
             .map_err(|e| SolveError::internal(id, e))?
             .map_err(|e| SolveError::internal(id, format!("export layer: {e}")))?;
-        self.snapshots.commit(&upper).map_err(|e| SolveError::internal(id, e))?;
+        self.snapshots.commit(upper.id()).map_err(|e| SolveError::internal(id, e))?;
+        upper.committed = true;
         base.push(LayerRecord {
-            snapshot: upper,
+            snapshot: upper.id().clone(),
             digest: layer.digest,
             diff_id: layer.diff_id,
             size: layer.size,
@@ -211,18 +217,35 @@ impl Solver {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe.
+        let own_pid_namespace = verb == "__run-step";
+        // SAFETY: prctl and unshare are async-signal-safe.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if own_pid_namespace && libc::unshare(libc::CLONE_NEWPID) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
         let mut child = cmd.spawn().map_err(|e| SolveError::internal(id, format!("spawn helper: {e}")))?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let out = forward(id, child.stdout.take().expect("piped"), input.progress.clone(), tail.clone());
-        let err = forward(id, child.stderr.take().expect("piped"), input.progress.clone(), tail.clone());
-        let (status, _, _) = tokio::join!(child.wait(), out, err);
+        let sink = OutputSink { id, progress: input.progress.clone(), tail: tail.clone(), logged: Default::default() };
+        let out = forward(child.stdout.take().expect("piped"), sink.clone());
+        let err = forward(child.stderr.take().expect("piped"), sink);
+        let finished = async { tokio::join!(child.wait(), out, err).0 };
+        let status = match self.cfg.step_timeout {
+            Some(limit) => match tokio::time::timeout(limit, finished).await {
+                Ok(status) => status,
+                Err(_) => {
+                    // Killing the helper kills the step's whole PID namespace.
+                    let _ = child.kill().await;
+                    let msg = format!("the step ran longer than the {} s step timeout and was killed", limit.as_secs());
+                    return Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, msg));
+                }
+            },
+            None => finished.await,
+        };
         let status = status.map_err(|e| SolveError::internal(id, format!("wait for helper: {e}")))?;
         let tail: Vec<String> = tail.lock().expect("tail lock").iter().cloned().collect();
         match std::fs::read(bundle.join("result.json")) {
@@ -232,24 +255,73 @@ impl Solver {
     }
 }
 
-async fn forward(
+/// Where a helper's output goes: the build log (up to the per-step budget,
+/// then one notice) and the tail kept for a failure message.
+#[derive(Clone)]
+struct OutputSink {
     id: NodeId,
-    pipe: impl AsyncRead + Unpin,
     progress: super::Progress,
     tail: Arc<Mutex<VecDeque<String>>>,
-) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(mut line)) = lines.next_line().await {
-        crate::text::truncate_with(&mut line, MAX_LINE, " [line truncated]");
+    logged: Arc<AtomicUsize>,
+}
+
+impl OutputSink {
+    fn emit(&self, mut line: String) {
         {
-            let mut t = tail.lock().expect("tail lock");
+            let mut t = self.tail.lock().expect("tail lock");
             if t.len() == TAIL_LINES {
                 t.pop_front();
             }
             t.push_back(line.clone());
         }
-        let _ = progress.send(Event::Output(id, line));
+        let before = self.logged.fetch_add(line.len() + 1, Ordering::Relaxed);
+        if before + line.len() < MAX_STEP_OUTPUT {
+            let _ = self.progress.send(Event::Output(self.id, line));
+        } else if before < MAX_STEP_OUTPUT {
+            line = format!(
+                "[output truncated: the step printed more than {} MiB; the rest is not logged]",
+                MAX_STEP_OUTPUT >> 20
+            );
+            let _ = self.progress.send(Event::Output(self.id, line));
+        }
     }
+}
+
+/// Reads lines from `pipe` holding at most [`MAX_LINE`] bytes of any one
+/// line in memory, however long the line is.
+async fn forward(pipe: impl AsyncRead + Unpin, sink: OutputSink) {
+    let mut reader = BufReader::new(pipe);
+    let (mut line, mut cut) = (Vec::new(), false);
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(b) if !b.is_empty() => b,
+            _ => break,
+        };
+        let (chunk, done, used) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], true, i + 1),
+            None => (buf, false, buf.len()),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        cut |= chunk.len() > room;
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        reader.consume(used);
+        if done {
+            sink.emit(finish_line(&mut line, &mut cut));
+        }
+    }
+    if !line.is_empty() {
+        sink.emit(finish_line(&mut line, &mut cut));
+    }
+}
+
+fn finish_line(line: &mut Vec<u8>, cut: &mut bool) -> String {
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    if *cut {
+        text.push_str(" [line truncated]");
+    }
+    line.clear();
+    *cut = false;
+    text
 }
 
 /// Writes each provided secret into `<bundle>/secrets/` with its mode and
@@ -294,4 +366,44 @@ fn exit_message(code: i32, tail: &[String]) -> String {
         msg.push_str(&tail.join(" | "));
     }
     msg
+}
+
+/// A prepared snapshot and its scratch dir, removed on drop unless
+/// committed: a failed step, and a cancelled build whose future is dropped
+/// mid-step, leave nothing behind. Removal retries briefly in the
+/// background, since the killed helper may still be exiting.
+pub(super) struct Uncommitted {
+    snapshots: kiln_snapshotter::Snapshots,
+    id: SnapshotId,
+    bundle: PathBuf,
+    committed: bool,
+}
+
+impl Uncommitted {
+    /// The snapshot.
+    pub(super) fn id(&self) -> &SnapshotId {
+        &self.id
+    }
+}
+
+impl Drop for Uncommitted {
+    fn drop(&mut self) {
+        let (snapshots, id, bundle, keep) =
+            (self.snapshots.clone(), self.id.clone(), self.bundle.clone(), self.committed);
+        let remove = move || {
+            let bundle_gone = std::fs::remove_dir_all(&bundle).is_ok() || !bundle.exists();
+            let snapshot_gone = keep || snapshots.remove(&id).is_ok();
+            bundle_gone && snapshot_gone
+        };
+        if !remove() {
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    if remove() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
 }

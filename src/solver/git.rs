@@ -27,13 +27,13 @@ impl Solver {
         let work =
             self.cfg.data_dir.join("run").join(format!("git-{}", kiln_snapshotter::SnapshotId::random().as_str()));
         let checkout = checkout(op, commit, &work).await;
-        let snap = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
+        let snap = self.uncommitted(self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?);
         let result = checkout.and_then(|()| {
             if !op.keep_git_dir {
                 let _ = std::fs::remove_dir_all(work.join("tree/.git"));
             }
             let tree = subdir(&work.join("tree"), op.subdir.as_deref().unwrap_or(""))?;
-            move_contents(&tree, &self.snapshots.fs_path(&snap))
+            move_contents(&tree, &self.snapshots.fs_path(snap.id()))
         });
         let _ = std::fs::remove_dir_all(&work);
         self.finish(id, snap, Vec::new(), result.map_err(|m| git_error(id, op, m))).await

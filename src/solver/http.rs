@@ -79,8 +79,8 @@ impl Solver {
                 format!("ADD {}: checksum mismatch: expected {want}, the download is {}", op.url, download.digest);
             return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, msg));
         }
-        let snap = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
-        let placed = place_file(&download, &self.snapshots.fs_path(&snap).join(&op.filename));
+        let snap = self.uncommitted(self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?);
+        let placed = place_file(&download, &self.snapshots.fs_path(snap.id()).join(&op.filename));
         let result = placed.map_err(|e| SolveError::internal(id, format!("ADD {}: {e}", op.url)));
         self.finish(id, snap, Vec::new(), result).await
     }

@@ -87,6 +87,8 @@ pub struct SolverConfig {
     /// Most bytes the content store and snapshots may hold (`None`: no
     /// limit); least recently used cache entries go first.
     pub cache_budget: Option<u64>,
+    /// Longest a step may run (`None`: no limit).
+    pub step_timeout: Option<std::time::Duration>,
 }
 
 /// The base images a build resolved, by manifest digest.
