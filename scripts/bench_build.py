@@ -40,16 +40,24 @@ def post(url, body):
 
 
 class Server:
-    def __init__(self, kiln, work, name):
-        self.data = os.path.join(work, name)
-        secret = os.path.join(work, "secret")
+    def __init__(self, kiln, work, name, user=None):
+        home = os.path.join(work, name + "-home")
+        os.makedirs(home, exist_ok=True)
+        self.data = os.path.join(home, "data")
+        secret = os.path.join(home, "secret")
         with open(secret, "wb") as f:
             f.write(SECRET)
+        prefix = []
+        if user:
+            subprocess.run(["chown", "-R", user, home], check=True)
+            prefix = ["runuser", "-u", user, "--"]
         s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
         self.url = "http://127.0.0.1:%d" % port
+        self.home = home
         self.proc = subprocess.Popen(
-            [kiln, "serve", "--listen", "127.0.0.1:%d" % port, "--data-dir", self.data, "--payload-secret", secret, "--insecure"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            prefix + [kiln, "serve", "--listen", "127.0.0.1:%d" % port, "--metrics-listen", "", "--data-dir", self.data,
+                      "--payload-secret", secret, "--insecure"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, HOME=home))
         for _ in range(400):
             try:
                 urllib.request.urlopen(self.url + "/healthz", timeout=1)
@@ -61,7 +69,7 @@ class Server:
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
-        subprocess.run(["rm", "-rf", self.data])
+        subprocess.run(["rm", "-rf", self.home])
 
 
 def median_ms(xs):
@@ -74,6 +82,7 @@ def main():
     ap.add_argument("--registry", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--user", default="kiln-test", help="unprivileged user for the per-step figure")
     a = ap.parse_args()
     files = {"Dockerfile": E2E.format(reg=a.registry).encode(), "src/main.py": b"print('hi')\n", "src/lib/util.py": b"X = 1\n"}
     cold_wall, cold_server = [], []
@@ -94,19 +103,23 @@ def main():
     steps = 20
     many = "FROM %s/busybox\n" % a.registry + "".join("RUN echo %d > /step\n" % i for i in range(steps))
     none = "FROM %s/busybox\n" % a.registry
-    per_step = []
-    for i in range(a.runs):
-        times = {}
-        for name, text in (("many", many), ("none", none)):
-            srv = Server(a.kiln, a.work, "step-%s-%d" % (name, i))
-            w, d = post(srv.url, request_tar({"image": "%s/bench/steps:x" % a.registry, "skipPush": True}, {"Dockerfile": text.encode()}))
-            times[name] = d
-            srv.stop()
-        per_step.append((times["many"] - times["none"]) / steps)
+    per_step = {}
+    for user in (None, a.user):
+        per_step[user] = []
+        for i in range(a.runs):
+            times = {}
+            for name, text in (("many", many), ("none", none)):
+                srv = Server(a.kiln, a.work, "step-%s-%d-%s" % (name, i, user or "root"), user)
+                body = request_tar({"image": "%s/bench/steps:x" % a.registry, "skipPush": True}, {"Dockerfile": text.encode()})
+                w, d = post(srv.url, body)
+                times[name] = d
+                srv.stop()
+            per_step[user].append((times["many"] - times["none"]) / steps)
     print("E2E context (%d runs, medians)" % a.runs)
     print("  cold build+push : client %s, server %s" % (median_ms(cold_wall), median_ms(cold_server)))
     print("  warm rebuild    : client %s, server %s" % (median_ms(warm_wall), median_ms(warm_server)))
-    print("  per RUN step    : %s (helper + overlay + libcontainer + diff + gzip)" % median_ms(per_step))
+    print("  per RUN step    : root %s, unprivileged (%s) %s (helper + overlay + libcontainer + diff + gzip)"
+          % (median_ms(per_step[None]), a.user, median_ms(per_step[a.user])))
 
 
 if __name__ == "__main__":

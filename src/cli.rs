@@ -96,6 +96,13 @@ pub struct ServeArgs {
     /// whole process tree is killed when it is exceeded.
     #[arg(long, env = "KILN_STEP_TIMEOUT", default_value_t = 3600)]
     pub step_timeout: u64,
+    /// Processes one user of a step may own (RLIMIT_NPROC): stops fork
+    /// bombs. Steps running as the same user share the count.
+    #[arg(long, env = "KILN_STEP_MAX_PROCESSES", default_value_t = 4096)]
+    pub step_max_processes: u64,
+    /// Run steps with no_new_privs (setuid binaries like sudo stop working).
+    #[arg(long, env = "KILN_STEP_NO_NEW_PRIVILEGES")]
+    pub step_no_new_privileges: bool,
     /// Largest request body in MiB.
     #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
     pub max_body_mb: usize,

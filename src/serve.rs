@@ -214,6 +214,10 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             diff: diff_options(&opts),
             cache_budget: (opts.cache_max_size > 0).then_some(opts.cache_max_size),
             step_timeout: (opts.step_timeout > 0).then(|| std::time::Duration::from_secs(opts.step_timeout)),
+            step_limits: kiln_runtime::spec::StepLimits {
+                max_processes: opts.step_max_processes,
+                no_new_privileges: opts.step_no_new_privileges,
+            },
         };
         let solver = Solver::open(solver_cfg, registry).map_err(anyhow::Error::msg)?;
         let cfg = ServeConfig {

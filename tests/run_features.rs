@@ -144,3 +144,23 @@ fn hostile_steps_fail_inside_the_sandbox() {
     let (status, reply) = server.build(&context_tar(&image, &format!("FROM {reg}/busybox\nRUN echo still-serving\n")));
     assert_success(status, &reply);
 }
+
+#[test]
+fn a_fork_bomb_is_bounded_and_no_new_privs_is_optional() {
+    let args = ["--step-timeout", "6", "--step-max-processes", "300", "--step-no-new-privileges"];
+    let server = Server::start(ServerOptions { args: args.map(String::from).to_vec(), ..Default::default() });
+    let reg = registry();
+    let image = test_image("kiln/fork-bomb");
+    let bomb = format!(
+        "FROM {reg}/busybox\nRUN grep NoNewPrivs /proc/self/status > /nnp\nRUN b(){{ b | b & }}; b; sleep 30\n"
+    );
+    let (status, reply) = server.build(&context_tar(&image, &bomb));
+    assert_eq!(status, 500, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("step timeout"), "{reply}");
+    let ok = format!("FROM {reg}/busybox\nRUN grep NoNewPrivs /proc/self/status > /nnp\n");
+    let (_, img) = built(&server, &image, &ok);
+    assert_eq!(read(&img, "nnp"), "NoNewPrivs:\t1", "--step-no-new-privileges sets no_new_privs");
+    let default_server = Server::start(ServerOptions::default());
+    let (_, img) = built(&default_server, &image, &ok);
+    assert_eq!(read(&img, "nnp"), "NoNewPrivs:\t0", "setuid binaries keep working by default");
+}

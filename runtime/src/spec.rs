@@ -47,13 +47,41 @@ pub struct SpecInput<'a> {
     pub binds: &'a [(String, String)],
     /// Further mounts (`RUN --mount`), already in spec form.
     pub extra_mounts: &'a [Value],
+    /// Process limits.
+    pub limits: &'a StepLimits,
+}
+
+/// Limits every step runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StepLimits {
+    /// `RLIMIT_NPROC`: processes the step's user may own (a fork bomb stops
+    /// here; the count is per user of the namespace, so concurrent steps as
+    /// the same user share it).
+    pub max_processes: u64,
+    /// Set `no_new_privs` (setuid binaries such as `sudo` stop working).
+    pub no_new_privileges: bool,
+}
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        StepLimits { max_processes: 4096, no_new_privileges: false }
+    }
+}
+
+/// The configured process limit, never above the helper's own hard limit
+/// (raising it needs a capability the namespace does not have).
+fn max_processes(limits: &StepLimits) -> u64 {
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct we pass.
+    let hard = if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut cur) } == 0 { cur.rlim_max } else { u64::MAX };
+    limits.max_processes.min(hard)
 }
 
 /// Builds the spec JSON.
 pub fn build(input: &SpecInput<'_>) -> Value {
     let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
     let id = input.identity;
-    json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "root": { "path": input.rootfs, "readonly": false },
         "hostname": input.hostname,
@@ -65,7 +93,10 @@ pub fn build(input: &SpecInput<'_>) -> Value {
             "cwd": input.cwd,
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps
-            }
+            },
+            "rlimits": [
+                { "type": "RLIMIT_NPROC", "hard": max_processes(input.limits), "soft": max_processes(input.limits) }
+            ]
         },
         "mounts": mounts(input.binds, input.extra_mounts),
         "linux": {
@@ -82,7 +113,11 @@ pub fn build(input: &SpecInput<'_>) -> Value {
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
             ]
         }
-    })
+    });
+    if input.limits.no_new_privileges {
+        spec["process"]["noNewPrivileges"] = Value::Bool(true);
+    }
+    spec
 }
 
 fn mounts(binds: &[(String, String)], extra: &[Value]) -> Value {

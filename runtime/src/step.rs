@@ -47,6 +47,9 @@ pub struct StepRequest {
     /// `RUN --network=none`: a fresh network namespace with only loopback.
     #[serde(default)]
     pub isolated_network: bool,
+    /// Process limits.
+    #[serde(default)]
+    pub limits: spec::StepLimits,
 }
 
 /// A secret file prepared by the server (mode and owner already set).
@@ -130,6 +133,7 @@ fn prepare_and_run(
         cgroups_path: &cgroups_path,
         binds: &binds,
         extra_mounts: &extra_mounts,
+        limits: &req.limits,
     });
     let spec_path = req.bundle.join("config.json");
     fs::write(&spec_path, serde_json::to_vec(&config).expect("spec serializes"))

@@ -62,6 +62,7 @@ impl Solver {
             hostname: "kiln".into(),
             mounts,
             isolated_network: op.network == NetworkMode::None,
+            limits: self.cfg.step_limits,
         };
         let outcome = self.run_helper(id, "__run-step", &bundle, &req, input).await;
         // A killed step leaves libcontainer's state behind.

@@ -89,6 +89,8 @@ pub struct SolverConfig {
     pub cache_budget: Option<u64>,
     /// Longest a step may run (`None`: no limit).
     pub step_timeout: Option<std::time::Duration>,
+    /// Process limits of every step.
+    pub step_limits: kiln_runtime::spec::StepLimits,
 }
 
 /// The base images a build resolved, by manifest digest.
