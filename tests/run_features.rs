@@ -130,6 +130,9 @@ fn hostile_steps_fail_inside_the_sandbox() {
         ("sys", "echo 1 > /sys/kernel/profiling"),
         ("host-root", host_root.as_str()),
         ("mknod", "mknod /dev/sda-copy b 8 0 && head -c 1 /dev/sda-copy"),
+        ("cgroup", "mkdir /sys/fs/cgroup/kiln-escape || echo 1 > /sys/fs/cgroup/cgroup.procs"),
+        ("kmsg", "head -c 1 /dev/kmsg"),
+        ("ptrace-host", "cat /proc/1/environ | grep -q KILN"),
     ];
     let mut dockerfile = format!("FROM {reg}/busybox\nRUN mkdir /out\n");
     for (name, cmd) in &attempts {
