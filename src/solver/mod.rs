@@ -10,6 +10,7 @@ pub mod fileop;
 mod gc;
 mod git;
 mod http;
+mod keylock;
 mod keys;
 
 pub use cache::{CacheIndex, LayerRecord, StepRecord};
@@ -122,6 +123,8 @@ pub struct Solver {
     cfg: SolverConfig,
     /// Builds hold it shared; garbage collection holds it exclusively.
     gc_lock: tokio::sync::RwLock<()>,
+    /// Per cache key: held while a build runs that step.
+    step_locks: keylock::KeyLocks,
     last_gc: std::sync::Mutex<Instant>,
 }
 
@@ -161,6 +164,7 @@ impl Solver {
             http: http::client()?,
             cfg,
             gc_lock: tokio::sync::RwLock::new(()),
+            step_locks: keylock::KeyLocks::default(),
             last_gc: std::sync::Mutex::new(Instant::now()),
         };
         let report = solver.collect_garbage(solver.cfg.cache_budget)?;
@@ -235,6 +239,8 @@ impl Solver {
             keys.insert(id, key.clone());
             let _ = input.progress.send(Event::Started(id));
             let started = Instant::now();
+            // One build at a time runs a given step; the others wait and hit the cache.
+            let _running = self.step_locks.lock(&key).await;
             if let Some(rec) = self.cache.get_step(&key)?.filter(|r| self.usable(r)) {
                 results.insert(id, rec.layers);
                 let _ = input.progress.send(Event::Cached(id));
