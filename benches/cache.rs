@@ -57,7 +57,7 @@ fn bench_cache_hit(c: &mut Criterion) {
         created: 0,
         origin: None,
     };
-    index.put_step("key", &StepRecord { layers: vec![layer; 8] }).unwrap();
+    index.put_step("key", &StepRecord { layers: vec![layer; 8], description: String::new() }).unwrap();
     c.bench_function("cache_index/hit", |b| b.iter(|| index.get_step("key").unwrap().unwrap()));
 }
 

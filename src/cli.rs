@@ -28,6 +28,16 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// Inspect or prune a running server's build cache (through its
+    /// internal metrics listener).
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        action: CacheAction,
+        /// The server's internal listener (`--metrics-listen`).
+        #[arg(long, env = "KILN_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
+        url: String,
+    },
     /// (internal) Run one RUN step; used by the server.
     #[command(name = "__run-step", hide = true)]
     RunStep {
@@ -39,6 +49,19 @@ pub enum Command {
     FileOp {
         /// Request file.
         request: PathBuf,
+    },
+}
+
+/// `kiln cache` actions.
+#[derive(Subcommand)]
+pub enum CacheAction {
+    /// List cache entries, most recently used first.
+    Ls,
+    /// Evict least recently used entries until the store fits.
+    Prune {
+        /// Disk to keep (e.g. 5GiB; 0 removes everything not in use).
+        #[arg(long, default_value = "0")]
+        keep_storage: String,
     },
 }
 

@@ -111,3 +111,64 @@ pub fn keygen(out: &Path) -> ExitCode {
         }
     }
 }
+
+/// `kiln cache ls|prune` against a server's internal listener.
+pub fn cache(action: crate::cli::CacheAction, url: &str) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(cache_request(action, url)));
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kiln cache: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn cache_request(action: crate::cli::CacheAction, url: &str) -> Result<String, String> {
+    let base = url.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let req = match &action {
+        crate::cli::CacheAction::Ls => client.get(format!("{base}/cache")),
+        crate::cli::CacheAction::Prune { keep_storage } => {
+            kiln::units::parse_size(keep_storage)?;
+            client.post(format!("{base}/cache/prune?keep_storage={keep_storage}"))
+        }
+    };
+    let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {body}"));
+    }
+    match action {
+        crate::cli::CacheAction::Ls => {
+            let entries: Vec<kiln::solver::CacheEntry> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            Ok(render_entries(&entries))
+        }
+        crate::cli::CacheAction::Prune { .. } => Ok(format!("{body}\n")),
+    }
+}
+
+fn render_entries(entries: &[kiln::solver::CacheEntry]) -> String {
+    let mut out = format!("{:<14} {:<20} {:>6} {:>10}  {}\n", "KEY", "LAST USED", "LAYERS", "SIZE", "STEP");
+    for e in entries {
+        let used = if e.last_used > 0 { kiln::timefmt::rfc3339(e.last_used) } else { "-".into() };
+        let size = format!("{:.1} MiB", e.top_layer_bytes as f64 / (1u64 << 20) as f64);
+        out.push_str(&format!(
+            "{:<14} {:<20} {:>6} {:>10}  {}\n",
+            &e.key[..12.min(e.key.len())],
+            used,
+            e.layers,
+            size,
+            e.description
+        ));
+    }
+    out
+}

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(opts) => serve::main(opts, in_namespace),
         cli::Command::Build(opts) => client_cli::build(opts),
         cli::Command::Keygen { out } => client_cli::keygen(&out),
+        cli::Command::Cache { action, url } => client_cli::cache(action, &url),
         cli::Command::RunStep { request } => {
             kiln_runtime::reaper::run_as_namespace_init(|| cli::helper(&request, cli::run_step))
         }

@@ -1,6 +1,7 @@
 //! The HTTP API: the OpenFaaS Function Builder contract (`POST /build`,
 //! `GET /healthz`), HMAC auth, safe tar intake and error mapping.
 
+mod admin;
 pub mod auth;
 mod build;
 pub mod error;
@@ -31,7 +32,8 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The metrics router for the second listener.
+/// The internal router for the second listener: metrics and the cache
+/// admin endpoints.
 pub fn metrics_app(state: AppState) -> Router {
     Router::new()
         .route(
@@ -44,6 +46,8 @@ pub fn metrics_app(state: AppState) -> Router {
                 )
             }),
         )
+        .route("/cache", get(admin::list))
+        .route("/cache/prune", post(admin::prune))
         .with_state(state)
 }
 

@@ -48,6 +48,9 @@ pub struct LayerRecord {
 pub struct StepRecord {
     /// Layers, base first.
     pub layers: Vec<LayerRecord>,
+    /// The instruction that made it (for `kiln cache ls`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 /// Errors from the index.

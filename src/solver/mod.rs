@@ -128,6 +128,21 @@ pub struct Solver {
     last_gc: std::sync::Mutex<Instant>,
 }
 
+/// One cache entry as `kiln cache ls` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CacheEntry {
+    /// Cache key.
+    pub key: String,
+    /// The instruction.
+    pub description: String,
+    /// Unix seconds of the last use (0: unknown).
+    pub last_used: i64,
+    /// Layers in the chain.
+    pub layers: usize,
+    /// Compressed size of the step's own layer.
+    pub top_layer_bytes: u64,
+}
+
 /// Seconds between collections triggered by finished builds.
 const GC_INTERVAL_SECS: u64 = 30;
 
@@ -170,6 +185,30 @@ impl Solver {
         let report = solver.collect_garbage(solver.cfg.cache_budget)?;
         tracing::info!(?report, "start-up garbage collection");
         Ok(solver)
+    }
+
+    /// Every cache entry, most recently used first.
+    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, String> {
+        let mut steps = self.cache.steps().map_err(|e| e.to_string())?;
+        steps.sort_by_key(|(_, _, used)| std::cmp::Reverse(*used));
+        Ok(steps
+            .into_iter()
+            .map(|(key, rec, used)| CacheEntry {
+                key,
+                description: rec.description,
+                last_used: used,
+                layers: rec.layers.len(),
+                top_layer_bytes: rec.layers.last().map_or(0, |l| l.size),
+            })
+            .collect())
+    }
+
+    /// Collects garbage down to `budget` bytes now, waiting for running
+    /// builds to finish first (`kiln cache prune`).
+    pub async fn prune(self: &Arc<Self>, budget: u64) -> Result<GcReport, String> {
+        let _exclusive = self.gc_lock.write().await;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.collect_garbage(Some(budget))).await.map_err(|e| e.to_string())?
     }
 
     /// Held by a build from its first step to its push, so garbage
@@ -269,7 +308,8 @@ impl Solver {
                 }
                 _ => return Err(SolveError::internal(id, "op and prepared state disagree")),
             };
-            self.cache.put_step(&key, &StepRecord { layers: layers.clone() })?;
+            let description = node.source.as_ref().map(|l| l.text.clone()).unwrap_or_default();
+            self.cache.put_step(&key, &StepRecord { layers: layers.clone(), description })?;
             results.insert(id, layers);
             let _ = input.progress.send(Event::Done(id, started.elapsed().as_secs_f64()));
         }
