@@ -2,8 +2,9 @@
 # Whole-build timings against a real loopback registry (release build):
 #   scripts/bench-build.sh [RUNS]      (default 5)
 # Reports medians of: the E2E context cold (empty data dir), warm (same
-# context again), and the cost of one RUN step (20 `RUN` steps vs none,
-# skipPush so that only step execution is measured).
+# context again), a handler change (one source file edited, rebuilt and
+# pushed), and the cost of one RUN step as root and as an unprivileged user
+# (20 `RUN` steps vs none, skipPush so that only step execution is measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}

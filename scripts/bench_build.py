@@ -99,6 +99,11 @@ def main():
     for _ in range(a.runs):
         w, d = post(srv.url, body)
         warm_wall.append(w); warm_server.append(d)
+    change_wall, change_server = [], []
+    for i in range(a.runs):
+        changed = dict(files, **{"src/main.py": ("print('handler %d')\n" % i).encode()})
+        w, d = post(srv.url, request_tar({"image": "%s/bench/e2e:warm" % a.registry}, changed))
+        change_wall.append(w); change_server.append(d)
     srv.stop()
     steps = 20
     many = "FROM %s/busybox\n" % a.registry + "".join("RUN echo %d > /step\n" % i for i in range(steps))
@@ -118,6 +123,7 @@ def main():
     print("E2E context (%d runs, medians)" % a.runs)
     print("  cold build+push : client %s, server %s" % (median_ms(cold_wall), median_ms(cold_server)))
     print("  warm rebuild    : client %s, server %s" % (median_ms(warm_wall), median_ms(warm_server)))
+    print("  handler change  : client %s, server %s (COPY re-run, layers pushed)" % (median_ms(change_wall), median_ms(change_server)))
     print("  per RUN step    : root %s, unprivileged (%s) %s (helper + overlay + libcontainer + diff + gzip)"
           % (median_ms(per_step[None]), a.user, median_ms(per_step[a.user])))
 
