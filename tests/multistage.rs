@@ -265,3 +265,32 @@ fn add_extracts_zstd_xz_and_bzip2_archives() {
         assert_eq!(std::fs::read_to_string(&run).unwrap_or_default(), "echo run\n", "{dir} archive extracted");
     }
 }
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/parallel-stages");
+    let dockerfile = format!(
+        "FROM {reg}/busybox AS left\nRUN sleep 1 && echo left > /left\n\
+         FROM {reg}/busybox AS right\nRUN sleep 1 && echo right > /right\n\
+         FROM {reg}/busybox\nCOPY --from=left /left /left\nCOPY --from=right /right /right\n"
+    );
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+    assert_success(status, &reply);
+    let log = log_text(&reply);
+    let lines: Vec<&str> = log.lines().collect();
+    let pos = |needle: &str, done: bool| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle) && l.ends_with('s') == done && !l.contains("CACHED"))
+            .unwrap_or_else(|| panic!("{needle} (done: {done}) missing:\n{log}"))
+    };
+    let starts = [pos("[left 2/2] RUN", false), pos("[right 2/2] RUN", false)];
+    let first_done = pos("[left 2/2] RUN", true).min(pos("[right 2/2] RUN", true));
+    assert!(starts.iter().all(|s| *s < first_done), "both stages' steps were running at once:\n{log}");
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("left")).unwrap(), "left\n");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("right")).unwrap(), "right\n");
+}

@@ -261,6 +261,10 @@ impl Solver {
         Ok(results.remove(&root).unwrap_or_default())
     }
 
+    /// Solves the ancestry of `root` wave by wave: every node whose inputs
+    /// are done runs at the same time as the others of its wave, so
+    /// independent stages and base image pulls overlap. A failure cancels
+    /// the rest of its wave (their helpers die and their snapshots go).
     async fn solve_nodes(
         &self,
         def: &Definition,
@@ -269,51 +273,67 @@ impl Solver {
         keys: &mut HashMap<NodeId, String>,
         results: &mut HashMap<NodeId, Vec<LayerRecord>>,
     ) -> Result<(), SolveError> {
-        for id in def.ancestry(root) {
-            let node = &def.nodes[id];
-            let parent = node.inputs.first().copied();
-            let parent_key = parent.map_or("", |p| keys[&p].as_str());
-            let source_keys: Vec<&str> = node.inputs.iter().skip(1).map(|i| keys[i].as_str()).collect();
-            let (key, prepared) = self.key(id, &node.op, parent_key, &source_keys, input.context).await?;
-            keys.insert(id, key.clone());
-            let _ = input.progress.send(Event::Started(id));
-            let started = Instant::now();
-            // One build at a time runs a given step; the others wait and hit the cache.
-            let _running = self.step_locks.lock(&key).await;
-            if let Some(rec) = self.cache.get_step(&key)?.filter(|r| self.usable(r)) {
-                results.insert(id, rec.layers);
-                let _ = input.progress.send(Event::Cached(id));
-                continue;
-            }
-            let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
-            let layers = match (&node.op, prepared) {
-                (Op::Source(src), _) => self.pull(id, &src.digest, input).await?,
-                (Op::Scratch, _) => Vec::new(),
-                (Op::Exec(op), _) => {
-                    let sources: Vec<Vec<LayerRecord>> =
-                        node.inputs.iter().skip(1).map(|i| results[i].clone()).collect();
-                    self.run_exec(id, op, base, &sources, input).await?
-                }
-                (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d).await?,
-                (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c).await?,
-                (Op::File(_), Prepared::Plan(mut plan)) => {
-                    for action in &mut plan {
-                        if let fileop::PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
-                            let chain: Vec<_> =
-                                results[&node.inputs[*i]].iter().rev().map(|l| l.snapshot.clone()).collect();
-                            *source_mounts = self.snapshots.view(&chain).map_err(|e| SolveError::internal(id, e))?;
-                        }
-                    }
-                    self.run_file(id, plan, base, input).await?
-                }
-                _ => return Err(SolveError::internal(id, "op and prepared state disagree")),
+        for wave in waves(def, root) {
+            let done = {
+                let (k, r) = (&*keys, &*results);
+                futures_util::future::try_join_all(wave.iter().map(|id| self.solve_node(def, *id, input, k, r))).await?
             };
-            let description = node.source.as_ref().map(|l| l.text.clone()).unwrap_or_default();
-            self.cache.put_step(&key, &StepRecord { layers: layers.clone(), description })?;
-            results.insert(id, layers);
-            let _ = input.progress.send(Event::Done(id, started.elapsed().as_secs_f64()));
+            for (id, (key, layers)) in wave.into_iter().zip(done) {
+                keys.insert(id, key);
+                results.insert(id, layers);
+            }
         }
         Ok(())
+    }
+
+    /// One node: its key, then the cache or a run.
+    async fn solve_node(
+        &self,
+        def: &Definition,
+        id: NodeId,
+        input: &BuildInput<'_>,
+        keys: &HashMap<NodeId, String>,
+        results: &HashMap<NodeId, Vec<LayerRecord>>,
+    ) -> Result<(String, Vec<LayerRecord>), SolveError> {
+        let node = &def.nodes[id];
+        let parent = node.inputs.first().copied();
+        let parent_key = parent.map_or("", |p| keys[&p].as_str());
+        let source_keys: Vec<&str> = node.inputs.iter().skip(1).map(|i| keys[i].as_str()).collect();
+        let (key, prepared) = self.key(id, &node.op, parent_key, &source_keys, input.context).await?;
+        let _ = input.progress.send(Event::Started(id));
+        let started = Instant::now();
+        // One build at a time runs a given step; the others wait and hit the cache.
+        let _running = self.step_locks.lock(&key).await;
+        if let Some(rec) = self.cache.get_step(&key)?.filter(|r| self.usable(r)) {
+            let _ = input.progress.send(Event::Cached(id));
+            return Ok((key, rec.layers));
+        }
+        let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
+        let layers = match (&node.op, prepared) {
+            (Op::Source(src), _) => self.pull(id, &src.digest, input).await?,
+            (Op::Scratch, _) => Vec::new(),
+            (Op::Exec(op), _) => {
+                let sources: Vec<Vec<LayerRecord>> = node.inputs.iter().skip(1).map(|i| results[i].clone()).collect();
+                self.run_exec(id, op, base, &sources, input).await?
+            }
+            (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d).await?,
+            (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c).await?,
+            (Op::File(_), Prepared::Plan(mut plan)) => {
+                for action in &mut plan {
+                    if let fileop::PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
+                        let chain: Vec<_> =
+                            results[&node.inputs[*i]].iter().rev().map(|l| l.snapshot.clone()).collect();
+                        *source_mounts = self.snapshots.view(&chain).map_err(|e| SolveError::internal(id, e))?;
+                    }
+                }
+                self.run_file(id, plan, base, input).await?
+            }
+            _ => return Err(SolveError::internal(id, "op and prepared state disagree")),
+        };
+        let description = node.source.as_ref().map(|l| l.text.clone()).unwrap_or_default();
+        self.cache.put_step(&key, &StepRecord { layers: layers.clone(), description })?;
+        let _ = input.progress.send(Event::Done(id, started.elapsed().as_secs_f64()));
+        Ok((key, layers))
     }
 
     /// The op's cache key, and what computing it prepared for running it.
@@ -427,4 +447,20 @@ impl Solver {
         self.cache.put_unpacked(diff_id, &snap)?;
         Ok(snap)
     }
+}
+
+/// The ancestry of `root` in waves: a node's wave is one more than the
+/// latest wave among its inputs.
+fn waves(def: &Definition, root: NodeId) -> Vec<Vec<NodeId>> {
+    let mut depth: HashMap<NodeId, usize> = HashMap::new();
+    let mut out: Vec<Vec<NodeId>> = Vec::new();
+    for id in def.ancestry(root) {
+        let d = def.nodes[id].inputs.iter().map(|i| depth[i] + 1).max().unwrap_or(0);
+        depth.insert(id, d);
+        if out.len() <= d {
+            out.resize(d + 1, Vec::new());
+        }
+        out[d].push(id);
+    }
+    out
 }
