@@ -123,6 +123,13 @@ pub struct ServeArgs {
     /// bombs. Steps running as the same user share the count.
     #[arg(long, env = "KILN_STEP_MAX_PROCESSES", default_value_t = 4096)]
     pub step_max_processes: u64,
+    /// cgroup v2 memory limit of a step (e.g. 2GiB; 0: none). Needs a host
+    /// that delegates cgroup v2 to kiln; elsewhere it is ignored with a warning.
+    #[arg(long, env = "KILN_STEP_MEMORY_LIMIT", default_value = "0", value_parser = kiln::units::parse_size)]
+    pub step_memory_limit: u64,
+    /// cgroup v2 pids limit of a step (0: none); same condition as memory.
+    #[arg(long, env = "KILN_STEP_PIDS_LIMIT", default_value_t = 0)]
+    pub step_pids_limit: u64,
     /// Run steps with no_new_privs (setuid binaries like sudo stop working).
     #[arg(long, env = "KILN_STEP_NO_NEW_PRIVILEGES")]
     pub step_no_new_privileges: bool,

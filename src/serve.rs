@@ -214,10 +214,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             diff: diff_options(&opts),
             cache_budget: (opts.cache_max_size > 0).then_some(opts.cache_max_size),
             step_timeout: (opts.step_timeout > 0).then(|| std::time::Duration::from_secs(opts.step_timeout)),
-            step_limits: kiln_runtime::spec::StepLimits {
-                max_processes: opts.step_max_processes,
-                no_new_privileges: opts.step_no_new_privileges,
-            },
+            step_limits: step_limits(&opts),
         };
         let solver = Solver::open(solver_cfg, registry).map_err(anyhow::Error::msg)?;
         let cfg = ServeConfig {
@@ -294,4 +291,23 @@ fn diff_options(opts: &ServeArgs) -> DiffOptions {
     let defaults = DiffOptions::default();
     let threads = opts.compression_threads.unwrap_or(defaults.threads).max(1);
     DiffOptions { compression, threads, mtime_clamp: opts.source_date_epoch }
+}
+
+/// Step limits from the command line; cgroup limits only where the host
+/// delegates cgroup v2 (otherwise a warning says why they are off).
+fn step_limits(opts: &ServeArgs) -> kiln_runtime::spec::StepLimits {
+    let wanted = opts.step_memory_limit > 0 || opts.step_pids_limit > 0;
+    let available = kiln_runtime::cgroups::limits_available();
+    match (&available, wanted) {
+        (Err(why), true) => tracing::warn!("--step-memory-limit/--step-pids-limit ignored: {why}"),
+        (Err(why), false) => tracing::info!("cgroup step limits unavailable: {why}"),
+        (Ok(()), _) => tracing::info!("cgroup v2 delegated: step memory and pids limits available"),
+    }
+    let cgroup = available.is_ok();
+    kiln_runtime::spec::StepLimits {
+        max_processes: opts.step_max_processes,
+        no_new_privileges: opts.step_no_new_privileges,
+        memory_bytes: (cgroup && opts.step_memory_limit > 0).then_some(opts.step_memory_limit),
+        pids: (cgroup && opts.step_pids_limit > 0).then_some(opts.step_pids_limit),
+    }
 }

@@ -167,3 +167,20 @@ fn a_fork_bomb_is_bounded_and_no_new_privs_is_optional() {
     let (_, img) = built(&default_server, &image, &ok);
     assert_eq!(read(&img, "nnp"), "NoNewPrivs:\t0", "setuid binaries keep working by default");
 }
+
+#[test]
+fn cgroup_limits_apply_where_delegated_and_are_reported_otherwise() {
+    let args = ["--step-memory-limit", "64MiB", "--step-pids-limit", "64"];
+    let server = Server::start(ServerOptions { args: args.map(String::from).to_vec(), ..Default::default() });
+    let reg = registry();
+    let image = test_image("kiln/cgroup-limits");
+    let hog = format!("FROM {reg}/busybox\nRUN awk 'BEGIN {{ s = sprintf(\"%150000000s\", \"\"); print length(s) }}'\n");
+    let (status, reply) = server.build(&context_tar(&image, &hog));
+    if server.log().contains("cgroup v2 delegated") {
+        assert_eq!(status, 500, "a step above --step-memory-limit is killed: {reply}");
+    } else {
+        assert!(server.log().contains("--step-memory-limit/--step-pids-limit ignored"), "{}", server.log());
+        assert_success(status, &reply);
+        assert!(log_text(&reply).contains("150000000"), "the step really held 150 MB: {}", log_text(&reply));
+    }
+}

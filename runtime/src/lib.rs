@@ -8,6 +8,7 @@
 //! step's overlay in a private mount namespace and calls libcontainer with a
 //! spec that has no user namespace of its own.
 
+pub mod cgroups;
 pub mod mounts;
 pub mod reaper;
 pub mod spec;

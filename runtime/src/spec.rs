@@ -60,11 +60,17 @@ pub struct StepLimits {
     pub max_processes: u64,
     /// Set `no_new_privs` (setuid binaries such as `sudo` stop working).
     pub no_new_privileges: bool,
+    /// cgroup v2 `memory.max` in bytes (only where delegated).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// cgroup v2 `pids.max` (only where delegated).
+    #[serde(default)]
+    pub pids: Option<u64>,
 }
 
 impl Default for StepLimits {
     fn default() -> Self {
-        StepLimits { max_processes: 4096, no_new_privileges: false }
+        StepLimits { max_processes: 4096, no_new_privileges: false, memory_bytes: None, pids: None }
     }
 }
 
@@ -75,6 +81,22 @@ fn max_processes(limits: &StepLimits) -> u64 {
     // SAFETY: getrlimit fills the struct we pass.
     let hard = if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut cur) } == 0 { cur.rlim_max } else { u64::MAX };
     limits.max_processes.min(hard)
+}
+
+/// cgroup resources for the step, when limits are set (the server only
+/// sets them where the host delegates cgroup v2).
+fn resources(limits: &StepLimits) -> Option<Value> {
+    if limits.memory_bytes.is_none() && limits.pids.is_none() {
+        return None;
+    }
+    let mut r = json!({});
+    if let Some(m) = limits.memory_bytes {
+        r["memory"] = json!({ "limit": m, "swap": m });
+    }
+    if let Some(p) = limits.pids {
+        r["pids"] = json!({ "limit": p });
+    }
+    Some(r)
 }
 
 /// Builds the spec JSON.
@@ -116,6 +138,9 @@ pub fn build(input: &SpecInput<'_>) -> Value {
     });
     if input.limits.no_new_privileges {
         spec["process"]["noNewPrivileges"] = Value::Bool(true);
+    }
+    if let Some(resources) = resources(input.limits) {
+        spec["linux"]["resources"] = resources;
     }
     spec
 }

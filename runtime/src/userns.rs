@@ -186,6 +186,7 @@ pub fn enter_if_requested() -> Result<bool> {
     nix::sched::unshare(flags).map_err(ns("unshare(mount, cgroup)"))?;
     kiln_snapshotter::overlay::make_mounts_private()?;
     mount_cgroup2();
+    let _ = crate::cgroups::delegate(std::path::Path::new(crate::cgroups::CGROUP_ROOT));
     Ok(true)
 }
 
