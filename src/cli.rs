@@ -133,6 +133,11 @@ pub struct ServeArgs {
     /// Run steps with no_new_privs (setuid binaries like sudo stop working).
     #[arg(long, env = "KILN_STEP_NO_NEW_PRIVILEGES")]
     pub step_no_new_privileges: bool,
+    /// Share the build cache through the registry: `image` keeps it beside
+    /// each image (tag `buildcache`), a reference keeps one cache there;
+    /// empty or `off` disables it.
+    #[arg(long, env = "KILN_REGISTRY_CACHE", default_value = "")]
+    pub registry_cache: String,
     /// Largest request body in MiB.
     #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
     pub max_body_mb: usize,

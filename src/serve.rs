@@ -224,6 +224,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             max_entries: opts.max_entries,
             max_unpacked_bytes: opts.max_unpacked_mb << 20,
             source_date_epoch: opts.source_date_epoch,
+            registry_cache: Some(opts.registry_cache.trim().to_string()).filter(|c| !c.is_empty() && c != "off"),
         };
         if cfg.disable_hmac {
             tracing::warn!("disable_hmac is set: /build accepts unsigned requests");

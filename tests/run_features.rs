@@ -174,7 +174,8 @@ fn cgroup_limits_apply_where_delegated_and_are_reported_otherwise() {
     let server = Server::start(ServerOptions { args: args.map(String::from).to_vec(), ..Default::default() });
     let reg = registry();
     let image = test_image("kiln/cgroup-limits");
-    let hog = format!("FROM {reg}/busybox\nRUN awk 'BEGIN {{ s = sprintf(\"%150000000s\", \"\"); print length(s) }}'\n");
+    let hog =
+        format!("FROM {reg}/busybox\nRUN awk 'BEGIN {{ s = sprintf(\"%150000000s\", \"\"); print length(s) }}'\n");
     let (status, reply) = server.build(&context_tar(&image, &hog));
     if server.log().contains("cgroup v2 delegated") {
         assert_eq!(status, 500, "a step above --step-memory-limit is killed: {reply}");

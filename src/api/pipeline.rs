@@ -10,6 +10,7 @@ use crate::exporter::{self, ExportInput};
 use crate::frontend::{self, BuildOptions, Diagnostic, Platform, ResolvedImage};
 use crate::graph::{ImageConfig, SourceLoc};
 use crate::registry::{PlatformSpec, Reference};
+use crate::solver::regcache::RegistryCache;
 use crate::solver::{Bases, BuildInput, Event};
 use crate::timefmt;
 use kiln_snapshotter::Digest;
@@ -76,7 +77,9 @@ async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSi
     };
     let (bases, resolved) = resolve_bases(state, &df, &opts, log).await?;
     let lowered = frontend::lower(&df, &opts, &resolved).map_err(diag_failure)?;
-    let layers = solve(state, &lowered, intake, &bases, secrets, log).await?;
+    let cache = load_registry_cache(state, &target, log).await;
+    let solved = solve(state, &lowered, intake, &bases, secrets, cache.as_ref(), log).await?;
+    let layers = solved.layers;
     let push = !intake.config.skip_push.unwrap_or(false);
     let input =
         ExportInput { target: &target, layers: &layers, lowered: &lowered, push, epoch: state.cfg.source_date_epoch };
@@ -88,6 +91,12 @@ async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSi
             exporter::ExportError::Storage(_) => fail(ErrorKind::Internal, e.to_string()),
         })?;
     state.metrics.inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
+    if let (Some(cache), true) = (&cache, push) {
+        let sink = log.clone();
+        if let Err(e) = state.solver.export_cache(cache, &solved.steps, &move |l| emit(&sink, l)).await {
+            emit(log, format!("WARNING: registry cache not exported: {e}"));
+        }
+    }
     Ok(exported.manifest)
 }
 
@@ -233,14 +242,41 @@ impl Reporter {
     }
 }
 
+/// The registry cache for this build, when configured; a cache that
+/// cannot be read is skipped with a warning.
+async fn load_registry_cache(state: &AppState, target: &Reference, log: &LogSink) -> Option<RegistryCache> {
+    let setting = state.cfg.registry_cache.as_deref()?;
+    let reference = match setting {
+        "image" => Reference { tag: Some("buildcache".into()), digest: None, ..target.clone() },
+        other => match Reference::parse(other) {
+            Ok(r) => r,
+            Err(e) => {
+                emit(log, format!("WARNING: registry cache {other:?} is not a reference: {e}"));
+                return None;
+            }
+        },
+    };
+    match RegistryCache::load(&state.solver, reference).await {
+        Ok(c) => {
+            emit(log, format!("[internal] registry cache {} ({} entries)", c.reference, c.map.entries.len()));
+            Some(c)
+        }
+        Err(e) => {
+            emit(log, format!("WARNING: registry cache not used: {e}"));
+            None
+        }
+    }
+}
+
 async fn solve(
     state: &AppState,
     lowered: &frontend::Lowered,
     intake: &Intake,
     bases: &Bases,
     secrets: &Secrets,
+    cache: Option<&RegistryCache>,
     log: &LogSink,
-) -> Result<Vec<crate::solver::LayerRecord>, BuildFailure> {
+) -> Result<crate::solver::Solved, BuildFailure> {
     let sources: Vec<Option<SourceLoc>> = lowered.definition.nodes.iter().map(|n| n.source.clone()).collect();
     let ops: Vec<&'static str> = lowered.definition.nodes.iter().map(|n| op_label(&n.op)).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -257,6 +293,7 @@ async fn solve(
         bases,
         progress: &tx,
         secrets,
+        registry_cache: cache,
     };
     let result = state.solver.solve(&input).await;
     drop(tx);

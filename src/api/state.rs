@@ -20,6 +20,9 @@ pub struct ServeConfig {
     pub max_unpacked_bytes: u64,
     /// `SOURCE_DATE_EPOCH` for reproducible timestamps.
     pub source_date_epoch: Option<i64>,
+    /// Registry cache: `image` (the image's repository, tag `buildcache`)
+    /// or a fixed reference; `None`: off.
+    pub registry_cache: Option<String>,
 }
 
 /// State shared by all requests.

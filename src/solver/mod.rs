@@ -12,6 +12,7 @@ mod git;
 mod http;
 mod keylock;
 mod keys;
+pub mod regcache;
 
 pub use cache::{CacheIndex, LayerRecord, StepRecord};
 pub use context::apply_dockerignore;
@@ -111,6 +112,17 @@ pub struct BuildInput<'a> {
     pub progress: &'a Progress,
     /// Build secrets by id (values never leave the solver's step setup).
     pub secrets: &'a std::collections::BTreeMap<String, Vec<u8>>,
+    /// The registry cache to import from on a local miss.
+    pub registry_cache: Option<&'a regcache::RegistryCache>,
+}
+
+/// A solved build.
+#[derive(Debug, Clone, Default)]
+pub struct Solved {
+    /// The root's layer chain, base first.
+    pub layers: Vec<LayerRecord>,
+    /// Every step that produced layers (not base images), by cache key.
+    pub steps: Vec<(String, Vec<LayerRecord>)>,
 }
 
 /// The solver, shared by all builds of a server.
@@ -246,19 +258,25 @@ impl Solver {
         &self.registry
     }
 
-    /// Builds `input.root` and returns its layer chain, base first.
-    pub async fn solve(&self, input: &BuildInput<'_>) -> Result<Vec<LayerRecord>, SolveError> {
-        let Some(root) = input.root else { return Ok(Vec::new()) };
+    /// Builds `input.root`: its layer chain, base first, and the chains of
+    /// every step on the way.
+    pub async fn solve(&self, input: &BuildInput<'_>) -> Result<Solved, SolveError> {
+        let Some(root) = input.root else { return Ok(Solved::default()) };
         let def = input.definition;
         let mut keys: HashMap<NodeId, String> = HashMap::new();
         let mut results: HashMap<NodeId, Vec<LayerRecord>> = HashMap::new();
         let solved = self.solve_nodes(def, root, input, &mut keys, &mut results).await;
-        let used: Vec<String> = keys.into_values().collect();
+        let used: Vec<String> = keys.values().cloned().collect();
         if let Err(e) = self.cache.touch(&used, crate::timefmt::now_secs()) {
             tracing::warn!(error = %e, "record cache use");
         }
         solved?;
-        Ok(results.remove(&root).unwrap_or_default())
+        let steps = keys
+            .iter()
+            .filter(|(id, _)| !matches!(def.nodes[**id].op, Op::Source(_) | Op::Scratch))
+            .map(|(id, key)| (key.clone(), results[id].clone()))
+            .collect();
+        Ok(Solved { layers: results.remove(&root).unwrap_or_default(), steps })
     }
 
     /// Solves the ancestry of `root` wave by wave: every node whose inputs
@@ -307,6 +325,20 @@ impl Solver {
         if let Some(rec) = self.cache.get_step(&key)?.filter(|r| self.usable(r)) {
             let _ = input.progress.send(Event::Cached(id));
             return Ok((key, rec.layers));
+        }
+        match self.import_cached(id, &key, input).await {
+            Ok(Some(layers)) => {
+                let description = node.source.as_ref().map(|l| l.text.clone()).unwrap_or_default();
+                self.cache.put_step(&key, &StepRecord { layers: layers.clone(), description })?;
+                let _ = input.progress.send(Event::Output(id, "found in the registry cache".into()));
+                let _ = input.progress.send(Event::Cached(id));
+                return Ok((key, layers));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ =
+                    input.progress.send(Event::Output(id, format!("registry cache unusable, running the step: {e}")));
+            }
         }
         let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
         let layers = match (&node.op, prepared) {
