@@ -137,6 +137,8 @@ pub struct Solver {
     gc_lock: tokio::sync::RwLock<()>,
     /// Per cache key: held while a build runs that step.
     step_locks: keylock::KeyLocks,
+    /// Bounds steps running at once across all builds (one per core).
+    run_slots: tokio::sync::Semaphore,
     last_gc: std::sync::Mutex<Instant>,
 }
 
@@ -192,6 +194,7 @@ impl Solver {
             cfg,
             gc_lock: tokio::sync::RwLock::new(()),
             step_locks: keylock::KeyLocks::default(),
+            run_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
             last_gc: std::sync::Mutex::new(Instant::now()),
         };
         let report = solver.collect_garbage(solver.cfg.cache_budget)?;
@@ -340,6 +343,7 @@ impl Solver {
                     input.progress.send(Event::Output(id, format!("registry cache unusable, running the step: {e}")));
             }
         }
+        let _slot = self.run_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
         let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
         let layers = match (&node.op, prepared) {
             (Op::Source(src), _) => self.pull(id, &src.digest, input).await?,
