@@ -80,6 +80,10 @@ fn e2e_build_push_and_cached_rebuild_as_root() {
     assert_success(status, &reply);
     assert_eq!(reply["image"], image.as_str());
     assert!(manifest_line(&reply).starts_with(&format!("pushing manifest for {image}@sha256:")));
+    let digest = reply["digest"].as_str().expect("the reply names the manifest digest");
+    assert!(manifest_line(&reply).ends_with(digest), "{reply}");
+    let pinned = image_manifest(&format!("{}/{repo}@{digest}", registry()));
+    assert_eq!(pinned, image_manifest(&image), "the digest pins the pushed manifest");
     check_e2e_image(&image);
 
     let uploads = upload_count(&repo);

@@ -19,6 +19,8 @@ fn stream_reports_success_run_failure_and_push_failure() {
     let noisy = "i=0; while [ $i -lt 3000 ]; do echo \"line $i $(printf '%0200d' 0)\"; i=$((i+1)); done";
     let ok = server.build_stream(&dockerfile_request(&image, &format!("FROM {reg}/busybox\nRUN {noisy}\n")));
     assert_eq!(ok.verdict, Ok(image.clone()), "{:?}", ok.lines.last());
+    let digest = ok.lines.last().unwrap()["digest"].as_str().unwrap_or_default().to_string();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "the last line names the digest: {digest}");
     assert!(ok.lines.len() > 3, "progress arrives in several lines");
     assert!(ok.lines[..ok.lines.len() - 1].iter().all(|l| l["status"] == "in_progress"));
     assert!(ok.log.iter().any(|l| l.ends_with(&format!("line 2999 {}", "0".repeat(200)))), "all output is streamed");

@@ -146,9 +146,9 @@ async fn respond_json(state: AppState, job: Job) -> Response {
     let duration = job.elapsed();
     let image = job.intake.config.image.clone();
     log_outcome(&state, &image, &result, duration);
-    let (code, status, error) = match result {
-        Ok(_) => (StatusCode::OK, "success", None),
-        Err(f) => (status_for_build_failure(f.kind), "failed", Some(f.message)),
+    let (code, status, error, digest) = match result {
+        Ok(d) => (StatusCode::OK, "success", None, Some(d.to_string())),
+        Err(f) => (status_for_build_failure(f.kind), "failed", Some(f.message), None),
     };
-    (code, Json(BuildReply { log, image, status: status.into(), error, duration })).into_response()
+    (code, Json(BuildReply { log, image, status: status.into(), error, digest, duration })).into_response()
 }

@@ -20,6 +20,10 @@ pub struct BuildReply {
     /// What went wrong.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// The image manifest's digest, on success (clients ignore it; it
+    /// lets callers pin `image@digest`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub digest: Option<String>,
     /// Seconds since the request arrived, rounded to milliseconds.
     pub duration: f64,
 }
@@ -66,6 +70,7 @@ impl IntoResponse for RequestError {
             image: self.image,
             status: "failed".into(),
             error: Some(self.message),
+            digest: None,
             duration: self.duration,
         };
         (status_for(self.kind), Json(reply)).into_response()

@@ -34,6 +34,8 @@ struct Final<'a> {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
     duration: f64,
 }
 
@@ -88,11 +90,11 @@ async fn run(state: AppState, job: Job, out: mpsc::Sender<Bytes>) {
     let image = &job.intake.config.image;
     let duration = job.elapsed();
     log_outcome(&state, image, &result, duration);
-    let (status, error) = match result {
-        Ok(_) => ("success", None),
-        Err(f) => ("failed", Some(truncate(f.message, MAX_ERROR))),
+    let (status, error, digest) = match result {
+        Ok(d) => ("success", None, Some(d.to_string())),
+        Err(f) => ("failed", Some(truncate(f.message, MAX_ERROR)), None),
     };
-    let _ = out.send(line(&Final { image, status, error, duration })).await;
+    let _ = out.send(line(&Final { image, status, error, digest, duration })).await;
 }
 
 /// Sends `first` and everything already queued, split into lines of at

@@ -11,6 +11,7 @@ use crate::graph::{History, ImageConfig};
 use crate::registry::{MediaType, PushOutcome, Reference, RegistryClient};
 use crate::solver::LayerRecord;
 use crate::timefmt::rfc3339;
+use futures_util::{StreamExt, TryStreamExt};
 use kiln_snapshotter::{ContentStore, Digest};
 use serde_json::json;
 
@@ -98,7 +99,12 @@ pub fn manifest(config_digest: &Digest, config_size: usize, layers: &[LayerRecor
     serde_json::to_vec(&m).expect("manifest serializes")
 }
 
-/// Writes config and manifest to the store and pushes everything.
+/// Layers uploaded at the same time.
+pub const PARALLEL_UPLOADS: usize = 4;
+
+/// Writes config and manifest to the store and pushes everything: the
+/// layers in parallel, then the config, then the manifest (so a tag never
+/// points at a missing blob).
 pub async fn export(
     store: &ContentStore,
     registry: &RegistryClient,
@@ -113,15 +119,15 @@ pub async fn export(
     if !input.push {
         return Ok(Exported { manifest: manifest_digest, config: config_digest, pushed_bytes: 0 });
     }
-    let mut pushed_bytes = 0;
     let target = input.target;
     let push_err = |source| ExportError::Push { target: target.to_string(), source };
+    let mut uploads = Vec::new();
     for layer in input.layers {
-        let origin = layer.origin.as_deref().and_then(|o| Reference::parse(o).ok());
-        let outcome = registry.push_blob(target, &layer.digest, store, origin.as_ref()).await.map_err(push_err)?;
-        pushed_bytes += if outcome == PushOutcome::Uploaded { layer.size } else { 0 };
-        log(format!("pushing layer {} {}", layer.digest, describe(outcome)));
+        uploads.push(push_layer(store, registry, target, layer, log));
     }
+    let sizes: Vec<u64> =
+        futures_util::stream::iter(uploads).buffer_unordered(PARALLEL_UPLOADS).try_collect().await.map_err(push_err)?;
+    let mut pushed_bytes: u64 = sizes.iter().sum();
     let outcome = registry.push_blob(target, &config_digest, store, None).await.map_err(push_err)?;
     pushed_bytes += if outcome == PushOutcome::Uploaded { config_bytes.len() as u64 } else { 0 };
     log(format!("pushing config {config_digest} {}", describe(outcome)));
@@ -129,6 +135,21 @@ pub async fn export(
     log(format!("pushing manifest for {target}@{manifest_digest}"));
     pushed_bytes += manifest_bytes.len() as u64;
     Ok(Exported { manifest: manifest_digest, config: config_digest, pushed_bytes })
+}
+
+/// Pushes one layer (mounting it from its origin repository when it came
+/// from another one); returns the bytes uploaded.
+async fn push_layer(
+    store: &ContentStore,
+    registry: &RegistryClient,
+    target: &Reference,
+    layer: &LayerRecord,
+    log: &(dyn Fn(String) + Sync),
+) -> Result<u64, crate::registry::Error> {
+    let origin = layer.origin.as_deref().and_then(|o| Reference::parse(o).ok());
+    let outcome = registry.push_blob(target, &layer.digest, store, origin.as_ref()).await?;
+    log(format!("pushing layer {} {}", layer.digest, describe(outcome)));
+    Ok(if outcome == PushOutcome::Uploaded { layer.size } else { 0 })
 }
 
 fn describe(o: PushOutcome) -> &'static str {

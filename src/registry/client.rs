@@ -54,6 +54,14 @@ pub struct RegistryClient {
     auth: Mutex<HashMap<String, String>>,
 }
 
+/// Attempts per registry request.
+const ATTEMPTS: u32 = 3;
+
+/// Statuses worth another attempt.
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
 fn unavailable(what: &str) -> impl Fn(reqwest::Error) -> Error + '_ {
     move |e| {
         let mut msg = format!("{what}: {e}");
@@ -111,6 +119,7 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(15))
+            .read_timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Invalid(format!("http client: {e}")))?;
         Ok(Self { http, opts, auth: Mutex::new(HashMap::new()) })
@@ -133,8 +142,33 @@ impl RegistryClient {
         format!("{}/v2/{}/{tail}", self.base(r), r.repository)
     }
 
-    /// Sends a request, answering one auth challenge if the registry asks.
+    /// Sends a request, retrying connection failures, timeouts and 429/5xx
+    /// answers with backoff (0.2 s, 0.8 s) before giving up.
     async fn send(
+        &self,
+        r: &Reference,
+        push: bool,
+        make: &(dyn Fn() -> Result<RequestBuilder> + Sync),
+    ) -> Result<Response> {
+        let mut delay = std::time::Duration::from_millis(200);
+        for attempt in 1..ATTEMPTS {
+            match self.send_once(r, push, make).await {
+                Ok(resp) if retryable(resp.status()) => {
+                    tracing::warn!(registry = %r.registry, status = %resp.status(), attempt, "registry error, retrying");
+                }
+                Err(Error::Unavailable(msg)) => {
+                    tracing::warn!(registry = %r.registry, error = %msg, attempt, "retrying")
+                }
+                other => return other,
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 4;
+        }
+        self.send_once(r, push, make).await
+    }
+
+    /// Sends a request, answering one auth challenge if the registry asks.
+    async fn send_once(
         &self,
         r: &Reference,
         push: bool,

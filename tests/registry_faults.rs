@@ -1,0 +1,68 @@
+//! Registry faults: behind a proxy that fails the first request of every
+//! kind (a 503, or a reset connection), pulls and pushes retry and succeed,
+//! and the pushed tag points at a complete image (skopeo + umoci read it).
+
+mod support;
+
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use support::*;
+
+struct FaultProxy {
+    child: Child,
+    addr: String,
+    faults: tempfile::NamedTempFile,
+}
+
+impl FaultProxy {
+    fn start(mode: &str) -> FaultProxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/fault_proxy.py");
+        let faults = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new("python3")
+            .args([script, &port.to_string(), &registry(), mode])
+            .stdout(Stdio::null())
+            .stderr(faults.reopen().unwrap())
+            .spawn()
+            .expect("python3");
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return FaultProxy { child, addr, faults };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("fault proxy did not start");
+    }
+}
+
+impl FaultProxy {
+    /// Requests the proxy failed on purpose.
+    fn injected(&self) -> usize {
+        std::fs::read_to_string(self.faults.path()).unwrap().lines().filter(|l| l.starts_with("fault")).count()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pulls_and_pushes_retry_through_faults() {
+    let server = Server::start(ServerOptions::default());
+    for mode in ["503", "reset"] {
+        let proxy = FaultProxy::start(mode);
+        let image = format!("{}/{}:v1", proxy.addr, unique(&format!("kiln/faults-{mode}")));
+        let dockerfile = format!("FROM {}/busybox\nRUN echo {mode} > /mode\n", proxy.addr);
+        let (status, reply) =
+            server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+        assert_success(status, &reply);
+        assert!(proxy.injected() >= 6, "the proxy failed pulls and pushes ({} faults)", proxy.injected());
+        let direct = image.replacen(&proxy.addr, &registry(), 1);
+        let img = unpack_image(&direct, None);
+        assert_eq!(std::fs::read_to_string(img.rootfs.join("mode")).unwrap(), format!("{mode}\n"), "complete image");
+    }
+}
