@@ -19,7 +19,7 @@ impl FaultProxy {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/fault_proxy.py");
         let faults = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new("python3")
+        let mut child = Command::new("python3")
             .args([script, &port.to_string(), &registry(), mode])
             .stdout(Stdio::null())
             .stderr(faults.reopen().unwrap())
@@ -32,6 +32,8 @@ impl FaultProxy {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("fault proxy did not start");
     }
 }
