@@ -138,6 +138,11 @@ pub struct ServeArgs {
     /// empty or `off` disables it.
     #[arg(long, env = "KILN_REGISTRY_CACHE", default_value = "")]
     pub registry_cache: String,
+    /// Trust a CA for registries with private certificates:
+    /// `PATH` (PEM bundle) or `HOST=PATH`, which also makes kiln use HTTPS
+    /// for HOST even on loopback. Repeatable.
+    #[arg(long = "registry-ca", env = "KILN_REGISTRY_CA", value_delimiter = ',')]
+    pub registry_ca: Vec<String>,
     /// Largest request body in MiB.
     #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
     pub max_body_mb: usize,

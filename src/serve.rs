@@ -206,8 +206,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let mirrors = parse_mirrors(&opts.registry_mirrors)?;
-        let registry =
-            Arc::new(RegistryClient::new(RegistryOptions { insecure: opts.insecure, credentials, mirrors })?);
+        let registry = Arc::new(RegistryClient::new(registry_options(&opts, credentials, mirrors)?)?);
         let solver_cfg = SolverConfig {
             data_dir: handover.data_dir.clone(),
             helper_exe: PathBuf::from("/proc/self/exe"),
@@ -311,4 +310,24 @@ fn step_limits(opts: &ServeArgs) -> kiln_runtime::spec::StepLimits {
         memory_bytes: (cgroup && opts.step_memory_limit > 0).then_some(opts.step_memory_limit),
         pids: (cgroup && opts.step_pids_limit > 0).then_some(opts.step_pids_limit),
     }
+}
+
+/// Registry client settings, with the CA bundles named by `--registry-ca`
+/// read (they are public certificates, so the namespaced server reads them).
+fn registry_options(
+    opts: &ServeArgs,
+    credentials: Credentials,
+    mirrors: std::collections::HashMap<String, String>,
+) -> anyhow::Result<RegistryOptions> {
+    let (mut ca_bundles, mut tls_hosts) = (Vec::new(), Vec::new());
+    for spec in opts.registry_ca.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (host, path) = match spec.split_once('=') {
+            Some((h, p)) => (Some(h.trim()), p.trim()),
+            None => (None, spec),
+        };
+        let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("--registry-ca {path}: {e}"))?;
+        ca_bundles.push(pem);
+        tls_hosts.extend(host.map(str::to_string));
+    }
+    Ok(RegistryOptions { insecure: opts.insecure, credentials, mirrors, ca_bundles, tls_hosts })
 }

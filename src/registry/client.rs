@@ -23,6 +23,11 @@ pub struct RegistryOptions {
     /// Pull mirrors: registry host → mirror host (`docker.io` →
     /// `registry.internal:5000`). Pushes are never redirected.
     pub mirrors: HashMap<String, String>,
+    /// Extra trusted CA certificates (PEM bundles) for registries with
+    /// private certificates.
+    pub ca_bundles: Vec<Vec<u8>>,
+    /// Registries that always get HTTPS, even on loopback.
+    pub tls_hosts: Vec<String>,
 }
 
 /// A manifest resolved for one platform.
@@ -70,6 +75,13 @@ fn unavailable(what: &str) -> impl Fn(reqwest::Error) -> Error + '_ {
             msg.push_str(&format!(": {s}"));
             src = s.source();
         }
+        if msg.contains("certificate") {
+            // Not transient: say how to fix it instead of retrying.
+            msg.push_str(
+                " (the registry's TLS certificate is not trusted: pass its CA with --registry-ca HOST=ca.pem)",
+            );
+            return Error::Protocol(msg);
+        }
         Error::Unavailable(msg)
     }
 }
@@ -116,12 +128,21 @@ fn is_loopback(host: &str) -> bool {
 impl RegistryClient {
     /// Creates a client.
     pub fn new(opts: RegistryOptions) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(15))
-            .read_timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::Invalid(format!("http client: {e}")))?;
+            .read_timeout(std::time::Duration::from_secs(60));
+        for pem in &opts.ca_bundles {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Invalid(format!("registry CA bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::Invalid("registry CA bundle holds no PEM certificate".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| Error::Invalid(format!("http client: {e}")))?;
         Ok(Self { http, opts, auth: Mutex::new(HashMap::new()) })
     }
 
@@ -134,7 +155,8 @@ impl RegistryClient {
     }
 
     fn base(&self, r: &Reference) -> String {
-        let plain = self.opts.insecure || is_loopback(&r.registry);
+        let tls = self.opts.tls_hosts.iter().any(|h| *h == r.registry);
+        let plain = !tls && (self.opts.insecure || is_loopback(&r.registry));
         format!("{}://{}", if plain { "http" } else { "https" }, r.api_host())
     }
 
