@@ -155,7 +155,7 @@ impl RegistryClient {
     }
 
     fn base(&self, r: &Reference) -> String {
-        let tls = self.opts.tls_hosts.iter().any(|h| *h == r.registry);
+        let tls = self.opts.tls_hosts.contains(&r.registry);
         let plain = !tls && (self.opts.insecure || is_loopback(&r.registry));
         format!("{}://{}", if plain { "http" } else { "https" }, r.api_host())
     }
