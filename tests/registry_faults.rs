@@ -68,3 +68,23 @@ fn pulls_and_pushes_retry_through_faults() {
         assert_eq!(std::fs::read_to_string(img.rootfs.join("mode")).unwrap(), format!("{mode}\n"), "complete image");
     }
 }
+
+#[test]
+fn a_corrupted_blob_fails_the_build_and_pushes_nothing() {
+    let server = Server::start(ServerOptions::default());
+    let proxy = FaultProxy::start("corrupt");
+    let repo = unique("kiln/faults-corrupt");
+    let image = format!("{}/{repo}:v1", registry());
+    let dockerfile = format!("FROM {}/busybox\nRUN true\n", proxy.addr);
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+    assert_eq!(status, 500, "{reply}");
+    let err = reply["error"].as_str().unwrap();
+    assert!(err.contains("digest"), "the error names the digest check: {err}");
+    assert!(proxy.injected() >= 1);
+    let tags = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])
+        .output()
+        .unwrap();
+    assert!(!tags.status.success(), "nothing was tagged");
+}

@@ -2,7 +2,8 @@
 """A registry proxy that fails on purpose: the first request for each
 (method, path) gets 503, or its connection is reset, then requests pass
 through to the real registry. Usage: fault_proxy.py PORT UPSTREAM MODE
-(MODE: 503 | reset). Prints one line per fault to stderr."""
+(MODE: 503 | reset | corrupt; corrupt flips a byte of every blob body
+instead). Prints one line per fault to stderr."""
 import http.client, socket, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,7 +33,7 @@ class Proxy(BaseHTTPRequestHandler):
     def handle_any(self):
         body = self.read_body()
         key = (self.command, self.path.split("?")[0])
-        if key not in seen:
+        if key not in seen and MODE != "corrupt":
             seen.add(key)
             print("fault %s %s" % key, file=sys.stderr, flush=True)
             if MODE == "reset":
@@ -52,6 +53,9 @@ class Proxy(BaseHTTPRequestHandler):
         up.request(self.command, self.path, body=body, headers=headers)
         resp = up.getresponse()
         data = resp.read()
+        if MODE == "corrupt" and self.command == "GET" and "/blobs/" in self.path and data:
+            print("fault corrupt %s" % self.path, file=sys.stderr, flush=True)
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):
