@@ -76,14 +76,20 @@ def median_ms(xs):
     return "%.1f ms" % (statistics.median(xs) * 1000)
 
 
-def main():
+def bench_args(extra=None):
+    """The arguments every benchmark script takes."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--kiln", required=True)
     ap.add_argument("--registry", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--user", default="kiln-test", help="unprivileged user for the per-step figure")
-    a = ap.parse_args()
+    if extra:
+        extra(ap)
+    return ap.parse_args()
+
+
+def main():
+    a = bench_args(lambda ap: ap.add_argument("--user", default="kiln-test", help="unprivileged user for the per-step figure"))
     files = {"Dockerfile": E2E.format(reg=a.registry).encode(), "src/main.py": b"print('hi')\n", "src/lib/util.py": b"X = 1\n"}
     cold_wall, cold_server = [], []
     for i in range(a.runs):

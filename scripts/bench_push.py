@@ -4,8 +4,8 @@ by a RUN step once, then pushed by kiln to a fresh repository each run (the
 build is fully cached and the request tiny, so the time is the push),
 against a single monolithic PUT of a blob of the same size with curl, the
 registry's own upload rate (tools.md §3)."""
-import argparse, hashlib, os, statistics, subprocess, time
-from bench_build import Server, post, request_tar
+import hashlib, os, statistics, subprocess, time
+from bench_build import Server, bench_args, post, request_tar
 
 SIZE = 200 * 1024 * 1024
 
@@ -24,12 +24,7 @@ def curl_put(registry, path, repo):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--kiln", required=True)
-    ap.add_argument("--registry", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--runs", type=int, default=5)
-    a = ap.parse_args()
+    a = bench_args()
     big = os.path.join(a.work, "big.bin")
     with open(big, "wb") as f:
         f.write(os.urandom(SIZE))

@@ -74,3 +74,18 @@ start_token_registry() {
   start_registry "$dir"
   KILN_REGISTRY_EXTRA=
 }
+
+# bench_setup NAME -> sets BENCH_WORK and REG_ADDR
+# For benchmark scripts: as root, installs what is needed, builds release,
+# starts a loopback registry with the busybox base image, cleans up on exit.
+bench_setup() {
+  [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+  scripts/setup-host.sh >/dev/null
+  cargo build --release --quiet
+  BENCH_WORK=$(mktemp -d "/tmp/kiln-$1.XXXXXX")
+  chmod 755 "$BENCH_WORK"
+  trap 'kiln_cleanup; rm -rf "$BENCH_WORK"' EXIT
+  start_registry "$BENCH_WORK/registry"
+  fixtures/base-images/make-busybox.sh "$REG_ADDR" "$BENCH_WORK/base" >/dev/null
+}
+
