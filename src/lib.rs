@@ -9,6 +9,7 @@ pub mod exporter;
 pub mod frontend;
 pub mod glob;
 pub mod graph;
+pub mod keylock;
 pub mod metrics;
 pub mod registry;
 pub mod solver;

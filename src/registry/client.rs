@@ -57,6 +57,9 @@ pub struct RegistryClient {
     http: reqwest::Client,
     opts: RegistryOptions,
     auth: Mutex<HashMap<String, String>>,
+    /// Per blob digest: held while it downloads, so concurrent builds
+    /// wanting the same blob fetch it once.
+    downloads: crate::keylock::KeyLocks,
 }
 
 /// Bytes read from a blob file per chunk of an upload body.
@@ -164,7 +167,7 @@ impl RegistryClient {
             }
         }
         let http = builder.build().map_err(|e| Error::Invalid(format!("http client: {e}")))?;
-        Ok(Self { http, opts, auth: Mutex::new(HashMap::new()) })
+        Ok(Self { http, opts, auth: Mutex::new(HashMap::new()), downloads: Default::default() })
     }
 
     /// Where pulls of `r` go: its mirror, when one is configured.
@@ -371,11 +374,13 @@ impl RegistryClient {
     }
 
     /// Downloads a blob into `store` (verifying size and digest) unless it
-    /// is already there. Returns the bytes downloaded.
+    /// is already there; concurrent calls for one blob download it once.
+    /// Returns the bytes downloaded.
     pub async fn fetch_blob(&self, r: &Reference, desc: &Descriptor, store: &ContentStore) -> Result<u64> {
         let mirrored = self.pull_route(r);
         let r = &mirrored;
         let digest = Digest::parse(&desc.digest)?;
+        let _only_download = self.downloads.lock(digest.as_str()).await;
         if store.info(&digest)?.is_some() {
             return Ok(0);
         }

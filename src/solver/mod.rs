@@ -10,7 +10,6 @@ pub mod fileop;
 mod gc;
 mod git;
 mod http;
-mod keylock;
 mod keys;
 pub mod regcache;
 
@@ -136,7 +135,7 @@ pub struct Solver {
     /// Builds hold it shared; garbage collection holds it exclusively.
     gc_lock: tokio::sync::RwLock<()>,
     /// Per cache key: held while a build runs that step.
-    step_locks: keylock::KeyLocks,
+    step_locks: crate::keylock::KeyLocks,
     /// Bounds steps running at once across all builds (one per core).
     run_slots: tokio::sync::Semaphore,
     last_gc: std::sync::Mutex<Instant>,
@@ -193,7 +192,7 @@ impl Solver {
             http: http::client()?,
             cfg,
             gc_lock: tokio::sync::RwLock::new(()),
-            step_locks: keylock::KeyLocks::default(),
+            step_locks: crate::keylock::KeyLocks::default(),
             run_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
             last_gc: std::sync::Mutex::new(Instant::now()),
         };

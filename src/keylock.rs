@@ -1,6 +1,7 @@
 //! Per-key async locks: two builds that reach the same cache key run the
-//! step once; the second waits for the first and then finds the result in
-//! the cache. Entries are dropped when nobody holds or waits for them.
+//! step once, and two pulls of the same blob download it once; the second
+//! waits for the first and then finds the result. Entries are dropped when
+//! nobody holds or waits for them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
