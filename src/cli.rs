@@ -143,6 +143,9 @@ pub struct ServeArgs {
     /// for HOST even on loopback. Repeatable.
     #[arg(long = "registry-ca", env = "KILN_REGISTRY_CA", value_delimiter = ',')]
     pub registry_ca: Vec<String>,
+    /// Seconds without data from a registry before a request is retried.
+    #[arg(long, env = "KILN_REGISTRY_TIMEOUT", default_value_t = 60)]
+    pub registry_timeout: u64,
     /// Largest request body in MiB.
     #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
     pub max_body_mb: usize,

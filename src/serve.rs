@@ -329,5 +329,6 @@ fn registry_options(
         ca_bundles.push(pem);
         tls_hosts.extend(host.map(str::to_string));
     }
-    Ok(RegistryOptions { insecure: opts.insecure, credentials, mirrors, ca_bundles, tls_hosts })
+    let idle_timeout = Some(std::time::Duration::from_secs(opts.registry_timeout.max(1)));
+    Ok(RegistryOptions { insecure: opts.insecure, credentials, mirrors, ca_bundles, tls_hosts, idle_timeout })
 }

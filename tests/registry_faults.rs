@@ -54,8 +54,9 @@ impl Drop for FaultProxy {
 
 #[test]
 fn pulls_and_pushes_retry_through_faults() {
-    let server = Server::start(ServerOptions::default());
-    for mode in ["503", "reset"] {
+    let server =
+        Server::start(ServerOptions { args: vec!["--registry-timeout".into(), "2".into()], ..Default::default() });
+    for mode in ["503", "reset", "slow"] {
         let proxy = FaultProxy::start(mode);
         let image = format!("{}/{}:v1", proxy.addr, unique(&format!("kiln/faults-{mode}")));
         let dockerfile = format!("FROM {}/busybox\nRUN echo {mode} > /mode\n", proxy.addr);

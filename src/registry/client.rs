@@ -28,6 +28,9 @@ pub struct RegistryOptions {
     pub ca_bundles: Vec<Vec<u8>>,
     /// Registries that always get HTTPS, even on loopback.
     pub tls_hosts: Vec<String>,
+    /// Longest wait for data from a registry before the request is retried
+    /// (`None`: 60 s).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// A manifest resolved for one platform.
@@ -155,7 +158,7 @@ impl RegistryClient {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(15))
-            .read_timeout(std::time::Duration::from_secs(60));
+            .read_timeout(opts.idle_timeout.unwrap_or(std::time::Duration::from_secs(60)));
         for pem in &opts.ca_bundles {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| Error::Invalid(format!("registry CA bundle: {e}")))?;

@@ -2,9 +2,10 @@
 """A registry proxy that fails on purpose: the first request for each
 (method, path) gets 503, or its connection is reset, then requests pass
 through to the real registry. Usage: fault_proxy.py PORT UPSTREAM MODE
-(MODE: 503 | reset | corrupt; corrupt flips a byte of every blob body
-instead). Prints one line per fault to stderr."""
-import http.client, socket, sys
+(MODE: 503 | reset | slow | corrupt; slow stalls 5 s before answering,
+corrupt flips a byte of every blob body instead). Prints one line per fault
+to stderr."""
+import http.client, socket, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, UPSTREAM, MODE = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -36,6 +37,12 @@ class Proxy(BaseHTTPRequestHandler):
         if key not in seen and MODE != "corrupt":
             seen.add(key)
             print("fault %s %s" % key, file=sys.stderr, flush=True)
+            if MODE == "slow":
+                time.sleep(5)
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if MODE == "reset":
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 self.close_connection = True
