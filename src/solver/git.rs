@@ -44,6 +44,9 @@ fn git_error(id: NodeId, op: &GitOp, msg: String) -> SolveError {
     SolveError::new(Some(id), ErrorKind::Unavailable, format!("ADD {}: {msg}", op.remote))
 }
 
+/// Longest a single git command may run.
+const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Runs `git` in `dir` and returns its stdout.
 async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
     let out = tokio::process::Command::new("git")
@@ -58,8 +61,10 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
         .env("GIT_ALLOW_PROTOCOL", "http:https:git:ssh")
         .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
         .kill_on_drop(true)
-        .output()
+        .output();
+    let out = tokio::time::timeout(GIT_TIMEOUT, out)
         .await
+        .map_err(|_| format!("git {} took longer than {} s", args[0], GIT_TIMEOUT.as_secs()))?
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => "ADD of a Git repository needs the git command on the server".to_string(),
             _ => format!("run git: {e}"),

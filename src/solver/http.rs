@@ -40,6 +40,7 @@ pub(super) fn client() -> Result<reqwest::Client, String> {
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(30))
         .read_timeout(std::time::Duration::from_secs(120))
+        .timeout(std::time::Duration::from_secs(1800))
         .build()
         .map_err(|e| format!("http client: {e}"))
 }
