@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// empty or `off` disables it.
     #[arg(long, env = "KILN_REGISTRY_CACHE", default_value = "")]
     pub registry_cache: String,
+    /// Talk plain HTTP to this registry only (repeatable; `--insecure`
+    /// does it for every registry).
+    #[arg(long = "insecure-registry", env = "KILN_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
     /// Trust a CA for registries with private certificates:
     /// `PATH` (PEM bundle) or `HOST=PATH`, which also makes kiln use HTTPS
     /// for HOST even on loopback. Repeatable.

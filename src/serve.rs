@@ -330,5 +330,14 @@ fn registry_options(
         tls_hosts.extend(host.map(str::to_string));
     }
     let idle_timeout = Some(std::time::Duration::from_secs(opts.registry_timeout.max(1)));
-    Ok(RegistryOptions { insecure: opts.insecure, credentials, mirrors, ca_bundles, tls_hosts, idle_timeout })
+    let plain_hosts = opts.insecure_registries.iter().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect();
+    Ok(RegistryOptions {
+        insecure: opts.insecure,
+        credentials,
+        mirrors,
+        ca_bundles,
+        tls_hosts,
+        plain_hosts,
+        idle_timeout,
+    })
 }

@@ -28,6 +28,8 @@ pub struct RegistryOptions {
     pub ca_bundles: Vec<Vec<u8>>,
     /// Registries that always get HTTPS, even on loopback.
     pub tls_hosts: Vec<String>,
+    /// Registries that get plain HTTP (`--insecure-registry`).
+    pub plain_hosts: Vec<String>,
     /// Longest wait for data from a registry before the request is retried
     /// (`None`: 60 s).
     pub idle_timeout: Option<std::time::Duration>,
@@ -183,7 +185,8 @@ impl RegistryClient {
 
     fn base(&self, r: &Reference) -> String {
         let tls = self.opts.tls_hosts.contains(&r.registry);
-        let plain = !tls && (self.opts.insecure || is_loopback(&r.registry));
+        let marked = self.opts.plain_hosts.contains(&r.registry);
+        let plain = !tls && (self.opts.insecure || marked || is_loopback(&r.registry));
         format!("{}://{}", if plain { "http" } else { "https" }, r.api_host())
     }
 
@@ -508,4 +511,28 @@ fn pick_platform<'a>(index: &'a ImageIndex, want: &PlatformSpec) -> Option<&'a D
         })
     };
     index.manifests.iter().find(matches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(opts: RegistryOptions, registry: &str) -> String {
+        let client = RegistryClient::new(opts).unwrap();
+        let r = Reference::parse(&format!("{registry}/app:v1")).unwrap();
+        client.base(&r).split("://").next().unwrap().to_string()
+    }
+
+    #[test]
+    fn schemes_follow_the_trust_settings() {
+        assert_eq!(scheme(RegistryOptions::default(), "ghcr.io"), "https");
+        assert_eq!(scheme(RegistryOptions::default(), "127.0.0.1:5000"), "http", "loopback is plain");
+        let marked = RegistryOptions { plain_hosts: vec!["registry.internal:5000".into()], ..Default::default() };
+        assert_eq!(scheme(marked.clone(), "registry.internal:5000"), "http");
+        assert_eq!(scheme(marked, "ghcr.io"), "https", "only the marked registry is plain");
+        let tls = RegistryOptions { tls_hosts: vec!["127.0.0.1:5443".into()], ..Default::default() };
+        assert_eq!(scheme(tls, "127.0.0.1:5443"), "https", "a registry with a CA is TLS even on loopback");
+        let all = RegistryOptions { insecure: true, ..Default::default() };
+        assert_eq!(scheme(all, "ghcr.io"), "http");
+    }
 }
