@@ -280,3 +280,22 @@ fn the_same_step_gives_the_same_layer_digest() {
     }
     assert_eq!(digests[0], digests[1], "two runs of one step on two servers give one layer");
 }
+
+#[test]
+fn a_second_repository_gets_layers_by_mount_not_upload() {
+    let server = Server::start(ServerOptions::default());
+    let dockerfile = format!("FROM {}/busybox\nRUN head -c 100000 /dev/urandom > /blob\n", registry());
+    let body = |repo: &str| {
+        let image = format!("{}/{repo}:v1", registry());
+        request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())])
+    };
+    let (first, second) = (unique("kiln/mount-a"), unique("kiln/mount-b"));
+    let (status, reply) = server.build(&body(&first));
+    assert_success(status, &reply);
+    assert!(blob_uploads(&first) >= 2, "the first repository receives the built layer and the config");
+    let (status, reply) = server.build(&body(&second));
+    assert_success(status, &reply);
+    let log = log_text(&reply);
+    assert_eq!(log.matches("(mounted)").count(), 2, "base and built layer are mounted:\n{log}");
+    assert_eq!(blob_uploads(&second), 1, "only the config blob is uploaded:\n{log}");
+}

@@ -79,7 +79,8 @@ async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSi
     let lowered = frontend::lower(&df, &opts, &resolved).map_err(diag_failure)?;
     let cache = load_registry_cache(state, &target, log).await;
     let solved = solve(state, &lowered, intake, &bases, secrets, cache.as_ref(), log).await?;
-    let layers = solved.layers;
+    let mut layers = solved.layers;
+    state.solver.add_push_origins(&mut layers);
     let push = !intake.config.skip_push.unwrap_or(false);
     let input =
         ExportInput { target: &target, layers: &layers, lowered: &lowered, push, epoch: state.cfg.source_date_epoch };
@@ -91,6 +92,9 @@ async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSi
             exporter::ExportError::Storage(_) => fail(ErrorKind::Internal, e.to_string()),
         })?;
     state.metrics.inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
+    if push {
+        state.solver.record_pushed(&layers, &format!("{}/{}", target.registry, target.repository));
+    }
     if let (Some(cache), true) = (&cache, push) {
         let sink = log.clone();
         if let Err(e) = state.solver.export_cache(cache, &solved.steps, &move |l| emit(&sink, l)).await {

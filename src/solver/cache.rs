@@ -10,6 +10,7 @@ const STEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("steps_v1");
 const UNPACKED: TableDefinition<&str, &str> = TableDefinition::new("unpacked_v1");
 const HTTP: TableDefinition<&str, &[u8]> = TableDefinition::new("http_v1");
 const USED: TableDefinition<&str, i64> = TableDefinition::new("used_v1");
+const PUSHED: TableDefinition<&str, &str> = TableDefinition::new("pushed_v1");
 
 /// What the last download of a URL returned, for conditional requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +77,7 @@ impl CacheIndex {
         tx.open_table(UNPACKED).map_err(e)?;
         tx.open_table(HTTP).map_err(e)?;
         tx.open_table(USED).map_err(e)?;
+        tx.open_table(PUSHED).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(Self { db })
     }
@@ -190,6 +192,26 @@ impl CacheIndex {
             }
             for d in unpacked {
                 up.remove(d.as_str()).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// The repository (`registry/repo`) a blob was last pushed to.
+    pub fn pushed_to(&self, digest: &Digest) -> Result<Option<String>, CacheError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let v = tx.open_table(PUSHED).map_err(e)?.get(digest.as_str()).map_err(e)?;
+        Ok(v.map(|v| v.value().to_string()))
+    }
+
+    /// Remembers where blobs were pushed, for cross-repository mounts later.
+    pub fn record_pushed(&self, digests: &[Digest], repo: &str) -> Result<(), CacheError> {
+        let mut tx = self.db.begin_write().map_err(e)?;
+        tx.set_durability(redb::Durability::Eventual);
+        {
+            let mut t = tx.open_table(PUSHED).map_err(e)?;
+            for d in digests {
+                t.insert(d.as_str(), repo).map_err(e)?;
             }
         }
         tx.commit().map_err(e)

@@ -201,6 +201,22 @@ impl Solver {
         Ok(solver)
     }
 
+    /// Fills in, for layers built here, the repository they were last pushed
+    /// to, so a push to another repository of that registry can mount them.
+    pub fn add_push_origins(&self, layers: &mut [LayerRecord]) {
+        for l in layers.iter_mut().filter(|l| l.origin.is_none()) {
+            l.origin = self.cache.pushed_to(&l.digest).ok().flatten();
+        }
+    }
+
+    /// Remembers that `layers` now live in `repo` (`registry/repository`).
+    pub fn record_pushed(&self, layers: &[LayerRecord], repo: &str) {
+        let digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
+        if let Err(e) = self.cache.record_pushed(&digests, repo) {
+            tracing::warn!(error = %e, "record pushed layers");
+        }
+    }
+
     /// Every cache entry, most recently used first.
     pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, String> {
         let mut steps = self.cache.steps().map_err(|e| e.to_string())?;

@@ -401,6 +401,18 @@ pub fn upload_count(repo: &str) -> usize {
         .count()
 }
 
+/// Blob bodies (PUTs to upload sessions) the anonymous registry received
+/// for `repo` so far; mounts and existing blobs need none.
+pub fn blob_uploads(repo: &str) -> usize {
+    let log = std::fs::read_to_string(env("KILN_TEST_REGISTRY_LOG")).unwrap();
+    let uri = format!("/v2/{repo}/blobs/uploads/");
+    log.lines()
+        .filter(|l| {
+            l.contains("msg=\"response completed\"") && l.contains("http.request.method=PUT") && l.contains(&uri)
+        })
+        .count()
+}
+
 /// Owner and mode of a path.
 pub fn owner_mode(p: &Path) -> (u32, u32, u32) {
     use std::os::unix::fs::MetadataExt;
