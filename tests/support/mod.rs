@@ -390,27 +390,24 @@ pub fn image_manifest(image: &str) -> serde_json::Value {
     serde_json::from_slice(&out).unwrap()
 }
 
-/// Upload sessions the anonymous registry saw for `repo` so far.
-pub fn upload_count(repo: &str) -> usize {
+/// Completed requests with `method` to `repo`'s upload sessions that the
+/// anonymous registry logged so far.
+fn upload_requests(method: &str, repo: &str) -> usize {
     let log = std::fs::read_to_string(env("KILN_TEST_REGISTRY_LOG")).unwrap();
-    let uri = format!("/v2/{repo}/blobs/uploads/");
-    log.lines()
-        .filter(|l| {
-            l.contains("msg=\"response completed\"") && l.contains("http.request.method=POST") && l.contains(&uri)
-        })
-        .count()
+    let (uri, method) = (format!("/v2/{repo}/blobs/uploads/"), format!("http.request.method={method}"));
+    log.lines().filter(|l| l.contains("msg=\"response completed\"") && l.contains(&method) && l.contains(&uri)).count()
+}
+
+/// Upload sessions (POSTs, mounts included) the anonymous registry saw for
+/// `repo` so far.
+pub fn upload_count(repo: &str) -> usize {
+    upload_requests("POST", repo)
 }
 
 /// Blob bodies (PUTs to upload sessions) the anonymous registry received
 /// for `repo` so far; mounts and existing blobs need none.
 pub fn blob_uploads(repo: &str) -> usize {
-    let log = std::fs::read_to_string(env("KILN_TEST_REGISTRY_LOG")).unwrap();
-    let uri = format!("/v2/{repo}/blobs/uploads/");
-    log.lines()
-        .filter(|l| {
-            l.contains("msg=\"response completed\"") && l.contains("http.request.method=PUT") && l.contains(&uri)
-        })
-        .count()
+    upload_requests("PUT", repo)
 }
 
 /// Owner and mode of a path.
