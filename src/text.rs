@@ -14,6 +14,19 @@ pub fn truncate_with(s: &mut String, max: usize, marker: &str) {
     s.push_str(marker);
 }
 
+/// An error and its chain of causes, `outer: cause: root`; HTTP clients
+/// say what actually went wrong only in the causes.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -73,18 +73,16 @@ fn kill_9_mid_step_leaves_nothing_behind() {
         let client = reqwest::blocking::Client::new();
         let _ = client.post(url).header("X-Build-Signature", signature).body(body).send();
     });
-    let snapshots = server.data_dir.join("snapshots");
-    let active =
-        |dir: &Path| std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.path().join("work").exists()).count();
+    let data = server.data_dir.clone();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while active(&snapshots) == 0 && std::time::Instant::now() < deadline {
+    while active_snapshots(&data) == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(active(&snapshots) > 0, "the RUN step started");
+    assert!(active_snapshots(&data) > 0, "the RUN step started");
     std::thread::sleep(std::time::Duration::from_millis(500));
     server.restart(true, &[]);
     request.join().unwrap();
-    assert_eq!(active(&snapshots), 0, "start-up removed the interrupted step's snapshot");
+    assert_eq!(active_snapshots(&data), 0, "start-up removed the interrupted step's snapshot");
     let survivors = std::process::Command::new("pgrep").args(["-fx", "sleep 37"]).output().unwrap();
     assert!(survivors.stdout.is_empty(), "the step's processes died with the server");
     let ingest = std::fs::read_dir(server.data_dir.join("content/ingest")).unwrap().count();

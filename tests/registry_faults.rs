@@ -5,50 +5,31 @@
 mod support;
 
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use support::*;
 
 struct FaultProxy {
-    child: Child,
-    addr: String,
+    daemon: Daemon,
     faults: tempfile::NamedTempFile,
 }
 
 impl FaultProxy {
     fn start(mode: &str) -> FaultProxy {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/fault_proxy.py");
         let faults = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new("python3")
-            .args([script, &port.to_string(), &registry(), mode])
-            .stdout(Stdio::null())
-            .stderr(faults.reopen().unwrap())
-            .spawn()
-            .expect("python3");
-        let addr = format!("127.0.0.1:{port}");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                return FaultProxy { child, addr, faults };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("fault proxy did not start");
+        let mut cmd = Command::new("python3");
+        cmd.args([script, &port.to_string(), &registry(), mode]).stderr(faults.reopen().unwrap());
+        FaultProxy { daemon: Daemon::spawn(cmd, port), faults }
     }
-}
 
-impl FaultProxy {
+    fn addr(&self) -> &str {
+        &self.daemon.addr
+    }
+
     /// Requests the proxy failed on purpose.
     fn injected(&self) -> usize {
         std::fs::read_to_string(self.faults.path()).unwrap().lines().filter(|l| l.starts_with("fault")).count()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -58,13 +39,13 @@ fn pulls_and_pushes_retry_through_faults() {
         Server::start(ServerOptions { args: vec!["--registry-timeout".into(), "2".into()], ..Default::default() });
     for mode in ["503", "reset", "slow"] {
         let proxy = FaultProxy::start(mode);
-        let image = format!("{}/{}:v1", proxy.addr, unique(&format!("kiln/faults-{mode}")));
-        let dockerfile = format!("FROM {}/busybox\nRUN echo {mode} > /mode\n", proxy.addr);
+        let image = format!("{}/{}:v1", proxy.addr(), unique(&format!("kiln/faults-{mode}")));
+        let dockerfile = format!("FROM {}/busybox\nRUN echo {mode} > /mode\n", proxy.addr());
         let (status, reply) =
             server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
         assert_success(status, &reply);
         assert!(proxy.injected() >= 6, "the proxy failed pulls and pushes ({} faults)", proxy.injected());
-        let direct = image.replacen(&proxy.addr, &registry(), 1);
+        let direct = image.replacen(proxy.addr(), &registry(), 1);
         let img = unpack_image(&direct, None);
         assert_eq!(std::fs::read_to_string(img.rootfs.join("mode")).unwrap(), format!("{mode}\n"), "complete image");
     }
@@ -76,7 +57,7 @@ fn a_corrupted_blob_fails_the_build_and_pushes_nothing() {
     let proxy = FaultProxy::start("corrupt");
     let repo = unique("kiln/faults-corrupt");
     let image = format!("{}/{repo}:v1", registry());
-    let dockerfile = format!("FROM {}/busybox\nRUN true\n", proxy.addr);
+    let dockerfile = format!("FROM {}/busybox\nRUN true\n", proxy.addr());
     let (status, reply) =
         server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
     assert_eq!(status, 500, "{reply}");

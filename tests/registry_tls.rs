@@ -7,13 +7,8 @@ mod support;
 
 use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use support::*;
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// A CA (`<name>.pem`) and, for the first, a server certificate for 127.0.0.1.
 fn make_certs(dir: &Path) {
@@ -30,42 +25,16 @@ fn make_certs(dir: &Path) {
     );
 }
 
-struct TlsRegistry {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for TlsRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_tls_registry(dir: &Path) -> TlsRegistry {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+fn start_tls_registry(dir: &Path) -> Daemon {
+    let port = free_port();
     let config = format!(
         "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {d}/storage}}\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {d}/srv.pem\n    key: {d}/srv.key\n",
         d = dir.display()
     );
     std::fs::write(dir.join("config.yml"), config).unwrap();
-    let mut child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(dir.join("config.yml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return TlsRegistry { child, addr };
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("TLS registry did not start");
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(dir.join("config.yml")).stderr(std::process::Stdio::null());
+    Daemon::spawn(cmd, port)
 }
 
 #[test]

@@ -20,11 +20,6 @@ fn bundles(data: &Path) -> Vec<String> {
     entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.len() == 12).collect()
 }
 
-fn active_snapshots(data: &Path) -> usize {
-    let dir = data.join("snapshots");
-    std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.path().join("work").exists()).count()
-}
-
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !ok() {

@@ -98,12 +98,7 @@ fn retryable(status: StatusCode) -> bool {
 
 fn unavailable(what: &str) -> impl Fn(reqwest::Error) -> Error + '_ {
     move |e| {
-        let mut msg = format!("{what}: {e}");
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
+        let mut msg = format!("{what}: {}", crate::text::error_chain(&e));
         if msg.contains("certificate") {
             // Not transient: say how to fix it instead of retrying.
             msg.push_str(

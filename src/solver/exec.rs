@@ -134,7 +134,7 @@ impl Solver {
                     let root = match from_input {
                         None => BindRoot::Dir(input.context.to_path_buf()),
                         Some(i) => {
-                            let chain: Vec<_> = sources[*i - 1].iter().rev().map(|l| l.snapshot.clone()).collect();
+                            let chain = super::top_first(&sources[*i - 1]);
                             BindRoot::Chain(self.snapshots.view(&chain).map_err(|e| e.to_string())?)
                         }
                     };
@@ -148,7 +148,7 @@ impl Solver {
     }
 
     fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(Uncommitted, Vec<Mount>), SolveError> {
-        let lowers: Vec<SnapshotId> = base.iter().rev().map(|l| l.snapshot.clone()).collect();
+        let lowers = super::top_first(base);
         let upper = Snapshotter::prepare(&self.snapshots, &lowers).map_err(|e| SolveError::internal(id, e))?;
         let upper = self.uncommitted(upper);
         let mounts = self.snapshots.mounts(upper.id()).map_err(|e| SolveError::internal(id, e))?;

@@ -99,7 +99,7 @@ impl Solver {
                 req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
             }
         }
-        let mut resp = req.send().await.map_err(|e| fail(ErrorKind::Unavailable, describe(&e)))?;
+        let mut resp = req.send().await.map_err(|e| fail(ErrorKind::Unavailable, crate::text::error_chain(&e)))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             if let Some(p) = previous {
@@ -122,7 +122,9 @@ impl Solver {
         let mut file = tokio::fs::File::create(&path).await.map_err(|e| SolveError::internal(id, e))?;
         let mut download = Download { path, digest: Digest::of(b""), mtime };
         let (mut hasher, mut written) = (Sha256::new(), 0u64);
-        while let Some(chunk) = resp.chunk().await.map_err(|e| fail(ErrorKind::Unavailable, describe(&e)))? {
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| fail(ErrorKind::Unavailable, crate::text::error_chain(&e)))?
+        {
             written += chunk.len() as u64;
             if written > MAX_DOWNLOAD_BYTES {
                 return Err(fail(ErrorKind::InvalidArgument, too_large()));
@@ -144,18 +146,6 @@ fn resolved(digest: &Digest, mtime: i64) -> String {
 
 fn too_large() -> String {
     format!("the download is larger than {} GiB, the most ADD accepts", MAX_DOWNLOAD_BYTES >> 30)
-}
-
-/// The error and its causes, which is where reqwest says what went wrong.
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// Moves (or copies) the body to `dest` as a 0600 file with the

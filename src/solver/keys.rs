@@ -49,12 +49,9 @@ pub async fn cache_key(
                 })
                 .collect();
             let context = context.to_path_buf();
-            let hashes = tokio::task::spawn_blocking(move || {
-                let sources = expand_sources(&context, &binds)?;
-                hash_sources(&context, &sources).map_err(|e| format!("read build context: {e}"))
-            })
-            .await
-            .map_err(|e| e.to_string())??;
+            let hashes = tokio::task::spawn_blocking(move || hash_patterns(&context, &binds).map(|(_, h)| h))
+                .await
+                .map_err(|e| e.to_string())??;
             let sources = source_keys.join(",");
             Ok((key_of(&[b"exec", parent_key.as_bytes(), &op_json, hashes.as_bytes(), sources.as_bytes()]), None))
         }
@@ -78,6 +75,13 @@ pub fn remote_key(op: &Op, resolved: &str) -> String {
     key_of(&[b"remote", &op_json, resolved.as_bytes()])
 }
 
+/// The context paths `patterns` select and the hash of their content.
+fn hash_patterns(context: &Path, patterns: &[String]) -> Result<(Vec<String>, String), String> {
+    let sources = expand_sources(context, patterns)?;
+    let hash = hash_sources(context, &sources).map_err(|e| format!("read build context: {e}"))?;
+    Ok((sources, hash))
+}
+
 fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedAction>, String), String> {
     let mut planned = Vec::new();
     let mut hashes = String::new();
@@ -87,10 +91,8 @@ fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedActio
                 let sources = match c.from_input {
                     Some(_) => c.sources.clone(),
                     None => {
-                        let sources = expand_sources(context, &c.sources)?;
-                        hashes.push_str(
-                            &hash_sources(context, &sources).map_err(|e| format!("read build context: {e}"))?,
-                        );
+                        let (sources, hash) = hash_patterns(context, &c.sources)?;
+                        hashes.push_str(&hash);
                         sources
                     }
                 };

@@ -346,8 +346,7 @@ impl Solver {
         }
         match self.import_cached(id, &key, input).await {
             Ok(Some(layers)) => {
-                let description = node.source.as_ref().map(|l| l.text.clone()).unwrap_or_default();
-                self.cache.put_step(&key, &StepRecord { layers: layers.clone(), description })?;
+                self.record_step(&key, node, &layers)?;
                 let _ = input.progress.send(Event::Output(id, "found in the registry cache".into()));
                 let _ = input.progress.send(Event::Cached(id));
                 return Ok((key, layers));
@@ -372,8 +371,7 @@ impl Solver {
             (Op::File(_), Prepared::Plan(mut plan)) => {
                 for action in &mut plan {
                     if let fileop::PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
-                        let chain: Vec<_> =
-                            results[&node.inputs[*i]].iter().rev().map(|l| l.snapshot.clone()).collect();
+                        let chain = top_first(&results[&node.inputs[*i]]);
                         *source_mounts = self.snapshots.view(&chain).map_err(|e| SolveError::internal(id, e))?;
                     }
                 }
@@ -381,10 +379,15 @@ impl Solver {
             }
             _ => return Err(SolveError::internal(id, "op and prepared state disagree")),
         };
-        let description = node.source.as_ref().map(|l| l.text.clone()).unwrap_or_default();
-        self.cache.put_step(&key, &StepRecord { layers: layers.clone(), description })?;
+        self.record_step(&key, node, &layers)?;
         let _ = input.progress.send(Event::Done(id, started.elapsed().as_secs_f64()));
         Ok((key, layers))
+    }
+
+    /// Records a step's layers under its key, with its instruction.
+    fn record_step(&self, key: &str, node: &crate::graph::Node, layers: &[LayerRecord]) -> Result<(), SolveError> {
+        let description = node.source.as_ref().map(|l| l.text.clone()).unwrap_or_default();
+        Ok(self.cache.put_step(key, &StepRecord { layers: layers.to_vec(), description })?)
     }
 
     /// The op's cache key, and what computing it prepared for running it.
@@ -514,4 +517,9 @@ fn waves(def: &Definition, root: NodeId) -> Vec<Vec<NodeId>> {
         out[d].push(id);
     }
     out
+}
+
+/// A layer chain's snapshots, topmost first (overlay lowerdir order).
+fn top_first(layers: &[LayerRecord]) -> Vec<kiln_snapshotter::SnapshotId> {
+    layers.iter().rev().map(|l| l.snapshot.clone()).collect()
 }

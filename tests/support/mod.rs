@@ -84,7 +84,8 @@ pub struct Server {
     ports: (u16, u16),
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (there is a small race until it is bound).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -408,6 +409,51 @@ pub fn upload_count(repo: &str) -> usize {
 /// for `repo` so far; mounts and existing blobs need none.
 pub fn blob_uploads(repo: &str) -> usize {
     upload_requests("PUT", repo)
+}
+
+/// A helper process (test server, proxy, registry) listening on
+/// `127.0.0.1:port`; killed on drop.
+pub struct Daemon {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+}
+
+impl Daemon {
+    /// Spawns `cmd` and waits until it accepts connections on `port`.
+    pub fn spawn(mut cmd: Command, port: u16) -> Daemon {
+        let mut child = cmd.stdout(Stdio::null()).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Daemon { child, addr };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not start listening on {addr}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `script` with `sh -e` in `dir`; returns its trimmed stdout.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Uncommitted (active) snapshots in a server's data dir.
+pub fn active_snapshots(data_dir: &Path) -> usize {
+    let dir = data_dir.join("snapshots");
+    std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.path().join("work").exists()).count()
 }
 
 /// Owner and mode of a path.
