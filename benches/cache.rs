@@ -74,6 +74,7 @@ fn bench_digests(c: &mut Criterion) {
             proxy_env: vec![],
             mounts: vec![],
             network: Default::default(),
+            platform: kiln::platform::Platform::host(),
         });
         prev = Some(def.push(op, prev.into_iter().collect(), None));
     }

@@ -126,12 +126,66 @@ def main():
                 times[name] = d
                 srv.stop()
             per_step[user].append((times["many"] - times["none"]) / steps)
+    multi = multi_platform(a)
     print("E2E context (%d runs, medians)" % a.runs)
     print("  cold build+push : client %s, server %s" % (median_ms(cold_wall), median_ms(cold_server)))
     print("  warm rebuild    : client %s, server %s" % (median_ms(warm_wall), median_ms(warm_server)))
     print("  handler change  : client %s, server %s (COPY re-run, layers pushed)" % (median_ms(change_wall), median_ms(change_server)))
     print("  per RUN step    : root %s, unprivileged (%s) %s (helper + overlay + libcontainer + diff + gzip)"
           % (median_ms(per_step[None]), a.user, median_ms(per_step[a.user])))
+    print("Cross-compile shape ($BUILDPLATFORM stage + scratch, cold, server time)")
+    print("  one platform    : %s" % median_ms(multi["one"]))
+    print("  amd64 + arm64   : %s (two images pushed by digest + an index)" % median_ms(multi["two"]))
+    if multi["emulated"]:
+        print("  per RUN step under qemu (%s): %s" % (FOREIGN, median_ms(multi["emulated"])))
+    else:
+        print("  per RUN step under qemu: not measured (no binfmt_misc handler for %s)" % FOREIGN)
+
+
+FOREIGN = "linux/amd64" if os.uname().machine == "aarch64" else "linux/arm64"
+CROSS = """FROM --platform=$BUILDPLATFORM {reg}/busybox AS build
+ARG TARGETARCH
+RUN echo "for $TARGETARCH" > /out
+FROM scratch
+COPY --from=build /out /out
+"""
+
+
+def multi_platform(a):
+    """Cold cross-compile builds for one and for two platforms, and the
+    cost of one RUN step for the foreign platform under emulation."""
+    out = {"one": [], "two": [], "emulated": []}
+    files = {"Dockerfile": CROSS.format(reg=a.registry).encode()}
+    for i in range(a.runs):
+        for key, platforms in (("one", ["linux/amd64"]), ("two", ["linux/amd64", "linux/arm64"])):
+            srv = Server(a.kiln, a.work, "multi-%s-%d" % (key, i))
+            config = {"image": "%s/bench/multi:%s%d" % (a.registry, key, i), "platforms": platforms}
+            out[key].append(post(srv.url, request_tar(config, files))[1])
+            srv.stop()
+    arch = FOREIGN.split("/")[1]
+    if not qemu_registered(arch):
+        return out
+    steps = 10
+    for i in range(a.runs):
+        times = {}
+        for name, runs in (("many", steps), ("none", 0)):
+            text = "FROM %s/busybox:multi\n" % a.registry + "".join("RUN echo %d > /step\n" % j for j in range(runs))
+            srv = Server(a.kiln, a.work, "emu-%s-%d" % (name, i))
+            config = {"image": "%s/bench/emu:x" % a.registry, "skipPush": True, "platforms": [FOREIGN]}
+            times[name] = post(srv.url, request_tar(config, {"Dockerfile": text.encode()}))[1]
+            srv.stop()
+        out["emulated"].append((times["many"] - times["none"]) / steps)
+    return out
+
+
+def qemu_registered(arch):
+    """Whether Debian's qemu binfmt_misc handler for `arch` is enabled."""
+    qemu = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}[arch]
+    try:
+        with open(os.path.join("/proc/sys/fs/binfmt_misc", qemu)) as f:
+            return f.readline().strip() == "enabled"
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

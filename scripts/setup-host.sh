@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian 12 machine for kiln: the packages it needs at run
 # time (uidmap) and for its tests (a real registry, skopeo, umoci, busybox),
-# plus an unprivileged test user with a subordinate ID range.
+# plus an unprivileged test user with a subordinate ID range, and qemu user
+# emulation registered with binfmt_misc for RUN steps of foreign platforms
+# (where the kernel lets us; multi-platform builds without RUN need none).
 # Safe to run again. Needs root.
 set -euo pipefail
 test_user=${KILN_TEST_USER:-kiln-test}
 
-need=(uidmap git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3)
+need=(uidmap git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3 qemu-user-static)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,4 +28,20 @@ for f in /etc/subuid /etc/subgid; do
     echo "$test_user:300000:65536" >> "$f"
   fi
 done
+# Registers Debian's qemu handlers (flag F: the emulator is opened now, so
+# it works inside build containers) unless they are registered already.
+register_binfmt() {
+  local dir=/proc/sys/fs/binfmt_misc conf name
+  [ -e "$dir/register" ] || mount -t binfmt_misc binfmt_misc "$dir" 2>/dev/null || return 1
+  for conf in /usr/lib/binfmt.d/qemu-*.conf; do
+    name=$(basename "$conf" .conf)
+    [ -e "$dir/$name" ] || cat "$conf" > "$dir/register" 2>/dev/null || return 1
+  done
+}
+if register_binfmt; then
+  emulation="qemu binfmt handlers registered"
+else
+  emulation="binfmt_misc not writable here: RUN steps for foreign platforms will be refused"
+fi
+echo "setup-host: $emulation"
 echo "setup-host: ready (test user $test_user: $(grep "^$test_user:" /etc/subuid))"

@@ -11,6 +11,7 @@ pub mod glob;
 pub mod graph;
 pub mod keylock;
 pub mod metrics;
+pub mod platform;
 pub mod registry;
 pub mod solver;
 pub mod text;

@@ -8,7 +8,7 @@
 use kiln::frontend::{self, BuildOptions, Platform, ResolvedImage};
 use kiln::graph::ImageConfig;
 use kiln_snapshotter::Digest;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn base_config() -> ImageConfig {
@@ -34,10 +34,13 @@ fn render(dir: &Path) -> BTreeMap<&'static str, String> {
             "ast.txt",
             format!("{:#?}\n", df.instructions.iter().map(|i| (&i.line, &i.kind)).collect::<Vec<_>>()),
         );
-        let mut resolver = HashMap::new();
+        let mut resolver = frontend::ResolvedImages::new();
         for b in frontend::base_images(&df, &opts)? {
             let digest = Digest::of(b.image.as_bytes());
-            resolver.insert(b.image.clone(), ResolvedImage { reference: b.image, digest, config: base_config() });
+            resolver.insert(
+                (b.image.clone(), b.platform.clone()),
+                ResolvedImage { reference: b.image, digest, config: base_config() },
+            );
         }
         frontend::lower(&df, &opts, &resolver)
     });

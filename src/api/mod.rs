@@ -5,6 +5,7 @@ mod admin;
 pub mod auth;
 mod build;
 pub mod error;
+mod image;
 pub mod intake;
 pub mod limit;
 mod pipeline;

@@ -8,6 +8,7 @@
 
 use crate::frontend::{HistoryStep, Lowered};
 use crate::graph::{History, ImageConfig};
+use crate::platform::Platform;
 use crate::registry::{MediaType, PushOutcome, Reference, RegistryClient};
 use crate::solver::LayerRecord;
 use crate::timefmt::rfc3339;
@@ -20,6 +21,8 @@ use serde_json::json;
 pub struct Exported {
     /// Manifest digest.
     pub manifest: Digest,
+    /// Manifest size in bytes.
+    pub manifest_size: u64,
     /// Config digest.
     pub config: Digest,
     /// Compressed bytes uploaded (blobs the registry already had or mounted
@@ -37,6 +40,9 @@ pub struct ExportInput<'a> {
     pub lowered: &'a Lowered,
     /// Push, or only write blobs locally.
     pub push: bool,
+    /// Push the manifest by digest only (it becomes an index entry) rather
+    /// than under the target's tag.
+    pub by_digest: bool,
     /// `SOURCE_DATE_EPOCH`: every new timestamp becomes this.
     pub epoch: Option<i64>,
 }
@@ -116,8 +122,9 @@ pub async fn export(
     let config_digest = store.write_blob(&config_bytes)?;
     let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers);
     let manifest_digest = store.write_blob(&manifest_bytes)?;
+    let manifest_size = manifest_bytes.len() as u64;
     if !input.push {
-        return Ok(Exported { manifest: manifest_digest, config: config_digest, pushed_bytes: 0 });
+        return Ok(Exported { manifest: manifest_digest, manifest_size, config: config_digest, pushed_bytes: 0 });
     }
     let target = input.target;
     let push_err = |source| ExportError::Push { target: target.to_string(), source };
@@ -131,10 +138,47 @@ pub async fn export(
     let outcome = registry.push_blob(target, &config_digest, store, None).await.map_err(push_err)?;
     pushed_bytes += if outcome == PushOutcome::Uploaded { config_bytes.len() as u64 } else { 0 };
     log(format!("pushing config {config_digest} {}", describe(outcome)));
-    registry.put_manifest(target, &manifest_bytes, MediaType::OCI_MANIFEST).await.map_err(push_err)?;
+    let manifest_ref = match input.by_digest {
+        true => target.with_digest(manifest_digest.as_str()),
+        false => target.clone(),
+    };
+    registry.put_manifest(&manifest_ref, &manifest_bytes, MediaType::OCI_MANIFEST).await.map_err(push_err)?;
     log(format!("pushing manifest for {target}@{manifest_digest}"));
-    pushed_bytes += manifest_bytes.len() as u64;
-    Ok(Exported { manifest: manifest_digest, config: config_digest, pushed_bytes })
+    pushed_bytes += manifest_size;
+    Ok(Exported { manifest: manifest_digest, manifest_size, config: config_digest, pushed_bytes })
+}
+
+/// The OCI image index over per-platform manifests.
+pub fn index(images: &[(Platform, Exported)]) -> Vec<u8> {
+    let manifests: Vec<_> = images
+        .iter()
+        .map(|(platform, e)| {
+            json!({"mediaType": MediaType::OCI_MANIFEST, "digest": e.manifest, "size": e.manifest_size,
+                   "platform": platform.spec()})
+        })
+        .collect();
+    let index = json!({"schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "manifests": manifests});
+    serde_json::to_vec(&index).expect("index serializes")
+}
+
+/// Writes the index over `images` (already pushed by digest) to the store
+/// and, when `push`, tags it in the registry; returns its digest.
+pub async fn export_index(
+    store: &ContentStore,
+    registry: &RegistryClient,
+    target: &Reference,
+    images: &[(Platform, Exported)],
+    push: bool,
+    log: &(dyn Fn(String) + Sync),
+) -> Result<Digest, ExportError> {
+    let bytes = index(images);
+    let digest = store.write_blob(&bytes)?;
+    if push {
+        let push_err = |source| ExportError::Push { target: target.to_string(), source };
+        registry.put_manifest(target, &bytes, MediaType::OCI_INDEX).await.map_err(push_err)?;
+        log(format!("pushing manifest list for {target}@{digest}"));
+    }
+    Ok(digest)
 }
 
 /// Pushes one layer (mounting it from its origin repository when it came

@@ -15,41 +15,9 @@ use crate::graph::{Definition, History, ImageConfig, NodeId};
 use kiln_snapshotter::Digest;
 use std::collections::{BTreeMap, HashMap};
 
+pub use crate::platform::Platform;
+
 pub use stage::HistoryStep;
-
-/// A target platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64`, …
-    pub architecture: String,
-    /// `v7`, `v8`, …
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform kiln runs on.
-    pub fn host() -> Self {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "arm" => "arm",
-            other => other,
-        };
-        Platform { os: "linux".into(), architecture: architecture.into(), variant: None }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
 
 /// What the build was asked for.
 #[derive(Debug, Clone)]
@@ -75,13 +43,16 @@ pub struct ResolvedImage {
 
 /// Supplies resolved base images to the lowering.
 pub trait BaseResolver {
-    /// The image for `reference` as written (after expansion).
-    fn resolve(&self, reference: &str) -> Option<&ResolvedImage>;
+    /// The image for `reference` as written (after expansion) on `platform`.
+    fn resolve(&self, reference: &str, platform: &Platform) -> Option<&ResolvedImage>;
 }
 
-impl BaseResolver for HashMap<String, ResolvedImage> {
-    fn resolve(&self, reference: &str) -> Option<&ResolvedImage> {
-        self.get(reference)
+/// Resolved images by reference as written and platform.
+pub type ResolvedImages = HashMap<(String, Platform), ResolvedImage>;
+
+impl BaseResolver for ResolvedImages {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Option<&ResolvedImage> {
+        self.get(&(reference.to_string(), platform.clone()))
     }
 }
 
@@ -103,6 +74,8 @@ struct StagePlan<'a> {
     from: &'a Instruction,
     image: String,
     alias: Option<String>,
+    /// The platform its steps run for.
+    platform: Platform,
     body: &'a [Instruction],
     /// Index of the stage it builds on, when `FROM <stage>`.
     parent: Option<usize>,
@@ -133,14 +106,19 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
         let lookup = |n: &str| meta_vars.get(n).cloned();
         let image =
             process_word(image, &lookup, df.escape).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
-        if let Some(p) = platform {
-            let p = process_word(p, &lookup, df.escape).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
-            check_platform(&p, &opts.platform).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
-        }
         if image.is_empty() {
             return Err(Diagnostic::new(from.line, 1, "base name (FROM) should not be blank", &from.first));
         }
         let parent = stages.iter().position(|s| s.alias.as_deref() == Some(image.to_ascii_lowercase().as_str()));
+        let platform = match (platform, parent) {
+            (_, Some(p)) => stages[p].platform.clone(),
+            (Some(p), None) => {
+                let diag = |e: String| Diagnostic::new(from.line, 1, e, &from.first);
+                let value = process_word(p, &lookup, df.escape).map_err(diag)?;
+                Platform::parse(&value).map_err(|e| diag(format!("FROM --platform: {e}")))?
+            }
+            (None, None) => opts.platform.clone(),
+        };
         if let Some(a) = alias {
             if stages.iter().any(|s| s.alias.as_ref() == Some(a)) {
                 return Err(Diagnostic::new(from.line, 1, format!("duplicate stage name {a:?}"), &from.first));
@@ -150,6 +128,7 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
             from,
             image,
             alias: alias.clone(),
+            platform,
             body: &df.instructions[idx + 1..end],
             parent,
             copy_from: Vec::new(),
@@ -193,27 +172,11 @@ pub struct BaseImageRef {
     pub line: usize,
     /// The FROM line as written.
     pub source_line: String,
+    /// The platform to resolve it for.
+    pub platform: Platform,
     /// For a `COPY --from` name that is close to a stage name: the hint
     /// that it may be a typo.
     pub hint: Option<String>,
-}
-
-/// kiln builds for one platform per build: a `FROM --platform` naming
-/// another one is refused rather than silently ignored.
-fn check_platform(value: &str, target: &Platform) -> Result<(), String> {
-    let mut parts = value.split('/');
-    let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let arch = match arch {
-        "x86_64" | "x86-64" => "amd64",
-        "aarch64" => "arm64",
-        a => a,
-    };
-    if os == target.os && arch == target.architecture {
-        return Ok(());
-    }
-    Err(format!(
-        "FROM --platform={value}: kiln builds for {target} only (no emulation); build this stage on a {value} builder"
-    ))
 }
 
 /// Classifies every `COPY --from` and `RUN --mount=…,from=` (expanded with
@@ -258,7 +221,7 @@ fn onbuild_triggers(
 ) -> Result<Vec<Instruction>, Diagnostic> {
     let triggers = match s.parent {
         Some(p) => built[p].as_ref().and_then(|b| b.config.config.on_build.clone()),
-        None => resolver.resolve(&s.image).and_then(|r| r.config.config.on_build.clone()),
+        None => resolver.resolve(&s.image, &s.platform).and_then(|r| r.config.config.on_build.clone()),
     };
     let mut out = Vec::new();
     for t in triggers.unwrap_or_default() {
@@ -279,18 +242,21 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
     let aliases: Vec<&str> = stages.iter().filter_map(|s| s.alias.as_deref()).collect();
     let mut out: Vec<BaseImageRef> = Vec::new();
     for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
-        let from_image = (s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch")).then_some((&s.image, s.from));
+        let from_image =
+            (s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch")).then_some((&s.image, s.from, &s.platform));
+        // Images named by `COPY --from` are implicit stages for the target platform.
         let copy_images = s.copy_from.iter().filter_map(|(r, i)| match r {
-            copyfrom::FromRef::Image(img) => Some((img, *i)),
+            copyfrom::FromRef::Image(img) => Some((img, *i, &opts.platform)),
             copyfrom::FromRef::Stage(_) => None,
         });
-        for (image, instr) in from_image.into_iter().chain(copy_images) {
-            if !out.iter().any(|b| &b.image == image) {
+        for (image, instr, platform) in from_image.into_iter().chain(copy_images) {
+            if !out.iter().any(|b| &b.image == image && &b.platform == platform) {
                 let hint = copyfrom::stage_typo_hint(image, &aliases);
                 out.push(BaseImageRef {
                     image: image.clone(),
                     line: instr.line,
                     source_line: instr.first.clone(),
+                    platform: platform.clone(),
                     hint,
                 });
             }
@@ -319,7 +285,10 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
         let body: Vec<Instruction> = triggers.into_iter().chain(s.body.iter().cloned()).collect();
         let mut base = match s.parent {
             Some(p) => built[p].clone().expect("parents are reachable"),
-            None => stage::StageState::from_image(&mut def, s.from, &s.image, body.len() + 1, &name, opts, resolver)?,
+            None => {
+                let from = stage::FromImage { instr: s.from, image: &s.image, platform: &s.platform };
+                stage::StageState::from_image(&mut def, &from, body.len() + 1, &name, resolver)?
+            }
         };
         base.config.config.on_build = None;
         let stage_nodes: Vec<Option<NodeId>> = built.iter().map(|b| b.as_ref().and_then(|st| st.node)).collect();

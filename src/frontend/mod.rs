@@ -15,6 +15,7 @@ pub use diag::Diagnostic;
 pub use instructions::{CommandForm, Instruction, Kind, KEYWORDS};
 pub use lower::{
     base_images, lower, BaseImageRef, BaseResolver, BuildOptions, HistoryStep, Lowered, Platform, ResolvedImage,
+    ResolvedImages,
 };
 
 /// A parsed Dockerfile.

@@ -99,6 +99,8 @@ pub struct ExecOp {
     /// `--network`.
     #[serde(default, skip_serializing_if = "NetworkMode::is_default")]
     pub network: NetworkMode,
+    /// The platform the command's binaries are for (part of the cache key).
+    pub platform: crate::platform::Platform,
 }
 
 /// `RUN --network`.
@@ -341,6 +343,7 @@ mod tests {
             proxy_env: vec![],
             mounts: vec![],
             network: Default::default(),
+            platform: crate::platform::Platform::host(),
         })
     }
 

@@ -3,6 +3,7 @@
 use super::auth::{parse_challenge, Challenge, Credential, Credentials};
 use super::manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
 use super::{Error, Reference, Result};
+use crate::platform::Platform;
 use base64::Engine;
 use futures_util::StreamExt;
 use kiln_snapshotter::{ContentStore, Digest};
@@ -497,15 +498,15 @@ fn parse_manifest(r: &Reference, bytes: &[u8]) -> Result<ImageManifest> {
     serde_json::from_slice(bytes).map_err(|e| Error::Protocol(format!("{r}: bad image manifest: {e}")))
 }
 
+/// The index entry for `want`: the same normalised platform, or (when no
+/// variant is asked for) the first entry of the same os and architecture.
 fn pick_platform<'a>(index: &'a ImageIndex, want: &PlatformSpec) -> Option<&'a Descriptor> {
-    let matches = |d: &&Descriptor| {
-        d.platform.as_ref().is_some_and(|p| {
-            p.os == want.os
-                && p.architecture == want.architecture
-                && (want.variant.is_none() || p.variant == want.variant)
-        })
-    };
-    index.manifests.iter().find(matches)
+    let want = Platform::from_spec(want);
+    let entries = || index.manifests.iter().filter_map(|d| Some((d, Platform::from_spec(d.platform.as_ref()?))));
+    entries().find(|(_, p)| *p == want).map(|(d, _)| d).or_else(|| {
+        let loose = |p: &Platform| want.variant.is_none() && p.os == want.os && p.architecture == want.architecture;
+        entries().find(|(_, p)| loose(p)).map(|(d, _)| d)
+    })
 }
 
 #[cfg(test)]

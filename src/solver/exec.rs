@@ -8,6 +8,7 @@ use super::fileop::{FileOpRequest, PlannedAction};
 use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
 use crate::errors::ErrorKind;
 use crate::graph::{ExecOp, NetworkMode, NodeId, RunMount};
+use crate::platform::binfmt::{self, Support};
 use kiln_runtime::mounts::{BindRoot, StepMount};
 use kiln_runtime::step::{SecretFile, StepRequest, StepResult};
 use kiln_snapshotter::diff::diff_upper;
@@ -37,6 +38,14 @@ impl Solver {
         sources: &[Vec<LayerRecord>],
         input: &BuildInput<'_>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
+        match binfmt::check(&op.platform) {
+            Ok(Support::Native) => {}
+            Ok(Support::Emulated(handler)) => {
+                let note = format!("{} binaries run under emulation (binfmt_misc handler {handler})", op.platform);
+                let _ = input.progress.send(Event::Output(id, note));
+            }
+            Err(message) => return Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, message)),
+        }
         let (upper, overlay) = self.prepare(id, &base)?;
         let bundle = self.bundle_dir(upper.id());
         let mut env = op.env.clone();

@@ -135,9 +135,10 @@ mod tests {
             proxy_env: vec![],
             mounts: vec![],
             network: Default::default(),
+            platform: crate::platform::Platform::parse("linux/amd64").unwrap(),
         });
         let (k, _) = cache_key(&exec, "", &[], Path::new("/nonexistent")).await.unwrap();
-        assert_eq!(k, "3de82fe28b178a4b95d072258732bc64919518a3a7ff14e2b482b2fefc34eb7d");
+        assert_eq!(k, "ff57b8460897aed49002ee47ce5b20bbf10e093c22af7bf31aeb147893bc29a0");
         let (k2, _) = cache_key(&exec, &k, &[], Path::new("/nonexistent")).await.unwrap();
         assert_ne!(k, k2, "the parent key is part of the key");
     }

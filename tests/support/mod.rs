@@ -363,11 +363,22 @@ fn creds_args(creds: Option<(&str, &str)>, flag: &str) -> Vec<String> {
 
 /// Pulls `image` with skopeo and unpacks it with umoci.
 pub fn unpack_image(image: &str, creds: Option<(&str, &str)>) -> Unpacked {
+    unpack_with(image, vec![], creds_args(creds, "--src-creds"))
+}
+
+/// Pulls `image`'s entry for architecture `arch` (of an index) and unpacks it.
+pub fn unpack_image_for(image: &str, arch: &str) -> Unpacked {
+    unpack_with(image, vec!["--override-arch".into(), arch.into()], vec![])
+}
+
+/// skopeo copy (with `global` options before the command) and umoci unpack.
+fn unpack_with(image: &str, global: Vec<String>, copy_args: Vec<String>) -> Unpacked {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("oci");
     run(Command::new("skopeo")
+        .args(global)
         .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .args(creds_args(creds, "--src-creds"))
+        .args(copy_args)
         .arg(format!("docker://{image}"))
         .arg(format!("oci:{}:img", layout.display())));
     let bundle = tmp.path().join("bundle");

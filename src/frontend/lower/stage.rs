@@ -1,7 +1,7 @@
 //! Lowering one stage: layer-producing instructions (RUN, COPY, WORKDIR)
 //! become graph nodes; the rest update the image config (see `config.rs`).
 
-use super::{history, BaseResolver, BuildOptions};
+use super::{history, BaseResolver, BuildOptions, Platform};
 use crate::frontend::diag::Diagnostic;
 use crate::frontend::instructions::{CommandForm, Instruction, Kind};
 use crate::frontend::words::{expand_heredoc, process_word};
@@ -48,6 +48,18 @@ pub struct StageState {
     pub args: BTreeMap<String, Option<String>>,
     /// CMD was set in this stage (ENTRYPOINT keeps it then).
     pub cmd_set: bool,
+    /// The platform its steps run for.
+    pub platform: Platform,
+}
+
+/// A stage's `FROM <image>` line.
+pub struct FromImage<'a> {
+    /// The instruction.
+    pub instr: &'a Instruction,
+    /// The image, expanded.
+    pub image: &'a str,
+    /// The stage's platform.
+    pub platform: &'a Platform,
 }
 
 /// Per-stage lowering context.
@@ -76,28 +88,28 @@ impl StageState {
     /// Starts a stage from a registry image or `scratch`.
     pub fn from_image(
         def: &mut Definition,
-        from: &Instruction,
-        image: &str,
+        from_image: &FromImage,
         steps: usize,
         stage: &str,
-        opts: &BuildOptions,
         resolver: &dyn BaseResolver,
     ) -> Result<Self, Diagnostic> {
+        let FromImage { instr: from, image, platform } = *from_image;
         let mut state = StageState {
             node: None,
             config: ImageConfig::default(),
             history: Vec::new(),
             args: BTreeMap::new(),
             cmd_set: false,
+            platform: platform.clone(),
         };
-        state.config.os = opts.platform.os.clone();
-        state.config.architecture = opts.platform.architecture.clone();
-        state.config.variant = opts.platform.variant.clone();
+        state.config.os = platform.os.clone();
+        state.config.architecture = platform.architecture.clone();
+        state.config.variant = platform.variant.clone();
         let loc = SourceLoc { line: from.line, text: from.text.clone(), stage: stage.into(), step: 1, steps };
         if image.eq_ignore_ascii_case("scratch") {
             state.node = Some(def.push(Op::Scratch, vec![], Some(loc)));
         } else {
-            let resolved = resolver.resolve(image).ok_or_else(|| {
+            let resolved = resolver.resolve(image, platform).ok_or_else(|| {
                 Diagnostic::new(from.line, 1, format!("base image {image} was not resolved"), &from.first)
             })?;
             let op = Op::Source(SourceOp { reference: resolved.reference.clone(), digest: resolved.digest.clone() });
@@ -312,7 +324,8 @@ fn lower_run(
     let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
     let user = st.config.config.user.clone().unwrap_or_default();
     let RunExtras { secrets, mounts, network, inputs } = extras;
-    let exec = ExecOp { args, env, cwd: st.workdir(), user, secrets, proxy_env, mounts, network };
+    let platform = st.platform.clone();
+    let exec = ExecOp { args, env, cwd: st.workdir(), user, secrets, proxy_env, mounts, network, platform };
     st.push_layer_with(def, Op::Exec(exec), inputs, loc, created_by);
 }
 
@@ -326,7 +339,7 @@ fn copy_source(def: &mut Definition, value: &str, ctx: &Ctx, loc: &SourceLoc) ->
         super::copyfrom::FromRef::Image(image) => {
             let r = ctx
                 .resolver
-                .resolve(&image)
+                .resolve(&image, &ctx.opts.platform)
                 .ok_or_else(|| format!("image {image} for COPY --from was not resolved"))?;
             let op = Op::Source(SourceOp { reference: r.reference.clone(), digest: r.digest.clone() });
             Ok(def.push(op, vec![], Some(loc.clone())))

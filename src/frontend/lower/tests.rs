@@ -18,17 +18,25 @@ fn base() -> ResolvedImage {
 }
 
 fn lower_with(text: &str, args: &[(&str, &str)]) -> Result<Lowered, Diagnostic> {
+    lower_for(text, args, "linux/amd64").map(|(l, _)| l)
+}
+
+/// Lowers for `platform`; also returns the base images it asked for.
+fn lower_for(text: &str, args: &[(&str, &str)], platform: &str) -> Result<(Lowered, Vec<BaseImageRef>), Diagnostic> {
     let df = parse(text)?;
     let opts = BuildOptions {
         build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         target: None,
-        platform: Platform { os: "linux".into(), architecture: "amd64".into(), variant: None },
+        platform: Platform::parse(platform).unwrap(),
     };
-    let mut resolver = HashMap::new();
-    for b in base_images(&df, &opts)? {
-        resolver.insert(b.image, base());
+    let mut resolver = ResolvedImages::new();
+    let wanted = base_images(&df, &opts)?;
+    for b in &wanted {
+        let mut img = base();
+        img.config.architecture = b.platform.architecture.clone();
+        resolver.insert((b.image.clone(), b.platform.clone()), img);
     }
-    lower(&df, &opts, &resolver)
+    lower(&df, &opts, &resolver).map(|l| (l, wanted))
 }
 
 fn execs(l: &Lowered) -> Vec<&ExecOp> {
@@ -173,10 +181,40 @@ fn onbuild_triggers_of_the_base_run_first_and_are_not_inherited() {
     let opts = BuildOptions { build_args: Default::default(), target: None, platform: Platform::host() };
     let mut img = base();
     img.config.config.on_build = Some(vec!["RUN echo triggered".into(), "ENV FROM_ONBUILD=1".into()]);
-    let resolver: HashMap<String, ResolvedImage> = [("parent".to_string(), img)].into();
+    let resolver: ResolvedImages = [(("parent".to_string(), Platform::host()), img)].into();
     let l = lower(&df, &opts, &resolver).unwrap();
     let cmds: Vec<String> = execs(&l).iter().map(|e| e.args.join(" ")).collect();
     assert_eq!(cmds, ["/bin/sh -c echo triggered", "/bin/sh -c own"]);
     assert_eq!(l.config.config.env_get("FROM_ONBUILD"), Some("1"));
     assert_eq!(l.config.config.on_build, None, "triggers are not passed on to the child image");
+}
+
+#[test]
+fn build_platform_stages_run_natively_and_the_final_stage_is_the_target() {
+    let host = Platform::host().to_string();
+    let foreign = if host == "linux/arm64" { "linux/amd64" } else { "linux/arm64" };
+    let text = "FROM --platform=$BUILDPLATFORM b AS build\nARG TARGETARCH\nRUN echo $TARGETARCH > /arch\n\
+                FROM scratch\nCOPY --from=build /arch /arch\nCOPY --from=tool /t /t\n";
+    let (l, wanted) = lower_for(text, &[], foreign).unwrap();
+    let exec = execs(&l)[0];
+    assert_eq!(exec.platform.to_string(), host, "the build stage runs on the build platform");
+    let arch = foreign.rsplit('/').next().unwrap();
+    assert!(exec.env.contains(&format!("TARGETARCH={arch}")), "{:?}", exec.env);
+    assert_eq!(l.config.architecture, arch, "a scratch final stage takes the target platform");
+    let asked: Vec<String> = wanted.iter().map(|b| format!("{} {}", b.image, b.platform)).collect();
+    assert_eq!(asked, [format!("b {host}"), format!("tool {foreign}")], "COPY --from images are for the target");
+}
+
+#[test]
+fn explicit_and_inherited_stage_platforms() {
+    let text = "FROM --platform=linux/arm64 b AS one\nFROM one\nRUN true\n";
+    let (l, wanted) = lower_for(text, &[], "linux/amd64").unwrap();
+    assert_eq!(execs(&l)[0].platform.to_string(), "linux/arm64", "FROM <stage> keeps the stage's platform");
+    assert_eq!(wanted[0].platform.to_string(), "linux/arm64");
+    assert_eq!(l.config.architecture, "arm64");
+    let (l, _) = lower_for("FROM b\nRUN true\n", &[], "linux/arm/v7").unwrap();
+    assert_eq!(execs(&l)[0].platform.to_string(), "linux/arm/v7");
+    let d = lower_for("FROM b\nFROM --platform=${NOPE} b\n", &[], "linux/amd64").unwrap_err();
+    assert_eq!(d.line, 2, "{d}");
+    assert!(d.message.contains("FROM --platform"), "{d}");
 }

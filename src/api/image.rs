@@ -1,0 +1,231 @@
+//! One platform's image within a build: resolve its base images, lower
+//! the Dockerfile for it, solve, and export (pushed under the tag, or by
+//! digest when it becomes an entry of a multi-platform index). Log lines
+//! of a multi-platform build name the platform: `[linux/arm64 build 2/3]`.
+
+use super::intake::Intake;
+use super::pipeline::{diag_failure, emit, export_failure, fail, BuildFailure, LogSink, Secrets};
+use super::state::AppState;
+use crate::errors::ErrorKind;
+use crate::exporter::{self, ExportInput, Exported};
+use crate::frontend::{self, BaseImageRef, BuildOptions, Diagnostic, ResolvedImage, ResolvedImages};
+use crate::graph::{ImageConfig, SourceLoc};
+use crate::platform::Platform;
+use crate::registry::{Reference, Resolved};
+use crate::solver::regcache::RegistryCache;
+use crate::solver::{Bases, BuildInput, Event, LayerRecord};
+
+/// What every platform of one build shares.
+pub struct Job<'a> {
+    /// Server state.
+    pub state: &'a AppState,
+    /// The request.
+    pub intake: &'a Intake,
+    /// Unsealed build secrets.
+    pub secrets: &'a Secrets,
+    /// The parsed Dockerfile.
+    pub df: &'a frontend::Dockerfile,
+    /// Where the image goes.
+    pub target: &'a Reference,
+    /// The registry cache, when configured and readable.
+    pub cache: Option<&'a RegistryCache>,
+    /// Push, or only export locally (`skipPush`).
+    pub push: bool,
+    /// More than one platform: manifests are pushed by digest and log
+    /// lines name their platform.
+    pub multi_platform: bool,
+    /// The build log.
+    pub log: &'a LogSink,
+}
+
+/// One platform's exported image.
+pub struct PlatformImage {
+    /// The platform.
+    pub platform: Platform,
+    /// Its manifest and config.
+    pub exported: Exported,
+    /// The steps solved for it (for the registry cache).
+    pub steps: Vec<(String, Vec<LayerRecord>)>,
+}
+
+impl Job<'_> {
+    /// Builds and exports the image for `platform`.
+    pub async fn build(&self, platform: &Platform) -> Result<PlatformImage, BuildFailure> {
+        let state = self.state;
+        let opts = BuildOptions {
+            build_args: self.intake.config.build_args.clone().unwrap_or_default(),
+            target: self.intake.config.target.clone().filter(|t| !t.trim().is_empty()),
+            platform: platform.clone(),
+        };
+        let (bases, resolved) = self.resolve_bases(&opts).await?;
+        let lowered = frontend::lower(self.df, &opts, &resolved).map_err(diag_failure)?;
+        let solved = self.solve(&lowered, &bases, platform).await?;
+        let mut layers = solved.layers;
+        state.solver.add_push_origins(&mut layers);
+        let input = ExportInput {
+            target: self.target,
+            layers: &layers,
+            lowered: &lowered,
+            push: self.push,
+            by_digest: self.multi_platform,
+            epoch: state.cfg.source_date_epoch,
+        };
+        let sink = self.log.clone();
+        let exported =
+            exporter::export(state.solver.store(), state.solver.registry(), &input, &move |l| emit(&sink, l))
+                .await
+                .map_err(export_failure)?;
+        state.metrics.inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
+        if self.push {
+            state.solver.record_pushed(&layers, &format!("{}/{}", self.target.registry, self.target.repository));
+        }
+        Ok(PlatformImage { platform: platform.clone(), exported, steps: solved.steps })
+    }
+
+    /// `[linux/arm64 ` before step names in a multi-platform build.
+    fn log_prefix(&self, platform: &Platform) -> String {
+        if self.multi_platform {
+            format!("{platform} ")
+        } else {
+            String::new()
+        }
+    }
+
+    /// Resolves the registry images the target needs on `opts.platform`.
+    async fn resolve_bases(&self, opts: &BuildOptions) -> Result<(Bases, ResolvedImages), BuildFailure> {
+        let wanted = frontend::base_images(self.df, opts).map_err(diag_failure)?;
+        let (mut bases, mut resolved) = (Bases::new(), ResolvedImages::new());
+        for b in wanted {
+            let (reference, r, config) = self.resolve_base(&b).await?;
+            let image = ResolvedImage { reference: reference.to_string(), digest: r.digest.clone(), config };
+            resolved.insert((b.image, b.platform), image);
+            bases.insert(r.digest.clone(), (reference, r));
+        }
+        Ok((bases, resolved))
+    }
+
+    /// Resolves one base image; errors name its Dockerfile line.
+    async fn resolve_base(&self, b: &BaseImageRef) -> Result<(Reference, Resolved, ImageConfig), BuildFailure> {
+        let at_line = |msg: String| Diagnostic::new(b.line, 1, msg, &b.source_line).to_string();
+        let reference =
+            Reference::parse(&b.image).map_err(|e| fail(ErrorKind::InvalidArgument, at_line(e.to_string())))?;
+        if let Some(hint) = &b.hint {
+            emit(self.log, format!("WARNING: Dockerfile:{}: {hint}", b.line));
+        }
+        self.announce(&reference, &b.platform);
+        let registry = self.state.solver.registry();
+        let r = registry.resolve(&reference, &b.platform.spec(), self.state.solver.store()).await.map_err(|e| {
+            let hint = b.hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
+            fail(ErrorKind::from(&e), at_line(format!("{}: {e}{hint}", b.image)))
+        })?;
+        let config: ImageConfig = serde_json::from_slice(&r.config)
+            .map_err(|e| fail(ErrorKind::Unavailable, at_line(format!("{reference}: bad image config: {e}"))))?;
+        Ok((reference, r, config))
+    }
+
+    /// `[internal] load metadata for <ref>`, naming the mirror it comes
+    /// through and the platform when that is not obvious.
+    fn announce(&self, reference: &Reference, platform: &Platform) {
+        let route = self.state.solver.registry().pull_route(reference);
+        let via =
+            if route.registry != reference.registry { format!(" (mirror {})", route.registry) } else { String::new() };
+        let on = if self.multi_platform || !platform.is_native() { format!(" ({platform})") } else { String::new() };
+        emit(self.log, format!("[internal] load metadata for {reference}{via}{on}"));
+    }
+
+    /// Solves the lowered graph, reporting progress to the log.
+    async fn solve(
+        &self,
+        lowered: &frontend::Lowered,
+        bases: &Bases,
+        platform: &Platform,
+    ) -> Result<crate::solver::Solved, BuildFailure> {
+        let state = self.state;
+        let prefix = self.log_prefix(platform);
+        let sources: Vec<Option<SourceLoc>> = lowered.definition.nodes.iter().map(|n| n.source.clone()).collect();
+        let ops: Vec<&'static str> = lowered.definition.nodes.iter().map(|n| op_label(&n.op)).collect();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let reporter = Reporter {
+            sink: self.log.clone(),
+            names: sources.clone(),
+            prefix: prefix.clone(),
+            ops,
+            metrics: state.metrics.clone(),
+        };
+        let printer = tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                reporter.report(ev);
+            }
+        });
+        let input = BuildInput {
+            definition: &lowered.definition,
+            root: lowered.root,
+            context: &self.intake.context,
+            bases,
+            progress: &tx,
+            secrets: self.secrets,
+            registry_cache: self.cache,
+        };
+        let result = state.solver.solve(&input).await;
+        drop(tx);
+        let _ = printer.await;
+        result.map_err(|e| {
+            let message = match e.node.and_then(|n| sources[n].as_ref()) {
+                Some(loc) => {
+                    format!("step {} (Dockerfile line {}) failed: {}", step_name(&prefix, loc), loc.line, e.message)
+                }
+                None => e.message,
+            };
+            fail(e.kind, message)
+        })
+    }
+}
+
+/// `[stage i/n] TEXT`, or `[i/n] TEXT` for the single unnamed stage, after
+/// `prefix` (the platform in a multi-platform build).
+fn step_name(prefix: &str, loc: &SourceLoc) -> String {
+    let stage = if loc.stage.is_empty() { String::new() } else { format!("{} ", loc.stage) };
+    format!("[{prefix}{stage}{}/{}] {}", loc.step, loc.steps, loc.text)
+}
+
+fn op_label(op: &crate::graph::Op) -> &'static str {
+    match op {
+        crate::graph::Op::Source(_) | crate::graph::Op::Scratch => "source",
+        crate::graph::Op::Http(_) | crate::graph::Op::Git(_) => "remote",
+        crate::graph::Op::Exec(_) => "exec",
+        crate::graph::Op::File(_) => "file",
+    }
+}
+
+/// Turns solver events into log lines and metrics.
+struct Reporter {
+    sink: LogSink,
+    names: Vec<Option<SourceLoc>>,
+    /// The platform, in a multi-platform build.
+    prefix: String,
+    ops: Vec<&'static str>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+impl Reporter {
+    fn name(&self, id: usize) -> String {
+        self.names[id].as_ref().map(|l| step_name(&self.prefix, l)).unwrap_or_else(|| format!("step {id}"))
+    }
+
+    fn report(&self, ev: Event) {
+        match ev {
+            Event::Started(id) => emit(&self.sink, self.name(id)),
+            Event::Cached(id) => {
+                self.metrics.inc("kiln_cache_hits_total", &[], 1.0);
+                emit(&self.sink, format!("{} CACHED", self.name(id)));
+            }
+            Event::Done(id, secs) => {
+                self.metrics.inc("kiln_cache_misses_total", &[], 1.0);
+                self.metrics.observe("kiln_step_duration_seconds", &[("op", self.ops[id])], secs);
+                emit(&self.sink, format!("{} {secs:.2}s", self.name(id)));
+            }
+            Event::Output(_, line) => emit(&self.sink, line),
+            Event::Pulled(_, bytes) => self.metrics.inc("kiln_pulled_bytes_total", &[], bytes as f64),
+        }
+    }
+}

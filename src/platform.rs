@@ -1,0 +1,146 @@
+//! Target platforms (`os/arch[/variant]`), normalised the way containerd
+//! does it, and whether the host can run a platform's binaries.
+
+pub mod binfmt;
+
+use crate::registry::PlatformSpec;
+use serde::{Deserialize, Serialize};
+
+/// A normalised target platform.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`, `arm`, …
+    pub architecture: String,
+    /// `v7`, `v6`, … (`None` where the architecture has a default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform kiln runs on.
+    pub fn host() -> Self {
+        Platform::normalized("linux", std::env::consts::ARCH, None)
+    }
+
+    /// Parses `os/arch[/variant]` (or a bare `arch`, taken as linux), with
+    /// the usual aliases: `x86_64` → `amd64`, `aarch64` → `arm64`,
+    /// `armhf` → `arm/v7`, `i686` → `386`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        let parts: Vec<&str> = value.split('/').collect();
+        let bad = || format!("{value:?} is not a platform (want os/arch[/variant], e.g. linux/arm64)");
+        if parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+            return Err(bad());
+        }
+        match parts.as_slice() {
+            [arch] => Ok(Platform::normalized("linux", arch, None)),
+            [os, arch] => Ok(Platform::normalized(os, arch, None)),
+            [os, arch, variant] => Ok(Platform::normalized(os, arch, Some(variant))),
+            _ => Err(bad()),
+        }
+    }
+
+    fn normalized(os: &str, arch: &str, variant: Option<&str>) -> Self {
+        let os = os.to_ascii_lowercase();
+        let variant = variant.map(str::to_ascii_lowercase);
+        let (architecture, variant) = match (arch.to_ascii_lowercase().as_str(), variant.as_deref()) {
+            ("x86_64" | "x86-64" | "amd64", v) => ("amd64", v.filter(|v| *v != "v1").map(String::from)),
+            ("aarch64" | "arm64", Some("v8") | None) => ("arm64", None),
+            ("aarch64" | "arm64", Some(v)) => ("arm64", Some(v.to_string())),
+            ("armhf", _) => ("arm", Some("v7".to_string())),
+            ("armel", _) => ("arm", Some("v6".to_string())),
+            ("arm", None) => ("arm", Some("v7".to_string())),
+            ("arm", Some(v)) => ("arm", Some(v.to_string())),
+            ("i386" | "i486" | "i586" | "i686" | "386", _) => ("386", None),
+            (a, v) => return Platform { os, architecture: a.to_string(), variant: v.map(String::from) },
+        };
+        Platform { os, architecture: architecture.into(), variant }
+    }
+
+    /// An index entry's platform, normalised.
+    pub fn from_spec(spec: &PlatformSpec) -> Self {
+        Platform::normalized(&spec.os, &spec.architecture, spec.variant.as_deref())
+    }
+
+    /// As an index entry's platform.
+    pub fn spec(&self) -> PlatformSpec {
+        PlatformSpec { os: self.os.clone(), architecture: self.architecture.clone(), variant: self.variant.clone() }
+    }
+
+    /// Whether the host runs this platform's binaries without emulation.
+    pub fn is_native(&self) -> bool {
+        let host = Platform::host();
+        self.os == host.os
+            && (self.architecture == host.architecture || (host.architecture == "amd64" && self.architecture == "386"))
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The platforms a request asks for, trimmed, normalised and without
+/// repeats (faas-cli sends `--platforms` split on commas, untrimmed); the
+/// host platform when none are given.
+pub fn requested(values: Option<&[String]>) -> Result<Vec<Platform>, String> {
+    let mut out: Vec<Platform> = Vec::new();
+    for v in values.unwrap_or_default().iter().flat_map(|v| v.split(',')).filter(|v| !v.trim().is_empty()) {
+        let p = Platform::parse(v)?;
+        if p.os != "linux" {
+            return Err(format!("platform {p}: kiln builds linux images only"));
+        }
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        out.push(Platform::host());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_normalise_like_containerd() {
+        let p = |s: &str| Platform::parse(s).unwrap().to_string();
+        assert_eq!(p("linux/x86_64"), "linux/amd64");
+        assert_eq!(p("linux/aarch64"), "linux/arm64");
+        assert_eq!(p("linux/arm64/v8"), "linux/arm64");
+        assert_eq!(p("linux/arm"), "linux/arm/v7");
+        assert_eq!(p("linux/arm/v6"), "linux/arm/v6");
+        assert_eq!(p(" Linux/AMD64 "), "linux/amd64");
+        assert_eq!(p("arm64"), "linux/arm64");
+        assert_eq!(p("linux/riscv64"), "linux/riscv64");
+    }
+
+    #[test]
+    fn malformed_platforms_are_refused() {
+        for bad in ["", "linux/", "/amd64", "linux/amd64/v2/x", "linux/am d64", "linux/$ARCH"] {
+            assert!(Platform::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn requests_are_trimmed_deduplicated_and_default_to_the_host() {
+        let list = |v: &[&str]| {
+            let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            requested(Some(&v)).map(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(list(&[" linux/amd64", "linux/arm64 ", "linux/x86_64"]).unwrap(), ["linux/amd64", "linux/arm64"]);
+        assert_eq!(list(&["linux/amd64,linux/arm64"]).unwrap(), ["linux/amd64", "linux/arm64"]);
+        assert_eq!(list(&[]).unwrap(), [Platform::host().to_string()]);
+        assert_eq!(requested(None).unwrap(), [Platform::host()]);
+        assert!(list(&["windows/amd64"]).unwrap_err().contains("linux images only"));
+    }
+}
