@@ -154,7 +154,7 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
     pub max_body_mb: usize,
     /// Most entries in a request tar.
-    #[arg(long, env = "KILN_MAX_ENTRIES", default_value_t = 200_000)]
+    #[arg(long, env = "KILN_MAX_ENTRIES", default_value_t = 100_000)]
     pub max_entries: u64,
     /// Most unpacked bytes of a request tar, in MiB.
     #[arg(long, env = "KILN_MAX_UNPACKED_MB", default_value_t = 4096)]

@@ -87,6 +87,15 @@ impl std::fmt::Display for Platform {
     }
 }
 
+/// Most platforms one request may ask for.
+pub const MAX_PLATFORMS: usize = 16;
+
+/// Architectures images are published for (Go's GOARCH names).
+pub const KNOWN_ARCHITECTURES: &[&str] = &[
+    "amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64", "mips64le", "mips64", "mipsle", "mips",
+    "loong64",
+];
+
 /// The platforms a request asks for, trimmed, normalised and without
 /// repeats (faas-cli sends `--platforms` split on commas, untrimmed); the
 /// host platform when none are given.
@@ -97,9 +106,15 @@ pub fn requested(values: Option<&[String]>) -> Result<Vec<Platform>, String> {
         if p.os != "linux" {
             return Err(format!("platform {p}: kiln builds linux images only"));
         }
+        if !KNOWN_ARCHITECTURES.contains(&p.architecture.as_str()) {
+            return Err(format!("platform {p}: unknown architecture (known: {})", KNOWN_ARCHITECTURES.join(", ")));
+        }
         if !out.contains(&p) {
             out.push(p);
         }
+    }
+    if out.len() > MAX_PLATFORMS {
+        return Err(format!("{} platforms requested, at most {MAX_PLATFORMS}", out.len()));
     }
     if out.is_empty() {
         out.push(Platform::host());
@@ -142,5 +157,15 @@ mod tests {
         assert_eq!(list(&[]).unwrap(), [Platform::host().to_string()]);
         assert_eq!(requested(None).unwrap(), [Platform::host()]);
         assert!(list(&["windows/amd64"]).unwrap_err().contains("linux images only"));
+        assert!(list(&["linux/arch0"]).unwrap_err().contains("unknown architecture"));
+        let many = vec!["linux/amd64"; 17].join(",").replace("amd64", "arm64");
+        assert_eq!(list(&[many.as_str()]).unwrap().len(), 1, "repeats collapse");
+        let distinct: Vec<String> = KNOWN_ARCHITECTURES
+            .iter()
+            .map(|a| format!("linux/{a}"))
+            .chain(["linux/arm/v6", "linux/arm/v5", "linux/arm64/v9", "linux/amd64/v2"].map(String::from))
+            .collect();
+        let refs: Vec<&str> = distinct.iter().map(String::as_str).collect();
+        assert!(list(&refs).unwrap_err().contains("17 platforms requested, at most 16"));
     }
 }

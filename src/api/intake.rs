@@ -83,13 +83,19 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
     let mut archive = tar::Archive::new(body);
     let (mut config, mut secrets) = (None, None);
     let (mut entries, mut bytes) = (0u64, 0u64);
+    check_not_compressed(body)?;
     for entry in archive.entries().map_err(|e| invalid(format!("request body is not a tar archive: {e}")))? {
-        let mut entry = entry.map_err(|e| invalid(format!("corrupt tar archive: {e}")))?;
+        let mut entry = entry.map_err(|e| match entries {
+            0 => invalid(format!("request body is not a tar archive: {e}")),
+            n => invalid(format!("corrupt tar archive after entry {n}: {e}")),
+        })?;
         entries += 1;
         if entries > limits.max_entries {
             return Err(invalid(format!("request tar has more than {} entries", limits.max_entries)));
         }
+        check_pax_size(&mut entry)?;
         let raw = entry.path().map_err(|e| invalid(format!("bad entry name: {e}")))?.into_owned();
+        check_name(&raw)?;
         if raw.is_absolute() {
             return Err(invalid(format!("absolute path {:?} in request tar", raw)));
         }
@@ -119,6 +125,58 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
         return Err(invalid(format!("{CONFIG_ENTRY}: \"image\" is required")));
     }
     Ok(Intake { config, context, secrets })
+}
+
+/// Longest entry name, as Linux's `PATH_MAX`.
+pub const MAX_NAME: usize = 4095;
+/// Longest path component (`NAME_MAX`).
+pub const MAX_COMPONENT: usize = 255;
+/// Deepest directory nesting in a context.
+pub const MAX_DEPTH: usize = 256;
+/// Most bytes of PAX extended-header records for one entry.
+pub const MAX_PAX: usize = 64 << 10;
+
+/// A compressed body gets a precise answer rather than a tar parse error.
+fn check_not_compressed(body: &[u8]) -> Result<(), IntakeError> {
+    let kind = match body {
+        [0x1f, 0x8b, ..] => "gzip",
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => "zstd",
+        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => "xz",
+        [b'B', b'Z', b'h', ..] => "bzip2",
+        _ => return Ok(()),
+    };
+    Err(invalid(format!("request body is {kind}-compressed: send an uncompressed tar")))
+}
+
+/// Entry names are UTF-8 and within Linux's path limits.
+fn check_name(raw: &Path) -> Result<(), IntakeError> {
+    let Some(name) = raw.to_str() else {
+        return Err(invalid(format!("entry name {:?} is not UTF-8: file names must be UTF-8", raw)));
+    };
+    let shown = || name.chars().take(120).collect::<String>();
+    if name.len() > MAX_NAME {
+        return Err(invalid(format!("entry name {}… is too long ({} bytes, at most {MAX_NAME})", shown(), name.len())));
+    }
+    if name.split('/').any(|c| c.len() > MAX_COMPONENT) {
+        return Err(invalid(format!(
+            "entry name {}: a component is too long (at most {MAX_COMPONENT} bytes)",
+            shown()
+        )));
+    }
+    if name.split('/').filter(|c| !c.is_empty() && *c != ".").count() > MAX_DEPTH + 1 {
+        return Err(invalid(format!("entry name {}…: nested deeper than {MAX_DEPTH} directories", shown())));
+    }
+    Ok(())
+}
+
+/// Refuses entries whose PAX records exceed [`MAX_PAX`] bytes.
+fn check_pax_size(entry: &mut tar::Entry<&[u8]>) -> Result<(), IntakeError> {
+    let Ok(Some(records)) = entry.pax_extensions() else { return Ok(()) };
+    let size: usize = records.flatten().map(|r| r.key_bytes().len() + r.value_bytes().len()).sum();
+    if size > MAX_PAX {
+        return Err(invalid(format!("a PAX header of {size} bytes is larger than the {MAX_PAX} allowed")));
+    }
+    Ok(())
 }
 
 fn read_small(entry: &mut impl Read, name: &str) -> Result<Vec<u8>, IntakeError> {

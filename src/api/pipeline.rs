@@ -54,8 +54,7 @@ pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &Log
 
 async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSink) -> Result<Digest, BuildFailure> {
     emit(log, "[internal] load build definition from Dockerfile");
-    let text = std::fs::read_to_string(intake.context.join("Dockerfile"))
-        .map_err(|_| fail(ErrorKind::InvalidArgument, "context/Dockerfile not found in the request tar"))?;
+    let text = read_dockerfile(&intake.context)?;
     let df = frontend::parse(&text).map_err(diag_failure)?;
     warn_on_frontend(&df, log);
     run_checks(&df, intake, log)?;
@@ -107,6 +106,17 @@ pub(super) fn export_failure(e: exporter::ExportError) -> BuildFailure {
         exporter::ExportError::Push { source, .. } => fail(ErrorKind::from(source), e.to_string()),
         exporter::ExportError::Storage(_) => fail(ErrorKind::Internal, e.to_string()),
     }
+}
+
+/// `context/Dockerfile` as UTF-8 text.
+fn read_dockerfile(context: &std::path::Path) -> Result<String, BuildFailure> {
+    let bytes = std::fs::read(context.join("Dockerfile"))
+        .map_err(|_| fail(ErrorKind::InvalidArgument, "context/Dockerfile not found in the request tar"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        fail(ErrorKind::InvalidArgument, format!("Dockerfile line {line} is not UTF-8 text"))
+    })
 }
 
 /// Honours `Dockerfile.dockerignore` (which wins) or `.dockerignore`.

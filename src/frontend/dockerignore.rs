@@ -73,14 +73,12 @@ impl DockerIgnore {
 }
 
 fn match_segments(pattern: &[String], path: &[String]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => (0..=path.len()).any(|i| match_segments(rest, &path[i..])),
-        Some((first, rest)) => match path.split_first() {
-            Some((p, prest)) => glob_match(first, p) && match_segments(rest, prest),
-            None => false,
-        },
-    }
+    crate::glob::match_table(
+        pattern.len(),
+        path.len(),
+        |i| pattern[i] == "**",
+        |i, j| glob_match(&pattern[i], &path[j]),
+    )
 }
 
 #[cfg(test)]
@@ -112,6 +110,11 @@ mod tests {
         assert!(last_wins.is_excluded("a"));
         assert!(DockerIgnore::parse("./x/../y\n").is_excluded("y"));
         assert!(DockerIgnore::parse("**\n!Dockerfile\n").is_excluded("any/file"));
+        let deep = vec!["a"; 60].join("/");
+        assert!(
+            !DockerIgnore::parse(&format!("{}b", "**/a/".repeat(30))).is_excluded(&deep),
+            "no backtracking blow-up"
+        );
         assert!(!DockerIgnore::parse("**\n!Dockerfile\n").is_excluded("Dockerfile"));
     }
 }

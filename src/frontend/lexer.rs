@@ -117,6 +117,9 @@ fn directive(line: &str) -> Option<(String, String)> {
     DIRECTIVES.contains(&name.as_str()).then(|| (name, value.trim().to_string()))
 }
 
+/// Longest instruction (after joining continuation lines).
+pub const MAX_INSTRUCTION: usize = 1 << 20;
+
 /// Lexes `text`.
 pub fn lex(text: &str) -> Result<Lexed, Diagnostic> {
     let physical: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
@@ -172,6 +175,11 @@ pub fn lex(text: &str) -> Result<Lexed, Diagnostic> {
             }
         }
         let text = text.trim().to_string();
+        if text.len() > MAX_INSTRUCTION {
+            let msg = format!("instruction is longer than {MAX_INSTRUCTION} bytes");
+            let shown: String = raw.chars().take(80).collect();
+            return Err(Diagnostic::new(start + 1, 1, msg, &shown));
+        }
         let markers = if takes_heredocs(&text) { heredoc_markers(&text) } else { Vec::new() };
         let heredocs = read_heredocs(&physical, &mut idx, markers, start + 1)?;
         lines.push(LogicalLine { line: start + 1, text, first: raw.to_string(), heredocs });

@@ -34,6 +34,10 @@ pub fn parse(text: &str) -> Result<Dockerfile, Diagnostic> {
     if text.trim().is_empty() {
         return Err(Diagnostic::new(1, 1, "the Dockerfile cannot be empty", ""));
     }
+    if let Some(at) = text.find('\0') {
+        let line = text[..at].matches('\n').count() + 1;
+        return Err(Diagnostic::new(line, 1, "the Dockerfile contains a NUL byte", ""));
+    }
     let lexed = lexer::lex(text)?;
     let instructions =
         lexed.lines.iter().map(|l| instructions::parse_line(l, lexed.escape)).collect::<Result<Vec<_>, _>>()?;

@@ -15,9 +15,15 @@ impl<F: Fn(&str) -> Option<String>> Vars for F {
     }
 }
 
+/// Longest text one expansion may produce (values of earlier ENV/ARG lines
+/// are capped too, so repeated doubling cannot exhaust memory).
+pub const MAX_EXPANDED: usize = 1 << 20;
+/// Deepest nesting of `${V:-${W:-…}}` substitutions.
+pub const MAX_NESTING: usize = 32;
+
 /// Expands one word, removing quotes.
 pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String, String> {
-    let mut s = Scanner { chars: text.chars().collect(), pos: 0, escape, vars };
+    let mut s = Scanner::new(text, escape, vars);
     let words = s.process(false, None)?;
     Ok(words.into_iter().next().unwrap_or_default())
 }
@@ -25,7 +31,7 @@ pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String,
 /// Expands text into words split on unquoted whitespace (also inside
 /// unquoted expansion results).
 pub fn process_words(text: &str, vars: &dyn Vars, escape: char) -> Result<Vec<String>, String> {
-    let mut s = Scanner { chars: text.chars().collect(), pos: 0, escape, vars };
+    let mut s = Scanner::new(text, escape, vars);
     s.process(true, None)
 }
 
@@ -68,6 +74,16 @@ struct Scanner<'a> {
     pos: usize,
     escape: char,
     vars: &'a dyn Vars,
+    /// Substitutions currently open.
+    depth: usize,
+}
+
+/// Refuses text grown past [`MAX_EXPANDED`].
+fn check_size(len: usize) -> Result<(), String> {
+    if len > MAX_EXPANDED {
+        return Err(format!("expanded text is longer than {MAX_EXPANDED} bytes"));
+    }
+    Ok(())
 }
 
 /// Accumulates words, tracking whether a word has started (so `""` yields
@@ -80,6 +96,9 @@ struct Words {
 }
 
 impl Words {
+    fn len(&self) -> usize {
+        self.cur.len() + self.done.iter().map(String::len).sum::<usize>()
+    }
     fn raw(&mut self, s: &str) {
         self.cur.push_str(s);
         self.in_word = true;
@@ -105,7 +124,11 @@ impl Words {
     }
 }
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
+    fn new(text: &str, escape: char, vars: &'a dyn Vars) -> Self {
+        Scanner { chars: text.chars().collect(), pos: 0, escape, vars, depth: 0 }
+    }
+
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
     }
@@ -118,6 +141,16 @@ impl Scanner<'_> {
 
     /// Processes until `stop` (unquoted, unescaped) or the end.
     fn process(&mut self, split: bool, stop: Option<char>) -> Result<Vec<String>, String> {
+        if self.depth > MAX_NESTING {
+            return Err(format!("variable substitutions nested deeper than {MAX_NESTING} levels"));
+        }
+        self.depth += 1;
+        let words = self.process_level(split, stop);
+        self.depth -= 1;
+        words
+    }
+
+    fn process_level(&mut self, split: bool, stop: Option<char>) -> Result<Vec<String>, String> {
         let mut w = Words::default();
         while let Some(c) = self.peek() {
             if Some(c) == stop {
@@ -138,6 +171,9 @@ impl Scanner<'_> {
                     None => w.raw(&c.to_string()),
                 },
                 c => w.raw(&c.to_string()),
+            }
+            if c == '$' || c == '"' {
+                check_size(w.len())?;
             }
         }
         w.end();
@@ -163,7 +199,10 @@ impl Scanner<'_> {
         loop {
             match self.next() {
                 Some('"') => return Ok(s),
-                Some('$') => s.push_str(&self.dollar()?),
+                Some('$') => {
+                    s.push_str(&self.dollar()?);
+                    check_size(s.len())?;
+                }
                 Some(c) if c == self.escape => match self.next() {
                     Some(n) if n == '"' || n == '$' || n == self.escape => s.push(n),
                     Some(n) => {
@@ -385,6 +424,22 @@ mod tests {
     }
 
     #[test]
+    fn expansion_is_bounded_in_size_and_nesting() {
+        let big = "x".repeat(MAX_EXPANDED / 2 + 1);
+        let vars = |n: &str| (n == "BIG").then(|| big.clone());
+        assert!(process_word("$BIG", &vars, '\\').is_ok());
+        for text in ["$BIG$BIG", "\"$BIG$BIG\"", "a${BIG}b${BIG}"] {
+            let err = process_word(text, &vars, '\\').unwrap_err();
+            assert!(err.contains("longer than"), "{text}: {err}");
+        }
+        assert!(expand_heredoc("$BIG $BIG", &vars, '\\').unwrap_err().contains("longer than"));
+        let nested = |n: usize| format!("{}x{}", "${U:-".repeat(n), "}".repeat(n));
+        assert_eq!(process_word(&nested(MAX_NESTING), &vars, '\\').unwrap(), "x");
+        let err = process_word(&nested(100_000), &vars, '\\').unwrap_err();
+        assert!(err.contains("nested deeper"), "{err}");
+    }
+
+    #[test]
     fn raw_split_keeps_quotes() {
         assert_eq!(split_raw(r#"a="b c" d=e\ f g='h i'"#, '\\'), [r#"a="b c""#, r"d=e\ f", "g='h i'"]);
     }
@@ -394,7 +449,7 @@ mod tests {
 /// `$V`/`${…}` are expanded and `\$` gives `$`; quotes and every other
 /// character stay as written.
 pub fn expand_heredoc(text: &str, vars: &dyn Vars, escape: char) -> Result<String, String> {
-    let mut s = Scanner { chars: text.chars().collect(), pos: 0, escape, vars };
+    let mut s = Scanner::new(text, escape, vars);
     let mut out = String::new();
     while let Some(c) = s.next() {
         match c {
@@ -402,7 +457,10 @@ pub fn expand_heredoc(text: &str, vars: &dyn Vars, escape: char) -> Result<Strin
                 s.pos += 1;
                 out.push('$');
             }
-            '$' => out.push_str(&s.dollar()?),
+            '$' => {
+                out.push_str(&s.dollar()?);
+                check_size(out.len())?;
+            }
             c => out.push(c),
         }
     }

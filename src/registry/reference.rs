@@ -26,6 +26,9 @@ fn valid_repo(repo: &str) -> bool {
         })
 }
 
+/// Longest registry + repository name (distribution's limit).
+pub const MAX_NAME: usize = 255;
+
 impl Reference {
     /// Parses and normalises `s`.
     pub fn parse(s: &str) -> Result<Self> {
@@ -53,6 +56,9 @@ impl Reference {
         let repository = if registry == "docker.io" && !repo.contains('/') { format!("library/{repo}") } else { repo };
         if !valid_repo(&repository) {
             return Err(invalid("repository names must be lowercase letters, digits and separators"));
+        }
+        if name.len() > MAX_NAME {
+            return Err(invalid(&format!("the name is longer than {MAX_NAME} characters")));
         }
         if let Some(t) = &tag {
             let ok =

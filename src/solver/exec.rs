@@ -104,6 +104,7 @@ impl Solver {
             mountpoint: bundle.join("rootfs"),
             context: input.context.to_path_buf(),
             actions,
+            max_archive_bytes: self.cfg.max_archive_bytes,
         };
         let outcome = self.run_helper(id, "__file-op", &bundle, &req, input).await;
         let result = outcome.and_then(|(_, raw)| {

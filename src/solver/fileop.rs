@@ -70,6 +70,8 @@ pub struct FileOpRequest {
     pub context: PathBuf,
     /// Actions in order.
     pub actions: Vec<PlannedAction>,
+    /// Most bytes one archive ADD extracts may unpack to.
+    pub max_archive_bytes: u64,
 }
 
 /// What the helper reports back.
@@ -118,6 +120,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                     exclude: crate::frontend::dockerignore::DockerIgnore::parse(&exclude.join("\n")),
                     parents: *parents,
                     links: Default::default(),
+                    archive_limit: req.max_archive_bytes,
                 };
                 let dest_is_dir = dest.ends_with('/') || sources.len() + inline.len() > 1;
                 write_inline(&root, inline, dest, dest_is_dir, owner.created(), *chmod)?;
@@ -190,6 +193,8 @@ struct CopySpec {
     chmod: Option<u32>,
     exclude: crate::frontend::dockerignore::DockerIgnore,
     parents: bool,
+    /// Most bytes an extracted archive may unpack to.
+    archive_limit: u64,
     /// First copy of each multiply-linked source inode, so later names
     /// become hardlinks again.
     links: std::cell::RefCell<std::collections::HashMap<(u64, u64), (OwnedFd, String)>>,
@@ -246,7 +251,8 @@ fn add(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &Cop
     for a in archives {
         let dest_dir = ensure_dir(root, dest.trim_end_matches('/'), spec.owner.created(), 0o755)?;
         let src = fsx::open_in_root(source, Path::new(&a), libc::O_RDONLY).map_err(io_err(format!("open {a}")))?;
-        kiln_snapshotter::apply::apply_layer(File::from(src), &fd_path(&dest_dir, OsStr::new("")))
+        let dest = fd_path(&dest_dir, OsStr::new(""));
+        kiln_snapshotter::apply::apply_layer_limited(File::from(src), &dest, spec.archive_limit)
             .map_err(|e| format!("extract {a}: {e}"))?;
     }
     Ok(())

@@ -92,6 +92,8 @@ pub struct SolverConfig {
     pub step_timeout: Option<std::time::Duration>,
     /// Process limits of every step.
     pub step_limits: kiln_runtime::spec::StepLimits,
+    /// Most bytes one archive that ADD extracts may unpack to.
+    pub max_archive_bytes: u64,
 }
 
 /// The base images a build resolved, by manifest digest.

@@ -205,6 +205,12 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The status of GET /healthz.
+    pub fn health(&self) -> u16 {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        client.get(format!("{}/healthz", self.url)).send().map(|r| r.status().as_u16()).unwrap_or(0)
+    }
+
     /// POSTs a signed body to /build.
     pub fn build(&self, body: &[u8]) -> (u16, serde_json::Value) {
         self.post(body, Some(&sign(SECRET, body)))
