@@ -63,6 +63,9 @@ pub enum CacheAction {
         #[arg(long, default_value = "0")]
         keep_storage: String,
     },
+    /// Verify the store (blob digests, cache entries, leftovers) once no
+    /// build runs; exit code 1 when a problem is found.
+    Check,
 }
 
 /// `kiln serve` options; each can also come from the environment.

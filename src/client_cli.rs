@@ -140,6 +140,7 @@ async fn cache_request(action: crate::cli::CacheAction, url: &str) -> Result<Str
             kiln::units::parse_size(keep_storage)?;
             client.post(format!("{base}/cache/prune?keep_storage={keep_storage}"))
         }
+        crate::cli::CacheAction::Check => client.post(format!("{base}/cache/check")),
     };
     let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
     let status = resp.status();
@@ -152,7 +153,7 @@ async fn cache_request(action: crate::cli::CacheAction, url: &str) -> Result<Str
             let entries: Vec<kiln::solver::CacheEntry> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
             Ok(render_entries(&entries))
         }
-        crate::cli::CacheAction::Prune { .. } => Ok(format!("{body}\n")),
+        crate::cli::CacheAction::Prune { .. } | crate::cli::CacheAction::Check => Ok(format!("{body}\n")),
     }
 }
 

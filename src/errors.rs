@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Unavailable,
     /// Too many concurrent requests.
     ResourceExhausted,
+    /// The data directory's disk is full.
+    OutOfSpace,
     /// A bug or local failure.
     Internal,
 }
@@ -31,4 +33,15 @@ impl From<&crate::registry::Error> for ErrorKind {
             E::Storage(_) => ErrorKind::Internal,
         }
     }
+}
+
+/// Whether an error message reports a full disk (`ENOSPC`).
+pub fn is_out_of_space(message: &str) -> bool {
+    message.contains("os error 28") || message.to_ascii_lowercase().contains("no space left on device")
+}
+
+/// Free bytes for unprivileged writers on the filesystem holding `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
 }

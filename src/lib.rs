@@ -7,6 +7,7 @@ pub mod client;
 pub mod errors;
 pub mod exporter;
 pub mod frontend;
+pub mod fuzzing;
 pub mod glob;
 pub mod graph;
 pub mod keylock;

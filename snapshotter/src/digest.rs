@@ -25,6 +25,13 @@ impl Digest {
         Self::from_hasher(Sha256::new_with_prefix(data))
     }
 
+    /// The digest of everything `reader` yields.
+    pub fn from_reader(mut reader: impl std::io::Read) -> std::io::Result<Self> {
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut reader, &mut hasher)?;
+        Ok(Self::from_hasher(hasher))
+    }
+
     /// Finishes a running SHA-256 into a digest.
     pub fn from_hasher(h: Sha256) -> Self {
         Digest(format!("sha256:{}", hex::encode(h.finalize())))

@@ -1,7 +1,8 @@
 //! Operator endpoints on the internal (metrics) listener, never on the
 //! client-facing API port: `GET /cache` lists cache entries, `POST
 //! /cache/prune?keep_storage=SIZE` evicts least recently used entries until
-//! the store fits (waiting for running builds first). `kiln cache` calls them.
+//! the store fits (waiting for running builds first), `POST /cache/check`
+//! verifies the store (also between builds). `kiln cache` calls them.
 
 use super::AppState;
 use axum::extract::{RawQuery, State};
@@ -27,6 +28,16 @@ pub async fn prune(State(state): State<AppState>, RawQuery(query): RawQuery) -> 
     };
     match state.solver.prune(budget).await {
         Ok(report) => Json(report).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+/// `POST /cache/check`: 200 with the report when the store is consistent,
+/// 409 with it when not.
+pub async fn check(State(state): State<AppState>) -> Response {
+    match state.solver.check_store().await {
+        Ok(report) if report.ok => Json(report).into_response(),
+        Ok(report) => (StatusCode::CONFLICT, Json(report)).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
 }

@@ -34,6 +34,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::OutOfSpace => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::NotFound | ErrorKind::FailedPrecondition | ErrorKind::Unavailable | ErrorKind::Internal => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -41,11 +42,13 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
 }
 
 /// HTTP status for a failure after the build started: 400 when the
-/// request's content is at fault (Dockerfile, COPY sources), 500 otherwise.
-/// Never 401, which clients would read as a bad signature.
+/// request's content is at fault (Dockerfile, COPY sources), 507 when the
+/// data directory is full, 500 otherwise. Never 401, which clients would
+/// read as a bad signature.
 pub fn status_for_build_failure(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::OutOfSpace => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -10,7 +10,7 @@ pub mod intake;
 pub mod limit;
 mod pipeline;
 mod state;
-mod stream;
+pub mod stream;
 
 pub use state::{AppState, ServeConfig};
 
@@ -49,6 +49,7 @@ pub fn metrics_app(state: AppState) -> Router {
         )
         .route("/cache", get(admin::list))
         .route("/cache/prune", post(admin::prune))
+        .route("/cache/check", post(admin::check))
         .with_state(state)
 }
 

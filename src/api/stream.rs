@@ -97,8 +97,8 @@ async fn run(state: AppState, job: Job, out: mpsc::Sender<Bytes>) {
     let _ = out.send(line(&Final { image, status, error, digest, duration })).await;
 }
 
-/// Sends `first` and everything already queued, split into lines of at
-/// most [`BATCH_BYTES`] of log text. Returns false when the client is gone.
+/// Sends `first` and everything already queued, framed by
+/// [`progress_frames`]. Returns false when the client is gone.
 async fn send_batches(
     out: &mpsc::Sender<Bytes>,
     first: String,
@@ -109,22 +109,33 @@ async fn send_batches(
     while let Ok(l) = rx.try_recv() {
         pending.push(l);
     }
+    for frame in progress_frames(pending, job.elapsed()) {
+        if out.send(frame).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Frames log lines as `in_progress` NDJSON lines carrying at most
+/// [`BATCH_BYTES`] of log text each (a longer line is cut to that size), in
+/// order; every frame is one compact JSON object ending in its only `\n`.
+pub fn progress_frames(lines: Vec<String>, duration: f64) -> Vec<Bytes> {
+    let mut frames = Vec::new();
     let mut batch: Vec<String> = Vec::new();
     let mut size = 0;
-    for l in pending {
+    for l in lines {
+        let l = truncate(l, BATCH_BYTES);
         if size + l.len() > BATCH_BYTES && !batch.is_empty() {
-            let msg = line(&Progress { log: &batch, status: "in_progress", duration: job.elapsed() });
-            if out.send(msg).await.is_err() {
-                return false;
-            }
+            frames.push(line(&Progress { log: &batch, status: "in_progress", duration }));
             batch.clear();
             size = 0;
         }
         size += l.len();
-        batch.push(truncate(l, BATCH_BYTES));
+        batch.push(l);
     }
-    let msg = line(&Progress { log: &batch, status: "in_progress", duration: job.elapsed() });
-    out.send(msg).await.is_ok()
+    frames.push(line(&Progress { log: &batch, status: "in_progress", duration }));
+    frames
 }
 
 fn truncate(mut s: String, max: usize) -> String {

@@ -91,13 +91,15 @@ fn check_size(len: usize) -> Result<(), String> {
 #[derive(Default)]
 struct Words {
     done: Vec<String>,
+    /// Bytes in `done`.
+    done_len: usize,
     cur: String,
     in_word: bool,
 }
 
 impl Words {
     fn len(&self) -> usize {
-        self.cur.len() + self.done.iter().map(String::len).sum::<usize>()
+        self.done_len + self.cur.len()
     }
     fn raw(&mut self, s: &str) {
         self.cur.push_str(s);
@@ -118,6 +120,7 @@ impl Words {
     }
     fn end(&mut self) {
         if self.in_word {
+            self.done_len += self.cur.len();
             self.done.push(std::mem::take(&mut self.cur));
             self.in_word = false;
         }

@@ -77,8 +77,7 @@ impl Solver {
         // A killed step leaves libcontainer's state behind.
         let _ = std::fs::remove_dir_all(req.state_root.join(&req.id));
         let result = outcome.and_then(|(tail, raw)| {
-            let r: StepResult =
-                serde_json::from_slice(&raw).map_err(|e| SolveError::internal(id, format!("step result: {e}")))?;
+            let r: StepResult = serde_json::from_slice(&raw).map_err(|e| unreadable_result(id, e, &tail))?;
             match (r.error, r.exit_code) {
                 (Some(e), _) => Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, e)),
                 (None, 0) => Ok(()),
@@ -107,9 +106,9 @@ impl Solver {
             max_archive_bytes: self.cfg.max_archive_bytes,
         };
         let outcome = self.run_helper(id, "__file-op", &bundle, &req, input).await;
-        let result = outcome.and_then(|(_, raw)| {
+        let result = outcome.and_then(|(tail, raw)| {
             let r: super::fileop::FileOpResult =
-                serde_json::from_slice(&raw).map_err(|e| SolveError::internal(id, format!("file op result: {e}")))?;
+                serde_json::from_slice(&raw).map_err(|e| unreadable_result(id, e, &tail))?;
             match r.error {
                 Some(e) => Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, e)),
                 None => Ok(()),
@@ -368,6 +367,13 @@ fn prepare_secrets(
         files.push(SecretFile { source, target: target.clone() });
     }
     Ok(files)
+}
+
+/// A helper's result file that does not parse (it may have died or found
+/// the disk full): the error with the helper's last output lines.
+fn unreadable_result(id: NodeId, e: serde_json::Error, tail: &[String]) -> SolveError {
+    let last: Vec<&str> = tail.iter().rev().take(3).rev().map(String::as_str).collect();
+    SolveError::internal(id, format!("the helper's result is unreadable ({e}): {}", last.join(" / ")))
 }
 
 fn exit_message(code: i32, tail: &[String]) -> String {

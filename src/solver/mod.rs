@@ -4,6 +4,7 @@
 
 mod cache;
 mod cachemount;
+pub mod check;
 mod context;
 mod exec;
 pub mod fileop;
@@ -290,13 +291,32 @@ impl Solver {
         if let Err(e) = self.cache.touch(&used, crate::timefmt::now_secs()) {
             tracing::warn!(error = %e, "record cache use");
         }
-        solved?;
+        solved.map_err(|e| self.explain_out_of_space(e))?;
         let steps = keys
             .iter()
             .filter(|(id, _)| !matches!(def.nodes[**id].op, Op::Source(_) | Op::Scratch))
             .map(|(id, key)| (key.clone(), results[id].clone()))
             .collect();
         Ok(Solved { layers: results.remove(&root).unwrap_or_default(), steps })
+    }
+
+    /// A failure on a (nearly) full data directory says so: the step's
+    /// own error (often a helper that could not write its result) is kept
+    /// and the remedy added.
+    fn explain_out_of_space(&self, e: SolveError) -> SolveError {
+        let free = crate::errors::free_bytes(&self.cfg.data_dir);
+        let full = free.is_some_and(|f| f < 8 << 20);
+        if !full && !crate::errors::is_out_of_space(&e.message) {
+            return e;
+        }
+        let message = format!(
+            "{}: no space left on device in the data directory {} ({} bytes free); free disk space or lower \
+             --cache-max-size",
+            e.message,
+            self.cfg.data_dir.display(),
+            free.unwrap_or(0)
+        );
+        SolveError { kind: crate::errors::ErrorKind::OutOfSpace, message, ..e }
     }
 
     /// Solves the ancestry of `root` wave by wave: every node whose inputs

@@ -62,6 +62,8 @@ pub struct ServerOptions {
     pub args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The data directory (default: one in the server's temp dir).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A running `kiln serve`.
@@ -103,7 +105,7 @@ impl Server {
     pub fn start(opts: ServerOptions) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let data_dir = tmp.path().join("data");
+        let data_dir = opts.data_dir.clone().unwrap_or_else(|| tmp.path().join("data"));
         let secret_file = tmp.path().join("payload-secret");
         std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
         std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -203,6 +205,19 @@ impl Server {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `POST /cache/check` on the internal listener: status and report.
+    pub fn check_store(&self) -> (u16, serde_json::Value) {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+        let resp = client.post(format!("{}/cache/check", self.metrics_url)).send().expect("POST /cache/check");
+        let status = resp.status().as_u16();
+        (status, resp.json().expect("check report"))
     }
 
     /// The status of GET /healthz.
