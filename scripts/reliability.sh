@@ -14,7 +14,7 @@ what=${1:-all}
 export KILN_LOAD_BUILDS=${KILN_LOAD_BUILDS:-200} KILN_CRASH_ROUNDS=${KILN_CRASH_ROUNDS:-20}
 run_test() {  # run_test TEST-FILE FILTER
   bash scripts/test.sh --release --test "$1" -- --nocapture --test-threads 1 "$2" 2>&1 | tee "/tmp/kiln-reliability-$2.log" |
-    grep -E "^(FIGURE|round [0-9]+:|crash test seed|test result|[a-z0-9-]+: [0-9]{3} in )" || true
+    grep -oE "(FIGURE|round [0-9]+:|crash test seed|test result|[a-z0-9-]+: [0-9]{3} in ).*" || true
   grep -q "test result: ok" "/tmp/kiln-reliability-$2.log"
 }
 case $what in

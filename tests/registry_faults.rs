@@ -70,3 +70,41 @@ fn a_corrupted_blob_fails_the_build_and_pushes_nothing() {
         .unwrap();
     assert!(!tags.status.success(), "nothing was tagged");
 }
+
+#[test]
+fn a_registry_down_or_failing_mid_push_fails_clearly_and_service_resumes() {
+    let server =
+        Server::start(ServerOptions { args: vec!["--registry-timeout".into(), "2".into()], ..Default::default() });
+    let repo = unique("kiln/faults-down");
+    let dockerfile = format!("FROM {}/busybox\nRUN echo pushed > /p\n", registry());
+    let build =
+        |target: &str| server.build(&request_tar(&json!({"image": target}), &[("Dockerfile", dockerfile.as_bytes())]));
+
+    let down = format!("127.0.0.1:{}/{repo}:v1", free_port());
+    let (status, reply) = build(&down);
+    let err = reply["error"].as_str().unwrap_or_default();
+    assert_eq!(status, 500, "{reply}");
+    assert!(err.contains("push") && err.contains("Connection refused"), "names the push and the cause: {err}");
+
+    let proxy = FaultProxy::start("putfail");
+    let failing = format!("{}/{repo}:v1", proxy.addr());
+    let (status, reply) = build(&failing);
+    let err = reply["error"].as_str().unwrap_or_default();
+    assert_eq!(status, 500, "{reply}");
+    assert!(err.contains("push") && err.contains("500"), "{err}");
+    assert!(proxy.injected() >= 3, "uploads were retried ({} faults)", proxy.injected());
+    let direct = format!("{}/{repo}:v1", registry());
+    let tag = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{direct}")])
+        .output()
+        .unwrap();
+    assert!(!tag.status.success(), "a failed push tags nothing");
+
+    let (status, report) = server.check_store();
+    assert_eq!(status, 200, "the failures corrupted nothing: {report}");
+    let (status, reply) = build(&direct);
+    assert_success(status, &reply);
+    assert_eq!(executed_runs(&reply), 0, "the step built before the failed pushes is reused");
+    let img = unpack_image(&direct, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("p")).unwrap(), "pushed\n");
+}

@@ -26,7 +26,8 @@ fn valid_repo(repo: &str) -> bool {
         })
 }
 
-/// Longest registry + repository name (distribution's limit).
+/// Longest normalised `registry/repository` name (distribution's limit,
+/// which applies after `docker.io/library/` is added).
 pub const MAX_NAME: usize = 255;
 
 impl Reference {
@@ -57,8 +58,8 @@ impl Reference {
         if !valid_repo(&repository) {
             return Err(invalid("repository names must be lowercase letters, digits and separators"));
         }
-        if name.len() > MAX_NAME {
-            return Err(invalid(&format!("the name is longer than {MAX_NAME} characters")));
+        if registry.len() + 1 + repository.len() > MAX_NAME {
+            return Err(invalid(&format!("the full name is longer than {MAX_NAME} characters")));
         }
         if let Some(t) = &tag {
             let ok =
@@ -107,6 +108,16 @@ impl fmt::Display for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_length_limit_applies_to_the_normalised_name() {
+        let short = "a".repeat(255 - "docker.io/library/".len());
+        assert!(Reference::parse(&short).is_ok());
+        let err = Reference::parse(&format!("{short}b")).unwrap_err().to_string();
+        assert!(err.contains("longer than 255"), "{err}");
+        let r = Reference::parse(&short).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r, "a parsed name parses back");
+    }
 
     #[test]
     fn normalises_like_docker() {

@@ -2,8 +2,9 @@
 """A registry proxy that fails on purpose: the first request for each
 (method, path) gets 503, or its connection is reset, then requests pass
 through to the real registry. Usage: fault_proxy.py PORT UPSTREAM MODE
-(MODE: 503 | reset | slow | corrupt; slow stalls 5 s before answering,
-corrupt flips a byte of every blob body instead). Prints one line per fault
+(MODE: 503 | reset | slow | corrupt | putfail; slow stalls 5 s before
+answering, corrupt flips a byte of every blob body instead, putfail answers
+500 to every blob upload's final PUT: a registry failing mid-push for good). Prints one line per fault
 to stderr."""
 import http.client, socket, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +35,13 @@ class Proxy(BaseHTTPRequestHandler):
     def handle_any(self):
         body = self.read_body()
         key = (self.command, self.path.split("?")[0])
-        if key not in seen and MODE != "corrupt":
+        if MODE == "putfail" and self.command == "PUT" and "/blobs/uploads/" in self.path:
+            print("fault %s %s" % key, file=sys.stderr, flush=True)
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if key not in seen and MODE not in ("corrupt", "putfail"):
             seen.add(key)
             print("fault %s %s" % key, file=sys.stderr, flush=True)
             if MODE == "slow":
