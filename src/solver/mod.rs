@@ -455,28 +455,42 @@ impl Solver {
                 format!("{reference}: config and manifest disagree on layers"),
             ));
         }
-        let mut out = Vec::new();
-        for (desc, diff_id) in resolved.manifest.layers.iter().zip(diff_ids) {
-            let diff_id = Digest::parse(diff_id).map_err(|e| SolveError::internal(id, e))?;
-            let pulled = self
-                .registry
-                .fetch_blob(reference, desc, &self.store)
-                .await
-                .map_err(|e| SolveError::new(Some(id), ErrorKind::from(&e), e.to_string()))?;
-            let _ = input.progress.send(Event::Pulled(id, pulled));
-            let blob = Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?;
-            let snapshot = self.unpack(id, &blob, &diff_id, input.progress).await?;
-            out.push(LayerRecord {
-                snapshot,
-                digest: blob,
-                diff_id,
-                size: desc.size,
-                media_type: crate::registry::MediaType::oci_layer(&desc.media_type).to_string(),
-                created: 0,
-                origin: Some(format!("{}/{}", reference.registry, reference.repository)),
-            });
-        }
-        Ok(out)
+        // Every layer downloads and unpacks at the same time as the others
+        // (each into its own snapshot), as containerd's unpacker does.
+        let layers = resolved.manifest.layers.iter().zip(diff_ids);
+        futures_util::future::try_join_all(
+            layers.map(|(desc, diff_id)| self.pull_layer(id, reference, desc, diff_id, input)),
+        )
+        .await
+    }
+
+    /// Downloads one base layer (once per digest across builds) and unpacks it.
+    async fn pull_layer(
+        &self,
+        id: NodeId,
+        reference: &Reference,
+        desc: &crate::registry::Descriptor,
+        diff_id: &str,
+        input: &BuildInput<'_>,
+    ) -> Result<LayerRecord, SolveError> {
+        let diff_id = Digest::parse(diff_id).map_err(|e| SolveError::internal(id, e))?;
+        let pulled = self
+            .registry
+            .fetch_blob(reference, desc, &self.store)
+            .await
+            .map_err(|e| SolveError::new(Some(id), ErrorKind::from(&e), e.to_string()))?;
+        let _ = input.progress.send(Event::Pulled(id, pulled));
+        let blob = Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?;
+        let snapshot = self.unpack(id, &blob, &diff_id, input.progress).await?;
+        Ok(LayerRecord {
+            snapshot,
+            digest: blob,
+            diff_id,
+            size: desc.size,
+            media_type: crate::registry::MediaType::oci_layer(&desc.media_type).to_string(),
+            created: 0,
+            origin: Some(format!("{}/{}", reference.registry, reference.repository)),
+        })
     }
 
     async fn unpack(
