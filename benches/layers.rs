@@ -13,6 +13,9 @@
 //!   memory on one thread: the hardware limit for this data, measured in
 //!   the same run, that `export/*/1t` is compared with.
 //! - `snapshot/prepare_commit`: one empty snapshot prepared and committed.
+//! - `apply/5000_files`: unpacking a gzip layer of 5,000 small files in
+//!   500 directories (a dependency install) into a fresh directory, as a
+//!   base-image pull or an `ADD` of an archive does.
 //! - `export/one_file_change`: the upper dir of a step that changed one
 //!   file on top of any tree. kiln walks only the overlay upper, so this
 //!   cost does not grow with the lower layers' size (a two-tree differ
@@ -124,5 +127,43 @@ fn bench_snapshots(c: &mut Criterion) {
     c.bench_function("export/one_file_change", |b| b.iter(|| diff_upper(&upper, &store, &opts).unwrap()));
 }
 
-criterion_group!(benches, bench_raw, bench_export, bench_snapshots);
+/// A gzip layer of 5,000 small files in 500 directories.
+fn many_files_layer() -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for i in 0..5000 {
+        let data = format!("module.exports = {i}\n");
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, format!("node_modules/pkg{}/f{i}.js", i % 500), data.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn bench_apply(c: &mut Criterion) {
+    let layer = many_files_layer();
+    // Every unpacked tree is kept until the end: deleting thousands of files
+    // between iterations makes ext4 slow to allocate the next inodes
+    // ("recently deleted" scans), which would be measured instead.
+    let kept = std::cell::RefCell::new(Vec::new());
+    let mut group = c.benchmark_group("apply");
+    group.sample_size(10);
+    group.bench_function("5000_files", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |dir| {
+                kiln_snapshotter::apply::apply_layer(&layer[..], &dir.path().join("root")).unwrap();
+                kept.borrow_mut().push(dir);
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_raw, bench_export, bench_snapshots, bench_apply);
 criterion_main!(benches);

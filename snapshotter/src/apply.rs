@@ -224,18 +224,26 @@ fn make_dir(path: &Path, meta: &EntryMeta) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).ctx(|| "chmod".into())
 }
 
+/// Creates the file (replacing what is there only when something is),
+/// writes it, then sets owner, xattrs, mode and mtime on the open file: no
+/// path lookups beyond the create for the common case of a new file.
 fn write_file<R: Read>(path: &Path, entry: &mut tar::Entry<R>, meta: &EntryMeta) -> Result<u64> {
-    remove_existing(path, false)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .ctx(|| "create file".into())?;
+    let create =
+        || OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path);
+    let mut file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            remove_existing(path, false)?;
+            create()
+        }
+        other => other,
+    }
+    .ctx(|| "create file".into())?;
     let n = io::copy(entry, &mut file).ctx(|| "write file".into())?;
-    drop(file);
-    finish_metadata(path, meta, false)?;
+    std::os::unix::fs::fchown(&file, Some(meta.uid), Some(meta.gid)).ctx(|| owner_msg(meta))?;
+    set_xattrs(path, meta)?;
+    file.set_permissions(fs::Permissions::from_mode(meta.mode)).ctx(|| "chmod".into())?;
+    let t = TimeSpec::new(meta.mtime, 0);
+    nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(&file), &t, &t).ctx(|| "set mtime".into())?;
     Ok(n)
 }
 
