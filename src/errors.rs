@@ -35,6 +35,16 @@ impl From<&crate::registry::Error> for ErrorKind {
     }
 }
 
+/// The kind of a local storage failure: [`ErrorKind::OutOfSpace`] (with
+/// the message saying so) for a full disk, `otherwise` for anything else.
+pub fn storage_failure(message: String, otherwise: ErrorKind) -> (ErrorKind, String) {
+    if is_out_of_space(&message) {
+        (ErrorKind::OutOfSpace, format!("{message}: the data directory is out of space"))
+    } else {
+        (otherwise, message)
+    }
+}
+
 /// Whether an error message reports a full disk (`ENOSPC`).
 pub fn is_out_of_space(message: &str) -> bool {
     message.contains("os error 28") || message.to_ascii_lowercase().contains("no space left on device")

@@ -34,8 +34,7 @@ pub struct ApplyStats {
 /// Unpacks `layer` (plain, gzip, zstd, xz or bzip2 tar, detected by
 /// content) into `dest`.
 pub fn apply_layer(layer: impl Read, dest: &Path) -> Result<ApplyStats> {
-    let buffered = BufReader::with_capacity(256 * 1024, layer);
-    apply_tar(crate::compression::decoder(buffered)?, dest)
+    apply_layer_limited(layer, dest, u64::MAX)
 }
 
 /// Like [`apply_layer`], but fails once the uncompressed stream passes

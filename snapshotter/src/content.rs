@@ -123,6 +123,11 @@ impl ContentStore {
         Ok(out)
     }
 
+    /// Blobs being written, or left over by a crash.
+    pub fn ingest_count(&self) -> usize {
+        fs::read_dir(self.root.join("ingest")).map(|d| d.count()).unwrap_or(0)
+    }
+
     /// Removes ingest leftovers from a previous crash.
     pub fn clean_ingest(&self) -> Result<usize> {
         let dir = self.root.join("ingest");

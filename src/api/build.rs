@@ -90,11 +90,10 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
     let limits = Limits { max_entries: state.cfg.max_entries, max_bytes: state.cfg.max_unpacked_bytes };
     let intake = match tokio::task::spawn_blocking(move || unpack(&body, &dir, limits)).await {
         Ok(Ok(i)) => i,
-        Ok(Err(e)) if crate::errors::is_out_of_space(&e.to_string()) => {
-            let msg = format!("{e}: the data directory is out of space");
-            return request_error(ErrorKind::OutOfSpace, msg, started);
+        Ok(Err(e)) => {
+            let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::InvalidArgument);
+            return request_error(kind, message, started);
         }
-        Ok(Err(e)) => return request_error(ErrorKind::InvalidArgument, e.to_string(), started),
         Err(e) => return request_error(ErrorKind::Internal, e.to_string(), started),
     };
     let secrets = match unseal(&state, intake.secrets.as_deref()) {

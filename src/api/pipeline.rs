@@ -104,10 +104,10 @@ async fn push_index(job: &image::Job<'_>, images: &[image::PlatformImage]) -> Re
 pub(super) fn export_failure(e: exporter::ExportError) -> BuildFailure {
     match &e {
         exporter::ExportError::Push { source, .. } => fail(ErrorKind::from(source), e.to_string()),
-        exporter::ExportError::Storage(_) if crate::errors::is_out_of_space(&e.to_string()) => {
-            fail(ErrorKind::OutOfSpace, format!("{e}: the data directory is out of space"))
+        exporter::ExportError::Storage(_) => {
+            let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::Internal);
+            fail(kind, message)
         }
-        exporter::ExportError::Storage(_) => fail(ErrorKind::Internal, e.to_string()),
     }
 }
 

@@ -80,7 +80,7 @@ impl Solver {
             report.blob_bytes += info.size;
             sizes.insert(info.digest, info.size);
         }
-        let ingest = std::fs::read_dir(self.cfg.data_dir.join("content/ingest")).map(|d| d.count()).unwrap_or(0);
+        let ingest = self.store.ingest_count();
         if ingest > 0 {
             report.problems.push(format!("{ingest} partial blob(s) left in content/ingest"));
         }
