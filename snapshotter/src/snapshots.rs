@@ -111,6 +111,9 @@ impl Snapshots {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(root.join(Self::EMPTY)).ctx(|| format!("create {}", root.display()))?;
+        if let Err(e) = crate::fsx::mark_top_directory(&root) {
+            tracing::debug!(root = %root.display(), error = %e, "snapshot root left without the top-directory flag");
+        }
         Ok(Self { root })
     }
 

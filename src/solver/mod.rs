@@ -174,6 +174,19 @@ enum Prepared {
     Commit(String),
 }
 
+/// Build workspaces and cache mounts are created and deleted by the
+/// thousand files: like the snapshot root, their parents get ext4's
+/// top-directory flag so that each lands in a block group of its own.
+fn spread_scratch_dirs(data_dir: &std::path::Path) {
+    for name in ["builds", "cache-mounts"] {
+        let dir = data_dir.join(name);
+        let marked = std::fs::create_dir_all(&dir).and_then(|()| kiln_snapshotter::fsx::mark_top_directory(&dir));
+        if let Err(e) = marked {
+            tracing::debug!(dir = %dir.display(), error = %e, "left without the top-directory flag");
+        }
+    }
+}
+
 impl Solver {
     /// Opens the stores under the data dir.
     pub fn open(cfg: SolverConfig, registry: Arc<RegistryClient>) -> Result<Self, String> {
@@ -187,6 +200,7 @@ impl Solver {
             tracing::warn!(orphans, "killed steps left running by a previous server");
         }
         let _ = std::fs::remove_dir_all(cfg.data_dir.join("run"));
+        spread_scratch_dirs(&cfg.data_dir);
         let solver = Self {
             store,
             snapshots,
