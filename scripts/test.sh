@@ -28,6 +28,8 @@ fixtures/base-images/make-busybox.sh "$KILN_TEST_REGISTRY" "$work/base"
 for r in "$KILN_TEST_AUTH_REGISTRY" "$KILN_TEST_TOKEN_REGISTRY"; do
   REG_CREDS="$KILN_TEST_AUTH_USER:$KILN_TEST_AUTH_PASS" fixtures/base-images/make-busybox.sh "$r" "$work/base"
 done
+# debian:bookworm-slim (debootstrap, cached across runs) for the self-hosting test.
+fixtures/base-images/make-debian.sh "$KILN_TEST_REGISTRY" /var/tmp/kiln-bench-debian
 echo "test bench: registries $KILN_TEST_REGISTRY (anonymous), $KILN_TEST_AUTH_REGISTRY (htpasswd), $KILN_TEST_TOKEN_REGISTRY (token)"
 
 cargo test --workspace --no-fail-fast "$@"

@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the Function Builder API server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Build (and push) an image with a running kiln or pro-builder.
     Build(BuildArgs),
     /// Write a build-secrets key pair (`key`, `key.pub`) for `serve --build-secrets-key`.
@@ -174,9 +174,52 @@ pub struct ServeArgs {
     /// context as the namespace's root and sets owners explicitly on COPY.
     #[arg(long, env = "enable_lchown", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", hide = true)]
     pub enable_lchown: bool,
-    /// Clamp layer and config timestamps (reproducible builds).
-    #[arg(long, env = "SOURCE_DATE_EPOCH")]
-    pub source_date_epoch: Option<i64>,
+    /// Serve the images kiln built (also with skipPush) through the
+    /// read-only OCI pull API at /v2/ on the main listener, without
+    /// authentication: for a single node (faasd) pulling from kiln itself.
+    #[arg(long, env = "KILN_SERVE_IMAGES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub serve_images: bool,
+    /// Audit trail: one JSON line per /build request to `-` (stdout, the
+    /// default), `stderr`, a file (appended, created 0600), or `off`.
+    #[arg(long, env = "KILN_AUDIT_LOG", default_value = "-")]
+    pub audit_log: String,
+    /// Seconds builds in flight may take to finish after SIGTERM before
+    /// they are cancelled (with Kubernetes, keep
+    /// terminationGracePeriodSeconds above it).
+    #[arg(long, env = "KILN_SHUTDOWN_TIMEOUT", default_value_t = 120)]
+    pub shutdown_timeout: u64,
+    /// Timestamp (seconds since 1970) that every new file's mtime is
+    /// clamped to and that the image config's dates become, so the same
+    /// inputs give the same digests (reproducible by default: 0, i.e.
+    /// 1970-01-01). `now` keeps real times.
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value = "0", value_parser = parse_epoch)]
+    pub source_date_epoch: Epoch,
+}
+
+/// `--source-date-epoch`: fixed seconds, or real times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epoch {
+    /// Clamp to these seconds since 1970.
+    Fixed(i64),
+    /// Keep the build's real times.
+    Now,
+}
+
+impl Epoch {
+    /// The clamp, if any.
+    pub fn seconds(self) -> Option<i64> {
+        match self {
+            Epoch::Fixed(s) => Some(s),
+            Epoch::Now => None,
+        }
+    }
+}
+
+fn parse_epoch(s: &str) -> Result<Epoch, String> {
+    match s.trim() {
+        "now" => Ok(Epoch::Now),
+        t => t.parse::<i64>().map(Epoch::Fixed).map_err(|_| format!("{s:?}: expected seconds since 1970 or `now`")),
+    }
 }
 
 /// `kiln build` options.

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The data directory's disk is full.
     OutOfSpace,
+    /// The server is shutting down.
+    ShuttingDown,
     /// A bug or local failure.
     Internal,
 }

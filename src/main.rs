@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     };
     let args = cli::Cli::parse();
     match args.command {
-        cli::Command::Serve(opts) => serve::main(opts, in_namespace),
+        cli::Command::Serve(opts) => serve::main(*opts, in_namespace),
         cli::Command::Build(opts) => client_cli::build(opts),
         cli::Command::Keygen { out } => client_cli::keygen(&out),
         cli::Command::Cache { action, url } => client_cli::cache(action, &url),

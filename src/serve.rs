@@ -74,6 +74,20 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 /// Environment variable naming the server's end of the credential broker.
 const BROKER_ENV: &str = "_KILN_CRED_FD";
 
+/// Environment variable naming the audit file the supervisor opened.
+const AUDIT_FD_ENV: &str = "_KILN_AUDIT_FD";
+
+/// Opens an `--audit-log` file with the supervisor's own rights (the
+/// namespaced server may not reach the path), for the server to inherit.
+fn open_audit_file(spec: &str) -> anyhow::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if kiln::api::audit::AuditSink::is_stream(spec) {
+        return Ok(None);
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(spec);
+    Ok(Some(file.map_err(|e| anyhow::anyhow!("--audit-log {spec}: {e}"))?))
+}
+
 extern "C" fn forward_signal(sig: libc::c_int) {
     let pid = CHILD.load(Ordering::SeqCst);
     if pid > 0 {
@@ -101,20 +115,31 @@ fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let (broker, broker_child) = UnixStream::pair()?;
     let broker_fd = broker_child.as_raw_fd();
+    let audit_file = open_audit_file(&opts.audit_log)?;
+    let mut inherited = vec![broker_fd];
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(std::env::args_os().skip(1))
         .env("KILN_DATA_DIR", &data_dir)
         .env(BROKER_ENV, broker_fd.to_string())
         .stdin(Stdio::piped());
+    if let Some(file) = &audit_file {
+        cmd.env(AUDIT_FD_ENV, file.as_raw_fd().to_string());
+        inherited.push(file.as_raw_fd());
+    }
     // SAFETY: only fcntl(2) between fork and exec.
     unsafe {
-        cmd.pre_exec(move || match libc::fcntl(broker_fd, libc::F_SETFD, 0) {
-            0 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
+        cmd.pre_exec(move || {
+            for fd in &inherited {
+                if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
         });
     }
     let mut child = spawn_mapped(cmd, &map)?;
     drop(broker_child);
+    drop(audit_file);
     std::thread::spawn(move || kiln::registry::helpers::serve_broker(broker));
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
@@ -223,8 +248,9 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             max_body_bytes: opts.max_body_mb << 20,
             max_entries: opts.max_entries,
             max_unpacked_bytes: opts.max_unpacked_mb << 20,
-            source_date_epoch: opts.source_date_epoch,
+            source_date_epoch: opts.source_date_epoch.seconds(),
             registry_cache: Some(opts.registry_cache.trim().to_string()).filter(|c| !c.is_empty() && c != "off"),
+            serve_images: opts.serve_images,
         };
         if cfg.disable_hmac {
             tracing::warn!("disable_hmac is set: /build accepts unsigned requests");
@@ -241,6 +267,8 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             },
+            lifecycle: Default::default(),
+            audit: Arc::new(open_audit_sink(&opts.audit_log)?),
         };
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         tracing::info!("kiln listening on {}", listener.local_addr()?);
@@ -250,9 +278,32 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             let metrics = kiln::api::metrics_app(state.clone());
             tokio::spawn(async move { axum::serve(metrics_listener, metrics).await });
         }
-        axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
+        let drain = std::time::Duration::from_secs(opts.shutdown_timeout);
+        let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service).with_graceful_shutdown(shutdown(state, drain)).await?;
+        tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The `--audit-log` sink; a file is created 0600 and appended to.
+fn open_audit_sink(spec: &str) -> anyhow::Result<kiln::api::audit::AuditSink> {
+    let inherited = std::env::var(AUDIT_FD_ENV).ok().and_then(|v| v.parse::<i32>().ok());
+    std::env::remove_var(AUDIT_FD_ENV);
+    let sink = match inherited {
+        // SAFETY: the supervisor opened this file for us and nothing else owns it.
+        Some(fd) => kiln::api::audit::AuditSink::File(
+            std::sync::Mutex::new(unsafe { std::fs::File::from_raw_fd(fd) }),
+            PathBuf::from(spec),
+        ),
+        None => kiln::api::audit::AuditSink::open(spec).map_err(|e| anyhow::anyhow!("--audit-log {spec}: {e}"))?,
+    };
+    match &sink {
+        kiln::api::audit::AuditSink::Off => tracing::warn!("--audit-log off: no audit trail is kept"),
+        kiln::api::audit::AuditSink::File(_, path) => tracing::info!("audit records to {}", path.display()),
+        _ => tracing::info!("audit records to {spec}"),
+    }
+    Ok(sink)
 }
 
 /// `docker.io=mirror:5000` pairs; `index.docker.io` means `docker.io`.
@@ -274,14 +325,33 @@ fn parse_mirrors(specs: &[String]) -> anyhow::Result<std::collections::HashMap<S
     Ok(out)
 }
 
-async fn shutdown() {
+/// Resolves on SIGTERM or SIGINT, which stops the listener; builds in
+/// flight then get `drain` to finish before they are cancelled, and the
+/// process exits at the latest a few seconds after that.
+async fn shutdown(state: AppState, drain: std::time::Duration) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
     }
-    tracing::info!("shutting down");
+    let in_flight = state.limiter.in_flight();
+    tracing::info!(in_flight, "shutting down: no new builds; draining for up to {}s", drain.as_secs());
+    state.lifecycle.begin_drain();
+    tokio::spawn(async move {
+        let limiter = state.limiter.clone();
+        let cancelled = state.lifecycle.drain(drain, move || limiter.in_flight()).await;
+        if cancelled > 0 {
+            tracing::warn!(cancelled, "builds still running after the drain timeout were cancelled");
+        }
+        tokio::time::sleep(AFTER_CANCEL).await;
+        tracing::error!("requests still open {}s after the drain: exiting", AFTER_CANCEL.as_secs());
+        std::process::exit(1);
+    });
 }
+
+/// How long cancelled builds get to answer their clients before the
+/// process exits regardless.
+const AFTER_CANCEL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How layers are written, from the command line.
 fn diff_options(opts: &ServeArgs) -> DiffOptions {
@@ -291,7 +361,7 @@ fn diff_options(opts: &ServeArgs) -> DiffOptions {
     };
     let defaults = DiffOptions::default();
     let threads = opts.compression_threads.unwrap_or(defaults.threads).max(1);
-    DiffOptions { compression, threads, mtime_clamp: opts.source_date_epoch }
+    DiffOptions { compression, threads, mtime_clamp: opts.source_date_epoch.seconds() }
 }
 
 /// Step limits from the command line; cgroup limits only where the host

@@ -259,26 +259,43 @@ fn zstd_layers_push_and_unpack() {
     assert_eq!(std::fs::read_to_string(bundle.join("rootfs/marker")).unwrap(), "zstd\n");
 }
 
-#[test]
-fn the_same_step_gives_the_same_layer_digest() {
-    let epoch = vec![("SOURCE_DATE_EPOCH".to_string(), "1700000000".to_string())];
+/// Builds the reproducibility Dockerfile on a fresh server with `env`;
+/// returns the manifest digest (by skopeo) and the config's `created`.
+fn build_on_fresh_server(env: &[(String, String)], round: usize) -> (String, String) {
     let dockerfile = format!(
-        "FROM {}/busybox\nRUN mkdir -p /app/data && echo same > /app/data/f && ln -s data/f /app/link && touch /app/empty\n",
+        "FROM {}/busybox\nCOPY app.txt /app/\nRUN mkdir -p /app/data && echo same > /app/data/f && ln -s data/f /app/link && touch /app/empty\n",
         registry()
     );
-    let mut digests = Vec::new();
-    for round in 0..2 {
-        let server = Server::start(ServerOptions { env: epoch.clone(), ..Default::default() });
-        let image = test_image(&format!("kiln/reproducible-{round}"));
-        let (status, reply) =
-            server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
-        assert_success(status, &reply);
-        assert_eq!(executed_runs(&reply), 1, "each server runs the step itself");
-        let manifest = image_manifest(&image);
-        digests.push(manifest["layers"].as_array().unwrap().last().unwrap()["digest"].clone());
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-    }
-    assert_eq!(digests[0], digests[1], "two runs of one step on two servers give one layer");
+    let server = Server::start(ServerOptions { env: env.to_vec(), ..Default::default() });
+    let image = test_image(&unique(&format!("kiln/reproducible-{round}")));
+    let files: &[(&str, &[u8])] = &[("Dockerfile", dockerfile.as_bytes()), ("app.txt", b"app\n")];
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), files));
+    assert_success(status, &reply);
+    assert_eq!(executed_runs(&reply), 1, "each server runs the step itself");
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}", &format!("docker://{image}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let created = image_config(&image, None)["created"].as_str().unwrap_or_default().to_string();
+    assert_eq!(reply["digest"].as_str().unwrap(), String::from_utf8_lossy(&out.stdout).trim());
+    (String::from_utf8(out.stdout).unwrap().trim().to_string(), created)
+}
+
+#[test]
+fn builds_are_reproducible_by_default_and_honour_source_date_epoch() {
+    let (first, created) = build_on_fresh_server(&[], 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (second, _) = build_on_fresh_server(&[], 1);
+    assert_eq!(first, second, "two servers, two runs of every step, one image digest");
+    assert_eq!(created, "1970-01-01T00:00:00Z");
+    let epoch = vec![("SOURCE_DATE_EPOCH".to_string(), "1700000000".to_string())];
+    let (third, created) = build_on_fresh_server(&epoch, 2);
+    assert_ne!(third, first);
+    assert_eq!(created, "2023-11-14T22:13:20Z");
+    let now = vec![("SOURCE_DATE_EPOCH".to_string(), "now".to_string())];
+    let (_, created) = build_on_fresh_server(&now, 3);
+    assert!(created.starts_with("20"), "real time: {created}");
 }
 
 #[test]

@@ -213,7 +213,7 @@ mod tests {
     const EXT4_SUPER_MAGIC: i64 = 0xEF53;
 
     fn is_ext4(path: &Path) -> bool {
-        nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 as i64 == EXT4_SUPER_MAGIC).unwrap_or(false)
+        nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 == EXT4_SUPER_MAGIC).unwrap_or(false)
     }
 
     #[test]

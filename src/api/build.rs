@@ -4,6 +4,7 @@
 //! before the build starts are always plain non-2xx replies, so that
 //! streaming clients see them before any NDJSON byte.
 
+use super::audit::Audit;
 use super::auth::{verify, SIGNATURE_HEADER};
 use super::error::{round_ms, status_for_build_failure, BuildReply, RequestError};
 use super::intake::{unpack, Intake, Limits};
@@ -13,10 +14,10 @@ use super::state::AppState;
 use super::stream;
 use crate::errors::ErrorKind;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -37,6 +38,8 @@ pub struct Job {
     pub started: Instant,
     /// Unsealed build secrets.
     pub secrets: pipeline::Secrets,
+    /// The request's audit record, written when the job ends.
+    pub audit: Audit,
     /// Keeps the scratch dir until the build ends (dropped with the job).
     pub _scratch: ScratchDir,
     /// Holds an in-flight slot until the build ends (dropped with the job).
@@ -59,32 +62,88 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
     headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("application/x-ndjson"))
 }
 
-/// The handler.
-pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// The handler: every request, however it ends, leaves one audit record.
+pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let audit = Audit::begin(state.audit.clone(), client, &parts.headers);
+    let request_id = audit.record.request_id.clone();
+    let mut resp = match accept(&state, &parts.headers, body, audit).await {
+        Ok(job) if wants_ndjson(&parts.headers) => stream::respond(state, job),
+        Ok(job) => respond_json(state, job).await,
+        Err(resp) => resp,
+    };
+    if let Ok(id) = axum::http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", id);
+    }
+    resp
+}
+
+/// Refuses a request before its build: the reply, with the audit record
+/// saying why.
+fn refuse(audit: &mut Audit, kind: ErrorKind, message: String, started: Instant) -> Response {
+    audit.reject(super::error::status_for(kind).as_u16(), &message);
+    request_error(kind, message, started)
+}
+
+/// Checks and unpacks a request into a job, or answers it (the audit
+/// record is then written as it is dropped).
+async fn accept(state: &AppState, headers: &HeaderMap, body: Body, mut audit: Audit) -> Result<Job, Response> {
+    let (intake, started, secrets, scratch, slot) = accept_into(state, headers, body, &mut audit).await?;
+    Ok(Job { intake, started, secrets, audit, _scratch: scratch, _slot: slot })
+}
+
+/// The checks of [`accept`], in order.
+async fn accept_into(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    audit: &mut Audit,
+) -> Result<(Intake, Instant, pipeline::Secrets, ScratchDir, InflightGuard), Response> {
     let started = Instant::now();
+    if state.lifecycle.is_draining() {
+        return Err(refuse(
+            audit,
+            ErrorKind::ShuttingDown,
+            "kiln is shutting down: send the build again".into(),
+            started,
+        ));
+    }
     let Some(slot) = state.limiter.try_acquire() else {
-        return super::limit::too_many(state.limiter.max());
+        audit.reject(StatusCode::TOO_MANY_REQUESTS.as_u16(), "concurrent request limit exceeded");
+        return Err(super::limit::too_many(state.limiter.max()));
     };
     let body = match axum::body::to_bytes(body, state.cfg.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
             let msg = format!("request body rejected (limit {} bytes): {e}", state.cfg.max_body_bytes);
+            audit.reject(StatusCode::PAYLOAD_TOO_LARGE.as_u16(), &msg);
             let mut resp = request_error(ErrorKind::InvalidArgument, msg, started);
             *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return resp;
+            return Err(resp);
         }
     };
+    audit.record.bytes_in = body.len() as u64;
+    audit.record.signature = "not checked";
     if !state.cfg.disable_hmac {
         let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-        if let Err(e) = verify(&state.secret, &body, header) {
+        let verdict = verify(&state.secret, &body, header);
+        audit.record.signature = if verdict.is_ok() {
+            "valid"
+        } else if header.is_none() {
+            "missing"
+        } else {
+            "invalid"
+        };
+        if let Err(e) = verdict {
             tracing::warn!("rejected /build request: {e}");
-            return request_error(ErrorKind::Unauthenticated, e.to_string(), started);
+            return Err(refuse(audit, ErrorKind::Unauthenticated, e.to_string(), started));
         }
     }
     let id = kiln_snapshotter::SnapshotId::random();
     let dir = state.cfg.data_dir.join("builds").join(id.as_str());
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        return request_error(ErrorKind::Internal, format!("create build dir: {e}"), started);
+        return Err(refuse(audit, ErrorKind::Internal, format!("create build dir: {e}"), started));
     }
     let scratch = ScratchDir(dir.clone());
     let limits = Limits { max_entries: state.cfg.max_entries, max_bytes: state.cfg.max_unpacked_bytes };
@@ -92,21 +151,29 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
         Ok(Ok(i)) => i,
         Ok(Err(e)) => {
             let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::InvalidArgument);
-            return request_error(kind, message, started);
+            return Err(refuse(audit, kind, message, started));
         }
-        Err(e) => return request_error(ErrorKind::Internal, e.to_string(), started),
+        Err(e) => return Err(refuse(audit, ErrorKind::Internal, e.to_string(), started)),
     };
-    let secrets = match unseal(&state, intake.secrets.as_deref()) {
+    describe_request(&intake, audit);
+    let secrets = match unseal(state, intake.secrets.as_deref()) {
         Ok(s) => s,
-        Err(e) => return request_error(ErrorKind::InvalidArgument, e, started),
+        Err(e) => return Err(refuse(audit, ErrorKind::InvalidArgument, e, started)),
     };
+    audit.record.secret_ids = secrets.keys().cloned().collect();
     tracing::info!(image = intake.config.image, secrets = secrets.len(), "build started");
-    let job = Job { intake, started, secrets, _scratch: scratch, _slot: slot };
-    if wants_ndjson(&headers) {
-        stream::respond(state, job)
-    } else {
-        respond_json(state, job).await
-    }
+    Ok((intake, started, secrets, scratch, slot))
+}
+
+/// What the audit record says about the request itself.
+fn describe_request(intake: &Intake, audit: &mut Audit) {
+    let config = &intake.config;
+    audit.record.image = config.image.clone();
+    audit.record.pushed = !config.skip_push.unwrap_or(false);
+    audit.record.platforms = config.platforms.clone().unwrap_or_default();
+    audit.record.build_arg_names = config.build_args.iter().flat_map(|m| m.keys().cloned()).collect();
+    let dockerfile = std::fs::read(intake.context.join("Dockerfile")).ok();
+    audit.record.dockerfile_digest = dockerfile.as_deref().map(super::audit::sha256_digest);
 }
 
 /// Logs the outcome of a build and records its duration.
@@ -138,9 +205,9 @@ fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<pipeline::Secrets, Str
     key.unseal(raw).map_err(|e| format!("com.openfaas.secrets: {e}"))
 }
 
-async fn respond_json(state: AppState, job: Job) -> Response {
+async fn respond_json(state: AppState, mut job: Job) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let result = pipeline::run(&state, &job.intake, &job.secrets, &tx).await;
+    let result = pipeline::run_until_cancelled(&state, &job, &tx).await;
     drop(tx);
     let mut log = Vec::new();
     while let Ok(line) = rx.try_recv() {
@@ -149,9 +216,17 @@ async fn respond_json(state: AppState, job: Job) -> Response {
     let duration = job.elapsed();
     let image = job.intake.config.image.clone();
     log_outcome(&state, &image, &result, duration);
-    let (code, status, error, digest) = match result {
-        Ok(d) => (StatusCode::OK, "success", None, Some(d.to_string())),
-        Err(f) => (status_for_build_failure(f.kind), "failed", Some(f.message), None),
+    let code = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(f) => status_for_build_failure(f.kind),
     };
-    (code, Json(BuildReply { log, image, status: status.into(), error, digest, duration })).into_response()
+    job.audit.settle(&result, code.as_u16());
+    let (status, error, digest) = match result {
+        Ok(d) => ("success", None, Some(d.to_string())),
+        Err(f) => ("failed", Some(f.message), None),
+    };
+    let reply = serde_json::to_vec(&BuildReply { log, image, status: status.into(), error, digest, duration })
+        .expect("reply serializes");
+    job.audit.bytes_out.store(reply.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    (code, [(header::CONTENT_TYPE, "application/json")], reply).into_response()
 }

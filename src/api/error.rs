@@ -35,6 +35,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::OutOfSpace => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::NotFound | ErrorKind::FailedPrecondition | ErrorKind::Unavailable | ErrorKind::Internal => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -43,12 +44,14 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
 
 /// HTTP status for a failure after the build started: 400 when the
 /// request's content is at fault (Dockerfile, COPY sources), 507 when the
-/// data directory is full, 500 otherwise. Never 401, which clients would
+/// data directory is full, 503 when shutdown cancelled the build, 500
+/// otherwise. Never 401, which clients would
 /// read as a bad signature.
 pub fn status_for_build_failure(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::OutOfSpace => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -3,6 +3,7 @@
 //! digest when it becomes an entry of a multi-platform index). Log lines
 //! of a multi-platform build name the platform: `[linux/arm64 build 2/3]`.
 
+use super::audit::BaseImage;
 use super::intake::Intake;
 use super::pipeline::{diag_failure, emit, export_failure, fail, BuildFailure, LogSink, Secrets};
 use super::state::AppState;
@@ -36,6 +37,8 @@ pub struct Job<'a> {
     pub multi_platform: bool,
     /// The build log.
     pub log: &'a LogSink,
+    /// Where resolved base images are noted.
+    pub bases_seen: &'a super::pipeline::BaseLog,
 }
 
 /// One platform's exported image.
@@ -97,6 +100,8 @@ impl Job<'_> {
         let (mut bases, mut resolved) = (Bases::new(), ResolvedImages::new());
         for b in wanted {
             let (reference, r, config) = self.resolve_base(&b).await?;
+            let seen = BaseImage { reference: reference.to_string(), digest: r.digest.to_string() };
+            self.bases_seen.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
             let image = ResolvedImage { reference: reference.to_string(), digest: r.digest.clone(), config };
             resolved.insert((b.image, b.platform), image);
             bases.insert(r.digest.clone(), (reference, r));

@@ -2,11 +2,14 @@
 //! `GET /healthz`), HMAC auth, safe tar intake and error mapping.
 
 mod admin;
+pub mod audit;
 pub mod auth;
 mod build;
+pub mod distribution;
 pub mod error;
 mod image;
 pub mod intake;
+pub mod lifecycle;
 pub mod limit;
 mod pipeline;
 mod state;
@@ -23,11 +26,18 @@ use axum::Router;
 
 /// The API router.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/build", post(build::handle))
         .route("/healthz", get(|| async { "OK" }))
         .route("/ready", get(ready))
-        .route("/publickey", get(public_key))
+        .route("/publickey", get(public_key));
+    if state.cfg.serve_images {
+        router = router
+            .route("/v2", get(distribution::version))
+            .route("/v2/", get(distribution::version))
+            .route("/v2/{*rest}", get(distribution::pull));
+    }
+    router
         .route_layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -73,8 +83,12 @@ async fn public_key(State(state): State<AppState>) -> (StatusCode, axum::Json<se
     }
 }
 
-/// 200 while a build can be accepted; 503 while `max_inflight` builds run.
+/// 200 while a build can be accepted; 503 while `max_inflight` builds run
+/// or the server is shutting down.
 async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    if state.lifecycle.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Not ready: shutting down\n".into());
+    }
     if state.limiter.saturated() {
         let msg = format!("Not ready: {} of {} build slots in use\n", state.limiter.in_flight(), state.limiter.max());
         return (StatusCode::SERVICE_UNAVAILABLE, msg);

@@ -19,6 +19,9 @@ use tokio::sync::mpsc::UnboundedSender;
 /// Where log lines go.
 pub type LogSink = UnboundedSender<String>;
 
+/// The base images a build resolved (for the audit record).
+pub type BaseLog = std::sync::Arc<std::sync::Mutex<Vec<super::audit::BaseImage>>>;
+
 /// Unsealed build secrets by id.
 pub type Secrets = std::collections::BTreeMap<String, Vec<u8>>;
 
@@ -42,17 +45,46 @@ pub(super) fn emit(log: &LogSink, msg: impl AsRef<str>) {
 /// Runs the build; returns the manifest digest. The build holds the
 /// garbage-collection lock shared from its first step to its push; a
 /// collection may follow once it is done.
-pub async fn run(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSink) -> Result<Digest, BuildFailure> {
+pub async fn run(
+    state: &AppState,
+    intake: &Intake,
+    secrets: &Secrets,
+    bases: &BaseLog,
+    log: &LogSink,
+) -> Result<Digest, BuildFailure> {
     let result = {
         let _guard = state.solver.build_guard().await;
-        build(state, intake, secrets, log).await
+        build(state, intake, secrets, bases, log).await
     };
     let solver = state.solver.clone();
     tokio::spawn(async move { solver.after_build().await });
     result
 }
 
-async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSink) -> Result<Digest, BuildFailure> {
+/// [`run`], unless shutdown cancels it first: then the build's future is
+/// dropped (its helpers killed, its uncommitted snapshots removed) and it
+/// fails with [`ErrorKind::ShuttingDown`].
+pub async fn run_until_cancelled(
+    state: &AppState,
+    job: &super::build::Job,
+    log: &LogSink,
+) -> Result<Digest, BuildFailure> {
+    tokio::select! {
+        result = run(state, &job.intake, &job.secrets, &job.audit.bases, log) => result,
+        () = state.lifecycle.cancelled() => {
+            emit(log, format!("ERROR: {}", super::lifecycle::CANCELLED));
+            Err(fail(ErrorKind::ShuttingDown, super::lifecycle::CANCELLED))
+        }
+    }
+}
+
+async fn build(
+    state: &AppState,
+    intake: &Intake,
+    secrets: &Secrets,
+    bases: &BaseLog,
+    log: &LogSink,
+) -> Result<Digest, BuildFailure> {
     emit(log, "[internal] load build definition from Dockerfile");
     let text = read_dockerfile(&intake.context)?;
     let df = frontend::parse(&text).map_err(diag_failure)?;
@@ -73,12 +105,16 @@ async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSi
         push: !intake.config.skip_push.unwrap_or(false),
         multi_platform: platforms.len() > 1,
         log,
+        bases_seen: bases,
     };
     let images = futures_util::future::try_join_all(platforms.iter().map(|p| job.build(p))).await?;
     let digest = match images.as_slice() {
         [only] => only.exported.manifest.clone(),
         _ => push_index(&job, &images).await?,
     };
+    if state.cfg.serve_images {
+        tag_locally(state, &target, &digest, log);
+    }
     if let (Some(cache), true) = (&cache, job.push) {
         let steps: Vec<_> = images.iter().flat_map(|i| i.steps.iter().cloned()).collect();
         let sink = log.clone();
@@ -87,6 +123,18 @@ async fn build(state: &AppState, intake: &Intake, secrets: &Secrets, log: &LogSi
         }
     }
     Ok(digest)
+}
+
+/// Points the image's repository and tag at `digest` in kiln's own `/v2/`.
+fn tag_locally(state: &AppState, target: &Reference, digest: &Digest, log: &LogSink) {
+    let Some(tag) = target.tag.as_deref().or(target.digest.is_none().then_some("latest")) else { return };
+    let tags = super::distribution::LocalTags::new(&state.cfg.data_dir);
+    match tags.set(&target.repository, tag, digest) {
+        Ok(()) => {
+            emit(log, format!("serving {}:{tag} at /v2/{}/manifests/{tag}", target.repository, target.repository))
+        }
+        Err(e) => emit(log, format!("WARNING: not served at /v2/: {e}")),
+    }
 }
 
 /// Tags an OCI index over the per-platform images.

@@ -23,6 +23,8 @@ pub struct ServeConfig {
     /// Registry cache: `image` (the image's repository, tag `buildcache`)
     /// or a fixed reference; `None`: off.
     pub registry_cache: Option<String>,
+    /// Serve built images through the read-only `/v2/` pull API.
+    pub serve_images: bool,
 }
 
 /// State shared by all requests.
@@ -40,4 +42,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The build-secrets key pair, when configured.
     pub build_key: Option<Arc<crate::buildsecrets::BuildKey>>,
+    /// Shutdown state (draining, cancelling).
+    pub lifecycle: super::lifecycle::Lifecycle,
+    /// Where audit records go.
+    pub audit: Arc<super::audit::AuditSink>,
 }

@@ -13,6 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 /// Most bytes of log text per NDJSON line.
@@ -65,10 +66,11 @@ pub fn respond(state: AppState, job: Job) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
 }
 
-async fn run(state: AppState, job: Job, out: mpsc::Sender<Bytes>) {
+async fn run(state: AppState, mut job: Job, out: mpsc::Sender<Bytes>) {
+    job.audit.record.status = StatusCode::OK.as_u16();
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<String>();
     let result = {
-        let build = pipeline::run(&state, &job.intake, &job.secrets, &log_tx);
+        let build = pipeline::run_until_cancelled(&state, &job, &log_tx);
         tokio::pin!(build);
         loop {
             tokio::select! {
@@ -87,14 +89,17 @@ async fn run(state: AppState, job: Job, out: mpsc::Sender<Bytes>) {
             return;
         }
     }
-    let image = &job.intake.config.image;
     let duration = job.elapsed();
-    log_outcome(&state, image, &result, duration);
+    log_outcome(&state, &job.intake.config.image, &result, duration);
+    job.audit.settle(&result, StatusCode::OK.as_u16());
+    let image = &job.intake.config.image;
     let (status, error, digest) = match result {
         Ok(d) => ("success", None, Some(d.to_string())),
         Err(f) => ("failed", Some(truncate(f.message, MAX_ERROR)), None),
     };
-    let _ = out.send(line(&Final { image, status, error, digest, duration })).await;
+    let last = line(&Final { image, status, error, digest, duration });
+    job.audit.bytes_out.fetch_add(last.len() as u64, Ordering::Relaxed);
+    let _ = out.send(last).await;
 }
 
 /// Sends `first` and everything already queued, framed by
@@ -110,6 +115,7 @@ async fn send_batches(
         pending.push(l);
     }
     for frame in progress_frames(pending, job.elapsed()) {
+        job.audit.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
         if out.send(frame).await.is_err() {
             return false;
         }

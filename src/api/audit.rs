@@ -1,0 +1,203 @@
+//! The audit trail: one JSON line per `/build` request, written when the
+//! request ends however it ends (rejected, built, failed, cancelled, or
+//! abandoned by its client). It says who asked (client address, signature
+//! verdict), for what (image, platforms, build-arg names, Dockerfile
+//! digest), from what (base image digests) and with what result (digest,
+//! status, error, duration, bytes in and out). It never holds a secret: no
+//! build-arg values, no build secrets, no payload secret, no credentials.
+
+use serde::Serialize;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Where audit records go.
+pub enum AuditSink {
+    /// Nowhere (`off`).
+    Off,
+    /// The server's standard output (`-` or `stdout`).
+    Stdout,
+    /// The server's standard error (`stderr`).
+    Stderr,
+    /// Appended to a file.
+    File(Mutex<std::fs::File>, PathBuf),
+}
+
+impl AuditSink {
+    /// Whether `spec` names no file (`off`, `-`, `stdout`, `stderr`).
+    pub fn is_stream(spec: &str) -> bool {
+        matches!(spec.trim(), "" | "off" | "-" | "stdout" | "stderr")
+    }
+
+    /// Parses `--audit-log`: `off`, `-`/`stdout`, `stderr`, or a file path
+    /// (opened for appending, created 0600).
+    pub fn open(spec: &str) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(match spec.trim() {
+            "" | "off" => AuditSink::Off,
+            "-" | "stdout" => AuditSink::Stdout,
+            "stderr" => AuditSink::Stderr,
+            path => {
+                let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+                AuditSink::File(Mutex::new(file), PathBuf::from(path))
+            }
+        })
+    }
+
+    /// Writes one record as one line (a single `write` for files opened
+    /// with `O_APPEND`, so concurrent records never interleave).
+    pub fn write(&self, record: &AuditRecord) {
+        if matches!(self, AuditSink::Off) {
+            return;
+        }
+        let mut line = serde_json::to_vec(record).expect("audit record serializes");
+        line.push(b'\n');
+        let written = match self {
+            AuditSink::Off => Ok(()),
+            AuditSink::Stdout => std::io::stdout().lock().write_all(&line),
+            AuditSink::Stderr => std::io::stderr().lock().write_all(&line),
+            AuditSink::File(file, _) => file.lock().unwrap_or_else(|p| p.into_inner()).write_all(&line),
+        };
+        if let Err(e) = written {
+            tracing::error!("audit record not written: {e}");
+        }
+    }
+}
+
+/// A base image a build resolved.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BaseImage {
+    /// The reference as resolved (registry/repository:tag).
+    pub reference: String,
+    /// The manifest digest it resolved to.
+    pub digest: String,
+}
+
+/// One request's audit record.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AuditRecord {
+    /// When the request arrived (RFC 3339, UTC).
+    pub time: String,
+    /// The request's id (also in the reply's `X-Request-Id` header).
+    pub request_id: String,
+    /// The peer address of the connection.
+    pub client: String,
+    /// `X-Forwarded-For`, when a proxy set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_for: Option<String>,
+    /// `valid`, `invalid`, `missing` or `not checked` (disable_hmac).
+    pub signature: &'static str,
+    /// The requested image.
+    pub image: String,
+    /// Requested platforms.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// Names (never values) of the build arguments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub build_arg_names: Vec<String>,
+    /// Build secret ids (never values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_ids: Vec<String>,
+    /// SHA-256 of the Dockerfile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile_digest: Option<String>,
+    /// Base images and the digests they resolved to.
+    pub base_images: Vec<BaseImage>,
+    /// Pushed or exported manifest (or index) digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Whether the image was pushed (false for skipPush).
+    pub pushed: bool,
+    /// `success`, `failure`, `rejected`, `cancelled` or `abandoned` (the
+    /// client went away).
+    pub result: &'static str,
+    /// HTTP status of the reply (0 when the client went away first).
+    pub status: u16,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds from arrival to the end of the reply.
+    pub duration: f64,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Reply body bytes.
+    pub bytes_out: u64,
+}
+
+/// The record of a request in progress; written to the sink when dropped.
+pub struct Audit {
+    sink: Arc<AuditSink>,
+    started: Instant,
+    /// The record so far.
+    pub record: AuditRecord,
+    /// Base images, filled in by the build (which may run on other tasks).
+    pub bases: Arc<Mutex<Vec<BaseImage>>>,
+    /// Reply bytes sent so far (a streamed reply counts while it runs).
+    pub bytes_out: AtomicU64,
+}
+
+impl Audit {
+    /// Starts the record of a request from `client`.
+    pub fn begin(sink: Arc<AuditSink>, client: Option<SocketAddr>, headers: &axum::http::HeaderMap) -> Self {
+        let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string());
+        let record = AuditRecord {
+            time: crate::timefmt::now(),
+            request_id: kiln_snapshotter::SnapshotId::random().as_str().to_string(),
+            client: client.map(|c| c.to_string()).unwrap_or_default(),
+            forwarded_for,
+            signature: "missing",
+            result: "abandoned",
+            ..Default::default()
+        };
+        Audit { sink, started: Instant::now(), record, bases: Default::default(), bytes_out: AtomicU64::new(0) }
+    }
+
+    /// Marks the request refused before its build started.
+    pub fn reject(&mut self, status: u16, error: &str) {
+        self.record.result = "rejected";
+        self.finish(status, Some(error));
+    }
+
+    /// Records a build's outcome and the size of its reply.
+    pub fn settle(&mut self, result: &Result<kiln_snapshotter::Digest, super::pipeline::BuildFailure>, status: u16) {
+        match result {
+            Ok(digest) => {
+                self.record.result = "success";
+                self.record.digest = Some(digest.to_string());
+                self.finish(status, None);
+            }
+            Err(f) => {
+                let cancelled = f.kind == crate::errors::ErrorKind::ShuttingDown;
+                self.record.result = if cancelled { "cancelled" } else { "failure" };
+                self.finish(status, Some(&f.message));
+            }
+        }
+    }
+
+    /// Sets the reply's status and error, if any.
+    pub fn finish(&mut self, status: u16, error: Option<&str>) {
+        self.record.status = status;
+        self.record.error = error.map(str::to_string);
+    }
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        let mut bases = self.bases.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        bases.sort();
+        bases.dedup();
+        self.record.base_images = bases;
+        self.record.bytes_out = self.bytes_out.load(Ordering::Relaxed);
+        self.record.duration = super::error::round_ms(self.started.elapsed().as_secs_f64());
+        self.sink.write(&self.record);
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
