@@ -72,7 +72,10 @@ fn add_url_downloads_like_buildkit() {
         tgz = files.url("app.tar.gz"),
         sum = sha256_hex(b"hello\n"),
     );
-    let server = Server::start(ServerOptions::default());
+    // Real times (`now`), as BuildKit without SOURCE_DATE_EPOCH: the
+    // reproducible default would clamp the Last-Modified mtime to 0.
+    let now = vec![("SOURCE_DATE_EPOCH".to_string(), "now".to_string())];
+    let server = Server::start(ServerOptions { env: now, ..Default::default() });
     let (status, reply) = server.build(&dockerfile_tar(&image, &dockerfile));
     assert_success(status, &reply);
     let img = unpack_image(&image, None);
