@@ -48,20 +48,29 @@ fn sleeping_build(image: &str, seconds: u32) -> Vec<u8> {
     request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())])
 }
 
+/// Sends a build whose RUN sleeps `seconds` from another thread and waits
+/// until the step runs; the thread returns the reply.
+fn start_sleeping_build(
+    server: &Server,
+    image: &str,
+    seconds: u32,
+) -> std::thread::JoinHandle<(u16, serde_json::Value)> {
+    let body = sleeping_build(image, seconds);
+    let (url, sig) = (server.url.clone(), sign(SECRET, &body));
+    let client = std::thread::spawn(move || {
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        let resp = http.post(format!("{url}/build")).header("X-Build-Signature", sig).body(body).send().unwrap();
+        (resp.status().as_u16(), resp.json::<serde_json::Value>().unwrap())
+    });
+    wait_for_step(server, "sleep");
+    client
+}
+
 #[test]
 fn sigterm_lets_a_build_in_flight_finish_and_push() {
     let mut server = Server::start(ServerOptions::default());
     let image = test_image(&unique("drain"));
-    let body = sleeping_build(&image, 2);
-    let client = {
-        let (url, sig) = (server.url.clone(), sign(SECRET, &body));
-        std::thread::spawn(move || {
-            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-            let resp = http.post(format!("{url}/build")).header("X-Build-Signature", sig).body(body).send().unwrap();
-            (resp.status().as_u16(), resp.json::<serde_json::Value>().unwrap())
-        })
-    };
-    wait_for_step(&server, "sleep");
+    let client = start_sleeping_build(&server, &image, 2);
     let signalled = Instant::now();
     let url = server.url.clone();
     let exit = std::thread::scope(|s| {
@@ -86,16 +95,7 @@ fn a_build_outliving_the_drain_timeout_is_cancelled_cleanly() {
     let opts = ServerOptions { args: vec!["--shutdown-timeout".into(), "1".into()], ..Default::default() };
     let mut server = Server::start(opts);
     let image = test_image(&unique("cancelled"));
-    let body = sleeping_build(&image, 300);
-    let client = {
-        let (url, sig) = (server.url.clone(), sign(SECRET, &body));
-        std::thread::spawn(move || {
-            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-            let resp = http.post(format!("{url}/build")).header("X-Build-Signature", sig).body(body).send().unwrap();
-            (resp.status().as_u16(), resp.json::<serde_json::Value>().unwrap())
-        })
-    };
-    wait_for_step(&server, "sleep");
+    let client = start_sleeping_build(&server, &image, 300);
     let signalled = Instant::now();
     let exit = server.terminate(Duration::from_secs(30)).expect("the server exited after cancelling");
     assert!(exit.success(), "exit status {exit:?}:\n{}", server.log());

@@ -3,6 +3,7 @@
 //! (`<RFC3339> [<stage> <i>/<n>] <INSTRUCTION …>`, the same with
 //! ` <secs>s` when done or ` CACHED` for a cache hit).
 
+use super::build::Job;
 use super::image;
 use super::intake::Intake;
 use super::state::AppState;
@@ -45,16 +46,10 @@ pub(super) fn emit(log: &LogSink, msg: impl AsRef<str>) {
 /// Runs the build; returns the manifest digest. The build holds the
 /// garbage-collection lock shared from its first step to its push; a
 /// collection may follow once it is done.
-pub async fn run(
-    state: &AppState,
-    intake: &Intake,
-    secrets: &Secrets,
-    bases: &BaseLog,
-    log: &LogSink,
-) -> Result<Digest, BuildFailure> {
+async fn run(state: &AppState, job: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
     let result = {
         let _guard = state.solver.build_guard().await;
-        build(state, intake, secrets, bases, log).await
+        build(state, job, log).await
     };
     let solver = state.solver.clone();
     tokio::spawn(async move { solver.after_build().await });
@@ -64,13 +59,9 @@ pub async fn run(
 /// [`run`], unless shutdown cancels it first: then the build's future is
 /// dropped (its helpers killed, its uncommitted snapshots removed) and it
 /// fails with [`ErrorKind::ShuttingDown`].
-pub async fn run_until_cancelled(
-    state: &AppState,
-    job: &super::build::Job,
-    log: &LogSink,
-) -> Result<Digest, BuildFailure> {
+pub async fn run_until_cancelled(state: &AppState, job: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
     tokio::select! {
-        result = run(state, &job.intake, &job.secrets, &job.audit.bases, log) => result,
+        result = run(state, job, log) => result,
         () = state.lifecycle.cancelled() => {
             emit(log, format!("ERROR: {}", super::lifecycle::CANCELLED));
             Err(fail(ErrorKind::ShuttingDown, super::lifecycle::CANCELLED))
@@ -78,13 +69,8 @@ pub async fn run_until_cancelled(
     }
 }
 
-async fn build(
-    state: &AppState,
-    intake: &Intake,
-    secrets: &Secrets,
-    bases: &BaseLog,
-    log: &LogSink,
-) -> Result<Digest, BuildFailure> {
+async fn build(state: &AppState, request: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
+    let (intake, secrets, bases) = (&request.intake, &request.secrets, &request.audit.bases);
     emit(log, "[internal] load build definition from Dockerfile");
     let text = read_dockerfile(&intake.context)?;
     let df = frontend::parse(&text).map_err(diag_failure)?;
