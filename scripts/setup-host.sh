@@ -8,7 +8,7 @@
 set -euo pipefail
 test_user=${KILN_TEST_USER:-kiln-test}
 
-need=(uidmap git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3 python3-venv qemu-user-static)
+need=(uidmap git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3 python3-venv python3-seccomp apparmor qemu-user-static)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,6 +38,9 @@ for f in /etc/subuid /etc/subgid; do
     echo "$test_user:300000:65536" >> "$f"
   fi
 done
+# A user without any subordinate ID range, for `kiln doctor`'s diagnosis.
+id kiln-nosubid >/dev/null 2>&1 || useradd --no-create-home --shell /bin/sh kiln-nosubid
+sed -i '/^kiln-nosubid:/d' /etc/subuid /etc/subgid
 # Registers Debian's qemu handlers (flag F: the emulator is opened now, so
 # it works inside build containers) unless they are registered already.
 register_binfmt() {

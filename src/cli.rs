@@ -38,6 +38,16 @@ pub enum Command {
         #[arg(long, env = "KILN_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
         url: String,
     },
+    /// Check that builds can run here: user namespaces, ID mapping,
+    /// overlayfs, /proc, cgroups, disk and (with --image) a registry; exit
+    /// code 0 only when a build can run.
+    Doctor(Box<DoctorArgs>),
+    /// (internal) The doctor's checks inside kiln's namespace.
+    #[command(name = "__doctor-probe", hide = true)]
+    DoctorProbe {
+        /// Data directory to probe in.
+        data_dir: PathBuf,
+    },
     /// (internal) Run one RUN step; used by the server.
     #[command(name = "__run-step", hide = true)]
     RunStep {
@@ -220,6 +230,21 @@ fn parse_epoch(s: &str) -> Result<Epoch, String> {
         "now" => Ok(Epoch::Now),
         t => t.parse::<i64>().map(Epoch::Fixed).map_err(|_| format!("{s:?}: expected seconds since 1970 or `now`")),
     }
+}
+
+/// `kiln doctor` options: the server's, plus what to check.
+#[derive(Args, Clone, Debug)]
+pub struct DoctorArgs {
+    /// Also check that this image reference's registry is reachable and
+    /// the credentials may push to it.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The server configuration to check against.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// `kiln build` options.

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod buildsecrets;
 pub mod client;
+pub mod doctor;
 pub mod errors;
 pub mod exporter;
 pub mod frontend;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client_cli;
+mod doctor_cli;
 mod serve;
 
 use clap::Parser;
@@ -23,6 +24,8 @@ fn main() -> ExitCode {
         cli::Command::Serve(opts) => serve::main(*opts, in_namespace),
         cli::Command::Build(opts) => client_cli::build(opts),
         cli::Command::Keygen { out } => client_cli::keygen(&out),
+        cli::Command::Doctor(args) => doctor_cli::main(*args),
+        cli::Command::DoctorProbe { data_dir } => doctor_cli::probe(&data_dir, in_namespace),
         cli::Command::Cache { action, url } => client_cli::cache(action, &url),
         cli::Command::RunStep { request } => {
             kiln_runtime::reaper::run_as_namespace_init(|| cli::helper(&request, cli::run_step))

@@ -54,7 +54,7 @@ pub fn main(opts: ServeArgs, in_namespace: bool) -> ExitCode {
     }
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/kiln");
     }
@@ -64,7 +64,7 @@ fn default_data_dir() -> PathBuf {
     base.join("kiln")
 }
 
-fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
+pub(crate) fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
     let (a, b) = s.split_once(':').ok_or_else(|| anyhow::anyhow!("--root-id-range must be start:count"))?;
     Ok((a.parse()?, b.parse()?))
 }
@@ -96,9 +96,19 @@ extern "C" fn forward_signal(sig: libc::c_int) {
     }
 }
 
+/// Refuses to start, at once, when builds could not run: names the cause
+/// and its fix, and points to `kiln doctor`.
+fn refuse_unless_namespaces_work(root_range: (u32, u32)) -> anyhow::Result<IdMap> {
+    const DOCTOR: &str = "`kiln doctor` checks every requirement and prints its fix";
+    if let Err(d) = kiln_runtime::userns::probe() {
+        anyhow::bail!("kiln cannot build here: {}.\nfix: {}.\n{DOCTOR}", d.detail, d.fix);
+    }
+    IdMap::detect(root_range).map_err(|e| anyhow::anyhow!("kiln cannot build here: {e}.\n{DOCTOR}"))
+}
+
 fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
-    let map = IdMap::detect(parse_range(&opts.root_id_range)?)?;
+    let map = refuse_unless_namespaces_work(parse_range(&opts.root_id_range)?)?;
     prepare_data_dir(&data_dir, map.ns_root_owner())?;
     let data_dir = data_dir.canonicalize()?;
     let handover = Handover {
@@ -154,7 +164,7 @@ fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Creates the data dir (0700) owned by whoever is root in the namespace.
-fn prepare_data_dir(dir: &Path, owner: (u32, u32)) -> anyhow::Result<()> {
+pub(crate) fn prepare_data_dir(dir: &Path, owner: (u32, u32)) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     if nix::unistd::geteuid().is_root() {
         std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1))?;
@@ -195,7 +205,7 @@ impl Mode0600 for std::fs::OpenOptions {
     }
 }
 
-fn read_docker_config(explicit: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
+pub(crate) fn read_docker_config(explicit: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => match std::env::var_os("DOCKER_CONFIG") {
@@ -307,7 +317,7 @@ fn open_audit_sink(spec: &str) -> anyhow::Result<kiln::api::audit::AuditSink> {
 }
 
 /// `docker.io=mirror:5000` pairs; `index.docker.io` means `docker.io`.
-fn parse_mirrors(specs: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+pub(crate) fn parse_mirrors(specs: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
     let mut out = std::collections::HashMap::new();
     for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let (from, to) = spec
@@ -385,7 +395,7 @@ fn step_limits(opts: &ServeArgs) -> kiln_runtime::spec::StepLimits {
 
 /// Registry client settings, with the CA bundles named by `--registry-ca`
 /// read (they are public certificates, so the namespaced server reads them).
-fn registry_options(
+pub(crate) fn registry_options(
     opts: &ServeArgs,
     credentials: Credentials,
     mirrors: std::collections::HashMap<String, String>,

@@ -9,6 +9,7 @@
 //! spec that has no user namespace of its own.
 
 pub mod cgroups;
+pub mod diagnose;
 pub mod mounts;
 pub mod reaper;
 pub mod spec;

@@ -118,6 +118,25 @@ fn run_id_tool(tool: &str, pid: u32, own: u32, (start, count): (u32, u32)) -> Re
     Ok(())
 }
 
+/// Tries `unshare(CLONE_NEWUSER)` in a short-lived child (this process
+/// stays where it is): `Ok` when it works, else the diagnosis.
+pub fn probe() -> std::result::Result<(), crate::diagnose::Diagnosis> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    // SAFETY: only unshare(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| match libc::unshare(libc::CLONE_NEWUSER) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        });
+    }
+    let errno = match cmd.status() {
+        Ok(_) => return Ok(()),
+        Err(e) => e.raw_os_error().unwrap_or(libc::EPERM),
+    };
+    Err(crate::diagnose::userns_failure(errno, &crate::diagnose::Facts::of_this_process()))
+}
+
 /// Parent side: spawns `cmd` (normally a re-execution of this binary) and
 /// maps its user namespace. The child must call [`enter_if_requested`]
 /// first thing in `main`.
@@ -143,11 +162,18 @@ pub fn spawn_mapped(mut cmd: Command, map: &IdMap) -> Result<Child> {
     }
     let mut child = cmd.spawn().map_err(|e| Error::Io("spawn namespaced server".into(), e))?;
     drop((c2p_w, p2c_r));
-    let mut byte = [0u8; 1];
-    let mut from_child = fs::File::from(c2p_r);
-    if from_child.read(&mut byte).unwrap_or(0) != 1 {
+    let mut reply = Vec::new();
+    let _ = fs::File::from(c2p_r).take(16).read_to_end(&mut reply);
+    if reply != b"1" {
         let status = child.wait().ok();
-        return Err(Error::Namespace(format!("child failed to unshare its user namespace ({status:?})")));
+        let errno = std::str::from_utf8(&reply).ok().and_then(|r| r.strip_prefix('E')?.parse::<i32>().ok());
+        return Err(Error::Namespace(match errno {
+            Some(errno) => {
+                let diagnosis = crate::diagnose::userns_failure(errno, &crate::diagnose::Facts::of_this_process());
+                format!("cannot create a user namespace: {diagnosis}")
+            }
+            None => format!("the child failed before unsharing its user namespace ({status:?})"),
+        }));
     }
     if let Err(e) = map.apply(child.id()) {
         let _ = child.kill();
@@ -174,8 +200,13 @@ pub fn enter_if_requested() -> Result<bool> {
     let (from_parent, to_parent) = unsafe { (OwnedFd::from_raw_fd(rfd), OwnedFd::from_raw_fd(wfd)) };
     let supervisor = nix::unistd::getppid();
     let ns = |what: &'static str| move |e: nix::Error| Error::Namespace(format!("{what}: {e}"));
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(ns("unshare(CLONE_NEWUSER)"))?;
-    fs::File::from(to_parent).write_all(b"1").map_err(|e| Error::Io("sync".into(), e))?;
+    let mut to_parent = fs::File::from(to_parent);
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+        let _ = to_parent.write_all(format!("E{}", e as i32).as_bytes());
+        return Err(Error::Namespace(format!("unshare(CLONE_NEWUSER): {e}")));
+    }
+    to_parent.write_all(b"1").map_err(|e| Error::Io("sync".into(), e))?;
+    drop(to_parent);
     let mut byte = [0u8; 1];
     if fs::File::from(from_parent).read(&mut byte).unwrap_or(0) != 1 {
         return Err(Error::Namespace("parent failed to write the ID maps".into()));

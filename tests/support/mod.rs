@@ -64,6 +64,9 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// The data directory (default: one in the server's temp dir).
     pub data_dir: Option<PathBuf>,
+    /// A command that starts kiln (given as its last arguments) and itself
+    /// drops to `user` (e.g. the seccomp loader); started as root.
+    pub wrapper: Vec<String>,
 }
 
 /// A running `kiln serve`.
@@ -146,7 +149,14 @@ impl Server {
     fn spawn(&self, extra: &[&str]) -> Child {
         let (port, metrics_port) = self.ports;
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        let mut cmd = match self.opts.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_kiln"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_kiln")),
+        };
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure"])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(&self.opts.args)
@@ -170,7 +180,9 @@ impl Server {
             for f in [Some(&self.secret_file), self.docker_config.as_ref()].into_iter().flatten() {
                 std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
             }
-            cmd.uid(uid).gid(gid);
+            if self.opts.wrapper.is_empty() {
+                cmd.uid(uid).gid(gid);
+            }
         }
         cmd.spawn().expect("spawn kiln serve")
     }

@@ -1,0 +1,118 @@
+//! `kiln doctor`: checks, one requirement at a time, that a build can run
+//! where kiln runs, and says exactly what is missing and how to fix it.
+//! Outside the namespace: user namespace creation (tried), the subordinate
+//! ID range and `newuidmap`/`newgidmap`, the data dir's free space and a
+//! registry. Inside, through the same start-up path `kiln serve` takes:
+//! overlayfs with `userxattr`, whiteouts, `/proc` in a new PID namespace,
+//! the mapped ID range and cgroup v2 delegation ([`probes`]).
+
+pub mod probes;
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How a requirement stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Met.
+    Ok,
+    /// Builds run, with something missing (e.g. step limits).
+    Warn,
+    /// Builds cannot run.
+    Fail,
+}
+
+/// One requirement's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// The requirement.
+    pub name: String,
+    /// Its status.
+    pub status: Status,
+    /// What was found.
+    pub detail: String,
+    /// What to do, when not met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    /// A met requirement.
+    pub fn ok(name: &str, detail: impl Into<String>) -> Self {
+        Check { name: name.into(), status: Status::Ok, detail: detail.into(), fix: None }
+    }
+
+    /// A requirement met only in part.
+    pub fn warn(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Check { name: name.into(), status: Status::Warn, detail: detail.into(), fix: Some(fix.into()) }
+    }
+
+    /// An unmet requirement.
+    pub fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Check { name: name.into(), status: Status::Fail, detail: detail.into(), fix: Some(fix.into()) }
+    }
+}
+
+/// Whether a build can run: no check failed.
+pub fn can_build(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.status != Status::Fail)
+}
+
+/// The report as text: one line per check, its fix indented below.
+pub fn render(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let tag = match c.status {
+            Status::Ok => "OK  ",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        };
+        out.push_str(&format!("{tag}  {:<26} {}\n", c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("      {:<26} fix: {fix}\n", ""));
+        }
+    }
+    let verdict = if can_build(checks) { "builds can run here" } else { "builds cannot run here" };
+    out.push_str(&format!("{verdict}\n"));
+    out
+}
+
+/// Bytes below which the data dir fails the check, and below which it warns.
+const FAIL_BELOW: u64 = 512 << 20;
+const WARN_BELOW: u64 = 2 << 30;
+
+/// Free space where the data dir is (or would be created).
+pub fn data_dir_space(data_dir: &Path) -> Check {
+    let name = "data dir free space";
+    let existing = data_dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let Some(free) = crate::errors::free_bytes(existing) else {
+        return Check::fail(name, format!("cannot stat {}", existing.display()), "create the data dir's parent");
+    };
+    let detail = format!("{} free at {}", crate::units::human_bytes(free), existing.display());
+    match free {
+        f if f < FAIL_BELOW => Check::fail(name, detail, "free space or point --data-dir at a larger volume"),
+        f if f < WARN_BELOW => Check::warn(name, detail, "base images and layers need a few GiB; grow the volume"),
+        _ => Check::ok(name, detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_failure_means_no_build_and_every_fix_is_printed() {
+        let checks = vec![
+            Check::ok("user namespace", "works"),
+            Check::warn("cgroup v2", "not delegated", "delegate it"),
+            Check::fail("subordinate IDs", "none for app", "usermod --add-subuids …"),
+        ];
+        assert!(!can_build(&checks));
+        assert!(can_build(&checks[..2]));
+        let text = render(&checks);
+        assert!(text.contains("FAIL  subordinate IDs"), "{text}");
+        assert!(text.contains("fix: usermod --add-subuids …"), "{text}");
+        assert!(text.ends_with("builds cannot run here\n"), "{text}");
+    }
+}
