@@ -3,7 +3,7 @@
 use crate::cli::DoctorArgs;
 use crate::serve;
 use kiln::doctor::{self, probes, Check};
-use kiln::registry::{Credentials, Reference, RegistryClient};
+use kiln::registry::{Credentials, RegistryClient};
 use kiln_runtime::userns::{spawn_mapped, IdMap};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -75,31 +75,15 @@ fn namespace_checks(range: (u32, u32), data_dir: &Path) -> Vec<Check> {
 pub fn probe(data_dir: &Path, in_namespace: bool) -> ExitCode {
     let mut checks = probes::inside(data_dir);
     if in_namespace {
-        checks.push(cgroup_check());
+        checks.push(doctor::cgroup_check());
     }
     println!("{}", serde_json::to_string(&checks).expect("checks serialize"));
     ExitCode::SUCCESS
 }
 
-/// Whether steps can have memory and pids limits.
-pub fn cgroup_check() -> Check {
-    match kiln_runtime::cgroups::limits_available() {
-        Ok(()) => Check::ok("cgroup v2 delegation", "step memory and pids limits available"),
-        Err(why) => Check::warn(
-            "cgroup v2 delegation",
-            format!("{why}; builds run, without per-step memory/pids limits"),
-            "run kiln on a cgroup v2 host with a delegated cgroup (systemd Delegate=yes, or a container with its own cgroup namespace)",
-        ),
-    }
-}
-
 /// Whether `image`'s registry answers and the credentials may push there.
 fn registry_check(opts: &crate::cli::ServeArgs, image: &str) -> Check {
     let name = "registry";
-    let target = match Reference::parse(image) {
-        Ok(r) => r,
-        Err(e) => return Check::fail(name, format!("--image {image}: {e}"), "give a reference like registry/repo:tag"),
-    };
     let client = serve::read_docker_config(opts.docker_config.as_deref())
         .and_then(|raw| match raw {
             Some(b) => Credentials::from_docker_config(&b).map_err(anyhow::Error::msg),
@@ -112,18 +96,5 @@ fn registry_check(opts: &crate::cli::ServeArgs, image: &str) -> Check {
         Err(e) => return Check::fail(name, e.to_string(), "fix the credentials file or registry flags"),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let empty = kiln_snapshotter::Digest::of(b"");
-    match runtime.block_on(client.blob_exists(&target, &empty)) {
-        Ok(_) => Check::ok(
-            name,
-            format!("{} answers and accepts these credentials for pushing to {}", target.registry, target.repository),
-        ),
-        Err(e) => {
-            let fix = match &e {
-                kiln::registry::Error::Unauthorized(_) => "put credentials for this registry in the docker config (--docker-config)",
-                _ => "check the address, the network path, and --insecure-registry / --registry-ca for private registries",
-            };
-            Check::fail(name, e.to_string(), fix)
-        }
-    }
+    runtime.block_on(doctor::registry_check(&client, image))
 }

@@ -32,6 +32,8 @@ struct Handover {
     docker_config: Option<Vec<u8>>,
     build_key: Option<String>,
     data_dir: PathBuf,
+    /// The doctor's outside checks, as the supervisor saw them at start.
+    startup_checks: Vec<kiln::doctor::Check>,
 }
 
 fn init_tracing() {
@@ -108,7 +110,8 @@ fn refuse_unless_namespaces_work(root_range: (u32, u32)) -> anyhow::Result<IdMap
 
 fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
-    let map = refuse_unless_namespaces_work(parse_range(&opts.root_id_range)?)?;
+    let range = parse_range(&opts.root_id_range)?;
+    let map = refuse_unless_namespaces_work(range)?;
     prepare_data_dir(&data_dir, map.ns_root_owner())?;
     let data_dir = data_dir.canonicalize()?;
     let handover = Handover {
@@ -122,6 +125,7 @@ fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             None => None,
         },
         data_dir: data_dir.clone(),
+        startup_checks: kiln::doctor::probes::outside(range),
     };
     let (broker, broker_child) = UnixStream::pair()?;
     let broker_fd = broker_child.as_raw_fd();
@@ -279,6 +283,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             lifecycle: Default::default(),
             audit: Arc::new(open_audit_sink(&opts.audit_log)?),
+            startup_checks: Arc::new(handover.startup_checks),
         };
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         tracing::info!("kiln listening on {}", listener.local_addr()?);

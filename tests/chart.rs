@@ -86,6 +86,8 @@ fn the_default_render_is_valid_non_root_unprivileged_and_observable() {
     let sc = &kiln["securityContext"];
     assert_eq!((&sc["privileged"], &sc["runAsNonRoot"]), (&json!(false), &json!(true)));
     assert_eq!(sc["capabilities"], json!({"drop": ["ALL"], "add": ["SETUID", "SETGID"]}));
+    assert_eq!(sc["seccompProfile"], json!({"type": "Localhost", "localhostProfile": "profiles/kiln.json"}));
+    assert_eq!(sc["appArmorProfile"], json!({"type": "Localhost", "localhostProfile": "kiln"}));
     assert_eq!(kiln["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "http"}));
     assert_eq!(kiln["readinessProbe"]["httpGet"], json!({"path": "/ready", "port": "http"}));
     let env = env_of(kiln);
@@ -155,4 +157,34 @@ fn the_faasd_snippet_is_one_service_in_pro_builders_place() {
     assert!(targets.contains(&"/var/openfaas/secrets/payload-secret"), "{targets:?}");
     assert!(targets.contains(&"/home/app/.docker/config.json"), "{targets:?}");
     assert_eq!(kiln["environment"]["DOCKER_CONFIG"], "/home/app/.docker");
+}
+
+#[test]
+fn the_profile_installer_ships_the_repositorys_seccomp_profile() {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/seccomp/kiln.json")).unwrap();
+    let in_chart = std::fs::read_to_string(chart().join("files/seccomp-kiln.json")).unwrap();
+    assert_eq!(in_chart, shipped, "deploy/chart/kiln/files/seccomp-kiln.json is a copy of deploy/seccomp/kiln.json");
+    let docs = validated(&render(&["--set", "kiln.profiles.install=true"]).unwrap());
+    let config_map = kind(&docs, "ConfigMap");
+    let installed: Value = serde_json::from_str(config_map["data"]["kiln.json"].as_str().unwrap()).unwrap();
+    assert_eq!(installed, serde_json::from_str::<Value>(&shipped).unwrap());
+    let daemon = kind(&docs, "DaemonSet");
+    let pod = &daemon["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][1]["hostPath"]["path"], "/var/lib/kubelet/seccomp/profiles");
+    let sc = &pod["containers"][0]["securityContext"];
+    assert_eq!((&sc["allowPrivilegeEscalation"], &sc["capabilities"]), (&json!(false), &json!({"drop": ["ALL"]})));
+    assert!(!render(&[]).unwrap().contains("DaemonSet"), "off by default");
+}
+
+#[test]
+fn unconfined_and_no_apparmor_remain_possible_fallbacks() {
+    let unconfined =
+        ["--set", "kiln.seccompProfile.type=Unconfined", "--set", "kiln.seccompProfile.localhostProfile=null"];
+    let docs = validated(&render(&unconfined).unwrap());
+    let sc = &kind(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(sc["seccompProfile"], json!({"type": "Unconfined"}));
+    let docs = validated(&render(&["--set", "kiln.appArmorProfile=null"]).unwrap());
+    let sc = &kind(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert!(sc.get("appArmorProfile").is_none(), "{sc}");
 }

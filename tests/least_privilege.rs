@@ -66,6 +66,14 @@ fn check<'a>(checks: &'a [Value], name: &str) -> &'a Value {
     checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check in {checks:#?}"))
 }
 
+/// Asserts that check `name` failed, its detail saying `detail` and its fix `fix`.
+fn assert_diagnosis(checks: &[Value], name: &str, detail: &str, fix: &str) {
+    let c = check(checks, name);
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(c["detail"].as_str().unwrap().contains(detail), "{c}");
+    assert!(c["fix"].as_str().unwrap().contains(fix), "{c}");
+}
+
 /// A data dir the test user can create.
 fn user_scratch() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
@@ -120,10 +128,8 @@ fn doctor_diagnoses_max_user_namespaces_set_to_zero() {
         .unwrap();
     let (ok, checks) = parse_report(&out);
     assert!(!ok);
-    let userns = check(&checks, "user namespace");
-    assert_eq!(userns["status"], "fail");
-    assert!(userns["detail"].as_str().unwrap().contains("user.max_user_namespaces is 0"), "{userns}");
-    assert!(userns["fix"].as_str().unwrap().contains("sysctl -w user.max_user_namespaces="), "{userns}");
+    let fix = "sysctl -w user.max_user_namespaces=";
+    assert_diagnosis(&checks, "user namespace", "user.max_user_namespaces is 0", fix);
 }
 
 #[test]
@@ -133,9 +139,7 @@ fn doctor_diagnoses_a_seccomp_filter_refusing_clone_newuser() {
     let out = under_seccomp(&["--deny-newuser"], &["doctor", "--json", "--data-dir", data.to_str().unwrap()]);
     let (ok, checks) = parse_report(&out);
     assert!(!ok);
-    let userns = check(&checks, "user namespace");
-    assert!(userns["detail"].as_str().unwrap().contains("[cause: Seccomp]"), "{userns}");
-    assert!(userns["fix"].as_str().unwrap().contains("deploy/seccomp/kiln.json"), "{userns}");
+    assert_diagnosis(&checks, "user namespace", "[cause: Seccomp]", "deploy/seccomp/kiln.json");
 }
 
 #[test]
@@ -151,10 +155,7 @@ fn doctor_diagnoses_newuidmap_missing_from_path() {
     let (ok, checks) = parse_report(&out);
     assert!(!ok);
     for tool in ["newuidmap", "newgidmap"] {
-        let c = check(&checks, tool);
-        assert_eq!(c["status"], "fail");
-        assert!(c["detail"].as_str().unwrap().contains("not on PATH"), "{c}");
-        assert!(c["fix"].as_str().unwrap().contains("apt-get install uidmap"), "{c}");
+        assert_diagnosis(&checks, tool, "not on PATH", "apt-get install uidmap");
     }
 }
 
@@ -226,4 +227,45 @@ fn without_kilns_additions_the_runtime_default_stops_it_at_start() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("a seccomp filter confines this process"), "{stderr}");
+}
+
+#[test]
+fn a_running_server_reports_the_doctor_checks_on_its_admin_listener() {
+    let server = Server::start(ServerOptions { user: Some(test_user()), ..Default::default() });
+    let image = format!("{}/kiln/doctor-target:1", registry());
+    let url = format!("{}/doctor?image={}", server.metrics_url, image.replace('/', "%2F"));
+    let resp = reqwest::blocking::get(url).unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let report: Value = resp.json().unwrap();
+    assert_eq!(report["can_build"], true, "{report:#}");
+    let checks = report["checks"].as_array().unwrap();
+    for name in ["user namespace", "subordinate IDs", "newuidmap", "overlayfs (userxattr)", "/proc in a PID namespace"]
+    {
+        assert_eq!(check(checks, name)["status"], "ok", "{name}: {report:#}");
+    }
+    let reg = check(checks, "registry");
+    assert_eq!(reg["status"], "ok", "{reg}");
+    let unreachable = reqwest::blocking::get(format!("{}/doctor?image=127.0.0.1:9%2Fx:1", server.metrics_url)).unwrap();
+    assert_eq!(unreachable.status().as_u16(), 503);
+    let report: Value = unreachable.json().unwrap();
+    assert_eq!(check(report["checks"].as_array().unwrap(), "registry")["status"], "fail");
+    assert_eq!(
+        reqwest::blocking::get(format!("{}/doctor", server.url)).unwrap().status().as_u16(),
+        404,
+        "not on the API port"
+    );
+}
+
+#[test]
+fn the_apparmor_profile_parses_with_this_hosts_apparmor_parser() {
+    let text = std::fs::read_to_string(repo("deploy/apparmor/kiln")).unwrap();
+    for rule in ["userns,", "mount fstype=overlay,", "pivot_root,", "umount,"] {
+        assert!(text.lines().any(|l| l.trim() == rule), "the profile grants {rule}");
+    }
+    // Debian 12's parser is AppArmor 3, which has no `userns` rule (AppArmor 4 does).
+    let tmp = tempfile::tempdir().unwrap();
+    let v3 = tmp.path().join("kiln");
+    std::fs::write(&v3, text.lines().filter(|l| l.trim() != "userns,").collect::<Vec<_>>().join("\n")).unwrap();
+    let out = Command::new("apparmor_parser").args(["-Q", "-K", "-T"]).arg(&v3).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

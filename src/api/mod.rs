@@ -57,6 +57,7 @@ pub fn metrics_app(state: AppState) -> Router {
                 )
             }),
         )
+        .route("/doctor", get(admin::doctor))
         .route("/cache", get(admin::list))
         .route("/cache/prune", post(admin::prune))
         .route("/cache/check", post(admin::check))

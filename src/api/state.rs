@@ -46,4 +46,6 @@ pub struct AppState {
     pub lifecycle: super::lifecycle::Lifecycle,
     /// Where audit records go.
     pub audit: Arc<super::audit::AuditSink>,
+    /// `kiln doctor`'s checks from outside the namespace, made at start.
+    pub startup_checks: Arc<Vec<crate::doctor::Check>>,
 }

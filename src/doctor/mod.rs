@@ -97,6 +97,43 @@ pub fn data_dir_space(data_dir: &Path) -> Check {
     }
 }
 
+/// Whether steps can have memory and pids limits (a warning when not:
+/// builds still run).
+pub fn cgroup_check() -> Check {
+    match kiln_runtime::cgroups::limits_available() {
+        Ok(()) => Check::ok("cgroup v2 delegation", "step memory and pids limits available"),
+        Err(why) => Check::warn(
+            "cgroup v2 delegation",
+            format!("{why}; builds run, without per-step memory/pids limits"),
+            "run kiln on a cgroup v2 host with a delegated cgroup (systemd Delegate=yes, or a container with its own cgroup namespace)",
+        ),
+    }
+}
+
+/// Whether `image`'s registry answers and `client`'s credentials may push
+/// there (a HEAD of a blob with push scope).
+pub async fn registry_check(client: &crate::registry::RegistryClient, image: &str) -> Check {
+    let name = "registry";
+    let target = match crate::registry::Reference::parse(image) {
+        Ok(r) => r,
+        Err(e) => return Check::fail(name, format!("{image}: {e}"), "give a reference like registry/repo:tag"),
+    };
+    let empty = kiln_snapshotter::Digest::of(b"");
+    match client.blob_exists(&target, &empty).await {
+        Ok(_) => Check::ok(
+            name,
+            format!("{} answers and accepts the credentials for pushing to {}", target.registry, target.repository),
+        ),
+        Err(e) => {
+            let fix = match &e {
+                crate::registry::Error::Unauthorized(_) => "put credentials for this registry in the docker config (--docker-config)",
+                _ => "check the address, the network path, and --insecure-registry / --registry-ca for private registries",
+            };
+            Check::fail(name, e.to_string(), fix)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
