@@ -134,8 +134,14 @@ pub fn dockerignore(data: &[u8]) {
 }
 
 /// The request config: parsing, platforms and the image reference; a
-/// parsed reference prints as a string that parses back to itself.
+/// parsed reference prints as a string that parses back to itself. The
+/// same bytes as of-builder's `config`: a parsed one has a non-empty ref
+/// and pushes to its lower-cased form.
 pub fn request_config(data: &[u8]) {
+    if let Ok((legacy, given)) = crate::api::legacy::parse_config(data) {
+        assert!(!given.is_empty(), "an empty ref is refused");
+        assert_eq!(legacy.image, given.to_lowercase());
+    }
     let Ok(config) = serde_json::from_slice::<intake::BuildConfig>(data) else { return };
     if let Ok(list) = platform::requested(config.platforms.as_deref()) {
         assert!(!list.is_empty() && list.len() <= platform::MAX_PLATFORMS);

@@ -67,6 +67,18 @@ impl AuditSink {
     }
 }
 
+/// Which API family the request came in (and was answered in).
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub enum ClientApi {
+    /// pro-builder's (`com.openfaas.docker.config`, `X-Build-Signature`).
+    #[default]
+    #[serde(rename = "pro-builder")]
+    ProBuilder,
+    /// of-builder's (`config`, `X-Cloud-Signature`).
+    #[serde(rename = "of-builder")]
+    OfBuilder,
+}
+
 /// A base image a build resolved.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BaseImage {
@@ -90,6 +102,8 @@ pub struct AuditRecord {
     pub forwarded_for: Option<String>,
     /// `valid`, `invalid`, `missing` or `not checked` (disable_hmac).
     pub signature: &'static str,
+    /// The request's API family.
+    pub client_api: ClientApi,
     /// The requested image.
     pub image: String,
     /// Requested platforms.

@@ -5,9 +5,11 @@
 //! streaming clients see them before any NDJSON byte.
 
 use super::audit::Audit;
+use super::audit::ClientApi;
 use super::auth::{verify, SIGNATURE_HEADER};
 use super::error::{round_ms, status_for_build_failure, BuildReply, RequestError};
-use super::intake::{unpack, Intake, Limits};
+use super::intake::{unpack, Intake, Limits, Shape};
+use super::legacy;
 use super::limit::InflightGuard;
 use super::pipeline::{self, BuildFailure};
 use super::state::AppState;
@@ -69,6 +71,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     let audit = Audit::begin(state.audit.clone(), client, &parts.headers);
     let request_id = audit.record.request_id.clone();
     let mut resp = match accept(&state, &parts.headers, body, audit).await {
+        Ok(job) if matches!(job.intake.shape, Shape::Legacy { .. }) => respond_legacy(state, job).await,
         Ok(job) if wants_ndjson(&parts.headers) => stream::respond(state, job),
         Ok(job) => respond_json(state, job).await,
         Err(resp) => resp,
@@ -79,11 +82,35 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     resp
 }
 
-/// Refuses a request before its build: the reply, with the audit record
-/// saying why.
+/// Refuses a request before its build: the reply (of-builder's for a
+/// legacy request), with the audit record saying why.
 fn refuse(audit: &mut Audit, kind: ErrorKind, message: String, started: Instant) -> Response {
-    audit.reject(super::error::status_for(kind).as_u16(), &message);
-    request_error(kind, message, started)
+    let resp = match audit.record.client_api {
+        ClientApi::OfBuilder => legacy::unexpected_failure(&message),
+        ClientApi::ProBuilder => request_error(kind, message.clone(), started),
+    };
+    audit.reject(resp.status().as_u16(), &message);
+    resp
+}
+
+/// Verifies the request's signature: `X-Build-Signature` (sha256) when
+/// present, else of-builder's `X-Cloud-Signature` (sha1 or sha256), which
+/// also marks the request as legacy. Returns the audit verdict.
+fn check_signature(state: &AppState, headers: &HeaderMap, body: &[u8], audit: &mut Audit) -> Result<(), String> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let verdict = match (value(SIGNATURE_HEADER), value(legacy::SIGNATURE_HEADER)) {
+        (None, Some(cloud)) => {
+            audit.record.client_api = ClientApi::OfBuilder;
+            legacy::verify(&state.secret, body, cloud)
+        }
+        (header, _) => verify(&state.secret, body, header).map_err(|e| e.to_string()),
+    };
+    audit.record.signature = match &verdict {
+        Ok(()) => "valid",
+        Err(_) if value(SIGNATURE_HEADER).or(value(legacy::SIGNATURE_HEADER)).is_none() => "missing",
+        Err(_) => "invalid",
+    };
+    verdict
 }
 
 /// Checks and unpacks a request into a job, or answers it (the audit
@@ -126,18 +153,9 @@ async fn accept_into(
     audit.record.bytes_in = body.len() as u64;
     audit.record.signature = "not checked";
     if !state.cfg.disable_hmac {
-        let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-        let verdict = verify(&state.secret, &body, header);
-        audit.record.signature = if verdict.is_ok() {
-            "valid"
-        } else if header.is_none() {
-            "missing"
-        } else {
-            "invalid"
-        };
-        if let Err(e) = verdict {
+        if let Err(e) = check_signature(state, headers, &body, audit) {
             tracing::warn!("rejected /build request: {e}");
-            return Err(refuse(audit, ErrorKind::Unauthenticated, e.to_string(), started));
+            return Err(refuse(audit, ErrorKind::Unauthenticated, e, started));
         }
     }
     let id = kiln_snapshotter::SnapshotId::random();
@@ -148,8 +166,15 @@ async fn accept_into(
     let scratch = ScratchDir(dir.clone());
     let limits = Limits { max_entries: state.cfg.max_entries, max_bytes: state.cfg.max_unpacked_bytes };
     let intake = match tokio::task::spawn_blocking(move || unpack(&body, &dir, limits)).await {
-        Ok(Ok(i)) => i,
+        Ok(Ok(i)) => {
+            let legacy = matches!(i.shape, Shape::Legacy { .. });
+            audit.record.client_api = if legacy { ClientApi::OfBuilder } else { ClientApi::ProBuilder };
+            i
+        }
         Ok(Err(e)) => {
+            if matches!(e, super::intake::IntakeError::InvalidLegacy(_)) {
+                audit.record.client_api = ClientApi::OfBuilder;
+            }
             let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::InvalidArgument);
             return Err(refuse(audit, kind, message, started));
         }
@@ -205,17 +230,35 @@ fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<pipeline::Secrets, Str
     key.unseal(raw).map_err(|e| format!("com.openfaas.secrets: {e}"))
 }
 
-async fn respond_json(state: AppState, mut job: Job) -> Response {
+/// Runs the build to its end; its result and every log line.
+async fn run_to_end(state: &AppState, job: &Job) -> (Result<kiln_snapshotter::Digest, BuildFailure>, Vec<String>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let result = pipeline::run_until_cancelled(&state, &job, &tx).await;
+    let result = pipeline::run_until_cancelled(state, job, &tx).await;
     drop(tx);
     let mut log = Vec::new();
     while let Ok(line) = rx.try_recv() {
         log.push(line);
     }
+    log_outcome(state, &job.intake.config.image, &result, job.elapsed());
+    (result, log)
+}
+
+/// of-builder's reply to a legacy request: always one JSON object.
+async fn respond_legacy(state: AppState, mut job: Job) -> Response {
+    let (result, log) = run_to_end(&state, &job).await;
+    let Shape::Legacy { given_ref } = &job.intake.shape else { unreachable!("only legacy requests come here") };
+    let resp = match &result {
+        Ok(_) => legacy::success(&log, given_ref),
+        Err(f) => legacy::failure(&log, given_ref, &f.message),
+    };
+    job.audit.settle(&result, resp.status().as_u16());
+    resp
+}
+
+async fn respond_json(state: AppState, mut job: Job) -> Response {
+    let (result, log) = run_to_end(&state, &job).await;
     let duration = job.elapsed();
     let image = job.intake.config.image.clone();
-    log_outcome(&state, &image, &result, duration);
     let code = match &result {
         Ok(_) => StatusCode::OK,
         Err(f) => status_for_build_failure(f.kind),

@@ -49,11 +49,25 @@ pub struct Limits {
     pub max_bytes: u64,
 }
 
+/// Which client family sent the request, from its config entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// pro-builder's `com.openfaas.docker.config`.
+    ProBuilder,
+    /// of-builder's `config`; holds the ref as the client gave it.
+    Legacy {
+        /// The `ref` before lower-casing (the reply's `imageName`).
+        given_ref: String,
+    },
+}
+
 /// The unpacked request.
 #[derive(Debug)]
 pub struct Intake {
     /// Parsed config.
     pub config: BuildConfig,
+    /// The request's shape (decides the reply's).
+    pub shape: Shape,
     /// The context directory.
     pub context: PathBuf,
     /// Raw sealed secrets, if sent.
@@ -66,6 +80,9 @@ pub enum IntakeError {
     /// Malformed or hostile content.
     #[error("{0}")]
     Invalid(String),
+    /// A malformed of-builder `config` (answered in of-builder's shape).
+    #[error("{0}")]
+    InvalidLegacy(String),
     /// Local failure.
     #[error("unpack request: {0}")]
     Io(#[from] io::Error),
@@ -81,7 +98,7 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
     fs::create_dir(&context)?;
     let ctx_fd: OwnedFd = File::open(&context)?.into();
     let mut archive = tar::Archive::new(body);
-    let (mut config, mut secrets) = (None, None);
+    let (mut config, mut legacy, mut secrets) = (None, None, None);
     let (mut entries, mut bytes) = (0u64, 0u64);
     check_not_compressed(body)?;
     for entry in archive.entries().map_err(|e| invalid(format!("request body is not a tar archive: {e}")))? {
@@ -103,6 +120,7 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
         match rel.to_str() {
             Some(CONFIG_ENTRY) => config = Some(read_small(&mut entry, CONFIG_ENTRY)?),
             Some(SECRETS_ENTRY) => secrets = Some(read_small(&mut entry, SECRETS_ENTRY)?),
+            Some(super::legacy::CONFIG_ENTRY) => legacy = Some(read_small(&mut entry, super::legacy::CONFIG_ENTRY)?),
             _ => {
                 let Ok(inner) = rel.strip_prefix("context") else {
                     continue;
@@ -118,13 +136,25 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
             }
         }
     }
-    let raw = config.ok_or_else(|| invalid(format!("missing {CONFIG_ENTRY} in the request tar")))?;
+    let (config, shape) = match (config, legacy) {
+        (Some(raw), _) => (parse_config(&raw)?, Shape::ProBuilder),
+        (None, Some(raw)) => {
+            let (config, given_ref) = super::legacy::parse_config(&raw).map_err(IntakeError::InvalidLegacy)?;
+            (config, Shape::Legacy { given_ref })
+        }
+        (None, None) => return Err(invalid(format!("missing {CONFIG_ENTRY} in the request tar"))),
+    };
+    Ok(Intake { config, shape, context, secrets })
+}
+
+/// Parses `com.openfaas.docker.config`.
+fn parse_config(raw: &[u8]) -> Result<BuildConfig, IntakeError> {
     let config: BuildConfig =
-        serde_json::from_slice(&raw).map_err(|e| invalid(format!("{CONFIG_ENTRY}: invalid JSON: {e}")))?;
+        serde_json::from_slice(raw).map_err(|e| invalid(format!("{CONFIG_ENTRY}: invalid JSON: {e}")))?;
     if config.image.trim().is_empty() {
         return Err(invalid(format!("{CONFIG_ENTRY}: \"image\" is required")));
     }
-    Ok(Intake { config, context, secrets })
+    Ok(config)
 }
 
 /// Longest entry name, as Linux's `PATH_MAX`.

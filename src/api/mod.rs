@@ -9,6 +9,7 @@ pub mod distribution;
 pub mod error;
 mod image;
 pub mod intake;
+pub mod legacy;
 pub mod lifecycle;
 pub mod limit;
 mod pipeline;
