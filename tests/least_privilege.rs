@@ -269,3 +269,26 @@ fn the_apparmor_profile_parses_with_this_hosts_apparmor_parser() {
     let out = Command::new("apparmor_parser").args(["-Q", "-K", "-T"]).arg(&v3).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn doctor_checks_a_registrys_push_credentials() {
+    let (reg, user, pass) = auth_registry();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = format!("{reg}/kiln/doctor-push:1");
+    let run = |config: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.args(["doctor", "--json", "--insecure", "--image", &image, "--data-dir"]).arg(tmp.path().join("data"));
+        let empty = tmp.path().join("none.json");
+        std::fs::write(&empty, "{}").unwrap();
+        cmd.arg("--docker-config").arg(config.unwrap_or(&empty));
+        parse_report(&cmd.current_dir("/").output().unwrap())
+    };
+    let (ok, checks) = run(None);
+    assert!(!ok);
+    assert_diagnosis(&checks, "registry", "", "--docker-config");
+    let config = tmp.path().join("config.json");
+    std::fs::write(&config, docker_config_for(&reg, &user, &pass)).unwrap();
+    let (ok, checks) = run(Some(&config));
+    assert!(ok, "{checks:#?}");
+    assert_eq!(check(&checks, "registry")["status"], "ok");
+}

@@ -39,6 +39,13 @@ pub fn auth_registry() -> (String, String, String) {
     (env("KILN_TEST_AUTH_REGISTRY"), env("KILN_TEST_AUTH_USER"), env("KILN_TEST_AUTH_PASS"))
 }
 
+/// A docker `config.json` holding `user:pass` for `registry`.
+pub fn docker_config_for(registry: &str, user: &str, pass: &str) -> String {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    serde_json::json!({"auths": {registry: {"auth": auth}}}).to_string()
+}
+
 /// A unique `<registry>/<name>-…:v1` image reference in the anonymous
 /// test registry.
 pub fn test_image(name: &str) -> String {
