@@ -1,6 +1,7 @@
 //! Operations: the audit trail (one JSON line per request, every field an
 //! auditor needs, never a secret) and the opt-in `/v2/` pull API over
-//! kiln's own store, read by skopeo for an image built with `skipPush`.
+//! kiln's own store, read by skopeo for an image built with `skipPush`,
+//! which a full cache prune does not take away.
 
 mod support;
 
@@ -141,6 +142,17 @@ fn skopeo_pulls_a_skip_push_image_from_kilns_own_v2() {
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
     assert_eq!(get(&format!("/v2/{name}/blobs/{layer}")).status(), 200);
     assert_eq!(get(&format!("/v2/{other}/blobs/{layer}")).status(), 404, "a name serves only what its tags reach");
+
+    let client = reqwest::blocking::Client::new();
+    let pruned: Value =
+        client.post(format!("{}/cache/prune?keep_storage=0", server.metrics_url)).send().unwrap().json().unwrap();
+    assert!(pruned["steps_evicted"].as_u64().unwrap() > 0, "the cache was emptied: {pruned}");
+    let again = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{host}/{name}:1.0")])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "a served image survives the prune: {}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(get(&format!("/v2/{name}/blobs/{layer}")).status(), 200, "its layers are pinned");
 }
 
 #[test]

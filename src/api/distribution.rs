@@ -1,113 +1,25 @@
 //! The read-only OCI distribution pull API over kiln's own content store
 //! (`--serve-images`), so a single node can pull what kiln built with
 //! `skipPush` without running a registry: `GET`/`HEAD` `/v2/`,
-//! `/v2/<name>/manifests/<tag|digest>` and `/v2/<name>/blobs/<digest>`.
+//! `/v2/<name>/manifests/<tag|digest>`, `/v2/<name>/blobs/<digest>` and
+//! `/v2/<name>/tags/list`.
 //!
 //! `<name>` is the built image's repository path without its registry host
 //! (`fn/hello` for `registry.example.com/fn/hello:1`, `library/alpine` for
 //! `alpine`). A name serves only what its tagged images reach (the
 //! manifest or index, their manifests, configs and layers): nothing else in
-//! the store is readable through it. Content evicted by the cache's
-//! garbage collection answers 404 until the image is built again.
+//! the store is readable through it. The cache's garbage collection keeps
+//! what a tag reaches ([`crate::solver::tags::pinned`]), so a served image
+//! stays pullable until its tag points elsewhere.
 
 use super::state::AppState;
+use crate::solver::tags::{manifest_of, reachable, LocalTags};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_snapshotter::{ContentStore, Digest};
-use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::path::PathBuf;
-
-/// Tags of the images kiln built, under `<data-dir>/images`.
-#[derive(Debug, Clone)]
-pub struct LocalTags {
-    dir: PathBuf,
-}
-
-/// One tag.
-#[derive(Debug, Serialize, Deserialize)]
-struct TagRecord {
-    repository: String,
-    tag: String,
-    digest: String,
-}
-
-impl LocalTags {
-    /// The tag directory under `data_dir`.
-    pub fn new(data_dir: &std::path::Path) -> Self {
-        LocalTags { dir: data_dir.join("images") }
-    }
-
-    fn file(&self, repository: &str, tag: &str) -> PathBuf {
-        self.dir.join(Digest::of(format!("{repository}:{tag}").as_bytes()).hex())
-    }
-
-    /// Points `repository:tag` at `digest` (atomically replacing the old one).
-    pub fn set(&self, repository: &str, tag: &str, digest: &Digest) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let record = TagRecord { repository: repository.into(), tag: tag.into(), digest: digest.to_string() };
-        let tmp = self.dir.join(format!(".tmp-{}", kiln_snapshotter::SnapshotId::random().as_str()));
-        std::fs::write(&tmp, serde_json::to_vec(&record).expect("record serializes"))?;
-        std::fs::rename(&tmp, self.file(repository, tag))
-    }
-
-    /// The digest `repository:tag` points at.
-    pub fn get(&self, repository: &str, tag: &str) -> Option<Digest> {
-        let raw = std::fs::read(self.file(repository, tag)).ok()?;
-        let record: TagRecord = serde_json::from_slice(&raw).ok()?;
-        (record.repository == repository && record.tag == tag).then(|| Digest::parse(&record.digest).ok())?
-    }
-
-    /// Every tag of `repository`.
-    fn digests_of(&self, repository: &str) -> Vec<Digest> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        entries
-            .flatten()
-            .filter_map(|e| serde_json::from_slice::<TagRecord>(&std::fs::read(e.path()).ok()?).ok())
-            .filter(|r| r.repository == repository)
-            .filter_map(|r| Digest::parse(&r.digest).ok())
-            .collect()
-    }
-}
-
-/// Media type and references of a manifest or index.
-#[derive(Deserialize)]
-struct Descriptorish {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    digest: String,
-}
-
-fn parse_manifest(store: &ContentStore, digest: &Digest) -> Option<Descriptorish> {
-    serde_json::from_slice(&std::fs::read(store.blob_path(digest)).ok()?).ok()
-}
-
-/// Every digest `repository`'s tags reach, with which of them are manifests.
-fn reachable(store: &ContentStore, tags: &LocalTags, repository: &str) -> (HashSet<String>, HashSet<String>) {
-    let (mut all, mut manifests) = (HashSet::new(), HashSet::new());
-    let mut queue = tags.digests_of(repository);
-    while let Some(d) = queue.pop() {
-        if !manifests.insert(d.to_string()) {
-            continue;
-        }
-        all.insert(d.to_string());
-        let Some(m) = parse_manifest(store, &d) else { continue };
-        all.extend(m.config.into_iter().chain(m.layers).map(|c| c.digest));
-        queue.extend(m.manifests.iter().filter_map(|c| Digest::parse(&c.digest).ok()));
-    }
-    (all, manifests)
-}
 
 /// A refused pull, answered in the distribution API's error format.
 struct PullError {
@@ -132,8 +44,12 @@ pub async fn version() -> Response {
     (StatusCode::OK, [("docker-distribution-api-version", "registry/2.0")], "{}").into_response()
 }
 
-/// `GET`/`HEAD` `/v2/<name>/manifests/<ref>` and `/v2/<name>/blobs/<digest>`.
+/// `GET`/`HEAD` `/v2/<name>/manifests/<ref>`, `/v2/<name>/blobs/<digest>`
+/// and `/v2/<name>/tags/list`.
 pub async fn pull(State(state): State<AppState>, method: Method, Path(rest): Path<String>) -> Response {
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return tag_list(&state, name);
+    }
     let route = rest.rsplit_once("/manifests/").map(|(n, r)| (n, r, true));
     let route = route.or_else(|| rest.rsplit_once("/blobs/").map(|(n, r)| (n, r, false)));
     let Some((name, reference, is_manifest)) = route else {
@@ -148,6 +64,16 @@ pub async fn pull(State(state): State<AppState>, method: Method, Path(rest): Pat
         Err(e) => return oci_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()).into_response(),
     };
     serve_file(path, &digest, &media_type, method == Method::HEAD).await
+}
+
+/// `{"name": …, "tags": […]}`, or 404 for a name with no tags.
+fn tag_list(state: &AppState, name: &str) -> Response {
+    let tags = LocalTags::new(&state.cfg.data_dir).tags_of(name);
+    if tags.is_empty() {
+        return oci_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", format!("no image named {name}")).into_response();
+    }
+    let body = serde_json::json!({"name": name, "tags": tags});
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Finds what a pull asks for: the blob's path, digest and media type.
@@ -173,7 +99,7 @@ fn locate(
         return Err(unknown(digest.as_str()));
     }
     let media_type = match is_manifest {
-        true => parse_manifest(store, &digest)
+        true => manifest_of(store, &digest)
             .and_then(|m| m.media_type)
             .unwrap_or_else(|| crate::registry::MediaType::OCI_MANIFEST.to_string()),
         false => "application/octet-stream".to_string(),

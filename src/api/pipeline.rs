@@ -114,7 +114,7 @@ async fn build(state: &AppState, request: &Job, log: &LogSink) -> Result<Digest,
 /// Points the image's repository and tag at `digest` in kiln's own `/v2/`.
 fn tag_locally(state: &AppState, target: &Reference, digest: &Digest, log: &LogSink) {
     let Some(tag) = target.tag.as_deref().or(target.digest.is_none().then_some("latest")) else { return };
-    let tags = super::distribution::LocalTags::new(&state.cfg.data_dir);
+    let tags = crate::solver::tags::LocalTags::new(&state.cfg.data_dir);
     match tags.set(&target.repository, tag, digest) {
         Ok(()) => {
             emit(log, format!("serving {}:{tag} at /v2/{}/manifests/{tag}", target.repository, target.repository))

@@ -7,6 +7,9 @@
 //! for the next collection. Callers must hold the GC lock exclusively: no
 //! build is running, so nothing a build holds is touched.
 //!
+//! Blobs that images served at `/v2/` reach (their tags, [`super::tags`])
+//! are never removed: a served image stays pullable until its tag moves.
+//!
 //! Blobs under [`METADATA_BLOB`] bytes (image configs and manifests, which
 //! save a registry round trip on the next build) are removed only when
 //! the store is still over budget after every eviction.
@@ -107,6 +110,12 @@ impl Solver {
             for l in &rec.layers {
                 *inv.snap_refs.entry(l.snapshot.clone()).or_default() += 1;
                 *inv.blob_refs.entry(l.digest.clone()).or_default() += 1;
+            }
+        }
+        let served = super::tags::LocalTags::new(&self.cfg.data_dir);
+        for blob in super::tags::pinned(&self.store, &served) {
+            if let Ok(digest) = Digest::parse(&blob) {
+                *inv.blob_refs.entry(digest).or_default() += 1;
             }
         }
         for (id, kind) in self.snapshots.walk().map_err(|e| e.to_string())? {

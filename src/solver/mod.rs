@@ -13,6 +13,7 @@ mod git;
 mod http;
 mod keys;
 pub mod regcache;
+pub mod tags;
 
 pub use cache::{CacheIndex, LayerRecord, StepRecord};
 pub use context::apply_dockerignore;
