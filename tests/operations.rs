@@ -160,3 +160,34 @@ fn the_pull_api_is_off_unless_asked_for() {
     let server = Server::start(ServerOptions::default());
     assert_eq!(reqwest::blocking::get(format!("{}/v2/", server.url)).unwrap().status(), 404);
 }
+
+#[test]
+fn a_client_that_goes_away_mid_stream_leaves_an_abandoned_record() {
+    use std::io::{Read, Write};
+    let (server, _dir, file) = audit_server();
+    let image = test_image(&unique("kiln/abandoned"));
+    let dockerfile = format!("FROM {}/busybox\nRUN sleep 30\n", registry());
+    let body = request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /build HTTP/1.1\r\nHost: {addr}\r\nAccept: application/x-ndjson\r\nX-Build-Signature: {}\r\nContent-Length: {}\r\n\r\n",
+        sign(SECRET, &body),
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(&body).unwrap();
+    let mut first = [0u8; 512];
+    let n = conn.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"), "the stream started");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(conn);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while records(&file).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no audit record after the client left");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let record = &records(&file)[0];
+    assert_eq!((&record["result"], &record["status"]), (&json!("abandoned"), &json!(200)), "{record}");
+    assert!(record["duration"].as_f64().unwrap() < 20.0, "the build was cancelled, not waited for: {record}");
+}
