@@ -59,15 +59,12 @@ fn namespace_checks(range: (u32, u32), data_dir: &Path) -> Vec<Check> {
         Ok(out) => out,
         Err(e) => return vec![Check::fail("namespace start-up", e.to_string(), "run kiln doctor again")],
     };
-    match serde_json::from_slice::<Vec<Check>>(&out.stdout) {
+    match doctor::probe_output(&out, "namespace start-up") {
         Ok(mut checks) => {
             checks.insert(0, Check::ok("namespace start-up", "entered a mapped user, mount and cgroup namespace"));
             checks
         }
-        Err(_) => {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            vec![Check::fail("namespace start-up", format!("the probe failed ({}): {stderr}", out.status), "see above")]
-        }
+        Err(failed) => vec![failed],
     }
 }
 

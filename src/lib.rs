@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod buildsecrets;
+pub mod chunks;
 pub mod client;
 pub mod doctor;
 pub mod errors;

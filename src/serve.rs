@@ -87,10 +87,13 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 
 /// Refuses to start, at once, when builds could not run: names the cause
 /// and its fix, and points to `kiln doctor`.
-fn refuse_unless_namespaces_work(root_range: (u32, u32)) -> anyhow::Result<IdMap> {
+/// `checks` are `kiln doctor`'s outside checks, made once at start and
+/// handed to the server for `/doctor`.
+fn refuse_unless_namespaces_work(checks: &[kiln::doctor::Check], root_range: (u32, u32)) -> anyhow::Result<IdMap> {
     const DOCTOR: &str = "`kiln doctor` checks every requirement and prints its fix";
-    if let Err(d) = kiln_runtime::userns::probe() {
-        anyhow::bail!("kiln cannot build here: {}.\nfix: {}.\n{DOCTOR}", d.detail, d.fix);
+    if let Some(failed) = checks.iter().find(|c| c.status == kiln::doctor::Status::Fail) {
+        let fix = failed.fix.as_deref().unwrap_or("see `kiln doctor`");
+        anyhow::bail!("kiln cannot build here: {}.\nfix: {fix}.\n{DOCTOR}", failed.detail);
     }
     IdMap::detect(root_range).map_err(|e| anyhow::anyhow!("kiln cannot build here: {e}.\n{DOCTOR}"))
 }
@@ -98,7 +101,8 @@ fn refuse_unless_namespaces_work(root_range: (u32, u32)) -> anyhow::Result<IdMap
 fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
     let range = parse_range(&opts.root_id_range)?;
-    let map = refuse_unless_namespaces_work(range)?;
+    let startup_checks = kiln::doctor::probes::outside(range);
+    let map = refuse_unless_namespaces_work(&startup_checks, range)?;
     prepare_data_dir(&data_dir, map.ns_root_owner())?;
     let data_dir = data_dir.canonicalize()?;
     let handover = Handover {
@@ -112,7 +116,7 @@ fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             None => None,
         },
         data_dir: data_dir.clone(),
-        startup_checks: kiln::doctor::probes::outside(range),
+        startup_checks,
     };
     let (broker, broker_child) = UnixStream::pair()?;
     let broker_fd = broker_child.as_raw_fd();

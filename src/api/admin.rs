@@ -8,22 +8,22 @@
 //! cgroups, and optionally a registry.
 
 use super::AppState;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::collections::HashMap;
 
 /// `GET /doctor[?image=REF]`: `{"can_build": bool, "checks": [...]}`,
 /// 200 when a build can run, 503 otherwise.
-pub async fn doctor(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub async fn doctor(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     use crate::doctor::{self, Check};
     let mut checks: Vec<Check> = state.startup_checks.as_ref().clone();
     checks.push(doctor::data_dir_space(&state.cfg.data_dir));
     checks.extend(in_namespace_probes(&state.cfg.data_dir).await);
     checks.push(doctor::cgroup_check());
-    let image = query.as_deref().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("image=")).map(percent_decode);
-    if let Some(image) = image {
-        checks.push(doctor::registry_check(state.solver.registry(), &image).await);
+    if let Some(image) = query.get("image") {
+        checks.push(doctor::registry_check(state.solver.registry(), image).await);
     }
     let can_build = doctor::can_build(&checks);
     let code = if can_build { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -34,35 +34,10 @@ pub async fn doctor(State(state): State<AppState>, RawQuery(query): RawQuery) ->
 async fn in_namespace_probes(data_dir: &std::path::Path) -> Vec<crate::doctor::Check> {
     use crate::doctor::Check;
     let out = tokio::process::Command::new("/proc/self/exe").arg("__doctor-probe").arg(data_dir).output().await;
-    match out.map(|o| serde_json::from_slice::<Vec<Check>>(&o.stdout).map_err(|e| (e, o.stderr))) {
-        Ok(Ok(checks)) => checks,
-        Ok(Err((e, stderr))) => {
-            let detail = format!("{e}: {}", String::from_utf8_lossy(&stderr).trim());
-            vec![Check::fail("namespace probes", detail, "run kiln doctor on the host")]
-        }
+    match out {
+        Ok(out) => crate::doctor::probe_output(&out, "namespace probes").unwrap_or_else(|failed| vec![failed]),
         Err(e) => vec![Check::fail("namespace probes", e.to_string(), "run kiln doctor on the host")],
     }
-}
-
-/// `%2F`-style escapes in a query value.
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%' && i + 2 < bytes.len()).then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok());
-        match hex.flatten().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `GET /cache`.
@@ -75,9 +50,8 @@ pub async fn list(State(state): State<AppState>) -> Response {
 
 /// `POST /cache/prune[?keep_storage=SIZE]` (default `0`: remove every
 /// entry).
-pub async fn prune(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    let keep = query.as_deref().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("keep_storage="));
-    let budget = match keep.map(crate::units::parse_size).transpose() {
+pub async fn prune(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let budget = match query.get("keep_storage").map(|k| crate::units::parse_size(k)).transpose() {
         Ok(b) => b.unwrap_or(0),
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };

@@ -169,6 +169,11 @@ impl Audit {
         Audit { sink, started: Instant::now(), record, bases: Default::default(), bytes_out: AtomicU64::new(0) }
     }
 
+    /// Seconds since the request arrived, rounded to milliseconds.
+    pub fn elapsed(&self) -> f64 {
+        super::error::round_ms(self.started.elapsed().as_secs_f64())
+    }
+
     /// Marks the request refused before its build started.
     pub fn reject(&mut self, status: u16, error: &str) {
         self.record.result = "rejected";
@@ -205,13 +210,7 @@ impl Drop for Audit {
         bases.dedup();
         self.record.base_images = bases;
         self.record.bytes_out = self.bytes_out.load(Ordering::Relaxed);
-        self.record.duration = super::error::round_ms(self.started.elapsed().as_secs_f64());
+        self.record.duration = self.elapsed();
         self.sink.write(&self.record);
     }
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }

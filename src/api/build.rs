@@ -7,7 +7,7 @@
 use super::audit::Audit;
 use super::audit::ClientApi;
 use super::auth::{verify, SIGNATURE_HEADER};
-use super::error::{round_ms, status_for_build_failure, BuildReply, RequestError};
+use super::error::{status_for_build_failure, BuildReply, RequestError};
 use super::intake::{unpack, Intake, Limits, Shape};
 use super::legacy;
 use super::limit::InflightGuard;
@@ -21,7 +21,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Removes a build's scratch directory when the build ends, however it ends.
 pub struct ScratchDir(PathBuf);
@@ -36,8 +35,6 @@ impl Drop for ScratchDir {
 pub struct Job {
     /// The unpacked request.
     pub intake: Intake,
-    /// When the request arrived.
-    pub started: Instant,
     /// Unsealed build secrets.
     pub secrets: pipeline::Secrets,
     /// The request's audit record, written when the job ends.
@@ -51,12 +48,11 @@ pub struct Job {
 impl Job {
     /// Seconds since the request arrived, rounded to milliseconds.
     pub fn elapsed(&self) -> f64 {
-        round_ms(self.started.elapsed().as_secs_f64())
+        self.audit.elapsed()
     }
 }
 
-fn request_error(kind: ErrorKind, message: String, started: Instant) -> Response {
-    let duration = round_ms(started.elapsed().as_secs_f64());
+fn request_error(kind: ErrorKind, message: String, duration: f64) -> Response {
     RequestError { kind, message, image: String::new(), duration }.into_response()
 }
 
@@ -84,10 +80,10 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
 
 /// Refuses a request before its build: the reply (of-builder's for a
 /// legacy request), with the audit record saying why.
-fn refuse(audit: &mut Audit, kind: ErrorKind, message: String, started: Instant) -> Response {
+fn refuse(audit: &mut Audit, kind: ErrorKind, message: String) -> Response {
     let resp = match audit.record.client_api {
         ClientApi::OfBuilder => legacy::unexpected_failure(&message),
-        ClientApi::ProBuilder => request_error(kind, message.clone(), started),
+        ClientApi::ProBuilder => request_error(kind, message.clone(), audit.elapsed()),
     };
     audit.reject(resp.status().as_u16(), &message);
     resp
@@ -116,8 +112,8 @@ fn check_signature(state: &AppState, headers: &HeaderMap, body: &[u8], audit: &m
 /// Checks and unpacks a request into a job, or answers it (the audit
 /// record is then written as it is dropped).
 async fn accept(state: &AppState, headers: &HeaderMap, body: Body, mut audit: Audit) -> Result<Job, Response> {
-    let (intake, started, secrets, scratch, slot) = accept_into(state, headers, body, &mut audit).await?;
-    Ok(Job { intake, started, secrets, audit, _scratch: scratch, _slot: slot })
+    let (intake, secrets, scratch, slot) = accept_into(state, headers, body, &mut audit).await?;
+    Ok(Job { intake, secrets, audit, _scratch: scratch, _slot: slot })
 }
 
 /// The checks of [`accept`], in order.
@@ -126,15 +122,9 @@ async fn accept_into(
     headers: &HeaderMap,
     body: Body,
     audit: &mut Audit,
-) -> Result<(Intake, Instant, pipeline::Secrets, ScratchDir, InflightGuard), Response> {
-    let started = Instant::now();
+) -> Result<(Intake, pipeline::Secrets, ScratchDir, InflightGuard), Response> {
     if state.lifecycle.is_draining() {
-        return Err(refuse(
-            audit,
-            ErrorKind::ShuttingDown,
-            "kiln is shutting down: send the build again".into(),
-            started,
-        ));
+        return Err(refuse(audit, ErrorKind::ShuttingDown, "kiln is shutting down: send the build again".into()));
     }
     let Some(slot) = state.limiter.try_acquire() else {
         audit.reject(StatusCode::TOO_MANY_REQUESTS.as_u16(), "concurrent request limit exceeded");
@@ -145,7 +135,7 @@ async fn accept_into(
         Err(e) => {
             let msg = format!("request body rejected (limit {} bytes): {e}", state.cfg.max_body_bytes);
             audit.reject(StatusCode::PAYLOAD_TOO_LARGE.as_u16(), &msg);
-            let mut resp = request_error(ErrorKind::InvalidArgument, msg, started);
+            let mut resp = request_error(ErrorKind::InvalidArgument, msg, audit.elapsed());
             *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             return Err(resp);
         }
@@ -155,13 +145,13 @@ async fn accept_into(
     if !state.cfg.disable_hmac {
         if let Err(e) = check_signature(state, headers, &body, audit) {
             tracing::warn!("rejected /build request: {e}");
-            return Err(refuse(audit, ErrorKind::Unauthenticated, e, started));
+            return Err(refuse(audit, ErrorKind::Unauthenticated, e));
         }
     }
     let id = kiln_snapshotter::SnapshotId::random();
     let dir = state.cfg.data_dir.join("builds").join(id.as_str());
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        return Err(refuse(audit, ErrorKind::Internal, format!("create build dir: {e}"), started));
+        return Err(refuse(audit, ErrorKind::Internal, format!("create build dir: {e}")));
     }
     let scratch = ScratchDir(dir.clone());
     let limits = Limits { max_entries: state.cfg.max_entries, max_bytes: state.cfg.max_unpacked_bytes };
@@ -176,18 +166,18 @@ async fn accept_into(
                 audit.record.client_api = ClientApi::OfBuilder;
             }
             let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::InvalidArgument);
-            return Err(refuse(audit, kind, message, started));
+            return Err(refuse(audit, kind, message));
         }
-        Err(e) => return Err(refuse(audit, ErrorKind::Internal, e.to_string(), started)),
+        Err(e) => return Err(refuse(audit, ErrorKind::Internal, e.to_string())),
     };
     describe_request(&intake, audit);
     let secrets = match unseal(state, intake.secrets.as_deref()) {
         Ok(s) => s,
-        Err(e) => return Err(refuse(audit, ErrorKind::InvalidArgument, e, started)),
+        Err(e) => return Err(refuse(audit, ErrorKind::InvalidArgument, e)),
     };
     audit.record.secret_ids = secrets.keys().cloned().collect();
     tracing::info!(image = intake.config.image, secrets = secrets.len(), "build started");
-    Ok((intake, started, secrets, scratch, slot))
+    Ok((intake, secrets, scratch, slot))
 }
 
 /// What the audit record says about the request itself.
@@ -198,7 +188,7 @@ fn describe_request(intake: &Intake, audit: &mut Audit) {
     audit.record.platforms = config.platforms.clone().unwrap_or_default();
     audit.record.build_arg_names = config.build_args.iter().flat_map(|m| m.keys().cloned()).collect();
     let dockerfile = std::fs::read(intake.context.join("Dockerfile")).ok();
-    audit.record.dockerfile_digest = dockerfile.as_deref().map(super::audit::sha256_digest);
+    audit.record.dockerfile_digest = dockerfile.map(|d| kiln_snapshotter::Digest::of(&d).to_string());
 }
 
 /// Logs the outcome of a build and records its duration.

@@ -115,7 +115,7 @@ async fn serve_file(path: PathBuf, digest: &Digest, media_type: &str, head_only:
     let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let body = match head_only {
         true => Body::empty(),
-        false => Body::from_stream(file_chunks(file)),
+        false => Body::from_stream(crate::chunks::file_chunks(file, 64 << 10)),
     };
     let headers = [
         (header::CONTENT_TYPE, media_type.to_string()),
@@ -124,23 +124,4 @@ async fn serve_file(path: PathBuf, digest: &Digest, media_type: &str, head_only:
         (header::ETAG, format!("\"{digest}\"")),
     ];
     (StatusCode::OK, headers, body).into_response()
-}
-
-/// A file as a stream of 64 KiB chunks; a read error ends it.
-fn file_chunks(
-    file: tokio::fs::File,
-) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> + Send + 'static {
-    futures_util::stream::unfold(Some(file), |file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut file = file?;
-        let mut buf = vec![0u8; 64 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(axum::body::Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    })
 }

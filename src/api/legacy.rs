@@ -93,32 +93,29 @@ fn as_args(value: serde_json::Value) -> Result<Option<BTreeMap<String, String>>,
 
 /// Checks `X-Cloud-Signature` (`sha1=` or `sha256=`) in constant time, with
 /// of-builder's error strings.
+/// `sha256=` goes through pro-builder's check; `sha1=` is accepted here only.
 pub fn verify(secret: &[u8], body: &[u8], header: &str) -> Result<(), String> {
     let header = header.trim();
-    let valid = match (header.strip_prefix("sha1="), header.strip_prefix("sha256=")) {
-        (Some(hex_sig), _) => hex::decode(hex_sig).ok().map(|sig| {
-            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes any key length");
-            mac.update(body);
-            mac.verify_slice(&sig).is_ok()
-        }),
-        (_, Some(hex_sig)) => hex::decode(hex_sig).ok().map(|sig| {
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-            mac.update(body);
-            mac.verify_slice(&sig).is_ok()
-        }),
-        _ => return Err(format!("valid hash prefixes: [sha1=, sha256=], got: {header}")),
+    let valid = match header.strip_prefix("sha1=") {
+        Some(hex_sig) => hex::decode(hex_sig).is_ok_and(|sig| sha1_mac(secret, body).verify_slice(&sig).is_ok()),
+        None if header.starts_with("sha256=") => super::auth::verify(secret, body, Some(header)).is_ok(),
+        None => return Err(format!("valid hash prefixes: [sha1=, sha256=], got: {header}")),
     };
     match valid {
-        Some(true) => Ok(()),
-        _ => Err("invalid message digest or secret".into()),
+        true => Ok(()),
+        false => Err("invalid message digest or secret".into()),
     }
+}
+
+fn sha1_mac(secret: &[u8], body: &[u8]) -> Hmac<sha1::Sha1> {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    mac
 }
 
 /// `sha1=<hex>` HMAC, as openfaas-cloud's git-tar signs (for tests and tools).
 pub fn sign_sha1(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha1={}", hex::encode(sha1_mac(secret, body).finalize().into_bytes()))
 }
 
 #[derive(Serialize)]

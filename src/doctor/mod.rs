@@ -78,6 +78,15 @@ pub fn render(checks: &[Check]) -> String {
     out
 }
 
+/// The checks `kiln __doctor-probe` printed, or a failed check `name`
+/// carrying its exit status and stderr.
+pub fn probe_output(out: &std::process::Output, name: &str) -> Result<Vec<Check>, Check> {
+    serde_json::from_slice(&out.stdout).map_err(|_| {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Check::fail(name, format!("the probe failed ({}): {stderr}", out.status), "run kiln doctor on the host")
+    })
+}
+
 /// Bytes below which the data dir fails the check, and below which it warns.
 const FAIL_BELOW: u64 = 512 << 20;
 const WARN_BELOW: u64 = 2 << 30;

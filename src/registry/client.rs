@@ -74,19 +74,7 @@ const UPLOAD_CHUNK: usize = 1 << 20;
 /// A streaming request body over `file`, read 1 MiB at a time (reqwest's
 /// own file body reads 4 KiB at a time, which halves upload throughput).
 fn file_body(file: tokio::fs::File) -> reqwest::Body {
-    use tokio::io::AsyncReadExt;
-    let chunks = futures_util::stream::unfold(file, |mut f| async move {
-        let mut buf = vec![0u8; UPLOAD_CHUNK];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
-    reqwest::Body::wrap_stream(chunks)
+    reqwest::Body::wrap_stream(crate::chunks::file_chunks(file, UPLOAD_CHUNK))
 }
 
 /// Attempts per registry request.

@@ -1,6 +1,7 @@
 //! Tags of the images kiln built, for the read-only `/v2/` pull API
-//! (`--serve-images`), under `<data-dir>/images`: one small JSON file per
-//! `repository:tag`, replaced atomically. What the tags reach (manifests,
+//! (`--serve-images`), under `<data-dir>/images/<repository hash>/`: one
+//! small JSON file per tag, replaced atomically, so a pull reads only its
+//! own repository's tags. What the tags reach (manifests,
 //! configs, layers) is pinned against the cache's garbage collection.
 
 use kiln_snapshotter::{ContentStore, Digest};
@@ -28,15 +29,20 @@ impl LocalTags {
         LocalTags { dir: data_dir.join("images") }
     }
 
+    fn repository_dir(&self, repository: &str) -> PathBuf {
+        self.dir.join(Digest::of(repository.as_bytes()).hex())
+    }
+
     fn file(&self, repository: &str, tag: &str) -> PathBuf {
-        self.dir.join(Digest::of(format!("{repository}:{tag}").as_bytes()).hex())
+        self.repository_dir(repository).join(Digest::of(tag.as_bytes()).hex())
     }
 
     /// Points `repository:tag` at `digest` (atomically replacing the old one).
     pub fn set(&self, repository: &str, tag: &str, digest: &Digest) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        let dir = self.repository_dir(repository);
+        std::fs::create_dir_all(&dir)?;
         let record = TagRecord { repository: repository.into(), tag: tag.into(), digest: digest.to_string() };
-        let tmp = self.dir.join(format!(".tmp-{}", kiln_snapshotter::SnapshotId::random().as_str()));
+        let tmp = dir.join(format!(".tmp-{}", kiln_snapshotter::SnapshotId::random().as_str()));
         std::fs::write(&tmp, serde_json::to_vec(&record).expect("record serializes"))?;
         std::fs::rename(&tmp, self.file(repository, tag))
     }
@@ -50,9 +56,12 @@ impl LocalTags {
 
     /// The tag records of `repository` (every repository: `None`).
     fn records(&self, repository: Option<&str>) -> Vec<TagRecord> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        entries
-            .flatten()
+        let dirs: Vec<PathBuf> = match repository {
+            Some(repo) => vec![self.repository_dir(repo)],
+            None => std::fs::read_dir(&self.dir).into_iter().flatten().flatten().map(|e| e.path()).collect(),
+        };
+        dirs.iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
             .filter_map(|e| serde_json::from_slice::<TagRecord>(&std::fs::read(e.path()).ok()?).ok())
             .filter(|r| repository.is_none_or(|repo| r.repository == repo))
             .collect()
