@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The full reliability runs behind docs/reliability.md, on the same test
 # bench as the suite (real registries, release build):
-#   scripts/reliability.sh [load|crash|disk|hostile|fuzz|all]   (default all)
+#   scripts/reliability.sh [load|crash|disk|hostile|input|fuzz|all]   (default all)
 # load:    200 builds from 8 clients against --max-inflight 4 (KILN_LOAD_BUILDS)
 # crash:   20 kill -9 rounds at random moments (KILN_CRASH_ROUNDS, KILN_CRASH_SEED)
 # disk:    a 48 MiB tmpfs data dir filled by a RUN, then grown
 # hostile: the hostile request corpus
+# input:   symlink chains, 100,000-LABEL Dockerfiles, 8 unsigned 400 MB bodies, a loud build
 # fuzz:    every libFuzzer target for FUZZ_SECONDS (default 300) each
 # Prints the FIGURE lines; the suite runs reduced versions of load and crash.
 set -euo pipefail
@@ -22,8 +23,9 @@ case $what in
   crash) run_test reliability kill_9 ;;
   disk) run_test reliability a_full_disk ;;
   hostile) run_test hostile_requests hostile ;;
+  input) run_test hostile_input _ ;;
   fuzz) scripts/fuzz.sh "${FUZZ_SECONDS:-300}" ;;
   all)
-    for w in hostile load crash disk fuzz; do "$0" "$w"; done ;;
-  *) echo "usage: $0 [load|crash|disk|hostile|fuzz|all]" >&2; exit 2 ;;
+    for w in hostile input load crash disk fuzz; do "$0" "$w"; done ;;
+  *) echo "usage: $0 [load|crash|disk|hostile|input|fuzz|all]" >&2; exit 2 ;;
 esac

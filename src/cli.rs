@@ -167,11 +167,31 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_MAX_BODY_MB", default_value_t = 512)]
     pub max_body_mb: usize,
     /// Most entries in a request tar.
-    #[arg(long, env = "KILN_MAX_ENTRIES", default_value_t = 100_000)]
+    #[arg(long, env = "KILN_MAX_ENTRIES", default_value_t = kiln::api::intake::DEFAULT_MAX_ENTRIES)]
     pub max_entries: u64,
-    /// Most unpacked bytes of a request tar, in MiB.
-    #[arg(long, env = "KILN_MAX_UNPACKED_MB", default_value_t = 4096)]
+    /// Most unpacked bytes of a request tar (and of an archive ADD
+    /// extracts), in MiB.
+    #[arg(long, env = "KILN_MAX_UNPACKED_MB", default_value_t = kiln::api::intake::DEFAULT_MAX_UNPACKED_MB)]
     pub max_unpacked_mb: u64,
+    /// Most request bodies received at once: a body is streamed to disk
+    /// and its signature checked before it is unpacked, and until then it
+    /// counts here; a request waits up to 30 s for a slot, then gets 429.
+    #[arg(long, env = "KILN_MAX_PENDING_UPLOADS", default_value_t = kiln::api::upload::DEFAULT_MAX_PENDING)]
+    pub max_pending_uploads: usize,
+    /// Most instructions in a Dockerfile.
+    #[arg(long, env = "KILN_MAX_DOCKERFILE_INSTRUCTIONS", default_value_t = kiln::frontend::MAX_INSTRUCTIONS)]
+    pub max_dockerfile_instructions: usize,
+    /// Most build log kept for a reply that is one JSON object (faas-cli
+    /// without streaming, of-builder clients): the start and the end are
+    /// kept and the log says how much was dropped between. NDJSON streams
+    /// every line.
+    #[arg(long, env = "KILN_MAX_REPLY_LOG", default_value = "8MiB", value_parser = kiln::units::parse_size)]
+    pub max_reply_log: u64,
+    /// Also accept of-builder's X-Cloud-Signature (sha1 or sha256) on
+    /// pro-builder requests (com.openfaas.docker.config); by default it is
+    /// accepted only on of-builder requests (a config entry).
+    #[arg(long, env = "KILN_ALLOW_CLOUD_SIGNATURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_cloud_signature: bool,
     /// Private key file for build secrets (base64, from `kiln keygen` or
     /// `faas-cli secret keygen`); enables GET /publickey and sealed secrets.
     #[arg(long, env = "build_secrets_private_key_path")]

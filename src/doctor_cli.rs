@@ -30,6 +30,7 @@ fn run_checks(args: &DoctorArgs) -> Vec<Check> {
     let mut checks = probes::outside(range);
     let data_dir = opts.data_dir.clone().unwrap_or_else(serve::default_data_dir);
     checks.push(doctor::data_dir_space(&data_dir));
+    checks.push(serve::secret_files(opts, &data_dir));
     if doctor::can_build(&checks) {
         checks.extend(namespace_checks(range, &data_dir));
     } else {

@@ -21,6 +21,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("dockerignore", dockerignore),
     ("request_config", request_config),
     ("ndjson", ndjson),
+    ("context_links", context_links),
 ];
 
 /// Tar intake: whatever the bytes, nothing is created outside the
@@ -30,10 +31,74 @@ pub fn request_tar(data: &[u8]) {
     let ws = root.path().join("ws");
     std::fs::create_dir(&ws).expect("workspace");
     let limits = Limits { max_entries: 2000, max_bytes: 16 << 20 };
-    let _ = intake::unpack(data, &ws, limits);
+    let accepted = intake::unpack(data, &ws, limits).is_ok();
     let top: Vec<_> = std::fs::read_dir(root.path()).expect("read root").flatten().map(|e| e.file_name()).collect();
     assert_eq!(top, ["ws"], "intake wrote beside its workspace");
     check_links_inside(&ws.join("context"), &ws.join("context"));
+    let context = ws.join("context");
+    if accepted {
+        assert_links_stay_beneath(&context);
+    }
+    // Whatever the context holds, reading the build's own files ends.
+    let _ = crate::api::contextfs::read_dockerfile(&context);
+    let _ = crate::api::contextfs::read_dockerignore(&context);
+}
+
+/// Symlink chains: a context of directories and links described by the
+/// input (`d NAME` or `l NAME TARGET` per line, names made safe) is
+/// checked by `api::symlinks`; when it passes, the kernel agrees that no
+/// link leads out (`RESOLVE_BENEATH` never answers `EXDEV`).
+pub fn context_links(data: &[u8]) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let context = root.path().join("context");
+    std::fs::create_dir(&context).expect("context");
+    for line in String::from_utf8_lossy(data).lines().take(64) {
+        let mut words = line.split_whitespace();
+        let (kind, name) = (words.next(), words.next().map(safe_name));
+        match (kind, name) {
+            (Some("d"), Some(n)) => drop(std::fs::create_dir_all(context.join(n))),
+            (Some("l"), Some(n)) => {
+                let target = words.next().unwrap_or(".");
+                let path = context.join(n);
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let _ = std::os::unix::fs::symlink(target, path);
+            }
+            _ => {}
+        }
+    }
+    if crate::api::symlinks::check_context(&context).is_ok() {
+        assert_links_stay_beneath(&context);
+    }
+}
+
+/// A relative name with no `.`, `..` or empty components.
+fn safe_name(raw: &str) -> String {
+    let parts: Vec<&str> = raw.split('/').filter(|c| !c.is_empty() && *c != "." && *c != "..").take(8).collect();
+    if parts.is_empty() {
+        "x".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// Every symlink under `context` resolves beneath it, as the kernel sees it.
+fn assert_links_stay_beneath(context: &Path) {
+    let root = std::fs::File::open(context).expect("open context");
+    let mut todo = vec![std::path::PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        for entry in std::fs::read_dir(context.join(&rel)).into_iter().flatten().flatten() {
+            let (path, kind) = (rel.join(entry.file_name()), entry.file_type().expect("file type"));
+            if kind.is_dir() {
+                todo.push(path);
+            } else if kind.is_symlink() {
+                let opened = kiln_snapshotter::fsx::open_beneath(&root, &path, libc::O_PATH);
+                let escaped = opened.is_err_and(|e| e.raw_os_error() == Some(libc::EXDEV));
+                assert!(!escaped, "{} leads out of the context, but the check passed it", path.display());
+            }
+        }
+    }
 }
 
 fn check_links_inside(dir: &Path, context: &Path) {
@@ -69,23 +134,28 @@ fn lexical_join(base: &Path, target: &Path) -> std::path::PathBuf {
 /// panic, and a diagnostic names a line of the file.
 pub fn dockerfile(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let df = match frontend::parse(text) {
-        Ok(df) => df,
-        Err(d) => {
-            assert!(d.line >= 1 && d.line <= text.lines().count().max(1) + 1, "diagnostic line {} of {text:?}", d.line);
-            return;
-        }
-    };
+    if let Err(d) = frontend_pass(text, frontend::MAX_INSTRUCTIONS, &["linux/amd64", "linux/arm64"]) {
+        assert!(d.line >= 1 && d.line <= text.lines().count().max(1) + 1, "diagnostic line {} of {text:?}", d.line);
+    }
+}
+
+/// Everything the server does with a Dockerfile before solving: parse
+/// (with at most `max_instructions`), lint, and for each platform list the
+/// base images and lower against stand-ins for them. Returns the number
+/// of graph nodes of the last platform.
+pub fn frontend_pass(text: &str, max_instructions: usize, platforms: &[&str]) -> Result<usize, frontend::Diagnostic> {
+    let df = frontend::parse_limited(text, max_instructions)?;
     if let Ok(cfg) = frontend::lint::check_config(&df, None) {
         let _ = frontend::lint::lint(&df, &cfg);
     }
-    for target in ["linux/amd64", "linux/arm64"] {
+    let mut nodes = 0;
+    for target in platforms {
         let opts = BuildOptions {
             build_args: [("A".to_string(), "a".to_string())].into(),
             target: None,
             platform: Platform::parse(target).expect("platform"),
         };
-        let Ok(wanted) = frontend::base_images(&df, &opts) else { continue };
+        let wanted = frontend::base_images(&df, &opts)?;
         let mut resolved = ResolvedImages::new();
         for b in wanted {
             let image = ResolvedImage {
@@ -95,8 +165,9 @@ pub fn dockerfile(data: &[u8]) {
             };
             resolved.insert((b.image, b.platform), image);
         }
-        let _ = frontend::lower(&df, &opts, &resolved);
+        nodes = frontend::lower(&df, &opts, &resolved)?.definition.nodes.len();
     }
+    Ok(nodes)
 }
 
 /// Word expansion: `text` NUL `value` (every variable has that value);

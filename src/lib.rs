@@ -2,6 +2,7 @@
 //! OpenFaaS Function Builder API. See `README.md` for the architecture.
 
 pub mod api;
+pub mod blocking;
 pub mod buildsecrets;
 pub mod chunks;
 pub mod client;

@@ -15,6 +15,7 @@ const STEP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 /// Every metric kiln exports: name, type, help.
 pub const CATALOG: &[(&str, &str, &str)] = &[
     ("kiln_builds_in_flight", "gauge", "Builds running now."),
+    ("kiln_pending_uploads", "gauge", "Request bodies being received (not yet authenticated)."),
     ("kiln_build_duration_seconds", "histogram", "Whole builds (request to final status), by result (success|failed)."),
     ("kiln_http_requests_total", "counter", "HTTP requests by route and status code."),
     ("kiln_cache_hits_total", "counter", "Build steps satisfied from the cache."),

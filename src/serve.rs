@@ -14,7 +14,9 @@ use kiln::api::{app, AppState, ServeConfig};
 use kiln::registry::{Credentials, RegistryClient};
 use kiln::solver::{Solver, SolverConfig};
 use kiln_runtime::userns::{spawn_mapped, IdMap};
-pub(crate) use options::{default_data_dir, parse_mirrors, parse_range, read_docker_config, registry_options};
+pub(crate) use options::{
+    default_data_dir, parse_mirrors, parse_range, read_docker_config, registry_options, secret_files,
+};
 use options::{diff_options, step_limits};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -101,10 +103,15 @@ fn refuse_unless_namespaces_work(checks: &[kiln::doctor::Check], root_range: (u3
 fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
     let range = parse_range(&opts.root_id_range)?;
-    let startup_checks = kiln::doctor::probes::outside(range);
+    let mut startup_checks = kiln::doctor::probes::outside(range);
     let map = refuse_unless_namespaces_work(&startup_checks, range)?;
     prepare_data_dir(&data_dir, map.ns_root_owner())?;
     let data_dir = data_dir.canonicalize()?;
+    let modes = secret_files(&opts, &data_dir);
+    if modes.status != kiln::doctor::Status::Ok {
+        tracing::warn!("{}: {}; {}", modes.name, modes.detail, modes.fix.as_deref().unwrap_or_default());
+    }
+    startup_checks.push(modes);
     let handover = Handover {
         payload_secret: load_or_generate_secret(&opts.payload_secret, &data_dir)?,
         docker_config: read_docker_config(opts.docker_config.as_deref())?,
@@ -238,6 +245,9 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             source_date_epoch: opts.source_date_epoch.seconds(),
             registry_cache: Some(opts.registry_cache.trim().to_string()).filter(|c| !c.is_empty() && c != "off"),
             serve_images: opts.serve_images,
+            max_instructions: opts.max_dockerfile_instructions,
+            max_reply_log: opts.max_reply_log as usize,
+            allow_cloud_signature: opts.allow_cloud_signature,
         };
         if cfg.disable_hmac {
             tracing::warn!("disable_hmac is set: /build accepts unsigned requests");
@@ -247,6 +257,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             secret: Arc::new(handover.payload_secret),
             solver: Arc::new(solver),
             limiter: kiln::api::limit::Limiter::new(opts.max_inflight),
+            uploads: kiln::api::upload::UploadGate::new(opts.max_pending_uploads),
             metrics: Default::default(),
             build_key: match &handover.build_key {
                 Some(text) => {

@@ -126,6 +126,12 @@ fn a_pro_builder_values_file_renders_unchanged_apart_from_the_image() {
     let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
     let key = volumes.iter().find(|v| v["name"] == "build-secrets-key").unwrap();
     assert_eq!(key["secret"]["secretName"], "pro-builder-build-secrets");
+    let secrets: Vec<&Value> = volumes.iter().filter(|v| v.get("secret").is_some()).collect();
+    assert_eq!(secrets.len(), 3, "payload, registry and build-secrets key: {secrets:?}");
+    for v in secrets {
+        // 0440: the owner (root) and the pod's fsGroup (kiln) only.
+        assert_eq!(v["secret"]["defaultMode"], 0o440, "{} is not readable by other users", v["name"]);
+    }
 }
 
 #[test]

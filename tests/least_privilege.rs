@@ -254,6 +254,18 @@ fn a_running_server_reports_the_doctor_checks_on_its_admin_listener() {
         404,
         "not on the API port"
     );
+    let modes = check(checks, "secret file modes");
+    assert_eq!(modes["status"], "ok", "the test's secret is 0600: {modes}");
+    for _ in 0..3 {
+        reqwest::blocking::get(format!("{}/doctor", server.metrics_url)).unwrap();
+    }
+    let left: Vec<_> = std::fs::read_dir(&server.data_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("doctor-"))
+        .collect();
+    assert!(left.is_empty(), "every probe cleans up after itself: {left:?}");
 }
 
 #[test]

@@ -143,3 +143,23 @@ fn pro_builder_requests_keep_their_reply_and_refuse_sha1() {
     assert_eq!(reply["image"], image.as_str());
     assert!(reply.get("imageName").is_none());
 }
+
+#[test]
+fn the_cloud_signature_signs_only_legacy_requests_unless_allowed() {
+    let image = test_image(&unique("kiln/cloud-signed"));
+    let dockerfile = format!("FROM {}/busybox\n", registry());
+    let body = request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
+    let signatures =
+        [kiln::api::legacy::sign_sha1(SECRET.as_bytes(), &body), kiln::api::auth::sign(SECRET.as_bytes(), &body)];
+    let server = Server::start(ServerOptions::default());
+    for sig in &signatures {
+        let (status, content_type, reply) = post(&server, &body, &[("X-Cloud-Signature", sig.clone())]);
+        assert_eq!((status, content_type.as_str()), (401, "application/json"), "{sig}: {reply}");
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.contains("must be signed with X-Build-Signature"), "{error}");
+    }
+    let opts = ServerOptions { args: vec!["--allow-cloud-signature".into()], ..Default::default() };
+    let allowing = Server::start(opts);
+    let (status, _, reply) = post(&allowing, &body, &[("X-Cloud-Signature", signatures[0].clone())]);
+    assert_success(status, &reply);
+}

@@ -26,44 +26,10 @@ fn load_request(image: &str, i: usize) -> Vec<u8> {
     request_tar(&config, &[("Dockerfile", dockerfile.as_bytes()), ("app.txt", app.as_bytes())])
 }
 
-/// Processes whose parent is `pid`.
-fn children(pid: u32) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        if after_comm.split_whitespace().nth(1) == Some(&pid.to_string()) {
-            out.push(stat.split(')').next().unwrap_or("").to_string());
-        }
-    }
-    out
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
-
-/// `VmRSS` and `VmHWM` (peak) in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse().ok())
-    };
-    (field("VmRSS:").unwrap_or(0), field("VmHWM:").unwrap_or(0))
-}
-
 /// Mounts under `dir` in `pid`'s mount namespace.
 fn mounts_under(pid: u32, dir: &std::path::Path) -> usize {
     let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     info.lines().filter(|l| l.contains(dir.to_str().unwrap())).count()
-}
-
-/// The server process: the supervisor's one child (see the README's
-/// process model).
-fn server_process(supervisor: u32) -> u32 {
-    let kids = children(supervisor);
-    assert_eq!(kids.len(), 1, "the supervisor has one child, the server: {kids:?}");
-    kids[0].split_whitespace().next().unwrap().parse().unwrap()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -154,7 +120,11 @@ fn load_ends_in_success_or_429_and_leaks_nothing() {
     assert_eq!(server_process(server.pid()), pid, "the server process survived the load");
     assert_eq!(children(pid), Vec::<String>::new(), "no helper or step process outlives its build");
     assert_eq!(mounts_under(pid, &server.data_dir), mounts_before, "no mount is left behind");
-    assert!(fd_count(pid) <= fds_before + 8, "file descriptors leak: {fds_before} -> {}", fd_count(pid));
+    let open_fds = || {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten();
+        fds.filter_map(|e| std::fs::read_link(e.path()).ok()).map(|p| p.display().to_string()).collect::<Vec<_>>()
+    };
+    assert!(fd_count(pid) <= fds_before + 8, "file descriptors leak: {fds_before} -> {:?}", open_fds());
     assert!(hwm < 1024 * 1024, "peak RSS {} MiB", hwm / 1024);
     assert!(rss_after < rss_before + 256 * 1024, "RSS grew from {rss_before} to {rss_after} KiB");
     let leftovers = std::fs::read_dir(server.data_dir.join("builds")).map(|d| d.count()).unwrap_or(0);

@@ -57,8 +57,14 @@ fn parse_groups(text: &str) -> Vec<(String, u32, Vec<String>)> {
         .collect()
 }
 
+/// Largest `/etc/passwd` or `/etc/group` read from an image (the image's
+/// own steps write them, so they are the tenant's).
+const MAX_ACCOUNT_FILE: u64 = 16 << 20;
+
 fn read_text(rootfs: &Path, path: &str) -> String {
-    read_in_root(rootfs, Path::new(path)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    read_in_root(rootfs, Path::new(path), MAX_ACCOUNT_FILE)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Resolves `spec` (`""`, `name`, `uid`, `name:group`, `uid:gid`, …).

@@ -16,12 +16,22 @@ fn cstr(p: &OsStr) -> io::Result<CString> {
 /// Opens `path` relative to `root` with every symlink and `..` resolved as
 /// if `root` were `/` (kernel `RESOLVE_IN_ROOT`), so nothing escapes it.
 pub fn open_in_root(root: &impl AsRawFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    openat2(root, path, flags, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens `path` relative to `root`, failing with `EXDEV` if resolving it
+/// (every symlink followed) would leave `root` (kernel `RESOLVE_BENEATH`).
+pub fn open_beneath(root: &impl AsRawFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    openat2(root, path, flags, libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS)
+}
+
+fn openat2(root: &impl AsRawFd, path: &Path, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     let c = cstr(rel.as_os_str())?;
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     // SAFETY: valid pointers and size for the openat2 syscall.
     let fd = unsafe {
         libc::syscall(
@@ -39,12 +49,35 @@ pub fn open_in_root(root: &impl AsRawFd, path: &Path, flags: i32) -> io::Result<
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Reads a whole file at `path` inside `root` (symlinks resolved in root).
-pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Vec<u8>> {
+/// Reads the regular file at `path` inside `root` (symlinks resolved in
+/// root), at most `max` bytes. Anything else — a FIFO, a device, a
+/// directory, a socket — is refused without blocking (`InvalidInput`), as
+/// is a larger file (`FileTooLarge`); a missing one is `NotFound`.
+pub fn read_in_root(root: &Path, path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let dir = File::open(root)?;
-    let fd = open_in_root(&dir, path, libc::O_RDONLY)?;
-    let mut out = Vec::new();
-    io::Read::read_to_end(&mut File::from(fd), &mut out)?;
+    read_regular_at(&dir, path, max)
+}
+
+/// [`read_in_root`] with the root already open.
+pub fn read_regular_at(root: &impl AsRawFd, path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+    let fd = open_in_root(root, path, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)?;
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let msg = format!("{} is not a regular file", path.display());
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+    }
+    if meta.len() > max {
+        let msg = format!("{} is larger than {max} bytes", path.display());
+        return Err(io::Error::new(io::ErrorKind::FileTooLarge, msg));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    io::Read::read_to_end(&mut io::Read::take(file, max + 1), &mut out)?;
+    if out.len() as u64 > max {
+        let msg = format!("{} is larger than {max} bytes", path.display());
+        return Err(io::Error::new(io::ErrorKind::FileTooLarge, msg));
+    }
     Ok(out)
 }
 

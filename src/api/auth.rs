@@ -1,5 +1,9 @@
-//! The `X-Build-Signature: sha256=<hex HMAC-SHA256(secret, body)>` check,
-//! done in constant time on the raw body before anything is parsed.
+//! Request signatures, checked in constant time on the raw body before
+//! anything is parsed: `X-Build-Signature: sha256=<hex HMAC-SHA256(secret,
+//! body)>` (pro-builder), or of-builder's `X-Cloud-Signature` with `sha1=`
+//! or `sha256=`. The header is read first, so a request without a usable
+//! one is refused before its body; the MAC is computed while the body
+//! streams to disk ([`BodyMac`]).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -21,19 +25,78 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// Verifies `header` against `body` with `secret`.
+/// The MAC a signature header asks for, fed with the body as it arrives.
+pub enum BodyMac {
+    /// HMAC-SHA256.
+    Sha256(Hmac<Sha256>),
+    /// HMAC-SHA1 (of-builder's `X-Cloud-Signature: sha1=` only).
+    Sha1(Hmac<sha1::Sha1>),
+}
+
+/// A signature header parsed before the body is read.
+pub struct Expected {
+    mac: BodyMac,
+    signature: Vec<u8>,
+}
+
+impl Expected {
+    /// `X-Build-Signature`: `sha256=<hex>` only.
+    pub fn build_signature(secret: &[u8], header: Option<&str>) -> Result<Self, SignatureError> {
+        let header = header.ok_or(SignatureError::Missing)?.trim();
+        let hex_sig = header.strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
+        let signature = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
+        Ok(Self { mac: BodyMac::Sha256(new_mac(secret)), signature })
+    }
+
+    /// `X-Cloud-Signature`: `sha1=<hex>` or `sha256=<hex>`, refused with
+    /// of-builder's error texts.
+    pub fn cloud_signature(secret: &[u8], header: &str) -> Result<Self, String> {
+        let header = header.trim();
+        let (mac, hex_sig) = if let Some(h) = header.strip_prefix("sha1=") {
+            let mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes any key length");
+            (BodyMac::Sha1(mac), h)
+        } else if let Some(h) = header.strip_prefix("sha256=") {
+            (BodyMac::Sha256(new_mac(secret)), h)
+        } else {
+            return Err(format!("valid hash prefixes: [sha1=, sha256=], got: {header}"));
+        };
+        let signature = hex::decode(hex_sig).map_err(|_| SignatureError::Mismatch.to_string())?;
+        Ok(Self { mac, signature })
+    }
+
+    /// Feeds the next part of the body.
+    pub fn update(&mut self, chunk: &[u8]) {
+        match &mut self.mac {
+            BodyMac::Sha256(m) => m.update(chunk),
+            BodyMac::Sha1(m) => m.update(chunk),
+        }
+    }
+
+    /// Whether the body fed so far carries the expected signature
+    /// (compared in constant time).
+    pub fn verify(self) -> Result<(), SignatureError> {
+        let ok = match self.mac {
+            BodyMac::Sha256(m) => m.verify_slice(&self.signature).is_ok(),
+            BodyMac::Sha1(m) => m.verify_slice(&self.signature).is_ok(),
+        };
+        ok.then_some(()).ok_or(SignatureError::Mismatch)
+    }
+}
+
+fn new_mac(secret: &[u8]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length")
+}
+
+/// Verifies `header` against a whole `body` with `secret`.
 pub fn verify(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?.trim();
-    let hex_sig = header.strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
-    let sig = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    mac.verify_slice(&sig).map_err(|_| SignatureError::Mismatch)
+    let mut expected = Expected::build_signature(secret, header)?;
+    expected.update(body);
+    expected.verify()
 }
 
 /// Signs `body` the way clients do (for tests and the client command).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    let mut mac = new_mac(secret);
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -54,5 +117,16 @@ mod tests {
         assert_eq!(verify(b"key", b"body", None), Err(SignatureError::Missing));
         assert_eq!(verify(b"key", b"body", Some("sha1=abc")), Err(SignatureError::Malformed));
         assert_eq!(verify(b"key", b"body", Some("sha256=zz")), Err(SignatureError::Malformed));
+    }
+
+    #[test]
+    fn a_body_fed_in_chunks_verifies_as_a_whole() {
+        let body = vec![7u8; 100_000];
+        let mut e = Expected::build_signature(b"key", Some(&sign(b"key", &body))).unwrap();
+        body.chunks(4097).for_each(|c| e.update(c));
+        assert_eq!(e.verify(), Ok(()));
+        let mut short = Expected::build_signature(b"key", Some(&sign(b"key", &body))).unwrap();
+        short.update(&body[1..]);
+        assert_eq!(short.verify(), Err(SignatureError::Mismatch));
     }
 }

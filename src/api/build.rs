@@ -6,14 +6,16 @@
 
 use super::audit::Audit;
 use super::audit::ClientApi;
-use super::auth::{verify, SIGNATURE_HEADER};
+use super::auth::{Expected, SIGNATURE_HEADER};
 use super::error::{status_for_build_failure, BuildReply, RequestError};
-use super::intake::{unpack, Intake, Limits, Shape};
+use super::intake::{unpack_from, Intake, IntakeError, Limits, Shape};
 use super::legacy;
 use super::limit::InflightGuard;
 use super::pipeline::{self, BuildFailure};
+use super::replylog::ReplyLog;
 use super::state::AppState;
 use super::stream;
+use super::upload::{self, UploadError};
 use crate::errors::ErrorKind;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -21,13 +23,44 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// Removes a build's scratch directory when the build ends, however it ends.
+/// Removes a build's scratch directory when the last holder drops it (the
+/// request, or an unpacking it left behind), off the async threads.
 pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Removes the directory before returning (off the async threads),
+    /// unless an unpacking still holds it (it then goes when that ends).
+    async fn remove(this: Arc<ScratchDir>) {
+        if let Ok(mut scratch) = Arc::try_unwrap(this) {
+            let dir = std::mem::take(&mut scratch.0);
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        }
+    }
+}
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = std::mem::take(&mut self.0);
+        if dir.as_os_str().is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || std::fs::remove_dir_all(dir))),
+            Err(_) => drop(std::fs::remove_dir_all(dir)),
+        }
+    }
+}
+
+/// Sets a flag when dropped: the request's future went away (its client
+/// left), so blocking work done for it should stop.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -40,12 +73,20 @@ pub struct Job {
     /// The request's audit record, written when the job ends.
     pub audit: Audit,
     /// Keeps the scratch dir until the build ends (dropped with the job).
-    pub _scratch: ScratchDir,
+    pub _scratch: Arc<ScratchDir>,
     /// Holds an in-flight slot until the build ends (dropped with the job).
     pub _slot: InflightGuard,
 }
 
 impl Job {
+    /// Ends the job: its scratch directory is removed (off the async
+    /// threads) before the caller answers; the audit record is written and
+    /// the build slot freed as the rest drops.
+    pub async fn release(self) {
+        let Job { _scratch: scratch, .. } = self;
+        ScratchDir::remove(scratch).await;
+    }
+
     /// Seconds since the request arrived, rounded to milliseconds.
     pub fn elapsed(&self) -> f64 {
         self.audit.elapsed()
@@ -89,24 +130,29 @@ fn refuse(audit: &mut Audit, kind: ErrorKind, message: String) -> Response {
     resp
 }
 
-/// Verifies the request's signature: `X-Build-Signature` (sha256) when
-/// present, else of-builder's `X-Cloud-Signature` (sha1 or sha256), which
-/// also marks the request as legacy. Returns the audit verdict.
-fn check_signature(state: &AppState, headers: &HeaderMap, body: &[u8], audit: &mut Audit) -> Result<(), String> {
+/// The signature the request's headers promise: `X-Build-Signature`
+/// (sha256) when present, else of-builder's `X-Cloud-Signature` (sha1 or
+/// sha256), which also marks the request as legacy. `None` when
+/// `disable_hmac` is set. A missing or malformed header is refused here,
+/// before the body is read.
+fn expected_signature(state: &AppState, headers: &HeaderMap, audit: &mut Audit) -> Result<Option<Expected>, String> {
+    if state.cfg.disable_hmac {
+        audit.record.signature = "not checked";
+        return Ok(None);
+    }
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let verdict = match (value(SIGNATURE_HEADER), value(legacy::SIGNATURE_HEADER)) {
+    let expected = match (value(SIGNATURE_HEADER), value(legacy::SIGNATURE_HEADER)) {
         (None, Some(cloud)) => {
             audit.record.client_api = ClientApi::OfBuilder;
-            legacy::verify(&state.secret, body, cloud)
+            Expected::cloud_signature(&state.secret, cloud)
         }
-        (header, _) => verify(&state.secret, body, header).map_err(|e| e.to_string()),
+        (header, _) => Expected::build_signature(&state.secret, header).map_err(|e| e.to_string()),
     };
-    audit.record.signature = match &verdict {
-        Ok(()) => "valid",
-        Err(_) if value(SIGNATURE_HEADER).or(value(legacy::SIGNATURE_HEADER)).is_none() => "missing",
-        Err(_) => "invalid",
-    };
-    verdict
+    if expected.is_err() {
+        let missing = value(SIGNATURE_HEADER).or(value(legacy::SIGNATURE_HEADER)).is_none();
+        audit.record.signature = if missing { "missing" } else { "invalid" };
+    }
+    expected.map(Some)
 }
 
 /// Checks and unpacks a request into a job, or answers it (the audit
@@ -116,13 +162,16 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body, mut audit: Au
     Ok(Job { intake, secrets, audit, _scratch: scratch, _slot: slot })
 }
 
-/// The checks of [`accept`], in order.
+/// The checks of [`accept`], in order: draining, `max_inflight` (which
+/// counts requests from their first byte), the signature header, an upload
+/// slot, the body (streamed to disk while its MAC is computed), the
+/// signature, then unpacking off the async threads.
 async fn accept_into(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
     audit: &mut Audit,
-) -> Result<(Intake, pipeline::Secrets, ScratchDir, InflightGuard), Response> {
+) -> Result<(Intake, pipeline::Secrets, Arc<ScratchDir>, InflightGuard), Response> {
     if state.lifecycle.is_draining() {
         return Err(refuse(audit, ErrorKind::ShuttingDown, "kiln is shutting down: send the build again".into()));
     }
@@ -130,65 +179,172 @@ async fn accept_into(
         audit.reject(StatusCode::TOO_MANY_REQUESTS.as_u16(), "concurrent request limit exceeded");
         return Err(super::limit::too_many(state.limiter.max()));
     };
-    let body = match axum::body::to_bytes(body, state.cfg.max_body_bytes).await {
-        Ok(b) => b,
+    let expected = match expected_signature(state, headers, audit) {
+        Ok(e) => e,
         Err(e) => {
-            let msg = format!("request body rejected (limit {} bytes): {e}", state.cfg.max_body_bytes);
-            audit.reject(StatusCode::PAYLOAD_TOO_LARGE.as_u16(), &msg);
-            let mut resp = request_error(ErrorKind::InvalidArgument, msg, audit.elapsed());
-            *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return Err(resp);
-        }
-    };
-    audit.record.bytes_in = body.len() as u64;
-    audit.record.signature = "not checked";
-    if !state.cfg.disable_hmac {
-        if let Err(e) = check_signature(state, headers, &body, audit) {
             tracing::warn!("rejected /build request: {e}");
             return Err(refuse(audit, ErrorKind::Unauthenticated, e));
         }
-    }
-    let id = kiln_snapshotter::SnapshotId::random();
-    let dir = state.cfg.data_dir.join("builds").join(id.as_str());
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return Err(refuse(audit, ErrorKind::Internal, format!("create build dir: {e}")));
-    }
-    let scratch = ScratchDir(dir.clone());
-    let limits = Limits { max_entries: state.cfg.max_entries, max_bytes: state.cfg.max_unpacked_bytes };
-    let intake = match tokio::task::spawn_blocking(move || unpack(&body, &dir, limits)).await {
-        Ok(Ok(i)) => {
-            let legacy = matches!(i.shape, Shape::Legacy { .. });
-            audit.record.client_api = if legacy { ClientApi::OfBuilder } else { ClientApi::ProBuilder };
-            i
-        }
-        Ok(Err(e)) => {
-            if matches!(e, super::intake::IntakeError::InvalidLegacy(_)) {
-                audit.record.client_api = ClientApi::OfBuilder;
-            }
-            let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::InvalidArgument);
-            return Err(refuse(audit, kind, message));
-        }
-        Err(e) => return Err(refuse(audit, ErrorKind::Internal, e.to_string())),
     };
-    describe_request(&intake, audit);
+    let cloud_signed = expected.is_some() && audit.record.client_api == ClientApi::OfBuilder;
+    let (dir, scratch) = scratch_dir(state).map_err(|e| refuse(audit, ErrorKind::Internal, e))?;
+    let intake = match receive_and_unpack(state, body, expected, &dir, &scratch, audit).await {
+        Ok(i) => i,
+        Err(resp) => {
+            ScratchDir::remove(scratch).await;
+            return Err(resp);
+        }
+    };
+    if let Err(e) = check_signature_fits_shape(state, &intake, cloud_signed) {
+        audit.record.signature = "refused";
+        ScratchDir::remove(scratch).await;
+        return Err(refuse(audit, ErrorKind::Unauthenticated, e.into()));
+    }
+    describe_request(&intake, audit).await;
     let secrets = match unseal(state, intake.secrets.as_deref()) {
         Ok(s) => s,
-        Err(e) => return Err(refuse(audit, ErrorKind::InvalidArgument, e)),
+        Err(e) => {
+            ScratchDir::remove(scratch).await;
+            return Err(refuse(audit, ErrorKind::InvalidArgument, e));
+        }
     };
     audit.record.secret_ids = secrets.keys().cloned().collect();
     tracing::info!(image = intake.config.image, secrets = secrets.len(), "build started");
     Ok((intake, secrets, scratch, slot))
 }
 
+/// The body into `dir`, its signature checked, then unpacked.
+async fn receive_and_unpack(
+    state: &AppState,
+    body: Body,
+    mut expected: Option<Expected>,
+    dir: &std::path::Path,
+    scratch: &Arc<ScratchDir>,
+    audit: &mut Audit,
+) -> Result<Intake, Response> {
+    let spool = dir.join("request.tar");
+    receive_body(state, body, &spool, expected.as_mut(), audit).await?;
+    if let Some(expected) = expected {
+        if let Err(e) = expected.verify() {
+            audit.record.signature = "invalid";
+            tracing::warn!("rejected /build request: {e}");
+            return Err(refuse(audit, ErrorKind::Unauthenticated, e.to_string()));
+        }
+        audit.record.signature = "valid";
+    }
+    unpack_spooled(state, dir, spool, scratch, audit).await
+}
+
+/// A new scratch directory under `builds/`.
+fn scratch_dir(state: &AppState) -> Result<(PathBuf, Arc<ScratchDir>), String> {
+    let id = kiln_snapshotter::SnapshotId::random();
+    let dir = state.cfg.data_dir.join("builds").join(id.as_str());
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create build dir: {e}"))?;
+    Ok((dir.clone(), Arc::new(ScratchDir(dir))))
+}
+
+/// Streams the body to `spool` through an upload slot.
+async fn receive_body(
+    state: &AppState,
+    body: Body,
+    spool: &std::path::Path,
+    expected: Option<&mut Expected>,
+    audit: &mut Audit,
+) -> Result<(), Response> {
+    let Some(_permit) = state.uploads.enter(upload::QUEUE_WAIT).await else {
+        let msg = format!(
+            "too many request bodies are being received ({} at once): send the build again",
+            state.uploads.max()
+        );
+        return Err(refuse(audit, ErrorKind::ResourceExhausted, msg));
+    };
+    let max = state.cfg.max_body_bytes;
+    match upload::receive(body, spool, max, expected).await {
+        Ok(len) => {
+            audit.record.bytes_in = len;
+            Ok(())
+        }
+        Err(e) => {
+            let (kind, message) = match &e {
+                UploadError::Io(_) => crate::errors::storage_failure(e.to_string(), ErrorKind::Internal),
+                _ => (ErrorKind::InvalidArgument, e.to_string()),
+            };
+            let mut resp = refuse(audit, kind, message);
+            let code = match e {
+                UploadError::TooLarge(_) => Some(StatusCode::PAYLOAD_TOO_LARGE),
+                UploadError::Idle => Some(StatusCode::REQUEST_TIMEOUT),
+                _ => None,
+            };
+            if let (Some(code), ClientApi::ProBuilder) = (code, audit.record.client_api) {
+                *resp.status_mut() = code;
+                audit.record.status = code.as_u16();
+            }
+            Err(resp)
+        }
+    }
+}
+
+/// Unpacks the spooled body off the async threads; the spool file is
+/// removed once read. If the client leaves, unpacking stops at its next
+/// read, and the scratch directory goes when the unpacking ends.
+async fn unpack_spooled(
+    state: &AppState,
+    dir: &std::path::Path,
+    spool: PathBuf,
+    scratch: &Arc<ScratchDir>,
+    audit: &mut Audit,
+) -> Result<Intake, Response> {
+    let limits = Limits { max_entries: state.cfg.max_entries, max_bytes: state.cfg.max_unpacked_bytes };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let (dir, held) = (dir.to_path_buf(), scratch.clone());
+    let unpacked = tokio::task::spawn_blocking(move || {
+        let _held = held;
+        let file = std::fs::File::open(&spool)?;
+        let result = unpack_from(file, &dir, limits, &cancel);
+        let _ = std::fs::remove_file(&spool);
+        result
+    })
+    .await;
+    match unpacked {
+        Ok(Ok(i)) => {
+            let legacy = matches!(i.shape, Shape::Legacy { .. });
+            audit.record.client_api = if legacy { ClientApi::OfBuilder } else { ClientApi::ProBuilder };
+            Ok(i)
+        }
+        Ok(Err(e)) => {
+            if matches!(e, IntakeError::InvalidLegacy(_)) {
+                audit.record.client_api = ClientApi::OfBuilder;
+            }
+            let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::InvalidArgument);
+            Err(refuse(audit, kind, message))
+        }
+        Err(e) => Err(refuse(audit, ErrorKind::Internal, e.to_string())),
+    }
+}
+
+/// `X-Cloud-Signature` belongs to of-builder's request shape: a
+/// pro-builder request signed only with it is refused, unless the operator
+/// allows it (`--allow-cloud-signature`).
+fn check_signature_fits_shape(state: &AppState, intake: &Intake, cloud_signed: bool) -> Result<(), &'static str> {
+    if !cloud_signed || !matches!(intake.shape, Shape::ProBuilder) || state.cfg.allow_cloud_signature {
+        return Ok(());
+    }
+    Err("a com.openfaas.docker.config request must be signed with X-Build-Signature: sha256=…; \
+         X-Cloud-Signature is accepted only on of-builder requests (a config entry)")
+}
+
 /// What the audit record says about the request itself.
-fn describe_request(intake: &Intake, audit: &mut Audit) {
+async fn describe_request(intake: &Intake, audit: &mut Audit) {
     let config = &intake.config;
     audit.record.image = config.image.clone();
     audit.record.pushed = !config.skip_push.unwrap_or(false);
     audit.record.platforms = config.platforms.clone().unwrap_or_default();
     audit.record.build_arg_names = config.build_args.iter().flat_map(|m| m.keys().cloned()).collect();
-    let dockerfile = std::fs::read(intake.context.join("Dockerfile")).ok();
-    audit.record.dockerfile_digest = dockerfile.map(|d| kiln_snapshotter::Digest::of(&d).to_string());
+    let context = intake.context.clone();
+    let dockerfile = tokio::task::spawn_blocking(move || super::contextfs::read_dockerfile(&context)).await;
+    audit.record.dockerfile_digest =
+        dockerfile.ok().and_then(Result::ok).map(|d| kiln_snapshotter::Digest::of(&d).to_string());
 }
 
 /// Logs the outcome of a build and records its duration.
@@ -220,17 +376,27 @@ fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<pipeline::Secrets, Str
     key.unseal(raw).map_err(|e| format!("com.openfaas.secrets: {e}"))
 }
 
-/// Runs the build to its end; its result and every log line.
+/// Runs the build to its end; its result and its log, collected while the
+/// build runs into a [`ReplyLog`] (bounded by `--max-reply-log`).
 async fn run_to_end(state: &AppState, job: &Job) -> (Result<kiln_snapshotter::Digest, BuildFailure>, Vec<String>) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let result = pipeline::run_until_cancelled(state, job, &tx).await;
+    let (tx, mut rx) = super::logsink::log_channel(state.cfg.max_reply_log);
+    let mut log = ReplyLog::new(state.cfg.max_reply_log);
+    let result = {
+        let build = pipeline::run_until_cancelled(state, job, &tx);
+        tokio::pin!(build);
+        loop {
+            tokio::select! {
+                result = &mut build => break result,
+                Some(line) = rx.recv() => log.push(line),
+            }
+        }
+    };
     drop(tx);
-    let mut log = Vec::new();
-    while let Ok(line) = rx.try_recv() {
+    while let Some(line) = rx.try_recv() {
         log.push(line);
     }
     log_outcome(state, &job.intake.config.image, &result, job.elapsed());
-    (result, log)
+    (result, log.into_lines())
 }
 
 /// of-builder's reply to a legacy request: always one JSON object.
@@ -242,6 +408,7 @@ async fn respond_legacy(state: AppState, mut job: Job) -> Response {
         Err(f) => legacy::failure(&log, given_ref, &f.message),
     };
     job.audit.settle(&result, resp.status().as_u16());
+    job.release().await;
     resp
 }
 
@@ -261,5 +428,6 @@ async fn respond_json(state: AppState, mut job: Job) -> Response {
     let reply = serde_json::to_vec(&BuildReply { log, image, status: status.into(), error, digest, duration })
         .expect("reply serializes");
     job.audit.bytes_out.store(reply.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    job.release().await;
     (code, [(header::CONTENT_TYPE, "application/json")], reply).into_response()
 }

@@ -5,7 +5,7 @@
 
 use super::audit::BaseImage;
 use super::intake::Intake;
-use super::pipeline::{diag_failure, emit, export_failure, fail, BuildFailure, LogSink, Secrets};
+use super::pipeline::{blocking, diag_failure, emit, export_failure, fail, BuildFailure, LogSink, Secrets};
 use super::state::AppState;
 use crate::errors::ErrorKind;
 use crate::exporter::{self, ExportInput, Exported};
@@ -25,7 +25,7 @@ pub struct Job<'a> {
     /// Unsealed build secrets.
     pub secrets: &'a Secrets,
     /// The parsed Dockerfile.
-    pub df: &'a frontend::Dockerfile,
+    pub df: &'a std::sync::Arc<frontend::Dockerfile>,
     /// Where the image goes.
     pub target: &'a Reference,
     /// The registry cache, when configured and readable.
@@ -61,7 +61,8 @@ impl Job<'_> {
             platform: platform.clone(),
         };
         let (bases, resolved) = self.resolve_bases(&opts).await?;
-        let lowered = frontend::lower(self.df, &opts, &resolved).map_err(diag_failure)?;
+        let (df, lower_opts) = (self.df.clone(), opts.clone());
+        let lowered = blocking(move || frontend::lower(&df, &lower_opts, &resolved)).await?.map_err(diag_failure)?;
         let solved = self.solve(&lowered, &bases, platform).await?;
         let mut layers = solved.layers;
         state.solver.add_push_origins(&mut layers);
@@ -96,7 +97,8 @@ impl Job<'_> {
 
     /// Resolves the registry images the target needs on `opts.platform`.
     async fn resolve_bases(&self, opts: &BuildOptions) -> Result<(Bases, ResolvedImages), BuildFailure> {
-        let wanted = frontend::base_images(self.df, opts).map_err(diag_failure)?;
+        let (df, base_opts) = (self.df.clone(), opts.clone());
+        let wanted = blocking(move || frontend::base_images(&df, &base_opts)).await?.map_err(diag_failure)?;
         let (mut bases, mut resolved) = (Bases::new(), ResolvedImages::new());
         for b in wanted {
             let (reference, r, config) = self.resolve_base(&b).await?;

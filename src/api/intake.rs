@@ -9,10 +9,11 @@ use kiln_snapshotter::fsx::{self, clean_relative, fd_path, mkdir_all_at};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The config entry's name.
 pub const CONFIG_ENTRY: &str = "com.openfaas.docker.config";
@@ -49,6 +50,12 @@ pub struct Limits {
     pub max_bytes: u64,
 }
 
+/// Default most entries in a request tar (`--max-entries`): a function's
+/// context is its handler and a few files, even with vendored modules.
+pub const DEFAULT_MAX_ENTRIES: u64 = 20_000;
+/// Default most unpacked bytes of a request tar (`--max-unpacked-mb`).
+pub const DEFAULT_MAX_UNPACKED_MB: u64 = 1024;
+
 /// Which client family sent the request, from its config entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {
@@ -83,26 +90,62 @@ pub enum IntakeError {
     /// A malformed of-builder `config` (answered in of-builder's shape).
     #[error("{0}")]
     InvalidLegacy(String),
+    /// The client left: unpacking stopped.
+    #[error("the client went away while the request was unpacked")]
+    Cancelled,
     /// Local failure.
     #[error("unpack request: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Reads `inner` until `cancel` is set, then fails every read, so that a
+/// request whose client has gone stops unpacking at the next read.
+pub struct Cancellable<'a, R> {
+    inner: R,
+    cancel: &'a AtomicBool,
+}
+
+impl<'a, R> Cancellable<'a, R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R, cancel: &'a AtomicBool) -> Self {
+        Self { inner, cancel }
+    }
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> IntakeError {
     IntakeError::Invalid(msg.into())
 }
 
-/// Unpacks `body` into `dir` (which must exist and be empty).
+/// Unpacks `body` into `dir` (which must exist and hold no `context`).
 pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeError> {
+    unpack_from(body, dir, limits, &AtomicBool::new(false))
+}
+
+/// Unpacks the tar read from `body` into `dir/context`, stopping with
+/// [`IntakeError::Cancelled`] once `cancel` is set. Every symlink is then
+/// resolved through its whole chain; one leading out refuses the request.
+pub fn unpack_from(body: impl Read, dir: &Path, limits: Limits, cancel: &AtomicBool) -> Result<Intake, IntakeError> {
     let context = dir.join("context");
     fs::create_dir(&context)?;
     let ctx_fd: OwnedFd = File::open(&context)?.into();
+    let mut body = io::BufReader::with_capacity(64 << 10, Cancellable::new(body, cancel));
+    check_not_compressed(body.fill_buf().map_err(|e| cancelled_or(e, cancel))?)?;
     let mut archive = tar::Archive::new(body);
     let (mut config, mut legacy, mut secrets) = (None, None, None);
     let (mut entries, mut bytes) = (0u64, 0u64);
-    check_not_compressed(body)?;
-    for entry in archive.entries().map_err(|e| invalid(format!("request body is not a tar archive: {e}")))? {
+    let archive_entries = archive.entries().map_err(|e| invalid(format!("request body is not a tar archive: {e}")))?;
+    for entry in archive_entries {
         let mut entry = entry.map_err(|e| match entries {
+            _ if cancel.load(Ordering::Relaxed) => IntakeError::Cancelled,
             0 => invalid(format!("request body is not a tar archive: {e}")),
             n => invalid(format!("corrupt tar archive after entry {n}: {e}")),
         })?;
@@ -132,10 +175,14 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
                 if bytes > limits.max_bytes {
                     return Err(invalid(format!("request tar unpacks to more than {} bytes", limits.max_bytes)));
                 }
-                unpack_entry(&ctx_fd, inner, &mut entry)?;
+                unpack_entry(&ctx_fd, inner, &mut entry).map_err(|e| match e {
+                    IntakeError::Io(io) => cancelled_or(io, cancel),
+                    other => other,
+                })?;
             }
         }
     }
+    super::symlinks::check_context(&context).map_err(|e| invalid(e.to_string()))?;
     let (config, shape) = match (config, legacy) {
         (Some(raw), _) => (parse_config(&raw)?, Shape::ProBuilder),
         (None, Some(raw)) => {
@@ -145,6 +192,15 @@ pub fn unpack(body: &[u8], dir: &Path, limits: Limits) -> Result<Intake, IntakeE
         (None, None) => return Err(invalid(format!("missing {CONFIG_ENTRY} in the request tar"))),
     };
     Ok(Intake { config, shape, context, secrets })
+}
+
+/// `e`, unless it was caused by the client leaving.
+fn cancelled_or(e: io::Error, cancel: &AtomicBool) -> IntakeError {
+    if cancel.load(Ordering::Relaxed) {
+        IntakeError::Cancelled
+    } else {
+        IntakeError::Io(e)
+    }
 }
 
 /// Parses `com.openfaas.docker.config`.
@@ -200,7 +256,7 @@ fn check_name(raw: &Path) -> Result<(), IntakeError> {
 }
 
 /// Refuses entries whose PAX records exceed [`MAX_PAX`] bytes.
-fn check_pax_size(entry: &mut tar::Entry<&[u8]>) -> Result<(), IntakeError> {
+fn check_pax_size<R: Read>(entry: &mut tar::Entry<R>) -> Result<(), IntakeError> {
     let Ok(Some(records)) = entry.pax_extensions() else { return Ok(()) };
     let size: usize = records.flatten().map(|r| r.key_bytes().len() + r.value_bytes().len()).sum();
     if size > MAX_PAX {
@@ -238,7 +294,7 @@ fn link_stays_inside(rel: &Path, target: &Path) -> bool {
     true
 }
 
-fn unpack_entry(ctx: &OwnedFd, rel: &Path, entry: &mut tar::Entry<&[u8]>) -> Result<(), IntakeError> {
+fn unpack_entry<R: Read>(ctx: &OwnedFd, rel: &Path, entry: &mut tar::Entry<R>) -> Result<(), IntakeError> {
     let name = rel.file_name().expect("non-empty");
     let parent = mkdir_all_at(ctx, rel.parent().unwrap_or(Path::new("")))
         .map_err(|e| invalid(format!("context/{}: {e}", rel.display())))?;
@@ -247,11 +303,10 @@ fn unpack_entry(ctx: &OwnedFd, rel: &Path, entry: &mut tar::Entry<&[u8]>) -> Res
     let here = || format!("context/{}", rel.display());
     match entry.header().entry_type() {
         tar::EntryType::Directory => {
-            match fs::create_dir(&path) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
-                _ => {}
-            }
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))?;
+            // Opened without following a symlink: a directory entry over a
+            // link must not change the mode of what the link points at.
+            let dir = mkdir_all_at(&parent, Path::new(name)).map_err(|e| invalid(format!("{}: {e}", here())))?;
+            fs::set_permissions(fd_path(&dir, "".as_ref()), fs::Permissions::from_mode(mode | 0o700))?;
         }
         tar::EntryType::Regular | tar::EntryType::Continuous => {
             let _ = fs::remove_file(&path);
@@ -364,6 +419,54 @@ mod tests {
         let many = tar_with(|b| (0..5).for_each(|i| file(b, &format!("context/{i}"), b"x")));
         let err = unpack(&many, d.path(), Limits { max_entries: 3, max_bytes: 10 }).unwrap_err();
         assert!(err.to_string().contains("more than 3 entries"));
+    }
+
+    /// Sets `flag` once `after` bytes were read.
+    struct TripAfter<'a> {
+        data: &'a [u8],
+        after: usize,
+        flag: &'a AtomicBool,
+    }
+
+    impl Read for TripAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.data.read(buf)?;
+            self.after = self.after.saturating_sub(n);
+            if self.after == 0 {
+                self.flag.store(true, Ordering::Relaxed);
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn unpacking_stops_once_the_client_has_left() {
+        let body = tar_with(|b| {
+            file(b, CONFIG_ENTRY, br#"{"image":"a"}"#);
+            (0..2000).for_each(|i| file(b, &format!("context/f{i}"), &[b'x'; 600]));
+        });
+        let d = tempfile::tempdir().unwrap();
+        let flag = AtomicBool::new(false);
+        let reader = TripAfter { data: &body, after: 200 << 10, flag: &flag };
+        let err = unpack_from(reader, d.path(), LIMITS, &flag).unwrap_err();
+        assert!(matches!(err, IntakeError::Cancelled), "{err}");
+        let written = fs::read_dir(d.path().join("context")).unwrap().count();
+        assert!(written > 0 && written < 400, "stopped early: {written} of 2000 files");
+    }
+
+    #[test]
+    fn a_directory_entry_over_a_symlink_changes_nothing_through_it() {
+        let body = tar_with(|b| {
+            raw_name(b, "context/l", tar::EntryType::Symlink, "sub");
+            raw_name(b, "context/sub", tar::EntryType::Directory, "");
+            raw_name(b, "context/l", tar::EntryType::Directory, "");
+            file(b, CONFIG_ENTRY, br#"{"image":"a"}"#);
+        });
+        let d = tempfile::tempdir().unwrap();
+        let err = unpack(&body, d.path(), LIMITS).unwrap_err().to_string();
+        assert!(err.contains("context/l"), "{err}");
+        let mode = fs::metadata(d.path().join("context/sub")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o744 | 0o700, "the link's target keeps the mode of its own entry");
     }
 
     #[test]

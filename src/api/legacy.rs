@@ -91,20 +91,13 @@ fn as_args(value: serde_json::Value) -> Result<Option<BTreeMap<String, String>>,
     }
 }
 
-/// Checks `X-Cloud-Signature` (`sha1=` or `sha256=`) in constant time, with
-/// of-builder's error strings.
-/// `sha256=` goes through pro-builder's check; `sha1=` is accepted here only.
+/// Checks `X-Cloud-Signature` (`sha1=` or `sha256=`) on a whole body in
+/// constant time, with of-builder's error strings (see
+/// [`super::auth::Expected::cloud_signature`]).
 pub fn verify(secret: &[u8], body: &[u8], header: &str) -> Result<(), String> {
-    let header = header.trim();
-    let valid = match header.strip_prefix("sha1=") {
-        Some(hex_sig) => hex::decode(hex_sig).is_ok_and(|sig| sha1_mac(secret, body).verify_slice(&sig).is_ok()),
-        None if header.starts_with("sha256=") => super::auth::verify(secret, body, Some(header)).is_ok(),
-        None => return Err(format!("valid hash prefixes: [sha1=, sha256=], got: {header}")),
-    };
-    match valid {
-        true => Ok(()),
-        false => Err("invalid message digest or secret".into()),
-    }
+    let mut expected = super::auth::Expected::cloud_signature(secret, header)?;
+    expected.update(body);
+    expected.verify().map_err(|e| e.to_string())
 }
 
 fn sha1_mac(secret: &[u8], body: &[u8]) -> Hmac<sha1::Sha1> {

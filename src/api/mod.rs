@@ -5,6 +5,7 @@ mod admin;
 pub mod audit;
 pub mod auth;
 mod build;
+pub mod contextfs;
 pub mod distribution;
 pub mod error;
 mod image;
@@ -12,9 +13,13 @@ pub mod intake;
 pub mod legacy;
 pub mod lifecycle;
 pub mod limit;
+pub mod logsink;
 mod pipeline;
+pub mod replylog;
 mod state;
 pub mod stream;
+pub mod symlinks;
+pub mod upload;
 
 pub use state::{AppState, ServeConfig};
 
@@ -52,10 +57,9 @@ pub fn metrics_app(state: AppState) -> Router {
             "/metrics",
             get(|State(s): State<AppState>| async move {
                 let in_flight = s.limiter.in_flight() as f64;
-                (
-                    [("content-type", "text/plain; version=0.0.4")],
-                    s.metrics.render(&[("kiln_builds_in_flight", in_flight)]),
-                )
+                let uploads = s.uploads.pending() as f64;
+                let gauges = [("kiln_builds_in_flight", in_flight), ("kiln_pending_uploads", uploads)];
+                ([("content-type", "text/plain; version=0.0.4")], s.metrics.render(&gauges))
             }),
         )
         .route("/doctor", get(admin::doctor))

@@ -5,7 +5,6 @@
 
 use super::build::Job;
 use super::image;
-use super::intake::Intake;
 use super::state::AppState;
 use crate::errors::ErrorKind;
 use crate::exporter;
@@ -15,10 +14,8 @@ use crate::registry::Reference;
 use crate::solver::regcache::RegistryCache;
 use crate::timefmt;
 use kiln_snapshotter::Digest;
-use tokio::sync::mpsc::UnboundedSender;
 
-/// Where log lines go.
-pub type LogSink = UnboundedSender<String>;
+pub use super::logsink::LogSink;
 
 /// The base images a build resolved (for the audit record).
 pub type BaseLog = std::sync::Arc<std::sync::Mutex<Vec<super::audit::BaseImage>>>;
@@ -40,7 +37,7 @@ pub(super) fn fail(kind: ErrorKind, message: impl Into<String>) -> BuildFailure 
 }
 
 pub(super) fn emit(log: &LogSink, msg: impl AsRef<str>) {
-    let _ = log.send(format!("{} {}", timefmt::now(), msg.as_ref()));
+    log.send(format!("{} {}", timefmt::now(), msg.as_ref()));
 }
 
 /// Runs the build; returns the manifest digest. The build holds the
@@ -72,10 +69,13 @@ pub async fn run_until_cancelled(state: &AppState, job: &Job, log: &LogSink) -> 
 async fn build(state: &AppState, request: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
     let (intake, secrets, bases) = (&request.intake, &request.secrets, &request.audit.bases);
     emit(log, "[internal] load build definition from Dockerfile");
-    let text = read_dockerfile(&intake.context)?;
-    let df = frontend::parse(&text).map_err(diag_failure)?;
-    warn_on_frontend(&df, log);
-    run_checks(&df, intake, log)?;
+    let (context, max) = (intake.context.clone(), state.cfg.max_instructions);
+    let check_arg = intake.config.build_args.as_ref().and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).cloned();
+    let (df, warnings) = blocking(move || load_dockerfile(&context, max, check_arg.as_deref())).await??;
+    for w in &warnings {
+        emit(log, w);
+    }
+    let df = std::sync::Arc::new(df);
     apply_dockerignore(&intake.context, log).await?;
     let platforms = platform::requested(intake.config.platforms.as_deref())
         .map_err(|e| fail(ErrorKind::InvalidArgument, format!("platforms: {e}")))?;
@@ -145,59 +145,75 @@ pub(super) fn export_failure(e: exporter::ExportError) -> BuildFailure {
     }
 }
 
-/// `context/Dockerfile` as UTF-8 text.
-fn read_dockerfile(context: &std::path::Path) -> Result<String, BuildFailure> {
-    let bytes = std::fs::read(context.join("Dockerfile"))
-        .map_err(|_| fail(ErrorKind::InvalidArgument, "context/Dockerfile not found in the request tar"))?;
-    String::from_utf8(bytes).map_err(|e| {
+/// Runs blocking work (file reads, parsing, lowering, tree walks) on the
+/// blocking pool, so a request never stalls the async threads.
+pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, BuildFailure> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| fail(ErrorKind::Internal, e.to_string()))
+}
+
+/// Reads, parses and checks `context/Dockerfile` (blocking): the parsed
+/// file and the warnings for the log.
+fn load_dockerfile(
+    context: &std::path::Path,
+    max_instructions: usize,
+    check_arg: Option<&str>,
+) -> Result<(frontend::Dockerfile, Vec<String>), BuildFailure> {
+    let bytes =
+        super::contextfs::read_dockerfile(context).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
         fail(ErrorKind::InvalidArgument, format!("Dockerfile line {line} is not UTF-8 text"))
-    })
+    })?;
+    let df = frontend::parse_limited(&text, max_instructions).map_err(diag_failure)?;
+    let mut warnings = frontend_warnings(&df);
+    warnings.extend(run_checks(&df, check_arg)?);
+    Ok((df, warnings))
 }
 
 /// Honours `Dockerfile.dockerignore` (which wins) or `.dockerignore`.
 async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<(), BuildFailure> {
-    let text =
-        ["Dockerfile.dockerignore", ".dockerignore"].iter().find_map(|n| std::fs::read_to_string(context.join(n)).ok());
-    let Some(text) = text else { return Ok(()) };
-    emit(log, "[internal] load .dockerignore");
-    let ignore = crate::frontend::dockerignore::DockerIgnore::parse(&text);
     let dir = context.to_path_buf();
-    tokio::task::spawn_blocking(move || crate::solver::apply_dockerignore(&dir, &ignore))
-        .await
-        .map_err(|e| fail(ErrorKind::Internal, e.to_string()))?
-        .map_err(|e| fail(ErrorKind::Internal, format!("apply .dockerignore: {e}")))?;
+    let applied = blocking(move || {
+        let text = super::contextfs::read_dockerignore(&dir).map_err(|e| e.to_string())?;
+        let Some(text) = text else { return Ok(false) };
+        let ignore = crate::frontend::dockerignore::DockerIgnore::parse(&text);
+        crate::solver::apply_dockerignore(&dir, &ignore).map_err(|e| format!("apply .dockerignore: {e}"))?;
+        Ok(true)
+    })
+    .await?
+    .map_err(|e: String| fail(ErrorKind::InvalidArgument, e))?;
+    if applied {
+        emit(log, "[internal] load .dockerignore");
+    }
     Ok(())
 }
 
 /// kiln always uses its own Dockerfile frontend and fetches none: a
 /// `# syntax=` naming something other than docker/dockerfile is reported.
-fn warn_on_frontend(df: &frontend::Dockerfile, log: &LogSink) {
+fn frontend_warnings(df: &frontend::Dockerfile) -> Vec<String> {
+    let mut out = Vec::new();
     for (name, value) in &df.directives {
         let standard = ["docker/dockerfile", "docker.io/docker/dockerfile"].iter().any(|p| value.starts_with(p));
         if name == "syntax" && !standard {
-            emit(log, format!("WARNING: # syntax={value} is ignored: kiln builds with its own Dockerfile frontend"));
+            out.push(format!("WARNING: # syntax={value} is ignored: kiln builds with its own Dockerfile frontend"));
         }
     }
+    out
 }
 
-/// BuildKit's Dockerfile checks: warnings in the log; a failure when the
+/// BuildKit's Dockerfile checks: warnings for the log; a failure when the
 /// Dockerfile (or the `BUILDKIT_DOCKERFILE_CHECK` build arg) says `error=true`.
-fn run_checks(df: &frontend::Dockerfile, intake: &Intake, log: &LogSink) -> Result<(), BuildFailure> {
-    let arg = intake.config.build_args.as_ref().and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK"));
-    let cfg = frontend::lint::check_config(df, arg.map(String::as_str))
+fn run_checks(df: &frontend::Dockerfile, check_arg: Option<&str>) -> Result<Vec<String>, BuildFailure> {
+    let cfg = frontend::lint::check_config(df, check_arg)
         .map_err(|e| fail(ErrorKind::InvalidArgument, format!("Dockerfile check configuration: {e}")))?;
     let warnings = frontend::lint::lint(df, &cfg);
-    for w in &warnings {
-        emit(log, format!("WARNING: {w}"));
-    }
     if cfg.error && !warnings.is_empty() {
         let list: Vec<String> = warnings.iter().map(ToString::to_string).collect();
         let msg = format!("Dockerfile checks failed (check=error=true): {}", list.join("; "));
         return Err(fail(ErrorKind::InvalidArgument, msg));
     }
-    Ok(())
+    Ok(warnings.iter().map(|w| format!("WARNING: {w}")).collect())
 }
 
 pub(super) fn diag_failure(d: Diagnostic) -> BuildFailure {

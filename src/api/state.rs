@@ -25,6 +25,12 @@ pub struct ServeConfig {
     pub registry_cache: Option<String>,
     /// Serve built images through the read-only `/v2/` pull API.
     pub serve_images: bool,
+    /// Most instructions in a Dockerfile.
+    pub max_instructions: usize,
+    /// Most log bytes kept for a one-object JSON reply.
+    pub max_reply_log: usize,
+    /// Accept `X-Cloud-Signature` on pro-builder requests too.
+    pub allow_cloud_signature: bool,
 }
 
 /// State shared by all requests.
@@ -38,6 +44,8 @@ pub struct AppState {
     pub solver: Arc<Solver>,
     /// The `max_inflight` limiter.
     pub limiter: Limiter,
+    /// Bounds the request bodies received at once.
+    pub uploads: super::upload::UploadGate,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The build-secrets key pair, when configured.

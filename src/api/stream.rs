@@ -6,6 +6,7 @@
 //! the build task, which kills its helper processes.
 
 use super::build::{log_outcome, Job};
+use super::logsink::LogStream;
 use super::pipeline;
 use super::state::AppState;
 use axum::body::{Body, Bytes};
@@ -68,7 +69,7 @@ pub fn respond(state: AppState, job: Job) -> Response {
 
 async fn run(state: AppState, mut job: Job, out: mpsc::Sender<Bytes>) {
     job.audit.record.status = StatusCode::OK.as_u16();
-    let (log_tx, mut log_rx) = mpsc::unbounded_channel::<String>();
+    let (log_tx, mut log_rx) = super::logsink::log_channel(state.cfg.max_reply_log);
     let result = {
         let build = pipeline::run_until_cancelled(&state, &job, &log_tx);
         tokio::pin!(build);
@@ -100,18 +101,14 @@ async fn run(state: AppState, mut job: Job, out: mpsc::Sender<Bytes>) {
     let last = line(&Final { image, status, error, digest, duration });
     job.audit.bytes_out.fetch_add(last.len() as u64, Ordering::Relaxed);
     let _ = out.send(last).await;
+    job.release().await;
 }
 
 /// Sends `first` and everything already queued, framed by
 /// [`progress_frames`]. Returns false when the client is gone.
-async fn send_batches(
-    out: &mpsc::Sender<Bytes>,
-    first: String,
-    rx: &mut mpsc::UnboundedReceiver<String>,
-    job: &Job,
-) -> bool {
+async fn send_batches(out: &mpsc::Sender<Bytes>, first: String, rx: &mut LogStream, job: &Job) -> bool {
     let mut pending = vec![first];
-    while let Ok(l) = rx.try_recv() {
+    while let Some(l) = rx.try_recv() {
         pending.push(l);
     }
     for frame in progress_frames(pending, job.elapsed()) {

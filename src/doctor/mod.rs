@@ -106,6 +106,27 @@ pub fn data_dir_space(data_dir: &Path) -> Check {
     }
 }
 
+/// Whether the operator's secret files (payload secret, registry
+/// credentials, build-secrets key) are readable by users other than their
+/// owner and group: a warning naming each, since any process on the node
+/// (or in the pod) could read them. Missing files are skipped.
+pub fn secret_files_check(files: &[(&str, &Path)]) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    let name = "secret file modes";
+    let exposed: Vec<String> = files
+        .iter()
+        .filter_map(|(what, path)| {
+            let mode = std::fs::metadata(path).ok()?.mode() & 0o7777;
+            (mode & 0o007 != 0).then(|| format!("{what} {} is mode {mode:04o}", path.display()))
+        })
+        .collect();
+    if exposed.is_empty() {
+        return Check::ok(name, "not readable by other users");
+    }
+    let fix = "chmod 0400 (or 0440 with the server's group); in Kubernetes set defaultMode: 0400 on the Secret volume";
+    Check::warn(name, format!("readable by every user: {}", exposed.join("; ")), fix)
+}
+
 /// Whether steps can have memory and pids limits (a warning when not:
 /// builds still run).
 pub fn cgroup_check() -> Check {
@@ -160,5 +181,21 @@ mod tests {
         assert!(text.contains("FAIL  subordinate IDs"), "{text}");
         assert!(text.contains("fix: usermod --add-subuids …"), "{text}");
         assert!(text.ends_with("builds cannot run here\n"), "{text}");
+    }
+
+    #[test]
+    fn secret_files_readable_by_others_are_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let (open, closed) = (d.path().join("payload-secret"), d.path().join("config.json"));
+        for (p, mode) in [(&open, 0o644), (&closed, 0o440)] {
+            std::fs::write(p, "x").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let missing = d.path().join("none");
+        let c = secret_files_check(&[("payload secret", &open), ("registry config", &closed), ("key", &missing)]);
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.detail.contains("payload secret") && c.detail.contains("0644") && !c.detail.contains("config"));
+        assert_eq!(secret_files_check(&[("registry config", &closed)]).status, Status::Ok);
     }
 }

@@ -79,8 +79,11 @@ pub fn inside(data_dir: &Path) -> Vec<Check> {
         return vec![Check::fail("mount namespace", e, "run kiln doctor; the user namespace lacks CAP_SYS_ADMIN")];
     }
     let scratch = data_dir.join(format!("doctor-{}", kiln_snapshotter::SnapshotId::random().as_str()));
-    let checks = vec![overlay(&scratch), proc_mount(&scratch), id_range(&scratch)];
-    let _ = std::fs::remove_dir_all(&scratch);
+    let mut checks = vec![overlay(&scratch), proc_mount(&scratch), id_range(&scratch)];
+    if let Err(e) = std::fs::remove_dir_all(&scratch) {
+        let fix = "remove it by hand; report this as a bug";
+        checks.push(Check::warn("probe clean-up", format!("{} left behind: {e}", scratch.display()), fix));
+    }
     checks
 }
 
@@ -124,7 +127,11 @@ fn proc_mount(scratch: &Path) -> Check {
     }
     let fix = "the container's /proc must not be masked read-only over the whole tree (Kubernetes: procMount Default \
                works with user namespaces; with hostUsers: false use procMount: Unmasked)";
-    match mount_proc_in_child(&target) {
+    let mounted = mount_proc_in_child(&target);
+    // The child's mount stays in this mount namespace: undo it, or the
+    // scratch directory could not be removed.
+    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+    match mounted {
         Ok(()) => Check::ok(name, "mounted a fresh /proc"),
         Err(e) => Check::fail(name, e, fix),
     }

@@ -117,11 +117,15 @@ pub async fn export(
     input: &ExportInput<'_>,
     log: &(dyn Fn(String) + Sync),
 ) -> Result<Exported, ExportError> {
-    let config = image_config(input.lowered, input.layers, input.epoch);
-    let config_bytes = serde_json::to_vec(&config).expect("config serializes");
-    let config_digest = store.write_blob(&config_bytes)?;
-    let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers);
-    let manifest_digest = store.write_blob(&manifest_bytes)?;
+    // A config can be megabytes (thousands of labels and history entries).
+    let (config_bytes, config_digest, manifest_bytes, manifest_digest) = crate::blocking::in_place(|| {
+        let config = image_config(input.lowered, input.layers, input.epoch);
+        let config_bytes = serde_json::to_vec(&config).expect("config serializes");
+        let config_digest = store.write_blob(&config_bytes)?;
+        let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers);
+        let manifest_digest = store.write_blob(&manifest_bytes)?;
+        Ok::<_, ExportError>((config_bytes, config_digest, manifest_bytes, manifest_digest))
+    })?;
     let manifest_size = manifest_bytes.len() as u64;
     if !input.push {
         return Ok(Exported { manifest: manifest_digest, manifest_size, config: config_digest, pushed_bytes: 0 });

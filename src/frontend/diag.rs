@@ -46,13 +46,24 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// Longest word (and candidate) a suggestion is looked for, and most
+/// candidates compared: suggestions are for typos of short names, and the
+/// comparison must stay cheap whatever a Dockerfile holds.
+const MAX_SUGGESTED: usize = 64;
+const MAX_CANDIDATES: usize = 256;
+
 /// The candidate within edit distance 2 (or a third of the word) of `word`,
 /// compared case-insensitively.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if word.len() > MAX_SUGGESTED {
+        return None;
+    }
     let w = word.to_ascii_lowercase();
     let limit = (w.chars().count() / 3).max(2);
     candidates
         .into_iter()
+        .take(MAX_CANDIDATES)
+        .filter(|c| c.len() <= MAX_SUGGESTED && c.len().abs_diff(w.len()) <= limit)
         .map(|c| (edit_distance(&w, &c.to_ascii_lowercase()), c))
         .filter(|(d, _)| *d > 0 && *d <= limit)
         .min_by_key(|(d, _)| *d)

@@ -3,9 +3,13 @@
 //! redeclaration, ENV over ARG, expansion with the values from before the
 //! instruction) and only the stages the target reaches.
 
+mod budget;
 mod copyfrom;
 mod meta;
 mod stage;
+
+use budget::Budget;
+pub use budget::MAX_LOWERED_BYTES;
 
 use super::diag::Diagnostic;
 use super::instructions::{Instruction, Kind};
@@ -91,10 +95,11 @@ struct Plan<'a> {
     meta: BTreeMap<String, String>,
 }
 
-fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnostic> {
+fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions, budget: &Budget) -> Result<Plan<'a>, Diagnostic> {
     let first_from = df.instructions.iter().position(|i| matches!(i.kind, Kind::From { .. })).expect("parse checked");
-    let meta_vars = meta::global_args(&df.instructions[..first_from], opts, df.escape)?;
+    let meta_vars = meta::global_args(&df.instructions[..first_from], opts, df.escape, budget)?;
     let mut stages: Vec<StagePlan> = Vec::new();
+    let mut by_alias: HashMap<String, usize> = HashMap::new();
     let mut idx = first_from;
     while idx < df.instructions.len() {
         let from = &df.instructions[idx];
@@ -104,12 +109,13 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
             .map_or(df.instructions.len(), |p| idx + 1 + p);
         let Kind::From { image, alias, platform } = &from.kind else { unreachable!("stage starts with FROM") };
         let lookup = |n: &str| meta_vars.get(n).cloned();
-        let image =
-            process_word(image, &lookup, df.escape).map_err(|e| Diagnostic::new(from.line, 1, e, &from.first))?;
+        let at_from = |e: String| Diagnostic::new(from.line, 1, e, &from.first);
+        let image = process_word(image, &lookup, df.escape).map_err(at_from)?;
+        budget.charge_str(&image).map_err(at_from)?;
         if image.is_empty() {
             return Err(Diagnostic::new(from.line, 1, "base name (FROM) should not be blank", &from.first));
         }
-        let parent = stages.iter().position(|s| s.alias.as_deref() == Some(image.to_ascii_lowercase().as_str()));
+        let parent = by_alias.get(&image.to_ascii_lowercase()).copied();
         let platform = match (platform, parent) {
             (_, Some(p)) => stages[p].platform.clone(),
             (Some(p), None) => {
@@ -120,7 +126,7 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
             (None, None) => opts.platform.clone(),
         };
         if let Some(a) = alias {
-            if stages.iter().any(|s| s.alias.as_ref() == Some(a)) {
+            if by_alias.insert(a.clone(), stages.len()).is_some() {
                 return Err(Diagnostic::new(from.line, 1, format!("duplicate stage name {a:?}"), &from.first));
             }
         }
@@ -135,7 +141,7 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions) -> Result<Plan<'a>, Diagnos
         });
         idx = end;
     }
-    resolve_copy_from(&mut stages, &meta_vars, df.escape)?;
+    resolve_copy_from(&mut stages, &meta_vars, df.escape, budget)?;
     let target = match &opts.target {
         None => stages.len() - 1,
         Some(t) => {
@@ -185,8 +191,9 @@ fn resolve_copy_from(
     stages: &mut [StagePlan],
     meta: &BTreeMap<String, String>,
     escape: char,
+    budget: &Budget,
 ) -> Result<(), Diagnostic> {
-    let aliases: Vec<Option<String>> = stages.iter().map(|s| s.alias.clone()).collect();
+    let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
     for (i, stage) in stages.iter_mut().enumerate() {
         for instr in stage.body {
             let raws: Vec<&str> = match &instr.kind {
@@ -197,6 +204,7 @@ fn resolve_copy_from(
             let diag = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
             for raw in raws {
                 let value = process_word(raw, &|n: &str| meta.get(n).cloned(), escape).map_err(diag)?;
+                budget.charge_str(&value).map_err(diag)?;
                 let r = copyfrom::classify(&value, i, &aliases).map_err(diag)?;
                 stage.copy_from.push((r, instr));
             }
@@ -218,6 +226,7 @@ fn onbuild_triggers(
     built: &[Option<stage::StageState>],
     resolver: &dyn BaseResolver,
     escape: char,
+    budget: &Budget,
 ) -> Result<Vec<Instruction>, Diagnostic> {
     let triggers = match s.parent {
         Some(p) => built[p].as_ref().and_then(|b| b.config.config.on_build.clone()),
@@ -225,6 +234,7 @@ fn onbuild_triggers(
     };
     let mut out = Vec::new();
     for t in triggers.unwrap_or_default() {
+        budget.charge(2 * t.len() + 256).map_err(|e| Diagnostic::new(s.from.line, 1, e, &s.from.first))?;
         let line = super::lexer::LogicalLine {
             line: s.from.line,
             text: t.clone(),
@@ -238,9 +248,10 @@ fn onbuild_triggers(
 
 /// The registry images the target needs.
 pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImageRef>, Diagnostic> {
-    let Plan { stages, reachable, .. } = plan(df, opts)?;
-    let aliases: Vec<&str> = stages.iter().filter_map(|s| s.alias.as_deref()).collect();
+    let Plan { stages, reachable, .. } = plan(df, opts, &Budget::default())?;
+    let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
     let mut out: Vec<BaseImageRef> = Vec::new();
+    let mut seen: std::collections::HashSet<(&String, &Platform)> = Default::default();
     for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
         let from_image =
             (s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch")).then_some((&s.image, s.from, &s.platform));
@@ -250,8 +261,10 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
             copyfrom::FromRef::Stage(_) => None,
         });
         for (image, instr, platform) in from_image.into_iter().chain(copy_images) {
-            if !out.iter().any(|b| &b.image == image && &b.platform == platform) {
-                let hint = copyfrom::stage_typo_hint(image, &aliases);
+            if seen.insert((image, platform)) {
+                let hint = (out.len() < copyfrom::MAX_HINTED_IMAGES)
+                    .then(|| copyfrom::stage_typo_hint(image, &aliases))
+                    .flatten();
                 out.push(BaseImageRef {
                     image: image.clone(),
                     line: instr.line,
@@ -267,13 +280,22 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
 
 /// Lowers the target stage (and what it depends on) to an op graph.
 pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) -> Result<Lowered, Diagnostic> {
-    let Plan { stages, reachable, meta: meta_vars } = plan(df, opts)?;
-    let aliases: Vec<Option<String>> = stages.iter().map(|s| s.alias.clone()).collect();
+    let budget = Budget::default();
+    let Plan { stages, reachable, meta: meta_vars } = plan(df, opts, &budget)?;
+    let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
+    let mut children = vec![0usize; stages.len()];
+    for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
+        if let Some(p) = s.parent {
+            children[p] += 1;
+        }
+    }
     let mut def = Definition::default();
     let mut built: Vec<Option<stage::StageState>> = Vec::new();
+    let mut stage_nodes: Vec<Option<NodeId>> = Vec::new();
     for (i, s) in stages.iter().enumerate() {
         if !reachable[i] {
             built.push(None);
+            stage_nodes.push(None);
             continue;
         }
         let name = match &s.alias {
@@ -281,17 +303,17 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             None if stages.len() == 1 => String::new(),
             None => format!("stage-{i}"),
         };
-        let triggers = onbuild_triggers(s, &built, resolver, df.escape)?;
+        let triggers = onbuild_triggers(s, &built, resolver, df.escape, &budget)?;
         let body: Vec<Instruction> = triggers.into_iter().chain(s.body.iter().cloned()).collect();
         let mut base = match s.parent {
-            Some(p) => built[p].clone().expect("parents are reachable"),
+            Some(p) => inherit(&mut built[p], &mut children[p], &budget)
+                .map_err(|e| Diagnostic::new(s.from.line, 1, e, &s.from.first))?,
             None => {
                 let from = stage::FromImage { instr: s.from, image: &s.image, platform: &s.platform };
-                stage::StageState::from_image(&mut def, &from, body.len() + 1, &name, resolver)?
+                stage::StageState::from_image(&mut def, &from, body.len() + 1, &name, resolver, &budget)?
             }
         };
         base.config.config.on_build = None;
-        let stage_nodes: Vec<Option<NodeId>> = built.iter().map(|b| b.as_ref().and_then(|st| st.node)).collect();
         let ctx = stage::Ctx {
             opts,
             escape: df.escape,
@@ -302,11 +324,33 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             aliases: &aliases,
             stage_nodes: &stage_nodes,
             resolver,
+            budget: &budget,
         };
-        built.push(Some(stage::lower_stage(&mut def, base, &body, &ctx)?));
+        let done = stage::lower_stage(&mut def, base, &body, &ctx)?;
+        stage_nodes.push(done.node);
+        built.push(Some(done));
     }
     let last = built.pop().flatten().expect("the target stage is reachable");
     Ok(Lowered { definition: def, root: last.node, config: last.config, history: last.history })
+}
+
+/// The state a `FROM <stage>` child starts from: the parent's own state
+/// for its last child (a chain of stages copies nothing), a charged copy
+/// for the others.
+fn inherit(
+    parent: &mut Option<stage::StageState>,
+    children_left: &mut usize,
+    budget: &Budget,
+) -> Result<stage::StageState, String> {
+    *children_left -= 1;
+    let state = parent.as_ref().expect("parents are reachable and built first");
+    if *children_left > 0 {
+        budget.charge(state.size())?;
+        return Ok(state.clone());
+    }
+    // Nothing reads the parent's state after its last child: its triggers
+    // were read before, and `COPY --from` uses only its node.
+    Ok(parent.take().expect("checked above"))
 }
 
 /// A history entry for a new instruction.

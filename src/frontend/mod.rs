@@ -9,13 +9,14 @@ mod lexer;
 pub mod lint;
 mod lower;
 mod remote;
+pub mod shapes;
 pub mod words;
 
 pub use diag::Diagnostic;
 pub use instructions::{CommandForm, Instruction, Kind, KEYWORDS};
 pub use lower::{
     base_images, lower, BaseImageRef, BaseResolver, BuildOptions, HistoryStep, Lowered, Platform, ResolvedImage,
-    ResolvedImages,
+    ResolvedImages, MAX_LOWERED_BYTES,
 };
 
 /// A parsed Dockerfile.
@@ -29,8 +30,20 @@ pub struct Dockerfile {
     pub instructions: Vec<Instruction>,
 }
 
-/// Parses Dockerfile text.
+/// Most instructions a Dockerfile may hold by default (`kiln serve
+/// --max-dockerfile-instructions`).
+pub const MAX_INSTRUCTIONS: usize = 10_000;
+
+/// Largest Dockerfile read from a build context, in bytes.
+pub const MAX_DOCKERFILE_BYTES: u64 = 8 << 20;
+
+/// Parses Dockerfile text (at most [`MAX_INSTRUCTIONS`] instructions).
 pub fn parse(text: &str) -> Result<Dockerfile, Diagnostic> {
+    parse_limited(text, MAX_INSTRUCTIONS)
+}
+
+/// Parses Dockerfile text holding at most `max_instructions` instructions.
+pub fn parse_limited(text: &str, max_instructions: usize) -> Result<Dockerfile, Diagnostic> {
     if text.trim().is_empty() {
         return Err(Diagnostic::new(1, 1, "the Dockerfile cannot be empty", ""));
     }
@@ -39,6 +52,10 @@ pub fn parse(text: &str) -> Result<Dockerfile, Diagnostic> {
         return Err(Diagnostic::new(line, 1, "the Dockerfile contains a NUL byte", ""));
     }
     let lexed = lexer::lex(text)?;
+    if let Some(over) = lexed.lines.get(max_instructions) {
+        let msg = format!("the Dockerfile has more than {max_instructions} instructions");
+        return Err(Diagnostic::new(over.line, 1, msg, &over.first));
+    }
     let instructions =
         lexed.lines.iter().map(|l| instructions::parse_line(l, lexed.escape)).collect::<Result<Vec<_>, _>>()?;
     if instructions.is_empty() {

@@ -23,14 +23,35 @@ pub(crate) fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
     Ok((a.parse()?, b.parse()?))
 }
 
-pub(crate) fn read_docker_config(explicit: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
-    let path = match explicit {
+/// Where registry credentials are read from: `--docker-config`, else
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+pub(crate) fn docker_config_path(explicit: Option<&Path>) -> PathBuf {
+    match explicit {
         Some(p) => p.to_path_buf(),
         None => match std::env::var_os("DOCKER_CONFIG") {
             Some(dir) => PathBuf::from(dir).join("config.json"),
             None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker/config.json"),
         },
-    };
+    }
+}
+
+/// The operator's secret files, for `kiln doctor`'s mode check.
+pub(crate) fn secret_files(opts: &crate::cli::ServeArgs, data_dir: &Path) -> kiln::doctor::Check {
+    let generated = data_dir.join("payload-secret");
+    let config = docker_config_path(opts.docker_config.as_deref());
+    let mut files: Vec<(&str, &Path)> = vec![
+        ("payload secret", opts.payload_secret.as_ref()),
+        ("generated payload secret", &generated),
+        ("registry config", &config),
+    ];
+    if let Some(key) = &opts.build_secrets_key {
+        files.push(("build-secrets key", key));
+    }
+    kiln::doctor::secret_files_check(&files)
+}
+
+pub(crate) fn read_docker_config(explicit: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = docker_config_path(explicit);
     match std::fs::read(&path) {
         Ok(b) => {
             tracing::info!("registry credentials from {}", path.display());

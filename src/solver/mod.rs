@@ -188,6 +188,23 @@ fn spread_scratch_dirs(data_dir: &std::path::Path) {
     }
 }
 
+/// Removes what requests and probes of an earlier run left (a killed
+/// server leaves its build workspaces; a killed probe its `doctor-*`
+/// scratch): nothing runs yet, so all of it is garbage.
+fn clean_scratch(data_dir: &std::path::Path) {
+    let builds = std::fs::read_dir(data_dir.join("builds")).into_iter().flatten().flatten();
+    let doctor = std::fs::read_dir(data_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("doctor-"));
+    for entry in builds.chain(doctor) {
+        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), error = %e, "stale scratch left in place");
+        }
+    }
+}
+
 impl Solver {
     /// Opens the stores under the data dir.
     pub fn open(cfg: SolverConfig, registry: Arc<RegistryClient>) -> Result<Self, String> {
@@ -201,6 +218,7 @@ impl Solver {
             tracing::warn!(orphans, "killed steps left running by a previous server");
         }
         let _ = std::fs::remove_dir_all(cfg.data_dir.join("run"));
+        clean_scratch(&cfg.data_dir);
         spread_scratch_dirs(&cfg.data_dir);
         let solver = Self {
             store,

@@ -269,16 +269,20 @@ impl Server {
 
     /// POSTs `body` with an optional signature header.
     pub fn post(&self, body: &[u8], signature: Option<&str>) -> (u16, serde_json::Value) {
+        let (status, text) = self.post_text(body, signature);
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {text}"));
+        (status, json)
+    }
+
+    /// POSTs `body` with an optional signature header; the reply as text.
+    pub fn post_text(&self, body: &[u8], signature: Option<&str>) -> (u16, String) {
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
         let mut req = client.post(format!("{}/build", self.url)).body(body.to_vec());
         if let Some(s) = signature {
             req = req.header("X-Build-Signature", s);
         }
         let resp = req.send().expect("POST /build");
-        let status = resp.status().as_u16();
-        let text = resp.text().unwrap();
-        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {text}"));
-        (status, json)
+        (resp.status().as_u16(), resp.text().unwrap())
     }
 }
 
@@ -365,8 +369,8 @@ pub fn request_tar(config: &serde_json::Value, files: &[(&str, &[u8])]) -> Vec<u
 
 /// Appends one hand-made ustar entry (uid = gid = `uid`); `link` is the
 /// target of a symlink or hardlink entry.
-pub fn tar_entry(
-    b: &mut tar::Builder<Vec<u8>>,
+pub fn tar_entry<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
     path: &str,
     kind: tar::EntryType,
     mode: u32,
@@ -546,4 +550,44 @@ pub fn executed_runs(reply: &serde_json::Value) -> usize {
             last.strip_suffix('s').is_some_and(|n| n.parse::<f64>().is_ok())
         })
         .count()
+}
+
+/// Processes whose parent is `pid`.
+pub fn children(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        if after_comm.split_whitespace().nth(1) == Some(&pid.to_string()) {
+            out.push(stat.split(')').next().unwrap_or("").to_string());
+        }
+    }
+    out
+}
+
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// `VmRSS` and `VmHWM` (peak) in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    (field("VmRSS:").unwrap_or(0), field("VmHWM:").unwrap_or(0))
+}
+
+/// The server process: the supervisor's one child (see the README's
+/// process model).
+pub fn server_process(supervisor: u32) -> u32 {
+    let kids = children(supervisor);
+    assert_eq!(kids.len(), 1, "the supervisor has one child, the server: {kids:?}");
+    kids[0].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Resets `pid`'s peak RSS (`VmHWM`) to its current RSS.
+pub fn reset_peak_memory(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs (needs root)");
 }

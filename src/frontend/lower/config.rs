@@ -4,7 +4,7 @@
 use super::{Ctx, StageState};
 use crate::frontend::diag::Diagnostic;
 use crate::frontend::instructions::{CommandForm, Instruction, Kind};
-use crate::frontend::words::{process_word, process_words};
+use crate::frontend::words::process_words;
 use crate::graph::{HealthConfig, ImageConfig};
 use serde_json::json;
 
@@ -20,23 +20,26 @@ fn command(form: &CommandForm, config: &ImageConfig) -> Vec<String> {
     }
 }
 
-/// Applies one metadata instruction.
+/// Applies one metadata instruction. Words are expanded against the state
+/// as it was before the instruction, then the state changes in place.
 pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), Diagnostic> {
     let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
-    let vars = st.clone();
-    let lookup = |n: &str| vars.lookup(n);
-    let word = |w: &str| process_word(w, &lookup, ctx.escape).map_err(err);
-    let cfg = &mut st.config.config;
+    let word = |w: &str, st: &StageState| ctx.expand(w, st, instr);
+    let words = |text: &str, st: &StageState| {
+        let out = process_words(text, &|n: &str| st.lookup(n), ctx.escape).map_err(err)?;
+        ctx.budget.charge_all(&out).map_err(err)?;
+        Ok::<_, Diagnostic>(out)
+    };
     let created_by = match &instr.kind {
         Kind::Env(pairs) | Kind::Label(pairs) => {
             let expanded =
-                pairs.iter().map(|(k, v)| Ok((word(k)?, word(v)?))).collect::<Result<Vec<_>, Diagnostic>>()?;
+                pairs.iter().map(|(k, v)| Ok((word(k, st)?, word(v, st)?))).collect::<Result<Vec<_>, Diagnostic>>()?;
             let is_env = matches!(instr.kind, Kind::Env(_));
             for (k, v) in &expanded {
                 if is_env {
-                    cfg.env_set(k, v);
+                    st.set_env(k, v);
                 } else {
-                    cfg.labels.get_or_insert_with(Default::default).insert(k.clone(), v.clone());
+                    st.config.config.labels.get_or_insert_with(Default::default).insert(k.clone(), v.clone());
                 }
             }
             let kw = if is_env { "ENV" } else { "LABEL" };
@@ -44,18 +47,20 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             format!("{kw} {}", body.join(" "))
         }
         Kind::User(u) => {
-            let u = word(u)?;
-            cfg.user = Some(u.clone());
+            let u = word(u, st)?;
+            st.config.config.user = Some(u.clone());
             format!("USER {u}")
         }
         Kind::Cmd(form) => {
-            let c = command(form, &vars.config);
+            let c = command(form, &st.config);
+            ctx.budget.charge_all(&c).map_err(err)?;
             st.config.config.cmd = Some(c);
             st.cmd_set = true;
             format!("CMD {}", json!(st.config.config.cmd))
         }
         Kind::Entrypoint(form) => {
-            let ep = command(form, &vars.config);
+            let ep = command(form, &st.config);
+            ctx.budget.charge_all(&ep).map_err(err)?;
             st.config.config.entrypoint = Some(ep.clone());
             if !st.cmd_set {
                 st.config.config.cmd = None;
@@ -63,31 +68,31 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             format!("ENTRYPOINT {}", json!(ep))
         }
         Kind::Expose(text) => {
-            let ports = process_words(text, &lookup, ctx.escape).map_err(err)?;
+            let ports = words(text, st)?;
             for p in &ports {
                 let key = normalize_port(p).map_err(err)?;
-                cfg.exposed_ports.get_or_insert_with(Default::default).insert(key, json!({}));
+                st.config.config.exposed_ports.get_or_insert_with(Default::default).insert(key, json!({}));
             }
             format!("EXPOSE {}", ports.join(" "))
         }
         Kind::Volume(form) => {
             let vols = match form {
-                CommandForm::Exec(v) => v.iter().map(|x| word(x)).collect::<Result<Vec<_>, _>>()?,
-                CommandForm::Shell(s) => process_words(s, &lookup, ctx.escape).map_err(err)?,
+                CommandForm::Exec(v) => v.iter().map(|x| word(x, st)).collect::<Result<Vec<_>, _>>()?,
+                CommandForm::Shell(s) => words(s, st)?,
             };
             for v in &vols {
-                cfg.volumes.get_or_insert_with(Default::default).insert(v.clone(), json!({}));
+                st.config.config.volumes.get_or_insert_with(Default::default).insert(v.clone(), json!({}));
             }
             format!("VOLUME {}", json!(vols))
         }
         Kind::StopSignal(s) => {
-            let s = word(s)?;
+            let s = word(s, st)?;
             validate_signal(&s).map_err(err)?;
-            cfg.stop_signal = Some(s.clone());
+            st.config.config.stop_signal = Some(s.clone());
             format!("STOPSIGNAL {s}")
         }
         Kind::Shell(v) => {
-            cfg.shell = Some(v.clone());
+            st.config.config.shell = Some(v.clone());
             format!("SHELL {}", json!(v))
         }
         Kind::Maintainer(m) => {
@@ -95,18 +100,19 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             format!("MAINTAINER {m}")
         }
         Kind::Onbuild(t) => {
-            cfg.on_build.get_or_insert_with(Vec::new).push(t.clone());
+            st.config.config.on_build.get_or_insert_with(Vec::new).push(t.clone());
             format!("ONBUILD {t}")
         }
         Kind::Healthcheck { flags, cmd } => {
             let hc = healthcheck(flags, cmd.as_ref()).map_err(err)?;
-            cfg.healthcheck = Some(hc);
+            st.config.config.healthcheck = Some(hc);
             instr.text.clone()
         }
         Kind::From { .. } | Kind::Run { .. } | Kind::Copy { .. } | Kind::Workdir(_) | Kind::Arg(_) => {
             unreachable!("handled by the stage lowering")
         }
     };
+    ctx.budget.charge_str(&created_by).map_err(err)?;
     st.push_meta_entry(created_by);
     Ok(())
 }

@@ -11,20 +11,53 @@ pub enum FromRef {
     Image(String),
 }
 
-/// Classifies `value` for the stage at `current`; `aliases` lists every
-/// stage's name.
-pub fn classify(value: &str, current: usize, aliases: &[Option<String>]) -> Result<FromRef, String> {
+/// Every stage's name (`None` for unnamed stages), looked up by name.
+#[derive(Debug, Default)]
+pub struct StageNames {
+    names: Vec<Option<String>>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl StageNames {
+    /// The names in stage order; a repeated name keeps its first stage.
+    pub fn new(names: Vec<Option<String>>) -> Self {
+        let mut index = std::collections::HashMap::new();
+        for (i, n) in names.iter().enumerate() {
+            if let Some(n) = n {
+                index.entry(n.clone()).or_insert(i);
+            }
+        }
+        Self { names, index }
+    }
+
+    /// The stage named `lower` (already lower-cased).
+    pub fn position(&self, lower: &str) -> Option<usize> {
+        self.index.get(lower).copied()
+    }
+
+    /// How many stages there are.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The names that are set.
+    pub fn named(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().filter_map(|n| n.as_deref())
+    }
+}
+
+/// Classifies `value` for the stage at `current`.
+pub fn classify(value: &str, current: usize, stages: &StageNames) -> Result<FromRef, String> {
     if value.is_empty() {
         return Err("COPY --from needs a stage name, index or image".into());
     }
-    let lower = value.to_ascii_lowercase();
     let target = match value.parse::<usize>() {
         Ok(n) => Some(n),
-        Err(_) => aliases.iter().position(|a| a.as_deref() == Some(lower.as_str())),
+        Err(_) => stages.position(&value.to_ascii_lowercase()),
     };
     match target {
         Some(j) if j < current => Ok(FromRef::Stage(j)),
-        Some(j) if j < aliases.len() => {
+        Some(j) if j < stages.len() => {
             Err(format!("cannot copy from stage \"{value}\", it needs to be defined before current stage"))
         }
         Some(_) => Err(format!("COPY --from={value}: there is no stage with that index")),
@@ -32,14 +65,18 @@ pub fn classify(value: &str, current: usize, aliases: &[Option<String>]) -> Resu
     }
 }
 
+/// Images per build checked for a stage-name typo; the check compares
+/// with every stage name, so it is bounded for Dockerfiles with many.
+pub const MAX_HINTED_IMAGES: usize = 64;
+
 /// A bare `--from` name (no registry, tag or digest) within typo distance
 /// of a stage name is read as an image, as BuildKit does, but deserves a
 /// hint naming the stage.
-pub fn stage_typo_hint(image: &str, aliases: &[&str]) -> Option<String> {
+pub fn stage_typo_hint(image: &str, stages: &StageNames) -> Option<String> {
     if image.contains(['/', ':', '@', '.']) {
         return None;
     }
-    let stage = crate::frontend::diag::closest(image, aliases.iter().copied())?;
+    let stage = crate::frontend::diag::closest(image, stages.named())?;
     Some(format!("no stage is named {image:?}, so --from reads it as an image; did you mean the stage {stage:?}?"))
 }
 
@@ -49,7 +86,7 @@ mod tests {
 
     #[test]
     fn stages_indices_and_images() {
-        let aliases = vec![Some("build".to_string()), None, Some("ship".to_string())];
+        let aliases = StageNames::new(vec![Some("build".to_string()), None, Some("ship".to_string())]);
         assert_eq!(classify("Build", 2, &aliases), Ok(FromRef::Stage(0)));
         assert_eq!(classify("1", 2, &aliases), Ok(FromRef::Stage(1)));
         assert!(classify("ship", 1, &aliases).unwrap_err().contains("needs to be defined before"));
@@ -62,9 +99,10 @@ mod tests {
 
     #[test]
     fn typo_hints_name_the_stage() {
-        let hint = stage_typo_hint("buidl", &["build", "ship"]).unwrap();
+        let names = |n: &[&str]| StageNames::new(n.iter().map(|s| Some(s.to_string())).collect());
+        let hint = stage_typo_hint("buidl", &names(&["build", "ship"])).unwrap();
         assert!(hint.contains("did you mean the stage \"build\""), "{hint}");
-        assert_eq!(stage_typo_hint("alpine", &["build"]), None);
-        assert_eq!(stage_typo_hint("bulid:1", &["build"]), None, "a tag makes it an image");
+        assert_eq!(stage_typo_hint("alpine", &names(&["build"])), None);
+        assert_eq!(stage_typo_hint("bulid:1", &names(&["build"])), None, "a tag makes it an image");
     }
 }

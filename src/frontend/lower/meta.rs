@@ -27,6 +27,7 @@ pub fn global_args(
     before_from: &[Instruction],
     opts: &BuildOptions,
     escape: char,
+    budget: &super::Budget,
 ) -> Result<BTreeMap<String, String>, Diagnostic> {
     let mut vars = platform_args(&opts.platform);
     for instr in before_from {
@@ -36,10 +37,10 @@ pub fn global_args(
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(d)) => {
                     let lookup = |n: &str| vars.get(n).cloned();
-                    Some(
-                        process_word(d, &lookup, escape)
-                            .map_err(|e| Diagnostic::new(instr.line, 1, e, &instr.first))?,
-                    )
+                    let at = |e: String| Diagnostic::new(instr.line, 1, e, &instr.first);
+                    let value = process_word(d, &lookup, escape).map_err(at)?;
+                    budget.charge_str(&value).map_err(at)?;
+                    Some(value)
                 }
                 (None, None) => None,
             };

@@ -9,7 +9,7 @@ use crate::graph::{
     Definition, ExecOp, FileAction, FileOp, History, ImageConfig, InlineFile, NetworkMode, NodeId, Op, RunMount,
     SecretMount, SourceLoc, SourceOp,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[path = "config.rs"]
 mod config;
@@ -18,6 +18,7 @@ mod copy;
 #[path = "runmount.rs"]
 mod runmount;
 
+use super::budget::Budget;
 use copy::{copy_actions, ExpandedCopy};
 use runmount::ParsedMount;
 
@@ -50,6 +51,19 @@ pub struct StageState {
     pub cmd_set: bool,
     /// The platform its steps run for.
     pub platform: Platform,
+    /// Where each variable of `config.config.env` sits, so that lookups
+    /// and updates do not scan the list.
+    env_index: HashMap<String, usize>,
+}
+
+/// Each key's first position in an environment list.
+fn index_env(env: &[String]) -> HashMap<String, usize> {
+    let mut index = HashMap::with_capacity(env.len());
+    for (i, entry) in env.iter().enumerate() {
+        let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+        index.entry(key.to_string()).or_insert(i);
+    }
+    index
 }
 
 /// A stage's `FROM <image>` line.
@@ -77,11 +91,23 @@ pub struct Ctx<'a> {
     /// This stage's index.
     pub index: usize,
     /// Every stage's name.
-    pub aliases: &'a [Option<String>],
+    pub aliases: &'a super::copyfrom::StageNames,
     /// The final node of each earlier stage that was built.
     pub stage_nodes: &'a [Option<NodeId>],
     /// Resolved images (for `COPY --from=<image>`).
     pub resolver: &'a dyn BaseResolver,
+    /// What lowering may still produce.
+    pub budget: &'a Budget,
+}
+
+impl Ctx<'_> {
+    /// Expands `w` with the stage's variables, charging the result.
+    pub fn expand(&self, w: &str, st: &StageState, instr: &Instruction) -> Result<String, Diagnostic> {
+        let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
+        let out = process_word(w, &|n: &str| st.lookup(n), self.escape).map_err(err)?;
+        self.budget.charge_str(&out).map_err(err)?;
+        Ok(out)
+    }
 }
 
 impl StageState {
@@ -92,6 +118,7 @@ impl StageState {
         steps: usize,
         stage: &str,
         resolver: &dyn BaseResolver,
+        budget: &Budget,
     ) -> Result<Self, Diagnostic> {
         let FromImage { instr: from, image, platform } = *from_image;
         let mut state = StageState {
@@ -101,6 +128,7 @@ impl StageState {
             args: BTreeMap::new(),
             cmd_set: false,
             platform: platform.clone(),
+            env_index: HashMap::new(),
         };
         state.config.os = platform.os.clone();
         state.config.architecture = platform.architecture.clone();
@@ -114,6 +142,8 @@ impl StageState {
             })?;
             let op = Op::Source(SourceOp { reference: resolved.reference.clone(), digest: resolved.digest.clone() });
             state.node = Some(def.push(op, vec![], Some(loc)));
+            let charge = |e: String| Diagnostic::new(from.line, 1, e, &from.first);
+            budget.charge(config_size(&resolved.config)).map_err(charge)?;
             state.config = resolved.config.clone();
             state.history = std::mem::take(&mut state.config.history)
                 .into_iter()
@@ -121,18 +151,44 @@ impl StageState {
                 .collect();
             state.config.rootfs = Default::default();
         }
-        if state.config.config.env_get("PATH").is_none() {
-            state.config.config.env_set("PATH", DEFAULT_PATH);
+        state.env_index = index_env(state.config.config.env.as_deref().unwrap_or_default());
+        if state.env("PATH").is_none() {
+            state.set_env("PATH", DEFAULT_PATH);
         }
         Ok(state)
     }
 
+    /// An environment variable of the stage's config.
+    pub fn env(&self, name: &str) -> Option<&str> {
+        let entry = &self.config.config.env.as_ref()?[*self.env_index.get(name)?];
+        entry.split_once('=').map(|(_, v)| v)
+    }
+
+    /// Sets (replacing) an environment variable, keeping first-set order.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        let env = self.config.config.env.get_or_insert_with(Vec::new);
+        let entry = format!("{key}={value}");
+        match self.env_index.get(key) {
+            Some(&i) => env[i] = entry,
+            None => {
+                self.env_index.insert(key.to_string(), env.len());
+                env.push(entry);
+            }
+        }
+    }
+
     /// The variables visible to expansion: ENV wins over ARG.
     pub fn lookup(&self, name: &str) -> Option<String> {
-        if let Some(v) = self.config.config.env_get(name) {
+        if let Some(v) = self.env(name) {
             return Some(v.to_string());
         }
         self.args.get(name).cloned().flatten()
+    }
+
+    /// Roughly the bytes a copy of this state takes (for the budget).
+    pub fn size(&self) -> usize {
+        let history: usize = self.history.iter().map(|h| h.entry.created_by.as_ref().map_or(0, String::len) + 64).sum();
+        config_size(&self.config) + history
     }
 
     fn workdir(&self) -> String {
@@ -163,6 +219,15 @@ impl StageState {
     }
 }
 
+/// Roughly the bytes of an image config's lists and maps (for the budget).
+fn config_size(config: &ImageConfig) -> usize {
+    let c = &config.config;
+    let list = |l: &Option<Vec<String>>| l.iter().flatten().map(|s| s.len() + 32).sum::<usize>();
+    let labels: usize = c.labels.iter().flatten().map(|(k, v)| k.len() + v.len() + 64).sum();
+    let history: usize = config.history.iter().map(|h| h.created_by.as_ref().map_or(0, String::len) + 64).sum();
+    list(&c.env) + list(&c.on_build) + labels + history
+}
+
 /// Lowers a stage's instructions (after its FROM).
 pub fn lower_stage(
     def: &mut Definition,
@@ -180,7 +245,7 @@ pub fn lower_stage(
             steps: ctx.steps,
         };
         let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
-        let word = |w: &str, st: &StageState| process_word(w, &|n: &str| st.lookup(n), ctx.escape).map_err(err);
+        let word = |w: &str, st: &StageState| ctx.expand(w, st, instr);
         match &instr.kind {
             Kind::Run { cmd, mounts, network } => {
                 let mut extras = RunExtras::default();
@@ -204,7 +269,7 @@ pub fn lower_stage(
                     }
                 };
                 let proxies = proxy_env(&st, &ctx.opts.build_args);
-                lower_run(def, &mut st, cmd, extras, proxies, loc)
+                lower_run(def, &mut st, cmd, extras, proxies, loc, ctx.budget).map_err(err)?;
             }
             Kind::Copy { sources, dest, chown, chmod, from, inline, add, exclude, parents } => {
                 let exclude = exclude.iter().map(|e| word(e, &st)).collect::<Result<Vec<_>, _>>()?;
@@ -216,6 +281,7 @@ pub fn lower_stage(
                         } else {
                             body.clone()
                         };
+                        ctx.budget.charge_str(&content).map_err(err)?;
                         Ok(InlineFile { name: name.clone(), content })
                     })
                     .collect::<Result<Vec<_>, Diagnostic>>()?;
@@ -307,7 +373,8 @@ fn lower_run(
     extras: RunExtras,
     proxy_env: Vec<String>,
     loc: SourceLoc,
-) {
+    budget: &Budget,
+) -> Result<(), String> {
     let args = match cmd {
         CommandForm::Exec(v) => v.clone(),
         CommandForm::Shell(s) => config::shell(&st.config).into_iter().chain([s.clone()]).collect(),
@@ -315,18 +382,21 @@ fn lower_run(
     let arg_env: Vec<String> = st
         .args
         .iter()
-        .filter(|(k, _)| st.config.config.env_get(k).is_none())
+        .filter(|(k, _)| st.env(k).is_none())
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect();
+    budget.charge_all(st.config.config.env.iter().flatten().chain(&arg_env).chain(&args))?;
     let mut env = st.config.config.env.clone().unwrap_or_default();
     env.extend(arg_env.iter().cloned());
     let prefix = if arg_env.is_empty() { String::new() } else { format!("|{} {} ", arg_env.len(), arg_env.join(" ")) };
     let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
+    budget.charge_str(&created_by)?;
     let user = st.config.config.user.clone().unwrap_or_default();
     let RunExtras { secrets, mounts, network, inputs } = extras;
     let platform = st.platform.clone();
     let exec = ExecOp { args, env, cwd: st.workdir(), user, secrets, proxy_env, mounts, network, platform };
     st.push_layer_with(def, Op::Exec(exec), inputs, loc, created_by);
+    Ok(())
 }
 
 /// The node a `COPY --from` reads: an earlier stage's last node, or a new
