@@ -13,6 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
 
+/// Every test here takes this first: they measure latency and memory, so
+/// none may run beside another.
+static ALONE: Mutex<()> = Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Polls `/healthz` every 20 ms in the background; [`HealthWatch::worst`]
 /// is the slowest answer seen (a failed request counts as 10 s).
 struct HealthWatch {
@@ -87,6 +95,7 @@ fn chained_request(link: &str, target: &str, files: Files) -> Vec<u8> {
 
 #[test]
 fn symlink_chains_out_of_the_context_are_refused_and_read_nothing() {
+    let _alone = alone();
     let server = Server::start(ServerOptions::default());
     let canary = tempfile::Builder::new().prefix("kiln-canary-").tempdir_in("/tmp").unwrap();
     std::fs::set_permissions(canary.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -125,6 +134,7 @@ fn symlink_chains_out_of_the_context_are_refused_and_read_nothing() {
 
 #[test]
 fn a_hundred_thousand_labels_answer_at_once_with_the_limit() {
+    let _alone = alone();
     let server = Server::start(ServerOptions::default());
     let text = kiln::frontend::shapes::labels(100_000);
     let body = request_tar(&json!({"image": test_image("kiln/labels")}), &[("Dockerfile", text.as_bytes())]);
@@ -143,6 +153,7 @@ fn a_hundred_thousand_labels_answer_at_once_with_the_limit() {
 
 #[test]
 fn with_the_cap_lifted_a_hundred_thousand_labels_build() {
+    let _alone = alone();
     let args = vec!["--max-dockerfile-instructions".into(), "200000".into()];
     let server = Server::start(ServerOptions { args, ..Default::default() });
     let text = kiln::frontend::shapes::labels(100_000);
@@ -184,6 +195,7 @@ fn zeros(len: u64) -> reqwest::blocking::Body {
 
 #[test]
 fn unsigned_bodies_stream_to_disk_and_memory_stays_flat() {
+    let _alone = alone();
     const BODY: u64 = 400 << 20;
     let server = Server::start(ServerOptions::default());
     let warm = request_tar(&json!({"image": test_image("kiln/warm")}), &[("Dockerfile", b"FROM scratch\nLABEL a=b\n")]);
@@ -275,6 +287,7 @@ fn file_signature(path: &std::path::Path) -> String {
 
 #[test]
 fn a_request_still_uploading_holds_a_build_slot() {
+    let _alone = alone();
     let args = vec!["--max-inflight".into(), "1".into()];
     let server = Server::start(ServerOptions { args, ..Default::default() });
     let mut slow = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
@@ -309,6 +322,7 @@ fn loud_request(run: &str) -> Vec<u8> {
 
 #[test]
 fn a_json_reply_keeps_a_bounded_log_and_says_what_it_dropped() {
+    let _alone = alone();
     let server = Server::start(ServerOptions::default());
     let body = loud_request("json");
     let (pid, idle) = idle_memory(&server);
@@ -361,6 +375,7 @@ fn small_window_connect(url: &str) -> std::net::TcpStream {
 /// server holds no more than a bounded backlog; every line still arrives.
 #[test]
 fn a_stream_read_slowly_holds_the_build_back_not_memory() {
+    let _alone = alone();
     let server = Server::start(ServerOptions::default());
     let body = loud_request("stream");
     let (pid, idle) = idle_memory(&server);

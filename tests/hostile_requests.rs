@@ -8,6 +8,7 @@
 mod support;
 
 use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use support::*;
 
@@ -23,14 +24,16 @@ struct Raw<'a> {
     data: &'a [u8],
     /// The size field, when it should lie about the data.
     size: Option<u64>,
+    /// The mode field (default 0644).
+    mode: Option<u32>,
 }
 
 impl<'a> Raw<'a> {
     fn file(name: &'a [u8], data: &'a [u8]) -> Self {
-        Raw { name, kind: b'0', link: b"", data, size: None }
+        Raw { name, kind: b'0', link: b"", data, size: None, mode: None }
     }
     fn link(name: &'a [u8], kind: u8, link: &'a [u8]) -> Self {
-        Raw { name, kind, link, data: b"", size: None }
+        Raw { name, kind, link, data: b"", size: None, mode: None }
     }
 }
 
@@ -39,7 +42,7 @@ impl RawTar {
         let mut h = [0u8; 512];
         let name = &e.name[..e.name.len().min(100)];
         h[..name.len()].copy_from_slice(name);
-        octal(&mut h[100..108], 0o644);
+        octal(&mut h[100..108], e.mode.unwrap_or(0o644) as u64);
         octal(&mut h[108..116], 0);
         octal(&mut h[116..124], 0);
         octal(&mut h[124..136], e.size.unwrap_or(e.data.len() as u64));
@@ -68,19 +71,26 @@ impl RawTar {
             body.extend_from_slice(v);
             body.push(b'\n');
         }
-        self.entry(Raw { name: b"PaxHeaders/x", kind: b'x', link: b"", data: &body, size: None })
+        self.entry(Raw { name: b"PaxHeaders/x", kind: b'x', link: b"", data: &body, size: None, mode: None })
     }
 
     /// A GNU long name (`L`) for the next entry.
     fn long_name(self, name: &[u8]) -> Self {
         let mut data = name.to_vec();
         data.push(0);
-        self.entry(Raw { name: b"././@LongLink", kind: b'L', link: b"", data: &data, size: None })
+        self.entry(Raw { name: b"././@LongLink", kind: b'L', link: b"", data: &data, size: None, mode: None })
     }
 
     /// Adds the config and a Dockerfile, then the end-of-archive blocks.
     fn finish(self) -> Vec<u8> {
         self.finish_with(br#"{"image":"127.0.0.1:1/hostile/x:1"}"#)
+    }
+
+    /// Adds only the config (the context brings its own Dockerfile).
+    fn finish_with_config(self) -> Vec<u8> {
+        let mut t = self.entry(Raw::file(b"com.openfaas.docker.config", br#"{"image":"127.0.0.1:1/hostile/x:1"}"#));
+        t.0.extend_from_slice(&[0u8; 1024]);
+        t.0
     }
 
     fn finish_with(self, config: &[u8]) -> Vec<u8> {
@@ -231,6 +241,40 @@ fn traversal_cases(canary: &Path) -> Vec<Case> {
     ]
 }
 
+/// Links that each stay inside but lead out as a chain: `a/u0 -> ..`,
+/// `a/uN -> u(N-1)/..`; `a/u3` is the server's data dir (context, build
+/// workspace, `builds/`, data dir), `a/u11` the host's root.
+fn chain_cases(canary: &Path) -> Vec<Case> {
+    let names: Vec<(String, String)> = std::iter::once(("context/a/u0".to_string(), "..".to_string()))
+        .chain((1..12).map(|n| (format!("context/a/u{n}"), format!("u{}/..", n - 1))))
+        .collect();
+    let chain = || names.iter().map(|(l, t)| Raw::link(l.as_bytes(), b'2', t.as_bytes())).collect::<Vec<_>>();
+    let host_file = format!("a/u11{}/secret", canary.display());
+    let with = |extra: Vec<Raw>| entries(chain().into_iter().chain(extra).collect());
+    vec![
+        case(
+            "chain-dockerfile-to-host",
+            with(vec![Raw::link(b"context/Dockerfile", b'2', host_file.as_bytes())]).finish_with_config(),
+            400,
+            "context/Dockerfile: symlink to",
+        ),
+        case(
+            "chain-dockerignore-to-host",
+            with(vec![Raw::link(b"context/.dockerignore", b'2', host_file.as_bytes())]).finish(),
+            400,
+            "leads outside the build context",
+        ),
+        // A directory entry over the link that reaches the data dir: its
+        // mode must not be applied through the link.
+        case(
+            "dir-entry-over-chain",
+            with(vec![Raw { mode: Some(0o777), ..Raw::link(b"context/a/u3", b'5', b"") }]).finish(),
+            400,
+            "context/a/u3",
+        ),
+    ]
+}
+
 /// Device files, sizes and shapes the intake refuses.
 fn entry_cases() -> Vec<Case> {
     let deep = format!("context/{}f", "d/".repeat(3000)).into_bytes();
@@ -362,12 +406,20 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
 fn hostile_requests_get_clear_4xx_and_write_nothing_outside() {
     let server = Server::start(ServerOptions::default());
     let canary = tempfile::Builder::new().prefix("kiln-canary-").tempdir_in("/tmp").unwrap();
-    let cases: Vec<Case> =
-        [traversal_cases(canary.path()), entry_cases(), config_cases(), dockerfile_cases(), signature_cases()]
-            .into_iter()
-            .flatten()
-            .collect();
+    let cases: Vec<Case> = [
+        traversal_cases(canary.path()),
+        chain_cases(canary.path()),
+        entry_cases(),
+        config_cases(),
+        dockerfile_cases(),
+        signature_cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     assert!(cases.len() >= 50, "the corpus has {} cases", cases.len());
+    let data_dir_mode = || std::fs::metadata(&server.data_dir).unwrap().permissions().mode() & 0o7777;
+    let data_dir_mode_before = data_dir_mode();
     let mut failures = Vec::new();
     for c in &cases {
         let started = std::time::Instant::now();
@@ -396,6 +448,7 @@ fn hostile_requests_get_clear_4xx_and_write_nothing_outside() {
     );
     let builds = tree(&server.data_dir.join("builds"));
     assert!(builds.is_empty(), "request workspaces are removed: {builds:?}");
+    assert_eq!(data_dir_mode(), data_dir_mode_before, "no entry changed the data dir through a link");
     let ok = request_tar(
         &json!({"image": test_image("kiln/after-hostile")}),
         &[("Dockerfile", b"FROM scratch\nLABEL ok=1\n")],
