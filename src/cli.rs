@@ -192,6 +192,18 @@ pub struct ServeArgs {
     /// accepted only on of-builder requests (a config entry).
     #[arg(long, env = "KILN_ALLOW_CLOUD_SIGNATURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_cloud_signature: bool,
+    /// How widely builds share `RUN --mount=type=cache` contents (and the
+    /// layers of steps that use them): `repository` (each image's
+    /// repository apart), `namespace` (the repository path without its
+    /// last component) or `registry`.
+    #[arg(long, env = "KILN_TENANT_SCOPE", default_value = "repository")]
+    pub tenant_scope: kiln::tenant::TenantScope,
+    /// Registry images a Dockerfile may name (`FROM`, `COPY --from`,
+    /// `RUN --mount=from=`), as patterns over the normalised reference
+    /// (`registry.example.com/acme/*`; `*` stops at `/`, `**` does not);
+    /// repeatable; none: any image.
+    #[arg(long = "allowed-images", env = "KILN_ALLOWED_IMAGES", value_delimiter = ',')]
+    pub allowed_images: Vec<String>,
     /// Private key file for build secrets (base64, from `kiln keygen` or
     /// `faas-cli secret keygen`); enables GET /publickey and sealed secrets.
     #[arg(long, env = "build_secrets_private_key_path")]

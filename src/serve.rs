@@ -248,6 +248,8 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             max_instructions: opts.max_dockerfile_instructions,
             max_reply_log: opts.max_reply_log as usize,
             allow_cloud_signature: opts.allow_cloud_signature,
+            tenant_scope: opts.tenant_scope,
+            allowed_images: kiln::imagepolicy::ImagePolicy::new(&opts.allowed_images),
         };
         if cfg.disable_hmac {
             tracing::warn!("disable_hmac is set: /build accepts unsigned requests");

@@ -17,7 +17,9 @@ fn concurrent_builds_share_one_run_of_a_step() {
          RUN --mount=type=cache,target=/c,id={id} wc -l < /c/log > /count\n",
         registry()
     );
-    let images: Vec<String> = (0..2).map(|i| test_image(&format!("kiln/dedup-{i}"))).collect();
+    // Two tags of one repository: one tenant, whose cache mount they share.
+    let repo = format!("{}/{}", registry(), unique("kiln/dedup"));
+    let images: Vec<String> = (0..2).map(|i| format!("{repo}:{i}")).collect();
     let replies: Vec<serde_json::Value> = std::thread::scope(|s| {
         let builds: Vec<_> = images
             .iter()

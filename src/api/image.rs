@@ -116,6 +116,12 @@ impl Job<'_> {
         let at_line = |msg: String| Diagnostic::new(b.line, 1, msg, &b.source_line).to_string();
         let reference =
             Reference::parse(&b.image).map_err(|e| fail(ErrorKind::InvalidArgument, at_line(e.to_string())))?;
+        let policy = &self.state.cfg.allowed_images;
+        if !policy.allows(&reference) {
+            let msg =
+                format!("{reference} is not an allowed image on this builder (--allowed-images {})", policy.describe());
+            return Err(fail(ErrorKind::InvalidArgument, at_line(msg)));
+        }
         if let Some(hint) = &b.hint {
             emit(self.log, format!("WARNING: Dockerfile:{}: {hint}", b.line));
         }
@@ -172,6 +178,7 @@ impl Job<'_> {
             progress: &tx,
             secrets: self.secrets,
             registry_cache: self.cache,
+            tenant: &crate::tenant::tenant_of(self.target, state.cfg.tenant_scope),
         };
         let result = state.solver.solve(&input).await;
         drop(tx);

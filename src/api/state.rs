@@ -31,6 +31,10 @@ pub struct ServeConfig {
     pub max_reply_log: usize,
     /// Accept `X-Cloud-Signature` on pro-builder requests too.
     pub allow_cloud_signature: bool,
+    /// How widely builds share cache mounts.
+    pub tenant_scope: crate::tenant::TenantScope,
+    /// Which registry images a Dockerfile may name.
+    pub allowed_images: crate::imagepolicy::ImagePolicy,
 }
 
 /// State shared by all requests.

@@ -1,5 +1,6 @@
-//! `RUN --mount=type=cache` directories: `cache-mounts/<sha256(id)>/data`
-//! under the data dir, created once with the mount's uid, gid and mode
+//! `RUN --mount=type=cache` directories: `cache-mounts/<sha256(tenant,
+//! id)>/data` under the data dir (so a tenant's builds share a cache and
+//! another tenant's with the same id never see it), created once with the mount's uid, gid and mode
 //! (atomically, so concurrent first users agree), kept across builds and
 //! never part of a layer. `sharing=locked` steps take an exclusive `flock`
 //! and wait for each other; a `sharing=private` step that finds the cache
@@ -22,6 +23,8 @@ pub struct CacheLease {
 
 /// What a cache mount asks for.
 pub struct CacheSpec<'a> {
+    /// Whose cache (see [`crate::tenant`]).
+    pub tenant: &'a str,
     /// Cache id.
     pub id: &'a str,
     /// Concurrent use.
@@ -37,7 +40,11 @@ pub struct CacheSpec<'a> {
 /// Leases the cache for `spec`; `private_dir` is where a private step
 /// whose cache is busy gets its own directory.
 pub async fn lease(root: &Path, spec: &CacheSpec<'_>, private_dir: &Path) -> Result<CacheLease, String> {
-    let base = root.join(hex::encode(&Sha256::digest(spec.id.as_bytes())[..16]));
+    let mut hash = Sha256::new();
+    hash.update(spec.tenant.as_bytes());
+    hash.update([0]);
+    hash.update(spec.id.as_bytes());
+    let base = root.join(hex::encode(&hash.finalize()[..16]));
     let dir = base.join("data");
     ensure_dir(&base, &dir, spec)?;
     let lock = File::options()

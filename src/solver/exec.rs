@@ -131,7 +131,8 @@ impl Solver {
             let mount = match m {
                 RunMount::Tmpfs { target, size } => StepMount::Tmpfs { target: target.clone(), size: *size },
                 RunMount::Cache { target, id, sharing, uid, gid, mode, readonly } => {
-                    let spec = CacheSpec { id, sharing: *sharing, uid: *uid, gid: *gid, mode: *mode };
+                    let (tenant, sharing) = (input.tenant, *sharing);
+                    let spec = CacheSpec { tenant, id, sharing, uid: *uid, gid: *gid, mode: *mode };
                     let private = bundle.join(format!("private-cache-{n}"));
                     let lease = cachemount::lease(&self.cfg.data_dir.join("cache-mounts"), &spec, &private).await?;
                     let root = BindRoot::Dir(lease.dir.clone());

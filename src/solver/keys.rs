@@ -68,6 +68,16 @@ pub async fn cache_key(
     }
 }
 
+/// Whether `op` is a RUN with a cache mount.
+pub fn uses_cache_mounts(op: &Op) -> bool {
+    matches!(op, Op::Exec(e) if e.mounts.iter().any(|m| matches!(m, RunMount::Cache { .. })))
+}
+
+/// `key` within one tenant's scope.
+pub fn scoped_to_tenant(key: &str, tenant: &str) -> String {
+    key_of(&[b"tenant", tenant.as_bytes(), key.as_bytes()])
+}
+
 /// The key of a remote source: what it is (`op`) and what it resolved to
 /// (a download's digest and mtime, a Git commit).
 pub fn remote_key(op: &Op, resolved: &str) -> String {

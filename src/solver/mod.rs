@@ -117,6 +117,9 @@ pub struct BuildInput<'a> {
     pub secrets: &'a std::collections::BTreeMap<String, Vec<u8>>,
     /// The registry cache to import from on a local miss.
     pub registry_cache: Option<&'a regcache::RegistryCache>,
+    /// Whose build this is: cache mounts and the keys of the steps that
+    /// use them are scoped to it (see [`crate::tenant`]).
+    pub tenant: &'a str,
 }
 
 /// A solved build.
@@ -390,7 +393,7 @@ impl Solver {
         let parent = node.inputs.first().copied();
         let parent_key = parent.map_or("", |p| keys[&p].as_str());
         let source_keys: Vec<&str> = node.inputs.iter().skip(1).map(|i| keys[i].as_str()).collect();
-        let (key, prepared) = self.key(id, &node.op, parent_key, &source_keys, input.context).await?;
+        let (key, prepared) = self.key(id, &node.op, parent_key, &source_keys, input).await?;
         let _ = input.progress.send(Event::Started(id));
         let started = Instant::now();
         // One build at a time runs a given step; the others wait and hit the cache.
@@ -452,15 +455,21 @@ impl Solver {
         op: &Op,
         parent_key: &str,
         source_keys: &[&str],
-        context: &Path,
+        input: &BuildInput<'_>,
     ) -> Result<(String, Prepared), SolveError> {
         match op {
             Op::Http(h) => self.http_key(id, h).await.map(|(k, d)| (k, Prepared::Download(d))),
             Op::Git(g) => self.git_key(id, g).await.map(|(k, c)| (k, Prepared::Commit(c))),
             _ => {
-                let (key, plan) = keys::cache_key(op, parent_key, source_keys, context)
+                let (key, plan) = keys::cache_key(op, parent_key, source_keys, input.context)
                     .await
                     .map_err(|e| SolveError::new(Some(id), ErrorKind::InvalidArgument, e))?;
+                // What a cache mount held went into the layer: the layer is
+                // the tenant's, like the cache.
+                let key = match keys::uses_cache_mounts(op) {
+                    true => keys::scoped_to_tenant(&key, input.tenant),
+                    false => key,
+                };
                 Ok((key, plan.map_or(Prepared::Nothing, Prepared::Plan)))
             }
         }
