@@ -37,6 +37,11 @@ pub enum Command {
         /// The server's internal listener (`--metrics-listen`).
         #[arg(long, env = "KILN_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
         url: String,
+        /// The server's payload secret, which signs admin requests
+        /// (default: the first of /var/openfaas/secrets/payload-secret,
+        /// /var/lib/kiln/payload-secret, ~/.local/share/kiln/payload-secret).
+        #[arg(long, env = "KILN_PAYLOAD_SECRET_FILE", global = true)]
+        payload_secret: Option<PathBuf>,
     },
     /// Check that builds can run here: user namespaces, ID mapping,
     /// overlayfs, /proc, cgroups, disk and (with --image) a registry; exit
@@ -192,14 +197,14 @@ pub struct ServeArgs {
     /// accepted only on of-builder requests (a config entry).
     #[arg(long, env = "KILN_ALLOW_CLOUD_SIGNATURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_cloud_signature: bool,
-    /// How widely builds share `RUN --mount=type=cache` contents (and the
-    /// layers of steps that use them): `repository` (each image's
+    /// How widely builds share cache-mount contents (and the layers of
+    /// steps that use them): `repository` (each image's
     /// repository apart), `namespace` (the repository path without its
     /// last component) or `registry`.
     #[arg(long, env = "KILN_TENANT_SCOPE", default_value = "repository")]
     pub tenant_scope: kiln::tenant::TenantScope,
-    /// Registry images a Dockerfile may name (`FROM`, `COPY --from`,
-    /// `RUN --mount=from=`), as patterns over the normalised reference
+    /// Registry images a Dockerfile may name (in FROM, and as the source
+    /// of COPY and of RUN mounts), as patterns over the normalised reference
     /// (`registry.example.com/acme/*`; `*` stops at `/`, `**` does not);
     /// repeatable; none: any image.
     #[arg(long = "allowed-images", env = "KILN_ALLOWED_IMAGES", value_delimiter = ',')]

@@ -112,13 +112,16 @@ pub fn keygen(out: &Path) -> ExitCode {
     }
 }
 
-/// `kiln cache ls|prune` against a server's internal listener.
-pub fn cache(action: crate::cli::CacheAction, url: &str) -> ExitCode {
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(cache_request(action, url)));
+/// `kiln cache ls|prune|check` against a server's internal listener,
+/// signed with the payload secret.
+pub fn cache(action: crate::cli::CacheAction, url: &str, secret: Option<&Path>) -> ExitCode {
+    let outcome = read_payload_secret(secret).and_then(|secret| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(cache_request(action, url, &secret)))
+    });
     match outcome {
         Ok(text) => {
             print!("{text}");
@@ -131,17 +134,22 @@ pub fn cache(action: crate::cli::CacheAction, url: &str) -> ExitCode {
     }
 }
 
-async fn cache_request(action: crate::cli::CacheAction, url: &str) -> Result<String, String> {
+async fn cache_request(action: crate::cli::CacheAction, url: &str, secret: &[u8]) -> Result<String, String> {
     let base = url.trim_end_matches('/');
-    let client = reqwest::Client::new();
-    let req = match &action {
-        crate::cli::CacheAction::Ls => client.get(format!("{base}/cache")),
+    let (method, path) = match &action {
+        crate::cli::CacheAction::Ls => (reqwest::Method::GET, "/cache".to_string()),
         crate::cli::CacheAction::Prune { keep_storage } => {
             kiln::units::parse_size(keep_storage)?;
-            client.post(format!("{base}/cache/prune?keep_storage={keep_storage}"))
+            (reqwest::Method::POST, format!("/cache/prune?keep_storage={keep_storage}"))
         }
-        crate::cli::CacheAction::Check => client.post(format!("{base}/cache/check")),
+        crate::cli::CacheAction::Check => (reqwest::Method::POST, "/cache/check".to_string()),
     };
+    let now = kiln::timefmt::now_secs();
+    let signature = kiln::api::auth::admin_signature(secret, method.as_str(), &path, now, b"");
+    let req = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .header(kiln::api::auth::ADMIN_TIMESTAMP_HEADER, now.to_string())
+        .header(kiln::api::auth::ADMIN_SIGNATURE_HEADER, signature);
     let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
     let status = resp.status();
     let body = resp.text().await.map_err(|e| e.to_string())?;

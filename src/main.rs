@@ -26,7 +26,9 @@ fn main() -> ExitCode {
         cli::Command::Keygen { out } => client_cli::keygen(&out),
         cli::Command::Doctor(args) => doctor_cli::main(*args),
         cli::Command::DoctorProbe { data_dir } => doctor_cli::probe(&data_dir, in_namespace),
-        cli::Command::Cache { action, url } => client_cli::cache(action, &url),
+        cli::Command::Cache { action, url, payload_secret } => {
+            client_cli::cache(action, &url, payload_secret.as_deref())
+        }
         cli::Command::RunStep { request } => {
             kiln_runtime::reaper::run_as_namespace_init(|| cli::helper(&request, cli::run_step))
         }

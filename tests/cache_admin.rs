@@ -12,6 +12,8 @@ fn kiln_cache(server: &Server, args: &[&str]) -> String {
         .arg("cache")
         .args(args)
         .args(["--url", &server.metrics_url])
+        .arg("--payload-secret")
+        .arg(&server.secret_file)
         .output()
         .unwrap();
     assert!(out.status.success(), "kiln cache {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -39,4 +41,65 @@ fn cache_ls_and_prune() {
     let (status, again) = server.build(&body);
     assert_success(status, &again);
     assert_eq!(executed_runs(&again), 1, "a pruned step runs again");
+}
+
+#[test]
+fn admin_endpoints_need_a_signature_from_loopback_and_from_a_step() {
+    let server = Server::start(ServerOptions::default());
+    let client = reqwest::blocking::Client::new();
+    for (method, path) in
+        [("POST", "/cache/prune?keep_storage=0"), ("POST", "/cache/check"), ("GET", "/cache"), ("GET", "/doctor")]
+    {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = client.request(m, format!("{}{path}", server.metrics_url)).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{method} {path} unsigned");
+        let forged = client
+            .get(format!("{}/cache", server.metrics_url))
+            .header("X-Kiln-Timestamp", kiln::timefmt::now_secs().to_string())
+            .header("X-Kiln-Signature", format!("sha256={}", "00".repeat(32)))
+            .send()
+            .unwrap();
+        assert_eq!(forged.status().as_u16(), 401, "a wrong signature");
+    }
+    let metrics = client.get(format!("{}/metrics", server.metrics_url)).send().unwrap();
+    assert_eq!(metrics.status().as_u16(), 200, "/metrics stays open for Prometheus");
+
+    let port = server.metrics_url.rsplit(':').next().unwrap();
+    let dockerfile = format!(
+        "FROM {}/busybox\nRUN printf 'POST /cache/prune?keep_storage=0 HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 {port} | head -1\n",
+        registry()
+    );
+    let image = test_image("kiln/step-prunes");
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+    assert_success(status, &reply);
+    let log = log_text(&reply);
+    assert!(log.contains(" 401 Unauthorized"), "the step's unsigned prune is refused:\n{log}");
+    let listing = kiln_cache(&server, &["ls"]);
+    assert!(listing.contains("RUN printf"), "nothing was pruned: {listing}");
+}
+
+#[test]
+fn a_waiting_prune_does_not_hold_back_new_builds() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let long = format!("FROM {reg}/busybox\nRUN sleep 6 && echo {}\n", unique("long"));
+    let long = request_tar(&json!({"image": test_image("kiln/long")}), &[("Dockerfile", long.as_bytes())]);
+    std::thread::scope(|s| {
+        let running = s.spawn(|| server.build(&long));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let prune = s.spawn(|| server.admin("POST", "/cache/prune?keep_storage=0").status().as_u16());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let quick =
+            request_tar(&json!({"image": test_image("kiln/quick")}), &[("Dockerfile", b"FROM scratch\nLABEL q=1\n")]);
+        let started = std::time::Instant::now();
+        let (status, reply) = server.build(&quick);
+        let took = started.elapsed();
+        assert_success(status, &reply);
+        assert!(took < std::time::Duration::from_secs(3), "the quick build waited {took:?} behind the prune");
+        assert!(!prune.is_finished(), "the prune waits for the running build");
+        let (status, reply) = running.join().unwrap();
+        assert_success(status, &reply);
+        assert_eq!(prune.join().unwrap(), 200, "then it runs");
+    });
 }

@@ -233,8 +233,7 @@ fn without_kilns_additions_the_runtime_default_stops_it_at_start() {
 fn a_running_server_reports_the_doctor_checks_on_its_admin_listener() {
     let server = Server::start(ServerOptions { user: Some(test_user()), ..Default::default() });
     let image = format!("{}/kiln/doctor-target:1", registry());
-    let url = format!("{}/doctor?image={}", server.metrics_url, image.replace('/', "%2F"));
-    let resp = reqwest::blocking::get(url).unwrap();
+    let resp = server.admin("GET", &format!("/doctor?image={}", image.replace('/', "%2F")));
     assert_eq!(resp.status().as_u16(), 200);
     let report: Value = resp.json().unwrap();
     assert_eq!(report["can_build"], true, "{report:#}");
@@ -245,7 +244,7 @@ fn a_running_server_reports_the_doctor_checks_on_its_admin_listener() {
     }
     let reg = check(checks, "registry");
     assert_eq!(reg["status"], "ok", "{reg}");
-    let unreachable = reqwest::blocking::get(format!("{}/doctor?image=127.0.0.1:9%2Fx:1", server.metrics_url)).unwrap();
+    let unreachable = server.admin("GET", "/doctor?image=127.0.0.1:9%2Fx:1");
     assert_eq!(unreachable.status().as_u16(), 503);
     let report: Value = unreachable.json().unwrap();
     assert_eq!(check(report["checks"].as_array().unwrap(), "registry")["status"], "fail");
@@ -257,7 +256,7 @@ fn a_running_server_reports_the_doctor_checks_on_its_admin_listener() {
     let modes = check(checks, "secret file modes");
     assert_eq!(modes["status"], "ok", "the test's secret is 0600: {modes}");
     for _ in 0..3 {
-        reqwest::blocking::get(format!("{}/doctor", server.metrics_url)).unwrap();
+        assert_eq!(server.admin("GET", "/doctor").status().as_u16(), 200);
     }
     let left: Vec<_> = std::fs::read_dir(&server.data_dir)
         .unwrap()

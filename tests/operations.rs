@@ -143,9 +143,7 @@ fn skopeo_pulls_a_skip_push_image_from_kilns_own_v2() {
     assert_eq!(get(&format!("/v2/{name}/blobs/{layer}")).status(), 200);
     assert_eq!(get(&format!("/v2/{other}/blobs/{layer}")).status(), 404, "a name serves only what its tags reach");
 
-    let client = reqwest::blocking::Client::new();
-    let pruned: Value =
-        client.post(format!("{}/cache/prune?keep_storage=0", server.metrics_url)).send().unwrap().json().unwrap();
+    let pruned: Value = server.admin("POST", "/cache/prune?keep_storage=0").json().unwrap();
     assert!(pruned["steps_evicted"].as_u64().unwrap() > 0, "the cache was emptied: {pruned}");
     let again = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false", &format!("docker://{host}/{name}:1.0")])

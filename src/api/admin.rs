@@ -1,5 +1,6 @@
 //! Operator endpoints on the internal (metrics) listener, never on the
-//! client-facing API port: `GET /cache` lists cache entries, `POST
+//! client-facing API port, each signed with the payload secret
+//! ([`require_signature`]; `/metrics` stays open for Prometheus): `GET /cache` lists cache entries, `POST
 //! /cache/prune?keep_storage=SIZE` evicts least recently used entries until
 //! the store fits (waiting for running builds first), `POST /cache/check`
 //! verifies the store (also between builds). `kiln cache` calls them.
@@ -8,11 +9,42 @@
 //! cgroups, and optionally a registry.
 
 use super::AppState;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::collections::HashMap;
+
+/// Largest admin request body read for its signature.
+const MAX_ADMIN_BODY: usize = 64 << 10;
+
+/// Refuses an admin request unless it carries a fresh signature made with
+/// the payload secret (see [`super::auth::verify_admin`]): anyone who can
+/// reach the internal listener — a Prometheus scraper, a pod of the
+/// cluster, a build step on the node — can otherwise prune the cache, list
+/// every tenant's steps or make the server contact a registry.
+pub async fn require_signature(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_ADMIN_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "admin request body too large\n").into_response();
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+    let now = crate::timefmt::now_secs();
+    let verdict = super::auth::verify_admin(
+        &state.secret,
+        (parts.method.as_str(), path, &body),
+        header(super::auth::ADMIN_TIMESTAMP_HEADER),
+        header(super::auth::ADMIN_SIGNATURE_HEADER),
+        now,
+    );
+    if let Err(e) = verdict {
+        tracing::warn!(path, "refused admin request: {e}");
+        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": e}))).into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
+}
 
 /// `GET /doctor[?image=REF]`: `{"can_build": bool, "checks": [...]}`,
 /// 200 when a build can run, 503 otherwise.

@@ -94,6 +94,47 @@ pub fn verify(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), Si
     expected.verify()
 }
 
+/// Headers of a signed admin request (`/cache*`, `/doctor`).
+pub const ADMIN_SIGNATURE_HEADER: &str = "x-kiln-signature";
+/// The request's time, seconds since 1970, covered by its signature.
+pub const ADMIN_TIMESTAMP_HEADER: &str = "x-kiln-timestamp";
+/// How far an admin request's time may be from the server's.
+pub const ADMIN_MAX_SKEW_SECS: i64 = 300;
+
+/// The signature of an admin request: `sha256=` HMAC over its method,
+/// path with query, timestamp and body, each on a line of its own.
+pub fn admin_signature(secret: &[u8], method: &str, path_and_query: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = new_mac(secret);
+    mac.update(format!("{method}\n{path_and_query}\n{timestamp}\n").as_bytes());
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Checks an admin request: a timestamp within [`ADMIN_MAX_SKEW_SECS`] of
+/// `now`, and a signature over it (compared in constant time).
+pub fn verify_admin(
+    secret: &[u8],
+    request: (&str, &str, &[u8]),
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    now: i64,
+) -> Result<(), String> {
+    let (method, path_and_query, body) = request;
+    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+        return Err("admin endpoints need X-Kiln-Timestamp and X-Kiln-Signature (kiln cache signs them)".into());
+    };
+    let ts: i64 = timestamp.trim().parse().map_err(|_| "X-Kiln-Timestamp is not a number".to_string())?;
+    if (now - ts).abs() > ADMIN_MAX_SKEW_SECS {
+        return Err(format!("X-Kiln-Timestamp is more than {ADMIN_MAX_SKEW_SECS} s from the server's clock"));
+    }
+    let hex_sig = signature.trim().strip_prefix("sha256=").ok_or("X-Kiln-Signature must be sha256=<hex>")?;
+    let sig = hex::decode(hex_sig).map_err(|_| "X-Kiln-Signature must be sha256=<hex>".to_string())?;
+    let mut mac = new_mac(secret);
+    mac.update(format!("{method}\n{path_and_query}\n{ts}\n").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&sig).map_err(|_| SignatureError::Mismatch.to_string())
+}
+
 /// Signs `body` the way clients do (for tests and the client command).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = new_mac(secret);
@@ -117,6 +158,19 @@ mod tests {
         assert_eq!(verify(b"key", b"body", None), Err(SignatureError::Missing));
         assert_eq!(verify(b"key", b"body", Some("sha1=abc")), Err(SignatureError::Malformed));
         assert_eq!(verify(b"key", b"body", Some("sha256=zz")), Err(SignatureError::Malformed));
+    }
+
+    #[test]
+    fn admin_requests_are_bound_to_method_path_time_and_body() {
+        let sig = admin_signature(b"key", "POST", "/cache/prune?keep_storage=0", 1000, b"");
+        let check = |m, p, ts: &str, now| verify_admin(b"key", (m, p, b""), Some(ts), Some(&sig), now);
+        assert_eq!(check("POST", "/cache/prune?keep_storage=0", "1000", 1100), Ok(()));
+        assert!(check("GET", "/cache/prune?keep_storage=0", "1000", 1000).is_err(), "another method");
+        assert!(check("POST", "/cache/prune?keep_storage=5GiB", "1000", 1000).is_err(), "another query");
+        assert!(check("POST", "/cache/prune?keep_storage=0", "1001", 1000).is_err(), "another time");
+        let stale = check("POST", "/cache/prune?keep_storage=0", "1000", 1000 + ADMIN_MAX_SKEW_SECS + 1);
+        assert!(stale.unwrap_err().contains("from the server's clock"));
+        assert!(verify_admin(b"key", ("GET", "/cache", b""), None, None, 0).unwrap_err().contains("need"));
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub fn app(state: AppState) -> Router {
 /// The internal router for the second listener: metrics and the cache
 /// admin endpoints.
 pub fn metrics_app(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/doctor", get(admin::doctor))
+        .route("/cache", get(admin::list))
+        .route("/cache/prune", post(admin::prune))
+        .route("/cache/check", post(admin::check))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_signature));
     Router::new()
         .route(
             "/metrics",
@@ -62,10 +68,7 @@ pub fn metrics_app(state: AppState) -> Router {
                 ([("content-type", "text/plain; version=0.0.4")], s.metrics.render(&gauges))
             }),
         )
-        .route("/doctor", get(admin::doctor))
-        .route("/cache", get(admin::list))
-        .route("/cache/prune", post(admin::prune))
-        .route("/cache/check", post(admin::check))
+        .merge(admin)
         .with_state(state)
 }
 

@@ -31,7 +31,7 @@ impl Solver {
     /// Checks the store with the garbage-collection lock held exclusively
     /// (so no build runs meanwhile).
     pub async fn check_store(self: &Arc<Self>) -> Result<CheckReport, String> {
-        let _exclusive = self.gc_lock.write().await;
+        let _exclusive = self.maintenance_lock().await?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.check_now()).await.map_err(|e| e.to_string())?
     }

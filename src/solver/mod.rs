@@ -178,6 +178,9 @@ enum Prepared {
     Commit(String),
 }
 
+/// Longest a prune or check waits for a moment without builds.
+const MAINTENANCE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Build workspaces and cache mounts are created and deleted by the
 /// thousand files: like the snapshot root, their parents get ext4's
 /// top-directory flag so that each lands in a block group of its own.
@@ -272,12 +275,29 @@ impl Solver {
             .collect())
     }
 
-    /// Collects garbage down to `budget` bytes now, waiting for running
-    /// builds to finish first (`kiln cache prune`).
+    /// Collects garbage down to `budget` bytes now, once no build runs
+    /// (`kiln cache prune`).
     pub async fn prune(self: &Arc<Self>, budget: u64) -> Result<GcReport, String> {
-        let _exclusive = self.gc_lock.write().await;
+        let _exclusive = self.maintenance_lock().await?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.collect_garbage(Some(budget))).await.map_err(|e| e.to_string())?
+    }
+
+    /// The GC lock for maintenance, taken only at a moment when no build
+    /// holds it: polled rather than queued for, so a waiting prune or
+    /// check never makes a new build wait behind it (a queued writer would
+    /// hold back every later reader). Gives up after [`MAINTENANCE_WAIT`].
+    pub(crate) async fn maintenance_lock(&self) -> Result<tokio::sync::RwLockWriteGuard<'_, ()>, String> {
+        let deadline = Instant::now() + MAINTENANCE_WAIT;
+        loop {
+            if let Ok(guard) = self.gc_lock.try_write() {
+                return Ok(guard);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("builds kept running for {} s: try again later", MAINTENANCE_WAIT.as_secs()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Held by a build from its first step to its push, so garbage

@@ -250,10 +250,24 @@ impl Server {
 
     /// `POST /cache/check` on the internal listener: status and report.
     pub fn check_store(&self) -> (u16, serde_json::Value) {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
-        let resp = client.post(format!("{}/cache/check", self.metrics_url)).send().expect("POST /cache/check");
+        let resp = self.admin("POST", "/cache/check");
         let status = resp.status().as_u16();
         (status, resp.json().expect("check report"))
+    }
+
+    /// An admin request (`/cache…`, `/doctor…`) on the internal listener,
+    /// signed with the payload secret as `kiln cache` signs it.
+    pub fn admin(&self, method: &str, path_and_query: &str) -> reqwest::blocking::Response {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let sig = kiln::api::auth::admin_signature(SECRET.as_bytes(), method, path_and_query, now, b"");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        client
+            .request(method, format!("{}{path_and_query}", self.metrics_url))
+            .header(kiln::api::auth::ADMIN_TIMESTAMP_HEADER, now.to_string())
+            .header(kiln::api::auth::ADMIN_SIGNATURE_HEADER, sig)
+            .send()
+            .expect("admin request")
     }
 
     /// The status of GET /healthz.
