@@ -214,8 +214,9 @@ pub struct ServeArgs {
     #[arg(long, env = "build_secrets_private_key_path")]
     pub build_secrets_key: Option<PathBuf>,
     /// Most builds at once (0 = unlimited); over it /build answers 429 and
-    /// /ready 503 (pro-builder's max_inflight).
-    #[arg(long, env = "max_inflight", default_value_t = 0)]
+    /// /ready 503 (pro-builder's max_inflight). A request holds its slot
+    /// from its first byte.
+    #[arg(long, env = "max_inflight", default_value_t = 16)]
     pub max_inflight: usize,
     /// Accepted for pro-builder compatibility; kiln always unpacks the
     /// context as the namespace's root and sets owners explicitly on COPY.

@@ -91,7 +91,7 @@ fn the_default_render_is_valid_non_root_unprivileged_and_observable() {
     assert_eq!(kiln["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "http"}));
     assert_eq!(kiln["readinessProbe"]["httpGet"], json!({"path": "/ready", "port": "http"}));
     let env = env_of(kiln);
-    assert_eq!(env["max_inflight"], "0");
+    assert_eq!(env["max_inflight"], "16", "a replica takes a bounded number of builds by default");
     assert_eq!(env["disable_hmac"], "false");
     assert_eq!(env["KILN_PAYLOAD_SECRET"], "/var/openfaas/secrets/payload-secret");
     assert!(!env.contains_key("build_secrets_private_key_path"));

@@ -71,3 +71,31 @@ fn allowed_images_refuse_what_is_outside_the_patterns_naming_the_line() {
     let error = reply["error"].as_str().unwrap();
     assert!(error.contains("Dockerfile:3:1") && error.contains("--allowed-images"), "{error}");
 }
+
+#[test]
+fn one_builds_long_steps_do_not_hold_back_another_builds_step() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let tag = unique("slow");
+    // Two stages in one wave: they take every step slot one build may hold.
+    let slow = format!(
+        "FROM {reg}/busybox AS a\nRUN sleep 8 && echo {tag}-a > /a\n\
+         FROM {reg}/busybox AS b\nRUN sleep 8 && echo {tag}-b > /b\n\
+         FROM {reg}/busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n"
+    );
+    let slow = request_tar(&json!({"image": test_image("kiln/slow-tenant")}), &[("Dockerfile", slow.as_bytes())]);
+    let quick = format!("FROM {reg}/busybox\nRUN echo {} > /q\n", unique("quick"));
+    let quick = request_tar(&json!({"image": test_image("kiln/quick-tenant")}), &[("Dockerfile", quick.as_bytes())]);
+    std::thread::scope(|s| {
+        let running = s.spawn(|| server.build(&slow));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let started = std::time::Instant::now();
+        let (status, reply) = server.build(&quick);
+        let took = started.elapsed();
+        assert_success(status, &reply);
+        assert_eq!(executed_runs(&reply), 1);
+        assert!(took < std::time::Duration::from_secs(4), "the quick build waited {took:?} for the slow one's steps");
+        assert!(!running.is_finished(), "the slow build was still running");
+        assert_success_pair(running.join().unwrap());
+    });
+}

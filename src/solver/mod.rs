@@ -143,7 +143,7 @@ pub struct Solver {
     gc_lock: tokio::sync::RwLock<()>,
     /// Per cache key: held while a build runs that step.
     step_locks: crate::keylock::KeyLocks,
-    /// Bounds steps running at once across all builds (one per core).
+    /// Bounds steps running at once across all builds (see [`step_slots`]).
     run_slots: tokio::sync::Semaphore,
     last_gc: std::sync::Mutex<Instant>,
 }
@@ -176,6 +176,15 @@ enum Prepared {
     Download(Option<http::Download>),
     /// The commit a Git ref resolved to.
     Commit(String),
+}
+
+/// Steps one build may run at once (one per core), and all builds together
+/// (four builds' worth). A build's steps wait for its own slots first, so
+/// one tenant's long parallel steps cannot hold every slot: another build's
+/// step starts at once and the kernel shares the cores between them.
+fn step_slots() -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    (cores, 4 * cores)
 }
 
 /// Longest a prune or check waits for a moment without builds.
@@ -235,7 +244,7 @@ impl Solver {
             cfg,
             gc_lock: tokio::sync::RwLock::new(()),
             step_locks: crate::keylock::KeyLocks::default(),
-            run_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
+            run_slots: tokio::sync::Semaphore::new(step_slots().1),
             last_gc: std::sync::Mutex::new(Instant::now()),
         };
         let report = solver.collect_garbage(solver.cfg.cache_budget)?;
@@ -387,10 +396,12 @@ impl Solver {
         keys: &mut HashMap<NodeId, String>,
         results: &mut HashMap<NodeId, Vec<LayerRecord>>,
     ) -> Result<(), SolveError> {
+        let own_slots = tokio::sync::Semaphore::new(step_slots().0);
         for wave in waves(def, root) {
             let done = {
-                let (k, r) = (&*keys, &*results);
-                futures_util::future::try_join_all(wave.iter().map(|id| self.solve_node(def, *id, input, k, r))).await?
+                let (k, r, own) = (&*keys, &*results, &own_slots);
+                let nodes = wave.iter().map(|id| self.solve_node(def, *id, input, (k, r), own));
+                futures_util::future::try_join_all(nodes).await?
             };
             for (id, (key, layers)) in wave.into_iter().zip(done) {
                 keys.insert(id, key);
@@ -400,14 +411,15 @@ impl Solver {
         Ok(())
     }
 
-    /// One node: its key, then the cache or a run.
+    /// One node: its key, then the cache or a run (in one of the build's
+    /// own step slots, then one of all builds').
     async fn solve_node(
         &self,
         def: &Definition,
         id: NodeId,
         input: &BuildInput<'_>,
-        keys: &HashMap<NodeId, String>,
-        results: &HashMap<NodeId, Vec<LayerRecord>>,
+        (keys, results): (&HashMap<NodeId, String>, &HashMap<NodeId, Vec<LayerRecord>>),
+        own_slots: &tokio::sync::Semaphore,
     ) -> Result<(String, Vec<LayerRecord>), SolveError> {
         let node = &def.nodes[id];
         let parent = node.inputs.first().copied();
@@ -435,6 +447,7 @@ impl Solver {
                     input.progress.send(Event::Output(id, format!("registry cache unusable, running the step: {e}")));
             }
         }
+        let _own = own_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
         let _slot = self.run_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
         let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
         let layers = match (&node.op, prepared) {
