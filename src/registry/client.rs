@@ -138,11 +138,17 @@ fn is_loopback(host: &str) -> bool {
     h == "localhost" || h.starts_with("127.") || h == "[::1]"
 }
 
+/// Idle connections kept per registry: a build's parallel uploads reuse
+/// them; what concurrent builds open beyond is closed after use, so the
+/// server's open sockets stay bounded however many builds came before.
+const MAX_IDLE_PER_REGISTRY: usize = 4;
+
 impl RegistryClient {
     /// Creates a client.
     pub fn new(opts: RegistryOptions) -> Result<Self> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(MAX_IDLE_PER_REGISTRY)
             .connect_timeout(std::time::Duration::from_secs(15))
             .read_timeout(opts.idle_timeout.unwrap_or(std::time::Duration::from_secs(60)));
         for pem in &opts.ca_bundles {
