@@ -197,6 +197,10 @@ pub struct ServeArgs {
     /// accepted only on of-builder requests (a config entry).
     #[arg(long, env = "KILN_ALLOW_CLOUD_SIGNATURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_cloud_signature: bool,
+    /// Entitlements a Dockerfile may use, as BuildKit's daemon flag of the
+    /// same name: `network.host` (`RUN --network=host`, refused without it).
+    #[arg(long = "allow-insecure-entitlement", env = "KILN_ALLOW_INSECURE_ENTITLEMENT", value_delimiter = ',', value_parser = ["network.host"])]
+    pub allow_insecure_entitlement: Vec<String>,
     /// How widely builds share cache-mount contents (and the layers of
     /// steps that use them): `repository` (each image's
     /// repository apart), `namespace` (the repository path without its

@@ -249,6 +249,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             max_reply_log: opts.max_reply_log as usize,
             allow_cloud_signature: opts.allow_cloud_signature,
             tenant_scope: opts.tenant_scope,
+            allow_network_host: opts.allow_insecure_entitlement.iter().any(|e| e == "network.host"),
             allowed_images: kiln::imagepolicy::ImagePolicy::new(&opts.allowed_images),
         };
         if cfg.disable_hmac {

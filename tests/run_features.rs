@@ -68,7 +68,8 @@ fn every_mount_type_works_and_stays_out_of_the_layer() {
 
 #[test]
 fn network_modes() {
-    let server = Server::start(ServerOptions::default());
+    let args = vec!["--allow-insecure-entitlement".into(), "network.host".into()];
+    let server = Server::start(ServerOptions { args, ..Default::default() });
     let reg = registry();
     let image = test_image("kiln/run-network");
     let (host, port) = reg.split_once(':').unwrap();

@@ -99,3 +99,17 @@ fn one_builds_long_steps_do_not_hold_back_another_builds_step() {
         assert_success_pair(running.join().unwrap());
     });
 }
+
+#[test]
+fn the_host_network_is_an_entitlement_the_operator_grants() {
+    let server = Server::start(ServerOptions::default());
+    let dockerfile = format!("FROM {}/busybox\nRUN --network=none true\nRUN --network=host true\n", registry());
+    let body = request_tar(&json!({"image": test_image("kiln/net-host")}), &[("Dockerfile", dockerfile.as_bytes())]);
+    let (status, reply) = server.build(&body);
+    assert_eq!(status, 400, "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.contains("Dockerfile:3:1") && error.contains("network.host is not allowed"), "{error}");
+    let args = vec!["--allow-insecure-entitlement".into(), "network.host".into()];
+    let granted = Server::start(ServerOptions { args, ..Default::default() });
+    assert_success_pair(granted.build(&body));
+}

@@ -63,6 +63,9 @@ impl Job<'_> {
         let (bases, resolved) = self.resolve_bases(&opts).await?;
         let (df, lower_opts) = (self.df.clone(), opts.clone());
         let lowered = blocking(move || frontend::lower(&df, &lower_opts, &resolved)).await?.map_err(diag_failure)?;
+        if !state.cfg.allow_network_host {
+            refuse_network_host(&lowered)?;
+        }
         let solved = self.solve(&lowered, &bases, platform).await?;
         let mut layers = solved.layers;
         state.solver.add_push_origins(&mut layers);
@@ -193,6 +196,24 @@ impl Job<'_> {
             fail(e.kind, message)
         })
     }
+}
+
+/// `RUN --network=host` needs the `network.host` entitlement, which the
+/// operator grants with `--allow-insecure-entitlement network.host` (as
+/// BuildKit's daemon does): a step on the host's network reaches whatever
+/// the node reaches.
+fn refuse_network_host(lowered: &frontend::Lowered) -> Result<(), BuildFailure> {
+    let host = lowered
+        .definition
+        .nodes
+        .iter()
+        .find(|n| matches!(&n.op, crate::graph::Op::Exec(e) if e.network == crate::graph::NetworkMode::Host));
+    let Some(node) = host else { return Ok(()) };
+    let (line, text) = node.source.as_ref().map_or((1, String::new()), |l| (l.line, l.text.clone()));
+    let msg = "RUN --network=host needs the network.host entitlement: granting entitlement network.host is not \
+               allowed by build daemon configuration (the operator enables it with --allow-insecure-entitlement \
+               network.host)";
+    Err(fail(ErrorKind::InvalidArgument, Diagnostic::new(line, 1, msg, &text).to_string()))
 }
 
 /// `[stage i/n] TEXT`, or `[i/n] TEXT` for the single unnamed stage, after

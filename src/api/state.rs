@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub max_reply_log: usize,
     /// Accept `X-Cloud-Signature` on pro-builder requests too.
     pub allow_cloud_signature: bool,
+    /// `RUN --network=host` allowed (the `network.host` entitlement).
+    pub allow_network_host: bool,
     /// How widely builds share cache mounts.
     pub tenant_scope: crate::tenant::TenantScope,
     /// Which registry images a Dockerfile may name.
