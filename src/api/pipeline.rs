@@ -175,14 +175,18 @@ fn load_dockerfile(
 async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<(), BuildFailure> {
     let dir = context.to_path_buf();
     let applied = blocking(move || {
-        let text = super::contextfs::read_dockerignore(&dir).map_err(|e| e.to_string())?;
+        let text =
+            super::contextfs::read_dockerignore(&dir).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
         let Some(text) = text else { return Ok(false) };
         let ignore = crate::frontend::dockerignore::DockerIgnore::parse(&text);
-        crate::solver::apply_dockerignore(&dir, &ignore).map_err(|e| format!("apply .dockerignore: {e}"))?;
+        crate::solver::apply_dockerignore(&dir, &ignore).map_err(|e| {
+            let (kind, message) =
+                crate::errors::storage_failure(format!("apply .dockerignore: {e}"), ErrorKind::Internal);
+            fail(kind, message)
+        })?;
         Ok(true)
     })
-    .await?
-    .map_err(|e: String| fail(ErrorKind::InvalidArgument, e))?;
+    .await??;
     if applied {
         emit(log, "[internal] load .dockerignore");
     }
