@@ -21,12 +21,14 @@ impl FileServer {
     fn start(name: &str) -> FileServer {
         let dir = std::env::temp_dir().join(unique(name));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let mut cmd = Command::new("python3");
-        cmd.args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
-            .arg(&dir)
-            .stderr(std::process::Stdio::null());
-        FileServer { daemon: Daemon::spawn(cmd, port), dir }
+        let daemon = Daemon::start(|port| {
+            let mut cmd = Command::new("python3");
+            cmd.args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+                .arg(&dir)
+                .stderr(std::process::Stdio::null());
+            cmd
+        });
+        FileServer { daemon, dir }
     }
 
     fn url(&self, path: &str) -> String {

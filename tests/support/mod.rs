@@ -506,13 +506,41 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts `make(port)` on a free port and waits until it serves there.
+    /// Free ports are only free until bound: when the daemon exits at once
+    /// (another test's server took the port, and answered the probe), it
+    /// is started again on another port.
+    pub fn start(make: impl Fn(u16) -> Command) -> Daemon {
+        for _ in 0..5 {
+            let port = free_port();
+            if let Some(d) = Daemon::try_spawn(make(port), port) {
+                return d;
+            }
+        }
+        panic!("the daemon could not keep a free port in 5 tries");
+    }
+
     /// Spawns `cmd` and waits until it accepts connections on `port`.
-    pub fn spawn(mut cmd: Command, port: u16) -> Daemon {
+    pub fn spawn(cmd: Command, port: u16) -> Daemon {
+        let shown = format!("{cmd:?}");
+        Daemon::try_spawn(cmd, port).unwrap_or_else(|| panic!("{shown} exited instead of serving on port {port}"))
+    }
+
+    /// `None` when the process exited (its port was taken).
+    fn try_spawn(mut cmd: Command, port: u16) -> Option<Daemon> {
         let mut child = cmd.stdout(Stdio::null()).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let addr = format!("127.0.0.1:{port}");
         for _ in 0..200 {
             if std::net::TcpStream::connect(&addr).is_ok() {
-                return Daemon { child, addr };
+                // Something answers: make sure it is this process.
+                std::thread::sleep(Duration::from_millis(100));
+                if child.try_wait().unwrap().is_some() {
+                    return None;
+                }
+                return Some(Daemon { child, addr });
+            }
+            if child.try_wait().unwrap().is_some() {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
