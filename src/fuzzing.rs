@@ -39,8 +39,8 @@ pub fn request_tar(data: &[u8]) {
     if accepted {
         assert_links_stay_beneath(&context);
     }
-    // Whatever the context holds, reading the build's own files ends.
-    let _ = crate::api::contextfs::read_dockerfile(&context);
+    // Whatever the context holds, reading the build's own files ends
+    // (intake read the Dockerfile already).
     let _ = crate::api::contextfs::read_dockerignore(&context);
 }
 

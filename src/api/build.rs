@@ -188,29 +188,36 @@ async fn accept_into(
     };
     let cloud_signed = expected.is_some() && audit.record.client_api == ClientApi::OfBuilder;
     let (dir, scratch) = scratch_dir(state).map_err(|e| refuse(audit, ErrorKind::Internal, e))?;
-    let intake = match receive_and_unpack(state, body, expected, &dir, &scratch, audit).await {
-        Ok(i) => i,
+    match admit(state, body, expected, cloud_signed, (&dir, &scratch), audit).await {
+        Ok((intake, secrets)) => Ok((intake, secrets, scratch, slot)),
         Err(resp) => {
             ScratchDir::remove(scratch).await;
-            return Err(resp);
+            Err(resp)
         }
-    };
+    }
+}
+
+/// Everything after the scratch directory exists: the body, the
+/// signature, unpacking, the signature's fit with the request's shape and
+/// the build secrets.
+async fn admit(
+    state: &AppState,
+    body: Body,
+    expected: Option<Expected>,
+    cloud_signed: bool,
+    (dir, scratch): (&std::path::Path, &Arc<ScratchDir>),
+    audit: &mut Audit,
+) -> Result<(Intake, pipeline::Secrets), Response> {
+    let intake = receive_and_unpack(state, body, expected, dir, scratch, audit).await?;
     if let Err(e) = check_signature_fits_shape(state, &intake, cloud_signed) {
         audit.record.signature = "refused";
-        ScratchDir::remove(scratch).await;
         return Err(refuse(audit, ErrorKind::Unauthenticated, e.into()));
     }
-    describe_request(&intake, audit).await;
-    let secrets = match unseal(state, intake.secrets.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            ScratchDir::remove(scratch).await;
-            return Err(refuse(audit, ErrorKind::InvalidArgument, e));
-        }
-    };
+    describe_request(&intake, audit);
+    let secrets = unseal(state, intake.secrets.as_deref()).map_err(|e| refuse(audit, ErrorKind::InvalidArgument, e))?;
     audit.record.secret_ids = secrets.keys().cloned().collect();
     tracing::info!(image = intake.config.image, secrets = secrets.len(), "build started");
-    Ok((intake, secrets, scratch, slot))
+    Ok((intake, secrets))
 }
 
 /// The body into `dir`, its signature checked, then unpacked.
@@ -335,16 +342,14 @@ fn check_signature_fits_shape(state: &AppState, intake: &Intake, cloud_signed: b
 }
 
 /// What the audit record says about the request itself.
-async fn describe_request(intake: &Intake, audit: &mut Audit) {
+fn describe_request(intake: &Intake, audit: &mut Audit) {
     let config = &intake.config;
     audit.record.image = config.image.clone();
     audit.record.pushed = !config.skip_push.unwrap_or(false);
     audit.record.platforms = config.platforms.clone().unwrap_or_default();
     audit.record.build_arg_names = config.build_args.iter().flat_map(|m| m.keys().cloned()).collect();
-    let context = intake.context.clone();
-    let dockerfile = tokio::task::spawn_blocking(move || super::contextfs::read_dockerfile(&context)).await;
     audit.record.dockerfile_digest =
-        dockerfile.ok().and_then(Result::ok).map(|d| kiln_snapshotter::Digest::of(&d).to_string());
+        intake.dockerfile.as_ref().ok().map(|d| kiln_snapshotter::Digest::of(d).to_string());
 }
 
 /// Logs the outcome of a build and records its duration.

@@ -79,6 +79,9 @@ pub struct Intake {
     pub context: PathBuf,
     /// Raw sealed secrets, if sent.
     pub secrets: Option<Vec<u8>>,
+    /// `context/Dockerfile`, read once (inside the context, capped) for
+    /// the audit digest and the build.
+    pub dockerfile: Result<Vec<u8>, super::contextfs::ContextFileError>,
 }
 
 /// Why a request tar was refused.
@@ -191,7 +194,8 @@ pub fn unpack_from(body: impl Read, dir: &Path, limits: Limits, cancel: &AtomicB
         }
         (None, None) => return Err(invalid(format!("missing {CONFIG_ENTRY} in the request tar"))),
     };
-    Ok(Intake { config, shape, context, secrets })
+    let dockerfile = super::contextfs::read_dockerfile(&context);
+    Ok(Intake { config, shape, context, secrets, dockerfile })
 }
 
 /// `e`, unless it was caused by the client leaving.

@@ -91,15 +91,6 @@ fn as_args(value: serde_json::Value) -> Result<Option<BTreeMap<String, String>>,
     }
 }
 
-/// Checks `X-Cloud-Signature` (`sha1=` or `sha256=`) on a whole body in
-/// constant time, with of-builder's error strings (see
-/// [`super::auth::Expected::cloud_signature`]).
-pub fn verify(secret: &[u8], body: &[u8], header: &str) -> Result<(), String> {
-    let mut expected = super::auth::Expected::cloud_signature(secret, header)?;
-    expected.update(body);
-    expected.verify().map_err(|e| e.to_string())
-}
-
 fn sha1_mac(secret: &[u8], body: &[u8]) -> Hmac<sha1::Sha1> {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(body);
@@ -155,6 +146,12 @@ mod tests {
         assert_eq!(parse_config(br#"{"frontend":"x"}"#).unwrap_err(), "no target reference to push");
         assert_eq!(parse_config(br#"{"ref":""}"#).unwrap_err(), "no target reference to push");
         assert!(parse_config(br#"{"ref":1}"#).unwrap_err().contains("must be a string"));
+    }
+
+    fn verify(secret: &[u8], body: &[u8], header: &str) -> Result<(), String> {
+        let mut expected = super::super::auth::Expected::cloud_signature(secret, header)?;
+        expected.update(body);
+        expected.verify().map_err(|e| e.to_string())
     }
 
     #[test]

@@ -69,9 +69,10 @@ pub async fn run_until_cancelled(state: &AppState, job: &Job, log: &LogSink) -> 
 async fn build(state: &AppState, request: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
     let (intake, secrets, bases) = (&request.intake, &request.secrets, &request.audit.bases);
     emit(log, "[internal] load build definition from Dockerfile");
-    let (context, max) = (intake.context.clone(), state.cfg.max_instructions);
+    let bytes = intake.dockerfile.as_ref().map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?.clone();
+    let max = state.cfg.max_instructions;
     let check_arg = intake.config.build_args.as_ref().and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).cloned();
-    let (df, warnings) = blocking(move || load_dockerfile(&context, max, check_arg.as_deref())).await??;
+    let (df, warnings) = blocking(move || load_dockerfile(bytes, max, check_arg.as_deref())).await??;
     for w in &warnings {
         emit(log, w);
     }
@@ -151,15 +152,13 @@ pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send 
     tokio::task::spawn_blocking(work).await.map_err(|e| fail(ErrorKind::Internal, e.to_string()))
 }
 
-/// Reads, parses and checks `context/Dockerfile` (blocking): the parsed
-/// file and the warnings for the log.
+/// Parses and checks the Dockerfile (blocking): the parsed file and the
+/// warnings for the log.
 fn load_dockerfile(
-    context: &std::path::Path,
+    bytes: Vec<u8>,
     max_instructions: usize,
     check_arg: Option<&str>,
 ) -> Result<(frontend::Dockerfile, Vec<String>), BuildFailure> {
-    let bytes =
-        super::contextfs::read_dockerfile(context).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
