@@ -140,9 +140,23 @@ impl Server {
             ports: (port, metrics_port),
         };
         let _ = server.child.wait();
-        server.child = server.spawn(&[]);
-        server.wait_ready();
-        server
+        // Free ports are free only until bound: when another test's server
+        // took one first, start again on new ports.
+        for _ in 0..3 {
+            server.child = server.spawn(&[]);
+            if server.ready_within(Duration::from_secs(20)) {
+                return server;
+            }
+            if !server.log().contains("Address already in use") {
+                break;
+            }
+            server.stop(libc::SIGKILL);
+            std::fs::write(&server.log, "").unwrap();
+            server.ports = (free_port(), free_port());
+            server.url = format!("http://127.0.0.1:{}", server.ports.0);
+            server.metrics_url = format!("http://127.0.0.1:{}", server.ports.1);
+        }
+        panic!("kiln serve did not become ready:\n{}", server.log());
     }
 
     /// Stops the server (SIGKILL when `kill9`, else SIGTERM) and starts it
@@ -226,16 +240,26 @@ impl Server {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        if !self.ready_within(Duration::from_secs(20)) {
+            panic!("kiln serve did not become ready:\n{}", self.log());
+        }
+    }
+
+    /// Whether `/healthz` answers within `limit`.
+    fn ready_within(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(r) = reqwest::blocking::get(format!("{}/healthz", self.url)) {
                 if r.status().is_success() {
-                    return;
+                    return true;
                 }
+            }
+            if self.log().contains("Address already in use") {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("kiln serve did not become ready:\n{}", self.log());
+        false
     }
 
     /// The server's log so far.
