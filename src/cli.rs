@@ -213,6 +213,23 @@ pub struct ServeArgs {
     /// repeatable; none: any image.
     #[arg(long = "allowed-images", env = "KILN_ALLOWED_IMAGES", value_delimiter = ',')]
     pub allowed_images: Vec<String>,
+    /// Destinations RUN steps may connect to although the default policy
+    /// refuses them (loopback, private, link-local and other non-internet
+    /// ranges, and the node's own addresses): `CIDR`, `IP` or `HOST`
+    /// (resolved at start-up), each with an optional `:PORT`; repeatable.
+    #[arg(long = "step-egress-allow", env = "KILN_STEP_EGRESS_ALLOW", value_delimiter = ',')]
+    pub step_egress_allow: Vec<String>,
+    /// Further destinations RUN steps may not connect to (same forms as
+    /// `--step-egress-allow`, which wins); repeatable.
+    #[arg(long = "step-egress-deny", env = "KILN_STEP_EGRESS_DENY", value_delimiter = ',')]
+    pub step_egress_deny: Vec<String>,
+    /// Resolvers that answer RUN steps' DNS queries (`IP` or `IP:PORT`;
+    /// default: the nameservers of the host's /etc/resolv.conf).
+    #[arg(long = "step-dns", env = "KILN_STEP_DNS", value_delimiter = ',')]
+    pub step_dns: Vec<String>,
+    /// The nftables program that loads each step namespace's ruleset.
+    #[arg(long = "nft", env = "KILN_NFT", default_value = "nft")]
+    pub nft: String,
     /// Private key file for build secrets (base64, from `kiln keygen` or
     /// `faas-cli secret keygen`); enables GET /publickey and sealed secrets.
     #[arg(long, env = "build_secrets_private_key_path")]

@@ -32,7 +32,7 @@ fn run_checks(args: &DoctorArgs) -> Vec<Check> {
     checks.push(doctor::data_dir_space(&data_dir));
     checks.push(serve::secret_files(opts, &data_dir));
     if doctor::can_build(&checks) {
-        checks.extend(namespace_checks(range, &data_dir));
+        checks.extend(namespace_checks(range, &data_dir, &opts.nft));
     } else {
         let why = "skipped: fix the failures above first";
         checks.push(Check::fail("namespace start-up", why, "see the fixes above"));
@@ -45,11 +45,16 @@ fn run_checks(args: &DoctorArgs) -> Vec<Check> {
 
 /// Starts `kiln __doctor-probe` the way `kiln serve` starts its server:
 /// mapped into its own user namespace.
-fn namespace_checks(range: (u32, u32), data_dir: &Path) -> Vec<Check> {
+fn namespace_checks(range: (u32, u32), data_dir: &Path, nft: &str) -> Vec<Check> {
     let started = IdMap::detect(range).map_err(|e| e.to_string()).and_then(|map| {
         serve::prepare_data_dir(data_dir, map.ns_root_owner()).map_err(|e| format!("data dir: {e}"))?;
         let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg("__doctor-probe").arg(data_dir).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.arg("__doctor-probe")
+            .arg(data_dir)
+            .env("KILN_NFT", nft)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         spawn_mapped(cmd, &map).map_err(|e| e.to_string())
     });
     let child = match started {
@@ -71,12 +76,32 @@ fn namespace_checks(range: (u32, u32), data_dir: &Path) -> Vec<Check> {
 
 /// The in-namespace checks, printed as JSON (`kiln __doctor-probe`).
 pub fn probe(data_dir: &Path, in_namespace: bool) -> ExitCode {
+    // First: it forks nft, which the PID-namespace probe below rules out.
+    let network = in_namespace.then(step_network_check);
     let mut checks = probes::inside(data_dir);
     if in_namespace {
         checks.push(doctor::cgroup_check());
     }
+    checks.extend(network);
     println!("{}", serde_json::to_string(&checks).expect("checks serialize"));
     ExitCode::SUCCESS
+}
+
+/// Whether a step network namespace with kiln's egress ruleset can be made.
+fn step_network_check() -> Check {
+    let name = "step network";
+    let nft = std::env::var("KILN_NFT").unwrap_or_else(|_| "nft".into());
+    let policy = kiln::egress::policy::EgressPolicy::new(Vec::new(), Vec::new(), Vec::new());
+    // It moves this (single-threaded) probe into the namespace.
+    match kiln_runtime::netns::Prepared::create_here(&nft, move |ports| policy.ruleset(ports)) {
+        Ok(_) => Check::ok(name, "a network namespace with the egress ruleset, relay and NFLOG sockets"),
+        Err(e) => Check::fail(
+            name,
+            e.to_string(),
+            "install nftables (apt-get install nftables) or point --nft at it; the kernel needs nf_tables with NAT, \
+             reject and NFLOG (CONFIG_NFT_NAT, CONFIG_NFT_REJECT, CONFIG_NETFILTER_NETLINK_LOG)",
+        ),
+    }
 }
 
 /// Whether `image`'s registry answers and the credentials may push there.

@@ -7,6 +7,7 @@ pub mod buildsecrets;
 pub mod chunks;
 pub mod client;
 pub mod doctor;
+pub mod egress;
 pub mod errors;
 pub mod exporter;
 pub mod frontend;

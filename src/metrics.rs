@@ -23,6 +23,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ("kiln_step_duration_seconds", "histogram", "Executed steps, by op (source|exec|file)."),
     ("kiln_pulled_bytes_total", "counter", "Compressed bytes downloaded from registries."),
     ("kiln_pushed_bytes_total", "counter", "Compressed bytes uploaded to registries."),
+    ("kiln_step_egress_blocked_total", "counter", "Connections and packets of RUN steps refused by the egress policy."),
 ];
 
 type Labels = Vec<(&'static str, String)>;

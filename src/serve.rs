@@ -226,6 +226,8 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let mirrors = parse_mirrors(&opts.registry_mirrors)?;
         let registry = Arc::new(RegistryClient::new(registry_options(&opts, credentials, mirrors)?)?);
+        let networks = options::step_networks(&opts)?;
+        networks.warm();
         let solver_cfg = SolverConfig {
             data_dir: handover.data_dir.clone(),
             helper_exe: PathBuf::from("/proc/self/exe"),
@@ -234,6 +236,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             cache_budget: (opts.cache_max_size > 0).then_some(opts.cache_max_size),
             step_timeout: (opts.step_timeout > 0).then(|| std::time::Duration::from_secs(opts.step_timeout)),
             step_limits: step_limits(&opts),
+            networks: networks.clone(),
         };
         let solver = Solver::open(solver_cfg, registry).map_err(anyhow::Error::msg)?;
         let cfg = ServeConfig {

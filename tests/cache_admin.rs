@@ -45,7 +45,8 @@ fn cache_ls_and_prune() {
 
 #[test]
 fn admin_endpoints_need_a_signature_from_loopback_and_from_a_step() {
-    let server = Server::start(ServerOptions::default());
+    let args = vec!["--allow-insecure-entitlement".into(), "network.host".into()];
+    let server = Server::start(ServerOptions { args, ..Default::default() });
     let client = reqwest::blocking::Client::new();
     for (method, path) in
         [("POST", "/cache/prune?keep_storage=0"), ("POST", "/cache/check"), ("GET", "/cache"), ("GET", "/doctor")]
@@ -65,8 +66,12 @@ fn admin_endpoints_need_a_signature_from_loopback_and_from_a_step() {
     assert_eq!(metrics.status().as_u16(), 200, "/metrics stays open for Prometheus");
 
     let port = server.metrics_url.rsplit(':').next().unwrap();
+    // A default step does not reach the listener at all (the node's
+    // loopback is not its own); a host-network step (an entitlement) does,
+    // and its unsigned prune is refused.
+    let prune = format!("printf 'POST /cache/prune?keep_storage=0 HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 {port}");
     let dockerfile = format!(
-        "FROM {}/busybox\nRUN printf 'POST /cache/prune?keep_storage=0 HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 {port} | head -1\n",
+        "FROM {}/busybox\nRUN ({prune} || echo step-could-not-connect) | head -1\nRUN --network=host {prune} | head -1\n",
         registry()
     );
     let image = test_image("kiln/step-prunes");
@@ -74,9 +79,10 @@ fn admin_endpoints_need_a_signature_from_loopback_and_from_a_step() {
         server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
     assert_success(status, &reply);
     let log = log_text(&reply);
-    assert!(log.contains(" 401 Unauthorized"), "the step's unsigned prune is refused:\n{log}");
+    assert!(log.contains("step-could-not-connect"), "a default step cannot connect:\n{log}");
+    assert!(log.contains(" 401 Unauthorized"), "the host-network step's unsigned prune is refused:\n{log}");
     let listing = kiln_cache(&server, &["ls"]);
-    assert!(listing.contains("RUN printf"), "nothing was pruned: {listing}");
+    assert!(listing.contains("RUN --network=host printf"), "nothing was pruned: {listing}");
 }
 
 #[test]

@@ -68,11 +68,16 @@ fn every_mount_type_works_and_stays_out_of_the_layer() {
 
 #[test]
 fn network_modes() {
-    let args = vec!["--allow-insecure-entitlement".into(), "network.host".into()];
-    let server = Server::start(ServerOptions { args, ..Default::default() });
     let reg = registry();
-    let image = test_image("kiln/run-network");
     let (host, port) = reg.split_once(':').unwrap();
+    let args = vec![
+        "--allow-insecure-entitlement".into(),
+        "network.host".into(),
+        "--step-egress-allow".into(),
+        format!("{host}:{port}"),
+    ];
+    let server = Server::start(ServerOptions { args, ..Default::default() });
+    let image = test_image("kiln/run-network");
     let probe = |mode: &str| {
         format!(
             "RUN --network={mode} (printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {port} 2>/out/{mode}-wget | grep -q '^HTTP/1.. 200' && echo reach || echo cut) > /out/{mode}-registry && \
@@ -84,16 +89,24 @@ fn network_modes() {
         format!("FROM {reg}/busybox\nRUN mkdir /out\n{}{}{}", probe("none"), probe("host"), probe("default"));
     let (_, img) = built(&server, &image, &dockerfile);
     assert_eq!(read(&img, "out/none-registry"), "cut", "--network=none cannot reach the registry");
-    assert_eq!(read(&img, "out/none-ifaces"), "lo", "--network=none has only loopback");
-    assert_eq!(read(&img, "out/none-loopback"), "up", "…and loopback is up");
+    for mode in ["none", "default"] {
+        assert_eq!(read(&img, &format!("out/{mode}-ifaces")), "lo", "--network={mode} has only loopback");
+        assert_eq!(read(&img, &format!("out/{mode}-loopback")), "up", "…and loopback is up");
+    }
     for mode in ["host", "default"] {
         let why = read(&img, &format!("out/{mode}-wget"));
         assert_eq!(
             read(&img, &format!("out/{mode}-registry")),
             "reach",
-            "--network={mode} reaches the host network: {why}"
+            "--network={mode} reaches the registry (the default network because --step-egress-allow names it): {why}"
         );
     }
+
+    // Without the allow, the node's loopback is not the step's.
+    let plain = Server::start(ServerOptions::default());
+    let dockerfile = format!("FROM {reg}/busybox\nRUN mkdir /out\n{}", probe("default"));
+    let (_, img) = built(&plain, &test_image("kiln/run-network-default"), &dockerfile);
+    assert_eq!(read(&img, "out/default-registry"), "cut", "a default step does not reach the node's loopback");
 }
 
 #[test]

@@ -11,6 +11,8 @@
 pub mod cgroups;
 pub mod diagnose;
 pub mod mounts;
+pub mod netns;
+pub mod nflog;
 pub mod reaper;
 pub mod spec;
 pub mod step;

@@ -1,4 +1,4 @@
-//! `RUN --mount` and `--network=none` inside the helper. Bind sources are
+//! `RUN --mount` inside the helper. Bind sources are
 //! resolved inside their root with `openat2(RESOLVE_IN_ROOT)` and bound by
 //! their canonical path, so a symlink in the context or a stage cannot
 //! point a mount at the host. Writable binds get a throwaway copy-on-write
@@ -140,35 +140,4 @@ fn writable_copy(path: &Path, dir: bool, work: &Path) -> Result<PathBuf> {
     nix::mount::mount(Some("overlay"), &merged, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
         .map_err(|e| Error::Container(format!("copy-on-write mount of {lower}: {e}")))?;
     Ok(merged)
-}
-
-/// Moves the helper into a new network namespace with only loopback up
-/// (`RUN --network=none`); the step inherits it.
-pub fn isolate_network() -> Result<()> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| Error::Namespace(format!("unshare(CLONE_NEWNET): {e}")))?;
-    // SAFETY: a plain datagram socket used only for interface ioctls.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(Error::Io("socket for loopback".into(), std::io::Error::last_os_error()));
-    }
-    // SAFETY: ifreq is plain old data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: valid socket and ifreq for SIOCGIFFLAGS/SIOCSIFFLAGS.
-    let ok = unsafe {
-        libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) == 0 && {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) == 0
-        }
-    };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: closing the socket we opened.
-    unsafe { libc::close(sock) };
-    if !ok {
-        return Err(Error::Io("bring loopback up".into(), err));
-    }
-    Ok(())
 }

@@ -1,6 +1,6 @@
 //! The OCI runtime spec for one RUN step, written as JSON (libcontainer
 //! reads `<bundle>/config.json`). Choices follow `runtime.md`: pid, ipc,
-//! uts and mount namespaces, the host network, no user namespace (the
+//! uts and mount namespaces (the network namespace is the helper's), no user namespace (the
 //! caller is already in one), Docker's default capabilities, no resources
 //! (cgroup v1 device rules need real root), `noNewPrivileges` left unset
 //! (libcontainer 0.7 mishandles `false`), and explicit supplementary groups.
@@ -49,6 +49,9 @@ pub struct SpecInput<'a> {
     pub extra_mounts: &'a [Value],
     /// Process limits.
     pub limits: &'a StepLimits,
+    /// Mount a sysfs of the step's own network namespace instead of a
+    /// read-only bind of the host's `/sys`.
+    pub private_sysfs: bool,
 }
 
 /// Limits every step runs under.
@@ -120,7 +123,7 @@ pub fn build(input: &SpecInput<'_>) -> Value {
                 { "type": "RLIMIT_NPROC", "hard": max_processes(input.limits), "soft": max_processes(input.limits) }
             ]
         },
-        "mounts": mounts(input.binds, input.extra_mounts),
+        "mounts": mounts(input.binds, input.extra_mounts, input.private_sysfs),
         "linux": {
             "namespaces": [
                 { "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }
@@ -145,7 +148,12 @@ pub fn build(input: &SpecInput<'_>) -> Value {
     spec
 }
 
-fn mounts(binds: &[(String, String)], extra: &[Value]) -> Value {
+fn mounts(binds: &[(String, String)], extra: &[Value], private_sysfs: bool) -> Value {
+    let sys = if private_sysfs {
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]})
+    } else {
+        json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    };
     let mut m = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -156,8 +164,7 @@ fn mounts(binds: &[(String, String)], extra: &[Value]) -> Value {
                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "none", "source": "/sys",
-               "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}),
+        sys,
     ];
     for (src, dst) in binds {
         m.push(json!({"destination": dst, "type": "none", "source": src,

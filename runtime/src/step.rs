@@ -44,12 +44,28 @@ pub struct StepRequest {
     /// `RUN --mount=type=cache|bind|tmpfs`.
     #[serde(default)]
     pub mounts: Vec<crate::mounts::StepMount>,
-    /// `RUN --network=none`: a fresh network namespace with only loopback.
+    /// The step's network namespace.
     #[serde(default)]
-    pub isolated_network: bool,
+    pub network: StepNetwork,
     /// Process limits.
     #[serde(default)]
     pub limits: spec::StepLimits,
+}
+
+/// Where a step's network comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepNetwork {
+    /// The server's own (`RUN --network=host`, an entitlement).
+    #[default]
+    Host,
+    /// A new namespace with only loopback (`RUN --network=none`).
+    Isolated,
+    /// A namespace the server prepared, inherited as descriptor `fd`.
+    Join {
+        /// The inherited descriptor.
+        fd: i32,
+    },
 }
 
 /// A secret file prepared by the server (mode and owner already set).
@@ -84,8 +100,10 @@ pub fn run_step(req: &StepRequest) -> Result<StepResult> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::Namespace(format!("unshare(CLONE_NEWNS): {e}")))?;
     make_mounts_private()?;
-    if req.isolated_network {
-        crate::mounts::isolate_network()?;
+    match req.network {
+        StepNetwork::Host => {}
+        StepNetwork::Isolated => crate::netns::isolate()?,
+        StepNetwork::Join { fd } => crate::netns::join(fd)?,
     }
     let rootfs = req.bundle.join("rootfs");
     fs::create_dir_all(&rootfs).map_err(|e| Error::Io(format!("create {}", rootfs.display()), e))?;
@@ -134,6 +152,7 @@ fn prepare_and_run(
         binds: &binds,
         extra_mounts: &extra_mounts,
         limits: &req.limits,
+        private_sysfs: req.network != StepNetwork::Host,
     });
     let spec_path = req.bundle.join("config.json");
     fs::write(&spec_path, serde_json::to_vec(&config).expect("spec serializes"))

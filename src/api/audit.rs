@@ -88,6 +88,43 @@ pub struct BaseImage {
     pub digest: String,
 }
 
+/// Most destinations of each kind one audit line lists.
+const MAX_EGRESS: usize = 500;
+
+/// The network destinations of a build's steps.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Egress {
+    /// `tcp ADDR:PORT` the steps connected to.
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub connected: std::collections::BTreeSet<String>,
+    /// Destinations refused.
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub blocked: std::collections::BTreeSet<String>,
+    /// Names looked up.
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub resolved: std::collections::BTreeSet<String>,
+}
+
+impl Egress {
+    fn is_empty(&self) -> bool {
+        self.connected.is_empty() && self.blocked.is_empty() && self.resolved.is_empty()
+    }
+
+    /// Notes one event (each list stops growing at its bound).
+    pub fn note(&mut self, ev: &crate::egress::EgressEvent) {
+        use crate::egress::EgressEvent as E;
+        let (list, item) = match ev {
+            E::Connected { destination } => (&mut self.connected, destination),
+            E::Blocked { destination, .. } => (&mut self.blocked, destination),
+            E::Resolved { name } => (&mut self.resolved, name),
+            E::Failed { .. } => return,
+        };
+        if list.len() < MAX_EGRESS {
+            list.insert(item.clone());
+        }
+    }
+}
+
 /// One request's audit record.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct AuditRecord {
@@ -120,6 +157,9 @@ pub struct AuditRecord {
     pub dockerfile_digest: Option<String>,
     /// Base images and the digests they resolved to.
     pub base_images: Vec<BaseImage>,
+    /// Where the build's RUN steps connected, and what was refused.
+    #[serde(skip_serializing_if = "Egress::is_empty")]
+    pub egress: Egress,
     /// Pushed or exported manifest (or index) digest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
@@ -149,6 +189,8 @@ pub struct Audit {
     pub record: AuditRecord,
     /// Base images, filled in by the build (which may run on other tasks).
     pub bases: Arc<Mutex<Vec<BaseImage>>>,
+    /// Network destinations, filled in by the build.
+    pub egress: Arc<Mutex<Egress>>,
     /// Reply bytes sent so far (a streamed reply counts while it runs).
     pub bytes_out: AtomicU64,
 }
@@ -166,7 +208,14 @@ impl Audit {
             result: "abandoned",
             ..Default::default()
         };
-        Audit { sink, started: Instant::now(), record, bases: Default::default(), bytes_out: AtomicU64::new(0) }
+        Audit {
+            sink,
+            started: Instant::now(),
+            record,
+            bases: Default::default(),
+            egress: Default::default(),
+            bytes_out: AtomicU64::new(0),
+        }
     }
 
     /// Seconds since the request arrived, rounded to milliseconds.
@@ -209,6 +258,7 @@ impl Drop for Audit {
         bases.sort();
         bases.dedup();
         self.record.base_images = bases;
+        self.record.egress = std::mem::take(&mut *self.egress.lock().unwrap_or_else(|p| p.into_inner()));
         self.record.bytes_out = self.bytes_out.load(Ordering::Relaxed);
         self.record.duration = self.elapsed();
         self.sink.write(&self.record);

@@ -39,6 +39,8 @@ pub struct Job<'a> {
     pub log: &'a LogSink,
     /// Where resolved base images are noted.
     pub bases_seen: &'a super::pipeline::BaseLog,
+    /// Where the steps' network destinations are noted.
+    pub egress_seen: &'a std::sync::Arc<std::sync::Mutex<super::audit::Egress>>,
 }
 
 /// One platform's exported image.
@@ -167,6 +169,7 @@ impl Job<'_> {
             prefix: prefix.clone(),
             ops,
             metrics: state.metrics.clone(),
+            egress: self.egress_seen.clone(),
         };
         let printer = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
@@ -240,6 +243,7 @@ struct Reporter {
     prefix: String,
     ops: Vec<&'static str>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    egress: std::sync::Arc<std::sync::Mutex<super::audit::Egress>>,
 }
 
 impl Reporter {
@@ -261,6 +265,13 @@ impl Reporter {
             }
             Event::Output(_, line) => emit(&self.sink, line),
             Event::Pulled(_, bytes) => self.metrics.inc("kiln_pulled_bytes_total", &[], bytes as f64),
+            Event::Egress(_, ev) => {
+                if matches!(ev, crate::egress::EgressEvent::Blocked { .. }) {
+                    self.metrics.inc("kiln_step_egress_blocked_total", &[], 1.0);
+                }
+                emit(&self.sink, ev.log_line());
+                self.egress.lock().unwrap_or_else(|p| p.into_inner()).note(&ev);
+            }
         }
     }
 }

@@ -68,6 +68,7 @@ pub async fn run_until_cancelled(state: &AppState, job: &Job, log: &LogSink) -> 
 
 async fn build(state: &AppState, request: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
     let (intake, secrets, bases) = (&request.intake, &request.secrets, &request.audit.bases);
+    let egress = &request.audit.egress;
     emit(log, "[internal] load build definition from Dockerfile");
     let bytes = intake.dockerfile.as_ref().map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?.clone();
     let max = state.cfg.max_instructions;
@@ -93,6 +94,7 @@ async fn build(state: &AppState, request: &Job, log: &LogSink) -> Result<Digest,
         multi_platform: platforms.len() > 1,
         log,
         bases_seen: bases,
+        egress_seen: egress,
     };
     let images = futures_util::future::try_join_all(platforms.iter().map(|p| job.build(p))).await?;
     let digest = match images.as_slice() {

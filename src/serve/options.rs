@@ -140,3 +140,31 @@ pub(crate) fn registry_options(
         idle_timeout,
     })
 }
+
+/// Step networks from `--step-egress-*`, `--step-dns` and `--nft`.
+pub(crate) fn step_networks(opts: &ServeArgs) -> anyhow::Result<std::sync::Arc<kiln::egress::StepNetworks>> {
+    use kiln::egress::policy::{node_addresses, parse_rule, EgressPolicy};
+    let allow =
+        opts.step_egress_allow.iter().map(|v| parse_rule("--step-egress-allow", v)).collect::<Result<_, _>>()?;
+    let deny = opts.step_egress_deny.iter().map(|v| parse_rule("--step-egress-deny", v)).collect::<Result<_, _>>()?;
+    let resolvers = if opts.step_dns.is_empty() {
+        kiln::egress::host_resolvers()
+    } else {
+        opts.step_dns.iter().map(|v| parse_resolver(v)).collect::<anyhow::Result<_>>()?
+    };
+    let cfg = kiln::egress::NetworkConfig {
+        policy: std::sync::Arc::new(EgressPolicy::new(allow, deny, node_addresses())),
+        resolvers: std::sync::Arc::new(resolvers),
+        nft: opts.nft.clone(),
+        spare: 2,
+    };
+    Ok(kiln::egress::StepNetworks::new(cfg))
+}
+
+fn parse_resolver(v: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let v = v.trim();
+    if let Ok(ip) = v.parse::<std::net::IpAddr>() {
+        return Ok(std::net::SocketAddr::new(ip, 53));
+    }
+    v.parse().map_err(|_| anyhow::anyhow!("--step-dns {v:?}: expected IP or IP:PORT"))
+}

@@ -10,7 +10,7 @@ use crate::errors::ErrorKind;
 use crate::graph::{ExecOp, NetworkMode, NodeId, RunMount};
 use crate::platform::binfmt::{self, Support};
 use kiln_runtime::mounts::{BindRoot, StepMount};
-use kiln_runtime::step::{SecretFile, StepRequest, StepResult};
+use kiln_runtime::step::{SecretFile, StepNetwork, StepRequest, StepResult};
 use kiln_snapshotter::diff::diff_upper;
 use kiln_snapshotter::overlay::Mount;
 use kiln_snapshotter::snapshots::Snapshotter;
@@ -58,6 +58,16 @@ impl Solver {
             Ok(p) => p,
             Err(message) => return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, message)),
         };
+        let network = match op.network {
+            NetworkMode::Default => match self.cfg.networks.take(super::network::reporter(id, input.progress)).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    let msg = format!("prepare the step's network: {e}");
+                    return Err(SolveError::new(Some(id), ErrorKind::Unavailable, msg));
+                }
+            },
+            NetworkMode::None | NetworkMode::Host => None,
+        };
         let req = StepRequest {
             id: format!("kiln-{}", upper.id().as_str()),
             rootfs: overlay,
@@ -70,10 +80,18 @@ impl Solver {
             user: op.user.clone(),
             hostname: "kiln".into(),
             mounts,
-            isolated_network: op.network == NetworkMode::None,
+            network: match (&network, op.network) {
+                (Some(n), _) => StepNetwork::Join { fd: n.fd() },
+                (None, NetworkMode::None) => StepNetwork::Isolated,
+                (None, _) => StepNetwork::Host,
+            },
             limits: self.cfg.step_limits,
         };
-        let outcome = self.run_helper(id, "__run-step", &bundle, &req, input).await;
+        let inherit = network.as_ref().map(|n| n.fd());
+        let outcome = self.run_helper(id, "__run-step", &bundle, &req, input, inherit).await;
+        if let Some(n) = network {
+            n.close().await;
+        }
         // A killed step leaves libcontainer's state behind.
         let _ = std::fs::remove_dir_all(req.state_root.join(&req.id));
         let result = outcome.and_then(|(tail, raw)| {
@@ -105,7 +123,7 @@ impl Solver {
             actions,
             max_archive_bytes: self.cfg.max_archive_bytes,
         };
-        let outcome = self.run_helper(id, "__file-op", &bundle, &req, input).await;
+        let outcome = self.run_helper(id, "__file-op", &bundle, &req, input, None).await;
         let result = outcome.and_then(|(tail, raw)| {
             let r: super::fileop::FileOpResult =
                 serde_json::from_slice(&raw).map_err(|e| unreadable_result(id, e, &tail))?;
@@ -213,6 +231,7 @@ impl Solver {
         bundle: &Path,
         req: &impl serde::Serialize,
         input: &BuildInput<'_>,
+        inherit_fd: Option<i32>,
     ) -> Result<(Vec<String>, Vec<u8>), SolveError> {
         std::fs::create_dir_all(bundle).map_err(|e| SolveError::internal(id, e))?;
         let req_path = bundle.join("request.json");
@@ -229,10 +248,16 @@ impl Solver {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let own_pid_namespace = verb == "__run-step";
-        // SAFETY: prctl and unshare are async-signal-safe.
+        // SAFETY: prctl, fcntl and unshare are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // The helper inherits this one descriptor (the step's netns).
+                if let Some(fd) = inherit_fd {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 if own_pid_namespace && libc::unshare(libc::CLONE_NEWPID) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

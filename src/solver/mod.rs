@@ -12,6 +12,7 @@ mod gc;
 mod git;
 mod http;
 mod keys;
+mod network;
 pub mod regcache;
 pub mod tags;
 
@@ -45,6 +46,8 @@ pub enum Event {
     Output(NodeId, String),
     /// Compressed bytes downloaded for a step.
     Pulled(NodeId, u64),
+    /// Something a step's network did.
+    Egress(NodeId, crate::egress::EgressEvent),
 }
 
 /// Where progress goes.
@@ -96,6 +99,8 @@ pub struct SolverConfig {
     pub step_limits: kiln_runtime::spec::StepLimits,
     /// Most bytes one archive that ADD extracts may unpack to.
     pub max_archive_bytes: u64,
+    /// Network namespaces of steps with the default network.
+    pub networks: Arc<crate::egress::StepNetworks>,
 }
 
 /// The base images a build resolved, by manifest digest.

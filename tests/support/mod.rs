@@ -268,6 +268,13 @@ impl Server {
     }
 
     /// The server's process id.
+    /// The audit lines the server wrote to its output (`--audit-log -`).
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        let log = self.log();
+        let records = log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        records.filter(|v| v.get("request_id").is_some()).collect()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
