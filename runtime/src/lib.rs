@@ -14,6 +14,7 @@ pub mod mounts;
 pub mod netns;
 pub mod nflog;
 pub mod reaper;
+pub mod seccomp;
 pub mod spec;
 pub mod step;
 pub mod userns;

@@ -157,6 +157,8 @@ fn prepare_and_run(
     let spec_path = req.bundle.join("config.json");
     fs::write(&spec_path, serde_json::to_vec(&config).expect("spec serializes"))
         .map_err(|e| Error::Io("write config.json".into(), e))?;
+    // Inherited by libcontainer's processes and the step.
+    crate::seccomp::install()?;
     run_container(req)
 }
 
