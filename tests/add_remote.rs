@@ -31,6 +31,12 @@ impl FileServer {
         FileServer { daemon, dir }
     }
 
+    /// Server arguments that let ADD reach this loopback server (the
+    /// default egress policy refuses the node's loopback).
+    fn allow(&self) -> Vec<String> {
+        vec!["--step-egress-allow".into(), self.daemon.addr.to_string()]
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}/{path}", self.daemon.addr)
     }
@@ -77,7 +83,7 @@ fn add_url_downloads_like_buildkit() {
     // Real times (`now`), as BuildKit without SOURCE_DATE_EPOCH: the
     // reproducible default would clamp the Last-Modified mtime to 0.
     let now = vec![("SOURCE_DATE_EPOCH".to_string(), "now".to_string())];
-    let server = Server::start(ServerOptions { env: now, ..Default::default() });
+    let server = Server::start(ServerOptions { env: now, args: files.allow(), ..Default::default() });
     let (status, reply) = server.build(&dockerfile_tar(&image, &dockerfile));
     assert_success(status, &reply);
     let img = unpack_image(&image, None);
@@ -110,7 +116,8 @@ fn add_url_downloads_like_buildkit() {
 fn add_url_errors_name_the_line_and_cause() {
     let files = FileServer::start("kiln-add-url-errors");
     support::write(&files.dir.join("f"), b"data");
-    let server = Server::start(ServerOptions::default());
+    let args = vec!["--step-egress-allow".into(), "127.0.0.1".into()];
+    let server = Server::start(ServerOptions { args, ..Default::default() });
     let reg = registry();
     let cases = [
         (format!("ADD --checksum=sha256:{} {} /f", "0".repeat(64), files.url("f")), 400, "checksum mismatch"),
@@ -123,6 +130,17 @@ fn add_url_errors_name_the_line_and_cause() {
         assert_eq!(status, want_status, "{instruction}: {reply}");
         let err = reply["error"].as_str().unwrap();
         assert!(err.contains(want) && err.contains("Dockerfile line 2"), "{instruction}: {err}");
+    }
+
+    // Without the allow, an ADD URL on the node, a private range or the
+    // metadata address is refused as a step's connection would be.
+    let strict = Server::start(ServerOptions::default());
+    for url in [files.url("f"), "http://169.254.169.254/latest/meta-data/".into(), "http://10.0.0.1:8080/x".into()] {
+        let dockerfile = format!("FROM {reg}/busybox\nADD {url} /f\n");
+        let (status, reply) = strict.build(&dockerfile_tar(&test_image("kiln/add-url-refused"), &dockerfile));
+        assert_eq!(status, 400, "{url}: {reply}");
+        let err = reply["error"].as_str().unwrap();
+        assert!(err.contains("refused by the egress policy") && err.contains("Dockerfile line 2"), "{url}: {err}");
     }
 }
 

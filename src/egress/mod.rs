@@ -5,6 +5,7 @@
 //! once). Namespaces are prepared ahead of the steps in a small pool, so a
 //! step does not wait for one. See `docs/security.md`.
 
+pub mod fetch;
 pub mod policy;
 mod relay;
 
@@ -90,6 +91,11 @@ impl StepNetworks {
     /// An empty pool; [`StepNetworks::warm`] fills it.
     pub fn new(cfg: NetworkConfig) -> Arc<StepNetworks> {
         Arc::new(StepNetworks { cfg, ready: Mutex::new(Vec::new()), filling: Mutex::new(false) })
+    }
+
+    /// The policy steps (and ADD URLs) follow.
+    pub fn policy(&self) -> &Arc<EgressPolicy> {
+        &self.cfg.policy
     }
 
     /// Prepares one namespace now (blocking: a thread, a few syscalls and

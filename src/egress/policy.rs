@@ -192,6 +192,18 @@ impl EgressPolicy {
         Verdict::Allowed
     }
 
+    /// Whether connections to `ip` are allowed on some port (for a
+    /// resolver, which does not know the port).
+    pub fn allows_address(&self, ip: IpAddr) -> bool {
+        if self.allow.iter().any(|r| r.nets.iter().any(|n| n.contains(ip))) {
+            return true;
+        }
+        let denied_everywhere = |r: &Rule| r.port.is_none() && r.nets.iter().any(|n| n.contains(ip));
+        !(self.deny.iter().any(denied_everywhere)
+            || self.defaults.iter().any(|(n, _)| n.contains(ip))
+            || self.node.iter().any(|n| n.contains(ip)))
+    }
+
     /// The nftables ruleset of a step namespace whose relay and DNS
     /// forwarder listen on `ports`.
     pub fn ruleset(&self, ports: kiln_runtime::netns::Ports) -> String {
@@ -344,6 +356,16 @@ mod tests {
         assert!(why.contains("--step-egress-deny 151.101.0.0/16"), "{why}");
         assert!(matches!(verdict(&p, "1.1.1.1:80"), Verdict::Denied(_)));
         assert_eq!(verdict(&p, "1.1.1.1:443"), Verdict::Allowed);
+    }
+
+    #[test]
+    fn an_address_is_allowed_when_some_port_of_it_is() {
+        let p = policy(&["10.0.0.5:5000"], &["1.1.1.1:80", "9.9.9.9"]);
+        assert!(p.allows_address("10.0.0.5".parse().unwrap()));
+        assert!(!p.allows_address("10.0.0.6".parse().unwrap()));
+        assert!(p.allows_address("1.1.1.1".parse().unwrap()), "denied on one port only");
+        assert!(!p.allows_address("9.9.9.9".parse().unwrap()));
+        assert!(!p.allows_address("203.0.113.7".parse().unwrap()), "a node address");
     }
 
     #[test]

@@ -34,10 +34,13 @@ enum Fetched {
     Body(Download),
 }
 
-/// The HTTP client downloads use.
-pub(super) fn client() -> Result<reqwest::Client, String> {
+/// The HTTP client downloads use, under the step egress policy.
+pub(super) fn client(policy: &std::sync::Arc<crate::egress::policy::EgressPolicy>) -> Result<reqwest::Client, String> {
+    use crate::egress::fetch::{redirect_policy, PolicyResolver};
     reqwest::Client::builder()
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(std::sync::Arc::new(PolicyResolver(policy.clone())))
+        .redirect(redirect_policy(policy.clone()))
         .connect_timeout(std::time::Duration::from_secs(30))
         .read_timeout(std::time::Duration::from_secs(120))
         .timeout(std::time::Duration::from_secs(1800))
@@ -90,6 +93,10 @@ impl Solver {
     /// file under the data dir, hashing as it streams.
     async fn fetch(&self, id: NodeId, url: &str, previous: Option<HttpRecord>) -> Result<Fetched, SolveError> {
         let fail = |kind, msg: String| SolveError::new(Some(id), kind, format!("ADD {url}: {msg}"));
+        let parsed = reqwest::Url::parse(url).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
+        crate::egress::fetch::check_url(self.cfg.networks.policy(), &parsed).await.map_err(|e| {
+            fail(ErrorKind::InvalidArgument, format!("{e} (ADD URLs follow the RUN steps' egress policy)"))
+        })?;
         let mut req = self.http.get(url);
         if let Some(p) = &previous {
             if let Some(etag) = &p.etag {

@@ -245,7 +245,7 @@ impl Solver {
             snapshots,
             cache,
             registry,
-            http: http::client()?,
+            http: http::client(cfg.networks.policy())?,
             cfg,
             gc_lock: tokio::sync::RwLock::new(()),
             step_locks: crate::keylock::KeyLocks::default(),
