@@ -167,7 +167,8 @@ fn add_git_checks_out_a_ref() {
          ADD --keep-git-dir=true {repo} /full/\n\
          ADD --checksum={v1} {repo}#v1 /pinned/\n"
     );
-    let server = Server::start(ServerOptions::default());
+    // git runs in a step network: the loopback server must be allowed.
+    let server = Server::start(ServerOptions { args: files.allow(), ..Default::default() });
     let (status, reply) = server.build(&dockerfile_tar(&image, &dockerfile));
     assert_success(status, &reply);
     let img = unpack_image(&image, None);
@@ -186,4 +187,17 @@ fn add_git_checks_out_a_ref() {
     let (status, reply) = server.build(&dockerfile_tar(&test_image("kiln/add-git-bad"), &escape));
     assert_ne!(status, 200, "{reply}");
     assert!(reply["error"].as_str().unwrap().contains("leaves the repository"), "{reply}");
+
+    // A repository the policy refuses is never reached, and the log says why.
+    let strict = Server::start(ServerOptions::default());
+    let (status, reply) = strict.build(&dockerfile_tar(&test_image("kiln/add-git-refused"), &dockerfile));
+    assert_ne!(status, 200, "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.contains("ls-remote failed") && error.contains("Failed to connect"), "{error}");
+    let port = files.daemon.addr.rsplit(':').next().unwrap();
+    let private = format!("FROM {reg}/busybox\nADD http://10.0.0.1:{port}/repo.git /x/\n");
+    let (status, reply) = strict.build(&dockerfile_tar(&test_image("kiln/add-git-refused"), &private));
+    assert_ne!(status, 200, "{reply}");
+    let log = log_text(&reply);
+    assert!(log.contains(&format!("[egress] blocked tcp 10.0.0.1:{port}: a private address")), "{log}");
 }

@@ -4,17 +4,28 @@
 //! servers that cannot do shallow fetches) and checked out into a snapshot.
 //! `.git` is dropped unless `--keep-git-dir`; `--checksum` pins the commit.
 //! Runs the `git` command with a scrubbed environment, no prompts, no
-//! system or user config, and only the http(s), git and ssh transports.
+//! system or user config, and only the http(s), git and ssh transports —
+//! in a step network namespace, so the repository URL (the tenant's) is
+//! under the steps' egress policy and its connections are logged.
 
-use super::{keys, LayerRecord, SolveError, Solver};
+use super::{keys, BuildInput, LayerRecord, SolveError, Solver};
+use crate::egress::StepNetwork;
 use crate::errors::ErrorKind;
 use crate::graph::{GitOp, NodeId, Op};
 use std::path::Path;
 
 impl Solver {
     /// The cache key of a checkout: the op and the commit its ref names now.
-    pub(super) async fn git_key(&self, id: NodeId, op: &GitOp) -> Result<(String, String), SolveError> {
-        let commit = resolve_commit(op).await.map_err(|m| git_error(id, op, m))?;
+    pub(super) async fn git_key(
+        &self,
+        id: NodeId,
+        op: &GitOp,
+        input: &BuildInput<'_>,
+    ) -> Result<(String, String), SolveError> {
+        let net = self.git_network(id, op, input).await?;
+        let commit = resolve_commit(op, &net).await.map_err(|m| git_error(id, op, m));
+        net.close().await;
+        let commit = commit?;
         if let Some(want) = op.checksum.as_ref().filter(|w| !commit.starts_with(w.as_str())) {
             let msg = format!("checksum mismatch: expected commit {want}, the ref resolves to {commit}");
             return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, format!("ADD {}: {msg}", op.remote)));
@@ -23,10 +34,18 @@ impl Solver {
     }
 
     /// Checks `commit` out into a new snapshot and layer.
-    pub(super) async fn run_git(&self, id: NodeId, op: &GitOp, commit: &str) -> Result<Vec<LayerRecord>, SolveError> {
+    pub(super) async fn run_git(
+        &self,
+        id: NodeId,
+        op: &GitOp,
+        commit: &str,
+        input: &BuildInput<'_>,
+    ) -> Result<Vec<LayerRecord>, SolveError> {
         let work =
             self.cfg.data_dir.join("run").join(format!("git-{}", kiln_snapshotter::SnapshotId::random().as_str()));
-        let checkout = checkout(op, commit, &work).await;
+        let net = self.git_network(id, op, input).await?;
+        let checkout = checkout(op, commit, &work, &net).await;
+        net.close().await;
         let snap = self.uncommitted(self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?);
         let result = checkout.and_then(|()| {
             if !op.keep_git_dir {
@@ -40,6 +59,14 @@ impl Solver {
     }
 }
 
+impl Solver {
+    /// A step network for `git` (its events are the op's).
+    async fn git_network(&self, id: NodeId, op: &GitOp, input: &BuildInput<'_>) -> Result<StepNetwork, SolveError> {
+        let report = super::network::reporter(id, input.progress);
+        self.cfg.networks.take(report).await.map_err(|e| git_error(id, op, format!("prepare the network for git: {e}")))
+    }
+}
+
 fn git_error(id: NodeId, op: &GitOp, msg: String) -> SolveError {
     SolveError::new(Some(id), ErrorKind::Unavailable, format!("ADD {}: {msg}", op.remote))
 }
@@ -47,9 +74,22 @@ fn git_error(id: NodeId, op: &GitOp, msg: String) -> SolveError {
 /// Longest a single git command may run.
 const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Runs `git` in `dir` and returns its stdout.
-async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("git")
+/// Runs `git` in `dir`, in the network namespace of `net`, and returns
+/// its stdout.
+async fn git(dir: &Path, args: &[&str], net: &StepNetwork) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new("git");
+    let netns = net.fd();
+    // SAFETY: setns is async-signal-safe; the descriptor stays open until
+    // the command has run.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(netns, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd
         .args(args)
         .current_dir(dir)
         .env_clear()
@@ -78,12 +118,12 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
 
 /// The commit `op.reference` names on the remote (a full commit id is
 /// taken as is).
-async fn resolve_commit(op: &GitOp) -> Result<String, String> {
+async fn resolve_commit(op: &GitOp, net: &StepNetwork) -> Result<String, String> {
     let wanted = op.reference.as_deref().unwrap_or("HEAD");
     if wanted.len() == 40 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(wanted.to_ascii_lowercase());
     }
-    let listing = git(Path::new("/"), &["ls-remote", "--", &op.remote]).await?;
+    let listing = git(Path::new("/"), &["ls-remote", "--", &op.remote], net).await?;
     pick_ref(&listing, wanted).ok_or_else(|| format!("no branch or tag named {wanted:?} in the repository"))
 }
 
@@ -97,17 +137,17 @@ fn pick_ref(listing: &str, name: &str) -> Option<String> {
 }
 
 /// Fetches `commit` into `<work>/tree` and checks it out.
-async fn checkout(op: &GitOp, commit: &str, work: &Path) -> Result<(), String> {
+async fn checkout(op: &GitOp, commit: &str, work: &Path, net: &StepNetwork) -> Result<(), String> {
     let tree = work.join("tree");
     std::fs::create_dir_all(&tree).map_err(|e| format!("create {}: {e}", tree.display()))?;
-    git(&tree, &["init", "-q"]).await?;
-    git(&tree, &["remote", "add", "origin", "--", &op.remote]).await?;
+    git(&tree, &["init", "-q"], net).await?;
+    git(&tree, &["remote", "add", "origin", "--", &op.remote], net).await?;
     let wanted = op.reference.clone().unwrap_or_else(|| "HEAD".into());
-    let shallow = git(&tree, &["fetch", "-q", "--depth=1", "origin", commit]).await;
+    let shallow = git(&tree, &["fetch", "-q", "--depth=1", "origin", commit], net).await;
     if shallow.is_err() {
-        git(&tree, &["fetch", "-q", "--tags", "origin", &wanted]).await?;
+        git(&tree, &["fetch", "-q", "--tags", "origin", &wanted], net).await?;
     }
-    git(&tree, &["checkout", "-q", "--detach", commit]).await?;
+    git(&tree, &["checkout", "-q", "--detach", commit], net).await?;
     Ok(())
 }
 

@@ -463,7 +463,7 @@ impl Solver {
                 self.run_exec(id, op, base, &sources, input).await?
             }
             (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d).await?,
-            (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c).await?,
+            (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c, input).await?,
             (Op::File(_), Prepared::Plan(mut plan)) => {
                 for action in &mut plan {
                     if let fileop::PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
@@ -497,7 +497,7 @@ impl Solver {
     ) -> Result<(String, Prepared), SolveError> {
         match op {
             Op::Http(h) => self.http_key(id, h).await.map(|(k, d)| (k, Prepared::Download(d))),
-            Op::Git(g) => self.git_key(id, g).await.map(|(k, c)| (k, Prepared::Commit(c))),
+            Op::Git(g) => self.git_key(id, g, input).await.map(|(k, c)| (k, Prepared::Commit(c))),
             _ => {
                 let (key, plan) = keys::cache_key(op, parent_key, source_keys, input.context)
                     .await
