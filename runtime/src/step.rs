@@ -222,23 +222,27 @@ fn start_time(pid: i32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Kills the step recorded in `bundle` if its process still runs (a
+/// cancelled step whose helper was killed before its container's init
+/// learnt to die with it). Returns whether one was killed.
+pub fn kill_recorded(bundle: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(bundle.join(PID_FILE)) else { return false };
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());
+    let (Some(Some(pid)), Some(Some(start))) = (parts.next(), parts.next()) else { return false };
+    if start_time(pid as i32) != Some(start) {
+        return false;
+    }
+    // SAFETY: plain kill(2) of a process verified by pid and start time.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    true
+}
+
 /// Kills the steps recorded under `run_dir` (`<run_dir>/*/container.pid`)
 /// whose processes still run: each is PID 1 of its PID namespace, so the
 /// whole step dies. Returns how many were killed.
 pub fn kill_orphans(run_dir: &Path) -> usize {
     let Ok(entries) = fs::read_dir(run_dir) else { return 0 };
-    let mut killed = 0;
-    for e in entries.flatten() {
-        let Ok(text) = fs::read_to_string(e.path().join(PID_FILE)) else { continue };
-        let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());
-        let (Some(Some(pid)), Some(Some(start))) = (parts.next(), parts.next()) else { continue };
-        if start_time(pid as i32) == Some(start) {
-            // SAFETY: plain kill(2) of a process verified by pid and start time.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            killed += 1;
-        }
-    }
-    killed
+    entries.flatten().filter(|e| kill_recorded(&e.path())).count()
 }
 
 /// Mountpoints created for this run only, in creation order.

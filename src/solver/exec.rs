@@ -265,6 +265,9 @@ impl Solver {
             });
         }
         let mut child = cmd.spawn().map_err(|e| SolveError::internal(id, format!("spawn helper: {e}")))?;
+        // However this ends (cancelled, timed out, done), the step's
+        // processes do not outlive it.
+        let _reap = own_pid_namespace.then(|| StepReaper(bundle.to_path_buf()));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let sink = OutputSink { id, progress: input.progress.clone(), tail: tail.clone(), logged: Default::default() };
         let out = forward(child.stdout.take().expect("piped"), sink.clone());
@@ -288,6 +291,16 @@ impl Solver {
             Ok(raw) => Ok((tail, raw)),
             Err(_) => Err(SolveError::internal(id, format!("helper {verb} died ({status}): {}", tail.join("\n")))),
         }
+    }
+}
+
+/// Kills a step's recorded container when dropped (the helper's death alone
+/// does not stop a container whose init was already started).
+struct StepReaper(PathBuf);
+
+impl Drop for StepReaper {
+    fn drop(&mut self) {
+        kiln_runtime::step::kill_recorded(&self.0);
     }
 }
 
