@@ -21,6 +21,8 @@ const MAX_CONNECTIONS: usize = 256;
 const MAX_QUERIES: usize = 64;
 /// How long an outside connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a listener waits after an error before it tries again.
+const ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// How long an upstream resolver may take to answer.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -36,7 +38,14 @@ pub(super) struct Ctx {
 pub(super) async fn serve_tcp(listener: TcpListener, ctx: Arc<Ctx>) {
     let mut open = JoinSet::new();
     loop {
-        let Ok((conn, _)) = listener.accept().await else { continue };
+        let conn = match listener.accept().await {
+            Ok((conn, _)) => conn,
+            Err(_) => {
+                // Out of descriptors, say: back off instead of spinning.
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
         while open.try_join_next().is_some() {}
         if open.len() >= MAX_CONNECTIONS {
             reset(conn);
@@ -120,7 +129,13 @@ pub(super) async fn serve_dns(sock: UdpSocket, ctx: Arc<Ctx>) {
     let mut inflight = JoinSet::new();
     let mut buf = vec![0u8; 4096];
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else { continue };
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(_) => {
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
         while inflight.try_join_next().is_some() {}
         if inflight.len() >= MAX_QUERIES {
             continue;
