@@ -13,13 +13,20 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use support::*;
 
-fn probe_binary() -> Vec<u8> {
+/// The probe, built static, and what it reports when run here, outside
+/// any step (the control: the same calls succeed without kiln's filter).
+fn probe_binary() -> (Vec<u8>, BTreeMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("syscalls");
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/probes/syscalls.c");
     let built = Command::new("cc").args(["-static", "-O1", "-o"]).arg(&out).arg(src).output().unwrap();
     assert!(built.status.success(), "cc: {}", String::from_utf8_lossy(&built.stderr));
-    std::fs::read(out).unwrap()
+    let here = Command::new(&out).output().unwrap();
+    (std::fs::read(out).unwrap(), results(&String::from_utf8_lossy(&here.stdout)))
+}
+
+fn results(text: &str) -> BTreeMap<String, String> {
+    text.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn sandboxed(user: Option<String>) {
@@ -33,15 +40,21 @@ fn sandboxed(user: Option<String>) {
          (unshare -U true 2>/dev/null && echo ESCAPED || echo blocked) > /unshare\n",
         registry()
     );
-    let binary = probe_binary();
+    let (binary, outside) = probe_binary();
+    for works in ["unshare-user", "add_key", "keyctl", "personality", "inet-socket"] {
+        assert_eq!(
+            outside.get(works).map(String::as_str),
+            Some("ok"),
+            "control: {works} works outside a step: {outside:?}"
+        );
+    }
     let config = json!({"image": image});
     let (status, reply) =
         server.build(&request_tar(&config, &[("Dockerfile", dockerfile.as_bytes()), ("syscalls", &binary)]));
     assert_success(status, &reply);
     let img = unpack_image(&image, None);
     let read = |f: &str| std::fs::read_to_string(img.rootfs.join(f)).unwrap();
-    let probe: BTreeMap<String, String> =
-        read("probe").lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let probe = results(&read("probe"));
     for denied in
         ["unshare-user", "add_key", "keyctl", "perf_event_open", "io_uring_setup", "bpf", "userfaultfd", "personality"]
     {

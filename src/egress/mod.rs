@@ -13,6 +13,7 @@ use kiln_runtime::netns::Prepared;
 use policy::EgressPolicy;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 
@@ -78,7 +79,7 @@ pub struct NetworkConfig {
 pub struct StepNetworks {
     cfg: NetworkConfig,
     ready: Mutex<Vec<Prepared>>,
-    filling: Mutex<bool>,
+    filling: AtomicBool,
 }
 
 impl std::fmt::Debug for StepNetworks {
@@ -90,7 +91,7 @@ impl std::fmt::Debug for StepNetworks {
 impl StepNetworks {
     /// An empty pool; [`StepNetworks::warm`] fills it.
     pub fn new(cfg: NetworkConfig) -> Arc<StepNetworks> {
-        Arc::new(StepNetworks { cfg, ready: Mutex::new(Vec::new()), filling: Mutex::new(false) })
+        Arc::new(StepNetworks { cfg, ready: Mutex::new(Vec::new()), filling: AtomicBool::new(false) })
     }
 
     /// The policy steps (and ADD URLs) follow.
@@ -107,12 +108,8 @@ impl StepNetworks {
 
     /// Fills the pool in the background up to its spare count.
     pub fn warm(self: &Arc<Self>) {
-        {
-            let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
-            if *filling {
-                return;
-            }
-            *filling = true;
+        if self.filling.swap(true, Ordering::AcqRel) {
+            return;
         }
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -125,7 +122,7 @@ impl StepNetworks {
                     }
                 }
             }
-            *pool.filling.lock().unwrap_or_else(|p| p.into_inner()) = false;
+            pool.filling.store(false, Ordering::Release);
         });
     }
 
