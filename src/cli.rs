@@ -138,7 +138,7 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_STEP_TIMEOUT", default_value_t = 3600)]
     pub step_timeout: u64,
     /// Processes one user of a step may own (RLIMIT_NPROC): stops fork
-    /// bombs. Steps running as the same user share the count.
+    /// bombs. Counted per step (each has a user namespace of its own).
     #[arg(long, env = "KILN_STEP_MAX_PROCESSES", default_value_t = 4096)]
     pub step_max_processes: u64,
     /// cgroup v2 memory limit of a step (e.g. 2GiB; 0: none). Needs a host

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod platform;
 pub mod registry;
 pub mod solver;
+pub mod spawner;
 pub mod tenant;
 pub mod text;
 pub mod timefmt;

@@ -5,6 +5,8 @@
 //! channel between tenants' builds), perf, io_uring, bpf, userfaultfd,
 //! AF_VSOCK, READ_IMPLIES_EXEC — and each fails, as root and rootless,
 //! while `no_new_privs` stays off (setuid programs keep working).
+//! Each step also has a user namespace of its own, so a step that holds its
+//! process limit does not stop another build's step from forking.
 
 mod support;
 
@@ -80,4 +82,56 @@ fn steps_run_under_the_seccomp_filter_as_root() {
 #[test]
 fn steps_run_under_the_seccomp_filter_rootless() {
     sandboxed(Some(std::env::var("KILN_TEST_USER").unwrap_or_else(|_| "kiln-test".into())));
+}
+
+/// Processes whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| *c == want)
+        .count()
+}
+
+fn one_steps_process_limit_is_its_own(user: Option<String>) {
+    const LIMIT: usize = 40;
+    let args = vec!["--step-max-processes".to_string(), LIMIT.to_string()];
+    let server = std::sync::Arc::new(Server::start(ServerOptions { user, args, ..Default::default() }));
+    let reg = registry();
+    // Forks `sleep` until the kernel refuses, then holds every process.
+    let hog = format!(
+        "FROM {reg}/busybox\nRUN (i=0; while true; do sleep 13 & i=$((i+1)); echo $i > /held; done) 2>/dev/null; \
+         read n < /held; echo \"forks: $n\"; exec sleep 13\n"
+    );
+    let body = request_tar(&json!({"image": test_image("kiln/nproc-hog")}), &[("Dockerfile", hog.as_bytes())]);
+    let hog_server = server.clone();
+    let hog_build = std::thread::spawn(move || hog_server.build(&body));
+    let holding = || processes_running(&["sleep", "13"]) >= LIMIT - 5;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !holding() {
+        assert!(std::time::Instant::now() < deadline, "the hog never reached its limit: {}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let other = format!("FROM {reg}/busybox\nRUN sh -c 'echo forked' && /bin/true && echo started > /ran\n");
+    let body = request_tar(&json!({"image": test_image("kiln/nproc-other")}), &[("Dockerfile", other.as_bytes())]);
+    let (status, reply) = server.build(&body);
+    assert!(holding(), "the hog still held its processes while the other build ran");
+    assert_success(status, &reply);
+    assert!(log_text(&reply).contains("forked"), "{reply}");
+    let (status, reply) = hog_build.join().unwrap();
+    assert_success(status, &reply);
+    let log = log_text(&reply);
+    let held: usize = log.lines().find_map(|l| l.split_once("Z forks: ")?.1.trim().parse().ok()).expect(&log);
+    assert!((LIMIT - 5..LIMIT).contains(&held), "the hog stopped at its own limit ({held} of {LIMIT})");
+}
+
+#[test]
+fn a_step_at_its_process_limit_does_not_stop_another_builds_step_as_root() {
+    one_steps_process_limit_is_its_own(None);
+}
+
+#[test]
+fn a_step_at_its_process_limit_does_not_stop_another_builds_step_rootless() {
+    one_steps_process_limit_is_its_own(Some(std::env::var("KILN_TEST_USER").unwrap_or_else(|_| "kiln-test".into())));
 }

@@ -5,8 +5,9 @@
 //! user namespace with a full subordinate ID range plus mount and cgroup
 //! namespaces at start-up ([`userns`]); each step then runs in a
 //! single-threaded helper process ([`step::run_step`]) that mounts the
-//! step's overlay in a private mount namespace and calls libcontainer with a
-//! spec that has no user namespace of its own.
+//! step's overlay in a private mount namespace, moves into a user namespace
+//! of the step's own mapped one to one onto kiln's ([`step_userns`]), and
+//! calls libcontainer with a spec that creates no further user namespace.
 
 pub mod cgroups;
 pub mod diagnose;
@@ -17,6 +18,7 @@ pub mod reaper;
 pub mod seccomp;
 pub mod spec;
 pub mod step;
+pub mod step_userns;
 pub mod userns;
 pub mod users;
 

@@ -1,16 +1,20 @@
 //! Network namespaces for RUN steps.
 //!
-//! `--network=none` gets a namespace with only loopback ([`isolate`], made
-//! by the helper itself). The default network gets a namespace the server
-//! prepares ahead of the step ([`Prepared::create`]): loopback up, default
-//! routes onto loopback, and an nftables ruleset (owned by kiln's user
-//! namespace, so a step without `CAP_NET_ADMIN` cannot change it) that
+//! Every step network namespace is owned by the step's own user namespace
+//! ([`crate::step_userns`]); kiln configures it from one namespace up, and
+//! the step, whose capabilities never include `CAP_NET_ADMIN`, cannot
+//! change what kiln set. `--network=none` gets a namespace with only
+//! loopback ([`isolate`], made by the helper itself). The default network
+//! gets a namespace the server prepares ahead of the step
+//! ([`Prepared::create`]): loopback up, default routes onto loopback, and
+//! an nftables ruleset that
 //! rejects denied destinations at once, logs them to an NFLOG group, and
 //! redirects every other TCP connection to a relay socket and every DNS
 //! query to a forwarder socket — both opened inside the namespace and
 //! served by the server from the host's namespace. The helper joins the
 //! namespace with `setns` before it starts the container.
 
+use crate::step_userns::StepNamespaces;
 use crate::{Error, Result};
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
@@ -36,8 +40,11 @@ pub struct Ports {
 
 /// A prepared step network namespace and the sockets that serve it.
 pub struct Prepared {
-    /// The namespace (`/proc/thread-self/ns/net` of its maker).
+    /// The network namespace.
     pub netns: OwnedFd,
+    /// The step's user namespace, which owns `netns` (the helper joins it
+    /// last).
+    pub userns: OwnedFd,
     /// TCP relay listener on 127.0.0.1.
     pub relay_v4: TcpListener,
     /// TCP relay listener on ::1 (absent when IPv6 is off).
@@ -49,14 +56,16 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Makes a namespace on a throwaway thread (a thread that unshares its
-    /// network namespace cannot go back) and loads the ruleset that
-    /// `ruleset` writes for the sockets' ports with `nft`.
+    /// Makes a step user namespace owning a network namespace, configures
+    /// the latter on a throwaway thread (a thread that joins a network
+    /// namespace does not go back) and loads the ruleset that `ruleset`
+    /// writes for the sockets' ports with `nft`.
     pub fn create(nft: &str, ruleset: impl FnOnce(Ports) -> String + Send + 'static) -> Result<Prepared> {
         let nft = nft.to_string();
+        let ns = crate::step_userns::create(true)?;
         std::thread::Builder::new()
             .name("kiln-netns".into())
-            .spawn(move || Prepared::create_here(&nft, ruleset))
+            .spawn(move || configure(ns, &nft, ruleset))
             .map_err(|e| Error::Io("spawn network namespace thread".into(), e))?
             .join()
             .map_err(|_| Error::Namespace("network namespace thread panicked".into()))?
@@ -68,13 +77,13 @@ impl Prepared {
     /// new namespace (for a single-threaded process that cannot start
     /// threads, e.g. one that unshared its PID namespace).
     pub fn create_here(nft: &str, ruleset: impl FnOnce(Ports) -> String) -> Result<Prepared> {
-        make_in_new_namespace(nft, ruleset)
+        configure(crate::step_userns::create(true)?, nft, ruleset)
     }
 }
 
-fn make_in_new_namespace(nft: &str, ruleset: impl FnOnce(Ports) -> String) -> Result<Prepared> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| Error::Namespace(format!("unshare(CLONE_NEWNET): {e}")))?;
+fn configure(ns: StepNamespaces, nft: &str, ruleset: impl FnOnce(Ports) -> String) -> Result<Prepared> {
+    let netns = ns.netns.expect("asked for a network namespace");
+    enter(&netns)?;
     loopback_up()?;
     step_address_v4()?;
     default_route_v4()?;
@@ -94,13 +103,7 @@ fn make_in_new_namespace(nft: &str, ruleset: impl FnOnce(Ports) -> String) -> Re
     }
     let nflog = crate::nflog::bind(LOG_GROUP)?;
     load_ruleset(nft, &ruleset(ports))?;
-    let netns = open_own_netns()?;
-    Ok(Prepared { netns, relay_v4, relay_v6, dns, nflog })
-}
-
-fn open_own_netns() -> Result<OwnedFd> {
-    let f = std::fs::File::open("/proc/thread-self/ns/net").map_err(|e| Error::Io("open own netns".into(), e))?;
-    Ok(f.into())
+    Ok(Prepared { netns, userns: ns.userns, relay_v4, relay_v6, dns, nflog })
 }
 
 fn load_ruleset(nft: &str, rules: &str) -> Result<()> {
@@ -122,11 +125,18 @@ fn load_ruleset(nft: &str, rules: &str) -> Result<()> {
 }
 
 /// Moves the calling (single-threaded helper) process into a new network
-/// namespace with only loopback up (`RUN --network=none`).
-pub fn isolate() -> Result<()> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| Error::Namespace(format!("unshare(CLONE_NEWNET): {e}")))?;
-    loopback_up()
+/// namespace with only loopback up (`RUN --network=none`), owned by a new
+/// step user namespace, which is returned for the helper to join last.
+pub fn isolate() -> Result<OwnedFd> {
+    let ns = crate::step_userns::create(true)?;
+    enter(ns.netns.as_ref().expect("asked for a network namespace"))?;
+    loopback_up()?;
+    Ok(ns.userns)
+}
+
+fn enter(netns: &OwnedFd) -> Result<()> {
+    nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| Error::Namespace(format!("join the step's network namespace: {e}")))
 }
 
 /// Moves the calling (single-threaded helper) process into the namespace
@@ -134,8 +144,7 @@ pub fn isolate() -> Result<()> {
 pub fn join(fd: i32) -> Result<()> {
     // SAFETY: the server hands the helper this descriptor; it is owned here.
     let ns = unsafe { OwnedFd::from_raw_fd(fd) };
-    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| Error::Namespace(format!("join the step's network namespace: {e}")))
+    enter(&ns)
 }
 
 /// A datagram socket for interface and route ioctls.

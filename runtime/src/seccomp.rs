@@ -1,7 +1,7 @@
 //! The seccomp filter of every RUN step, written as classic BPF by hand
 //! (no libseccomp: nothing to compile per step, a few microseconds to
 //! install). The helper installs it before it calls libcontainer, while it
-//! still holds `CAP_SYS_ADMIN` in kiln's user namespace, so no
+//! holds `CAP_SYS_ADMIN` in the step's user namespace, so no
 //! `no_new_privs` is needed (setuid programs keep working in steps); the
 //! container's init and the step inherit it.
 //!
@@ -9,8 +9,7 @@
 //! containerd's, BuildKit's) refuse *without* a capability check — the step
 //! has Docker's 14 capabilities, and the capability checks stop the rest
 //! (`mount`, `setns`, `pivot_root`, module loading…): new user namespaces
-//! (the way to every capability inside one), the kernel keyring (shared by
-//! every step, which all run as the same kernel user), `perf_event_open`,
+//! (the way to every capability inside one), the kernel keyring, `perf_event_open`,
 //! `io_uring`, `bpf`, `userfaultfd`, `open_by_handle_at`, AF_VSOCK sockets
 //! and personalities other than Linux's. `clone3` answers ENOSYS (its
 //! flags cannot be inspected), so libc and libcontainer fall back to

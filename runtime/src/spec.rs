@@ -1,7 +1,7 @@
 //! The OCI runtime spec for one RUN step, written as JSON (libcontainer
 //! reads `<bundle>/config.json`). Choices follow `runtime.md`: pid, ipc,
-//! uts and mount namespaces (the network namespace is the helper's), no user namespace (the
-//! caller is already in one), Docker's default capabilities, no resources
+//! uts and mount namespaces (the network and user namespaces are the
+//! helper's), Docker's default capabilities, no resources
 //! (cgroup v1 device rules need real root), `noNewPrivileges` left unset
 //! (libcontainer 0.7 mishandles `false`), and explicit supplementary groups.
 
@@ -49,17 +49,17 @@ pub struct SpecInput<'a> {
     pub extra_mounts: &'a [Value],
     /// Process limits.
     pub limits: &'a StepLimits,
-    /// Mount a sysfs of the step's own network namespace instead of a
-    /// read-only bind of the host's `/sys`.
-    pub private_sysfs: bool,
+    /// A sysfs of the step's own network namespace to bind at `/sys`
+    /// instead of the host's.
+    pub sysfs: Option<&'a Path>,
 }
 
 /// Limits every step runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StepLimits {
-    /// `RLIMIT_NPROC`: processes the step's user may own (a fork bomb stops
-    /// here; the count is per user of the namespace, so concurrent steps as
-    /// the same user share it).
+    /// `RLIMIT_NPROC`: processes a user of the step may own (a fork bomb
+    /// stops here). Each step has a user namespace of its own, so the count
+    /// is per step: one step at its limit does not stop another's forks.
     pub max_processes: u64,
     /// Set `no_new_privs` (setuid binaries such as `sudo` stop working).
     pub no_new_privileges: bool,
@@ -123,7 +123,7 @@ pub fn build(input: &SpecInput<'_>) -> Value {
                 { "type": "RLIMIT_NPROC", "hard": max_processes(input.limits), "soft": max_processes(input.limits) }
             ]
         },
-        "mounts": mounts(input.binds, input.extra_mounts, input.private_sysfs),
+        "mounts": mounts(input.binds, input.extra_mounts, input.sysfs),
         "linux": {
             "namespaces": [
                 { "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }
@@ -148,12 +148,10 @@ pub fn build(input: &SpecInput<'_>) -> Value {
     spec
 }
 
-fn mounts(binds: &[(String, String)], extra: &[Value], private_sysfs: bool) -> Value {
-    let sys = if private_sysfs {
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]})
-    } else {
-        json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
-    };
+fn mounts(binds: &[(String, String)], extra: &[Value], sysfs: Option<&Path>) -> Value {
+    let source = sysfs.unwrap_or(Path::new("/sys"));
+    let sys = json!({"destination": "/sys", "type": "none", "source": source,
+                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
     let mut m = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",

@@ -1,6 +1,7 @@
 //! The body of the single-threaded helper process that runs one RUN step:
-//! private mount namespace → overlay at `<bundle>/rootfs` → stubs for the
-//! runtime's mountpoints → libcontainer create/start/wait/delete → stubs
+//! private mount namespace → the step's network → overlay at
+//! `<bundle>/rootfs` → stubs for the runtime's mountpoints → the step's own
+//! user namespace → seccomp → libcontainer create/start/wait/delete → stubs
 //! removed again, so the upper dir holds only what the step changed.
 
 use crate::users::{self, Identity};
@@ -14,7 +15,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// What the server asks the helper to run.
@@ -61,10 +62,12 @@ pub enum StepNetwork {
     Host,
     /// A new namespace with only loopback (`RUN --network=none`).
     Isolated,
-    /// A namespace the server prepared, inherited as descriptor `fd`.
+    /// Namespaces the server prepared, inherited as descriptors.
     Join {
-        /// The inherited descriptor.
-        fd: i32,
+        /// The network namespace.
+        netns: i32,
+        /// The step's user namespace, which owns `netns`.
+        userns: i32,
     },
 }
 
@@ -97,21 +100,26 @@ pub fn run_step(req: &StepRequest) -> Result<StepResult> {
     // ignored across exec: restore the default, or `yes | head` never ends.
     // SAFETY: resetting a signal disposition to its default.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    record_namespace_init(&req.bundle);
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::Namespace(format!("unshare(CLONE_NEWNS): {e}")))?;
     make_mounts_private()?;
-    match req.network {
-        StepNetwork::Host => {}
+    let userns = match req.network {
+        StepNetwork::Host => crate::step_userns::create(false)?.userns,
         StepNetwork::Isolated => crate::netns::isolate()?,
-        StepNetwork::Join { fd } => crate::netns::join(fd)?,
-    }
+        StepNetwork::Join { netns, userns } => {
+            crate::netns::join(netns)?;
+            // SAFETY: the server hands the helper this descriptor; it is owned here.
+            unsafe { OwnedFd::from_raw_fd(userns) }
+        }
+    };
     let rootfs = req.bundle.join("rootfs");
     fs::create_dir_all(&rootfs).map_err(|e| Error::Io(format!("create {}", rootfs.display()), e))?;
     mount_all(&req.rootfs, &rootfs)?;
     let root: OwnedFd = File::open(&rootfs).map_err(|e| Error::Io("open rootfs".into(), e))?.into();
     let identity = users::resolve(&rootfs, &req.user)?;
     let mut stubs = Stubs::default();
-    let outcome = prepare_and_run(req, &root, &rootfs, &identity, &mut stubs);
+    let outcome = prepare_and_run(req, &root, &rootfs, &identity, &userns, &mut stubs);
     stubs.remove(&root);
     outcome
 }
@@ -121,6 +129,7 @@ fn prepare_and_run(
     root: &OwnedFd,
     rootfs: &Path,
     identity: &Identity,
+    userns: &OwnedFd,
     stubs: &mut Stubs,
 ) -> Result<StepResult> {
     for d in STUB_DIRS {
@@ -139,6 +148,7 @@ fn prepare_and_run(
         stubs.ensure(root, m.target().trim_start_matches('/'), prepared.dir)?;
         extra_mounts.push(prepared.spec);
     }
+    let sysfs = (req.network != StepNetwork::Host).then(|| mount_own_sysfs(&req.bundle)).transpose()?;
     let env = with_home(&req.env, identity);
     let cgroups_path = format!("/kiln-{}", req.id);
     let config = spec::build(&spec::SpecInput {
@@ -152,14 +162,30 @@ fn prepare_and_run(
         binds: &binds,
         extra_mounts: &extra_mounts,
         limits: &req.limits,
-        private_sysfs: req.network != StepNetwork::Host,
+        sysfs: sysfs.as_deref(),
     });
     let spec_path = req.bundle.join("config.json");
     fs::write(&spec_path, serde_json::to_vec(&config).expect("spec serializes"))
         .map_err(|e| Error::Io("write config.json".into(), e))?;
+    // Every mount from kiln's namespace is made by now.
+    crate::step_userns::join(userns)?;
     // Inherited by libcontainer's processes and the step.
     crate::seccomp::install()?;
     run_container(req)
+}
+
+/// Mounts a sysfs of the step's network namespace (the helper has joined
+/// it) in the bundle, for the container to bind: mounting sysfs needs
+/// `CAP_SYS_ADMIN` over the namespace's owner, which the step's own user
+/// namespace lacks.
+fn mount_own_sysfs(bundle: &Path) -> Result<PathBuf> {
+    use nix::mount::MsFlags;
+    let dir = bundle.join("sysfs");
+    fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("create {}", dir.display()), e))?;
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    nix::mount::mount(Some("sysfs"), &dir, Some("sysfs"), flags, None::<&str>)
+        .map_err(|e| Error::Namespace(format!("mount the step's sysfs: {e}")))?;
+    Ok(dir)
 }
 
 fn with_home(env: &[String], id: &Identity) -> Vec<String> {
@@ -185,9 +211,6 @@ fn run_container(req: &StepRequest) -> Result<StepResult> {
         .with_detach(false)
         .build()
         .map_err(err("create"))?;
-    if let Some(pid) = container.pid() {
-        record_pid(&req.bundle, pid.as_raw());
-    }
     let started = container.start().map_err(err("start"));
     let status = match (&started, container.pid()) {
         (Ok(()), Some(pid)) => waitpid(pid, None).map_err(|e| Error::Container(format!("wait: {e}"))),
@@ -204,12 +227,17 @@ fn run_container(req: &StepRequest) -> Result<StepResult> {
     Ok(StepResult { exit_code, error: None })
 }
 
-/// File in the bundle naming the step's init process (`pid starttime`),
-/// so a server restarted after a crash can kill a step that outlived it.
+/// File in the bundle naming the init of the step's PID namespace (the
+/// helper's child, `pid starttime` as the server's `/proc` numbers them):
+/// killing it ends the container and everything it started.
 pub const PID_FILE: &str = "container.pid";
 
-fn record_pid(bundle: &Path, pid: i32) {
-    if let Some(start) = start_time(pid) {
+/// Records the calling process, init of the helper's PID namespace. Its
+/// number in that namespace is 1; `/proc/self` gives the one the server's
+/// `/proc` uses.
+fn record_namespace_init(bundle: &Path) {
+    let pid = fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse::<i32>().ok());
+    if let Some((pid, start)) = pid.and_then(|p| Some((p, start_time(p)?))) {
         let _ = fs::write(bundle.join(PID_FILE), format!("{pid} {start}"));
     }
 }
@@ -222,9 +250,9 @@ fn start_time(pid: i32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Kills the step recorded in `bundle` if its process still runs (a
-/// cancelled step whose helper was killed before its container's init
-/// learnt to die with it). Returns whether one was killed.
+/// Kills the step recorded in `bundle` if its process still runs (the
+/// server lets no step outlive its helper's wait). Returns whether one
+/// was killed.
 pub fn kill_recorded(bundle: &Path) -> bool {
     let Ok(text) = fs::read_to_string(bundle.join(PID_FILE)) else { return false };
     let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());

@@ -144,6 +144,7 @@ impl StepNetworks {
 /// One step's namespace and the tasks serving it (aborted on drop).
 pub struct StepNetwork {
     netns: OwnedFd,
+    userns: OwnedFd,
     tasks: Vec<JoinHandle<()>>,
     nflog: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
 }
@@ -163,7 +164,7 @@ impl StepNetwork {
         tasks.push(tokio::spawn(relay::serve_dns(dns, ctx.clone())));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let nflog = tokio::spawn(relay::serve_nflog(p.nflog, ctx, stopped));
-        Ok(StepNetwork { netns: p.netns, tasks, nflog: Some((stop, nflog)) })
+        Ok(StepNetwork { netns: p.netns, userns: p.userns, tasks, nflog: Some((stop, nflog)) })
     }
 
     /// Ends the step's network after reporting every refusal still queued.
@@ -174,9 +175,15 @@ impl StepNetwork {
         }
     }
 
-    /// The namespace's descriptor, for the helper to inherit and join.
-    pub fn fd(&self) -> i32 {
+    /// The network namespace's descriptor, for the helper to inherit and join.
+    pub fn netns_fd(&self) -> i32 {
         self.netns.as_raw_fd()
+    }
+
+    /// The descriptor of the step's user namespace, which owns the network
+    /// namespace (the helper joins it just before the container starts).
+    pub fn userns_fd(&self) -> i32 {
+        self.userns.as_raw_fd()
     }
 }
 

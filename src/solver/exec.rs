@@ -81,13 +81,13 @@ impl Solver {
             hostname: "kiln".into(),
             mounts,
             network: match (&network, op.network) {
-                (Some(n), _) => StepNetwork::Join { fd: n.fd() },
+                (Some(n), _) => StepNetwork::Join { netns: n.netns_fd(), userns: n.userns_fd() },
                 (None, NetworkMode::None) => StepNetwork::Isolated,
                 (None, _) => StepNetwork::Host,
             },
             limits: self.cfg.step_limits,
         };
-        let inherit = network.as_ref().map(|n| n.fd());
+        let inherit: Vec<i32> = network.iter().flat_map(|n| [n.netns_fd(), n.userns_fd()]).collect();
         let outcome = self.run_helper(id, "__run-step", &bundle, &req, input, inherit).await;
         if let Some(n) = network {
             n.close().await;
@@ -123,7 +123,7 @@ impl Solver {
             actions,
             max_archive_bytes: self.cfg.max_archive_bytes,
         };
-        let outcome = self.run_helper(id, "__file-op", &bundle, &req, input, None).await;
+        let outcome = self.run_helper(id, "__file-op", &bundle, &req, input, Vec::new()).await;
         let result = outcome.and_then(|(tail, raw)| {
             let r: super::fileop::FileOpResult =
                 serde_json::from_slice(&raw).map_err(|e| unreadable_result(id, e, &tail))?;
@@ -231,7 +231,7 @@ impl Solver {
         bundle: &Path,
         req: &impl serde::Serialize,
         input: &BuildInput<'_>,
-        inherit_fd: Option<i32>,
+        inherit: Vec<i32>,
     ) -> Result<(Vec<String>, Vec<u8>), SolveError> {
         std::fs::create_dir_all(bundle).map_err(|e| SolveError::internal(id, e))?;
         let req_path = bundle.join("request.json");
@@ -248,12 +248,14 @@ impl Solver {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let own_pid_namespace = verb == "__run-step";
+        // The helper dies with the server: started from the spawner thread,
+        // its parent-death signal is not tied to a worker thread's life.
         // SAFETY: prctl, fcntl and unshare are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                // The helper inherits this one descriptor (the step's netns).
-                if let Some(fd) = inherit_fd {
+                // The helper inherits these descriptors (the step's namespaces).
+                for &fd in &inherit {
                     if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -264,7 +266,8 @@ impl Solver {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| SolveError::internal(id, format!("spawn helper: {e}")))?;
+        let mut child =
+            crate::spawner::spawn(cmd).map_err(|e| SolveError::internal(id, format!("spawn helper: {e}")))?;
         // However this ends (cancelled, timed out, done), the step's
         // processes do not outlive it.
         let _reap = own_pid_namespace.then(|| StepReaper(bundle.to_path_buf()));
@@ -294,8 +297,8 @@ impl Solver {
     }
 }
 
-/// Kills a step's recorded container when dropped (the helper's death alone
-/// does not stop a container whose init was already started).
+/// Kills the recorded init of a step's PID namespace when dropped: with it
+/// goes every process of the step, however the helper's wait ended.
 struct StepReaper(PathBuf);
 
 impl Drop for StepReaper {

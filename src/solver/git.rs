@@ -78,7 +78,7 @@ const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 /// its stdout.
 async fn git(dir: &Path, args: &[&str], net: &StepNetwork) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new("git");
-    let netns = net.fd();
+    let netns = net.netns_fd();
     // SAFETY: setns is async-signal-safe; the descriptor stays open until
     // the command has run.
     unsafe {
