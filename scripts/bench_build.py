@@ -138,7 +138,7 @@ def main():
     print("  handler change  : client %s, server %s (COPY re-run, layers pushed)" % (median_ms(change_wall), median_ms(change_server)))
     print("  per RUN step    : root %s, unprivileged (%s) %s (helper + overlay + libcontainer + diff + gzip)"
           % (median_ms(per_step[None]), a.user, median_ms(per_step[a.user])))
-    print("  per RUN step, host network (no namespace of its own, as before step isolation): root %s, unprivileged %s"
+    print("  per RUN step, host network (no network namespace of its own): root %s, unprivileged %s"
           % (median_ms(per_host_step[None]), median_ms(per_host_step[a.user])))
     print("Cross-compile shape ($BUILDPLATFORM stage + scratch, cold, server time)")
     print("  one platform    : %s" % median_ms(multi["one"]))

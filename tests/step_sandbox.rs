@@ -3,7 +3,9 @@
 //! tries from inside a step what the runtimes' default profiles refuse —
 //! a new user namespace, the kernel keyring (shared by every step, so a
 //! channel between tenants' builds), perf, io_uring, bpf, userfaultfd,
-//! AF_VSOCK, READ_IMPLIES_EXEC — and each fails, as root and rootless,
+//! AF_VSOCK, READ_IMPLIES_EXEC, and calls on no deny-list that the
+//! allow-list leaves out (`get_mempolicy`, `kcmp`) — and each fails, as
+//! root and rootless,
 //! while `no_new_privs` stays off (setuid programs keep working).
 //! Each step also has a user namespace of its own, so a step that holds its
 //! process limit does not stop another build's step from forking.
@@ -43,7 +45,7 @@ fn sandboxed(user: Option<String>) {
         registry()
     );
     let (binary, outside) = probe_binary();
-    for works in ["unshare-user", "add_key", "keyctl", "personality", "inet-socket"] {
+    for works in ["unshare-user", "add_key", "keyctl", "personality", "inet-socket", "get_mempolicy", "kcmp"] {
         assert_eq!(
             outside.get(works).map(String::as_str),
             Some("ok"),
@@ -57,9 +59,18 @@ fn sandboxed(user: Option<String>) {
     let img = unpack_image(&image, None);
     let read = |f: &str| std::fs::read_to_string(img.rootfs.join(f)).unwrap();
     let probe = results(&read("probe"));
-    for denied in
-        ["unshare-user", "add_key", "keyctl", "perf_event_open", "io_uring_setup", "bpf", "userfaultfd", "personality"]
-    {
+    for denied in [
+        "unshare-user",
+        "add_key",
+        "keyctl",
+        "perf_event_open",
+        "io_uring_setup",
+        "bpf",
+        "userfaultfd",
+        "personality",
+        "get_mempolicy",
+        "kcmp",
+    ] {
         assert_eq!(probe.get(denied).map(String::as_str), Some("EPERM"), "{denied}: {probe:?}");
     }
     assert_eq!(probe["vsock"], "EAFNOSUPPORT", "{probe:?}");
