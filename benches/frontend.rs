@@ -7,8 +7,8 @@
 //!
 //! `cargo bench --bench frontend [-- RUNS]` (default 5 runs per point).
 
+use kiln::api::fuzzing::frontend_pass;
 use kiln::frontend::shapes::{self, SHAPES};
-use kiln::fuzzing::frontend_pass;
 use std::time::Instant;
 
 fn median_secs(runs: usize, text: &str) -> (f64, bool) {

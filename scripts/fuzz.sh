@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target (fuzz/fuzz_targets, harnesses in
-# src/fuzzing.rs) for SECONDS each, starting from the seed corpus in
+# src/api/fuzzing.rs) for SECONDS each, starting from the seed corpus in
 # fuzz/corpus/<target> plus the regressions; new inputs go to
 # fuzz/corpus-work/<target> (not committed), crashes to fuzz/artifacts/<target>.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     (default 60 s, every target)

@@ -145,11 +145,11 @@ async fn cache_request(action: crate::cli::CacheAction, url: &str, secret: &[u8]
         crate::cli::CacheAction::Check => (reqwest::Method::POST, "/cache/check".to_string()),
     };
     let now = kiln::timefmt::now_secs();
-    let signature = kiln::api::auth::admin_signature(secret, method.as_str(), &path, now, b"");
+    let signature = kiln::wire::admin_signature(secret, method.as_str(), &path, now, b"");
     let req = reqwest::Client::new()
         .request(method, format!("{base}{path}"))
-        .header(kiln::api::auth::ADMIN_TIMESTAMP_HEADER, now.to_string())
-        .header(kiln::api::auth::ADMIN_SIGNATURE_HEADER, signature);
+        .header(kiln::wire::ADMIN_TIMESTAMP_HEADER, now.to_string())
+        .header(kiln::wire::ADMIN_SIGNATURE_HEADER, signature);
     let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
     let status = resp.status();
     let body = resp.text().await.map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 
 pub mod binfmt;
 
-use crate::registry::PlatformSpec;
+use crate::oci::PlatformSpec;
 use serde::{Deserialize, Serialize};
 
 /// A normalised target platform.

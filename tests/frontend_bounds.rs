@@ -4,8 +4,8 @@
 //! over the cap is refused at once. `benches/frontend.rs` measures how
 //! the time grows with the size.
 
+use kiln::api::fuzzing::frontend_pass;
 use kiln::frontend::{self, shapes};
-use kiln::fuzzing::frontend_pass;
 
 const NATIVE: &[&str] = &["linux/amd64"];
 

@@ -14,7 +14,7 @@ fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {
 fn corpus_and_regressions_pass_every_harness() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut ran = 0;
-    for (target, harness) in kiln::fuzzing::TARGETS {
+    for (target, harness) in kiln::api::fuzzing::TARGETS {
         let seeds = inputs(&fuzz.join("corpus").join(target));
         assert!(!seeds.is_empty(), "fuzz/corpus/{target} has no seeds");
         for file in seeds.iter().chain(&inputs(&fuzz.join("regressions").join(target))) {

@@ -1,4 +1,4 @@
-//! libFuzzer target: `kiln::fuzzing::context_links`.
+//! libFuzzer target: `kiln::api::fuzzing::context_links`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzzing::context_links(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::api::fuzzing::context_links(data));

@@ -1,4 +1,4 @@
-//! libFuzzer target: `kiln::fuzzing::dockerfile`.
+//! libFuzzer target: `kiln::api::fuzzing::dockerfile`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzzing::dockerfile(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::api::fuzzing::dockerfile(data));

@@ -1,4 +1,4 @@
-//! libFuzzer target: `kiln::fuzzing::dockerignore`.
+//! libFuzzer target: `kiln::api::fuzzing::dockerignore`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzzing::dockerignore(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::api::fuzzing::dockerignore(data));

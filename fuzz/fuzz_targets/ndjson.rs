@@ -1,4 +1,4 @@
-//! libFuzzer target: `kiln::fuzzing::ndjson`.
+//! libFuzzer target: `kiln::api::fuzzing::ndjson`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzzing::ndjson(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::api::fuzzing::ndjson(data));

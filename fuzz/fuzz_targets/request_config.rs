@@ -1,4 +1,4 @@
-//! libFuzzer target: `kiln::fuzzing::request_config`.
+//! libFuzzer target: `kiln::api::fuzzing::request_config`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzzing::request_config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::api::fuzzing::request_config(data));

@@ -1,4 +1,4 @@
-//! libFuzzer target: `kiln::fuzzing::request_tar`.
+//! libFuzzer target: `kiln::api::fuzzing::request_tar`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzzing::request_tar(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::api::fuzzing::request_tar(data));

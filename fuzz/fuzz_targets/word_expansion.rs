@@ -1,4 +1,4 @@
-//! libFuzzer target: `kiln::fuzzing::word_expansion`.
+//! libFuzzer target: `kiln::api::fuzzing::word_expansion`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::fuzzing::word_expansion(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln::api::fuzzing::word_expansion(data));

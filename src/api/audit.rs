@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// The base images a build resolved (for the audit record).
+pub type BaseLog = std::sync::Arc<std::sync::Mutex<Vec<BaseImage>>>;
+
 /// Where audit records go.
 pub enum AuditSink {
     /// Nowhere (`off`).
@@ -230,7 +233,7 @@ impl Audit {
     }
 
     /// Records a build's outcome and the size of its reply.
-    pub fn settle(&mut self, result: &Result<kiln_snapshotter::Digest, super::pipeline::BuildFailure>, status: u16) {
+    pub fn settle(&mut self, result: &Result<kiln_snapshotter::Digest, super::failure::BuildFailure>, status: u16) {
         match result {
             Ok(digest) => {
                 self.record.result = "success";

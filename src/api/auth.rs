@@ -83,31 +83,8 @@ impl Expected {
     }
 }
 
-fn new_mac(secret: &[u8]) -> Hmac<Sha256> {
-    Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length")
-}
-
-/// Headers of a signed admin request (`/cache*`, `/doctor`).
-pub const ADMIN_SIGNATURE_HEADER: &str = "x-kiln-signature";
-/// The request's time, seconds since 1970, covered by its signature.
-pub const ADMIN_TIMESTAMP_HEADER: &str = "x-kiln-timestamp";
-/// How far an admin request's time may be from the server's.
-pub const ADMIN_MAX_SKEW_SECS: i64 = 300;
-
-/// The signature of an admin request: `sha256=` HMAC over its method,
-/// path with query, timestamp and body, each on a line of its own.
-pub fn admin_signature(secret: &[u8], method: &str, path_and_query: &str, timestamp: i64, body: &[u8]) -> String {
-    let mac = admin_mac(secret, (method, path_and_query, body), timestamp);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// The MAC an admin request is signed with.
-fn admin_mac(secret: &[u8], (method, path_and_query, body): (&str, &str, &[u8]), timestamp: i64) -> Hmac<Sha256> {
-    let mut mac = new_mac(secret);
-    mac.update(format!("{method}\n{path_and_query}\n{timestamp}\n").as_bytes());
-    mac.update(body);
-    mac
-}
+use crate::wire::{admin_mac, new_mac};
+pub use crate::wire::{admin_signature, sign, ADMIN_MAX_SKEW_SECS, ADMIN_SIGNATURE_HEADER, ADMIN_TIMESTAMP_HEADER};
 
 /// Checks an admin request: a timestamp within [`ADMIN_MAX_SKEW_SECS`] of
 /// `now`, and a signature over it (compared in constant time).
@@ -128,13 +105,6 @@ pub fn verify_admin(
     let hex_sig = signature.trim().strip_prefix("sha256=").ok_or("X-Kiln-Signature must be sha256=<hex>")?;
     let sig = hex::decode(hex_sig).map_err(|_| "X-Kiln-Signature must be sha256=<hex>".to_string())?;
     admin_mac(secret, request, ts).verify_slice(&sig).map_err(|_| SignatureError::Mismatch.to_string())
-}
-
-/// Signs `body` the way clients do (for tests and the client command).
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = new_mac(secret);
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@ use super::audit::Audit;
 use super::audit::ClientApi;
 use super::auth::{Expected, SIGNATURE_HEADER};
 use super::error::{status_for_build_failure, BuildReply, RequestError};
+use super::failure::BuildFailure;
 use super::intake::{unpack_from, Intake, IntakeError, Limits, Shape};
+use super::job::{log_outcome, AcceptedBuild, ScratchDir, Secrets};
 use super::legacy;
 use super::limit::InflightGuard;
-use super::pipeline::{self, BuildFailure};
+use super::pipeline;
 use super::replylog::ReplyLog;
 use super::state::AppState;
 use super::stream;
@@ -26,34 +28,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Removes a build's scratch directory when the last holder drops it (the
-/// request, or an unpacking it left behind), off the async threads.
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    /// Removes the directory before returning (off the async threads),
-    /// unless an unpacking still holds it (it then goes when that ends).
-    async fn remove(this: Arc<ScratchDir>) {
-        if let Ok(mut scratch) = Arc::try_unwrap(this) {
-            let dir = std::mem::take(&mut scratch.0);
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-        }
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let dir = std::mem::take(&mut self.0);
-        if dir.as_os_str().is_empty() {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(move || std::fs::remove_dir_all(dir))),
-            Err(_) => drop(std::fs::remove_dir_all(dir)),
-        }
-    }
-}
-
 /// Sets a flag when dropped: the request's future went away (its client
 /// left), so blocking work done for it should stop.
 struct CancelOnDrop(Arc<AtomicBool>);
@@ -61,35 +35,6 @@ struct CancelOnDrop(Arc<AtomicBool>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A verified, unpacked request ready to build.
-pub struct Job {
-    /// The unpacked request.
-    pub intake: Intake,
-    /// Unsealed build secrets.
-    pub secrets: pipeline::Secrets,
-    /// The request's audit record, written when the job ends.
-    pub audit: Audit,
-    /// Keeps the scratch dir until the build ends (dropped with the job).
-    pub _scratch: Arc<ScratchDir>,
-    /// Holds an in-flight slot until the build ends (dropped with the job).
-    pub _slot: InflightGuard,
-}
-
-impl Job {
-    /// Ends the job: its scratch directory is removed (off the async
-    /// threads) before the caller answers; the audit record is written and
-    /// the build slot freed as the rest drops.
-    pub async fn release(self) {
-        let Job { _scratch: scratch, .. } = self;
-        ScratchDir::remove(scratch).await;
-    }
-
-    /// Seconds since the request arrived, rounded to milliseconds.
-    pub fn elapsed(&self) -> f64 {
-        self.audit.elapsed()
     }
 }
 
@@ -157,9 +102,14 @@ fn expected_signature(state: &AppState, headers: &HeaderMap, audit: &mut Audit) 
 
 /// Checks and unpacks a request into a job, or answers it (the audit
 /// record is then written as it is dropped).
-async fn accept(state: &AppState, headers: &HeaderMap, body: Body, mut audit: Audit) -> Result<Job, Response> {
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    mut audit: Audit,
+) -> Result<AcceptedBuild, Response> {
     let (intake, secrets, scratch, slot) = accept_into(state, headers, body, &mut audit).await?;
-    Ok(Job { intake, secrets, audit, _scratch: scratch, _slot: slot })
+    Ok(AcceptedBuild { intake, secrets, audit, _scratch: scratch, _slot: slot })
 }
 
 /// The checks of [`accept`], in order: draining, `max_inflight` (which
@@ -171,7 +121,7 @@ async fn accept_into(
     headers: &HeaderMap,
     body: Body,
     audit: &mut Audit,
-) -> Result<(Intake, pipeline::Secrets, Arc<ScratchDir>, InflightGuard), Response> {
+) -> Result<(Intake, Secrets, Arc<ScratchDir>, InflightGuard), Response> {
     if state.lifecycle.is_draining() {
         return Err(refuse(audit, ErrorKind::ShuttingDown, "kiln is shutting down: send the build again".into()));
     }
@@ -207,7 +157,7 @@ async fn admit(
     cloud_signed: bool,
     (dir, scratch): (&std::path::Path, &Arc<ScratchDir>),
     audit: &mut Audit,
-) -> Result<(Intake, pipeline::Secrets), Response> {
+) -> Result<(Intake, Secrets), Response> {
     let intake = receive_and_unpack(state, body, expected, dir, scratch, audit).await?;
     if let Err(e) = check_signature_fits_shape(state, &intake, cloud_signed) {
         audit.record.signature = "refused";
@@ -352,28 +302,8 @@ fn describe_request(intake: &Intake, audit: &mut Audit) {
         intake.dockerfile.as_ref().ok().map(|d| kiln_snapshotter::Digest::of(d).to_string());
 }
 
-/// Logs the outcome of a build and records its duration.
-pub fn log_outcome(
-    state: &AppState,
-    image: &str,
-    result: &Result<kiln_snapshotter::Digest, BuildFailure>,
-    duration: f64,
-) {
-    let outcome = match result {
-        Ok(digest) => {
-            tracing::info!(image, %digest, duration, "build succeeded");
-            "success"
-        }
-        Err(f) => {
-            tracing::warn!(image, error = %f.message, duration, "build failed");
-            "failed"
-        }
-    };
-    state.metrics.observe("kiln_build_duration_seconds", &[("result", outcome)], duration);
-}
-
 /// Opens `com.openfaas.secrets` with the builder's key.
-fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<pipeline::Secrets, String> {
+fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<Secrets, String> {
     let Some(raw) = raw else { return Ok(Default::default()) };
     let key = state.build_key.as_ref().ok_or_else(|| {
         "the request carries build secrets (com.openfaas.secrets) but this builder has no key: set build_secrets_private_key_path".to_string()
@@ -383,7 +313,10 @@ fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<pipeline::Secrets, Str
 
 /// Runs the build to its end; its result and its log, collected while the
 /// build runs into a [`ReplyLog`] (bounded by `--max-reply-log`).
-async fn run_to_end(state: &AppState, job: &Job) -> (Result<kiln_snapshotter::Digest, BuildFailure>, Vec<String>) {
+async fn run_to_end(
+    state: &AppState,
+    job: &AcceptedBuild,
+) -> (Result<kiln_snapshotter::Digest, BuildFailure>, Vec<String>) {
     let (tx, mut rx) = super::logsink::log_channel(state.cfg.max_reply_log);
     let mut log = ReplyLog::new(state.cfg.max_reply_log);
     let result = {
@@ -405,7 +338,7 @@ async fn run_to_end(state: &AppState, job: &Job) -> (Result<kiln_snapshotter::Di
 }
 
 /// of-builder's reply to a legacy request: always one JSON object.
-async fn respond_legacy(state: AppState, mut job: Job) -> Response {
+async fn respond_legacy(state: AppState, mut job: AcceptedBuild) -> Response {
     let (result, log) = run_to_end(&state, &job).await;
     let Shape::Legacy { given_ref } = &job.intake.shape else { unreachable!("only legacy requests come here") };
     let resp = match &result {
@@ -417,7 +350,7 @@ async fn respond_legacy(state: AppState, mut job: Job) -> Response {
     resp
 }
 
-async fn respond_json(state: AppState, mut job: Job) -> Response {
+async fn respond_json(state: AppState, mut job: AcceptedBuild) -> Response {
     let (result, log) = run_to_end(&state, &job).await;
     let duration = job.elapsed();
     let image = job.intake.config.image.clone();

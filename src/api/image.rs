@@ -4,8 +4,10 @@
 //! of a multi-platform build name the platform: `[linux/arm64 build 2/3]`.
 
 use super::audit::BaseImage;
+use super::failure::{blocking, diag_failure, emit, export_failure, fail, BuildFailure};
 use super::intake::Intake;
-use super::pipeline::{blocking, diag_failure, emit, export_failure, fail, BuildFailure, LogSink, Secrets};
+use super::job::Secrets;
+use super::logsink::LogSink;
 use super::state::AppState;
 use crate::errors::ErrorKind;
 use crate::exporter::{self, ExportInput, Exported};
@@ -17,7 +19,7 @@ use crate::solver::regcache::RegistryCache;
 use crate::solver::{Bases, BuildInput, Event, LayerRecord};
 
 /// What every platform of one build shares.
-pub struct Job<'a> {
+pub struct SharedBuild<'a> {
     /// Server state.
     pub state: &'a AppState,
     /// The request.
@@ -38,7 +40,7 @@ pub struct Job<'a> {
     /// The build log.
     pub log: &'a LogSink,
     /// Where resolved base images are noted.
-    pub bases_seen: &'a super::pipeline::BaseLog,
+    pub bases_seen: &'a super::audit::BaseLog,
     /// Where the steps' network destinations are noted.
     pub egress_seen: &'a std::sync::Arc<std::sync::Mutex<super::audit::Egress>>,
 }
@@ -53,7 +55,7 @@ pub struct PlatformImage {
     pub steps: Vec<(String, Vec<LayerRecord>)>,
 }
 
-impl Job<'_> {
+impl SharedBuild<'_> {
     /// Builds and exports the image for `platform`.
     pub async fn build(&self, platform: &Platform) -> Result<PlatformImage, BuildFailure> {
         let state = self.state;
@@ -74,7 +76,8 @@ impl Job<'_> {
         let input = ExportInput {
             target: self.target,
             layers: &layers,
-            lowered: &lowered,
+            config: &lowered.config,
+            history: &lowered.history,
             push: self.push,
             by_digest: self.multi_platform,
             epoch: state.cfg.source_date_epoch,

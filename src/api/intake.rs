@@ -6,8 +6,6 @@
 //! while unpacking.
 
 use kiln_snapshotter::fsx::{self, clean_relative, fd_path, mkdir_all_at};
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Read};
 use std::os::fd::OwnedFd;
@@ -15,31 +13,10 @@ use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The config entry's name.
-pub const CONFIG_ENTRY: &str = "com.openfaas.docker.config";
-/// The sealed build-secrets entry's name.
-pub const SECRETS_ENTRY: &str = "com.openfaas.secrets";
+pub use crate::wire::{CONFIG_ENTRY, SECRETS_ENTRY};
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// `com.openfaas.docker.config`. Unknown fields are ignored.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct BuildConfig {
-    /// Image to push (required).
-    #[serde(default, alias = "Image", alias = "ref", alias = "Ref")]
-    pub image: String,
-    /// Build args; an empty value is a set value.
-    #[serde(default, rename = "buildArgs", alias = "BuildArgs")]
-    pub build_args: Option<BTreeMap<String, String>>,
-    /// Target platforms.
-    #[serde(default, alias = "Platforms")]
-    pub platforms: Option<Vec<String>>,
-    /// Build without pushing.
-    #[serde(default, rename = "skipPush", alias = "SkipPush")]
-    pub skip_push: Option<bool>,
-    /// Stage to build (kiln extension; default: the last stage).
-    #[serde(default, alias = "Target")]
-    pub target: Option<String>,
-}
+pub use crate::wire::BuildConfig;
 
 /// Limits for one request tar.
 #[derive(Debug, Clone, Copy)]

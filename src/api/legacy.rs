@@ -13,7 +13,7 @@
 //!   `"log": null` and an empty `imageName`); the image is pushed to the
 //!   lower-cased ref, as of-builder did.
 
-use super::intake::BuildConfig;
+use crate::wire::BuildConfig;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};

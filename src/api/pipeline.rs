@@ -3,47 +3,24 @@
 //! (`<RFC3339> [<stage> <i>/<n>] <INSTRUCTION …>`, the same with
 //! ` <secs>s` when done or ` CACHED` for a cache hit).
 
-use super::build::Job;
+use super::failure::{blocking, diag_failure, emit, export_failure, fail, BuildFailure};
 use super::image;
+use super::job::AcceptedBuild;
 use super::state::AppState;
 use crate::errors::ErrorKind;
 use crate::exporter;
-use crate::frontend::{self, Diagnostic};
+use crate::frontend;
 use crate::platform;
 use crate::registry::Reference;
 use crate::solver::regcache::RegistryCache;
-use crate::timefmt;
 use kiln_snapshotter::Digest;
 
-pub use super::logsink::LogSink;
-
-/// The base images a build resolved (for the audit record).
-pub type BaseLog = std::sync::Arc<std::sync::Mutex<Vec<super::audit::BaseImage>>>;
-
-/// Unsealed build secrets by id.
-pub type Secrets = std::collections::BTreeMap<String, Vec<u8>>;
-
-/// Why a build failed.
-#[derive(Debug)]
-pub struct BuildFailure {
-    /// Kind, for the status code.
-    pub kind: ErrorKind,
-    /// Message for the client.
-    pub message: String,
-}
-
-pub(super) fn fail(kind: ErrorKind, message: impl Into<String>) -> BuildFailure {
-    BuildFailure { kind, message: message.into() }
-}
-
-pub(super) fn emit(log: &LogSink, msg: impl AsRef<str>) {
-    log.send(format!("{} {}", timefmt::now(), msg.as_ref()));
-}
+use super::logsink::LogSink;
 
 /// Runs the build; returns the manifest digest. The build holds the
 /// garbage-collection lock shared from its first step to its push; a
 /// collection may follow once it is done.
-async fn run(state: &AppState, job: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
+async fn run(state: &AppState, job: &AcceptedBuild, log: &LogSink) -> Result<Digest, BuildFailure> {
     let result = {
         let _guard = state.solver.build_guard().await;
         build(state, job, log).await
@@ -56,7 +33,7 @@ async fn run(state: &AppState, job: &Job, log: &LogSink) -> Result<Digest, Build
 /// [`run`], unless shutdown cancels it first: then the build's future is
 /// dropped (its helpers killed, its uncommitted snapshots removed) and it
 /// fails with [`ErrorKind::ShuttingDown`].
-pub async fn run_until_cancelled(state: &AppState, job: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
+pub async fn run_until_cancelled(state: &AppState, job: &AcceptedBuild, log: &LogSink) -> Result<Digest, BuildFailure> {
     tokio::select! {
         result = run(state, job, log) => result,
         () = state.lifecycle.cancelled() => {
@@ -66,7 +43,7 @@ pub async fn run_until_cancelled(state: &AppState, job: &Job, log: &LogSink) -> 
     }
 }
 
-async fn build(state: &AppState, request: &Job, log: &LogSink) -> Result<Digest, BuildFailure> {
+async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Result<Digest, BuildFailure> {
     let (intake, secrets, bases) = (&request.intake, &request.secrets, &request.audit.bases);
     let egress = &request.audit.egress;
     emit(log, "[internal] load build definition from Dockerfile");
@@ -83,7 +60,7 @@ async fn build(state: &AppState, request: &Job, log: &LogSink) -> Result<Digest,
         .map_err(|e| fail(ErrorKind::InvalidArgument, format!("platforms: {e}")))?;
     let target = Reference::parse(&intake.config.image).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
     let cache = load_registry_cache(state, &target, log).await;
-    let job = image::Job {
+    let job = image::SharedBuild {
         state,
         intake,
         secrets,
@@ -127,7 +104,7 @@ fn tag_locally(state: &AppState, target: &Reference, digest: &Digest, log: &LogS
 }
 
 /// Tags an OCI index over the per-platform images.
-async fn push_index(job: &image::Job<'_>, images: &[image::PlatformImage]) -> Result<Digest, BuildFailure> {
+async fn push_index(job: &image::SharedBuild<'_>, images: &[image::PlatformImage]) -> Result<Digest, BuildFailure> {
     let entries: Vec<_> = images.iter().map(|i| (i.platform.clone(), i.exported.clone())).collect();
     let (state, sink) = (job.state, job.log.clone());
     exporter::export_index(state.solver.store(), state.solver.registry(), job.target, &entries, job.push, &move |l| {
@@ -135,23 +112,6 @@ async fn push_index(job: &image::Job<'_>, images: &[image::PlatformImage]) -> Re
     })
     .await
     .map_err(export_failure)
-}
-
-/// An export error as a build failure.
-pub(super) fn export_failure(e: exporter::ExportError) -> BuildFailure {
-    match &e {
-        exporter::ExportError::Push { source, .. } => fail(ErrorKind::from(source), e.to_string()),
-        exporter::ExportError::Storage(_) => {
-            let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::Internal);
-            fail(kind, message)
-        }
-    }
-}
-
-/// Runs blocking work (file reads, parsing, lowering, tree walks) on the
-/// blocking pool, so a request never stalls the async threads.
-pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, BuildFailure> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| fail(ErrorKind::Internal, e.to_string()))
 }
 
 /// Parses and checks the Dockerfile (blocking): the parsed file and the
@@ -179,7 +139,7 @@ async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<
         let text =
             super::contextfs::read_dockerignore(&dir).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
         let Some(text) = text else { return Ok(false) };
-        let ignore = crate::frontend::dockerignore::DockerIgnore::parse(&text);
+        let ignore = crate::dockerignore::DockerIgnore::parse(&text);
         crate::solver::apply_dockerignore(&dir, &ignore).map_err(|e| {
             let (kind, message) =
                 crate::errors::storage_failure(format!("apply .dockerignore: {e}"), ErrorKind::Internal);
@@ -219,10 +179,6 @@ fn run_checks(df: &frontend::Dockerfile, check_arg: Option<&str>) -> Result<Vec<
         return Err(fail(ErrorKind::InvalidArgument, msg));
     }
     Ok(warnings.iter().map(|w| format!("WARNING: {w}")).collect())
-}
-
-pub(super) fn diag_failure(d: Diagnostic) -> BuildFailure {
-    fail(ErrorKind::InvalidArgument, d.to_string())
 }
 
 /// The registry cache for this build, when configured; a cache that

@@ -5,7 +5,7 @@
 //! the client goes away, the build is cancelled: dropping the body drops
 //! the build task, which kills its helper processes.
 
-use super::build::{log_outcome, Job};
+use super::job::{log_outcome, AcceptedBuild};
 use super::logsink::LogStream;
 use super::pipeline;
 use super::state::AppState;
@@ -57,7 +57,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Starts the build and returns the streaming response.
-pub fn respond(state: AppState, job: Job) -> Response {
+pub fn respond(state: AppState, job: AcceptedBuild) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(32);
     let task = tokio::spawn(run(state, job, tx));
     let guard = AbortOnDrop(task.abort_handle());
@@ -67,7 +67,7 @@ pub fn respond(state: AppState, job: Job) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
 }
 
-async fn run(state: AppState, mut job: Job, out: mpsc::Sender<Bytes>) {
+async fn run(state: AppState, mut job: AcceptedBuild, out: mpsc::Sender<Bytes>) {
     job.audit.record.status = StatusCode::OK.as_u16();
     let (log_tx, mut log_rx) = super::logsink::log_channel(state.cfg.max_reply_log);
     let result = {
@@ -106,7 +106,7 @@ async fn run(state: AppState, mut job: Job, out: mpsc::Sender<Bytes>) {
 
 /// Sends `first` and everything already queued, framed by
 /// [`progress_frames`]. Returns false when the client is gone.
-async fn send_batches(out: &mpsc::Sender<Bytes>, first: String, rx: &mut LogStream, job: &Job) -> bool {
+async fn send_batches(out: &mpsc::Sender<Bytes>, first: String, rx: &mut LogStream, job: &AcceptedBuild) -> bool {
     let mut pending = vec![first];
     while let Some(l) = rx.try_recv() {
         pending.push(l);

@@ -6,7 +6,7 @@
 mod render;
 pub mod tarball;
 
-use crate::api::auth::sign;
+use crate::wire::sign;
 use futures_util::StreamExt;
 use render::Renderer;
 use std::collections::BTreeMap;
@@ -64,7 +64,7 @@ pub async fn build(req: &BuildRequest) -> Result<bool, String> {
     let mut body = tarball::context_tar(&req.dir, &config).map_err(|e| format!("tar {}: {e}", req.dir.display()))?;
     if !req.secret_files.is_empty() {
         let envelope = seal_secrets(&http, &base, req).await?;
-        body = tarball::append_entry(body, crate::api::intake::SECRETS_ENTRY, envelope.as_bytes(), 0o600)
+        body = tarball::append_entry(body, crate::wire::SECRETS_ENTRY, envelope.as_bytes(), 0o600)
             .map_err(|e| format!("tar: {e}"))?;
     }
     let resp = http

@@ -3,7 +3,7 @@
 //! `com.openfaas.docker.config` last. Paths excluded by `.dockerignore` are
 //! left out (the Dockerfile and `.dockerignore` themselves always go).
 
-use crate::frontend::dockerignore::DockerIgnore;
+use crate::dockerignore::DockerIgnore;
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -23,7 +23,7 @@ pub fn context_tar(dir: &Path, config: &serde_json::Value) -> io::Result<Vec<u8>
     let mut h = tar::Header::new_ustar();
     h.set_mode(0o664);
     h.set_size(cfg.len() as u64);
-    b.append_data(&mut h, crate::api::intake::CONFIG_ENTRY, cfg.as_slice())?;
+    b.append_data(&mut h, crate::wire::CONFIG_ENTRY, cfg.as_slice())?;
     b.into_inner()
 }
 

@@ -6,15 +6,13 @@
 //! export, so a fully cached rebuild yields the same config and manifest
 //! and uploads nothing.
 
-use crate::frontend::{HistoryStep, Lowered};
-use crate::graph::{History, ImageConfig};
+use crate::graph::{History, HistoryStep, ImageConfig, LayerRecord};
+use crate::oci::{Descriptor, ImageIndex, ImageManifest};
 use crate::platform::Platform;
 use crate::registry::{MediaType, PushOutcome, Reference, RegistryClient};
-use crate::solver::LayerRecord;
 use crate::timefmt::rfc3339;
 use futures_util::{StreamExt, TryStreamExt};
 use kiln_snapshotter::{ContentStore, Digest};
-use serde_json::json;
 
 /// What was exported.
 #[derive(Debug, Clone)]
@@ -36,8 +34,11 @@ pub struct ExportInput<'a> {
     pub target: &'a Reference,
     /// The layer chain, base first.
     pub layers: &'a [LayerRecord],
-    /// The lowered build (config and history).
-    pub lowered: &'a Lowered,
+    /// The image config from the Dockerfile (rootfs and history are filled
+    /// in here).
+    pub config: &'a ImageConfig,
+    /// The image's history, base entries first.
+    pub history: &'a [HistoryStep],
     /// Push, or only write blobs locally.
     pub push: bool,
     /// Push the manifest by digest only (it becomes an index entry) rather
@@ -65,16 +66,21 @@ pub enum ExportError {
 }
 
 /// Builds the final image config.
-pub fn image_config(lowered: &Lowered, layers: &[LayerRecord], epoch: Option<i64>) -> ImageConfig {
-    let mut config = lowered.config.clone();
+pub fn image_config(
+    config: &ImageConfig,
+    steps: &[HistoryStep],
+    layers: &[LayerRecord],
+    epoch: Option<i64>,
+) -> ImageConfig {
+    let mut config = config.clone();
     config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    let new_layers = lowered.history.iter().filter(|h| h.node.is_some() && !h.from_base).count();
+    let new_layers = steps.iter().filter(|h| h.node.is_some() && !h.from_base).count();
     let built = &layers[layers.len().saturating_sub(new_layers)..];
     let stamp = |secs: i64| rfc3339(epoch.unwrap_or(secs));
     let mut built_iter = built.iter();
     let mut last_time = built.first().map(|l| l.created);
-    let mut history: Vec<History> = Vec::with_capacity(lowered.history.len());
-    for HistoryStep { entry, node, from_base } in &lowered.history {
+    let mut history: Vec<History> = Vec::with_capacity(steps.len());
+    for HistoryStep { entry, node, from_base } in steps {
         let mut entry = entry.clone();
         if !from_base {
             if node.is_some() {
@@ -94,15 +100,9 @@ pub fn image_config(lowered: &Lowered, layers: &[LayerRecord], epoch: Option<i64
 
 /// The OCI manifest for `config` and `layers`.
 pub fn manifest(config_digest: &Digest, config_size: usize, layers: &[LayerRecord]) -> Vec<u8> {
-    let layers: Vec<_> =
-        layers.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size})).collect();
-    let m = json!({
-        "schemaVersion": 2,
-        "mediaType": MediaType::OCI_MANIFEST,
-        "config": {"mediaType": MediaType::OCI_CONFIG, "digest": config_digest, "size": config_size},
-        "layers": layers,
-    });
-    serde_json::to_vec(&m).expect("manifest serializes")
+    let config = Descriptor::new(MediaType::OCI_CONFIG, config_digest, config_size as u64);
+    let layers = layers.iter().map(|l| Descriptor::new(&l.media_type, &l.digest, l.size)).collect();
+    ImageManifest::oci(config, layers).to_bytes()
 }
 
 /// Layers uploaded at the same time.
@@ -119,7 +119,7 @@ pub async fn export(
 ) -> Result<Exported, ExportError> {
     // A config can be megabytes (thousands of labels and history entries).
     let (config_bytes, config_digest, manifest_bytes, manifest_digest) = crate::blocking::in_place(|| {
-        let config = image_config(input.lowered, input.layers, input.epoch);
+        let config = image_config(input.config, input.history, input.layers, input.epoch);
         let config_bytes = serde_json::to_vec(&config).expect("config serializes");
         let config_digest = store.write_blob(&config_bytes)?;
         let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers);
@@ -154,15 +154,14 @@ pub async fn export(
 
 /// The OCI image index over per-platform manifests.
 pub fn index(images: &[(Platform, Exported)]) -> Vec<u8> {
-    let manifests: Vec<_> = images
+    let manifests = images
         .iter()
-        .map(|(platform, e)| {
-            json!({"mediaType": MediaType::OCI_MANIFEST, "digest": e.manifest, "size": e.manifest_size,
-                   "platform": platform.spec()})
+        .map(|(platform, e)| Descriptor {
+            platform: Some(platform.spec()),
+            ..Descriptor::new(MediaType::OCI_MANIFEST, &e.manifest, e.manifest_size)
         })
         .collect();
-    let index = json!({"schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "manifests": manifests});
-    serde_json::to_vec(&index).expect("index serializes")
+    ImageIndex::oci(manifests).to_bytes()
 }
 
 /// Writes the index over `images` (already pushed by digest) to the store

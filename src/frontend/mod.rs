@@ -3,7 +3,6 @@
 //! through [`BaseResolver`] after [`base_images`] has said which are needed.
 
 pub mod diag;
-pub mod dockerignore;
 mod instructions;
 mod lexer;
 pub mod lint;

@@ -6,9 +6,10 @@
 //! digest is the SHA-256 of a canonical JSON encoding of its op and its
 //! inputs' digests; display metadata ([`SourceLoc`]) stays out of it.
 
-mod image;
+mod layer;
 
-pub use image::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
+pub use crate::oci::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
+pub use layer::{HistoryStep, LayerRecord};
 
 use kiln_snapshotter::Digest;
 use serde::{Deserialize, Serialize};

@@ -5,20 +5,7 @@
 use base64::Engine;
 use std::collections::HashMap;
 
-/// One registry's credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// Username and password.
-    Basic { username: String, password: String },
-    /// An OAuth2 refresh token (`identitytoken`).
-    IdentityToken(String),
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Credential(<redacted>)")
-    }
-}
+pub use super::credential::Credential;
 
 /// Credentials for every configured registry: `credHelpers`, then
 /// `credsStore`, then `auths` (Docker's order).

@@ -1,8 +1,8 @@
 //! The HTTP side of the registry client.
 
 use super::auth::{parse_challenge, Challenge, Credential, Credentials};
-use super::manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
 use super::{Error, Reference, Result};
+use crate::oci::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
 use crate::platform::Platform;
 use base64::Engine;
 use futures_util::StreamExt;

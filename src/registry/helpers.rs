@@ -7,7 +7,7 @@
 //! line per request ([`BrokerClient`]); the supervisor answers from a
 //! thread ([`serve_broker`]). Answers are cached for a few minutes.
 
-use super::auth::Credential;
+use super::credential::Credential;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -4,13 +4,13 @@
 
 mod auth;
 mod client;
+mod credential;
 pub mod helpers;
-mod manifest;
 mod reference;
 
+pub use crate::oci::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
 pub use auth::{Credential, Credentials};
 pub use client::{PushOutcome, RegistryClient, RegistryOptions, Resolved};
-pub use manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
 pub use reference::Reference;
 
 /// Registry failures, classified for the API's error mapping.

@@ -25,24 +25,7 @@ pub struct HttpRecord {
     pub mtime: i64,
 }
 
-/// One layer of an image as kiln holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerRecord {
-    /// Snapshot holding the layer's content (overlay form).
-    pub snapshot: SnapshotId,
-    /// Compressed blob digest.
-    pub digest: Digest,
-    /// Uncompressed digest.
-    pub diff_id: Digest,
-    /// Blob size.
-    pub size: u64,
-    /// Layer media type.
-    pub media_type: String,
-    /// When the layer was made (Unix seconds; base layers: 0).
-    pub created: i64,
-    /// Repository the blob came from, for cross-repository mounts.
-    pub origin: Option<String>,
-}
+pub use crate::graph::LayerRecord;
 
 /// What a cached step produced: its full layer chain, base first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -79,11 +79,11 @@ fn glob_walk(root: &File, prefix: &str, parts: &[&str], out: &mut Vec<String>) {
 /// "not found", as with BuildKit). A directory that is excluded but holds
 /// a re-included (`!`) path keeps that path. Symlinks are never followed.
 /// Returns how many entries were removed.
-pub fn apply_dockerignore(context: &Path, ignore: &crate::frontend::dockerignore::DockerIgnore) -> io::Result<usize> {
+pub fn apply_dockerignore(context: &Path, ignore: &crate::dockerignore::DockerIgnore) -> io::Result<usize> {
     prune(context, "", ignore)
 }
 
-fn prune(root: &Path, rel: &str, ignore: &crate::frontend::dockerignore::DockerIgnore) -> io::Result<usize> {
+fn prune(root: &Path, rel: &str, ignore: &crate::dockerignore::DockerIgnore) -> io::Result<usize> {
     let mut removed = 0;
     for entry in fs::read_dir(root.join(rel))? {
         let name = entry?.file_name().to_string_lossy().to_string();

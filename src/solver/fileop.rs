@@ -117,7 +117,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                 let spec = CopySpec {
                     owner,
                     chmod: *chmod,
-                    exclude: crate::frontend::dockerignore::DockerIgnore::parse(&exclude.join("\n")),
+                    exclude: crate::dockerignore::DockerIgnore::parse(&exclude.join("\n")),
                     parents: *parents,
                     links: Default::default(),
                     archive_limit: req.max_archive_bytes,
@@ -191,7 +191,7 @@ impl Owner {
 struct CopySpec {
     owner: Owner,
     chmod: Option<u32>,
-    exclude: crate::frontend::dockerignore::DockerIgnore,
+    exclude: crate::dockerignore::DockerIgnore,
     parents: bool,
     /// Most bytes an extracted archive may unpack to.
     archive_limit: u64,

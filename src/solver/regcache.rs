@@ -9,7 +9,8 @@
 use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
 use crate::errors::ErrorKind;
 use crate::graph::NodeId;
-use crate::registry::{Descriptor, MediaType, PlatformSpec, Reference};
+use crate::oci::{Descriptor, ImageManifest, MediaType, PlatformSpec};
+use crate::registry::Reference;
 use kiln_snapshotter::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -125,7 +126,7 @@ impl Solver {
     ) -> Result<usize, String> {
         let mut map = cache.map.clone();
         map.os = "linux".into();
-        map.architecture = crate::frontend::Platform::host().architecture;
+        map.architecture = crate::platform::Platform::host().architecture;
         let now = crate::timefmt::now_secs();
         for (key, chain) in steps {
             let layers = chain.iter().map(cached_layer).collect();
@@ -159,22 +160,16 @@ impl Solver {
         let config = serde_json::to_vec(map).expect("cache map serializes");
         let config_digest = self.store.write_blob(&config).map_err(|e| e.to_string())?;
         self.registry.push_blob(r, &config_digest, &self.store, None).await.map_err(|e| e.to_string())?;
-        let mut layers: BTreeMap<Digest, serde_json::Value> = BTreeMap::new();
+        let mut layers: BTreeMap<Digest, Descriptor> = BTreeMap::new();
         for chain in map.entries.values() {
             for l in &chain.layers {
                 if self.registry.blob_exists(r, &l.digest).await.map_err(|e| e.to_string())? {
-                    let desc = serde_json::json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size});
-                    layers.insert(l.digest.clone(), desc);
+                    layers.insert(l.digest.clone(), Descriptor::new(&l.media_type, &l.digest, l.size));
                 }
             }
         }
-        let m = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MediaType::OCI_MANIFEST,
-            "config": {"mediaType": MediaType::OCI_CONFIG, "digest": config_digest, "size": config.len()},
-            "layers": layers.into_values().collect::<Vec<_>>(),
-        });
-        Ok(serde_json::to_vec(&m).expect("manifest serializes"))
+        let config = Descriptor::new(MediaType::OCI_CONFIG, &config_digest, config.len() as u64);
+        Ok(ImageManifest::oci(config, layers.into_values().collect()).to_bytes())
     }
 }
 

@@ -6,8 +6,8 @@ use crate::frontend::diag::Diagnostic;
 use crate::frontend::instructions::{CommandForm, Instruction, Kind};
 use crate::frontend::words::{expand_heredoc, process_word};
 use crate::graph::{
-    Definition, ExecOp, FileAction, FileOp, History, ImageConfig, InlineFile, NetworkMode, NodeId, Op, RunMount,
-    SecretMount, SourceLoc, SourceOp,
+    Definition, ExecOp, FileAction, FileOp, ImageConfig, InlineFile, NetworkMode, NodeId, Op, RunMount, SecretMount,
+    SourceLoc, SourceOp,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,16 +25,7 @@ use runmount::ParsedMount;
 /// The PATH BuildKit writes when the base image has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// One history entry and the node whose layer it describes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryStep {
-    /// The entry (times are filled in at export).
-    pub entry: History,
-    /// The layer-producing node, if any.
-    pub node: Option<NodeId>,
-    /// True for entries inherited from the base image.
-    pub from_base: bool,
-}
+pub use crate::graph::HistoryStep;
 
 /// The state of a stage while lowering.
 #[derive(Debug, Clone)]

@@ -39,19 +39,28 @@ impl MediaType {
     }
 }
 
-/// A content descriptor.
+/// A content descriptor. Fields are declared in the sorted order of their
+/// JSON keys (as for every type here), so what kiln writes is canonical
+/// JSON: the same bytes, and digests, as a sorted-key encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
-    /// Media type.
-    pub media_type: String,
     /// Digest.
     pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
+    /// Media type.
+    pub media_type: String,
     /// Platform (index entries only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformSpec>,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl Descriptor {
+    /// A descriptor without a platform.
+    pub fn new(media_type: &str, digest: impl ToString, size: u64) -> Self {
+        Descriptor { digest: digest.to_string(), media_type: media_type.to_string(), platform: None, size }
+    }
 }
 
 /// The platform of an index entry.
@@ -70,26 +79,75 @@ pub struct PlatformSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
-    /// Always 2.
-    pub schema_version: u32,
-    /// Media type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
     /// The config blob.
     pub config: Descriptor,
     /// Layers, base first.
     pub layers: Vec<Descriptor>,
+    /// Media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Always 2.
+    pub schema_version: u32,
+}
+
+impl ImageManifest {
+    /// An OCI image manifest over `config` and `layers`.
+    pub fn oci(config: Descriptor, layers: Vec<Descriptor>) -> Self {
+        ImageManifest { config, layers, media_type: Some(MediaType::OCI_MANIFEST.into()), schema_version: 2 }
+    }
+
+    /// The manifest's JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("manifest serializes")
+    }
 }
 
 /// An image index / manifest list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageIndex {
-    /// Always 2.
-    pub schema_version: u32,
+    /// Per-platform manifests.
+    pub manifests: Vec<Descriptor>,
     /// Media type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    /// Per-platform manifests.
-    pub manifests: Vec<Descriptor>,
+    /// Always 2.
+    pub schema_version: u32,
+}
+
+impl ImageIndex {
+    /// An OCI image index over `manifests`.
+    pub fn oci(manifests: Vec<Descriptor>) -> Self {
+        ImageIndex { manifests, media_type: Some(MediaType::OCI_INDEX.into()), schema_version: 2 }
+    }
+
+    /// The index's JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("index serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typed_values_write_the_bytes_of_sorted_key_json() {
+        let layer = Descriptor::new(MediaType::OCI_LAYER_GZIP, "sha256:aa", 3);
+        let manifest = ImageManifest::oci(Descriptor::new(MediaType::OCI_CONFIG, "sha256:cc", 7), vec![layer]);
+        let expected = json!({
+            "schemaVersion": 2,
+            "mediaType": MediaType::OCI_MANIFEST,
+            "config": {"mediaType": MediaType::OCI_CONFIG, "digest": "sha256:cc", "size": 7},
+            "layers": [{"mediaType": MediaType::OCI_LAYER_GZIP, "digest": "sha256:aa", "size": 3}],
+        });
+        assert_eq!(manifest.to_bytes(), serde_json::to_vec(&expected).unwrap());
+        let platform = PlatformSpec { architecture: "arm".into(), os: "linux".into(), variant: Some("v7".into()) };
+        let entry =
+            Descriptor { platform: Some(platform.clone()), ..Descriptor::new(MediaType::OCI_MANIFEST, "sha256:dd", 9) };
+        let expected = json!({"schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "manifests": [
+            {"mediaType": MediaType::OCI_MANIFEST, "digest": "sha256:dd", "size": 9, "platform": platform}]});
+        assert_eq!(ImageIndex::oci(vec![entry]).to_bytes(), serde_json::to_vec(&expected).unwrap());
+    }
 }

@@ -3,7 +3,7 @@
 //! `fuzz/` drives them with libFuzzer (`scripts/fuzz.sh`); the seed corpus
 //! and every crash found run through them in `tests/fuzz_regressions.rs`.
 
-use crate::api::intake::{self, Limits};
+use super::intake::{self, Limits};
 use crate::frontend::{self, BuildOptions, ResolvedImage, ResolvedImages};
 use crate::graph::ImageConfig;
 use crate::platform::{self, Platform};
@@ -41,7 +41,7 @@ pub fn request_tar(data: &[u8]) {
     }
     // Whatever the context holds, reading the build's own files ends
     // (intake read the Dockerfile already).
-    let _ = crate::api::contextfs::read_dockerignore(&context);
+    let _ = super::contextfs::read_dockerignore(&context);
 }
 
 /// Symlink chains: a context of directories and links described by the
@@ -68,7 +68,7 @@ pub fn context_links(data: &[u8]) {
             _ => {}
         }
     }
-    if crate::api::symlinks::check_context(&context).is_ok() {
+    if super::symlinks::check_context(&context).is_ok() {
         assert_links_stay_beneath(&context);
     }
 }
@@ -191,13 +191,13 @@ pub fn word_expansion(data: &[u8]) {
 pub fn dockerignore(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (patterns, path) = text.split_once('\0').unwrap_or((&text, "a/b/c"));
-    let ignore = frontend::dockerignore::DockerIgnore::parse(patterns);
+    let ignore = crate::dockerignore::DockerIgnore::parse(patterns);
     let _ = ignore.is_excluded(path);
     let _ = ignore.has_exceptions();
     if let Some(first) = patterns.lines().next() {
         let _ = crate::glob::glob_match(first, path);
     }
-    let all = frontend::dockerignore::DockerIgnore::parse("**");
+    let all = crate::dockerignore::DockerIgnore::parse("**");
     let names: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
     if !names.is_empty() && !names.contains(&"..") {
         assert!(all.is_excluded(path), "** must exclude {path:?}");
@@ -209,7 +209,7 @@ pub fn dockerignore(data: &[u8]) {
 /// same bytes as of-builder's `config`: a parsed one has a non-empty ref
 /// and pushes to its lower-cased form.
 pub fn request_config(data: &[u8]) {
-    if let Ok((legacy, given)) = crate::api::legacy::parse_config(data) {
+    if let Ok((legacy, given)) = super::legacy::parse_config(data) {
         assert!(!given.is_empty(), "an empty ref is refused");
         assert_eq!(legacy.image, given.to_lowercase());
     }
@@ -232,7 +232,7 @@ pub fn request_config(data: &[u8]) {
 pub fn ndjson(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let lines: Vec<String> = text.split('\n').map(String::from).collect();
-    let frames = crate::api::stream::progress_frames(lines.clone(), 1.5);
+    let frames = super::stream::progress_frames(lines.clone(), 1.5);
     let mut carried = Vec::new();
     for f in &frames {
         assert_eq!(f.iter().filter(|b| **b == b'\n').count(), 1, "one newline per frame");

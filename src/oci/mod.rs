@@ -1,0 +1,9 @@
+//! Typed OCI values, a leaf every other module may use: descriptors,
+//! manifests, indexes and their platform objects ([`manifest`]), and
+//! kiln's own image config type ([`config`]). Nothing here does I/O.
+
+pub mod config;
+pub mod manifest;
+
+pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
+pub use manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
