@@ -24,6 +24,9 @@ pub mod stream;
 pub mod symlinks;
 pub mod upload;
 
+#[cfg(test)]
+mod tests;
+
 pub use state::{AppState, ServeConfig};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};

@@ -206,3 +206,6 @@ fn describe(o: PushOutcome) -> &'static str {
         PushOutcome::Uploaded => "(uploaded)",
     }
 }
+
+#[cfg(test)]
+mod tests;
