@@ -230,11 +230,14 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
         networks.warm();
         let solver_cfg = SolverConfig {
             data_dir: handover.data_dir.clone(),
-            helper_exe: PathBuf::from("/proc/self/exe"),
+            runner: Arc::new(kiln::solver::runner::HelperRunner {
+                helper_exe: PathBuf::from("/proc/self/exe"),
+                step_timeout: (opts.step_timeout > 0).then(|| std::time::Duration::from_secs(opts.step_timeout)),
+                networks: networks.clone(),
+            }),
             max_archive_bytes: opts.max_unpacked_mb << 20,
             diff: diff_options(&opts),
             cache_budget: (opts.cache_max_size > 0).then_some(opts.cache_max_size),
-            step_timeout: (opts.step_timeout > 0).then(|| std::time::Duration::from_secs(opts.step_timeout)),
             step_limits: step_limits(&opts),
             networks: networks.clone(),
         };

@@ -1,29 +1,25 @@
-//! Running Exec and File ops: each runs in a fresh single-threaded helper
-//! process (`kiln __run-step` / `kiln __file-op`) on an overlay of the
-//! parent's snapshots plus a new upper snapshot, which is then diffed into
-//! a layer and committed as the step's snapshot.
+//! Running Exec and File ops: each runs through the [`super::runner`] on
+//! an overlay of the parent's snapshots plus a new upper snapshot, which is
+//! then diffed into a layer and committed as the step's snapshot.
 
 use super::cachemount::{self, CacheLease, CacheSpec};
 use super::fileop::{FileOpRequest, PlannedAction};
+use super::runner::{RunError, RunStep};
 use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
 use crate::errors::ErrorKind;
-use crate::graph::{ExecOp, NetworkMode, NodeId, RunMount};
+use crate::graph::{ExecOp, NodeId, RunMount};
 use crate::platform::binfmt::{self, Support};
 use kiln_runtime::mounts::{BindRoot, StepMount};
-use kiln_runtime::step::{SecretFile, StepNetwork, StepRequest, StepResult};
+use kiln_runtime::step::{SecretFile, StepNetwork, StepRequest};
 use kiln_snapshotter::diff::diff_upper;
 use kiln_snapshotter::overlay::Mount;
 use kiln_snapshotter::snapshots::Snapshotter;
 use kiln_snapshotter::SnapshotId;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-/// Longest output line forwarded to the log.
-const MAX_LINE: usize = 4096;
 /// Output lines quoted in a failure message.
 const TAIL_LINES: usize = 10;
 /// Most output one step may add to the build log.
@@ -58,17 +54,7 @@ impl Solver {
             Ok(p) => p,
             Err(message) => return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, message)),
         };
-        let network = match op.network {
-            NetworkMode::Default => match self.cfg.networks.take(super::network::reporter(id, input.progress)).await {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    let msg = format!("prepare the step's network: {e}");
-                    return Err(SolveError::new(Some(id), ErrorKind::Unavailable, msg));
-                }
-            },
-            NetworkMode::None | NetworkMode::Host => None,
-        };
-        let req = StepRequest {
+        let request = StepRequest {
             id: format!("kiln-{}", upper.id().as_str()),
             rootfs: overlay,
             bundle: bundle.clone(),
@@ -80,28 +66,17 @@ impl Solver {
             user: op.user.clone(),
             hostname: "kiln".into(),
             mounts,
-            network: match (&network, op.network) {
-                (Some(n), _) => StepNetwork::Join { netns: n.netns_fd(), userns: n.userns_fd() },
-                (None, NetworkMode::None) => StepNetwork::Isolated,
-                (None, _) => StepNetwork::Host,
-            },
+            network: StepNetwork::Host,
             limits: self.cfg.step_limits,
         };
-        let inherit: Vec<i32> = network.iter().flat_map(|n| [n.netns_fd(), n.userns_fd()]).collect();
-        let outcome = self.run_helper(id, "__run-step", &bundle, &req, input, inherit).await;
-        if let Some(n) = network {
-            n.close().await;
-        }
-        // A killed step leaves libcontainer's state behind.
-        let _ = std::fs::remove_dir_all(req.state_root.join(&req.id));
-        let result = outcome.and_then(|(tail, raw)| {
-            let r: StepResult = serde_json::from_slice(&raw).map_err(|e| unreadable_result(id, e, &tail))?;
-            match (r.error, r.exit_code) {
-                (Some(e), _) => Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, e)),
-                (None, 0) => Ok(()),
-                (None, code) => {
-                    Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, exit_message(code, &tail)))
-                }
+        let job = RunStep { request, mode: op.network, egress: super::network::reporter(id, input.progress) };
+        let sink = OutputSink::new(id, input);
+        let outcome = self.cfg.runner.run_step(job, &|line| sink.emit(line)).await;
+        let result = outcome.map_err(|e| run_failure(id, e, &sink)).and_then(|r| match (r.error, r.exit_code) {
+            (Some(e), _) => Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, e)),
+            (None, 0) => Ok(()),
+            (None, code) => {
+                Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, exit_message(code, &sink.tail())))
             }
         });
         self.finish(id, upper, base, result).await
@@ -123,14 +98,11 @@ impl Solver {
             actions,
             max_archive_bytes: self.cfg.max_archive_bytes,
         };
-        let outcome = self.run_helper(id, "__file-op", &bundle, &req, input, Vec::new()).await;
-        let result = outcome.and_then(|(tail, raw)| {
-            let r: super::fileop::FileOpResult =
-                serde_json::from_slice(&raw).map_err(|e| unreadable_result(id, e, &tail))?;
-            match r.error {
-                Some(e) => Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, e)),
-                None => Ok(()),
-            }
+        let sink = OutputSink::new(id, input);
+        let outcome = self.cfg.runner.run_file_op(req, &|line| sink.emit(line)).await;
+        let result = outcome.map_err(|e| run_failure(id, e, &sink)).and_then(|r| match r.error {
+            Some(e) => Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, e)),
+            None => Ok(()),
         });
         self.finish(id, upper, base, result).await
     }
@@ -221,90 +193,6 @@ impl Solver {
         });
         Ok(base)
     }
-
-    /// Runs a helper with `req` as JSON; streams its output as events;
-    /// returns the output tail and the result file's bytes.
-    async fn run_helper(
-        &self,
-        id: NodeId,
-        verb: &str,
-        bundle: &Path,
-        req: &impl serde::Serialize,
-        input: &BuildInput<'_>,
-        inherit: Vec<i32>,
-    ) -> Result<(Vec<String>, Vec<u8>), SolveError> {
-        std::fs::create_dir_all(bundle).map_err(|e| SolveError::internal(id, e))?;
-        let req_path = bundle.join("request.json");
-        std::fs::write(&req_path, serde_json::to_vec(req).expect("request serializes"))
-            .map_err(|e| SolveError::internal(id, e))?;
-        let mut cmd = tokio::process::Command::new(&self.cfg.helper_exe);
-        cmd.arg(verb)
-            .arg(&req_path)
-            .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .envs(std::env::var_os("KILN_LOG").map(|v| ("KILN_LOG", v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let own_pid_namespace = verb == "__run-step";
-        // The helper dies with the server: started from the spawner thread,
-        // its parent-death signal is not tied to a worker thread's life.
-        // SAFETY: prctl, fcntl and unshare are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                // The helper inherits these descriptors (the step's namespaces).
-                for &fd in &inherit {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                if own_pid_namespace && libc::unshare(libc::CLONE_NEWPID) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child =
-            crate::spawner::spawn(cmd).map_err(|e| SolveError::internal(id, format!("spawn helper: {e}")))?;
-        // However this ends (cancelled, timed out, done), the step's
-        // processes do not outlive it.
-        let _reap = own_pid_namespace.then(|| StepReaper(bundle.to_path_buf()));
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let sink = OutputSink { id, progress: input.progress.clone(), tail: tail.clone(), logged: Default::default() };
-        let out = forward(child.stdout.take().expect("piped"), sink.clone());
-        let err = forward(child.stderr.take().expect("piped"), sink);
-        let finished = async { tokio::join!(child.wait(), out, err).0 };
-        let status = match self.cfg.step_timeout {
-            Some(limit) => match tokio::time::timeout(limit, finished).await {
-                Ok(status) => status,
-                Err(_) => {
-                    // Killing the helper kills the step's whole PID namespace.
-                    let _ = child.kill().await;
-                    let msg = format!("the step ran longer than the {} s step timeout and was killed", limit.as_secs());
-                    return Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, msg));
-                }
-            },
-            None => finished.await,
-        };
-        let status = status.map_err(|e| SolveError::internal(id, format!("wait for helper: {e}")))?;
-        let tail: Vec<String> = tail.lock().expect("tail lock").iter().cloned().collect();
-        match std::fs::read(bundle.join("result.json")) {
-            Ok(raw) => Ok((tail, raw)),
-            Err(_) => Err(SolveError::internal(id, format!("helper {verb} died ({status}): {}", tail.join("\n")))),
-        }
-    }
-}
-
-/// Kills the recorded init of a step's PID namespace when dropped: with it
-/// goes every process of the step, however the helper's wait ended.
-struct StepReaper(PathBuf);
-
-impl Drop for StepReaper {
-    fn drop(&mut self) {
-        kiln_runtime::step::kill_recorded(&self.0);
-    }
 }
 
 /// Where a helper's output goes: the build log (up to the per-step budget,
@@ -318,6 +206,15 @@ struct OutputSink {
 }
 
 impl OutputSink {
+    fn new(id: NodeId, input: &BuildInput<'_>) -> Self {
+        OutputSink { id, progress: input.progress.clone(), tail: Default::default(), logged: Default::default() }
+    }
+
+    /// The last output lines.
+    fn tail(&self) -> Vec<String> {
+        self.tail.lock().expect("tail lock").iter().cloned().collect()
+    }
+
     fn emit(&self, mut line: String) {
         {
             let mut t = self.tail.lock().expect("tail lock");
@@ -337,43 +234,6 @@ impl OutputSink {
             let _ = self.progress.send(Event::Output(self.id, line));
         }
     }
-}
-
-/// Reads lines from `pipe` holding at most [`MAX_LINE`] bytes of any one
-/// line in memory, however long the line is.
-async fn forward(pipe: impl AsyncRead + Unpin, sink: OutputSink) {
-    let mut reader = BufReader::new(pipe);
-    let (mut line, mut cut) = (Vec::new(), false);
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(b) if !b.is_empty() => b,
-            _ => break,
-        };
-        let (chunk, done, used) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (&buf[..i], true, i + 1),
-            None => (buf, false, buf.len()),
-        };
-        let room = MAX_LINE.saturating_sub(line.len());
-        cut |= chunk.len() > room;
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        reader.consume(used);
-        if done {
-            sink.emit(finish_line(&mut line, &mut cut));
-        }
-    }
-    if !line.is_empty() {
-        sink.emit(finish_line(&mut line, &mut cut));
-    }
-}
-
-fn finish_line(line: &mut Vec<u8>, cut: &mut bool) -> String {
-    let mut text = String::from_utf8_lossy(line).into_owned();
-    if *cut {
-        text.push_str(" [line truncated]");
-    }
-    line.clear();
-    *cut = false;
-    text
 }
 
 /// Writes each provided secret into `<bundle>/secrets/` with its mode and
@@ -411,11 +271,20 @@ fn prepare_secrets(
     Ok(files)
 }
 
-/// A helper's result file that does not parse (it may have died or found
-/// the disk full): the error with the helper's last output lines.
-fn unreadable_result(id: NodeId, e: serde_json::Error, tail: &[String]) -> SolveError {
-    let last: Vec<&str> = tail.iter().rev().take(3).rev().map(String::as_str).collect();
-    SolveError::internal(id, format!("the helper's result is unreadable ({e}): {}", last.join(" / ")))
+/// A job that produced no result, as a build error: a timeout is the
+/// step's fault; the rest are the builder's, quoted with the last output.
+fn run_failure(id: NodeId, e: RunError, sink: &OutputSink) -> SolveError {
+    let tail = sink.tail();
+    match e {
+        RunError::TimedOut(_) => SolveError::new(Some(id), ErrorKind::FailedPrecondition, e.to_string()),
+        RunError::Network(_) => SolveError::new(Some(id), ErrorKind::Unavailable, e.to_string()),
+        RunError::Died { .. } => SolveError::internal(id, format!("{e}: {}", tail.join("\n"))),
+        RunError::Unreadable(_) => {
+            let last: Vec<&str> = tail.iter().rev().take(3).rev().map(String::as_str).collect();
+            SolveError::internal(id, format!("{e}: {}", last.join(" / ")))
+        }
+        RunError::Spawn(_) => SolveError::internal(id, e.to_string()),
+    }
 }
 
 fn exit_message(code: i32, tail: &[String]) -> String {

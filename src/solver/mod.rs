@@ -7,6 +7,8 @@ mod cachemount;
 pub mod check;
 mod context;
 mod exec;
+#[cfg(test)]
+pub(crate) mod fake_runner;
 pub mod fileop;
 mod gc;
 mod git;
@@ -14,6 +16,7 @@ mod http;
 mod keys;
 mod network;
 pub mod regcache;
+pub mod runner;
 pub mod tags;
 
 pub use cache::{CacheIndex, LayerRecord, StepRecord};
@@ -82,19 +85,17 @@ impl From<cache::CacheError> for SolveError {
 }
 
 /// Static solver settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SolverConfig {
     /// The data directory (content, snapshots, cache, run).
     pub data_dir: PathBuf,
-    /// The kiln binary used for helper processes.
-    pub helper_exe: PathBuf,
+    /// What runs RUN steps and file ops.
+    pub runner: Arc<dyn runner::StepRunner>,
     /// Layer writing options.
     pub diff: DiffOptions,
     /// Most bytes the content store and snapshots may hold (`None`: no
     /// limit); least recently used cache entries go first.
     pub cache_budget: Option<u64>,
-    /// Longest a step may run (`None`: no limit).
-    pub step_timeout: Option<std::time::Duration>,
     /// Process limits of every step.
     pub step_limits: kiln_runtime::spec::StepLimits,
     /// Most bytes one archive that ADD extracts may unpack to.

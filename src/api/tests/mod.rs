@@ -1,10 +1,12 @@
 //! The HTTP API in process: `app(state).oneshot(request)` against a server
 //! state whose storage lives in a temporary directory — no listener, no
-//! registry, no root, no helper process. Builds that need no layer
-//! (`FROM scratch` with config-only instructions and `skipPush`) run to
-//! the end; everything else stops where the contract says it must.
+//! registry, no root, no helper process: RUN steps go to a fake runner
+//! that writes into the step's upper directory. `FROM scratch` builds with
+//! `skipPush` run to the end (layers diffed, committed, cached, exported);
+//! everything else stops where the contract says it must.
 
 mod build;
+mod solve;
 mod surface;
 
 use super::audit::AuditSink;
@@ -14,6 +16,7 @@ use super::upload::UploadGate;
 use super::{app, metrics_app, AppState, ServeConfig};
 use crate::egress::{policy::EgressPolicy, NetworkConfig, StepNetworks};
 use crate::registry::{RegistryClient, RegistryOptions};
+use crate::solver::fake_runner::ScriptRunner;
 use crate::solver::{Solver, SolverConfig};
 use crate::wire::{sign, CONFIG_ENTRY};
 use axum::body::Body;
@@ -33,6 +36,8 @@ pub(super) struct Fixture {
     _dir: tempfile::TempDir,
     pub(super) state: AppState,
     audit_file: PathBuf,
+    /// The fake step runner the solver uses.
+    pub(super) runner: Arc<ScriptRunner>,
 }
 
 fn config(data_dir: PathBuf) -> ServeConfig {
@@ -64,12 +69,12 @@ pub(super) fn fixture_with(max_inflight: usize, tweak: impl FnOnce(&mut ServeCon
         nft: "nft".into(),
         spare: 0,
     };
+    let runner = Arc::new(ScriptRunner::default());
     let solver_cfg = SolverConfig {
         data_dir: data_dir.clone(),
-        helper_exe: PathBuf::from("/nonexistent/kiln"),
+        runner: runner.clone(),
         diff: Default::default(),
         cache_budget: None,
-        step_timeout: None,
         step_limits: Default::default(),
         max_archive_bytes: 1 << 20,
         networks: StepNetworks::new(network),
@@ -92,7 +97,7 @@ pub(super) fn fixture_with(max_inflight: usize, tweak: impl FnOnce(&mut ServeCon
         audit: Arc::new(AuditSink::File(std::sync::Mutex::new(audit), audit_file.clone())),
         startup_checks: Arc::new(Vec::new()),
     };
-    Fixture { _dir: dir, state, audit_file }
+    Fixture { _dir: dir, state, audit_file, runner }
 }
 
 pub(super) fn fixture() -> Fixture {
