@@ -6,6 +6,9 @@
 //! - `definition/digests_100_nodes`: canonical op digests of a graph.
 //! - `layer_export/diff_gzip_8mb`: upper dir (2,000 files) → gzip layer.
 
+// criterion_group! and criterion_main! generate undocumented public items.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kiln::graph::{CopyAction, Definition, ExecOp, FileAction, FileOp, Op};
 use kiln::solver::{cache_key, CacheIndex, LayerRecord, StepRecord};

@@ -21,6 +21,9 @@
 //!   cost does not grow with the lower layers' size (a two-tree differ
 //!   would walk the whole 100 MB).
 
+// criterion_group! and criterion_main! generate undocumented public items.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kiln_snapshotter::diff::{diff_upper, DiffOptions};
 use kiln_snapshotter::encode::LayerCompression;

@@ -209,6 +209,7 @@ fn kill_9_at_random_moments_leaves_a_clean_store_and_complete_tags() {
 
 #[test]
 fn a_full_disk_fails_clearly_and_service_resumes_when_space_returns() {
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: mounting a small tmpfs needs root");
         return;

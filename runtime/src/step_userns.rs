@@ -77,29 +77,34 @@ pub fn join(userns: &OwnedFd) -> Result<()> {
 /// The child: unshare, report its pid as `/proc` numbers it (or `!` and
 /// the errno), and stay until the parent closes `go`.
 unsafe fn hold_new_namespaces(flags: libc::c_int, ready: RawFd, go: RawFd) -> ! {
-    // A server whose IDs changed at start-up is not dumpable, and the /proc
-    // files of a non-dumpable task in an unmapped namespace belong to the
-    // host's root: the parent could not write the maps. This child lives
-    // for the few system calls below, in no step's PID namespace.
-    libc::prctl(libc::PR_SET_DUMPABLE, 1);
-    let mut buf = [0u8; 32];
-    let n = if libc::unshare(flags) == 0 {
-        libc::readlink(c"/proc/self".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    } else {
-        -1
-    };
-    if n > 0 {
-        libc::write(ready, buf.as_ptr().cast(), n as usize);
-    } else {
-        let errno = *libc::__errno_location();
-        let mut msg = [b'!', 0, 0, 0, 0];
-        msg[1..].copy_from_slice(&errno.to_ne_bytes());
-        libc::write(ready, msg.as_ptr().cast(), msg.len());
+    // SAFETY: raw system calls on this process's own descriptors and
+    // buffers, async-signal-safe (the caller may be a multi-threaded
+    // process's forked child).
+    unsafe {
+        // A server whose IDs changed at start-up is not dumpable, and the /proc
+        // files of a non-dumpable task in an unmapped namespace belong to the
+        // host's root: the parent could not write the maps. This child lives
+        // for the few system calls below, in no step's PID namespace.
+        libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        let mut buf = [0u8; 32];
+        let n = if libc::unshare(flags) == 0 {
+            libc::readlink(c"/proc/self".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        } else {
+            -1
+        };
+        if n > 0 {
+            libc::write(ready, buf.as_ptr().cast(), n as usize);
+        } else {
+            let errno = *libc::__errno_location();
+            let mut msg = [b'!', 0, 0, 0, 0];
+            msg[1..].copy_from_slice(&errno.to_ne_bytes());
+            libc::write(ready, msg.as_ptr().cast(), msg.len());
+        }
+        libc::close(ready);
+        let mut byte = 0u8;
+        libc::read(go, (&mut byte as *mut u8).cast(), 1);
+        libc::_exit(0)
     }
-    libc::close(ready);
-    let mut byte = 0u8;
-    libc::read(go, (&mut byte as *mut u8).cast(), 1);
-    libc::_exit(0)
 }
 
 /// Writes the child's maps and opens its namespaces.

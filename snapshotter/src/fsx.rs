@@ -29,6 +29,7 @@ fn openat2(root: &impl AsRawFd, path: &Path, flags: i32, resolve: u64) -> io::Re
     let rel = path.strip_prefix("/").unwrap_or(path);
     let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     let c = cstr(rel.as_os_str())?;
+    // SAFETY: open_how is plain old data; all zeroes is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = resolve;

@@ -71,7 +71,7 @@ pub fn metrics_app(state: AppState) -> Router {
                 let in_flight = s.limiter.in_flight() as f64;
                 let uploads = s.uploads.pending() as f64;
                 let gauges = [("kiln_builds_in_flight", in_flight), ("kiln_pending_uploads", uploads)];
-                ([("content-type", "text/plain; version=0.0.4")], s.metrics.render(&gauges))
+                ([("content-type", crate::metrics::Metrics::CONTENT_TYPE)], s.metrics.render(&gauges))
             }),
         )
         .merge(admin)

@@ -56,19 +56,38 @@ pub struct Instruction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     /// `FROM [--platform=p] image [AS name]`.
-    From { image: String, alias: Option<String>, platform: Option<String> },
+    From {
+        /// The image reference, or a stage name.
+        image: String,
+        /// The stage name (`AS name`).
+        alias: Option<String>,
+        /// `--platform`, unexpanded.
+        platform: Option<String>,
+    },
     /// `RUN [--mount=…] [--network=…]` (values kept raw until lowering).
-    Run { cmd: CommandForm, mounts: Vec<String>, network: Option<String> },
+    Run {
+        /// The command.
+        cmd: CommandForm,
+        /// `--mount` values.
+        mounts: Vec<String>,
+        /// `--network`.
+        network: Option<String>,
+    },
     /// `CMD`.
     Cmd(CommandForm),
     /// `ENTRYPOINT`.
     Entrypoint(CommandForm),
     /// `COPY [--from] [--chown] [--chmod] [--link] src… dest`.
     Copy {
+        /// Source paths (context or stage).
         sources: Vec<String>,
+        /// Destination.
         dest: String,
+        /// `--chown`.
         chown: Option<String>,
+        /// `--chmod`.
         chmod: Option<String>,
+        /// `--from` (a stage, image or context name).
         from: Option<String>,
         /// Here-document sources: (name, body, expand).
         inline: Vec<(String, String, bool)>,
@@ -102,7 +121,12 @@ pub enum Kind {
     /// `ONBUILD` trigger text.
     Onbuild(String),
     /// `HEALTHCHECK`.
-    Healthcheck { flags: Vec<(String, String)>, cmd: Option<CommandForm> },
+    Healthcheck {
+        /// `--interval` and the other flags, as given.
+        flags: Vec<(String, String)>,
+        /// The check (`None`: `HEALTHCHECK NONE`).
+        cmd: Option<CommandForm>,
+    },
 }
 
 /// ADD's own flags.

@@ -4,7 +4,12 @@
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
     /// Username and password.
-    Basic { username: String, password: String },
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken`).
     IdentityToken(String),
 }
