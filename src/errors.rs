@@ -37,17 +37,41 @@ impl From<&crate::registry::Error> for ErrorKind {
     }
 }
 
-/// The kind of a local storage failure: [`ErrorKind::OutOfSpace`] (with
-/// the message saying so) for a full disk, `otherwise` for anything else.
-pub fn storage_failure(message: String, otherwise: ErrorKind) -> (ErrorKind, String) {
-    if is_out_of_space(&message) {
+/// The kind and message of a local storage failure, from the error itself:
+/// [`ErrorKind::OutOfSpace`] (the message saying so) when it or an error
+/// it wraps is `ENOSPC`, `otherwise` for anything else.
+pub fn storage_error(
+    context: Option<&str>,
+    e: &(dyn std::error::Error + 'static),
+    otherwise: ErrorKind,
+) -> (ErrorKind, String) {
+    let message = match context {
+        Some(c) => format!("{c}: {e}"),
+        None => e.to_string(),
+    };
+    if is_disk_full(e) {
         (ErrorKind::OutOfSpace, format!("{message}: the data directory is out of space"))
     } else {
         (otherwise, message)
     }
 }
 
-/// Whether an error message reports a full disk (`ENOSPC`).
+/// Whether `e` or any error in its source chain is a full disk.
+pub fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(libc::ENOSPC) {
+                return true;
+            }
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// Whether an error message reports a full disk (`ENOSPC`), for errors
+/// that reached here as text.
 pub fn is_out_of_space(message: &str) -> bool {
     message.contains("os error 28") || message.to_ascii_lowercase().contains("no space left on device")
 }
@@ -56,4 +80,28 @@ pub fn is_out_of_space(message: &str) -> bool {
 pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
     Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Wrapper {
+        #[error("spool request body: {0}")]
+        Io(#[from] std::io::Error),
+    }
+
+    #[test]
+    fn a_full_disk_is_found_through_the_source_chain() {
+        let full = Wrapper::from(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let (kind, message) = storage_error(Some("write"), &full, ErrorKind::Internal);
+        assert_eq!(kind, ErrorKind::OutOfSpace);
+        assert!(message.starts_with("write: spool request body:") && message.ends_with("out of space"), "{message}");
+        let other = Wrapper::from(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(storage_error(None, &other, ErrorKind::Internal).0, ErrorKind::Internal);
+        let text_only = std::io::Error::other("No space left on device (as text)");
+        assert_eq!(storage_error(None, &text_only, ErrorKind::Internal).0, ErrorKind::Internal, "types, not text");
+        assert!(is_out_of_space("write blob: No space left on device (os error 28)"), "the text fallback");
+    }
 }

@@ -223,7 +223,7 @@ async fn receive_body(
         }
         Err(e) => {
             let (kind, message) = match &e {
-                UploadError::Io(_) => crate::errors::storage_failure(e.to_string(), ErrorKind::Internal),
+                UploadError::Io(_) => crate::errors::storage_error(None, &e, ErrorKind::Internal),
                 _ => (ErrorKind::InvalidArgument, e.to_string()),
             };
             let mut resp = refuse(audit, kind, message);
@@ -273,7 +273,7 @@ async fn unpack_spooled(
             if matches!(e, IntakeError::InvalidLegacy(_)) {
                 audit.record.client_api = ClientApi::OfBuilder;
             }
-            let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::InvalidArgument);
+            let (kind, message) = crate::errors::storage_error(None, &e, ErrorKind::InvalidArgument);
             Err(refuse(audit, kind, message))
         }
         Err(e) => Err(refuse(audit, ErrorKind::Internal, e.to_string())),

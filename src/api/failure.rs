@@ -29,7 +29,7 @@ pub(super) fn export_failure(e: exporter::ExportError) -> BuildFailure {
     match &e {
         exporter::ExportError::Push { source, .. } => fail(ErrorKind::from(source), e.to_string()),
         exporter::ExportError::Storage(_) => {
-            let (kind, message) = crate::errors::storage_failure(e.to_string(), ErrorKind::Internal);
+            let (kind, message) = crate::errors::storage_error(None, &e, ErrorKind::Internal);
             fail(kind, message)
         }
     }

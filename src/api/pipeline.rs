@@ -141,8 +141,7 @@ async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<
         let Some(text) = text else { return Ok(false) };
         let ignore = crate::dockerignore::DockerIgnore::parse(&text);
         crate::solver::apply_dockerignore(&dir, &ignore).map_err(|e| {
-            let (kind, message) =
-                crate::errors::storage_failure(format!("apply .dockerignore: {e}"), ErrorKind::Internal);
+            let (kind, message) = crate::errors::storage_error(Some("apply .dockerignore"), &e, ErrorKind::Internal);
             fail(kind, message)
         })?;
         Ok(true)

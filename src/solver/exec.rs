@@ -324,8 +324,10 @@ impl Drop for Uncommitted {
             bundle_gone && snapshot_gone
         };
         if !remove() {
+            // A cancelled step's helper may still be dying, its mount
+            // namespace holding the overlay: retry for up to 10 s.
             std::thread::spawn(move || {
-                for _ in 0..20 {
+                for _ in 0..100 {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                     if remove() {
                         return;
