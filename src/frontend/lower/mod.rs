@@ -359,5 +359,4 @@ fn history(created_by: String, empty_layer: bool) -> History {
 }
 
 #[cfg(test)]
-#[path = "lower/tests.rs"]
 mod tests;
