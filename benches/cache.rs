@@ -88,7 +88,7 @@ fn bench_layer_export(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let upper = dir.path().join("upper");
     make_tree(&upper, 2_000, 4096);
-    let store = ContentStore::open(dir.path().join("content")).unwrap();
+    let store = ContentStore::at(dir.path().join("content")).unwrap();
     let opts = DiffOptions { mtime_clamp: Some(0), ..DiffOptions::default() };
     let mut group = c.benchmark_group("layer_export");
     group.throughput(Throughput::Bytes(2_000 * 4096));

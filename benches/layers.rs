@@ -63,7 +63,7 @@ fn bench_export(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
     let bytes = copy_usr(&tree);
-    let store = ContentStore::open(dir.path().join("content")).unwrap();
+    let store = ContentStore::at(dir.path().join("content")).unwrap();
     let mut group = c.benchmark_group("export");
     group.throughput(Throughput::Bytes(bytes));
     group.sample_size(10);
@@ -117,12 +117,12 @@ fn bench_snapshots(c: &mut Criterion) {
     let snaps = Snapshots::open(dir.path().join("snapshots")).unwrap();
     c.bench_function("snapshot/prepare_commit", |b| {
         b.iter(|| {
-            let id = snaps.prepare().unwrap();
+            let id = snaps.prepare_empty().unwrap();
             snaps.commit(&id).unwrap();
             id
         })
     });
-    let store = ContentStore::open(dir.path().join("content")).unwrap();
+    let store = ContentStore::at(dir.path().join("content")).unwrap();
     let upper = dir.path().join("upper");
     fs::create_dir_all(upper.join("app")).unwrap();
     fs::write(upper.join("app/handler.py"), "def handle(req):\n    return req\n").unwrap();

@@ -56,8 +56,9 @@ pub struct ContentStore {
 }
 
 impl ContentStore {
-    /// Opens (and creates) a store under `root`.
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+    /// The store under `root`, created when missing (the trait's `open`
+    /// reads a blob).
+    pub fn at(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         for sub in ["blobs/sha256", "ingest"] {
             fs::create_dir_all(root.join(sub)).ctx(|| format!("create {}", root.join(sub).display()))?;
@@ -70,8 +71,9 @@ impl ContentStore {
         self.root.join("blobs/sha256").join(digest.hex())
     }
 
-    /// The size of a committed blob, or `None` when absent.
-    pub fn info(&self, digest: &Digest) -> Result<Option<u64>> {
+    /// The size of a committed blob, or `None` when absent (the trait's
+    /// `info` gives the whole [`Info`]).
+    pub fn size_of(&self, digest: &Digest) -> Result<Option<u64>> {
         match fs::metadata(self.blob_path(digest)) {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -190,7 +192,7 @@ impl Write for ContentWriter {
 
 impl Store for ContentStore {
     fn info(&self, digest: &Digest) -> Result<Option<Info>> {
-        Ok(ContentStore::info(self, digest)?.map(|size| Info { digest: digest.clone(), size }))
+        Ok(self.size_of(digest)?.map(|size| Info { digest: digest.clone(), size }))
     }
     fn open(&self, digest: &Digest) -> Result<Box<dyn BlobReader>> {
         Ok(Box::new(self.reader(digest)?))
@@ -222,9 +224,9 @@ mod tests {
     #[test]
     fn commit_verifies_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ContentStore::open(dir.path()).unwrap();
+        let store = ContentStore::at(dir.path()).unwrap();
         let d = store.write_blob(b"hello").unwrap();
-        assert_eq!(store.info(&d).unwrap(), Some(5));
+        assert_eq!(store.size_of(&d).unwrap(), Some(5));
         assert_eq!(store.write_blob(b"hello").unwrap(), d);
         let mut w = store.writer().unwrap();
         w.write_all(b"hello").unwrap();
@@ -234,13 +236,13 @@ mod tests {
         assert!(w.commit(None, Some(&d)).is_err());
         assert_eq!(store.clean_ingest().unwrap(), 0, "failed commits leave nothing behind");
         store.delete(&d).unwrap();
-        assert_eq!(store.info(&d).unwrap(), None);
+        assert_eq!(store.size_of(&d).unwrap(), None);
     }
 
     #[test]
     fn filesystem_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ContentStore::open(dir.path()).unwrap();
+        let store = ContentStore::at(dir.path()).unwrap();
         crate::conformance::content_store(&store);
         assert_eq!(store.clean_ingest().unwrap(), 0, "abandoned and failed ingests leave nothing behind");
     }

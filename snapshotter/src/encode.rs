@@ -181,7 +181,7 @@ mod tests {
 
     fn compress(data: &[u8], compression: LayerCompression, threads: usize) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
-        let store = ContentStore::open(dir.path()).unwrap();
+        let store = ContentStore::at(dir.path()).unwrap();
         let mut enc = encoder(store.writer().unwrap(), compression, threads).unwrap();
         for piece in data.chunks(100_003) {
             enc.write_all(piece).unwrap();

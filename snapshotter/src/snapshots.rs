@@ -123,8 +123,8 @@ impl Snapshots {
     }
 
     /// Creates a new active snapshot with empty `fs` and `work` and no
-    /// parents.
-    pub fn prepare(&self) -> Result<SnapshotId> {
+    /// parents (the trait's `prepare` takes them).
+    pub fn prepare_empty(&self) -> Result<SnapshotId> {
         Snapshotter::prepare(self, &[])
     }
 

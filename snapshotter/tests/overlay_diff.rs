@@ -127,8 +127,8 @@ fn overlay_changes_round_trip_through_a_layer() {
     assert!(nix::unistd::geteuid().is_root(), "this test mounts overlays: run the suite as root (scripts/test.sh)");
     let tmp = tempfile::tempdir().unwrap();
     let snaps = Snapshots::open(tmp.path().join("snapshots")).unwrap();
-    let store = ContentStore::open(tmp.path().join("content")).unwrap();
-    let lower = snaps.prepare().unwrap();
+    let store = ContentStore::at(tmp.path().join("content")).unwrap();
+    let lower = snaps.prepare_empty().unwrap();
     apply_layer(base_layer().as_slice(), &snaps.fs_path(&lower)).unwrap();
     snaps.commit(&lower).unwrap();
 
@@ -157,7 +157,7 @@ fn overlay_changes_round_trip_through_a_layer() {
     let dir_pos = names.iter().position(|n| n == "dir/").unwrap();
     assert_eq!(names[dir_pos + 1], "dir/.wh..wh..opq", "opaque marker right after its directory");
 
-    let reapplied = snaps.prepare().unwrap();
+    let reapplied = snaps.prepare_empty().unwrap();
     apply_layer(store.reader(&layer.digest).unwrap(), &snaps.fs_path(&reapplied)).unwrap();
     let view = tmp.path().join("view");
     fs::create_dir(&view).unwrap();

@@ -377,7 +377,7 @@ impl RegistryClient {
         let r = &mirrored;
         let digest = Digest::parse(&desc.digest)?;
         let _only_download = self.downloads.lock(digest.as_str()).await;
-        if store.info(&digest)?.is_some() {
+        if store.size_of(&digest)?.is_some() {
             return Ok(0);
         }
         let url = self.url(r, &format!("blobs/{}", desc.digest));
@@ -433,7 +433,7 @@ impl RegistryClient {
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
         let path = store.blob_path(digest);
-        let size = store.info(digest)?.ok_or_else(|| Error::Invalid(format!("blob {digest} missing locally")))?;
+        let size = store.size_of(digest)?.ok_or_else(|| Error::Invalid(format!("blob {digest} missing locally")))?;
         let make = || -> Result<RequestBuilder> {
             let file = std::fs::File::open(&path).map_err(|e| {
                 Error::Storage(kiln_snapshotter::Error::Io { context: format!("open {digest}"), source: e })

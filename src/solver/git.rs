@@ -46,7 +46,7 @@ impl Solver {
         let net = self.git_network(id, op, input).await?;
         let checkout = checkout(op, commit, &work, &net).await;
         net.close().await;
-        let snap = self.uncommitted(self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?);
+        let snap = self.uncommitted(self.snapshots.prepare_empty().map_err(|e| SolveError::internal(id, e))?);
         let result = checkout.and_then(|()| {
             if !op.keep_git_dir {
                 let _ = std::fs::remove_dir_all(work.join("tree/.git"));

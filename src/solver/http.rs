@@ -83,7 +83,7 @@ impl Solver {
                 format!("ADD {}: checksum mismatch: expected {want}, the download is {}", op.url, download.digest);
             return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, msg));
         }
-        let snap = self.uncommitted(self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?);
+        let snap = self.uncommitted(self.snapshots.prepare_empty().map_err(|e| SolveError::internal(id, e))?);
         let placed = place_file(&download, &self.snapshots.fs_path(snap.id()).join(&op.filename));
         let result = placed.map_err(|e| SolveError::internal(id, format!("ADD {}: {e}", op.url)));
         self.finish(id, snap, Vec::new(), result).await

@@ -229,7 +229,7 @@ fn clean_scratch(data_dir: &std::path::Path) {
 impl Solver {
     /// Opens the stores under the data dir.
     pub fn open(cfg: SolverConfig, registry: Arc<RegistryClient>) -> Result<Self, String> {
-        let store = ContentStore::open(cfg.data_dir.join("content")).map_err(|e| e.to_string())?;
+        let store = ContentStore::at(cfg.data_dir.join("content")).map_err(|e| e.to_string())?;
         store.clean_ingest().map_err(|e| e.to_string())?;
         let snapshots = Snapshots::open(cfg.data_dir.join("snapshots")).map_err(|e| e.to_string())?;
         snapshots.clean_active().map_err(|e| e.to_string())?;
@@ -517,7 +517,7 @@ impl Solver {
     fn usable(&self, rec: &StepRecord) -> bool {
         rec.layers
             .iter()
-            .all(|l| self.snapshots.exists(&l.snapshot) && matches!(self.store.info(&l.digest), Ok(Some(_))))
+            .all(|l| self.snapshots.exists(&l.snapshot) && matches!(self.store.size_of(&l.digest), Ok(Some(_))))
     }
 
     async fn pull(&self, id: NodeId, digest: &Digest, input: &BuildInput<'_>) -> Result<Vec<LayerRecord>, SolveError> {
@@ -584,7 +584,7 @@ impl Solver {
         if let Some(s) = self.cache.get_unpacked(diff_id)?.filter(|s| self.snapshots.exists(s)) {
             return Ok(s);
         }
-        let snap = self.snapshots.prepare().map_err(|e| SolveError::internal(id, e))?;
+        let snap = self.snapshots.prepare_empty().map_err(|e| SolveError::internal(id, e))?;
         let (store, snapshots, s) = (self.store.clone(), self.snapshots.clone(), snap.clone());
         let blob = blob.clone();
         let applied = tokio::task::spawn_blocking(move || {

@@ -141,7 +141,7 @@ impl Solver {
             }
         }
         for (digest, (_, _, origin)) in &blobs {
-            if self.store.info(digest).map_err(|e| e.to_string())?.is_none() {
+            if self.store.size_of(digest).map_err(|e| e.to_string())?.is_none() {
                 continue;
             }
             let origin = origin.as_deref().and_then(|o| Reference::parse(o).ok());
