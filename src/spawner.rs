@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 struct Job {
     runtime: tokio::runtime::Handle,
     command: Command,
-    reply: mpsc::SyncSender<std::io::Result<Child>>,
+    reply: tokio::sync::oneshot::Sender<std::io::Result<Child>>,
 }
 
 fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
@@ -35,13 +35,14 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
 }
 
 /// Spawns `command` (in the current tokio runtime) from the spawner thread,
-/// which lives as long as the process. Blocks for as long as a spawn takes.
-pub fn spawn(command: Command) -> std::io::Result<Child> {
-    let (reply, answer) = mpsc::sync_channel(1);
+/// which lives as long as the process; the caller's async thread waits for
+/// nothing.
+pub async fn spawn(command: Command) -> std::io::Result<Child> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
     let job = Job { runtime: tokio::runtime::Handle::current(), command, reply };
     let gone = || std::io::Error::other("the spawner thread is gone");
     spawner().lock().map_err(|_| gone())?.send(job).map_err(|_| gone())?;
-    answer.recv().map_err(|_| gone())?
+    answer.await.map_err(|_| gone())?
 }
 
 #[cfg(test)]
@@ -54,6 +55,7 @@ mod tests {
         let runtime = tokio::runtime::Handle::current();
         let child = std::thread::spawn(move || {
             let _in_runtime = runtime.enter();
+            let runtime = runtime.clone();
             let mut cmd = tokio::process::Command::new("sh");
             cmd.args(["-c", "sleep 0.5"]);
             // SAFETY: prctl is async-signal-safe.
@@ -63,7 +65,7 @@ mod tests {
                     Ok(())
                 });
             }
-            if through_spawner { super::spawn(cmd) } else { cmd.spawn() }.unwrap()
+            if through_spawner { runtime.block_on(super::spawn(cmd)) } else { cmd.spawn() }.unwrap()
         })
         .join()
         .unwrap();

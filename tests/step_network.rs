@@ -137,6 +137,16 @@ fn blocked_at_once(img: &Unpacked, name: &str) {
     assert!(p.message.contains("refused"), "{name}: refused, not a timeout: {}", p.message);
 }
 
+/// What a step would run to open its network: take loopback down, add an
+/// address, drop the default route that leads to kiln's relay.
+const RECONFIGURE: &str = "(ip link set lo down; echo rc=$?; ip addr add 10.9.9.9/32 dev lo; echo rc=$?; \
+                           ip route del default; echo rc=$?)";
+
+/// The control, in a network namespace the (root) test owns: the same
+/// operations succeed with the capability.
+const RECONFIGURE_CONTROL: &str =
+    "ip link set lo up; ip addr add 10.9.9.9/32 dev lo; echo rc=$?; ip link set lo down; echo rc=$?";
+
 fn step_egress(user: Option<String>) {
     let _one = HOSTS.lock().unwrap_or_else(|p| p.into_inner());
     let n = 100 + (std::process::id() % 50) * 2 + u32::from(user.is_some());
@@ -158,7 +168,8 @@ fn step_egress(user: Option<String>) {
     let dockerfile = format!(
         "FROM {reg}/busybox\nRUN mkdir /out\n\
          RUN --network=host {PROBE}; probe host-meta 169.254.169.254 8080; probe host-private {private} 8080\n\
-         RUN {PROBE}; probe main 127.0.0.1 {main_port}; probe internal {node} {internal_port}; \
+         RUN {PROBE}; {RECONFIGURE} > /out/netconf 2>&1; (timeout 1 nc -l -p 80; true) > /out/bind80 2>&1; \
+         probe main 127.0.0.1 {main_port}; probe internal {node} {internal_port}; \
          probe registry {node} {reg_port}; probe meta 169.254.169.254 8080; probe private {private} 8080; \
          wget -q -O /out/allowed http://{allowed}:8080/hello.txt; \
          wget -q -O /out/by-name http://allowed-host.kiln.test:8080/hello.txt; \
@@ -178,6 +189,18 @@ fn step_egress(user: Option<String>) {
             "{control}: the host network reaches the test host, so the block below is the policy's"
         );
     }
+    // The step's root owns its user namespace, which owns the network
+    // namespace, but holds no CAP_NET_ADMIN: it cannot take its filter
+    // down (the blocks below come after these attempts).
+    let netconf = std::fs::read_to_string(img.rootfs.join("out/netconf")).unwrap();
+    assert_eq!(netconf.matches("rc=").count(), 3, "{netconf}");
+    assert!(!netconf.contains("rc=0"), "every reconfiguration is refused: {netconf}");
+    assert!(netconf.contains("Operation not permitted"), "{netconf}");
+    let control = Command::new("unshare").args(["-n", "sh", "-c", RECONFIGURE_CONTROL]).output().unwrap();
+    let control = String::from_utf8_lossy(&control.stdout);
+    assert_eq!(control.matches("rc=0").count(), 2, "control: with CAP_NET_ADMIN the same commands work: {control}");
+    let bind80 = std::fs::read_to_string(img.rootfs.join("out/bind80")).unwrap();
+    assert!(!bind80.contains("denied"), "the step's root binds ports below 1024 in its own namespace: {bind80}");
     for name in ["main", "internal", "registry", "meta", "private"] {
         blocked_at_once(&img, name);
     }

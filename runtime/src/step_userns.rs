@@ -23,6 +23,7 @@ use nix::unistd::{fork, ForkResult};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
 
 /// The namespaces made for one step.
 #[derive(Debug)]
@@ -37,11 +38,7 @@ pub struct StepNamespaces {
 /// `with_network`, a network namespace owned by it. Safe in a
 /// multi-threaded process: the forked child makes only raw system calls.
 pub fn create(with_network: bool) -> Result<StepNamespaces> {
-    let uid_map = identity_map(&read_proc("/proc/self/uid_map")?)?;
-    let gid_map = identity_map(&read_proc("/proc/self/gid_map")?)?;
-    // The new namespace's ceiling on all its processes together is the
-    // creator's soft limit at creation: make it the hard one.
-    raise_process_soft_limit();
+    let (uid_map, gid_map) = identity_maps()?;
     let flags = libc::CLONE_NEWUSER | if with_network { libc::CLONE_NEWNET } else { 0 };
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Namespace(format!("pipe: {e}")));
     let (ready_r, ready_w) = pipe()?;
@@ -60,7 +57,7 @@ pub fn create(with_network: bool) -> Result<StepNamespaces> {
             drop((ready_w, go_r));
             let mut said = Vec::new();
             let _ = File::from(ready_r).read_to_end(&mut said);
-            let made = adopt(&said, &uid_map, &gid_map, with_network);
+            let made = adopt(&said, uid_map, gid_map, with_network);
             drop(go_w);
             let _ = waitpid(child, None);
             made
@@ -127,6 +124,24 @@ fn adopt(said: &[u8], uid_map: &str, gid_map: &str, with_network: bool) -> Resul
         Ok(File::open(&path).map_err(|e| Error::Io(format!("open {path}"), e))?.into())
     };
     Ok(StepNamespaces { userns: open("user")?, netns: with_network.then(|| open("net")).transpose()? })
+}
+
+/// The identity maps of the caller's namespace, read once per process (a
+/// process's maps never change); the process soft limit is raised then too:
+/// a new namespace's ceiling on all its processes together is its
+/// creator's soft limit at creation.
+fn identity_maps() -> Result<(&'static str, &'static str)> {
+    static MAPS: OnceLock<std::result::Result<(String, String), String>> = OnceLock::new();
+    let maps = MAPS.get_or_init(|| {
+        raise_process_soft_limit();
+        let read = |path| identity_map(&read_proc(path)?);
+        let both = || -> Result<(String, String)> { Ok((read("/proc/self/uid_map")?, read("/proc/self/gid_map")?)) };
+        both().map_err(|e| e.to_string())
+    });
+    match maps {
+        Ok((uid, gid)) => Ok((uid, gid)),
+        Err(e) => Err(Error::Namespace(e.clone())),
+    }
 }
 
 fn read_proc(path: &str) -> Result<String> {

@@ -150,7 +150,7 @@ impl HelperRunner {
                 Ok(())
             });
         }
-        let mut child = crate::spawner::spawn(cmd).map_err(RunError::Spawn)?;
+        let mut child = crate::spawner::spawn(cmd).await.map_err(RunError::Spawn)?;
         // However this ends (cancelled, timed out, done), the step's
         // processes do not outlive it.
         let _reap = own_pid_namespace.then(|| StepReaper(bundle.to_path_buf()));
