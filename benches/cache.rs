@@ -11,7 +11,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kiln::graph::{CopyAction, Definition, ExecOp, FileAction, FileOp, Op};
-use kiln::solver::{cache_key, CacheIndex, LayerRecord, StepRecord};
+use kiln::solver::cache_key;
+use kiln::worker::{CacheIndex, LayerRecord, StepRecord};
 use kiln_snapshotter::diff::{diff_upper, DiffOptions};
 use kiln_snapshotter::{ContentStore, Digest, SnapshotId};
 use std::fs;

@@ -27,6 +27,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kiln_snapshotter::diff::{diff_upper, DiffOptions};
 use kiln_snapshotter::encode::LayerCompression;
+use kiln_snapshotter::snapshots::Snapshotter;
 use kiln_snapshotter::{ContentStore, Snapshots};
 use std::fs;
 use std::io::Write;
@@ -117,7 +118,7 @@ fn bench_snapshots(c: &mut Criterion) {
     let snaps = Snapshots::open(dir.path().join("snapshots")).unwrap();
     c.bench_function("snapshot/prepare_commit", |b| {
         b.iter(|| {
-            let id = snaps.prepare_empty().unwrap();
+            let id = snaps.prepare(&[]).unwrap();
             snaps.commit(&id).unwrap();
             id
         })

@@ -1,7 +1,7 @@
 //! Command-line definitions and the helper-process entry points.
 
 use clap::{Args, Parser, Subcommand};
-use kiln::solver::fileop::{run_file_op, FileOpRequest};
+use kiln::worker::fileop::{run_file_op, FileOpRequest};
 use kiln_runtime::step::{StepRequest, StepResult};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -374,6 +374,6 @@ pub fn run_step(req: &StepRequest) -> StepResult {
 }
 
 /// `__file-op` body.
-pub fn file_op(req: &FileOpRequest) -> kiln::solver::fileop::FileOpResult {
-    kiln::solver::fileop::FileOpResult { error: run_file_op(req).err() }
+pub fn file_op(req: &FileOpRequest) -> kiln::worker::fileop::FileOpResult {
+    kiln::worker::fileop::FileOpResult { error: run_file_op(req).err() }
 }

@@ -158,14 +158,14 @@ async fn cache_request(action: crate::cli::CacheAction, url: &str, secret: &[u8]
     }
     match action {
         crate::cli::CacheAction::Ls => {
-            let entries: Vec<kiln::solver::CacheEntry> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let entries: Vec<kiln::worker::CacheEntry> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
             Ok(render_entries(&entries))
         }
         crate::cli::CacheAction::Prune { .. } | crate::cli::CacheAction::Check => Ok(format!("{body}\n")),
     }
 }
 
-fn render_entries(entries: &[kiln::solver::CacheEntry]) -> String {
+fn render_entries(entries: &[kiln::worker::CacheEntry]) -> String {
     let mut out = format!("{:<14} {:<20} {:>6} {:>10}  {}\n", "KEY", "LAST USED", "LAYERS", "SIZE", "STEP");
     for e in entries {
         let used = if e.last_used > 0 { kiln::timefmt::rfc3339(e.last_used) } else { "-".into() };

@@ -9,7 +9,15 @@ use std::path::{Path, PathBuf};
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 
 /// Imports the design forbids: (from, to).
-const FORBIDDEN: &[(&str, &str)] = &[("solver", "frontend"), ("exporter", "frontend"), ("exporter", "solver")];
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("solver", "frontend"),
+    ("exporter", "frontend"),
+    ("exporter", "solver"),
+    ("exporter", "worker"),
+    ("worker", "solver"),
+    ("worker", "frontend"),
+    ("worker", "exporter"),
+];
 
 /// The module every other one must stay out of: the HTTP surface sits on
 /// top of the library, and only the binary and the tests use it.

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Lower layers in the long-chain rule (above overlay's classic 60ish
@@ -121,7 +122,9 @@ pub fn content_store(store: &dyn Store) {
     let mut abandoned = store.ingest().unwrap();
     abandoned.write_all(b"never committed").unwrap();
     assert_eq!(abandoned.written(), 15, "written() counts bytes");
+    assert_eq!(store.ingests().unwrap(), 1, "an open ingest is listed");
     drop(abandoned);
+    assert_eq!(store.ingests().unwrap(), 0, "an abandoned ingest leaves nothing");
     assert_eq!(digests(store), vec![hello.clone()], "walk lists exactly the committed blobs");
 
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -177,11 +180,19 @@ fn digests(store: &dyn Store) -> Vec<Digest> {
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     blobs: Arc<Mutex<HashMap<Digest, Arc<Vec<u8>>>>>,
+    open_ingests: Arc<AtomicUsize>,
 }
 
 struct MemoryWriter {
     blobs: Arc<Mutex<HashMap<Digest, Arc<Vec<u8>>>>>,
     data: Vec<u8>,
+    open_ingests: Arc<AtomicUsize>,
+}
+
+impl Drop for MemoryWriter {
+    fn drop(&mut self) {
+        self.open_ingests.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Write for MemoryWriter {
@@ -198,7 +209,7 @@ impl Writer for MemoryWriter {
     fn written(&self) -> u64 {
         self.data.len() as u64
     }
-    fn commit(self: Box<Self>, size: Option<u64>, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+    fn commit(mut self: Box<Self>, size: Option<u64>, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let digest = Digest::of(&self.data);
         let len = self.data.len() as u64;
         if let Some(want) = size.filter(|s| *s != len) {
@@ -207,8 +218,8 @@ impl Writer for MemoryWriter {
         if let Some(want) = expected.filter(|d| **d != digest) {
             return Err(Error::Mismatch(format!("got {digest}, expected {want}")));
         }
-        let MemoryWriter { blobs, data } = *self;
-        blobs.lock().expect("blobs").entry(digest.clone()).or_insert_with(|| Arc::new(data));
+        let data = std::mem::take(&mut self.data);
+        self.blobs.lock().expect("blobs").entry(digest.clone()).or_insert_with(|| Arc::new(data));
         Ok((digest, len))
     }
 }
@@ -224,7 +235,9 @@ impl Store for MemoryStore {
         Ok(Box::new(std::io::Cursor::new(blob.as_ref().clone())))
     }
     fn ingest(&self) -> Result<Box<dyn Writer>> {
-        Ok(Box::new(MemoryWriter { blobs: self.blobs.clone(), data: Vec::new() }))
+        self.open_ingests.fetch_add(1, Ordering::SeqCst);
+        let open_ingests = self.open_ingests.clone();
+        Ok(Box::new(MemoryWriter { blobs: self.blobs.clone(), data: Vec::new(), open_ingests }))
     }
     fn remove(&self, digest: &Digest) -> Result<()> {
         self.blobs.lock().expect("blobs").remove(digest);
@@ -233,5 +246,8 @@ impl Store for MemoryStore {
     fn walk(&self) -> Result<Vec<Info>> {
         let blobs = self.blobs.lock().expect("blobs");
         Ok(blobs.iter().map(|(d, b)| Info { digest: d.clone(), size: b.len() as u64 }).collect())
+    }
+    fn ingests(&self) -> Result<usize> {
+        Ok(self.open_ingests.load(Ordering::SeqCst))
     }
 }

@@ -47,6 +47,9 @@ pub trait Store: Send + Sync {
     fn remove(&self, digest: &Digest) -> Result<()>;
     /// Every committed blob, in no particular order.
     fn walk(&self) -> Result<Vec<Info>>;
+    /// Ingests not committed: in progress, or left by a crash
+    /// (containerd's `ListStatuses`).
+    fn ingests(&self) -> Result<usize>;
 }
 
 /// The blob store rooted at a directory.
@@ -71,63 +74,13 @@ impl ContentStore {
         self.root.join("blobs/sha256").join(digest.hex())
     }
 
-    /// The size of a committed blob, or `None` when absent (the trait's
-    /// `info` gives the whole [`Info`]).
-    pub fn size_of(&self, digest: &Digest) -> Result<Option<u64>> {
-        match fs::metadata(self.blob_path(digest)) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("stat blob {digest}")),
-        }
-    }
-
-    /// Opens a committed blob for reading.
-    pub fn reader(&self, digest: &Digest) -> Result<File> {
-        File::open(self.blob_path(digest)).ctx(|| format!("open blob {digest}"))
-    }
-
     /// Starts a new blob in the ingest area.
-    pub fn writer(&self) -> Result<ContentWriter> {
+    fn writer(&self) -> Result<ContentWriter> {
         let tmp = tempfile::Builder::new()
             .prefix("ingest-")
             .tempfile_in(self.root.join("ingest"))
             .ctx(|| "create ingest file".into())?;
         Ok(ContentWriter { store: self.clone(), tmp, hasher: Sha256::new(), written: 0 })
-    }
-
-    /// Stores `data` as a blob and returns its digest.
-    pub fn write_blob(&self, data: &[u8]) -> Result<Digest> {
-        let mut w = self.writer()?;
-        w.write_all(data).ctx(|| "write blob".into())?;
-        Ok(w.commit(Some(data.len() as u64), None)?.0)
-    }
-
-    /// Deletes a blob; deleting an absent blob succeeds.
-    pub fn delete(&self, digest: &Digest) -> Result<()> {
-        match fs::remove_file(self.blob_path(digest)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx(|| format!("delete {digest}")),
-            _ => Ok(()),
-        }
-    }
-
-    /// Every committed blob.
-    pub fn list(&self) -> Result<Vec<Info>> {
-        let dir = self.root.join("blobs/sha256");
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).ctx(|| format!("read {}", dir.display()))? {
-            let entry = entry.ctx(|| "read blob entry".into())?;
-            let Ok(digest) = Digest::parse(&format!("sha256:{}", entry.file_name().to_string_lossy())) else {
-                continue;
-            };
-            let size = entry.metadata().ctx(|| format!("stat blob {digest}"))?.len();
-            out.push(Info { digest, size });
-        }
-        Ok(out)
-    }
-
-    /// Blobs being written, or left over by a crash.
-    pub fn ingest_count(&self) -> usize {
-        fs::read_dir(self.root.join("ingest")).map(|d| d.count()).unwrap_or(0)
     }
 
     /// Removes ingest leftovers from a previous crash.
@@ -144,38 +97,11 @@ impl ContentStore {
 }
 
 /// An open ingest: bytes written are hashed on the way to disk.
-pub struct ContentWriter {
+struct ContentWriter {
     store: ContentStore,
     tmp: tempfile::NamedTempFile,
     hasher: Sha256,
     written: u64,
-}
-
-impl ContentWriter {
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Verifies and atomically publishes the blob. A blob that already
-    /// exists counts as success (content addressing makes them equal).
-    pub fn commit(mut self, size: Option<u64>, expected: Option<&Digest>) -> Result<(Digest, u64)> {
-        let digest = Digest::from_hasher(self.hasher.clone());
-        if let Some(want) = size.filter(|s| *s != self.written) {
-            return Err(Error::Mismatch(format!("size {} but expected {want}", self.written)));
-        }
-        if let Some(want) = expected.filter(|d| **d != digest) {
-            return Err(Error::Mismatch(format!("got {digest}, expected {want}")));
-        }
-        self.tmp.as_file_mut().sync_all().ctx(|| "fsync ingest".into())?;
-        let target = self.store.blob_path(&digest);
-        if !target.exists() {
-            self.tmp.persist(&target).map_err(|e| e.error).ctx(|| format!("commit {digest}"))?;
-            let dir = target.parent().expect("blobs have a directory");
-            File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))?;
-        }
-        Ok((digest, self.written))
-    }
 }
 
 impl Write for ContentWriter {
@@ -192,19 +118,40 @@ impl Write for ContentWriter {
 
 impl Store for ContentStore {
     fn info(&self, digest: &Digest) -> Result<Option<Info>> {
-        Ok(self.size_of(digest)?.map(|size| Info { digest: digest.clone(), size }))
+        match fs::metadata(self.blob_path(digest)) {
+            Ok(m) => Ok(Some(Info { digest: digest.clone(), size: m.len() })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).ctx(|| format!("stat blob {digest}")),
+        }
     }
     fn open(&self, digest: &Digest) -> Result<Box<dyn BlobReader>> {
-        Ok(Box::new(self.reader(digest)?))
+        Ok(Box::new(File::open(self.blob_path(digest)).ctx(|| format!("open blob {digest}"))?))
     }
     fn ingest(&self) -> Result<Box<dyn Writer>> {
         Ok(Box::new(self.writer()?))
     }
     fn remove(&self, digest: &Digest) -> Result<()> {
-        self.delete(digest)
+        match fs::remove_file(self.blob_path(digest)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx(|| format!("delete {digest}")),
+            _ => Ok(()),
+        }
     }
     fn walk(&self) -> Result<Vec<Info>> {
-        self.list()
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).ctx(|| format!("read {}", dir.display()))? {
+            let entry = entry.ctx(|| "read blob entry".into())?;
+            let Ok(digest) = Digest::parse(&format!("sha256:{}", entry.file_name().to_string_lossy())) else {
+                continue;
+            };
+            let size = entry.metadata().ctx(|| format!("stat blob {digest}"))?.len();
+            out.push(Info { digest, size });
+        }
+        Ok(out)
+    }
+    fn ingests(&self) -> Result<usize> {
+        let dir = self.root.join("ingest");
+        Ok(fs::read_dir(&dir).ctx(|| format!("read {}", dir.display()))?.count())
     }
 }
 
@@ -212,9 +159,46 @@ impl Writer for ContentWriter {
     fn written(&self) -> u64 {
         self.written
     }
+
+    /// Verifies and atomically publishes the blob. A blob that already
+    /// exists counts as success (content addressing makes them equal).
     fn commit(self: Box<Self>, size: Option<u64>, expected: Option<&Digest>) -> Result<(Digest, u64)> {
-        ContentWriter::commit(*self, size, expected)
+        let mut this = *self;
+        let digest = Digest::from_hasher(this.hasher.clone());
+        if let Some(want) = size.filter(|s| *s != this.written) {
+            return Err(Error::Mismatch(format!("size {} but expected {want}", this.written)));
+        }
+        if let Some(want) = expected.filter(|d| **d != digest) {
+            return Err(Error::Mismatch(format!("got {digest}, expected {want}")));
+        }
+        this.tmp.as_file_mut().sync_all().ctx(|| "fsync ingest".into())?;
+        let target = this.store.blob_path(&digest);
+        if !target.exists() {
+            this.tmp.persist(&target).map_err(|e| e.error).ctx(|| format!("commit {digest}"))?;
+            let dir = target.parent().expect("blobs have a directory");
+            File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))?;
+        }
+        Ok((digest, this.written))
     }
+}
+
+/// Stores `data` as a blob and returns its digest (containerd's
+/// `content.WriteBlob`).
+pub fn write_blob(store: &dyn Store, data: &[u8]) -> Result<Digest> {
+    let mut w = store.ingest()?;
+    w.write_all(data).ctx(|| "write blob".into())?;
+    Ok(w.commit(Some(data.len() as u64), None)?.0)
+}
+
+/// Reads a whole blob of at most `limit` bytes (manifests, configs): a
+/// larger one is refused rather than read into memory.
+pub fn read_blob(store: &dyn Store, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    store.open(digest)?.take(limit + 1).read_to_end(&mut bytes).ctx(|| format!("read blob {digest}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::Mismatch(format!("blob {digest} is larger than {limit} bytes")));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -225,18 +209,20 @@ mod tests {
     fn commit_verifies_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::at(dir.path()).unwrap();
-        let d = store.write_blob(b"hello").unwrap();
-        assert_eq!(store.size_of(&d).unwrap(), Some(5));
-        assert_eq!(store.write_blob(b"hello").unwrap(), d);
-        let mut w = store.writer().unwrap();
+        let d = write_blob(&store, b"hello").unwrap();
+        assert_eq!(store.info(&d).unwrap().map(|i| i.size), Some(5));
+        assert_eq!(write_blob(&store, b"hello").unwrap(), d);
+        assert_eq!(read_blob(&store, &d, 5).unwrap(), b"hello");
+        assert!(read_blob(&store, &d, 4).is_err(), "a blob over the limit is refused");
+        let mut w = store.ingest().unwrap();
         w.write_all(b"hello").unwrap();
         assert!(w.commit(Some(4), None).is_err());
-        let mut w = store.writer().unwrap();
+        let mut w = store.ingest().unwrap();
         w.write_all(b"other").unwrap();
         assert!(w.commit(None, Some(&d)).is_err());
         assert_eq!(store.clean_ingest().unwrap(), 0, "failed commits leave nothing behind");
-        store.delete(&d).unwrap();
-        assert_eq!(store.size_of(&d).unwrap(), None);
+        store.remove(&d).unwrap();
+        assert_eq!(store.info(&d).unwrap(), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! bookkeeping xattrs dropped, hardlinks detected, and mtimes optionally
 //! clamped (`SOURCE_DATE_EPOCH`), so the same tree gives the same digest.
 
-use crate::content::ContentStore;
+use crate::content::Store;
 use crate::encode::{encoder, Encoder, LayerCompression};
 use crate::fsx::{self, OPAQUE_XATTR};
 use crate::{Digest, IoContext, Result};
@@ -68,8 +68,8 @@ impl<W: Write> Write for HashWriter<W> {
 type LayerTar = tar::Builder<HashWriter<Box<dyn Encoder>>>;
 
 /// Diffs `upper` into a compressed layer committed to `store`.
-pub fn diff_upper(upper: &Path, store: &ContentStore, opts: &DiffOptions) -> Result<Layer> {
-    let enc = encoder(store.writer()?, opts.compression, opts.threads).ctx(|| "start compression".into())?;
+pub fn diff_upper(upper: &Path, store: &dyn Store, opts: &DiffOptions) -> Result<Layer> {
+    let enc = encoder(store.ingest()?, opts.compression, opts.threads).ctx(|| "start compression".into())?;
     let mut tar = tar::Builder::new(HashWriter { inner: enc, hasher: Sha256::new() });
     tar.follow_symlinks(false);
     let mut walk = Walk { opts, links: HashMap::new(), entries: 0 };

@@ -5,7 +5,7 @@
 //! whose output does not depend on the worker count. Chunking is fixed, so
 //! a tree always gives the same blob digest whatever the machine's cores.
 
-use crate::content::ContentWriter;
+use crate::content::Writer;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc;
@@ -37,11 +37,11 @@ impl LayerCompression {
 /// A compressing writer that hands back the content writer when finished.
 pub trait Encoder: Write + Send {
     /// Flushes everything and returns the inner writer.
-    fn finish(self: Box<Self>) -> io::Result<ContentWriter>;
+    fn finish(self: Box<Self>) -> io::Result<Box<dyn Writer>>;
 }
 
 /// An encoder for `compression` using up to `threads` cores.
-pub fn encoder(out: ContentWriter, compression: LayerCompression, threads: usize) -> io::Result<Box<dyn Encoder>> {
+pub fn encoder(out: Box<dyn Writer>, compression: LayerCompression, threads: usize) -> io::Result<Box<dyn Encoder>> {
     let threads = threads.max(1);
     Ok(match compression {
         LayerCompression::Gzip(level) => Box::new(ParallelGzip::new(out, level.min(9), threads)),
@@ -53,8 +53,8 @@ pub fn encoder(out: ContentWriter, compression: LayerCompression, threads: usize
     })
 }
 
-impl Encoder for zstd::stream::write::Encoder<'static, ContentWriter> {
-    fn finish(self: Box<Self>) -> io::Result<ContentWriter> {
+impl Encoder for zstd::stream::write::Encoder<'static, Box<dyn Writer>> {
+    fn finish(self: Box<Self>) -> io::Result<Box<dyn Writer>> {
         zstd::stream::write::Encoder::finish(*self)
     }
 }
@@ -63,7 +63,7 @@ type Job = (Vec<u8>, mpsc::Sender<io::Result<Vec<u8>>>);
 
 /// Multi-member gzip over a pool of worker threads.
 pub struct ParallelGzip {
-    out: Option<ContentWriter>,
+    out: Option<Box<dyn Writer>>,
     level: u32,
     chunk: Vec<u8>,
     jobs: Option<mpsc::SyncSender<Job>>,
@@ -76,7 +76,7 @@ pub struct ParallelGzip {
 impl ParallelGzip {
     /// Compresses at `level` on `threads` workers; with one thread it
     /// compresses inline on the caller's thread (same bytes either way).
-    pub fn new(out: ContentWriter, level: u32, threads: usize) -> Self {
+    pub fn new(out: Box<dyn Writer>, level: u32, threads: usize) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Job>(threads);
         let rx = Arc::new(Mutex::new(rx));
         let pool = if threads > 1 { threads } else { 0 };
@@ -148,7 +148,7 @@ impl Write for ParallelGzip {
 }
 
 impl Encoder for ParallelGzip {
-    fn finish(mut self: Box<Self>) -> io::Result<ContentWriter> {
+    fn finish(mut self: Box<Self>) -> io::Result<Box<dyn Writer>> {
         if !self.chunk.is_empty() || self.members == 0 {
             self.submit()?;
         }
@@ -176,18 +176,19 @@ impl Drop for ParallelGzip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::Store;
     use crate::ContentStore;
     use std::io::Read;
 
     fn compress(data: &[u8], compression: LayerCompression, threads: usize) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::at(dir.path()).unwrap();
-        let mut enc = encoder(store.writer().unwrap(), compression, threads).unwrap();
+        let mut enc = encoder(store.ingest().unwrap(), compression, threads).unwrap();
         for piece in data.chunks(100_003) {
             enc.write_all(piece).unwrap();
         }
         let (digest, _) = enc.finish().unwrap().commit(None, None).unwrap();
-        std::fs::read(store.blob_path(&digest)).unwrap()
+        crate::content::read_blob(&store, &digest, u64::MAX >> 1).unwrap()
     }
 
     fn sample(len: usize) -> Vec<u8> {

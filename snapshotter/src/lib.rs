@@ -17,7 +17,7 @@ pub mod fsx;
 pub mod overlay;
 pub mod snapshots;
 
-pub use content::{ContentStore, ContentWriter};
+pub use content::{ContentStore, Store};
 pub use digest::Digest;
 pub use snapshots::{SnapshotId, Snapshots};
 

@@ -122,30 +122,9 @@ impl Snapshots {
         &self.root
     }
 
-    /// Creates a new active snapshot with empty `fs` and `work` and no
-    /// parents (the trait's `prepare` takes them).
-    pub fn prepare_empty(&self) -> Result<SnapshotId> {
-        Snapshotter::prepare(self, &[])
-    }
-
     /// The content directory of a snapshot.
-    pub fn fs_path(&self, id: &SnapshotId) -> PathBuf {
+    fn fs_path(&self, id: &SnapshotId) -> PathBuf {
         self.root.join(id.as_str()).join("fs")
-    }
-
-    /// Whether a snapshot exists.
-    pub fn exists(&self, id: &SnapshotId) -> bool {
-        self.fs_path(id).is_dir()
-    }
-
-    /// Freezes an active snapshot: drops overlay's work dir.
-    pub fn commit(&self, id: &SnapshotId) -> Result<()> {
-        Snapshotter::commit(self, id)
-    }
-
-    /// Deletes a snapshot and everything in it.
-    pub fn remove(&self, id: &SnapshotId) -> Result<()> {
-        Snapshotter::remove(self, id)
     }
 
     fn parents(&self, id: &SnapshotId) -> Result<Vec<SnapshotId>> {

@@ -10,7 +10,7 @@ use kiln_snapshotter::apply::apply_layer;
 use kiln_snapshotter::diff::{diff_upper, DiffOptions};
 use kiln_snapshotter::overlay::mount_all;
 use kiln_snapshotter::snapshots::Snapshotter;
-use kiln_snapshotter::{fsx, ContentStore, SnapshotId, Snapshots};
+use kiln_snapshotter::{fsx, ContentStore, SnapshotId, Snapshots, Store};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -92,7 +92,7 @@ fn walk(root: &Path) -> Tree {
 }
 
 fn mount_ro(snaps: &Snapshots, lowers: &[&SnapshotId], target: &Path) {
-    let dirs: Vec<String> = lowers.iter().map(|l| snaps.fs_path(l).display().to_string()).collect();
+    let dirs: Vec<String> = lowers.iter().map(|l| snaps.dir(l).display().to_string()).collect();
     let opts = format!("lowerdir={},userxattr", dirs.join(":"));
     nix::mount::mount(Some("overlay"), target, Some("overlay"), nix::mount::MsFlags::MS_RDONLY, Some(opts.as_str()))
         .unwrap();
@@ -128,8 +128,8 @@ fn overlay_changes_round_trip_through_a_layer() {
     let tmp = tempfile::tempdir().unwrap();
     let snaps = Snapshots::open(tmp.path().join("snapshots")).unwrap();
     let store = ContentStore::at(tmp.path().join("content")).unwrap();
-    let lower = snaps.prepare_empty().unwrap();
-    apply_layer(base_layer().as_slice(), &snaps.fs_path(&lower)).unwrap();
+    let lower = snaps.prepare(&[]).unwrap();
+    apply_layer(base_layer().as_slice(), &snaps.dir(&lower)).unwrap();
     snaps.commit(&lower).unwrap();
 
     let upper = Snapshotter::prepare(&snaps, std::slice::from_ref(&lower)).unwrap();
@@ -145,8 +145,8 @@ fn overlay_changes_round_trip_through_a_layer() {
     };
 
     let opts = DiffOptions { mtime_clamp: Some(0), ..DiffOptions::default() };
-    let layer = diff_upper(&snaps.fs_path(&upper), &store, &opts).unwrap();
-    let again = diff_upper(&snaps.fs_path(&upper), &store, &opts).unwrap();
+    let layer = diff_upper(&snaps.dir(&upper), &store, &opts).unwrap();
+    let again = diff_upper(&snaps.dir(&upper), &store, &opts).unwrap();
     assert_eq!(layer, again, "the same tree gives the same layer digest");
 
     let names = list_layer(&store, &layer.digest);
@@ -157,8 +157,8 @@ fn overlay_changes_round_trip_through_a_layer() {
     let dir_pos = names.iter().position(|n| n == "dir/").unwrap();
     assert_eq!(names[dir_pos + 1], "dir/.wh..wh..opq", "opaque marker right after its directory");
 
-    let reapplied = snaps.prepare_empty().unwrap();
-    apply_layer(store.reader(&layer.digest).unwrap(), &snaps.fs_path(&reapplied)).unwrap();
+    let reapplied = snaps.prepare(&[]).unwrap();
+    apply_layer(store.open(&layer.digest).unwrap(), &snaps.dir(&reapplied)).unwrap();
     let view = tmp.path().join("view");
     fs::create_dir(&view).unwrap();
     mount_ro(&snaps, &[&reapplied, &lower], &view);

@@ -55,7 +55,7 @@ pub async fn doctor(State(state): State<AppState>, Query(query): Query<HashMap<S
     checks.extend(in_namespace_probes(&state.cfg.data_dir).await);
     checks.push(doctor::cgroup_check());
     if let Some(image) = query.get("image") {
-        checks.push(doctor::registry_check(state.solver.registry(), image).await);
+        checks.push(doctor::registry_check(state.worker.registry(), image).await);
     }
     let can_build = doctor::can_build(&checks);
     let code = if can_build { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -74,9 +74,9 @@ async fn in_namespace_probes(data_dir: &std::path::Path) -> Vec<crate::doctor::C
 
 /// `GET /cache`.
 pub async fn list(State(state): State<AppState>) -> Response {
-    match state.solver.cache_entries() {
+    match state.worker.cache_entries() {
         Ok(entries) => Json(entries).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => worker_failure(&e),
     }
 }
 
@@ -87,18 +87,24 @@ pub async fn prune(State(state): State<AppState>, Query(query): Query<HashMap<St
         Ok(b) => b.unwrap_or(0),
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    match state.solver.prune(budget).await {
+    match state.worker.prune(budget).await {
         Ok(report) => Json(report).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => worker_failure(&e),
     }
 }
 
 /// `POST /cache/check`: 200 with the report when the store is consistent,
 /// 409 with it when not.
 pub async fn check(State(state): State<AppState>) -> Response {
-    match state.solver.check_store().await {
+    match state.worker.check_store().await {
         Ok(report) if report.ok => Json(report).into_response(),
         Ok(report) => (StatusCode::CONFLICT, Json(report)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => worker_failure(&e),
     }
+}
+
+/// A maintenance failure: its status from its kind (busy builds are 503),
+/// its message as the body.
+fn worker_failure(e: &crate::worker::WorkerError) -> Response {
+    (super::error::status_for(e.kind()), e.to_string()).into_response()
 }

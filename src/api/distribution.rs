@@ -9,17 +9,17 @@
 //! `alpine`). A name serves only what its tagged images reach (the
 //! manifest or index, their manifests, configs and layers): nothing else in
 //! the store is readable through it. The cache's garbage collection keeps
-//! what a tag reaches ([`crate::solver::tags::pinned`]), so a served image
+//! what a tag reaches ([`crate::worker::tags::pinned`]), so a served image
 //! stays pullable until its tag points elsewhere.
 
 use super::state::AppState;
-use crate::solver::tags::{manifest_of, reachable, LocalTags};
+use crate::worker::tags::{manifest_of, reachable, LocalTags};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kiln_snapshotter::{ContentStore, Digest};
-use std::path::PathBuf;
+use kiln_snapshotter::content::Store;
+use kiln_snapshotter::Digest;
 
 /// A refused pull, answered in the distribution API's error format.
 struct PullError {
@@ -55,15 +55,16 @@ pub async fn pull(State(state): State<AppState>, method: Method, Path(rest): Pat
     let Some((name, reference, is_manifest)) = route else {
         return oci_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", format!("no such route: /v2/{rest}")).into_response();
     };
-    let (store, tags) = (state.solver.store().clone(), LocalTags::new(&state.cfg.data_dir));
+    let (worker, tags) = (state.worker.clone(), LocalTags::new(&state.cfg.data_dir));
     let (name, reference) = (name.to_string(), reference.to_string());
-    let found = tokio::task::spawn_blocking(move || locate(&store, &tags, &name, &reference, is_manifest)).await;
-    let (path, digest, media_type) = match found {
+    let found =
+        tokio::task::spawn_blocking(move || locate(worker.store(), &tags, &name, &reference, is_manifest)).await;
+    let (digest, media_type) = match found {
         Ok(Ok(found)) => found,
         Ok(Err(refused)) => return refused.into_response(),
         Err(e) => return oci_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()).into_response(),
     };
-    serve_file(path, &digest, &media_type, method == Method::HEAD).await
+    serve_blob(state.worker.store(), &digest, &media_type, method == Method::HEAD)
 }
 
 /// `{"name": …, "tags": […]}`, or 404 for a name with no tags.
@@ -76,14 +77,14 @@ fn tag_list(state: &AppState, name: &str) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// Finds what a pull asks for: the blob's path, digest and media type.
+/// Finds what a pull asks for: the blob's digest and media type.
 fn locate(
-    store: &ContentStore,
+    store: &dyn Store,
     tags: &LocalTags,
     name: &str,
     reference: &str,
     is_manifest: bool,
-) -> Result<(PathBuf, Digest, String), PullError> {
+) -> Result<(Digest, String), PullError> {
     let unknown = |what: &str| {
         let code = if is_manifest { "MANIFEST_UNKNOWN" } else { "BLOB_UNKNOWN" };
         oci_error(StatusCode::NOT_FOUND, code, format!("{what} not found in {name}"))
@@ -95,7 +96,7 @@ fn locate(
     };
     let (all, manifests) = reachable(store, tags, name);
     let allowed = if is_manifest { manifests.contains(digest.as_str()) } else { all.contains(digest.as_str()) };
-    if !allowed || !store.blob_path(&digest).is_file() {
+    if !allowed || !matches!(store.info(&digest), Ok(Some(_))) {
         return Err(unknown(digest.as_str()));
     }
     let media_type = match is_manifest {
@@ -104,18 +105,21 @@ fn locate(
             .unwrap_or_else(|| crate::registry::MediaType::OCI_MANIFEST.to_string()),
         false => "application/octet-stream".to_string(),
     };
-    Ok((store.blob_path(&digest), digest, media_type))
+    Ok((digest, media_type))
 }
 
-async fn serve_file(path: PathBuf, digest: &Digest, media_type: &str, head_only: bool) -> Response {
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
+fn serve_blob(store: &dyn Store, digest: &Digest, media_type: &str, head_only: bool) -> Response {
+    let opened = store.info(digest).and_then(|info| Ok((info, store.open(digest)?)));
+    let (size, reader) = match opened {
+        Ok((Some(info), reader)) => (info.size, reader),
+        Ok((None, _)) => {
+            return oci_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", format!("{digest} not found")).into_response()
+        }
         Err(e) => return oci_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", format!("{digest}: {e}")).into_response(),
     };
-    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let body = match head_only {
         true => Body::empty(),
-        false => Body::from_stream(crate::chunks::file_chunks(file, 64 << 10)),
+        false => Body::from_stream(crate::chunks::blob_chunks(Box::new(reader), 64 << 10)),
     };
     let headers = [
         (header::CONTENT_TYPE, media_type.to_string()),

@@ -15,8 +15,9 @@ use crate::frontend::{self, BaseImageRef, BuildOptions, Diagnostic, ResolvedImag
 use crate::graph::{ImageConfig, SourceLoc};
 use crate::platform::Platform;
 use crate::registry::{Reference, Resolved};
-use crate::solver::regcache::RegistryCache;
-use crate::solver::{Bases, BuildInput, Event, LayerRecord};
+use crate::solver::{Bases, BuildInput, Event};
+use crate::worker::regcache::RegistryCache;
+use crate::worker::LayerRecord;
 
 /// What every platform of one build shares.
 pub struct SharedBuild<'a> {
@@ -72,7 +73,7 @@ impl SharedBuild<'_> {
         }
         let solved = self.solve(&lowered, &bases, platform).await?;
         let mut layers = solved.layers;
-        state.solver.add_push_origins(&mut layers);
+        state.worker.add_push_origins(&mut layers);
         let input = ExportInput {
             target: self.target,
             layers: &layers,
@@ -84,12 +85,12 @@ impl SharedBuild<'_> {
         };
         let sink = self.log.clone();
         let exported =
-            exporter::export(state.solver.store(), state.solver.registry(), &input, &move |l| emit(&sink, l))
+            exporter::export(state.worker.store(), state.worker.registry(), &input, &move |l| emit(&sink, l))
                 .await
                 .map_err(export_failure)?;
         state.metrics.inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
         if self.push {
-            state.solver.record_pushed(&layers, &format!("{}/{}", self.target.registry, self.target.repository));
+            state.worker.record_pushed(&layers, &format!("{}/{}", self.target.registry, self.target.repository));
         }
         Ok(PlatformImage { platform: platform.clone(), exported, steps: solved.steps })
     }
@@ -134,8 +135,8 @@ impl SharedBuild<'_> {
             emit(self.log, format!("WARNING: Dockerfile:{}: {hint}", b.line));
         }
         self.announce(&reference, &b.platform);
-        let registry = self.state.solver.registry();
-        let r = registry.resolve(&reference, &b.platform.spec(), self.state.solver.store()).await.map_err(|e| {
+        let registry = self.state.worker.registry();
+        let r = registry.resolve(&reference, &b.platform.spec(), self.state.worker.store()).await.map_err(|e| {
             let hint = b.hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
             fail(ErrorKind::from(&e), at_line(format!("{}: {e}{hint}", b.image)))
         })?;
@@ -147,7 +148,7 @@ impl SharedBuild<'_> {
     /// `[internal] load metadata for <ref>`, naming the mirror it comes
     /// through and the platform when that is not obvious.
     fn announce(&self, reference: &Reference, platform: &Platform) {
-        let route = self.state.solver.registry().pull_route(reference);
+        let route = self.state.worker.registry().pull_route(reference);
         let via =
             if route.registry != reference.registry { format!(" (mirror {})", route.registry) } else { String::new() };
         let on = if self.multi_platform || !platform.is_native() { format!(" ({platform})") } else { String::new() };

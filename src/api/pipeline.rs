@@ -12,7 +12,7 @@ use crate::exporter;
 use crate::frontend;
 use crate::platform;
 use crate::registry::Reference;
-use crate::solver::regcache::RegistryCache;
+use crate::worker::regcache::RegistryCache;
 use kiln_snapshotter::Digest;
 
 use super::logsink::LogSink;
@@ -22,11 +22,11 @@ use super::logsink::LogSink;
 /// collection may follow once it is done.
 async fn run(state: &AppState, job: &AcceptedBuild, log: &LogSink) -> Result<Digest, BuildFailure> {
     let result = {
-        let _guard = state.solver.build_guard().await;
+        let _guard = state.worker.build_guard().await;
         build(state, job, log).await
     };
-    let solver = state.solver.clone();
-    tokio::spawn(async move { solver.after_build().await });
+    let worker = state.worker.clone();
+    tokio::spawn(async move { worker.after_build().await });
     result
 }
 
@@ -84,7 +84,7 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
     if let (Some(cache), true) = (&cache, job.push) {
         let steps: Vec<_> = images.iter().flat_map(|i| i.steps.iter().cloned()).collect();
         let sink = log.clone();
-        if let Err(e) = state.solver.export_cache(cache, &steps, &move |l| emit(&sink, l)).await {
+        if let Err(e) = state.worker.export_cache(cache, &steps, &move |l| emit(&sink, l)).await {
             emit(log, format!("WARNING: registry cache not exported: {e}"));
         }
     }
@@ -94,7 +94,7 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
 /// Points the image's repository and tag at `digest` in kiln's own `/v2/`.
 fn tag_locally(state: &AppState, target: &Reference, digest: &Digest, log: &LogSink) {
     let Some(tag) = target.tag.as_deref().or(target.digest.is_none().then_some("latest")) else { return };
-    let tags = crate::solver::tags::LocalTags::new(&state.cfg.data_dir);
+    let tags = crate::worker::tags::LocalTags::new(&state.cfg.data_dir);
     match tags.set(&target.repository, tag, digest) {
         Ok(()) => {
             emit(log, format!("serving {}:{tag} at /v2/{}/manifests/{tag}", target.repository, target.repository))
@@ -107,7 +107,7 @@ fn tag_locally(state: &AppState, target: &Reference, digest: &Digest, log: &LogS
 async fn push_index(job: &image::SharedBuild<'_>, images: &[image::PlatformImage]) -> Result<Digest, BuildFailure> {
     let entries: Vec<_> = images.iter().map(|i| (i.platform.clone(), i.exported.clone())).collect();
     let (state, sink) = (job.state, job.log.clone());
-    exporter::export_index(state.solver.store(), state.solver.registry(), job.target, &entries, job.push, &move |l| {
+    exporter::export_index(state.worker.store(), state.worker.registry(), job.target, &entries, job.push, &move |l| {
         emit(&sink, l)
     })
     .await
@@ -140,7 +140,7 @@ async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<
             super::contextfs::read_dockerignore(&dir).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
         let Some(text) = text else { return Ok(false) };
         let ignore = crate::dockerignore::DockerIgnore::parse(&text);
-        crate::solver::apply_dockerignore(&dir, &ignore).map_err(|e| {
+        crate::sources::apply_dockerignore(&dir, &ignore).map_err(|e| {
             let (kind, message) = crate::errors::storage_error(Some("apply .dockerignore"), &e, ErrorKind::Internal);
             fail(kind, message)
         })?;
@@ -194,7 +194,7 @@ async fn load_registry_cache(state: &AppState, target: &Reference, log: &LogSink
             }
         },
     };
-    match RegistryCache::load(&state.solver, reference).await {
+    match RegistryCache::load(&state.worker, reference).await {
         Ok(c) => {
             emit(log, format!("[internal] registry cache {} ({} entries)", c.reference, c.map.entries.len()));
             Some(c)

@@ -2,6 +2,7 @@
 
 use super::limit::Limiter;
 use crate::solver::Solver;
+use crate::worker::Worker;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -46,8 +47,10 @@ pub struct AppState {
     pub cfg: Arc<ServeConfig>,
     /// The payload secret (HMAC key), trimmed.
     pub secret: Arc<Vec<u8>>,
-    /// The solver.
+    /// The solver (keys and schedules steps).
     pub solver: Arc<Solver>,
+    /// The worker (storage, execution, pushes' bookkeeping, upkeep).
+    pub worker: Arc<Worker>,
     /// The `max_inflight` limiter.
     pub limiter: Limiter,
     /// Bounds the request bodies received at once.

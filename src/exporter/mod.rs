@@ -12,7 +12,8 @@ use crate::platform::Platform;
 use crate::registry::{MediaType, PushOutcome, Reference, RegistryClient};
 use crate::timefmt::rfc3339;
 use futures_util::{StreamExt, TryStreamExt};
-use kiln_snapshotter::{ContentStore, Digest};
+use kiln_snapshotter::content::{write_blob, Store};
+use kiln_snapshotter::Digest;
 
 /// What was exported.
 #[derive(Debug, Clone)]
@@ -112,7 +113,7 @@ pub const PARALLEL_UPLOADS: usize = 4;
 /// layers in parallel, then the config, then the manifest (so a tag never
 /// points at a missing blob).
 pub async fn export(
-    store: &ContentStore,
+    store: &dyn Store,
     registry: &RegistryClient,
     input: &ExportInput<'_>,
     log: &(dyn Fn(String) + Sync),
@@ -121,9 +122,9 @@ pub async fn export(
     let (config_bytes, config_digest, manifest_bytes, manifest_digest) = crate::blocking::in_place(|| {
         let config = image_config(input.config, input.history, input.layers, input.epoch);
         let config_bytes = serde_json::to_vec(&config).expect("config serializes");
-        let config_digest = store.write_blob(&config_bytes)?;
+        let config_digest = write_blob(store, &config_bytes)?;
         let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers);
-        let manifest_digest = store.write_blob(&manifest_bytes)?;
+        let manifest_digest = write_blob(store, &manifest_bytes)?;
         Ok::<_, ExportError>((config_bytes, config_digest, manifest_bytes, manifest_digest))
     })?;
     let manifest_size = manifest_bytes.len() as u64;
@@ -167,7 +168,7 @@ pub fn index(images: &[(Platform, Exported)]) -> Vec<u8> {
 /// Writes the index over `images` (already pushed by digest) to the store
 /// and, when `push`, tags it in the registry; returns its digest.
 pub async fn export_index(
-    store: &ContentStore,
+    store: &dyn Store,
     registry: &RegistryClient,
     target: &Reference,
     images: &[(Platform, Exported)],
@@ -175,7 +176,7 @@ pub async fn export_index(
     log: &(dyn Fn(String) + Sync),
 ) -> Result<Digest, ExportError> {
     let bytes = index(images);
-    let digest = store.write_blob(&bytes)?;
+    let digest = write_blob(store, &bytes)?;
     if push {
         let push_err = |source| ExportError::Push { target: target.to_string(), source };
         registry.put_manifest(target, &bytes, MediaType::OCI_INDEX).await.map_err(push_err)?;
@@ -187,7 +188,7 @@ pub async fn export_index(
 /// Pushes one layer (mounting it from its origin repository when it came
 /// from another one); returns the bytes uploaded.
 async fn push_layer(
-    store: &ContentStore,
+    store: &dyn Store,
     registry: &RegistryClient,
     target: &Reference,
     layer: &LayerRecord,

@@ -7,3 +7,7 @@ pub mod manifest;
 
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
+
+/// Largest manifest, index or config kiln reads into memory: the 4 MiB
+/// the distribution spec says registries should accept for manifests.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;

@@ -6,7 +6,8 @@ use crate::oci::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec}
 use crate::platform::Platform;
 use base64::Engine;
 use futures_util::StreamExt;
-use kiln_snapshotter::{ContentStore, Digest};
+use kiln_snapshotter::content::{read_blob, write_blob, Store};
+use kiln_snapshotter::Digest;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use std::collections::HashMap;
@@ -73,8 +74,8 @@ const UPLOAD_CHUNK: usize = 1 << 20;
 
 /// A streaming request body over `file`, read 1 MiB at a time (reqwest's
 /// own file body reads 4 KiB at a time, which halves upload throughput).
-fn file_body(file: tokio::fs::File) -> reqwest::Body {
-    reqwest::Body::wrap_stream(crate::chunks::file_chunks(file, UPLOAD_CHUNK))
+fn blob_body(blob: Box<dyn kiln_snapshotter::content::BlobReader>) -> reqwest::Body {
+    reqwest::Body::wrap_stream(crate::chunks::blob_chunks(Box::new(blob), UPLOAD_CHUNK))
 }
 
 /// Attempts per registry request.
@@ -308,7 +309,7 @@ impl RegistryClient {
     /// Resolves a tag or digest to the manifest for `platform`.
     /// The config blob is read from `store` when present and kept there
     /// after a download, so a rebuild fetches only the manifest.
-    pub async fn resolve(&self, r: &Reference, platform: &PlatformSpec, store: &ContentStore) -> Result<Resolved> {
+    pub async fn resolve(&self, r: &Reference, platform: &PlatformSpec, store: &dyn Store) -> Result<Resolved> {
         let mirrored = self.pull_route(r);
         let r = &mirrored;
         let (digest, media_type, bytes) = self.get_manifest(r).await?;
@@ -348,13 +349,13 @@ impl RegistryClient {
         Ok((digest, media_type, bytes))
     }
 
-    async fn config_blob(&self, r: &Reference, desc: &Descriptor, store: &ContentStore) -> Result<Vec<u8>> {
+    async fn config_blob(&self, r: &Reference, desc: &Descriptor, store: &dyn Store) -> Result<Vec<u8>> {
         let digest = Digest::parse(&desc.digest)?;
-        if let Ok(bytes) = std::fs::read(store.blob_path(&digest)) {
-            return Ok(bytes);
+        if store.info(&digest)?.is_some() {
+            return Ok(read_blob(store, &digest, crate::oci::MAX_MANIFEST_BYTES)?);
         }
         let bytes = self.get_small_blob(r, desc).await?;
-        store.write_blob(&bytes)?;
+        write_blob(store, &bytes)?;
         Ok(bytes)
     }
 
@@ -372,18 +373,18 @@ impl RegistryClient {
     /// Downloads a blob into `store` (verifying size and digest) unless it
     /// is already there; concurrent calls for one blob download it once.
     /// Returns the bytes downloaded.
-    pub async fn fetch_blob(&self, r: &Reference, desc: &Descriptor, store: &ContentStore) -> Result<u64> {
+    pub async fn fetch_blob(&self, r: &Reference, desc: &Descriptor, store: &dyn Store) -> Result<u64> {
         let mirrored = self.pull_route(r);
         let r = &mirrored;
         let digest = Digest::parse(&desc.digest)?;
         let _only_download = self.downloads.lock(digest.as_str()).await;
-        if store.size_of(&digest)?.is_some() {
+        if store.info(&digest)?.is_some() {
             return Ok(0);
         }
         let url = self.url(r, &format!("blobs/{}", desc.digest));
         let resp = self.send(r, false, &|| Ok(self.http.get(&url))).await?;
         let resp = check(resp, &format!("fetch layer {} from {r}", desc.digest)).await?;
-        let mut writer = store.writer()?;
+        let mut writer = store.ingest()?;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(unavailable("download layer"))?;
@@ -414,7 +415,7 @@ impl RegistryClient {
         &self,
         r: &Reference,
         digest: &Digest,
-        store: &ContentStore,
+        store: &dyn Store,
         mount_from: Option<&Reference>,
     ) -> Result<PushOutcome> {
         if self.blob_exists(r, digest).await? {
@@ -432,18 +433,14 @@ impl RegistryClient {
         let location = self.location(r, &resp)?;
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
-        let path = store.blob_path(digest);
-        let size = store.size_of(digest)?.ok_or_else(|| Error::Invalid(format!("blob {digest} missing locally")))?;
+        let size = store.info(digest)?.ok_or_else(|| Error::Invalid(format!("blob {digest} missing locally")))?.size;
         let make = || -> Result<RequestBuilder> {
-            let file = std::fs::File::open(&path).map_err(|e| {
-                Error::Storage(kiln_snapshotter::Error::Io { context: format!("open {digest}"), source: e })
-            })?;
             Ok(self
                 .http
                 .put(&put)
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, size)
-                .body(file_body(tokio::fs::File::from_std(file))))
+                .body(blob_body(store.open(digest)?)))
         };
         let resp = self.send(r, true, &make).await?;
         check(resp, &format!("upload {digest} to {r}")).await?;

@@ -13,6 +13,8 @@ use crate::cli::ServeArgs;
 use kiln::api::{app, AppState, ServeConfig};
 use kiln::registry::{Credentials, RegistryClient};
 use kiln::solver::{Solver, SolverConfig};
+use kiln::worker::runner::HelperRunner;
+use kiln::worker::{Worker, WorkerConfig};
 use kiln_runtime::userns::{spawn_mapped, IdMap};
 pub(crate) use options::{
     default_data_dir, parse_mirrors, parse_range, read_docker_config, registry_options, secret_files,
@@ -228,20 +230,23 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
         let registry = Arc::new(RegistryClient::new(registry_options(&opts, credentials, mirrors)?)?);
         let networks = options::step_networks(&opts)?;
         networks.warm();
-        let solver_cfg = SolverConfig {
+        let worker_cfg = WorkerConfig {
             data_dir: handover.data_dir.clone(),
-            runner: Arc::new(kiln::solver::runner::HelperRunner {
-                helper_exe: PathBuf::from("/proc/self/exe"),
-                step_timeout: (opts.step_timeout > 0).then(|| std::time::Duration::from_secs(opts.step_timeout)),
-                networks: networks.clone(),
-            }),
-            max_archive_bytes: opts.max_unpacked_mb << 20,
             diff: diff_options(&opts),
             cache_budget: (opts.cache_max_size > 0).then_some(opts.cache_max_size),
+        };
+        let runner = Arc::new(HelperRunner {
+            helper_exe: PathBuf::from("/proc/self/exe"),
+            step_timeout: (opts.step_timeout > 0).then(|| std::time::Duration::from_secs(opts.step_timeout)),
+            networks: networks.clone(),
+        });
+        let worker = Arc::new(Worker::open(worker_cfg, runner, registry)?);
+        let solver_cfg = SolverConfig {
+            max_archive_bytes: opts.max_unpacked_mb << 20,
             step_limits: step_limits(&opts),
             networks: networks.clone(),
         };
-        let solver = Solver::open(solver_cfg, registry).map_err(anyhow::Error::msg)?;
+        let solver = Solver::new(worker.clone(), solver_cfg)?;
         let cfg = ServeConfig {
             data_dir: handover.data_dir,
             disable_hmac: opts.disable_hmac,
@@ -265,6 +270,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             cfg: Arc::new(cfg),
             secret: Arc::new(handover.payload_secret),
             solver: Arc::new(solver),
+            worker,
             limiter: kiln::api::limit::Limiter::new(opts.max_inflight),
             uploads: kiln::api::upload::UploadGate::new(opts.max_pending_uploads),
             metrics: Default::default(),

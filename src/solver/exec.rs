@@ -3,20 +3,17 @@
 //! then diffed into a layer and committed as the step's snapshot.
 
 use super::cachemount::{self, CacheLease, CacheSpec};
-use super::fileop::{FileOpRequest, PlannedAction};
-use super::runner::{RunError, RunStep};
 use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
 use crate::errors::ErrorKind;
 use crate::graph::{ExecOp, NodeId, RunMount};
 use crate::platform::binfmt::{self, Support};
+use crate::worker::fileop::{FileOpRequest, PlannedAction};
+use crate::worker::runner::{RunError, RunStep};
+use crate::worker::Uncommitted;
 use kiln_runtime::mounts::{BindRoot, StepMount};
 use kiln_runtime::step::{SecretFile, StepNetwork, StepRequest};
-use kiln_snapshotter::diff::diff_upper;
-use kiln_snapshotter::overlay::Mount;
-use kiln_snapshotter::snapshots::Snapshotter;
-use kiln_snapshotter::SnapshotId;
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -42,8 +39,8 @@ impl Solver {
             }
             Err(message) => return Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, message)),
         }
-        let (upper, overlay) = self.prepare(id, &base)?;
-        let bundle = self.bundle_dir(upper.id());
+        let (upper, overlay) = self.worker.prepare(&base).map_err(|e| SolveError::worker(id, e))?;
+        let bundle = upper.bundle().to_path_buf();
         let mut env = op.env.clone();
         env.extend(op.proxy_env.iter().cloned());
         let prepared = match prepare_secrets(&bundle, op, input.secrets, &mut env) {
@@ -58,7 +55,7 @@ impl Solver {
             id: format!("kiln-{}", upper.id().as_str()),
             rootfs: overlay,
             bundle: bundle.clone(),
-            state_root: self.cfg.data_dir.join("run/state"),
+            state_root: self.worker.data_dir().join("run/state"),
             args: op.args.clone(),
             env,
             secret_files,
@@ -71,7 +68,7 @@ impl Solver {
         };
         let job = RunStep { request, mode: op.network, egress: super::network::reporter(id, input.progress) };
         let sink = OutputSink::new(id, input);
-        let outcome = self.cfg.runner.run_step(job, &|line| sink.emit(line)).await;
+        let outcome = self.worker.runner().run_step(job, &|line| sink.emit(line)).await;
         let result = outcome.map_err(|e| run_failure(id, e, &sink)).and_then(|r| match (r.error, r.exit_code) {
             (Some(e), _) => Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, e)),
             (None, 0) => Ok(()),
@@ -89,8 +86,8 @@ impl Solver {
         base: Vec<LayerRecord>,
         input: &BuildInput<'_>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
-        let (upper, overlay) = self.prepare(id, &base)?;
-        let bundle = self.bundle_dir(upper.id());
+        let (upper, overlay) = self.worker.prepare(&base).map_err(|e| SolveError::worker(id, e))?;
+        let bundle = upper.bundle().to_path_buf();
         let req = FileOpRequest {
             rootfs: overlay,
             mountpoint: bundle.join("rootfs"),
@@ -99,7 +96,7 @@ impl Solver {
             max_archive_bytes: self.cfg.max_archive_bytes,
         };
         let sink = OutputSink::new(id, input);
-        let outcome = self.cfg.runner.run_file_op(req, &|line| sink.emit(line)).await;
+        let outcome = self.worker.runner().run_file_op(req, &|line| sink.emit(line)).await;
         let result = outcome.map_err(|e| run_failure(id, e, &sink)).and_then(|r| match r.error {
             Some(e) => Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, e)),
             None => Ok(()),
@@ -124,7 +121,8 @@ impl Solver {
                     let (tenant, sharing) = (input.tenant, *sharing);
                     let spec = CacheSpec { tenant, id, sharing, uid: *uid, gid: *gid, mode: *mode };
                     let private = bundle.join(format!("private-cache-{n}"));
-                    let lease = cachemount::lease(&self.cfg.data_dir.join("cache-mounts"), &spec, &private).await?;
+                    let lease =
+                        cachemount::lease(&self.worker.data_dir().join("cache-mounts"), &spec, &private).await?;
                     let root = BindRoot::Dir(lease.dir.clone());
                     leases.push(lease);
                     let (target, readonly) = (target.clone(), *readonly);
@@ -133,10 +131,7 @@ impl Solver {
                 RunMount::Bind { target, source, from_input, readwrite } => {
                     let root = match from_input {
                         None => BindRoot::Dir(input.context.to_path_buf()),
-                        Some(i) => {
-                            let chain = super::top_first(&sources[*i - 1]);
-                            BindRoot::Chain(self.snapshots.view(&chain).map_err(|e| e.to_string())?)
-                        }
+                        Some(i) => BindRoot::Chain(self.worker.view(&sources[*i - 1]).map_err(|e| e.to_string())?),
                     };
                     let (source, target) = (source.clone(), target.clone());
                     StepMount::Bind { root, source, target, readonly: !readwrite, copy_on_write: *readwrite }
@@ -147,51 +142,17 @@ impl Solver {
         Ok((mounts, leases))
     }
 
-    fn prepare(&self, id: NodeId, base: &[LayerRecord]) -> Result<(Uncommitted, Vec<Mount>), SolveError> {
-        let lowers = super::top_first(base);
-        let upper = Snapshotter::prepare(&self.snapshots, &lowers).map_err(|e| SolveError::internal(id, e))?;
-        let upper = self.uncommitted(upper);
-        let mounts = self.snapshots.mounts(upper.id()).map_err(|e| SolveError::internal(id, e))?;
-        Ok((upper, mounts))
-    }
-
-    /// Guards a freshly prepared snapshot until it is committed.
-    pub(super) fn uncommitted(&self, id: SnapshotId) -> Uncommitted {
-        let bundle = self.bundle_dir(&id);
-        Uncommitted { snapshots: self.snapshots.clone(), id, bundle, committed: false }
-    }
-
-    fn bundle_dir(&self, upper: &SnapshotId) -> PathBuf {
-        self.cfg.data_dir.join("run").join(upper.as_str())
-    }
-
-    /// Diffs and commits the upper on success; removes it on failure.
+    /// Commits the upper as a layer on `base` when the step succeeded;
+    /// drops it (removing it) when it failed.
     pub(super) async fn finish(
         &self,
         id: NodeId,
-        mut upper: Uncommitted,
-        mut base: Vec<LayerRecord>,
+        upper: Uncommitted,
+        base: Vec<LayerRecord>,
         result: Result<(), SolveError>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
-        let _ = std::fs::remove_dir_all(&upper.bundle);
         result?;
-        let (store, fs, opts) = (self.store.clone(), self.snapshots.fs_path(upper.id()), self.cfg.diff);
-        let layer = tokio::task::spawn_blocking(move || diff_upper(&fs, &store, &opts))
-            .await
-            .map_err(|e| SolveError::internal(id, e))?
-            .map_err(|e| SolveError::internal(id, format!("export layer: {e}")))?;
-        self.snapshots.commit(upper.id()).map_err(|e| SolveError::internal(id, e))?;
-        upper.committed = true;
-        base.push(LayerRecord {
-            snapshot: upper.id().clone(),
-            digest: layer.digest,
-            diff_id: layer.diff_id,
-            size: layer.size,
-            media_type: layer.media_type,
-            created: crate::timefmt::now_secs(),
-            origin: None,
-        });
-        Ok(base)
+        self.worker.commit_layer(upper, base).await.map_err(|e| SolveError::worker(id, e))
     }
 }
 
@@ -294,46 +255,4 @@ fn exit_message(code: i32, tail: &[String]) -> String {
         msg.push_str(&tail.join(" | "));
     }
     msg
-}
-
-/// A prepared snapshot and its scratch dir, removed on drop unless
-/// committed: a failed step, and a cancelled build whose future is dropped
-/// mid-step, leave nothing behind. Removal retries briefly in the
-/// background, since the killed helper may still be exiting.
-pub(super) struct Uncommitted {
-    snapshots: kiln_snapshotter::Snapshots,
-    id: SnapshotId,
-    bundle: PathBuf,
-    committed: bool,
-}
-
-impl Uncommitted {
-    /// The snapshot.
-    pub(super) fn id(&self) -> &SnapshotId {
-        &self.id
-    }
-}
-
-impl Drop for Uncommitted {
-    fn drop(&mut self) {
-        let (snapshots, id, bundle, keep) =
-            (self.snapshots.clone(), self.id.clone(), self.bundle.clone(), self.committed);
-        let remove = move || {
-            let bundle_gone = std::fs::remove_dir_all(&bundle).is_ok() || !bundle.exists();
-            let snapshot_gone = keep || snapshots.remove(&id).is_ok();
-            bundle_gone && snapshot_gone
-        };
-        if !remove() {
-            // A cancelled step's helper may still be dying, its mount
-            // namespace holding the overlay: retry for up to 10 s.
-            std::thread::spawn(move || {
-                for _ in 0..100 {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                    if remove() {
-                        return;
-                    }
-                }
-            });
-        }
-    }
 }

@@ -42,17 +42,17 @@ impl Solver {
         input: &BuildInput<'_>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
         let work =
-            self.cfg.data_dir.join("run").join(format!("git-{}", kiln_snapshotter::SnapshotId::random().as_str()));
+            self.worker.data_dir().join("run").join(format!("git-{}", kiln_snapshotter::SnapshotId::random().as_str()));
         let net = self.git_network(id, op, input).await?;
         let checkout = checkout(op, commit, &work, &net).await;
         net.close().await;
-        let snap = self.uncommitted(self.snapshots.prepare_empty().map_err(|e| SolveError::internal(id, e))?);
+        let snap = self.worker.prepare_empty().map_err(|e| SolveError::worker(id, e))?;
         let result = checkout.and_then(|()| {
             if !op.keep_git_dir {
                 let _ = std::fs::remove_dir_all(work.join("tree/.git"));
             }
             let tree = subdir(&work.join("tree"), op.subdir.as_deref().unwrap_or(""))?;
-            move_contents(&tree, &self.snapshots.fs_path(snap.id()))
+            move_contents(&tree, snap.dir())
         });
         let _ = std::fs::remove_dir_all(&work);
         self.finish(id, snap, Vec::new(), result.map_err(|m| git_error(id, op, m))).await

@@ -4,10 +4,10 @@
 //! is verified when one happens; otherwise each build asks the server with
 //! `If-None-Match`/`If-Modified-Since` and keys by the body's digest.
 
-use super::cache::HttpRecord;
 use super::{keys, LayerRecord, SolveError, Solver};
 use crate::errors::ErrorKind;
 use crate::graph::{HttpOp, NodeId, Op};
+use crate::worker::HttpRecord;
 use kiln_snapshotter::Digest;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ impl Solver {
         if op.checksum.is_some() {
             return Ok((keys::remote_key(&whole, "pinned"), None));
         }
-        let previous = self.cache.get_http(&op.url)?;
+        let previous = self.worker.cache().get_http(&op.url)?;
         match self.fetch(id, &op.url, previous).await? {
             Fetched::NotModified(rec) => Ok((keys::remote_key(&whole, &resolved(&rec.digest, rec.mtime)), None)),
             Fetched::Body(d) => Ok((keys::remote_key(&whole, &resolved(&d.digest, d.mtime)), Some(d))),
@@ -83,8 +83,8 @@ impl Solver {
                 format!("ADD {}: checksum mismatch: expected {want}, the download is {}", op.url, download.digest);
             return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, msg));
         }
-        let snap = self.uncommitted(self.snapshots.prepare_empty().map_err(|e| SolveError::internal(id, e))?);
-        let placed = place_file(&download, &self.snapshots.fs_path(snap.id()).join(&op.filename));
+        let snap = self.worker.prepare_empty().map_err(|e| SolveError::worker(id, e))?;
+        let placed = place_file(&download, &snap.dir().join(&op.filename));
         let result = placed.map_err(|e| SolveError::internal(id, format!("ADD {}: {e}", op.url)));
         self.finish(id, snap, Vec::new(), result).await
     }
@@ -123,7 +123,7 @@ impl Solver {
         if resp.content_length().is_some_and(|n| n > MAX_DOWNLOAD_BYTES) {
             return Err(fail(ErrorKind::InvalidArgument, too_large()));
         }
-        let dir = self.cfg.data_dir.join("run/downloads");
+        let dir = self.worker.data_dir().join("run/downloads");
         tokio::fs::create_dir_all(&dir).await.map_err(|e| SolveError::internal(id, e))?;
         let path = dir.join(kiln_snapshotter::SnapshotId::random().as_str());
         let mut file = tokio::fs::File::create(&path).await.map_err(|e| SolveError::internal(id, e))?;
@@ -142,7 +142,7 @@ impl Solver {
         file.sync_all().await.map_err(|e| SolveError::internal(id, e))?;
         download.digest = Digest::from_hasher(hasher);
         let record = HttpRecord { etag, last_modified, digest: download.digest.clone(), mtime };
-        self.cache.put_http(url, &record)?;
+        self.worker.cache().put_http(url, &record)?;
         Ok(Fetched::Body(download))
     }
 }

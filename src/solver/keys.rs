@@ -5,9 +5,9 @@
 //! `--from` count by their own keys. Cache mount contents never count, as
 //! in BuildKit. Source keys are the pinned manifest digest.
 
-use super::context::{expand_sources, hash_sources};
-use super::fileop::PlannedAction;
 use crate::graph::{FileAction, Op, RunMount};
+use crate::sources::{expand_sources, hash_sources};
+use crate::worker::fileop::PlannedAction;
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
 

@@ -2,37 +2,25 @@
 //! snapshots and layers, misses pull (Source), run a container (Exec) or
 //! apply file actions (File) and diff the result into a layer.
 
-mod cache;
 mod cachemount;
-pub mod check;
-mod context;
 mod exec;
-#[cfg(test)]
-pub(crate) mod fake_runner;
-pub mod fileop;
-mod gc;
 mod git;
 mod http;
+mod import;
 mod keys;
 mod network;
-pub mod regcache;
-pub mod runner;
-pub mod tags;
 
-pub use cache::{CacheIndex, LayerRecord, StepRecord};
-pub use context::apply_dockerignore;
-pub use gc::{GcReport, METADATA_BLOB};
 pub use http::MAX_DOWNLOAD_BYTES;
 pub use keys::{cache_key, CACHE_KEY_VERSION};
 
 use crate::errors::ErrorKind;
 use crate::graph::{Definition, NodeId, Op};
-use crate::registry::{Reference, RegistryClient, Resolved};
-use kiln_snapshotter::diff::DiffOptions;
-use kiln_snapshotter::snapshots::Snapshotter;
-use kiln_snapshotter::{ContentStore, Digest, Snapshots};
+use crate::registry::{Reference, Resolved};
+use crate::worker::fileop::PlannedAction;
+use crate::worker::{LayerRecord, StepRecord, Worker, WorkerError};
+use kiln_snapshotter::Digest;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,10 +64,16 @@ impl SolveError {
     fn internal(node: NodeId, e: impl std::fmt::Display) -> Self {
         Self::new(Some(node), ErrorKind::Internal, e.to_string())
     }
+
+    /// A worker failure in a step: its kind (a full disk included) comes
+    /// from the error's type.
+    fn worker(node: NodeId, e: WorkerError) -> Self {
+        Self::new(Some(node), e.kind(), e.to_string())
+    }
 }
 
-impl From<cache::CacheError> for SolveError {
-    fn from(e: cache::CacheError) -> Self {
+impl From<crate::worker::CacheError> for SolveError {
+    fn from(e: crate::worker::CacheError) -> Self {
         Self::new(None, ErrorKind::Internal, e.to_string())
     }
 }
@@ -87,15 +81,6 @@ impl From<cache::CacheError> for SolveError {
 /// Static solver settings.
 #[derive(Clone)]
 pub struct SolverConfig {
-    /// The data directory (content, snapshots, cache, run).
-    pub data_dir: PathBuf,
-    /// What runs RUN steps and file ops.
-    pub runner: Arc<dyn runner::StepRunner>,
-    /// Layer writing options.
-    pub diff: DiffOptions,
-    /// Most bytes the content store and snapshots may hold (`None`: no
-    /// limit); least recently used cache entries go first.
-    pub cache_budget: Option<u64>,
     /// Process limits of every step.
     pub step_limits: kiln_runtime::spec::StepLimits,
     /// Most bytes one archive that ADD extracts may unpack to.
@@ -122,7 +107,7 @@ pub struct BuildInput<'a> {
     /// Build secrets by id (values never leave the solver's step setup).
     pub secrets: &'a std::collections::BTreeMap<String, Vec<u8>>,
     /// The registry cache to import from on a local miss.
-    pub registry_cache: Option<&'a regcache::RegistryCache>,
+    pub registry_cache: Option<&'a crate::worker::regcache::RegistryCache>,
     /// Whose build this is: cache mounts and the keys of the steps that
     /// use them are scoped to it (see [`crate::tenant`]).
     pub tenant: &'a str,
@@ -137,47 +122,24 @@ pub struct Solved {
     pub steps: Vec<(String, Vec<LayerRecord>)>,
 }
 
-/// The solver, shared by all builds of a server.
+/// The solver, shared by all builds of a server: it keys, schedules and
+/// dedupes steps; its worker stores and runs them.
 pub struct Solver {
-    store: ContentStore,
-    snapshots: Snapshots,
-    cache: CacheIndex,
-    registry: Arc<RegistryClient>,
+    worker: Arc<Worker>,
     http: reqwest::Client,
     cfg: SolverConfig,
-    /// Builds hold it shared; garbage collection holds it exclusively.
-    gc_lock: tokio::sync::RwLock<()>,
     /// Per cache key: held while a build runs that step.
     step_locks: crate::keylock::KeyLocks,
     /// Bounds steps running at once across all builds (see [`step_slots`]).
     run_slots: tokio::sync::Semaphore,
-    last_gc: std::sync::Mutex<Instant>,
 }
-
-/// One cache entry as `kiln cache ls` shows it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CacheEntry {
-    /// Cache key.
-    pub key: String,
-    /// The instruction.
-    pub description: String,
-    /// Unix seconds of the last use (0: unknown).
-    pub last_used: i64,
-    /// Layers in the chain.
-    pub layers: usize,
-    /// Compressed size of the step's own layer.
-    pub top_layer_bytes: u64,
-}
-
-/// Seconds between collections triggered by finished builds.
-const GC_INTERVAL_SECS: u64 = 30;
 
 /// What computing a key already produced for running the op.
 enum Prepared {
     /// Nothing to carry over.
     Nothing,
     /// File actions with expanded sources.
-    Plan(Vec<fileop::PlannedAction>),
+    Plan(Vec<PlannedAction>),
     /// A download (when the key needed it).
     Download(Option<http::Download>),
     /// The commit a Git ref resolved to.
@@ -193,161 +155,17 @@ fn step_slots() -> (usize, usize) {
     (cores, 4 * cores)
 }
 
-/// Longest a prune or check waits for a moment without builds.
-const MAINTENANCE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Build workspaces and cache mounts are created and deleted by the
-/// thousand files: like the snapshot root, their parents get ext4's
-/// top-directory flag so that each lands in a block group of its own.
-fn spread_scratch_dirs(data_dir: &std::path::Path) {
-    for name in ["builds", "cache-mounts"] {
-        let dir = data_dir.join(name);
-        let marked = std::fs::create_dir_all(&dir).and_then(|()| kiln_snapshotter::fsx::mark_top_directory(&dir));
-        if let Err(e) = marked {
-            tracing::debug!(dir = %dir.display(), error = %e, "left without the top-directory flag");
-        }
-    }
-}
-
-/// Removes what requests and probes of an earlier run left (a killed
-/// server leaves its build workspaces; a killed probe its `doctor-*`
-/// scratch): nothing runs yet, so all of it is garbage.
-fn clean_scratch(data_dir: &std::path::Path) {
-    let builds = std::fs::read_dir(data_dir.join("builds")).into_iter().flatten().flatten();
-    let doctor = std::fs::read_dir(data_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("doctor-"));
-    for entry in builds.chain(doctor) {
-        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-            tracing::warn!(path = %entry.path().display(), error = %e, "stale scratch left in place");
-        }
-    }
-}
-
 impl Solver {
-    /// Opens the stores under the data dir.
-    pub fn open(cfg: SolverConfig, registry: Arc<RegistryClient>) -> Result<Self, String> {
-        let store = ContentStore::at(cfg.data_dir.join("content")).map_err(|e| e.to_string())?;
-        store.clean_ingest().map_err(|e| e.to_string())?;
-        let snapshots = Snapshots::open(cfg.data_dir.join("snapshots")).map_err(|e| e.to_string())?;
-        snapshots.clean_active().map_err(|e| e.to_string())?;
-        let cache = CacheIndex::open(&cfg.data_dir.join("cache.redb")).map_err(|e| e.to_string())?;
-        let orphans = kiln_runtime::step::kill_orphans(&cfg.data_dir.join("run"));
-        if orphans > 0 {
-            tracing::warn!(orphans, "killed steps left running by a previous server");
-        }
-        let _ = std::fs::remove_dir_all(cfg.data_dir.join("run"));
-        clean_scratch(&cfg.data_dir);
-        spread_scratch_dirs(&cfg.data_dir);
-        let solver = Self {
-            store,
-            snapshots,
-            cache,
-            registry,
-            http: http::client(cfg.networks.policy())?,
-            cfg,
-            gc_lock: tokio::sync::RwLock::new(()),
-            step_locks: crate::keylock::KeyLocks::default(),
-            run_slots: tokio::sync::Semaphore::new(step_slots().1),
-            last_gc: std::sync::Mutex::new(Instant::now()),
-        };
-        let report = solver.collect_garbage(solver.cfg.cache_budget)?;
-        tracing::info!(?report, "start-up garbage collection");
-        Ok(solver)
+    /// A solver over `worker`.
+    pub fn new(worker: Arc<Worker>, cfg: SolverConfig) -> Result<Self, SolveError> {
+        let http = http::client(cfg.networks.policy()).map_err(|e| SolveError::new(None, ErrorKind::Internal, e))?;
+        let run_slots = tokio::sync::Semaphore::new(step_slots().1);
+        Ok(Self { worker, http, cfg, step_locks: Default::default(), run_slots })
     }
 
-    /// Fills in, for layers built here, the repository they were last pushed
-    /// to, so a push to another repository of that registry can mount them.
-    pub fn add_push_origins(&self, layers: &mut [LayerRecord]) {
-        for l in layers.iter_mut().filter(|l| l.origin.is_none()) {
-            l.origin = self.cache.pushed_to(&l.digest).ok().flatten();
-        }
-    }
-
-    /// Remembers that `layers` now live in `repo` (`registry/repository`).
-    pub fn record_pushed(&self, layers: &[LayerRecord], repo: &str) {
-        let digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
-        if let Err(e) = self.cache.record_pushed(&digests, repo) {
-            tracing::warn!(error = %e, "record pushed layers");
-        }
-    }
-
-    /// Every cache entry, most recently used first.
-    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, String> {
-        let mut steps = self.cache.steps().map_err(|e| e.to_string())?;
-        steps.sort_by_key(|(_, _, used)| std::cmp::Reverse(*used));
-        Ok(steps
-            .into_iter()
-            .map(|(key, rec, used)| CacheEntry {
-                key,
-                description: rec.description,
-                last_used: used,
-                layers: rec.layers.len(),
-                top_layer_bytes: rec.layers.last().map_or(0, |l| l.size),
-            })
-            .collect())
-    }
-
-    /// Collects garbage down to `budget` bytes now, once no build runs
-    /// (`kiln cache prune`).
-    pub async fn prune(self: &Arc<Self>, budget: u64) -> Result<GcReport, String> {
-        let _exclusive = self.maintenance_lock().await?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.collect_garbage(Some(budget))).await.map_err(|e| e.to_string())?
-    }
-
-    /// The GC lock for maintenance, taken only at a moment when no build
-    /// holds it: polled rather than queued for, so a waiting prune or
-    /// check never makes a new build wait behind it (a queued writer would
-    /// hold back every later reader). Gives up after [`MAINTENANCE_WAIT`].
-    pub(crate) async fn maintenance_lock(&self) -> Result<tokio::sync::RwLockWriteGuard<'_, ()>, String> {
-        let deadline = Instant::now() + MAINTENANCE_WAIT;
-        loop {
-            if let Ok(guard) = self.gc_lock.try_write() {
-                return Ok(guard);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("builds kept running for {} s: try again later", MAINTENANCE_WAIT.as_secs()));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Held by a build from its first step to its push, so garbage
-    /// collection never removes what the build uses.
-    pub async fn build_guard(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.gc_lock.read().await
-    }
-
-    /// After a build: collects garbage when the last collection is older
-    /// than the interval and no build is running.
-    pub async fn after_build(self: &Arc<Self>) {
-        {
-            let mut last = self.last_gc.lock().expect("gc clock");
-            if last.elapsed().as_secs() < GC_INTERVAL_SECS {
-                return;
-            }
-            *last = Instant::now();
-        }
-        let Ok(_exclusive) = self.gc_lock.try_write() else { return };
-        let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.collect_garbage(this.cfg.cache_budget)).await {
-            Ok(Ok(report)) => tracing::info!(?report, "garbage collection"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
-            Err(e) => tracing::warn!(error = %e, "garbage collection panicked"),
-        }
-    }
-
-    /// The content store.
-    pub fn store(&self) -> &ContentStore {
-        &self.store
-    }
-
-    /// The registry client.
-    pub fn registry(&self) -> &RegistryClient {
-        &self.registry
+    /// The worker.
+    pub fn worker(&self) -> &Arc<Worker> {
+        &self.worker
     }
 
     /// Builds `input.root`: its layer chain, base first, and the chains of
@@ -359,7 +177,7 @@ impl Solver {
         let mut results: HashMap<NodeId, Vec<LayerRecord>> = HashMap::new();
         let solved = self.solve_nodes(def, root, input, &mut keys, &mut results).await;
         let used: Vec<String> = keys.values().cloned().collect();
-        if let Err(e) = self.cache.touch(&used, crate::timefmt::now_secs()) {
+        if let Err(e) = self.worker.cache().touch(&used, crate::timefmt::now_secs()) {
             tracing::warn!(error = %e, "record cache use");
         }
         solved.map_err(|e| self.explain_out_of_space(e))?;
@@ -372,19 +190,21 @@ impl Solver {
     }
 
     /// A failure on a (nearly) full data directory says so: the step's
-    /// own error (often a helper that could not write its result) is kept
-    /// and the remedy added.
+    /// own error (often a helper that could not write its result, which
+    /// reaches here as text) is kept and the remedy added. A full disk is
+    /// known from the error's kind or from the free space left.
     fn explain_out_of_space(&self, e: SolveError) -> SolveError {
-        let free = crate::errors::free_bytes(&self.cfg.data_dir);
+        let data_dir = self.worker.data_dir();
+        let free = crate::errors::free_bytes(data_dir);
         let full = free.is_some_and(|f| f < 8 << 20);
-        if !full && !crate::errors::is_out_of_space(&e.message) {
+        if !full && e.kind != ErrorKind::OutOfSpace {
             return e;
         }
         let message = format!(
             "{}: no space left on device in the data directory {} ({} bytes free); free disk space or lower \
              --cache-max-size",
             e.message,
-            self.cfg.data_dir.display(),
+            data_dir.display(),
             free.unwrap_or(0)
         );
         SolveError { kind: crate::errors::ErrorKind::OutOfSpace, message, ..e }
@@ -436,7 +256,7 @@ impl Solver {
         let started = Instant::now();
         // One build at a time runs a given step; the others wait and hit the cache.
         let _running = self.step_locks.lock(&key).await;
-        if let Some(rec) = self.cache.get_step(&key)?.filter(|r| self.usable(r)) {
+        if let Some(rec) = self.worker.cache().get_step(&key)?.filter(|r| self.worker.usable(r)) {
             let _ = input.progress.send(Event::Cached(id));
             return Ok((key, rec.layers));
         }
@@ -467,9 +287,9 @@ impl Solver {
             (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c, input).await?,
             (Op::File(_), Prepared::Plan(mut plan)) => {
                 for action in &mut plan {
-                    if let fileop::PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
-                        let chain = top_first(&results[&node.inputs[*i]]);
-                        *source_mounts = self.snapshots.view(&chain).map_err(|e| SolveError::internal(id, e))?;
+                    if let PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
+                        let chain = &results[&node.inputs[*i]];
+                        *source_mounts = self.worker.view(chain).map_err(|e| SolveError::worker(id, e))?;
                     }
                 }
                 self.run_file(id, plan, base, input).await?
@@ -484,7 +304,7 @@ impl Solver {
     /// Records a step's layers under its key, with its instruction.
     fn record_step(&self, key: &str, node: &crate::graph::Node, layers: &[LayerRecord]) -> Result<(), SolveError> {
         let description = node.source.as_ref().map(|l| l.text.clone()).unwrap_or_default();
-        Ok(self.cache.put_step(key, &StepRecord { layers: layers.to_vec(), description })?)
+        Ok(self.worker.cache().put_step(key, &StepRecord { layers: layers.to_vec(), description })?)
     }
 
     /// The op's cache key, and what computing it prepared for running it.
@@ -514,12 +334,6 @@ impl Solver {
         }
     }
 
-    fn usable(&self, rec: &StepRecord) -> bool {
-        rec.layers
-            .iter()
-            .all(|l| self.snapshots.exists(&l.snapshot) && matches!(self.store.size_of(&l.digest), Ok(Some(_))))
-    }
-
     async fn pull(&self, id: NodeId, digest: &Digest, input: &BuildInput<'_>) -> Result<Vec<LayerRecord>, SolveError> {
         let (reference, resolved) = input
             .bases
@@ -539,84 +353,43 @@ impl Solver {
         // Every layer downloads and unpacks at the same time as the others
         // (each into its own snapshot), as containerd's unpacker does.
         let layers = resolved.manifest.layers.iter().zip(diff_ids);
-        futures_util::future::try_join_all(
-            layers.map(|(desc, diff_id)| self.pull_layer(id, reference, desc, diff_id, input)),
-        )
+        futures_util::future::try_join_all(layers.map(|(desc, diff_id)| async move {
+            let diff_id = Digest::parse(diff_id).map_err(|e| SolveError::internal(id, e))?;
+            let blob = Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?;
+            let snapshot = self.fetch_layer(id, reference, desc, &diff_id, input).await?;
+            Ok::<_, SolveError>(LayerRecord {
+                snapshot,
+                digest: blob,
+                diff_id,
+                size: desc.size,
+                media_type: crate::registry::MediaType::oci_layer(&desc.media_type).to_string(),
+                created: 0,
+                origin: Some(format!("{}/{}", reference.registry, reference.repository)),
+            })
+        }))
         .await
     }
 
-    /// Downloads one base layer (once per digest across builds) and unpacks it.
-    async fn pull_layer(
+    /// Fetches and unpacks one layer through the worker, reporting the
+    /// bytes pulled and the device nodes left out.
+    async fn fetch_layer(
         &self,
         id: NodeId,
-        reference: &Reference,
-        desc: &crate::registry::Descriptor,
-        diff_id: &str,
-        input: &BuildInput<'_>,
-    ) -> Result<LayerRecord, SolveError> {
-        let diff_id = Digest::parse(diff_id).map_err(|e| SolveError::internal(id, e))?;
-        let pulled = self
-            .registry
-            .fetch_blob(reference, desc, &self.store)
-            .await
-            .map_err(|e| SolveError::new(Some(id), ErrorKind::from(&e), e.to_string()))?;
-        let _ = input.progress.send(Event::Pulled(id, pulled));
-        let blob = Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?;
-        let snapshot = self.unpack(id, &blob, &diff_id, input.progress).await?;
-        Ok(LayerRecord {
-            snapshot,
-            digest: blob,
-            diff_id,
-            size: desc.size,
-            media_type: crate::registry::MediaType::oci_layer(&desc.media_type).to_string(),
-            created: 0,
-            origin: Some(format!("{}/{}", reference.registry, reference.repository)),
-        })
-    }
-
-    async fn unpack(
-        &self,
-        id: NodeId,
-        blob: &Digest,
+        from: &Reference,
+        desc: &crate::oci::Descriptor,
         diff_id: &Digest,
-        progress: &Progress,
+        input: &BuildInput<'_>,
     ) -> Result<kiln_snapshotter::SnapshotId, SolveError> {
-        if let Some(s) = self.cache.get_unpacked(diff_id)?.filter(|s| self.snapshots.exists(s)) {
-            return Ok(s);
+        let fetched = self.worker.fetch_layer(from, desc, diff_id).await.map_err(|e| SolveError::worker(id, e))?;
+        let _ = input.progress.send(Event::Pulled(id, fetched.pulled));
+        if fetched.skipped_devices > 0 {
+            let line = format!(
+                "layer {diff_id}: skipped {} device node(s), which cannot be created in a user namespace",
+                fetched.skipped_devices
+            );
+            let _ = input.progress.send(Event::Output(id, line));
         }
-        let snap = self.snapshots.prepare_empty().map_err(|e| SolveError::internal(id, e))?;
-        let (store, snapshots, s) = (self.store.clone(), self.snapshots.clone(), snap.clone());
-        let blob = blob.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            let reader = store.reader(&blob)?;
-            kiln_snapshotter::apply::apply_layer(reader, &snapshots.fs_path(&s))
-        })
-        .await
-        .map_err(|e| SolveError::internal(id, e))?;
-        let failure = match applied {
-            Err(e) => Some(format!("unpack layer {diff_id}: {e}")),
-            Ok(stats) if stats.diff_id != *diff_id => Some(format!(
-                "layer {diff_id} does not match the image config (its content hashes to {})",
-                stats.diff_id
-            )),
-            Ok(stats) => {
-                if stats.skipped_devices > 0 {
-                    let line = format!(
-                        "layer {diff_id}: skipped {} device node(s), which cannot be created in a user namespace",
-                        stats.skipped_devices
-                    );
-                    let _ = progress.send(Event::Output(id, line));
-                }
-                None
-            }
-        };
-        if let Some(message) = failure {
-            let _ = self.snapshots.remove(&snap);
-            return Err(SolveError::new(Some(id), ErrorKind::Unavailable, message));
-        }
-        self.snapshots.commit(&snap).map_err(|e| SolveError::internal(id, e))?;
-        self.cache.put_unpacked(diff_id, &snap)?;
-        Ok(snap)
+        Ok(fetched.snapshot)
     }
 }
 
@@ -634,9 +407,4 @@ fn waves(def: &Definition, root: NodeId) -> Vec<Vec<NodeId>> {
         out[d].push(id);
     }
     out
-}
-
-/// A layer chain's snapshots, topmost first (overlay lowerdir order).
-fn top_first(layers: &[LayerRecord]) -> Vec<kiln_snapshotter::SnapshotId> {
-    layers.iter().rev().map(|l| l.snapshot.clone()).collect()
 }

@@ -105,8 +105,7 @@ async fn a_layerless_build_runs_to_the_end_and_writes_its_image_locally() {
     assert_eq!(reply["status"], "success");
     assert_eq!(reply["image"], "r.example/fn:1");
     let digest = kiln_snapshotter::Digest::parse(reply["digest"].as_str().unwrap()).unwrap();
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(f.state.solver.store().blob_path(&digest)).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_slice(&f.blob(&digest)).unwrap();
     assert_eq!(manifest["mediaType"], crate::oci::MediaType::OCI_MANIFEST);
     assert_eq!(manifest["layers"], json!([]), "FROM scratch with config-only instructions has no layer");
     let config = f.image_config(&reply);

@@ -16,13 +16,15 @@ use super::upload::UploadGate;
 use super::{app, metrics_app, AppState, ServeConfig};
 use crate::egress::{policy::EgressPolicy, NetworkConfig, StepNetworks};
 use crate::registry::{RegistryClient, RegistryOptions};
-use crate::solver::fake_runner::ScriptRunner;
 use crate::solver::{Solver, SolverConfig};
 use crate::wire::{sign, CONFIG_ENTRY};
+use crate::worker::fake_runner::ScriptRunner;
+use crate::worker::{Backends, Worker, WorkerConfig};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
+use kiln_snapshotter::conformance::MemoryStore;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,17 +72,22 @@ pub(super) fn fixture_with(max_inflight: usize, tweak: impl FnOnce(&mut ServeCon
         spare: 0,
     };
     let runner = Arc::new(ScriptRunner::default());
-    let solver_cfg = SolverConfig {
-        data_dir: data_dir.clone(),
+    let registry = Arc::new(RegistryClient::new(RegistryOptions::default()).unwrap());
+    let snapshots = kiln_snapshotter::Snapshots::open(data_dir.join("snapshots")).unwrap();
+    let backends = Backends {
+        store: Arc::new(MemoryStore::default()),
+        snapshots: Arc::new(snapshots),
         runner: runner.clone(),
-        diff: Default::default(),
-        cache_budget: None,
+        registry,
+    };
+    let worker_cfg = WorkerConfig { data_dir: data_dir.clone(), diff: Default::default(), cache_budget: None };
+    let worker = Arc::new(Worker::with(worker_cfg, backends).unwrap());
+    let solver_cfg = SolverConfig {
         step_limits: Default::default(),
         max_archive_bytes: 1 << 20,
         networks: StepNetworks::new(network),
     };
-    let registry = Arc::new(RegistryClient::new(RegistryOptions::default()).unwrap());
-    let solver = Solver::open(solver_cfg, registry).unwrap();
+    let solver = Solver::new(worker.clone(), solver_cfg).unwrap();
     let audit_file = dir.path().join("audit.log");
     let audit = std::fs::File::create(&audit_file).unwrap();
     let mut cfg = config(data_dir);
@@ -89,6 +96,7 @@ pub(super) fn fixture_with(max_inflight: usize, tweak: impl FnOnce(&mut ServeCon
         cfg: Arc::new(cfg),
         secret: Arc::new(SECRET.to_vec()),
         solver: Arc::new(solver),
+        worker,
         limiter: Limiter::new(max_inflight),
         uploads: UploadGate::new(4),
         metrics: Default::default(),
@@ -109,10 +117,15 @@ impl Fixture {
     pub(super) fn image_config(&self, reply: &Value) -> Value {
         let read = |digest: &str| -> Value {
             let digest = kiln_snapshotter::Digest::parse(digest).unwrap();
-            serde_json::from_slice(&std::fs::read(self.state.solver.store().blob_path(&digest)).unwrap()).unwrap()
+            serde_json::from_slice(&self.blob(&digest)).unwrap()
         };
         let manifest = read(reply["digest"].as_str().unwrap());
         read(manifest["config"]["digest"].as_str().unwrap())
+    }
+
+    /// A blob of the worker's store.
+    pub(super) fn blob(&self, digest: &kiln_snapshotter::Digest) -> Vec<u8> {
+        kiln_snapshotter::content::read_blob(self.state.worker.store(), digest, 1 << 30).unwrap()
     }
 
     pub(super) fn audit_lines(&self) -> Vec<Value> {

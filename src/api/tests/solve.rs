@@ -10,7 +10,7 @@ use std::io::Read;
 /// The files of a layer blob (a gzip tar) with their contents.
 fn layer_files(f: &Fixture, digest: &str) -> Vec<(String, String)> {
     let digest = kiln_snapshotter::Digest::parse(digest).unwrap();
-    let blob = std::fs::read(f.state.solver.store().blob_path(&digest)).unwrap();
+    let blob = f.blob(&digest);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob.as_slice()));
     let mut files = Vec::new();
     for entry in archive.entries().unwrap() {
@@ -26,7 +26,7 @@ fn layer_files(f: &Fixture, digest: &str) -> Vec<(String, String)> {
 
 fn manifest(f: &Fixture, reply: &Value) -> Value {
     let digest = kiln_snapshotter::Digest::parse(reply["digest"].as_str().unwrap()).unwrap();
-    serde_json::from_slice(&std::fs::read(f.state.solver.store().blob_path(&digest)).unwrap()).unwrap()
+    serde_json::from_slice(&f.blob(&digest)).unwrap()
 }
 
 async fn build(f: &Fixture, dockerfile: &str) -> (StatusCode, Value) {

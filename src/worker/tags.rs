@@ -4,7 +4,8 @@
 //! own repository's tags. What the tags reach (manifests,
 //! configs, layers) is pinned against the cache's garbage collection.
 
-use kiln_snapshotter::{ContentStore, Digest};
+use kiln_snapshotter::content::{read_blob, Store};
+use kiln_snapshotter::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -99,23 +100,23 @@ struct Descriptor {
 }
 
 /// A stored manifest or index, parsed.
-pub fn manifest_of(store: &ContentStore, digest: &Digest) -> Option<ManifestRefs> {
-    serde_json::from_slice(&std::fs::read(store.blob_path(digest)).ok()?).ok()
+pub fn manifest_of(store: &dyn Store, digest: &Digest) -> Option<ManifestRefs> {
+    serde_json::from_slice(&read_blob(store, digest, crate::oci::MAX_MANIFEST_BYTES).ok()?).ok()
 }
 
 /// Every digest `repository`'s tags reach, with which of them are manifests.
-pub fn reachable(store: &ContentStore, tags: &LocalTags, repository: &str) -> (HashSet<String>, HashSet<String>) {
+pub fn reachable(store: &dyn Store, tags: &LocalTags, repository: &str) -> (HashSet<String>, HashSet<String>) {
     reach(store, tags.digests_of(Some(repository)))
 }
 
 /// Every blob some tag reaches: kept by the garbage collection.
-pub fn pinned(store: &ContentStore, tags: &LocalTags) -> HashSet<String> {
+pub fn pinned(store: &dyn Store, tags: &LocalTags) -> HashSet<String> {
     reach(store, tags.digests_of(None)).0
 }
 
 /// Blobs reachable from the manifests or indexes `roots`, and which of
 /// them are manifests.
-fn reach(store: &ContentStore, roots: Vec<Digest>) -> (HashSet<String>, HashSet<String>) {
+fn reach(store: &dyn Store, roots: Vec<Digest>) -> (HashSet<String>, HashSet<String>) {
     let (mut all, mut manifests) = (HashSet::new(), HashSet::new());
     let mut queue = roots;
     while let Some(d) = queue.pop() {

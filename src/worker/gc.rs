@@ -14,8 +14,8 @@
 //! save a registry round trip on the next build) are removed only when
 //! the store is still over budget after every eviction.
 
-use super::Solver;
-use kiln_snapshotter::snapshots::{Kind, Snapshotter};
+use super::{Worker, WorkerError};
+use kiln_snapshotter::snapshots::Kind;
 use kiln_snapshotter::{Digest, SnapshotId};
 use std::collections::HashMap;
 
@@ -46,11 +46,11 @@ struct Inventory {
     total: u64,
 }
 
-impl Solver {
+impl Worker {
     /// Removes unreferenced snapshots and blobs, then evicts least
     /// recently used cache entries while the store exceeds `budget` bytes.
-    pub fn collect_garbage(&self, budget: Option<u64>) -> Result<GcReport, String> {
-        let mut steps = self.cache.steps().map_err(|e| e.to_string())?;
+    pub fn collect_garbage(&self, budget: Option<u64>) -> Result<GcReport, WorkerError> {
+        let mut steps = self.cache.steps()?;
         steps.sort_by_key(|(_, _, used)| *used);
         let mut inv = self.inventory(&steps)?;
         let mut report = GcReport { bytes_before: inv.total, ..Default::default() };
@@ -75,16 +75,15 @@ impl Solver {
             inv.snap_size.keys().filter(|s| inv.snap_refs.get(*s).is_none_or(|n| *n == 0)).cloned().collect();
         let stale_unpacked: Vec<String> = self
             .cache
-            .unpacked()
-            .map_err(|e| e.to_string())?
+            .unpacked()?
             .into_iter()
             .filter(|(_, s)| gone_snaps.contains(s) || !inv.snap_size.contains_key(s))
             .map(|(d, _)| d)
             .collect();
-        self.cache.forget(&evicted, &stale_unpacked).map_err(|e| e.to_string())?;
+        self.cache.forget(&evicted, &stale_unpacked)?;
         report.steps_evicted = evicted.len();
         for s in gone_snaps {
-            self.snapshots.remove(&s).map_err(|e| e.to_string())?;
+            self.snapshots.remove(&s)?;
             inv.total -= inv.snap_size[&s];
             report.snapshots_removed += 1;
         }
@@ -98,7 +97,7 @@ impl Solver {
 
     /// Committed snapshots and blobs with their sizes and the references
     /// cache entries hold.
-    fn inventory(&self, steps: &[(String, super::StepRecord, i64)]) -> Result<Inventory, String> {
+    fn inventory(&self, steps: &[(String, super::StepRecord, i64)]) -> Result<Inventory, WorkerError> {
         let mut inv = Inventory {
             snap_refs: HashMap::new(),
             blob_refs: HashMap::new(),
@@ -113,26 +112,26 @@ impl Solver {
             }
         }
         let served = super::tags::LocalTags::new(&self.cfg.data_dir);
-        for blob in super::tags::pinned(&self.store, &served) {
+        for blob in super::tags::pinned(self.store(), &served) {
             if let Ok(digest) = Digest::parse(&blob) {
                 *inv.blob_refs.entry(digest).or_default() += 1;
             }
         }
-        for (id, kind) in self.snapshots.walk().map_err(|e| e.to_string())? {
+        for (id, kind) in self.snapshots.walk()? {
             if kind == Kind::Committed {
-                let size = self.snapshots.usage(&id).map_err(|e| e.to_string())?.size;
+                let size = self.snapshots.usage(&id)?.size;
                 inv.total += size;
                 inv.snap_size.insert(id, size);
             }
         }
-        for info in self.store.list().map_err(|e| e.to_string())? {
+        for info in self.store.walk()? {
             inv.total += info.size;
             inv.blob_size.insert(info.digest, info.size);
         }
         Ok(inv)
     }
 
-    fn remove_blobs(&self, inv: &mut Inventory, report: &mut GcReport, metadata_too: bool) -> Result<(), String> {
+    fn remove_blobs(&self, inv: &mut Inventory, report: &mut GcReport, metadata_too: bool) -> Result<(), WorkerError> {
         let gone: Vec<Digest> = inv
             .blob_size
             .iter()
@@ -142,7 +141,7 @@ impl Solver {
             .map(|(d, _)| d.clone())
             .collect();
         for d in gone {
-            self.store.delete(&d).map_err(|e| e.to_string())?;
+            self.store.remove(&d)?;
             inv.total -= inv.blob_size.remove(&d).unwrap_or(0);
             report.blobs_removed += 1;
         }

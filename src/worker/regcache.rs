@@ -6,9 +6,7 @@
 //! local cache looks the key up in that map, pulls the chain's blobs (each
 //! unpacked once per data dir) and records the step as cached.
 
-use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
-use crate::errors::ErrorKind;
-use crate::graph::NodeId;
+use super::{LayerRecord, Worker, WorkerError};
 use crate::oci::{Descriptor, ImageManifest, MediaType, PlatformSpec};
 use crate::registry::Reference;
 use kiln_snapshotter::Digest;
@@ -66,56 +64,19 @@ pub struct RegistryCache {
 
 impl RegistryCache {
     /// Loads the cache at `reference` (an absent cache is an empty one).
-    pub async fn load(solver: &Solver, reference: Reference) -> Result<Self, String> {
+    pub async fn load(worker: &Worker, reference: Reference) -> Result<Self, WorkerError> {
         let platform = PlatformSpec { os: "linux".into(), architecture: String::new(), variant: None };
-        let map = match solver.registry().resolve(&reference, &platform, solver.store()).await {
-            Ok(r) => serde_json::from_slice(&r.config).map_err(|e| format!("{reference}: bad cache config: {e}"))?,
+        let map = match worker.registry().resolve(&reference, &platform, worker.store()).await {
+            Ok(r) => serde_json::from_slice(&r.config)
+                .map_err(|e| WorkerError::BadLayer(format!("{reference}: bad cache config: {e}")))?,
             Err(crate::registry::Error::NotFound(_)) => CacheMap::default(),
-            Err(e) => return Err(format!("{reference}: {e}")),
+            Err(e) => return Err(e.into()),
         };
         Ok(RegistryCache { reference, map })
     }
 }
 
-impl Solver {
-    /// Imports `key` from the registry cache, if it is there: pulls and
-    /// unpacks its chain and records it locally.
-    pub(super) async fn import_cached(
-        &self,
-        id: NodeId,
-        key: &str,
-        input: &BuildInput<'_>,
-    ) -> Result<Option<Vec<LayerRecord>>, SolveError> {
-        let Some(cache) = input.registry_cache else { return Ok(None) };
-        let Some(chain) = cache.map.entries.get(key) else { return Ok(None) };
-        let mut layers = Vec::new();
-        for l in &chain.layers {
-            let desc = Descriptor {
-                media_type: l.media_type.clone(),
-                digest: l.digest.to_string(),
-                size: l.size,
-                platform: None,
-            };
-            let pulled = self
-                .registry
-                .fetch_blob(&cache.reference, &desc, &self.store)
-                .await
-                .map_err(|e| SolveError::new(Some(id), ErrorKind::from(&e), format!("registry cache: {e}")))?;
-            let _ = input.progress.send(Event::Pulled(id, pulled));
-            let snapshot = self.unpack(id, &l.digest, &l.diff_id, input.progress).await?;
-            layers.push(LayerRecord {
-                snapshot,
-                digest: l.digest.clone(),
-                diff_id: l.diff_id.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
-                created: l.created,
-                origin: Some(format!("{}/{}", cache.reference.registry, cache.reference.repository)),
-            });
-        }
-        Ok(Some(layers))
-    }
-
+impl Worker {
     /// Adds this build's steps to the cache at `cache.reference` and pushes
     /// it with every blob it names. Returns the entries written.
     pub async fn export_cache(
@@ -123,7 +84,7 @@ impl Solver {
         cache: &RegistryCache,
         steps: &[(String, Vec<LayerRecord>)],
         log: &(dyn Fn(String) + Sync),
-    ) -> Result<usize, String> {
+    ) -> Result<usize, WorkerError> {
         let mut map = cache.map.clone();
         map.os = "linux".into();
         map.architecture = crate::platform::Platform::host().architecture;
@@ -141,14 +102,14 @@ impl Solver {
             }
         }
         for (digest, (_, _, origin)) in &blobs {
-            if self.store.size_of(digest).map_err(|e| e.to_string())?.is_none() {
+            if self.store.info(digest)?.is_none() {
                 continue;
             }
             let origin = origin.as_deref().and_then(|o| Reference::parse(o).ok());
-            self.registry.push_blob(r, digest, &self.store, origin.as_ref()).await.map_err(|e| e.to_string())?;
+            self.registry.push_blob(r, digest, self.store(), origin.as_ref()).await?;
         }
         let manifest = self.cache_manifest(&map, r).await?;
-        self.registry.put_manifest(r, &manifest, MediaType::OCI_MANIFEST).await.map_err(|e| e.to_string())?;
+        self.registry.put_manifest(r, &manifest, MediaType::OCI_MANIFEST).await?;
         log(format!("exported {} cache entries to {r}", map.entries.len()));
         Ok(map.entries.len())
     }
@@ -156,14 +117,14 @@ impl Solver {
     /// Pushes the config blob and returns the manifest naming every blob of
     /// the map (blobs the registry lacks are left out of the manifest, and
     /// their entries with them on the next import's miss).
-    async fn cache_manifest(&self, map: &CacheMap, r: &Reference) -> Result<Vec<u8>, String> {
+    async fn cache_manifest(&self, map: &CacheMap, r: &Reference) -> Result<Vec<u8>, WorkerError> {
         let config = serde_json::to_vec(map).expect("cache map serializes");
-        let config_digest = self.store.write_blob(&config).map_err(|e| e.to_string())?;
-        self.registry.push_blob(r, &config_digest, &self.store, None).await.map_err(|e| e.to_string())?;
+        let config_digest = kiln_snapshotter::content::write_blob(self.store(), &config)?;
+        self.registry.push_blob(r, &config_digest, self.store(), None).await?;
         let mut layers: BTreeMap<Digest, Descriptor> = BTreeMap::new();
         for chain in map.entries.values() {
             for l in &chain.layers {
-                if self.registry.blob_exists(r, &l.digest).await.map_err(|e| e.to_string())? {
+                if self.registry.blob_exists(r, &l.digest).await? {
                     layers.insert(l.digest.clone(), Descriptor::new(&l.media_type, &l.digest, l.size));
                 }
             }

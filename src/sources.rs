@@ -1,8 +1,9 @@
-//! COPY sources in the build context: pattern expansion (Go
+//! Files of the build context: COPY pattern expansion (Go
 //! `filepath.Match` style per path component; a wildcard may match
 //! nothing, a missing literal path fails) and content hashing for cache
 //! keys (paths, types, modes, link targets and file contents; never
-//! mtimes). Everything is resolved inside the context root.
+//! mtimes), and `.dockerignore` pruning. Everything is resolved inside
+//! the context root.
 
 use crate::glob::glob_match;
 use kiln_snapshotter::fsx;

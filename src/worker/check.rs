@@ -4,8 +4,8 @@
 //! snapshot; no interrupted step (active snapshot) or partial download
 //! (ingest file) is left over.
 
-use super::Solver;
-use kiln_snapshotter::snapshots::{Kind, Snapshotter};
+use super::{Worker, WorkerError};
+use kiln_snapshotter::snapshots::Kind;
 use kiln_snapshotter::{Digest, SnapshotId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,19 +27,19 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
-impl Solver {
+impl Worker {
     /// Checks the store with the garbage-collection lock held exclusively
     /// (so no build runs meanwhile).
-    pub async fn check_store(self: &Arc<Self>) -> Result<CheckReport, String> {
+    pub async fn check_store(self: &Arc<Self>) -> Result<CheckReport, WorkerError> {
         let _exclusive = self.maintenance_lock().await?;
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.check_now()).await.map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || this.check_now()).await?
     }
 
-    fn check_now(&self) -> Result<CheckReport, String> {
+    fn check_now(&self) -> Result<CheckReport, WorkerError> {
         let mut report = CheckReport::default();
         let blobs = self.check_blobs(&mut report)?;
-        let snapshots: HashMap<_, _> = self.snapshots.walk().map_err(|e| e.to_string())?.into_iter().collect();
+        let snapshots: HashMap<_, _> = self.snapshots.walk()?.into_iter().collect();
         report.snapshots = snapshots.len();
         for (id, kind) in &snapshots {
             if *kind != Kind::Committed {
@@ -47,7 +47,7 @@ impl Solver {
             }
         }
         let committed = |id: &SnapshotId| snapshots.get(id) == Some(&Kind::Committed);
-        for (key, record, _) in self.cache.steps().map_err(|e| e.to_string())? {
+        for (key, record, _) in self.cache.steps()? {
             report.steps += 1;
             for l in &record.layers {
                 if !blobs.contains_key(&l.digest) {
@@ -58,7 +58,7 @@ impl Solver {
                 }
             }
         }
-        for (diff_id, snapshot) in self.cache.unpacked().map_err(|e| e.to_string())? {
+        for (diff_id, snapshot) in self.cache.unpacked()? {
             if !committed(&snapshot) {
                 report.problems.push(format!("unpacked layer {diff_id}: snapshot {} is missing", snapshot.as_str()));
             }
@@ -68,11 +68,12 @@ impl Solver {
     }
 
     /// Re-hashes every blob; returns their sizes by digest.
-    fn check_blobs(&self, report: &mut CheckReport) -> Result<HashMap<Digest, u64>, String> {
+    fn check_blobs(&self, report: &mut CheckReport) -> Result<HashMap<Digest, u64>, WorkerError> {
         let mut sizes = HashMap::new();
-        for info in self.store.list().map_err(|e| e.to_string())? {
-            let file = self.store.reader(&info.digest).map_err(|e| e.to_string())?;
-            let actual = Digest::from_reader(file).map_err(|e| format!("read blob {}: {e}", info.digest))?;
+        for info in self.store.walk()? {
+            let file = self.store.open(&info.digest)?;
+            let actual =
+                Digest::from_reader(file).map_err(|e| WorkerError::io(format!("read blob {}", info.digest), e))?;
             if actual != info.digest {
                 report.problems.push(format!("blob {} hashes to {actual}", info.digest));
             }
@@ -80,7 +81,7 @@ impl Solver {
             report.blob_bytes += info.size;
             sizes.insert(info.digest, info.size);
         }
-        let ingest = self.store.ingest_count();
+        let ingest = self.store.ingests()?;
         if ingest > 0 {
             report.problems.push(format!("{ingest} partial blob(s) left in content/ingest"));
         }
