@@ -139,7 +139,7 @@ async fn cache_request(action: crate::cli::CacheAction, url: &str, secret: &[u8]
     let (method, path) = match &action {
         crate::cli::CacheAction::Ls => (reqwest::Method::GET, "/cache".to_string()),
         crate::cli::CacheAction::Prune { keep_storage } => {
-            kiln::units::parse_size(keep_storage)?;
+            kiln::units::parse_size(keep_storage).map_err(|e| e.to_string())?;
             (reqwest::Method::POST, format!("/cache/prune?keep_storage={keep_storage}"))
         }
         crate::cli::CacheAction::Check => (reqwest::Method::POST, "/cache/check".to_string()),

@@ -14,18 +14,34 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+/// A COPY source that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The context directory itself cannot be opened.
+    #[error("open build context: {0}")]
+    Context(#[source] io::Error),
+    /// A path with `..` past the root.
+    #[error("{0}: source path leaves the build context")]
+    Escapes(String),
+    /// A literal path that does not exist.
+    #[error("\"/{0}\": not found")]
+    NotFound(String),
+    /// The files could not be read for hashing.
+    #[error("read build context: {0}")]
+    Read(#[source] io::Error),
+}
+
 /// Expands COPY source patterns to existing context paths (relative,
 /// without leading `/`), in pattern order, then sorted per pattern.
-pub fn expand_sources(context: &Path, patterns: &[String]) -> Result<Vec<String>, String> {
-    let root = File::open(context).map_err(|e| format!("open build context: {e}"))?;
+pub fn expand_sources(context: &Path, patterns: &[String]) -> Result<Vec<String>, SourceError> {
+    let root = File::open(context).map_err(SourceError::Context)?;
     let mut out = Vec::new();
     for pattern in patterns {
-        let clean = fsx::clean_relative(Path::new(pattern))
-            .map_err(|_| format!("{pattern}: source path leaves the build context"))?;
+        let clean = fsx::clean_relative(Path::new(pattern)).map_err(|_| SourceError::Escapes(pattern.to_string()))?;
         let clean = clean.to_string_lossy().to_string();
         if !has_glob(&clean) {
             fsx::open_in_root(&root, Path::new(&clean), libc::O_PATH)
-                .map_err(|_| format!("\"/{clean}\": not found"))?;
+                .map_err(|_| SourceError::NotFound(clean.clone()))?;
             out.push(clean);
             continue;
         }
@@ -157,8 +173,9 @@ mod tests {
         let got = expand_sources(d.path(), &["dir".into(), "*.json".into(), "*.none".into()]).unwrap();
         assert_eq!(got, vec!["dir", "b.json", "c.json"]);
         let err = expand_sources(d.path(), &["missing".into()]).unwrap_err();
-        assert!(err.contains("not found"), "{err}");
-        assert!(expand_sources(d.path(), &["../etc".into()]).is_err());
+        assert!(matches!(&err, SourceError::NotFound(p) if p == "missing"), "{err}");
+        assert_eq!(err.to_string(), "\"/missing\": not found");
+        assert!(matches!(expand_sources(d.path(), &["../etc".into()]), Err(SourceError::Escapes(_))));
         let before = hash_sources(d.path(), &got).unwrap();
         let f = File::options().write(true).open(d.path().join("b.json")).unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();

@@ -22,15 +22,20 @@ pub enum TenantScope {
     Repository,
 }
 
-impl std::str::FromStr for TenantScope {
-    type Err = String;
+/// A tenant scope that is not one of the three.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0:?}: expected registry, namespace or repository")]
+pub struct UnknownScope(String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for TenantScope {
+    type Err = UnknownScope;
+
+    fn from_str(s: &str) -> Result<Self, UnknownScope> {
         match s {
             "registry" => Ok(Self::Registry),
             "namespace" => Ok(Self::Namespace),
             "repository" => Ok(Self::Repository),
-            other => Err(format!("{other:?}: expected registry, namespace or repository")),
+            other => Err(UnknownScope(other.to_string())),
         }
     }
 }
@@ -60,7 +65,7 @@ mod tests {
         assert_eq!(tenant_of(&r, TenantScope::Registry), "reg.io:5000");
         let top = Reference::parse("reg.io/hello").unwrap();
         assert_eq!(tenant_of(&top, TenantScope::Namespace), "reg.io/hello", "no namespace: the repository");
-        assert_eq!("namespace".parse::<TenantScope>(), Ok(TenantScope::Namespace));
+        assert_eq!("namespace".parse::<TenantScope>().unwrap(), TenantScope::Namespace);
         assert!("tenant".parse::<TenantScope>().is_err());
     }
 }

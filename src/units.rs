@@ -1,19 +1,30 @@
 //! Human-readable sizes for flags (`512MiB`, `20GiB`, `10G`, `1048576`).
 
+/// A size that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// The number part is not a number.
+    #[error("invalid size {0:?}: expected e.g. 512MiB or 20GiB")]
+    Number(String),
+    /// The unit is not one of K, M, G, T.
+    #[error("invalid size unit in {0:?}: use K, M, G or T (powers of 1024)")]
+    Unit(String),
+}
+
 /// Parses a byte size: a number with an optional `K`/`M`/`G`/`T` suffix
 /// (powers of 1024, with or without `iB`/`B`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(digits);
-    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 512MiB or 20GiB"))?;
+    let value: f64 = num.parse().map_err(|_| SizeError::Number(s.to_string()))?;
     let shift = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
         "" => 0,
         "K" => 10,
         "M" => 20,
         "G" => 30,
         "T" => 40,
-        _ => return Err(format!("invalid size unit in {s:?}: use K, M, G or T (powers of 1024)")),
+        _ => return Err(SizeError::Unit(s.to_string())),
     };
     Ok((value * (1u64 << shift) as f64) as u64)
 }
@@ -35,7 +46,7 @@ pub fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{human_bytes, parse_size};
+    use super::{human_bytes, parse_size, SizeError};
 
     #[test]
     fn human_sizes() {
@@ -50,7 +61,7 @@ mod tests {
         assert_eq!(parse_size("20GiB"), Ok(20 << 30));
         assert_eq!(parse_size("10G"), Ok(10 << 30));
         assert_eq!(parse_size("1.5k"), Ok(1536));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5PB").is_err());
+        assert_eq!(parse_size("lots"), Err(SizeError::Number("lots".into())));
+        assert_eq!(parse_size("5PB"), Err(SizeError::Unit("5PB".into())));
     }
 }

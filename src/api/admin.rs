@@ -85,7 +85,7 @@ pub async fn list(State(state): State<AppState>) -> Response {
 pub async fn prune(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     let budget = match query.get("keep_storage").map(|k| crate::units::parse_size(k)).transpose() {
         Ok(b) => b.unwrap_or(0),
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     match state.worker.prune(budget).await {
         Ok(report) => Json(report).into_response(),

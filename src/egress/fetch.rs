@@ -14,18 +14,46 @@ use std::sync::Arc;
 /// Most redirects followed.
 const MAX_REDIRECTS: usize = 10;
 
+/// Why a URL may not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlRefused {
+    /// No host to connect to.
+    #[error("the URL has no host")]
+    NoHost,
+    /// The host name does not resolve.
+    #[error("resolve {host}: {source}")]
+    Resolve {
+        /// The name.
+        host: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An address the host resolves to is refused.
+    #[error("{addr} is refused by the egress policy: {why}")]
+    Denied {
+        /// The address.
+        addr: SocketAddr,
+        /// The policy's reason.
+        why: String,
+    },
+}
+
 /// Why `url` may not be fetched, if it may not.
-pub async fn check_url(policy: &EgressPolicy, url: &reqwest::Url) -> Result<(), String> {
+pub async fn check_url(policy: &EgressPolicy, url: &reqwest::Url) -> Result<(), UrlRefused> {
     let port = url.port_or_known_default().unwrap_or(0);
-    let Some(host) = url.host_str() else { return Err("the URL has no host".into()) };
+    let Some(host) = url.host_str() else { return Err(UrlRefused::NoHost) };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host, port)).await.map_err(|e| format!("resolve {host}: {e}"))?.collect(),
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|source| UrlRefused::Resolve { host: host.to_string(), source })?
+            .collect(),
     };
     for addr in addrs {
         if let Verdict::Denied(why) = policy.verdict(addr) {
-            return Err(format!("{addr} is refused by the egress policy: {why}"));
+            return Err(UrlRefused::Denied { addr, why: why.to_string() });
         }
     }
     Ok(())

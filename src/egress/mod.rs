@@ -101,9 +101,9 @@ impl StepNetworks {
 
     /// Prepares one namespace now (blocking: a thread, a few syscalls and
     /// one `nft` run).
-    pub fn prepare(&self) -> Result<Prepared, String> {
+    pub fn prepare(&self) -> Result<Prepared, NetworkError> {
         let policy = self.cfg.policy.clone();
-        Prepared::create(&self.cfg.nft, move |ports| policy.ruleset(ports)).map_err(|e| e.to_string())
+        Ok(Prepared::create(&self.cfg.nft, move |ports| policy.ruleset(ports))?)
     }
 
     /// Fills the pool in the background up to its spare count.
@@ -127,18 +127,32 @@ impl StepNetworks {
     }
 
     /// A namespace for one step, served until the returned handle drops.
-    pub async fn take(self: &Arc<Self>, report: Reporter) -> Result<StepNetwork, String> {
+    pub async fn take(self: &Arc<Self>, report: Reporter) -> Result<StepNetwork, NetworkError> {
         let pooled = self.ready.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let prepared = match pooled {
             Some(p) => p,
             None => {
                 let pool = self.clone();
-                tokio::task::spawn_blocking(move || pool.prepare()).await.map_err(|e| e.to_string())??
+                tokio::task::spawn_blocking(move || pool.prepare()).await??
             }
         };
         self.warm();
         StepNetwork::serve(prepared, &self.cfg, report)
     }
+}
+
+/// Why a step's network could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// Creating the namespaces or loading the ruleset failed.
+    #[error(transparent)]
+    Create(#[from] kiln_runtime::Error),
+    /// The relay or resolver sockets could not be served.
+    #[error("serve the step network: {0}")]
+    Serve(#[source] std::io::Error),
+    /// The preparing thread panicked.
+    #[error("prepare the step network: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// One step's namespace and the tasks serving it (aborted on drop).
@@ -150,17 +164,17 @@ pub struct StepNetwork {
 }
 
 impl StepNetwork {
-    fn serve(p: Prepared, cfg: &NetworkConfig, report: Reporter) -> Result<StepNetwork, String> {
+    fn serve(p: Prepared, cfg: &NetworkConfig, report: Reporter) -> Result<StepNetwork, NetworkError> {
         let ctx = Arc::new(relay::Ctx { policy: cfg.policy.clone(), resolvers: cfg.resolvers.clone(), report });
         let tcp = |l: std::net::TcpListener| {
-            l.set_nonblocking(true).and_then(|_| tokio::net::TcpListener::from_std(l)).map_err(|e| e.to_string())
+            l.set_nonblocking(true).and_then(|_| tokio::net::TcpListener::from_std(l)).map_err(NetworkError::Serve)
         };
         let mut tasks = vec![tokio::spawn(relay::serve_tcp(tcp(p.relay_v4)?, ctx.clone()))];
         if let Some(l6) = p.relay_v6 {
             tasks.push(tokio::spawn(relay::serve_tcp(tcp(l6)?, ctx.clone())));
         }
-        p.dns.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let dns = tokio::net::UdpSocket::from_std(p.dns).map_err(|e| e.to_string())?;
+        p.dns.set_nonblocking(true).map_err(NetworkError::Serve)?;
+        let dns = tokio::net::UdpSocket::from_std(p.dns).map_err(NetworkError::Serve)?;
         tasks.push(tokio::spawn(relay::serve_dns(dns, ctx.clone())));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let nflog = tokio::spawn(relay::serve_nflog(p.nflog, ctx, stopped));

@@ -19,9 +19,43 @@ pub enum Support {
     Emulated(String),
 }
 
+/// Why the host cannot run a platform's binaries; each names the
+/// platform and the remedy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoEmulator {
+    /// kiln knows no ELF header for the architecture.
+    #[error("RUN for {0}: kiln knows no emulator for this architecture; build it on a {0} machine")]
+    UnknownArchitecture(Platform),
+    /// A handler exists but lacks the fix-binary flag.
+    #[error(
+        "RUN for {platform} needs emulation, but binfmt_misc handler {handler:?} lacks the F (fix-binary) flag, so \
+         its emulator cannot be found inside a build container; re-register it with F (Debian's \
+         qemu-user-static does)"
+    )]
+    NotFixBinary {
+        /// The platform.
+        platform: Platform,
+        /// The handler's name.
+        handler: String,
+    },
+    /// No enabled handler in the directory.
+    #[error(
+        "RUN for {platform} needs emulation, but no binfmt_misc handler for {platform} binaries is enabled on \
+         this host ({dir}); install and register qemu-user-static (Debian: apt-get install qemu-user-static, with \
+         binfmt_misc mounted), build {platform} on a {platform} machine, or cross-compile in a \
+         `FROM --platform=$BUILDPLATFORM` stage"
+    )]
+    NoHandler {
+        /// The platform.
+        platform: Platform,
+        /// The binfmt_misc directory searched.
+        dir: String,
+    },
+}
+
 /// Whether the host can run `platform`'s binaries, per [`BINFMT_DIR`];
 /// the error names the platform and the remedy.
-pub fn check(platform: &Platform) -> Result<Support, String> {
+pub fn check(platform: &Platform) -> Result<Support, NoEmulator> {
     if platform.is_native() {
         return Ok(Support::Native);
     }
@@ -29,11 +63,9 @@ pub fn check(platform: &Platform) -> Result<Support, String> {
 }
 
 /// Finds an enabled handler for `platform`'s ELF binaries in `dir`.
-pub fn check_in(dir: &Path, platform: &Platform) -> Result<String, String> {
+pub fn check_in(dir: &Path, platform: &Platform) -> Result<String, NoEmulator> {
     let Some(headers) = elf_headers(platform) else {
-        return Err(format!(
-            "RUN for {platform}: kiln knows no emulator for this architecture; build it on a {platform} machine"
-        ));
+        return Err(NoEmulator::UnknownArchitecture(platform.clone()));
     };
     let globally_enabled = std::fs::read_to_string(dir.join("status")).map(|s| s.trim() == "enabled").unwrap_or(false);
     let mut unfixed = None;
@@ -55,19 +87,10 @@ pub fn check_in(dir: &Path, platform: &Platform) -> Result<String, String> {
             return Ok(name);
         }
     }
+    let platform = platform.clone();
     Err(match unfixed {
-        Some(name) => format!(
-            "RUN for {platform} needs emulation, but binfmt_misc handler {name:?} lacks the F (fix-binary) flag, so \
-             its emulator cannot be found inside a build container; re-register it with F (Debian's \
-             qemu-user-static does)"
-        ),
-        None => format!(
-            "RUN for {platform} needs emulation, but no binfmt_misc handler for {platform} binaries is enabled on \
-             this host ({}); install and register qemu-user-static (Debian: apt-get install qemu-user-static, with \
-             binfmt_misc mounted), build {platform} on a {platform} machine, or cross-compile in a \
-             `FROM --platform=$BUILDPLATFORM` stage",
-            dir.display()
-        ),
+        Some(handler) => NoEmulator::NotFixBinary { platform, handler },
+        None => NoEmulator::NoHandler { platform, dir: dir.display().to_string() },
     })
 }
 
@@ -166,14 +189,14 @@ mod tests {
     fn a_registered_fixed_handler_is_found() {
         let dir = binfmt_dir(&[("qemu-aarch64", AARCH64), ("python3.11", "enabled\nextension .pyc\n")], "enabled\n");
         assert_eq!(check_in(dir.path(), &arm64()).unwrap(), "qemu-aarch64");
-        let err = check_in(dir.path(), &Platform::parse("linux/s390x").unwrap()).unwrap_err();
+        let err = check_in(dir.path(), &Platform::parse("linux/s390x").unwrap()).unwrap_err().to_string();
         assert!(err.contains("linux/s390x") && err.contains("qemu-user-static"), "{err}");
     }
 
     #[test]
     fn missing_disabled_or_unfixed_handlers_are_explained() {
         let none = binfmt_dir(&[], "enabled\n");
-        let err = check_in(none.path(), &arm64()).unwrap_err();
+        let err = check_in(none.path(), &arm64()).unwrap_err().to_string();
         assert!(err.contains("RUN for linux/arm64") && err.contains("apt-get install qemu-user-static"), "{err}");
         let disabled = binfmt_dir(&[("qemu-aarch64", &AARCH64.replacen("enabled", "disabled", 1))], "enabled\n");
         assert!(check_in(disabled.path(), &arm64()).is_err());
@@ -181,9 +204,10 @@ mod tests {
         assert!(check_in(off.path(), &arm64()).is_err());
         let unfixed = binfmt_dir(&[("qemu-aarch64", &AARCH64.replace("flags: POF", "flags: P"))], "enabled\n");
         let err = check_in(unfixed.path(), &arm64()).unwrap_err();
-        assert!(err.contains("F (fix-binary)"), "{err}");
+        assert!(matches!(&err, NoEmulator::NotFixBinary { handler, .. } if handler == "qemu-aarch64"));
+        assert!(err.to_string().contains("F (fix-binary)"), "{err}");
         let absent = Path::new("/nonexistent/binfmt");
-        assert!(check_in(absent, &arm64()).unwrap_err().contains("/nonexistent/binfmt"));
+        assert!(check_in(absent, &arm64()).unwrap_err().to_string().contains("/nonexistent/binfmt"));
     }
 
     #[test]

@@ -27,10 +27,10 @@ impl Platform {
     /// Parses `os/arch[/variant]` (or a bare `arch`, taken as linux), with
     /// the usual aliases: `x86_64` → `amd64`, `aarch64` → `arm64`,
     /// `armhf` → `arm/v7`, `i686` → `386`.
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, PlatformError> {
         let value = value.trim();
         let parts: Vec<&str> = value.split('/').collect();
-        let bad = || format!("{value:?} is not a platform (want os/arch[/variant], e.g. linux/arm64)");
+        let bad = || PlatformError::Malformed(value.to_string());
         if parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
             return Err(bad());
         }
@@ -87,6 +87,23 @@ impl std::fmt::Display for Platform {
     }
 }
 
+/// A platform list a request may not ask for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// Not `os/arch[/variant]`.
+    #[error("{0:?} is not a platform (want os/arch[/variant], e.g. linux/arm64)")]
+    Malformed(String),
+    /// Another operating system.
+    #[error("platform {0}: kiln builds linux images only")]
+    NotLinux(Platform),
+    /// An architecture no image is published for.
+    #[error("platform {0}: unknown architecture (known: {known})", known = KNOWN_ARCHITECTURES.join(", "))]
+    UnknownArchitecture(Platform),
+    /// More than [`MAX_PLATFORMS`].
+    #[error("{0} platforms requested, at most {MAX_PLATFORMS}")]
+    TooMany(usize),
+}
+
 /// Most platforms one request may ask for.
 pub const MAX_PLATFORMS: usize = 16;
 
@@ -99,22 +116,22 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &[
 /// The platforms a request asks for, trimmed, normalised and without
 /// repeats (faas-cli sends `--platforms` split on commas, untrimmed); the
 /// host platform when none are given.
-pub fn requested(values: Option<&[String]>) -> Result<Vec<Platform>, String> {
+pub fn requested(values: Option<&[String]>) -> Result<Vec<Platform>, PlatformError> {
     let mut out: Vec<Platform> = Vec::new();
     for v in values.unwrap_or_default().iter().flat_map(|v| v.split(',')).filter(|v| !v.trim().is_empty()) {
         let p = Platform::parse(v)?;
         if p.os != "linux" {
-            return Err(format!("platform {p}: kiln builds linux images only"));
+            return Err(PlatformError::NotLinux(p));
         }
         if !KNOWN_ARCHITECTURES.contains(&p.architecture.as_str()) {
-            return Err(format!("platform {p}: unknown architecture (known: {})", KNOWN_ARCHITECTURES.join(", ")));
+            return Err(PlatformError::UnknownArchitecture(p));
         }
         if !out.contains(&p) {
             out.push(p);
         }
     }
     if out.len() > MAX_PLATFORMS {
-        return Err(format!("{} platforms requested, at most {MAX_PLATFORMS}", out.len()));
+        return Err(PlatformError::TooMany(out.len()));
     }
     if out.is_empty() {
         out.push(Platform::host());
@@ -156,8 +173,8 @@ mod tests {
         assert_eq!(list(&["linux/amd64,linux/arm64"]).unwrap(), ["linux/amd64", "linux/arm64"]);
         assert_eq!(list(&[]).unwrap(), [Platform::host().to_string()]);
         assert_eq!(requested(None).unwrap(), [Platform::host()]);
-        assert!(list(&["windows/amd64"]).unwrap_err().contains("linux images only"));
-        assert!(list(&["linux/arch0"]).unwrap_err().contains("unknown architecture"));
+        assert!(matches!(requested(Some(&["windows/amd64".into()])), Err(PlatformError::NotLinux(_))));
+        assert!(matches!(requested(Some(&["linux/arch0".into()])), Err(PlatformError::UnknownArchitecture(_))));
         let many = vec!["linux/amd64"; 17].join(",").replace("amd64", "arm64");
         assert_eq!(list(&[many.as_str()]).unwrap().len(), 1, "repeats collapse");
         let distinct: Vec<String> = KNOWN_ARCHITECTURES
@@ -166,6 +183,8 @@ mod tests {
             .chain(["linux/arm/v6", "linux/arm/v5", "linux/arm64/v9", "linux/amd64/v2"].map(String::from))
             .collect();
         let refs: Vec<&str> = distinct.iter().map(String::as_str).collect();
-        assert!(list(&refs).unwrap_err().contains("17 platforms requested, at most 16"));
+        let owned: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+        assert_eq!(requested(Some(&owned)), Err(PlatformError::TooMany(17)));
+        assert_eq!(PlatformError::TooMany(17).to_string(), "17 platforms requested, at most 16");
     }
 }

@@ -39,7 +39,7 @@ pub struct CacheSpec<'a> {
 
 /// Leases the cache for `spec`; `private_dir` is where a private step
 /// whose cache is busy gets its own directory.
-pub async fn lease(root: &Path, spec: &CacheSpec<'_>, private_dir: &Path) -> Result<CacheLease, String> {
+pub async fn lease(root: &Path, spec: &CacheSpec<'_>, private_dir: &Path) -> Result<CacheLease, CacheMountError> {
     let mut hash = Sha256::new();
     hash.update(spec.tenant.as_bytes());
     hash.update([0]);
@@ -52,25 +52,43 @@ pub async fn lease(root: &Path, spec: &CacheSpec<'_>, private_dir: &Path) -> Res
         .truncate(false)
         .write(true)
         .open(base.join("lock"))
-        .map_err(|e| format!("cache {:?}: {e}", spec.id))?;
+        .map_err(|e| failed(spec, "open the lock", e))?;
     match spec.sharing {
         CacheSharing::Shared => Ok(CacheLease { dir, _lock: None }),
         CacheSharing::Locked => {
             let lock = tokio::task::spawn_blocking(move || flock(&lock, libc::LOCK_EX).map(|()| lock))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("lock cache {:?}: {e}", spec.id))?;
+                .map_err(|e| failed(spec, "lock", std::io::Error::other(e)))?
+                .map_err(|e| failed(spec, "lock", e))?;
             Ok(CacheLease { dir, _lock: Some(lock) })
         }
         CacheSharing::Private => match flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
             Ok(()) => Ok(CacheLease { dir, _lock: Some(lock) }),
             Err(_) => {
-                fs::create_dir_all(private_dir.parent().unwrap_or(private_dir)).map_err(|e| e.to_string())?;
-                create_owned(private_dir, spec).map_err(|e| format!("private cache {:?}: {e}", spec.id))?;
+                fs::create_dir_all(private_dir.parent().unwrap_or(private_dir))
+                    .map_err(|e| failed(spec, "create a private copy", e))?;
+                create_owned(private_dir, spec).map_err(|e| failed(spec, "create a private copy", e))?;
                 Ok(CacheLease { dir: private_dir.to_path_buf(), _lock: None })
             }
         },
     }
+}
+
+/// A cache mount that could not be leased.
+#[derive(Debug, thiserror::Error)]
+#[error("cache {id:?}: {action}: {source}")]
+pub struct CacheMountError {
+    /// The cache id.
+    id: String,
+    /// What failed.
+    action: &'static str,
+    /// Why.
+    #[source]
+    source: std::io::Error,
+}
+
+fn failed(spec: &CacheSpec<'_>, action: &'static str, source: std::io::Error) -> CacheMountError {
+    CacheMountError { id: spec.id.to_string(), action, source }
 }
 
 fn flock(f: &File, op: i32) -> std::io::Result<()> {
@@ -84,20 +102,21 @@ fn flock(f: &File, op: i32) -> std::io::Result<()> {
 
 /// Creates `dir` once, owned and moded as asked, via a rename so that
 /// concurrent first users see a complete directory.
-fn ensure_dir(base: &Path, dir: &Path, spec: &CacheSpec<'_>) -> Result<(), String> {
+fn ensure_dir(base: &Path, dir: &Path, spec: &CacheSpec<'_>) -> Result<(), CacheMountError> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(base).map_err(|e| format!("cache {:?}: {e}", spec.id))?;
+    fs::create_dir_all(base).map_err(|e| failed(spec, "create", e))?;
     let tmp = base.join(format!("new-{}", kiln_snapshotter::SnapshotId::random().as_str()));
-    create_owned(&tmp, spec).map_err(|e| format!("cache {:?}: {e}", spec.id))?;
+    create_owned(&tmp, spec).map_err(|e| failed(spec, "create", e))?;
     if fs::rename(&tmp, dir).is_err() {
         let _ = fs::remove_dir(&tmp);
     }
     if dir.is_dir() {
         Ok(())
     } else {
-        Err(format!("cache {:?}: could not create {}", spec.id, dir.display()))
+        let gone = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} vanished", dir.display()));
+        Err(failed(spec, "create", gone))
     }
 }
 

@@ -37,7 +37,7 @@ impl Solver {
                 let note = format!("{} binaries run under emulation (binfmt_misc handler {handler})", op.platform);
                 let _ = input.progress.send(Event::Output(id, note));
             }
-            Err(message) => return Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, message)),
+            Err(e) => return Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, e.to_string())),
         }
         let (upper, overlay) = self.worker.prepare(&base).map_err(|e| SolveError::worker(id, e))?;
         let bundle = upper.bundle().to_path_buf();
@@ -45,11 +45,11 @@ impl Solver {
         env.extend(op.proxy_env.iter().cloned());
         let prepared = match prepare_secrets(&bundle, op, input.secrets, &mut env) {
             Ok(files) => self.step_mounts(op, sources, input, &bundle).await.map(|m| (files, m)),
-            Err(message) => Err(message),
+            Err(e) => Err(e),
         };
         let (secret_files, (mounts, _leases)) = match prepared {
             Ok(p) => p,
-            Err(message) => return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, message)),
+            Err(e) => return Err(SolveError::new(Some(id), e.kind(), e.to_string())),
         };
         let request = StepRequest {
             id: format!("kiln-{}", upper.id().as_str()),
@@ -112,7 +112,7 @@ impl Solver {
         sources: &[Vec<LayerRecord>],
         input: &BuildInput<'_>,
         bundle: &Path,
-    ) -> Result<(Vec<StepMount>, Vec<CacheLease>), String> {
+    ) -> Result<(Vec<StepMount>, Vec<CacheLease>), StepSetupError> {
         let (mut mounts, mut leases) = (Vec::new(), Vec::new());
         for (n, m) in op.mounts.iter().enumerate() {
             let mount = match m {
@@ -131,7 +131,7 @@ impl Solver {
                 RunMount::Bind { target, source, from_input, readwrite } => {
                     let root = match from_input {
                         None => BindRoot::Dir(input.context.to_path_buf()),
-                        Some(i) => BindRoot::Chain(self.worker.view(&sources[*i - 1]).map_err(|e| e.to_string())?),
+                        Some(i) => BindRoot::Chain(self.worker.view(&sources[*i - 1])?),
                     };
                     let (source, target) = (source.clone(), target.clone());
                     StepMount::Bind { root, source, target, readonly: !readwrite, copy_on_write: *readwrite }
@@ -205,31 +205,66 @@ fn prepare_secrets(
     op: &ExecOp,
     secrets: &std::collections::BTreeMap<String, Vec<u8>>,
     env: &mut Vec<String>,
-) -> Result<Vec<SecretFile>, String> {
+) -> Result<Vec<SecretFile>, StepSetupError> {
     use std::os::unix::fs::PermissionsExt;
     let mut files = Vec::new();
     for (n, m) in op.secrets.iter().enumerate() {
         let Some(value) = secrets.get(&m.id) else {
             if m.required {
-                return Err(format!("secret {:?} is required by this step but the request did not provide it", m.id));
+                return Err(StepSetupError::MissingSecret(m.id.clone()));
             }
             continue;
         };
+        let failed = |source| StepSetupError::Secret { id: m.id.clone(), source };
         if let Some(var) = &m.env {
             env.push(format!("{var}={}", String::from_utf8_lossy(value)));
         }
         let Some(target) = &m.target else { continue };
         let dir = bundle.join("secrets");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("prepare secrets: {e}"))?;
+        std::fs::create_dir_all(&dir).map_err(failed)?;
         let source = dir.join(n.to_string());
-        std::fs::write(&source, value).map_err(|e| format!("prepare secret {:?}: {e}", m.id))?;
-        std::os::unix::fs::chown(&source, Some(m.uid), Some(m.gid))
-            .map_err(|e| format!("prepare secret {:?}: {e}", m.id))?;
-        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(m.mode))
-            .map_err(|e| format!("prepare secret {:?}: {e}", m.id))?;
+        std::fs::write(&source, value).map_err(failed)?;
+        std::os::unix::fs::chown(&source, Some(m.uid), Some(m.gid)).map_err(failed)?;
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(m.mode)).map_err(failed)?;
         files.push(SecretFile { source, target: target.clone() });
     }
     Ok(files)
+}
+
+/// Why a RUN step's mounts and secrets could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StepSetupError {
+    /// A required secret the request lacks.
+    #[error("secret {0:?} is required by this step but the request did not provide it")]
+    MissingSecret(String),
+    /// A secret file could not be written.
+    #[error("prepare secret {id:?}: {source}")]
+    Secret {
+        /// The secret's id (never its value).
+        id: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A cache mount.
+    #[error(transparent)]
+    CacheMount(#[from] super::cachemount::CacheMountError),
+    /// A bind mount's source chain.
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
+}
+
+impl StepSetupError {
+    /// A missing secret is the request's fault; the rest are the builder's
+    /// (a full disk among them).
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StepSetupError::MissingSecret(_) => ErrorKind::InvalidArgument,
+            StepSetupError::Worker(e) => e.kind(),
+            other if crate::errors::is_disk_full(other) => ErrorKind::OutOfSpace,
+            _ => ErrorKind::Internal,
+        }
+    }
 }
 
 /// A job that produced no result, as a build error: a timeout is the

@@ -67,8 +67,52 @@ impl Solver {
     }
 }
 
-fn git_error(id: NodeId, op: &GitOp, msg: String) -> SolveError {
-    SolveError::new(Some(id), ErrorKind::Unavailable, format!("ADD {}: {msg}", op.remote))
+fn git_error(id: NodeId, op: &GitOp, e: impl std::fmt::Display) -> SolveError {
+    SolveError::new(Some(id), ErrorKind::Unavailable, format!("ADD {}: {e}", op.remote))
+}
+
+/// Why a checkout failed.
+#[derive(Debug, thiserror::Error)]
+enum GitError {
+    /// The server has no `git`.
+    #[error("ADD of a Git repository needs the git command on the server")]
+    NoGit,
+    /// A git command ran past [`GIT_TIMEOUT`].
+    #[error("git {0} took longer than {secs} s", secs = GIT_TIMEOUT.as_secs())]
+    TimedOut(String),
+    /// A git command failed; its stderr.
+    #[error("git {verb} failed: {stderr}")]
+    Failed {
+        /// The git subcommand.
+        verb: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// The ref names nothing on the remote.
+    #[error("no branch or tag named {0:?} in the repository")]
+    NoSuchRef(String),
+    /// The subdirectory is outside the checkout, missing or not a directory.
+    #[error("subdirectory {dir:?} {why}")]
+    Subdir {
+        /// The subdirectory asked for.
+        dir: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Local file work (running git, creating or moving the checkout).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> GitError {
+    let context = context.into();
+    move |source| GitError::Io { context, source }
 }
 
 /// Longest a single git command may run.
@@ -76,7 +120,7 @@ const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Runs `git` in `dir`, in the network namespace of `net`, and returns
 /// its stdout.
-async fn git(dir: &Path, args: &[&str], net: &StepNetwork) -> Result<String, String> {
+async fn git(dir: &Path, args: &[&str], net: &StepNetwork) -> Result<String, GitError> {
     let mut cmd = tokio::process::Command::new("git");
     let netns = net.netns_fd();
     // SAFETY: setns is async-signal-safe; the descriptor stays open until
@@ -104,27 +148,27 @@ async fn git(dir: &Path, args: &[&str], net: &StepNetwork) -> Result<String, Str
         .output();
     let out = tokio::time::timeout(GIT_TIMEOUT, out)
         .await
-        .map_err(|_| format!("git {} took longer than {} s", args[0], GIT_TIMEOUT.as_secs()))?
+        .map_err(|_| GitError::TimedOut(args[0].to_string()))?
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "ADD of a Git repository needs the git command on the server".to_string(),
-            _ => format!("run git: {e}"),
+            std::io::ErrorKind::NotFound => GitError::NoGit,
+            _ => io("run git")(e),
         })?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("git {} failed: {}", args[0], stderr.trim()));
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(GitError::Failed { verb: args[0].to_string(), stderr });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The commit `op.reference` names on the remote (a full commit id is
 /// taken as is).
-async fn resolve_commit(op: &GitOp, net: &StepNetwork) -> Result<String, String> {
+async fn resolve_commit(op: &GitOp, net: &StepNetwork) -> Result<String, GitError> {
     let wanted = op.reference.as_deref().unwrap_or("HEAD");
     if wanted.len() == 40 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(wanted.to_ascii_lowercase());
     }
     let listing = git(Path::new("/"), &["ls-remote", "--", &op.remote], net).await?;
-    pick_ref(&listing, wanted).ok_or_else(|| format!("no branch or tag named {wanted:?} in the repository"))
+    pick_ref(&listing, wanted).ok_or_else(|| GitError::NoSuchRef(wanted.to_string()))
 }
 
 /// From `ls-remote` output: the commit of `HEAD`, `refs/heads/<name>` or
@@ -137,9 +181,9 @@ fn pick_ref(listing: &str, name: &str) -> Option<String> {
 }
 
 /// Fetches `commit` into `<work>/tree` and checks it out.
-async fn checkout(op: &GitOp, commit: &str, work: &Path, net: &StepNetwork) -> Result<(), String> {
+async fn checkout(op: &GitOp, commit: &str, work: &Path, net: &StepNetwork) -> Result<(), GitError> {
     let tree = work.join("tree");
-    std::fs::create_dir_all(&tree).map_err(|e| format!("create {}: {e}", tree.display()))?;
+    std::fs::create_dir_all(&tree).map_err(io(format!("create {}", tree.display())))?;
     git(&tree, &["init", "-q"], net).await?;
     git(&tree, &["remote", "add", "origin", "--", &op.remote], net).await?;
     let wanted = op.reference.clone().unwrap_or_else(|| "HEAD".into());
@@ -153,27 +197,28 @@ async fn checkout(op: &GitOp, commit: &str, work: &Path, net: &StepNetwork) -> R
 
 /// `tree/<dir>`, refusing `..` and symlinks on the way so a repository
 /// cannot point the copy outside its checkout.
-fn subdir(tree: &Path, dir: &str) -> Result<std::path::PathBuf, String> {
+fn subdir(tree: &Path, dir: &str) -> Result<std::path::PathBuf, GitError> {
     let mut path = tree.to_path_buf();
+    let refused = |why| GitError::Subdir { dir: dir.to_string(), why };
     for part in dir.split('/').filter(|p| !p.is_empty() && *p != ".") {
         if part == ".." {
-            return Err(format!("subdirectory {dir:?} leaves the repository"));
+            return Err(refused("leaves the repository"));
         }
         path.push(part);
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("subdirectory {dir:?} is not a directory at that ref")),
-            Err(_) => return Err(format!("subdirectory {dir:?} does not exist at that ref")),
+            Ok(_) => return Err(refused("is not a directory at that ref")),
+            Err(_) => return Err(refused("does not exist at that ref")),
         }
     }
     Ok(path)
 }
 
 /// Moves every entry of the directory `from` into the directory `to`.
-fn move_contents(from: &Path, to: &Path) -> Result<(), String> {
-    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
-        let entry = entry.map_err(|e| e.to_string())?;
-        std::fs::rename(entry.path(), to.join(entry.file_name())).map_err(|e| format!("move checkout: {e}"))?;
+fn move_contents(from: &Path, to: &Path) -> Result<(), GitError> {
+    for entry in std::fs::read_dir(from).map_err(io("read checkout"))? {
+        let entry = entry.map_err(io("read checkout"))?;
+        std::fs::rename(entry.path(), to.join(entry.file_name())).map_err(io("move checkout"))?;
     }
     Ok(())
 }

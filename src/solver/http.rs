@@ -35,7 +35,9 @@ enum Fetched {
 }
 
 /// The HTTP client downloads use, under the step egress policy.
-pub(super) fn client(policy: &std::sync::Arc<crate::egress::policy::EgressPolicy>) -> Result<reqwest::Client, String> {
+pub(super) fn client(
+    policy: &std::sync::Arc<crate::egress::policy::EgressPolicy>,
+) -> Result<reqwest::Client, reqwest::Error> {
     use crate::egress::fetch::{redirect_policy, PolicyResolver};
     reqwest::Client::builder()
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
@@ -45,7 +47,6 @@ pub(super) fn client(policy: &std::sync::Arc<crate::egress::policy::EgressPolicy
         .read_timeout(std::time::Duration::from_secs(120))
         .timeout(std::time::Duration::from_secs(1800))
         .build()
-        .map_err(|e| format!("http client: {e}"))
 }
 
 impl Solver {
@@ -85,7 +86,11 @@ impl Solver {
         }
         let snap = self.worker.prepare_empty().map_err(|e| SolveError::worker(id, e))?;
         let placed = place_file(&download, &snap.dir().join(&op.filename));
-        let result = placed.map_err(|e| SolveError::internal(id, format!("ADD {}: {e}", op.url)));
+        let result = placed.map_err(|e| {
+            let (kind, message) =
+                crate::errors::storage_error(Some(&format!("ADD {}", op.url)), &e, ErrorKind::Internal);
+            SolveError::new(Some(id), kind, message)
+        });
         self.finish(id, snap, Vec::new(), result).await
     }
 
@@ -157,13 +162,13 @@ fn too_large() -> String {
 
 /// Moves (or copies) the body to `dest` as a 0600 file with the
 /// download's mtime.
-fn place_file(download: &Download, dest: &Path) -> Result<(), String> {
+fn place_file(download: &Download, dest: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::rename(&download.path, dest).is_err() {
-        std::fs::copy(&download.path, dest).map_err(|e| format!("write {}: {e}", dest.display()))?;
+        std::fs::copy(&download.path, dest)?;
     }
-    let file = std::fs::File::options().write(true).open(dest).map_err(|e| e.to_string())?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    let file = std::fs::File::options().write(true).open(dest)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(download.mtime.max(0) as u64);
-    file.set_modified(mtime).map_err(|e| e.to_string())
+    file.set_modified(mtime)
 }

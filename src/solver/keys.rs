@@ -6,7 +6,7 @@
 //! in BuildKit. Source keys are the pinned manifest digest.
 
 use crate::graph::{FileAction, Op, RunMount};
-use crate::sources::{expand_sources, hash_sources};
+use crate::sources::{expand_sources, hash_sources, SourceError};
 use crate::worker::fileop::PlannedAction;
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
@@ -33,7 +33,7 @@ pub async fn cache_key(
     parent_key: &str,
     source_keys: &[&str],
     context: &Path,
-) -> Result<(String, Option<Vec<PlannedAction>>), String> {
+) -> Result<(String, Option<Vec<PlannedAction>>), KeyError> {
     let op_json = serde_json::to_vec(op).expect("ops serialize");
     match op {
         Op::Source(src) => Ok((key_of(&[b"source", src.digest.as_str().as_bytes()]), None)),
@@ -49,23 +49,33 @@ pub async fn cache_key(
                 })
                 .collect();
             let context = context.to_path_buf();
-            let hashes = tokio::task::spawn_blocking(move || hash_patterns(&context, &binds).map(|(_, h)| h))
-                .await
-                .map_err(|e| e.to_string())??;
+            let hashes = tokio::task::spawn_blocking(move || hash_patterns(&context, &binds).map(|(_, h)| h)).await??;
             let sources = source_keys.join(",");
             Ok((key_of(&[b"exec", parent_key.as_bytes(), &op_json, hashes.as_bytes(), sources.as_bytes()]), None))
         }
-        Op::Http(_) | Op::Git(_) => Err("remote sources are keyed by what they resolve to (remote_key)".into()),
+        Op::Http(_) | Op::Git(_) => Err(KeyError::Remote),
         Op::File(file) => {
             let (actions, context) = (file.actions.clone(), context.to_path_buf());
-            let (planned, hashes) = tokio::task::spawn_blocking(move || plan_file(&actions, &context))
-                .await
-                .map_err(|e| e.to_string())??;
+            let (planned, hashes) = tokio::task::spawn_blocking(move || plan_file(&actions, &context)).await??;
             let sources = source_keys.join(",");
             let key = key_of(&[b"file", parent_key.as_bytes(), &op_json, hashes.as_bytes(), sources.as_bytes()]);
             Ok((key, Some(planned)))
         }
     }
+}
+
+/// Why an op has no key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A source of the step (COPY or bind mount) is unusable.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Remote sources are keyed by [`remote_key`].
+    #[error("remote sources are keyed by what they resolve to (remote_key)")]
+    Remote,
+    /// Hashing panicked or was cancelled.
+    #[error("hash sources: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Whether `op` is a RUN with a cache mount.
@@ -86,13 +96,13 @@ pub fn remote_key(op: &Op, resolved: &str) -> String {
 }
 
 /// The context paths `patterns` select and the hash of their content.
-fn hash_patterns(context: &Path, patterns: &[String]) -> Result<(Vec<String>, String), String> {
+fn hash_patterns(context: &Path, patterns: &[String]) -> Result<(Vec<String>, String), SourceError> {
     let sources = expand_sources(context, patterns)?;
-    let hash = hash_sources(context, &sources).map_err(|e| format!("read build context: {e}"))?;
+    let hash = hash_sources(context, &sources).map_err(SourceError::Read)?;
     Ok((sources, hash))
 }
 
-fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedAction>, String), String> {
+fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedAction>, String), SourceError> {
     let mut planned = Vec::new();
     let mut hashes = String::new();
     for a in actions {

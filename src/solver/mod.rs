@@ -158,7 +158,8 @@ fn step_slots() -> (usize, usize) {
 impl Solver {
     /// A solver over `worker`.
     pub fn new(worker: Arc<Worker>, cfg: SolverConfig) -> Result<Self, SolveError> {
-        let http = http::client(cfg.networks.policy()).map_err(|e| SolveError::new(None, ErrorKind::Internal, e))?;
+        let http = http::client(cfg.networks.policy())
+            .map_err(|e| SolveError::new(None, ErrorKind::Internal, format!("http client: {e}")))?;
         let run_slots = tokio::sync::Semaphore::new(step_slots().1);
         Ok(Self { worker, http, cfg, step_locks: Default::default(), run_slots })
     }
@@ -322,7 +323,7 @@ impl Solver {
             _ => {
                 let (key, plan) = keys::cache_key(op, parent_key, source_keys, input.context)
                     .await
-                    .map_err(|e| SolveError::new(Some(id), ErrorKind::InvalidArgument, e))?;
+                    .map_err(|e| SolveError::new(Some(id), ErrorKind::InvalidArgument, e.to_string()))?;
                 // What a cache mount held went into the layer: the layer is
                 // the tenant's, like the cache.
                 let key = match keys::uses_cache_mounts(op) {

@@ -132,7 +132,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                         let dir = req.mountpoint.with_file_name(format!("src-{n}"));
                         fs::create_dir_all(&dir).map_err(io_err("create source mountpoint"))?;
                         mount_all(source_mounts, &dir).map_err(|e| e.to_string())?;
-                        let expanded = crate::sources::expand_sources(&dir, sources)?;
+                        let expanded = crate::sources::expand_sources(&dir, sources).map_err(|e| e.to_string())?;
                         let source = File::open(&dir).map_err(io_err("open copy source"))?;
                         if *unpack {
                             add(&root, &source, &expanded, dest, &spec)?;

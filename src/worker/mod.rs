@@ -19,6 +19,8 @@ pub mod regcache;
 pub mod runner;
 mod scratch;
 pub mod tags;
+#[cfg(test)]
+mod tests;
 
 pub use cache::{CacheError, CacheIndex, HttpRecord, LayerRecord, StepRecord};
 pub use error::WorkerError;

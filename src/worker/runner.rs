@@ -35,7 +35,7 @@ pub struct RunStep {
 pub enum RunError {
     /// The step's network namespace could not be prepared.
     #[error("prepare the step's network: {0}")]
-    Network(String),
+    Network(#[from] crate::egress::NetworkError),
     /// The helper could not be started.
     #[error("spawn helper: {0}")]
     Spawn(std::io::Error),

@@ -38,7 +38,7 @@ pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, String> {
         "tmpfs" => {
             let target = target.ok_or("RUN --mount=type=tmpfs needs a target")?;
             check_keys(&fields, "tmpfs", &["type", "target", "dst", "destination", "size"])?;
-            let size = get(&["size"]).map(|s| crate::units::parse_size(&s)).transpose()?;
+            let size = get(&["size"]).map(|s| crate::units::parse_size(&s)).transpose().map_err(|e| e.to_string())?;
             Ok(ParsedMount::Other(RunMount::Tmpfs { target, size }, None))
         }
         "ssh" => Err("RUN --mount=type=ssh is not supported: kiln forwards no SSH agent; pass a deploy key or token as a build secret (--mount=type=secret) instead".into()),
