@@ -87,7 +87,7 @@ pub fn build(opts: BuildArgs) -> ExitCode {
 
 /// `kiln keygen`: writes `key` (0600) and `key.pub` (0644), base64.
 pub fn keygen(out: &Path) -> ExitCode {
-    let result = kiln::buildsecrets::BuildKey::generate().and_then(|(private, public)| {
+    let result = kiln::buildsecrets::BuildKey::generate().map_err(|e| e.to_string()).and_then(|(private, public)| {
         let write = |name: &str, text: &str, mode: u32| {
             let path = out.join(name);
             std::fs::OpenOptions::new()

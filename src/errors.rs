@@ -70,12 +70,6 @@ pub fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Whether an error message reports a full disk (`ENOSPC`), for errors
-/// that reached here as text.
-pub fn is_out_of_space(message: &str) -> bool {
-    message.contains("os error 28") || message.to_ascii_lowercase().contains("no space left on device")
-}
-
 /// Free bytes for unprivileged writers on the filesystem holding `dir`.
 pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
@@ -102,6 +96,5 @@ mod tests {
         assert_eq!(storage_error(None, &other, ErrorKind::Internal).0, ErrorKind::Internal);
         let text_only = std::io::Error::other("No space left on device (as text)");
         assert_eq!(storage_error(None, &text_only, ErrorKind::Internal).0, ErrorKind::Internal, "types, not text");
-        assert!(is_out_of_space("write blob: No space left on device (os error 28)"), "the text fallback");
     }
 }

@@ -128,5 +128,5 @@ async fn seal_secrets(http: &reqwest::Client, base: &str, req: &BuildRequest) ->
         let data = std::fs::read(path).map_err(|e| format!("read secret {id:?} from {}: {e}", path.display()))?;
         values.insert(id.clone(), data);
     }
-    crate::buildsecrets::seal(&public, &values)
+    crate::buildsecrets::seal(&public, &values).map_err(|e| e.to_string())
 }

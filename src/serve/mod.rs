@@ -275,9 +275,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             uploads: kiln::api::upload::UploadGate::new(opts.max_pending_uploads),
             metrics: Default::default(),
             build_key: match &handover.build_key {
-                Some(text) => {
-                    Some(Arc::new(kiln::buildsecrets::BuildKey::from_private_b64(text).map_err(anyhow::Error::msg)?))
-                }
+                Some(text) => Some(Arc::new(kiln::buildsecrets::BuildKey::from_private_b64(text)?)),
                 None => None,
             },
             lifecycle: Default::default(),

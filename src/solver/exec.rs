@@ -143,7 +143,10 @@ impl Solver {
     }
 
     /// Commits the upper as a layer on `base` when the step succeeded;
-    /// drops it (removing it) when it failed.
+    /// drops it (removing it) when it failed. A failure while the data
+    /// directory is full is out of space: the helper reports its own
+    /// write errors only as text, so the disk is looked at now, while the
+    /// step's upper still holds what filled it.
     pub(super) async fn finish(
         &self,
         id: NodeId,
@@ -151,7 +154,12 @@ impl Solver {
         base: Vec<LayerRecord>,
         result: Result<(), SolveError>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
-        result?;
+        if let Err(mut e) = result {
+            if self.data_dir_full() {
+                e.kind = ErrorKind::OutOfSpace;
+            }
+            return Err(e);
+        }
         self.worker.commit_layer(upper, base).await.map_err(|e| SolveError::worker(id, e))
     }
 }

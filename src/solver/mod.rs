@@ -197,8 +197,7 @@ impl Solver {
     fn explain_out_of_space(&self, e: SolveError) -> SolveError {
         let data_dir = self.worker.data_dir();
         let free = crate::errors::free_bytes(data_dir);
-        let full = free.is_some_and(|f| f < 8 << 20);
-        if !full && e.kind != ErrorKind::OutOfSpace {
+        if e.kind != ErrorKind::OutOfSpace && !self.data_dir_full() {
             return e;
         }
         let message = format!(
@@ -209,6 +208,11 @@ impl Solver {
             free.unwrap_or(0)
         );
         SolveError { kind: crate::errors::ErrorKind::OutOfSpace, message, ..e }
+    }
+
+    /// Whether the data directory's disk is (nearly) full.
+    fn data_dir_full(&self) -> bool {
+        crate::errors::free_bytes(self.worker.data_dir()).is_some_and(|f| f < 8 << 20)
     }
 
     /// Solves the ancestry of `root` wave by wave: every node whose inputs
