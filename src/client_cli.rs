@@ -73,7 +73,7 @@ fn request(opts: BuildArgs) -> Result<BuildRequest, String> {
 pub fn build(opts: BuildArgs) -> ExitCode {
     let outcome = request(opts).and_then(|req| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        rt.block_on(kiln::client::build(&req))
+        rt.block_on(kiln::client::build(&req)).map_err(|e| e.to_string())
     });
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -109,7 +109,7 @@ fn registry_check(opts: &crate::cli::ServeArgs, image: &str) -> Check {
     let name = "registry";
     let client = serve::read_docker_config(opts.docker_config.as_deref())
         .and_then(|raw| match raw {
-            Some(b) => Credentials::from_docker_config(&b).map_err(anyhow::Error::msg),
+            Some(b) => Credentials::from_docker_config(&b).map_err(anyhow::Error::from),
             None => Ok(Credentials::default()),
         })
         .and_then(|creds| serve::registry_options(opts, creds, serve::parse_mirrors(&opts.registry_mirrors)?))

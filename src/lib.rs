@@ -1,30 +1,33 @@
 //! kiln: a rootless, daemonless container image builder behind the
 //! OpenFaaS Function Builder API. See `README.md` for the architecture.
+//!
+//! Public modules are what the binary, the tests, the benches and the fuzz
+//! targets use; the rest are the library's own.
 
 pub mod api;
-pub mod blocking;
+mod blocking;
 pub mod buildsecrets;
-pub mod chunks;
+mod chunks;
 pub mod client;
-pub mod dockerignore;
+mod dockerignore;
 pub mod doctor;
 pub mod egress;
-pub mod errors;
-pub mod exporter;
+mod errors;
+mod exporter;
 pub mod frontend;
-pub mod glob;
+mod glob;
 pub mod graph;
 pub mod imagepolicy;
-pub mod keylock;
-pub mod metrics;
-pub mod oci;
+mod keylock;
+mod metrics;
+mod oci;
 pub mod platform;
 pub mod registry;
 pub mod solver;
-pub mod sources;
-pub mod spawner;
+mod sources;
+mod spawner;
 pub mod tenant;
-pub mod text;
+mod text;
 pub mod timefmt;
 pub mod units;
 pub mod wire;

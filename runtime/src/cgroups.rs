@@ -10,59 +10,94 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Where the server mounts its cgroup2 inside the namespace.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-static DELEGATION: OnceLock<Result<(), String>> = OnceLock::new();
+/// Why steps get no memory and pids limits.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NoDelegation {
+    /// No cgroup v2 mounted where kiln looks.
+    #[error("no cgroup v2 at {path} ({source})")]
+    NoCgroup2 {
+        /// Where kiln looked.
+        path: String,
+        /// Why it could not be read.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The delegated cgroup lacks controllers.
+    #[error(
+        "the cgroup v2 given to kiln lacks the {} controller(s) (a cgroup-v1 or hybrid host, or no delegation)",
+        .0.join(" and ")
+    )]
+    MissingControllers(Vec<&'static str>),
+    /// A write the delegation needs was refused.
+    #[error("cannot {action} ({source}){hint}")]
+    Refused {
+        /// What kiln tried.
+        action: String,
+        /// Why it failed.
+        #[source]
+        source: Arc<std::io::Error>,
+        /// What it means, when known.
+        hint: &'static str,
+    },
+    /// [`delegate`] was never called.
+    #[error("cgroup delegation was not attempted")]
+    NotAttempted,
+}
+
+static DELEGATION: OnceLock<Result<(), NoDelegation>> = OnceLock::new();
 
 /// Sets up delegation once (call while single-threaded, in the server's
 /// namespace); later calls return the first outcome.
-pub fn delegate(root: &Path) -> &'static Result<(), String> {
+pub fn delegate(root: &Path) -> &'static Result<(), NoDelegation> {
     DELEGATION.get_or_init(|| try_delegate(root))
 }
 
 /// Whether steps can get memory and pids limits (after [`delegate`]).
-pub fn limits_available() -> Result<(), String> {
-    DELEGATION.get().cloned().unwrap_or_else(|| Err("cgroup delegation was not attempted".into()))
+pub fn limits_available() -> Result<(), NoDelegation> {
+    DELEGATION.get().cloned().unwrap_or(Err(NoDelegation::NotAttempted))
 }
 
-fn try_delegate(root: &Path) -> Result<(), String> {
+fn refused(action: String, hint: &'static str) -> impl FnOnce(std::io::Error) -> NoDelegation {
+    move |e| NoDelegation::Refused { action, source: Arc::new(e), hint }
+}
+
+fn try_delegate(root: &Path) -> Result<(), NoDelegation> {
     let controllers = fs::read_to_string(root.join("cgroup.controllers"))
-        .map_err(|e| format!("no cgroup v2 at {} ({e})", root.display()))?;
+        .map_err(|e| NoDelegation::NoCgroup2 { path: root.display().to_string(), source: Arc::new(e) })?;
     missing_controllers(&controllers)?;
     let leaf = root.join("kiln-server");
     fs::create_dir_all(&leaf)
-        .map_err(|e| format!("cannot create {} ({e}): the cgroup is not delegated", leaf.display()))?;
+        .map_err(refused(format!("create {}", leaf.display()), ": the cgroup is not delegated"))?;
     fs::write(leaf.join("cgroup.procs"), "0")
-        .map_err(|e| format!("cannot move the server into {} ({e})", leaf.display()))?;
+        .map_err(refused(format!("move the server into {}", leaf.display()), ""))?;
     fs::write(root.join("cgroup.subtree_control"), "+memory +pids")
-        .map_err(|e| format!("cannot enable memory and pids for steps ({e})"))
+        .map_err(refused("enable memory and pids for steps".into(), ""))
 }
 
 /// `Err` naming what `cgroup.controllers` lacks.
-fn missing_controllers(list: &str) -> Result<(), String> {
+fn missing_controllers(list: &str) -> Result<(), NoDelegation> {
     let have: Vec<&str> = list.split_whitespace().collect();
-    let missing: Vec<&str> = ["memory", "pids"].into_iter().filter(|c| !have.contains(c)).collect();
+    let missing: Vec<&'static str> = ["memory", "pids"].into_iter().filter(|c| !have.contains(c)).collect();
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "the cgroup v2 given to kiln lacks the {} controller(s) (a cgroup-v1 or hybrid host, or no delegation)",
-            missing.join(" and ")
-        ))
+        Err(NoDelegation::MissingControllers(missing))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::missing_controllers;
+    use super::{missing_controllers, NoDelegation};
 
     #[test]
     fn controllers_are_checked() {
         assert!(missing_controllers("cpuset cpu io memory hugetlb pids rdma").is_ok());
-        assert!(missing_controllers("").unwrap_err().contains("memory and pids"));
-        assert!(missing_controllers("cpu pids").unwrap_err().contains("memory controller"));
+        assert!(missing_controllers("").unwrap_err().to_string().contains("memory and pids"));
+        assert!(matches!(missing_controllers("cpu pids"), Err(NoDelegation::MissingControllers(m)) if m == ["memory"]));
     }
 }

@@ -41,7 +41,7 @@ pub async fn require_signature(State(state): State<AppState>, req: Request, next
     );
     if let Err(e) = verdict {
         tracing::warn!(path, "refused admin request: {e}");
-        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": e}))).into_response();
+        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": e.to_string()}))).into_response();
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
 }

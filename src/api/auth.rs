@@ -23,6 +23,29 @@ pub enum SignatureError {
     /// Wrong digest.
     #[error("invalid message digest or secret")]
     Mismatch,
+    /// An `X-Cloud-Signature` with neither `sha1=` nor `sha256=` (of-builder's text).
+    #[error("valid hash prefixes: [sha1=, sha256=], got: {0}")]
+    UnknownPrefix(String),
+}
+
+/// Why an admin request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminAuthError {
+    /// A header is missing.
+    #[error("admin endpoints need X-Kiln-Timestamp and X-Kiln-Signature (kiln cache signs them)")]
+    Missing,
+    /// The timestamp is not a number.
+    #[error("X-Kiln-Timestamp is not a number")]
+    BadTimestamp,
+    /// The timestamp is too far from now (a replay, or a wrong clock).
+    #[error("X-Kiln-Timestamp is more than {ADMIN_MAX_SKEW_SECS} s from the server's clock")]
+    Stale,
+    /// Not `sha256=<hex>`.
+    #[error("X-Kiln-Signature must be sha256=<hex>")]
+    Malformed,
+    /// Wrong digest.
+    #[error("invalid message digest or secret")]
+    Mismatch,
 }
 
 /// The MAC a signature header asks for, fed with the body as it arrives.
@@ -50,7 +73,7 @@ impl Expected {
 
     /// `X-Cloud-Signature`: `sha1=<hex>` or `sha256=<hex>`, refused with
     /// of-builder's error texts.
-    pub fn cloud_signature(secret: &[u8], header: &str) -> Result<Self, String> {
+    pub fn cloud_signature(secret: &[u8], header: &str) -> Result<Self, SignatureError> {
         let header = header.trim();
         let (mac, hex_sig) = if let Some(h) = header.strip_prefix("sha1=") {
             let mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes any key length");
@@ -58,9 +81,9 @@ impl Expected {
         } else if let Some(h) = header.strip_prefix("sha256=") {
             (BodyMac::Sha256(new_mac(secret)), h)
         } else {
-            return Err(format!("valid hash prefixes: [sha1=, sha256=], got: {header}"));
+            return Err(SignatureError::UnknownPrefix(header.to_string()));
         };
-        let signature = hex::decode(hex_sig).map_err(|_| SignatureError::Mismatch.to_string())?;
+        let signature = hex::decode(hex_sig).map_err(|_| SignatureError::Mismatch)?;
         Ok(Self { mac, signature })
     }
 
@@ -94,17 +117,17 @@ pub fn verify_admin(
     timestamp: Option<&str>,
     signature: Option<&str>,
     now: i64,
-) -> Result<(), String> {
+) -> Result<(), AdminAuthError> {
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-        return Err("admin endpoints need X-Kiln-Timestamp and X-Kiln-Signature (kiln cache signs them)".into());
+        return Err(AdminAuthError::Missing);
     };
-    let ts: i64 = timestamp.trim().parse().map_err(|_| "X-Kiln-Timestamp is not a number".to_string())?;
+    let ts: i64 = timestamp.trim().parse().map_err(|_| AdminAuthError::BadTimestamp)?;
     if (now - ts).abs() > ADMIN_MAX_SKEW_SECS {
-        return Err(format!("X-Kiln-Timestamp is more than {ADMIN_MAX_SKEW_SECS} s from the server's clock"));
+        return Err(AdminAuthError::Stale);
     }
-    let hex_sig = signature.trim().strip_prefix("sha256=").ok_or("X-Kiln-Signature must be sha256=<hex>")?;
-    let sig = hex::decode(hex_sig).map_err(|_| "X-Kiln-Signature must be sha256=<hex>".to_string())?;
-    admin_mac(secret, request, ts).verify_slice(&sig).map_err(|_| SignatureError::Mismatch.to_string())
+    let hex_sig = signature.trim().strip_prefix("sha256=").ok_or(AdminAuthError::Malformed)?;
+    let sig = hex::decode(hex_sig).map_err(|_| AdminAuthError::Malformed)?;
+    admin_mac(secret, request, ts).verify_slice(&sig).map_err(|_| AdminAuthError::Mismatch)
 }
 
 #[cfg(test)]
@@ -136,12 +159,13 @@ mod tests {
         let sig = admin_signature(b"key", "POST", "/cache/prune?keep_storage=0", 1000, b"");
         let check = |m, p, ts: &str, now| verify_admin(b"key", (m, p, b""), Some(ts), Some(&sig), now);
         assert_eq!(check("POST", "/cache/prune?keep_storage=0", "1000", 1100), Ok(()));
-        assert!(check("GET", "/cache/prune?keep_storage=0", "1000", 1000).is_err(), "another method");
+        assert_eq!(check("GET", "/cache/prune?keep_storage=0", "1000", 1000), Err(AdminAuthError::Mismatch));
         assert!(check("POST", "/cache/prune?keep_storage=5GiB", "1000", 1000).is_err(), "another query");
         assert!(check("POST", "/cache/prune?keep_storage=0", "1001", 1000).is_err(), "another time");
         let stale = check("POST", "/cache/prune?keep_storage=0", "1000", 1000 + ADMIN_MAX_SKEW_SECS + 1);
-        assert!(stale.unwrap_err().contains("from the server's clock"));
-        assert!(verify_admin(b"key", ("GET", "/cache", b""), None, None, 0).unwrap_err().contains("need"));
+        assert_eq!(stale, Err(AdminAuthError::Stale));
+        assert_eq!(verify_admin(b"key", ("GET", "/cache", b""), None, None, 0), Err(AdminAuthError::Missing));
+        assert_eq!(check("POST", "/cache/prune?keep_storage=0", "soon", 1000), Err(AdminAuthError::BadTimestamp));
     }
 
     #[test]

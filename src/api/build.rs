@@ -6,7 +6,7 @@
 
 use super::audit::Audit;
 use super::audit::ClientApi;
-use super::auth::{Expected, SIGNATURE_HEADER};
+use super::auth::{Expected, SignatureError, SIGNATURE_HEADER};
 use super::error::{status_for_build_failure, BuildReply, RequestError};
 use super::failure::BuildFailure;
 use super::intake::{unpack_from, Intake, IntakeError, Limits, Shape};
@@ -80,7 +80,11 @@ fn refuse(audit: &mut Audit, kind: ErrorKind, message: String) -> Response {
 /// sha256), which also marks the request as legacy. `None` when
 /// `disable_hmac` is set. A missing or malformed header is refused here,
 /// before the body is read.
-fn expected_signature(state: &AppState, headers: &HeaderMap, audit: &mut Audit) -> Result<Option<Expected>, String> {
+fn expected_signature(
+    state: &AppState,
+    headers: &HeaderMap,
+    audit: &mut Audit,
+) -> Result<Option<Expected>, SignatureError> {
     if state.cfg.disable_hmac {
         audit.record.signature = "not checked";
         return Ok(None);
@@ -91,7 +95,7 @@ fn expected_signature(state: &AppState, headers: &HeaderMap, audit: &mut Audit) 
             audit.record.client_api = ClientApi::OfBuilder;
             Expected::cloud_signature(&state.secret, cloud)
         }
-        (header, _) => Expected::build_signature(&state.secret, header).map_err(|e| e.to_string()),
+        (header, _) => Expected::build_signature(&state.secret, header),
     };
     if expected.is_err() {
         let missing = value(SIGNATURE_HEADER).or(value(legacy::SIGNATURE_HEADER)).is_none();
@@ -133,11 +137,14 @@ async fn accept_into(
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("rejected /build request: {e}");
-            return Err(refuse(audit, ErrorKind::Unauthenticated, e));
+            return Err(refuse(audit, ErrorKind::Unauthenticated, e.to_string()));
         }
     };
     let cloud_signed = expected.is_some() && audit.record.client_api == ClientApi::OfBuilder;
-    let (dir, scratch) = scratch_dir(state).map_err(|e| refuse(audit, ErrorKind::Internal, e))?;
+    let (dir, scratch) = scratch_dir(state).map_err(|e| {
+        let (kind, message) = crate::errors::storage_error(Some("create build dir"), &e, ErrorKind::Internal);
+        refuse(audit, kind, message)
+    })?;
     match admit(state, body, expected, cloud_signed, (&dir, &scratch), audit).await {
         Ok((intake, secrets)) => Ok((intake, secrets, scratch, slot)),
         Err(resp) => {
@@ -164,7 +171,8 @@ async fn admit(
         return Err(refuse(audit, ErrorKind::Unauthenticated, e.into()));
     }
     describe_request(&intake, audit);
-    let secrets = unseal(state, intake.secrets.as_deref()).map_err(|e| refuse(audit, ErrorKind::InvalidArgument, e))?;
+    let secrets = unseal(state, intake.secrets.as_deref())
+        .map_err(|e| refuse(audit, ErrorKind::InvalidArgument, e.to_string()))?;
     audit.record.secret_ids = secrets.keys().cloned().collect();
     tracing::info!(image = intake.config.image, secrets = secrets.len(), "build started");
     Ok((intake, secrets))
@@ -193,10 +201,10 @@ async fn receive_and_unpack(
 }
 
 /// A new scratch directory under `builds/`.
-fn scratch_dir(state: &AppState) -> Result<(PathBuf, Arc<ScratchDir>), String> {
+fn scratch_dir(state: &AppState) -> std::io::Result<(PathBuf, Arc<ScratchDir>)> {
     let id = kiln_snapshotter::SnapshotId::random();
     let dir = state.cfg.data_dir.join("builds").join(id.as_str());
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create build dir: {e}"))?;
+    std::fs::create_dir_all(&dir)?;
     Ok((dir.clone(), Arc::new(ScratchDir(dir))))
 }
 
@@ -302,13 +310,25 @@ fn describe_request(intake: &Intake, audit: &mut Audit) {
         intake.dockerfile.as_ref().ok().map(|d| kiln_snapshotter::Digest::of(d).to_string());
 }
 
+/// Why a request's build secrets cannot be opened.
+#[derive(Debug, thiserror::Error)]
+enum UnsealError {
+    /// Secrets sent to a builder without a key.
+    #[error(
+        "the request carries build secrets (com.openfaas.secrets) but this builder has no key: set \
+         build_secrets_private_key_path"
+    )]
+    NoKey,
+    /// The envelope does not open.
+    #[error("com.openfaas.secrets: {0}")]
+    Envelope(#[from] crate::buildsecrets::SecretsError),
+}
+
 /// Opens `com.openfaas.secrets` with the builder's key.
-fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<Secrets, String> {
+fn unseal(state: &AppState, raw: Option<&[u8]>) -> Result<Secrets, UnsealError> {
     let Some(raw) = raw else { return Ok(Default::default()) };
-    let key = state.build_key.as_ref().ok_or_else(|| {
-        "the request carries build secrets (com.openfaas.secrets) but this builder has no key: set build_secrets_private_key_path".to_string()
-    })?;
-    key.unseal(raw).map_err(|e| format!("com.openfaas.secrets: {e}"))
+    let key = state.build_key.as_ref().ok_or(UnsealError::NoKey)?;
+    Ok(key.unseal(raw)?)
 }
 
 /// Runs the build to its end; its result and its log, collected while the

@@ -68,8 +68,8 @@ pub enum IntakeError {
     #[error("{0}")]
     Invalid(String),
     /// A malformed of-builder `config` (answered in of-builder's shape).
-    #[error("{0}")]
-    InvalidLegacy(String),
+    #[error(transparent)]
+    InvalidLegacy(#[from] super::legacy::LegacyConfigError),
     /// The client left: unpacking stopped.
     #[error("the client went away while the request was unpacked")]
     Cancelled,
@@ -166,7 +166,7 @@ pub fn unpack_from(body: impl Read, dir: &Path, limits: Limits, cancel: &AtomicB
     let (config, shape) = match (config, legacy) {
         (Some(raw), _) => (parse_config(&raw)?, Shape::ProBuilder),
         (None, Some(raw)) => {
-            let (config, given_ref) = super::legacy::parse_config(&raw).map_err(IntakeError::InvalidLegacy)?;
+            let (config, given_ref) = super::legacy::parse_config(&raw)?;
             (config, Shape::Legacy { given_ref })
         }
         (None, None) => return Err(invalid(format!("missing {CONFIG_ENTRY} in the request tar"))),

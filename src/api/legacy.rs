@@ -55,10 +55,24 @@ impl<'de> serde::Deserialize<'de> for Members {
     }
 }
 
+/// A legacy `config` kiln cannot build from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegacyConfigError {
+    /// Not JSON, or not an object.
+    #[error("config: invalid JSON: {0}")]
+    Json(String),
+    /// A member of the wrong type.
+    #[error("config: {0}")]
+    Member(String),
+    /// No `ref`.
+    #[error("no target reference to push")]
+    NoReference,
+}
+
 /// Parses the legacy `config` into a build config whose `image` is the
 /// lower-cased ref; also returns the ref as given (for `imageName`).
-pub fn parse_config(raw: &[u8]) -> Result<(BuildConfig, String), String> {
-    let Members(members) = serde_json::from_slice(raw).map_err(|e| format!("config: invalid JSON: {e}"))?;
+pub fn parse_config(raw: &[u8]) -> Result<(BuildConfig, String), LegacyConfigError> {
+    let Members(members) = serde_json::from_slice(raw).map_err(|e| LegacyConfigError::Json(e.to_string()))?;
     let (mut reference, mut build_args) = (String::new(), None);
     for (key, value) in members {
         match go_fold(&key).as_str() {
@@ -68,26 +82,26 @@ pub fn parse_config(raw: &[u8]) -> Result<(BuildConfig, String), String> {
         }
     }
     if reference.is_empty() {
-        return Err("no target reference to push".into());
+        return Err(LegacyConfigError::NoReference);
     }
     let config = BuildConfig { image: reference.to_lowercase(), build_args, ..Default::default() };
     Ok((config, reference))
 }
 
-fn as_string(value: serde_json::Value, key: &str) -> Result<String, String> {
+fn as_string(value: serde_json::Value, key: &str) -> Result<String, LegacyConfigError> {
     match value {
         serde_json::Value::String(s) => Ok(s),
         serde_json::Value::Null => Ok(String::new()),
-        other => Err(format!("config: \"{key}\" must be a string, not {other}")),
+        other => Err(LegacyConfigError::Member(format!("\"{key}\" must be a string, not {other}"))),
     }
 }
 
-fn as_args(value: serde_json::Value) -> Result<Option<BTreeMap<String, String>>, String> {
+fn as_args(value: serde_json::Value) -> Result<Option<BTreeMap<String, String>>, LegacyConfigError> {
     match value {
         serde_json::Value::Null => Ok(None),
         other => serde_json::from_value(other)
             .map(Some)
-            .map_err(|e| format!("config: \"buildArgs\" must map strings to strings: {e}")),
+            .map_err(|e| LegacyConfigError::Member(format!("\"buildArgs\" must map strings to strings: {e}"))),
     }
 }
 
@@ -143,13 +157,14 @@ mod tests {
         assert_eq!(parse_config(br#"{"ref":"first","rEf":"second"}"#).unwrap().1, "second", "the last one wins");
         let (c, _) = parse_config(r#"{"ref":"a","BUILDARGſ":{"K":"v"}}"#.as_bytes()).unwrap();
         assert_eq!(c.build_args.unwrap()["K"], "v", "ſ folds to s");
-        assert_eq!(parse_config(br#"{"frontend":"x"}"#).unwrap_err(), "no target reference to push");
-        assert_eq!(parse_config(br#"{"ref":""}"#).unwrap_err(), "no target reference to push");
-        assert!(parse_config(br#"{"ref":1}"#).unwrap_err().contains("must be a string"));
+        assert_eq!(parse_config(br#"{"frontend":"x"}"#).unwrap_err(), LegacyConfigError::NoReference);
+        assert_eq!(parse_config(br#"{"ref":""}"#).unwrap_err().to_string(), "no target reference to push");
+        let wrong = parse_config(br#"{"ref":1}"#).unwrap_err();
+        assert_eq!(wrong.to_string(), "config: \"ref\" must be a string, not 1");
     }
 
     fn verify(secret: &[u8], body: &[u8], header: &str) -> Result<(), String> {
-        let mut expected = super::super::auth::Expected::cloud_signature(secret, header)?;
+        let mut expected = super::super::auth::Expected::cloud_signature(secret, header).map_err(|e| e.to_string())?;
         expected.update(body);
         expected.verify().map_err(|e| e.to_string())
     }

@@ -22,8 +22,6 @@ pub struct Exported {
     pub manifest: Digest,
     /// Manifest size in bytes.
     pub manifest_size: u64,
-    /// Config digest.
-    pub config: Digest,
     /// Compressed bytes uploaded (blobs the registry already had or mounted
     /// do not count).
     pub pushed_bytes: u64,
@@ -129,7 +127,7 @@ pub async fn export(
     })?;
     let manifest_size = manifest_bytes.len() as u64;
     if !input.push {
-        return Ok(Exported { manifest: manifest_digest, manifest_size, config: config_digest, pushed_bytes: 0 });
+        return Ok(Exported { manifest: manifest_digest, manifest_size, pushed_bytes: 0 });
     }
     let target = input.target;
     let push_err = |source| ExportError::Push { target: target.to_string(), source };
@@ -150,7 +148,7 @@ pub async fn export(
     registry.put_manifest(&manifest_ref, &manifest_bytes, MediaType::OCI_MANIFEST).await.map_err(push_err)?;
     log(format!("pushing manifest for {target}@{manifest_digest}"));
     pushed_bytes += manifest_size;
-    Ok(Exported { manifest: manifest_digest, manifest_size, config: config_digest, pushed_bytes })
+    Ok(Exported { manifest: manifest_digest, manifest_size, pushed_bytes })
 }
 
 /// The OCI image index over per-platform manifests.

@@ -108,7 +108,6 @@ fn the_index_bytes_are_pinned_with_platforms_in_order() {
     let exported = |m: &str| Exported {
         manifest: Digest::of(m.as_bytes()),
         manifest_size: 100,
-        config: Digest::of(b"c"),
         pushed_bytes: 0,
     };
     let images = [

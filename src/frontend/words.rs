@@ -22,7 +22,7 @@ pub const MAX_EXPANDED: usize = 1 << 20;
 pub const MAX_NESTING: usize = 32;
 
 /// Expands one word, removing quotes.
-pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String, String> {
+pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String, WordError> {
     let mut s = Scanner::new(text, escape, vars);
     let words = s.process(false, None)?;
     Ok(words.into_iter().next().unwrap_or_default())
@@ -30,7 +30,7 @@ pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String,
 
 /// Expands text into words split on unquoted whitespace (also inside
 /// unquoted expansion results).
-pub fn process_words(text: &str, vars: &dyn Vars, escape: char) -> Result<Vec<String>, String> {
+pub fn process_words(text: &str, vars: &dyn Vars, escape: char) -> Result<Vec<String>, WordError> {
     let mut s = Scanner::new(text, escape, vars);
     s.process(true, None)
 }
@@ -78,10 +78,47 @@ struct Scanner<'a> {
     depth: usize,
 }
 
+/// Why a word does not expand (BuildKit's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WordError {
+    /// The expansion grew past [`MAX_EXPANDED`].
+    #[error("expanded text is longer than {MAX_EXPANDED} bytes")]
+    TooLong,
+    /// Substitutions nested past [`MAX_NESTING`].
+    #[error("variable substitutions nested deeper than {MAX_NESTING} levels")]
+    TooDeep,
+    /// A quote that is never closed (`single-quote`, `double-quote`).
+    #[error("unexpected end of statement while looking for matching {0}")]
+    Unterminated(&'static str),
+    /// `${}`.
+    #[error("bad substitution: missing variable name in ${{}}")]
+    MissingName,
+    /// `${name:` at the end.
+    #[error("unexpected end of statement in ${{}}")]
+    UnexpectedEnd,
+    /// A modifier other than `-`, `+`, `?`.
+    #[error("unsupported modifier ({0}) in substitution")]
+    UnsupportedModifier(char),
+    /// `${name` without its brace.
+    #[error("missing '}}' in substitution")]
+    MissingBrace,
+    /// `${name?}` with `name` unset.
+    #[error("{0}: parameter null or not set")]
+    NotSet(String),
+    /// `${name?message}` with `name` unset.
+    #[error("{name}: {message}")]
+    Required {
+        /// The variable.
+        name: String,
+        /// The Dockerfile's message.
+        message: String,
+    },
+}
+
 /// Refuses text grown past [`MAX_EXPANDED`].
-fn check_size(len: usize) -> Result<(), String> {
+fn check_size(len: usize) -> Result<(), WordError> {
     if len > MAX_EXPANDED {
-        return Err(format!("expanded text is longer than {MAX_EXPANDED} bytes"));
+        return Err(WordError::TooLong);
     }
     Ok(())
 }
@@ -143,9 +180,9 @@ impl<'a> Scanner<'a> {
     }
 
     /// Processes until `stop` (unquoted, unescaped) or the end.
-    fn process(&mut self, split: bool, stop: Option<char>) -> Result<Vec<String>, String> {
+    fn process(&mut self, split: bool, stop: Option<char>) -> Result<Vec<String>, WordError> {
         if self.depth > MAX_NESTING {
-            return Err(format!("variable substitutions nested deeper than {MAX_NESTING} levels"));
+            return Err(WordError::TooDeep);
         }
         self.depth += 1;
         let words = self.process_level(split, stop);
@@ -153,7 +190,7 @@ impl<'a> Scanner<'a> {
         words
     }
 
-    fn process_level(&mut self, split: bool, stop: Option<char>) -> Result<Vec<String>, String> {
+    fn process_level(&mut self, split: bool, stop: Option<char>) -> Result<Vec<String>, WordError> {
         let mut w = Words::default();
         while let Some(c) = self.peek() {
             if Some(c) == stop {
@@ -186,18 +223,18 @@ impl<'a> Scanner<'a> {
         Ok(w.done)
     }
 
-    fn single_quoted(&mut self) -> Result<String, String> {
+    fn single_quoted(&mut self) -> Result<String, WordError> {
         let mut s = String::new();
         loop {
             match self.next() {
                 Some('\'') => return Ok(s),
                 Some(c) => s.push(c),
-                None => return Err("unexpected end of statement while looking for matching single-quote".into()),
+                None => return Err(WordError::Unterminated("single-quote")),
             }
         }
     }
 
-    fn double_quoted(&mut self) -> Result<String, String> {
+    fn double_quoted(&mut self) -> Result<String, WordError> {
         let mut s = String::new();
         loop {
             match self.next() {
@@ -215,7 +252,7 @@ impl<'a> Scanner<'a> {
                     None => s.push(c),
                 },
                 Some(c) => s.push(c),
-                None => return Err("unexpected end of statement while looking for matching double-quote".into()),
+                None => return Err(WordError::Unterminated("double-quote")),
             }
         }
     }
@@ -230,7 +267,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// After a `$`.
-    fn dollar(&mut self) -> Result<String, String> {
+    fn dollar(&mut self) -> Result<String, WordError> {
         if self.peek() != Some('{') {
             let name = self.name();
             if name.is_empty() {
@@ -241,13 +278,13 @@ impl<'a> Scanner<'a> {
         self.pos += 1;
         let name = self.name();
         if name.is_empty() {
-            return Err("bad substitution: missing variable name in ${}".into());
+            return Err(WordError::MissingName);
         }
         let value = self.vars.get(&name);
         match self.next() {
             Some('}') => Ok(value.unwrap_or_default()),
             Some(':') => {
-                let op = self.next().ok_or("unexpected end of statement in ${}")?;
+                let op = self.next().ok_or(WordError::UnexpectedEnd)?;
                 let word = self.modifier_word()?;
                 apply_modifier(&name, value.filter(|v| !v.is_empty()), op, word)
             }
@@ -255,30 +292,30 @@ impl<'a> Scanner<'a> {
                 let word = self.modifier_word()?;
                 apply_modifier(&name, value, op, word)
             }
-            Some(c) => Err(format!("unsupported modifier ({c}) in substitution")),
-            None => Err("missing '}' in substitution".into()),
+            Some(c) => Err(WordError::UnsupportedModifier(c)),
+            None => Err(WordError::MissingBrace),
         }
     }
 
-    fn modifier_word(&mut self) -> Result<String, String> {
+    fn modifier_word(&mut self) -> Result<String, WordError> {
         let words = self.process(false, Some('}'))?;
         if self.next() != Some('}') {
-            return Err("missing '}' in substitution".into());
+            return Err(WordError::MissingBrace);
         }
         Ok(words.into_iter().next().unwrap_or_default())
     }
 }
 
-fn apply_modifier(name: &str, value: Option<String>, op: char, word: String) -> Result<String, String> {
+fn apply_modifier(name: &str, value: Option<String>, op: char, word: String) -> Result<String, WordError> {
     match op {
         '-' => Ok(value.unwrap_or(word)),
         '+' => Ok(if value.is_some() { word } else { String::new() }),
         '?' => match value {
             Some(v) => Ok(v),
-            None if word.is_empty() => Err(format!("{name}: parameter null or not set")),
-            None => Err(format!("{name}: {word}")),
+            None if word.is_empty() => Err(WordError::NotSet(name.to_string())),
+            None => Err(WordError::Required { name: name.to_string(), message: word }),
         },
-        c => Err(format!("unsupported modifier ({c}) in substitution")),
+        c => Err(WordError::UnsupportedModifier(c)),
     }
 }
 
@@ -408,7 +445,7 @@ mod tests {
             match want.strip_prefix('!') {
                 Some(err) => {
                     let e = got.expect_err(input);
-                    assert!(e.contains(err), "{input:?}: error {e:?} lacks {err:?}");
+                    assert!(e.to_string().contains(err), "{input:?}: error {e:?} lacks {err:?}");
                 }
                 None => assert_eq!(got.as_deref(), Ok(*want), "{input:?}"),
             }
@@ -432,14 +469,29 @@ mod tests {
         let vars = |n: &str| (n == "BIG").then(|| big.clone());
         assert!(process_word("$BIG", &vars, '\\').is_ok());
         for text in ["$BIG$BIG", "\"$BIG$BIG\"", "a${BIG}b${BIG}"] {
-            let err = process_word(text, &vars, '\\').unwrap_err();
-            assert!(err.contains("longer than"), "{text}: {err}");
+            assert_eq!(process_word(text, &vars, '\\'), Err(WordError::TooLong), "{text}");
         }
-        assert!(expand_heredoc("$BIG $BIG", &vars, '\\').unwrap_err().contains("longer than"));
+        assert_eq!(expand_heredoc("$BIG $BIG", &vars, '\\'), Err(WordError::TooLong));
         let nested = |n: usize| format!("{}x{}", "${U:-".repeat(n), "}".repeat(n));
         assert_eq!(process_word(&nested(MAX_NESTING), &vars, '\\').unwrap(), "x");
-        let err = process_word(&nested(100_000), &vars, '\\').unwrap_err();
-        assert!(err.contains("nested deeper"), "{err}");
+        assert_eq!(process_word(&nested(100_000), &vars, '\\'), Err(WordError::TooDeep));
+    }
+
+    #[test]
+    fn errors_carry_buildkit_s_messages() {
+        let vars = |n: &str| (n == "SET").then(|| "v".to_string());
+        let cases = [
+            ("'open", "unexpected end of statement while looking for matching single-quote"),
+            ("\"open", "unexpected end of statement while looking for matching double-quote"),
+            ("${}", "bad substitution: missing variable name in ${}"),
+            ("${SET", "missing '}' in substitution"),
+            ("${SET/x}", "unsupported modifier (/) in substitution"),
+            ("${UNSET?}", "UNSET: parameter null or not set"),
+            ("${UNSET?needs a value}", "UNSET: needs a value"),
+        ];
+        for (text, message) in cases {
+            assert_eq!(process_word(text, &vars, '\\').unwrap_err().to_string(), message, "{text}");
+        }
     }
 
     #[test]
@@ -451,7 +503,7 @@ mod tests {
 /// Expands a here-document body the way BuildKit does for `COPY <<EOF`:
 /// `$V`/`${…}` are expanded and `\$` gives `$`; quotes and every other
 /// character stay as written.
-pub fn expand_heredoc(text: &str, vars: &dyn Vars, escape: char) -> Result<String, String> {
+pub fn expand_heredoc(text: &str, vars: &dyn Vars, escape: char) -> Result<String, WordError> {
     let mut s = Scanner::new(text, escape, vars);
     let mut out = String::new();
     while let Some(c) = s.next() {

@@ -2,6 +2,7 @@
 //! `auth`, `username`/`password` or `identitytoken`) and the
 //! `WWW-Authenticate` challenge parser for Basic and Bearer auth.
 
+use super::helpers::CredentialError;
 use base64::Engine;
 use std::collections::HashMap;
 
@@ -39,8 +40,8 @@ fn normalize_host(key: &str) -> String {
 
 impl Credentials {
     /// Parses a Docker `config.json`.
-    pub fn from_docker_config(json: &[u8]) -> Result<Self, String> {
-        let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("docker config.json: {e}"))?;
+    pub fn from_docker_config(json: &[u8]) -> Result<Self, CredentialError> {
+        let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| CredentialError::Config(e.to_string()))?;
         let mut creds = Self::default();
         if let Some(auths) = v.get("auths").and_then(|a| a.as_object()) {
             for (key, entry) in auths {
@@ -72,7 +73,7 @@ impl Credentials {
     }
 
     /// The credential for a registry host (blocking when a helper runs).
-    pub fn get(&self, registry: &str) -> Result<Option<Credential>, String> {
+    pub fn get(&self, registry: &str) -> Result<Option<Credential>, CredentialError> {
         if let Some(helper) = self.helper_for(registry) {
             let found = match &self.broker {
                 Some(b) => b.get(helper, &normalize_host(registry))?,
@@ -86,7 +87,7 @@ impl Credentials {
     }
 }
 
-fn parse_entry(entry: &serde_json::Value) -> Result<Option<Credential>, String> {
+fn parse_entry(entry: &serde_json::Value) -> Result<Option<Credential>, CredentialError> {
     let s = |k: &str| entry.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
     if let Some(token) = s("identitytoken") {
         return Ok(Some(Credential::IdentityToken(token)));
@@ -94,9 +95,10 @@ fn parse_entry(entry: &serde_json::Value) -> Result<Option<Credential>, String> 
     if let Some(auth) = s("auth") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
-            .map_err(|_| "docker config.json: an `auth` value is not base64".to_string())?;
-        let text = String::from_utf8(decoded).map_err(|_| "docker config.json: `auth` is not UTF-8".to_string())?;
-        let (u, p) = text.split_once(':').ok_or("docker config.json: `auth` must be base64(user:password)")?;
+            .map_err(|_| CredentialError::Config("an `auth` value is not base64".into()))?;
+        let text = String::from_utf8(decoded).map_err(|_| CredentialError::Config("`auth` is not UTF-8".into()))?;
+        let (u, p) =
+            text.split_once(':').ok_or(CredentialError::Config("`auth` must be base64(user:password)".into()))?;
         return Ok(Some(Credential::Basic { username: u.into(), password: p.into() }));
     }
     match (s("username"), s("password")) {
@@ -150,10 +152,12 @@ mod tests {
         let cfg = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"127.0.0.1:5001":{"username":"tester","password":"s3cret"},"ghcr.io":{"identitytoken":"tok"}}}"#;
         let c = Credentials::from_docker_config(cfg).unwrap();
         let basic = Credential::Basic { username: "user".into(), password: "pass".into() };
-        assert_eq!(c.get("docker.io"), Ok(Some(basic)));
+        assert_eq!(c.get("docker.io").unwrap(), Some(basic));
         assert!(matches!(c.get("127.0.0.1:5001"), Ok(Some(Credential::Basic { .. }))));
-        assert_eq!(c.get("ghcr.io"), Ok(Some(Credential::IdentityToken("tok".into()))));
-        assert_eq!(c.get("quay.io"), Ok(None));
+        assert_eq!(c.get("ghcr.io").unwrap(), Some(Credential::IdentityToken("tok".into())));
+        assert_eq!(c.get("quay.io").unwrap(), None);
+        let bad = Credentials::from_docker_config(br#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#);
+        assert!(matches!(bad, Err(CredentialError::Config(m)) if m.contains("user:password")));
         let h =
             Credentials::from_docker_config(br#"{"credHelpers":{"a.io":"ecr-login"},"credsStore":"pass"}"#).unwrap();
         assert_eq!((h.helper_for("a.io"), h.helper_for("b.io")), (Some("ecr-login"), Some("pass")));

@@ -32,11 +32,58 @@ struct Reply {
     error: Option<String>,
 }
 
+/// Why credentials could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The Docker `config.json` is malformed.
+    #[error("docker config.json: {0}")]
+    Config(String),
+    /// A helper name that is not `[A-Za-z0-9._-]+`.
+    #[error("invalid credential helper name {0:?}")]
+    HelperName(String),
+    /// The helper could not be run.
+    #[error("run {program}: {source}")]
+    Run {
+        /// `docker-credential-<name>`.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The helper failed.
+    #[error("{program} get {server} failed ({status}): {stderr}")]
+    HelperFailed {
+        /// `docker-credential-<name>`.
+        program: String,
+        /// The server asked about.
+        server: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// What it printed.
+        stderr: String,
+    },
+    /// The helper printed something other than its JSON.
+    #[error("{program}: bad output: {source}")]
+    HelperOutput {
+        /// `docker-credential-<name>`.
+        program: String,
+        /// Why it does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The supervisor's broker is gone or answered nonsense.
+    #[error("credential broker: {0}")]
+    Broker(String),
+    /// The supervisor ran the helper and it failed (its message).
+    #[error("{0}")]
+    Remote(String),
+}
+
 /// Runs a credential helper; `Ok(None)` when it has no credentials.
-pub fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, String> {
+pub fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, CredentialError> {
     let valid = !helper.is_empty() && helper.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if !valid {
-        return Err(format!("invalid credential helper name {helper:?}"));
+        return Err(CredentialError::HelperName(helper.to_string()));
     }
     let server = if registry == "docker.io" { "https://index.docker.io/v1/" } else { registry };
     let program = format!("docker-credential-{helper}");
@@ -46,18 +93,19 @@ pub fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, St
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("run {program}: {e}"))?;
+        .map_err(|source| CredentialError::Run { program: program.clone(), source })?;
     let _ = child.stdin.take().expect("piped").write_all(server.as_bytes());
-    let out = child.wait_with_output().map_err(|e| format!("run {program}: {e}"))?;
+    let out = child.wait_with_output().map_err(|source| CredentialError::Run { program: program.clone(), source })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         if stdout.contains("credentials not found") {
             return Ok(None);
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("{program} get {server} failed ({}): {}", out.status, stderr.trim()));
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(CredentialError::HelperFailed { program, server: server.to_string(), status: out.status, stderr });
     }
-    let v: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| format!("{program}: bad output: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).map_err(|source| CredentialError::HelperOutput { program, source })?;
     let user = v["Username"].as_str().unwrap_or("").to_string();
     let secret = v["Secret"].as_str().unwrap_or("").to_string();
     Ok(match (user.as_str(), secret.is_empty()) {
@@ -84,7 +132,7 @@ pub fn serve_broker(sock: UnixStream) {
                     Reply { username: Some("<token>".into()), secret: Some(t), error: None }
                 }
                 Ok(None) => Reply::default(),
-                Err(e) => Reply { error: Some(e), ..Default::default() },
+                Err(e) => Reply { error: Some(e.to_string()), ..Default::default() },
             },
             Err(e) => Reply { error: Some(format!("bad broker request: {e}")), ..Default::default() },
         };
@@ -113,7 +161,7 @@ impl BrokerClient {
     }
 
     /// Credentials from `helper` for `registry` (blocking).
-    pub fn get(&self, helper: &str, registry: &str) -> Result<Option<Credential>, String> {
+    pub fn get(&self, helper: &str, registry: &str) -> Result<Option<Credential>, CredentialError> {
         let key = (helper.to_string(), registry.to_string());
         if let Some((at, c)) = self.cache.lock().expect("cache lock").get(&key) {
             if at.elapsed() < CACHE_TTL {
@@ -124,13 +172,13 @@ impl BrokerClient {
             serde_json::to_vec(&Request { helper: helper.into(), registry: registry.into() }).expect("serializes");
         let mut conn = self.conn.lock().expect("broker lock");
         let (w, r) = &mut *conn;
-        let lost = |e: std::io::Error| format!("credential broker: {e}");
+        let lost = |e: std::io::Error| CredentialError::Broker(e.to_string());
         w.write_all(&req).and_then(|_| w.write_all(b"\n")).map_err(lost)?;
         let mut line = String::new();
         r.read_line(&mut line).map_err(lost)?;
-        let reply: Reply = serde_json::from_str(&line).map_err(|e| format!("credential broker: {e}"))?;
+        let reply: Reply = serde_json::from_str(&line).map_err(|e| CredentialError::Broker(e.to_string()))?;
         if let Some(e) = reply.error {
-            return Err(e);
+            return Err(CredentialError::Remote(e));
         }
         let cred = match (reply.username, reply.secret) {
             (Some(u), Some(s)) if u == "<token>" => Some(Credential::IdentityToken(s)),

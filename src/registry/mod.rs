@@ -11,6 +11,7 @@ mod reference;
 pub use crate::oci::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
 pub use auth::{Credential, Credentials};
 pub use client::{PushOutcome, RegistryClient, RegistryOptions, Resolved};
+pub use helpers::CredentialError;
 pub use reference::Reference;
 
 /// Registry failures, classified for the API's error mapping.

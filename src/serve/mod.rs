@@ -215,7 +215,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let handover: Handover =
         serde_json::from_slice(&raw).map_err(|e| anyhow::anyhow!("handover from supervisor: {e}"))?;
     let mut credentials = match &handover.docker_config {
-        Some(b) => Credentials::from_docker_config(b).map_err(anyhow::Error::msg)?,
+        Some(b) => Credentials::from_docker_config(b)?,
         None => Credentials::default(),
     };
     if let Some(fd) = std::env::var(BROKER_ENV).ok().and_then(|v| v.parse::<i32>().ok()) {

@@ -15,6 +15,17 @@ pub const MAX_LOWERED_BYTES: usize = 64 << 20;
 /// tiny strings count for what they really take.
 const PER_STRING: usize = 32;
 
+/// The allowance is spent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the Dockerfile expands to more than {max} bytes of steps and image configuration (variables copied into \
+     every step and label): make it smaller"
+)]
+pub struct BudgetSpent {
+    /// The allowance.
+    pub max: usize,
+}
+
 /// What is left of the lowering's allowance.
 #[derive(Debug)]
 pub struct Budget {
@@ -35,7 +46,7 @@ impl Budget {
     }
 
     /// Takes `bytes` from the budget, or says it is spent.
-    pub fn charge(&self, bytes: usize) -> Result<(), String> {
+    pub fn charge(&self, bytes: usize) -> Result<(), BudgetSpent> {
         match self.left.get().checked_sub(bytes) {
             Some(left) => {
                 self.left.set(left);
@@ -43,22 +54,18 @@ impl Budget {
             }
             None => {
                 self.left.set(0);
-                Err(format!(
-                    "the Dockerfile expands to more than {} bytes of steps and image configuration \
-                     (variables copied into every step and label): make it smaller",
-                    self.max
-                ))
+                Err(BudgetSpent { max: self.max })
             }
         }
     }
 
     /// Charges one string.
-    pub fn charge_str(&self, s: &str) -> Result<(), String> {
+    pub fn charge_str(&self, s: &str) -> Result<(), BudgetSpent> {
         self.charge(s.len() + PER_STRING)
     }
 
     /// Charges every string of a list.
-    pub fn charge_all<'a>(&self, items: impl IntoIterator<Item = &'a String>) -> Result<(), String> {
+    pub fn charge_all<'a>(&self, items: impl IntoIterator<Item = &'a String>) -> Result<(), BudgetSpent> {
         let total = items.into_iter().fold(0usize, |n, s| n.saturating_add(s.len() + PER_STRING));
         self.charge(total)
     }
@@ -74,7 +81,8 @@ mod tests {
         assert!(b.charge(60).is_ok());
         assert!(b.charge_str("x").is_ok(), "33 of the 40 left");
         let err = b.charge(8).unwrap_err();
-        assert!(err.contains("more than 100 bytes"), "{err}");
+        assert_eq!(err, BudgetSpent { max: 100 });
+        assert!(err.to_string().contains("more than 100 bytes"), "{err}");
         assert!(b.charge(0).is_ok() && b.charge(1).is_err());
         let list = vec!["ab".to_string(); 3];
         assert!(Budget::new(102).charge_all(&list).is_ok() && Budget::new(101).charge_all(&list).is_err());

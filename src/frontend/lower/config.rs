@@ -26,8 +26,8 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
     let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
     let word = |w: &str, st: &StageState| ctx.expand(w, st, instr);
     let words = |text: &str, st: &StageState| {
-        let out = process_words(text, &|n: &str| st.lookup(n), ctx.escape).map_err(err)?;
-        ctx.budget.charge_all(&out).map_err(err)?;
+        let out = process_words(text, &|n: &str| st.lookup(n), ctx.escape).map_err(|e| err(e.to_string()))?;
+        ctx.budget.charge_all(&out).map_err(|e| err(e.to_string()))?;
         Ok::<_, Diagnostic>(out)
     };
     let created_by = match &instr.kind {
@@ -53,14 +53,14 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         }
         Kind::Cmd(form) => {
             let c = command(form, &st.config);
-            ctx.budget.charge_all(&c).map_err(err)?;
+            ctx.budget.charge_all(&c).map_err(|e| err(e.to_string()))?;
             st.config.config.cmd = Some(c);
             st.cmd_set = true;
             format!("CMD {}", json!(st.config.config.cmd))
         }
         Kind::Entrypoint(form) => {
             let ep = command(form, &st.config);
-            ctx.budget.charge_all(&ep).map_err(err)?;
+            ctx.budget.charge_all(&ep).map_err(|e| err(e.to_string()))?;
             st.config.config.entrypoint = Some(ep.clone());
             if !st.cmd_set {
                 st.config.config.cmd = None;
@@ -112,7 +112,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             unreachable!("handled by the stage lowering")
         }
     };
-    ctx.budget.charge_str(&created_by).map_err(err)?;
+    ctx.budget.charge_str(&created_by).map_err(|e| err(e.to_string()))?;
     st.push_meta_entry(created_by);
     Ok(())
 }

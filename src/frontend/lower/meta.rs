@@ -38,8 +38,8 @@ pub fn global_args(
                 (None, Some(d)) => {
                     let lookup = |n: &str| vars.get(n).cloned();
                     let at = |e: String| Diagnostic::new(instr.line, 1, e, &instr.first);
-                    let value = process_word(d, &lookup, escape).map_err(at)?;
-                    budget.charge_str(&value).map_err(at)?;
+                    let value = process_word(d, &lookup, escape).map_err(|e| at(e.to_string()))?;
+                    budget.charge_str(&value).map_err(|e| at(e.to_string()))?;
                     Some(value)
                 }
                 (None, None) => None,

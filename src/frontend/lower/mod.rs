@@ -110,8 +110,8 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions, budget: &Budget) -> Result<
         let Kind::From { image, alias, platform } = &from.kind else { unreachable!("stage starts with FROM") };
         let lookup = |n: &str| meta_vars.get(n).cloned();
         let at_from = |e: String| Diagnostic::new(from.line, 1, e, &from.first);
-        let image = process_word(image, &lookup, df.escape).map_err(at_from)?;
-        budget.charge_str(&image).map_err(at_from)?;
+        let image = process_word(image, &lookup, df.escape).map_err(|e| at_from(e.to_string()))?;
+        budget.charge_str(&image).map_err(|e| at_from(e.to_string()))?;
         if image.is_empty() {
             return Err(Diagnostic::new(from.line, 1, "base name (FROM) should not be blank", &from.first));
         }
@@ -120,7 +120,7 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions, budget: &Budget) -> Result<
             (_, Some(p)) => stages[p].platform.clone(),
             (Some(p), None) => {
                 let diag = |e: String| Diagnostic::new(from.line, 1, e, &from.first);
-                let value = process_word(p, &lookup, df.escape).map_err(diag)?;
+                let value = process_word(p, &lookup, df.escape).map_err(|e| diag(e.to_string()))?;
                 Platform::parse(&value).map_err(|e| diag(format!("FROM --platform: {e}")))?
             }
             (None, None) => opts.platform.clone(),
@@ -203,8 +203,9 @@ fn resolve_copy_from(
             };
             let diag = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
             for raw in raws {
-                let value = process_word(raw, &|n: &str| meta.get(n).cloned(), escape).map_err(diag)?;
-                budget.charge_str(&value).map_err(diag)?;
+                let value =
+                    process_word(raw, &|n: &str| meta.get(n).cloned(), escape).map_err(|e| diag(e.to_string()))?;
+                budget.charge_str(&value).map_err(|e| diag(e.to_string()))?;
                 let r = copyfrom::classify(&value, i, &aliases).map_err(diag)?;
                 stage.copy_from.push((r, instr));
             }
@@ -234,7 +235,7 @@ fn onbuild_triggers(
     };
     let mut out = Vec::new();
     for t in triggers.unwrap_or_default() {
-        budget.charge(2 * t.len() + 256).map_err(|e| Diagnostic::new(s.from.line, 1, e, &s.from.first))?;
+        budget.charge(2 * t.len() + 256).map_err(|e| Diagnostic::new(s.from.line, 1, e.to_string(), &s.from.first))?;
         let line = super::lexer::LogicalLine {
             line: s.from.line,
             text: t.clone(),
@@ -307,7 +308,7 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
         let body: Vec<Instruction> = triggers.into_iter().chain(s.body.iter().cloned()).collect();
         let mut base = match s.parent {
             Some(p) => inherit(&mut built[p], &mut children[p], &budget)
-                .map_err(|e| Diagnostic::new(s.from.line, 1, e, &s.from.first))?,
+                .map_err(|e| Diagnostic::new(s.from.line, 1, e.to_string(), &s.from.first))?,
             None => {
                 let from = stage::FromImage { instr: s.from, image: &s.image, platform: &s.platform };
                 stage::StageState::from_image(&mut def, &from, body.len() + 1, &name, resolver, &budget)?
@@ -345,7 +346,7 @@ fn inherit(
     *children_left -= 1;
     let state = parent.as_ref().expect("parents are reachable and built first");
     if *children_left > 0 {
-        budget.charge(state.size())?;
+        budget.charge(state.size()).map_err(|e| e.to_string())?;
         return Ok(state.clone());
     }
     // Nothing reads the parent's state after its last child: its triggers

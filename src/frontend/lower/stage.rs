@@ -95,8 +95,8 @@ impl Ctx<'_> {
     /// Expands `w` with the stage's variables, charging the result.
     pub fn expand(&self, w: &str, st: &StageState, instr: &Instruction) -> Result<String, Diagnostic> {
         let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
-        let out = process_word(w, &|n: &str| st.lookup(n), self.escape).map_err(err)?;
-        self.budget.charge_str(&out).map_err(err)?;
+        let out = process_word(w, &|n: &str| st.lookup(n), self.escape).map_err(|e| err(e.to_string()))?;
+        self.budget.charge_str(&out).map_err(|e| err(e.to_string()))?;
         Ok(out)
     }
 }
@@ -134,7 +134,7 @@ impl StageState {
             let op = Op::Source(SourceOp { reference: resolved.reference.clone(), digest: resolved.digest.clone() });
             state.node = Some(def.push(op, vec![], Some(loc)));
             let charge = |e: String| Diagnostic::new(from.line, 1, e, &from.first);
-            budget.charge(config_size(&resolved.config)).map_err(charge)?;
+            budget.charge(config_size(&resolved.config)).map_err(|e| charge(e.to_string()))?;
             state.config = resolved.config.clone();
             state.history = std::mem::take(&mut state.config.history)
                 .into_iter()
@@ -268,11 +268,11 @@ pub fn lower_stage(
                     .iter()
                     .map(|(name, body, expand)| {
                         let content = if *expand {
-                            expand_heredoc(body, &|n: &str| st.lookup(n), ctx.escape).map_err(err)?
+                            expand_heredoc(body, &|n: &str| st.lookup(n), ctx.escape).map_err(|e| err(e.to_string()))?
                         } else {
                             body.clone()
                         };
-                        ctx.budget.charge_str(&content).map_err(err)?;
+                        ctx.budget.charge_str(&content).map_err(|e| err(e.to_string()))?;
                         Ok(InlineFile { name: name.clone(), content })
                     })
                     .collect::<Result<Vec<_>, Diagnostic>>()?;
@@ -376,12 +376,12 @@ fn lower_run(
         .filter(|(k, _)| st.env(k).is_none())
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect();
-    budget.charge_all(st.config.config.env.iter().flatten().chain(&arg_env).chain(&args))?;
+    budget.charge_all(st.config.config.env.iter().flatten().chain(&arg_env).chain(&args)).map_err(|e| e.to_string())?;
     let mut env = st.config.config.env.clone().unwrap_or_default();
     env.extend(arg_env.iter().cloned());
     let prefix = if arg_env.is_empty() { String::new() } else { format!("|{} {} ", arg_env.len(), arg_env.join(" ")) };
     let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
-    budget.charge_str(&created_by)?;
+    budget.charge_str(&created_by).map_err(|e| e.to_string())?;
     let user = st.config.config.user.clone().unwrap_or_default();
     let RunExtras { secrets, mounts, network, inputs } = extras;
     let platform = st.platform.clone();
