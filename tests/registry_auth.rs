@@ -100,3 +100,22 @@ fn credential_helpers_and_stores_run_outside_the_namespace() {
     assert!(std::fs::read_to_string(helper_calls).unwrap().lines().any(|l| l == auth_reg));
     assert!(std::fs::read_to_string(store_calls).unwrap().lines().any(|l| l == token_reg));
 }
+
+/// The HTTP client follows the rules the in-memory registry of the fast
+/// tier follows (`kiln::registry::conformance`), on the anonymous registry
+/// and through token auth.
+#[test]
+fn the_http_client_passes_the_registry_conformance_suite() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let anonymous = kiln::registry::RegistryClient::new(Default::default()).unwrap();
+    let base = format!("{}/{}", registry(), unique("conformance"));
+    runtime.block_on(kiln::registry::conformance::registry(&anonymous, &base, &unique("n")));
+
+    let (token_reg, user, pass) = (token_registry().0, auth_registry().1, auth_registry().2);
+    let config = docker_config_for(&token_reg, &user, &pass);
+    let credentials = kiln::registry::Credentials::from_docker_config(config.as_bytes()).unwrap();
+    let options = kiln::registry::RegistryOptions { credentials, ..Default::default() };
+    let authenticated = kiln::registry::RegistryClient::new(options).unwrap();
+    let base = format!("{token_reg}/{}", unique("kiln/conformance"));
+    runtime.block_on(kiln::registry::conformance::registry(&authenticated, &base, &unique("n")));
+}

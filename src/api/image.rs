@@ -136,7 +136,9 @@ impl SharedBuild<'_> {
         }
         self.announce(&reference, &b.platform);
         let registry = self.state.worker.registry();
-        let r = registry.resolve(&reference, &b.platform.spec(), self.state.worker.store()).await.map_err(|e| {
+        let spec = b.platform.spec();
+        let resolved = crate::registry::resolve(registry, &reference, &spec, self.state.worker.store());
+        let r = resolved.await.map_err(|e| {
             let hint = b.hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
             fail(ErrorKind::from(&e), at_line(format!("{}: {e}{hint}", b.image)))
         })?;

@@ -142,7 +142,7 @@ pub fn cgroup_check() -> Check {
 
 /// Whether `image`'s registry answers and `client`'s credentials may push
 /// there (a HEAD of a blob with push scope).
-pub async fn registry_check(client: &crate::registry::RegistryClient, image: &str) -> Check {
+pub async fn registry_check(client: &dyn crate::registry::Registry, image: &str) -> Check {
     let name = "registry";
     let target = match crate::registry::Reference::parse(image) {
         Ok(r) => r,

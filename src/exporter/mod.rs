@@ -9,7 +9,7 @@
 use crate::graph::{History, HistoryStep, ImageConfig, LayerRecord};
 use crate::oci::{Descriptor, ImageIndex, ImageManifest};
 use crate::platform::Platform;
-use crate::registry::{MediaType, PushOutcome, Reference, RegistryClient};
+use crate::registry::{MediaType, PushOutcome, Reference, Registry};
 use crate::timefmt::rfc3339;
 use futures_util::{StreamExt, TryStreamExt};
 use kiln_snapshotter::content::{write_blob, Store};
@@ -112,7 +112,7 @@ pub const PARALLEL_UPLOADS: usize = 4;
 /// points at a missing blob).
 pub async fn export(
     store: &dyn Store,
-    registry: &RegistryClient,
+    registry: &dyn Registry,
     input: &ExportInput<'_>,
     log: &(dyn Fn(String) + Sync),
 ) -> Result<Exported, ExportError> {
@@ -167,7 +167,7 @@ pub fn index(images: &[(Platform, Exported)]) -> Vec<u8> {
 /// and, when `push`, tags it in the registry; returns its digest.
 pub async fn export_index(
     store: &dyn Store,
-    registry: &RegistryClient,
+    registry: &dyn Registry,
     target: &Reference,
     images: &[(Platform, Exported)],
     push: bool,
@@ -187,7 +187,7 @@ pub async fn export_index(
 /// from another one); returns the bytes uploaded.
 async fn push_layer(
     store: &dyn Store,
-    registry: &RegistryClient,
+    registry: &dyn Registry,
     target: &Reference,
     layer: &LayerRecord,
     log: &(dyn Fn(String) + Sync),

@@ -105,11 +105,7 @@ fn the_manifest_bytes_are_pinned() {
 
 #[test]
 fn the_index_bytes_are_pinned_with_platforms_in_order() {
-    let exported = |m: &str| Exported {
-        manifest: Digest::of(m.as_bytes()),
-        manifest_size: 100,
-        pushed_bytes: 0,
-    };
+    let exported = |m: &str| Exported { manifest: Digest::of(m.as_bytes()), manifest_size: 100, pushed_bytes: 0 };
     let images = [
         (Platform::parse("linux/amd64").unwrap(), exported("a")),
         (Platform::parse("linux/arm/v7").unwrap(), exported("b")),

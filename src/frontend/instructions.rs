@@ -240,7 +240,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
             let mut copy = parse_copy(&keyword, args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
             if let Kind::Copy { from, sources, inline, add, exclude, parents, .. } = &mut copy {
                 if keyword == "ADD" {
-                    *add = Some(add_flags(&flags).map_err(|m| err(arg_col, m))?);
+                    *add = Some(add_flags(&flags).map_err(|m| err(arg_col, m.to_string()))?);
                 }
                 *from = flag("from");
                 *exclude = flags.iter().filter(|f| f.name == "exclude").filter_map(|f| f.value.clone()).collect();
@@ -342,7 +342,7 @@ fn parse_from(args: &str, platform: Option<String>, err: &ErrFn, col: usize) -> 
 }
 
 /// ADD's `--checksum`, `--unpack` and `--keep-git-dir`.
-fn add_flags(flags: &[Flag]) -> Result<AddFlags, String> {
+fn add_flags(flags: &[Flag]) -> Result<AddFlags, BadBoolFlag> {
     let mut out = AddFlags::default();
     for f in flags {
         match f.name.as_str() {
@@ -355,12 +355,22 @@ fn add_flags(flags: &[Flag]) -> Result<AddFlags, String> {
     Ok(out)
 }
 
+/// A boolean flag with another value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value for --{flag}: {value:?} (expected true or false)")]
+pub struct BadBoolFlag {
+    /// The flag.
+    flag: String,
+    /// Its value, lower-cased.
+    value: String,
+}
+
 /// `--flag`, `--flag=true` or `--flag=false`.
-fn bool_flag(f: &Flag) -> Result<bool, String> {
+fn bool_flag(f: &Flag) -> Result<bool, BadBoolFlag> {
     match f.value.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("true") | Some("1") => Ok(true),
         Some("false") | Some("0") => Ok(false),
-        Some(other) => Err(format!("invalid value for --{}: {other:?} (expected true or false)", f.name)),
+        Some(other) => Err(BadBoolFlag { flag: f.name.clone(), value: other.to_string() }),
     }
 }
 

@@ -33,15 +33,20 @@ pub struct CheckConfig {
     pub error: bool,
 }
 
+/// A `# check=` option kiln does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid check option {0:?}: expected skip=<rules> or error=<bool>")]
+pub struct BadCheckOption(String);
+
 impl CheckConfig {
     /// Parses `skip=A,B;error=true`; unknown keys are reported.
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, BadCheckOption> {
         let mut out = CheckConfig::default();
         for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             match part.split_once('=').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim())) {
                 Some((k, v)) if k == "skip" => out.skip = v.split(',').map(|r| r.trim().to_string()).collect(),
                 Some((k, v)) if k == "error" => out.error = v.eq_ignore_ascii_case("true"),
-                _ => return Err(format!("invalid check option {part:?}: expected skip=<rules> or error=<bool>")),
+                _ => return Err(BadCheckOption(part.to_string())),
             }
         }
         Ok(out)
@@ -54,7 +59,7 @@ impl CheckConfig {
 
 /// The configuration from the `# check=` directive, overridden by the
 /// `BUILDKIT_DOCKERFILE_CHECK` build arg.
-pub fn check_config(df: &Dockerfile, build_arg: Option<&str>) -> Result<CheckConfig, String> {
+pub fn check_config(df: &Dockerfile, build_arg: Option<&str>) -> Result<CheckConfig, BadCheckOption> {
     let directive = df.directives.iter().find(|(k, _)| k == "check").map(|(_, v)| v.as_str());
     match build_arg.or(directive) {
         Some(v) => CheckConfig::parse(v),
@@ -249,7 +254,7 @@ mod tests {
         assert_eq!(rules(text, &cfg), vec![("MaintainerDeprecated", 2)]);
         assert!(cfg.error);
         assert!(rules(text, &CheckConfig::parse("skip=all").unwrap()).is_empty());
-        assert!(CheckConfig::parse("bogus").is_err());
+        assert_eq!(CheckConfig::parse("bogus"), Err(BadCheckOption("bogus".into())));
     }
 
     #[test]

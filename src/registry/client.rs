@@ -1,12 +1,13 @@
 //! The HTTP side of the registry client.
 
 use super::auth::{parse_challenge, Challenge, Credential, Credentials};
+use super::seam::{check_manifest_digest, manifest_media_type, Registry};
 use super::{Error, Reference, Result};
-use crate::oci::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
-use crate::platform::Platform;
+use crate::oci::{Descriptor, ImageManifest, MediaType};
 use base64::Engine;
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use kiln_snapshotter::content::{read_blob, write_blob, Store};
+use kiln_snapshotter::content::Store;
 use kiln_snapshotter::Digest;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -166,8 +167,7 @@ impl RegistryClient {
         Ok(Self { http, opts, auth: Mutex::new(HashMap::new()), downloads: Default::default() })
     }
 
-    /// Where pulls of `r` go: its mirror, when one is configured.
-    pub fn pull_route(&self, r: &Reference) -> Reference {
+    fn route(&self, r: &Reference) -> Reference {
         match self.opts.mirrors.get(&r.registry) {
             Some(mirror) => Reference { registry: mirror.clone(), ..r.clone() },
             None => r.clone(),
@@ -306,75 +306,22 @@ impl RegistryClient {
         token.map(str::to_string).ok_or_else(|| Error::Protocol(format!("token service {realm} returned no token")))
     }
 
-    /// Resolves a tag or digest to the manifest for `platform`.
-    /// The config blob is read from `store` when present and kept there
-    /// after a download, so a rebuild fetches only the manifest.
-    pub async fn resolve(&self, r: &Reference, platform: &PlatformSpec, store: &dyn Store) -> Result<Resolved> {
-        let mirrored = self.pull_route(r);
-        let r = &mirrored;
-        let (digest, media_type, bytes) = self.get_manifest(r).await?;
-        let (digest, manifest) = match media_type.as_str() {
-            MediaType::OCI_INDEX | MediaType::DOCKER_LIST => {
-                let index: ImageIndex = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Protocol(format!("{r}: bad image index: {e}")))?;
-                let entry = pick_platform(&index, platform).ok_or_else(|| {
-                    Error::NotFound(format!("{r}: no image for platform {}/{}", platform.os, platform.architecture))
-                })?;
-                let (d, _, b) = self.get_manifest(&r.with_digest(&entry.digest)).await?;
-                (d, parse_manifest(r, &b)?)
-            }
-            _ => (digest, parse_manifest(r, &bytes)?),
-        };
-        let config = self.config_blob(r, &manifest.config, store).await?;
-        Ok(Resolved { digest, manifest, config })
-    }
-
-    async fn get_manifest(&self, r: &Reference) -> Result<(Digest, String, Vec<u8>)> {
+    async fn download_manifest(&self, r: &Reference) -> Result<(Digest, String, Vec<u8>)> {
         let url = self.url(r, &format!("manifests/{}", r.reference()));
         let resp = self.send(r, false, &|| Ok(self.http.get(&url).header(ACCEPT, MediaType::accept()))).await?;
         let resp = check(resp, &format!("pull {r}")).await?;
         let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let bytes = resp.bytes().await.map_err(unavailable(&format!("read manifest {r}")))?.to_vec();
         let digest = Digest::of(&bytes);
-        if let Some(want) = &r.digest {
-            if want != digest.as_str() {
-                return Err(Error::Protocol(format!("{r}: manifest digest mismatch (got {digest})")));
-            }
-        }
-        let field: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let media_type = field["mediaType"].as_str().map(str::to_string).unwrap_or(ct);
-        if field["schemaVersion"] == 1 {
-            return Err(Error::Protocol(format!("{r}: schema 1 manifests are not supported")));
-        }
+        check_manifest_digest(r, &digest)?;
+        let media_type = manifest_media_type(r, &bytes, ct)?;
         Ok((digest, media_type, bytes))
     }
 
-    async fn config_blob(&self, r: &Reference, desc: &Descriptor, store: &dyn Store) -> Result<Vec<u8>> {
-        let digest = Digest::parse(&desc.digest)?;
-        if store.info(&digest)?.is_some() {
-            return Ok(read_blob(store, &digest, crate::oci::MAX_MANIFEST_BYTES)?);
-        }
-        let bytes = self.get_small_blob(r, desc).await?;
-        write_blob(store, &bytes)?;
-        Ok(bytes)
-    }
-
-    async fn get_small_blob(&self, r: &Reference, desc: &Descriptor) -> Result<Vec<u8>> {
-        let url = self.url(r, &format!("blobs/{}", desc.digest));
-        let resp = self.send(r, false, &|| Ok(self.http.get(&url))).await?;
-        let resp = check(resp, &format!("fetch {} from {r}", desc.digest)).await?;
-        let bytes = resp.bytes().await.map_err(unavailable("read blob"))?.to_vec();
-        if Digest::of(&bytes).as_str() != desc.digest {
-            return Err(Error::Protocol(format!("{r}: blob {} failed digest verification", desc.digest)));
-        }
-        Ok(bytes)
-    }
-
-    /// Downloads a blob into `store` (verifying size and digest) unless it
-    /// is already there; concurrent calls for one blob download it once.
-    /// Returns the bytes downloaded.
-    pub async fn fetch_blob(&self, r: &Reference, desc: &Descriptor, store: &dyn Store) -> Result<u64> {
-        let mirrored = self.pull_route(r);
+    /// Downloads a blob into `store` unless it is already there;
+    /// concurrent calls for one blob download it once.
+    async fn download_blob(&self, r: &Reference, desc: &Descriptor, store: &dyn Store) -> Result<u64> {
+        let mirrored = self.route(r);
         let r = &mirrored;
         let digest = Digest::parse(&desc.digest)?;
         let _only_download = self.downloads.lock(digest.as_str()).await;
@@ -393,12 +340,16 @@ impl RegistryClient {
             })?;
         }
         let n = writer.written();
-        writer.commit(Some(desc.size), Some(&digest))?;
+        writer.commit(Some(desc.size), Some(&digest)).map_err(|e| match e {
+            kiln_snapshotter::Error::Mismatch(m) => {
+                Error::Protocol(format!("{r}: blob {digest} failed digest verification ({m})"))
+            }
+            other => Error::Storage(other),
+        })?;
         Ok(n)
     }
 
-    /// Whether the repository already has a blob.
-    pub async fn blob_exists(&self, r: &Reference, digest: &Digest) -> Result<bool> {
+    async fn head_blob(&self, r: &Reference, digest: &Digest) -> Result<bool> {
         let url = self.url(r, &format!("blobs/{digest}"));
         let resp = self.send(r, true, &|| Ok(self.http.head(&url))).await?;
         match resp.status() {
@@ -408,17 +359,15 @@ impl RegistryClient {
         }
     }
 
-    /// Pushes a blob from `store`: skipped when present, mounted from
-    /// `mount_from` when that repository on the same registry has it,
-    /// uploaded in one PUT otherwise.
-    pub async fn push_blob(
+    /// Uploads in one PUT unless present or mountable.
+    async fn upload_blob(
         &self,
         r: &Reference,
         digest: &Digest,
         store: &dyn Store,
         mount_from: Option<&Reference>,
     ) -> Result<PushOutcome> {
-        if self.blob_exists(r, digest).await? {
+        if self.head_blob(r, digest).await? {
             return Ok(PushOutcome::Existed);
         }
         let mut start = self.url(r, "blobs/uploads/");
@@ -460,8 +409,7 @@ impl RegistryClient {
         })
     }
 
-    /// Pushes manifest bytes under the reference's tag (or digest).
-    pub async fn put_manifest(&self, r: &Reference, bytes: &[u8], media_type: &str) -> Result<Digest> {
+    async fn send_manifest(&self, r: &Reference, bytes: &[u8], media_type: &str) -> Result<Digest> {
         let url = self.url(r, &format!("manifests/{}", r.reference()));
         let body = bytes.to_vec();
         let make = || Ok(self.http.put(&url).header(CONTENT_TYPE, media_type).body(body.clone()));
@@ -485,19 +433,46 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
     pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
 }
 
-fn parse_manifest(r: &Reference, bytes: &[u8]) -> Result<ImageManifest> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Protocol(format!("{r}: bad image manifest: {e}")))
-}
+impl Registry for RegistryClient {
+    fn pull_route(&self, r: &Reference) -> Reference {
+        self.route(r)
+    }
 
-/// The index entry for `want`: the same normalised platform, or (when no
-/// variant is asked for) the first entry of the same os and architecture.
-fn pick_platform<'a>(index: &'a ImageIndex, want: &PlatformSpec) -> Option<&'a Descriptor> {
-    let want = Platform::from_spec(want);
-    let entries = || index.manifests.iter().filter_map(|d| Some((d, Platform::from_spec(d.platform.as_ref()?))));
-    entries().find(|(_, p)| *p == want).map(|(d, _)| d).or_else(|| {
-        let loose = |p: &Platform| want.variant.is_none() && p.os == want.os && p.architecture == want.architecture;
-        entries().find(|(_, p)| loose(p)).map(|(d, _)| d)
-    })
+    fn get_manifest<'a>(&'a self, r: &'a Reference) -> BoxFuture<'a, Result<(Digest, String, Vec<u8>)>> {
+        Box::pin(self.download_manifest(r))
+    }
+
+    fn fetch_blob<'a>(
+        &'a self,
+        r: &'a Reference,
+        desc: &'a Descriptor,
+        store: &'a dyn Store,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(self.download_blob(r, desc, store))
+    }
+
+    fn blob_exists<'a>(&'a self, r: &'a Reference, digest: &'a Digest) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.head_blob(r, digest))
+    }
+
+    fn push_blob<'a>(
+        &'a self,
+        r: &'a Reference,
+        digest: &'a Digest,
+        store: &'a dyn Store,
+        mount_from: Option<&'a Reference>,
+    ) -> BoxFuture<'a, Result<PushOutcome>> {
+        Box::pin(self.upload_blob(r, digest, store, mount_from))
+    }
+
+    fn put_manifest<'a>(
+        &'a self,
+        r: &'a Reference,
+        bytes: &'a [u8],
+        media_type: &'a str,
+    ) -> BoxFuture<'a, Result<Digest>> {
+        Box::pin(self.send_manifest(r, bytes, media_type))
+    }
 }
 
 #[cfg(test)]

@@ -4,15 +4,20 @@
 
 mod auth;
 mod client;
+pub mod conformance;
 mod credential;
 pub mod helpers;
+#[cfg(test)]
+pub(crate) mod memory;
 mod reference;
+mod seam;
 
 pub use crate::oci::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
 pub use auth::{Credential, Credentials};
 pub use client::{PushOutcome, RegistryClient, RegistryOptions, Resolved};
 pub use helpers::CredentialError;
 pub use reference::Reference;
+pub use seam::{resolve, Registry};
 
 /// Registry failures, classified for the API's error mapping.
 #[derive(Debug, thiserror::Error)]

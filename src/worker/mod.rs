@@ -1,6 +1,6 @@
 //! The worker owns storage and execution: the content store, the
-//! snapshots, the cache index, the registry client and the step runner,
-//! each held through its trait, and the upkeep around them (push
+//! snapshots, the registry and the step runner, each held through its
+//! trait, the cache index, and the upkeep around them (push
 //! bookkeeping, local tags, garbage collection, store checks, the registry
 //! cache export). The solver schedules steps and computes their keys; it
 //! reaches storage and execution only through a worker, as BuildKit's
@@ -27,6 +27,7 @@ pub use error::WorkerError;
 pub use gc::{GcReport, METADATA_BLOB};
 pub use layers::{Fetched, Uncommitted};
 
+use crate::registry::Registry;
 use kiln_snapshotter::content::Store;
 use kiln_snapshotter::diff::DiffOptions;
 use kiln_snapshotter::snapshots::Snapshotter;
@@ -57,7 +58,7 @@ pub struct Backends {
     /// What runs RUN steps and file ops.
     pub runner: Arc<dyn StepRunner>,
     /// Pulls and pushes.
-    pub registry: Arc<crate::registry::RegistryClient>,
+    pub registry: Arc<dyn Registry>,
 }
 
 /// One cache entry as `kiln cache ls` shows it.
@@ -80,7 +81,7 @@ pub struct Worker {
     store: Arc<dyn Store>,
     snapshots: Arc<dyn Snapshotter>,
     runner: Arc<dyn StepRunner>,
-    registry: Arc<crate::registry::RegistryClient>,
+    registry: Arc<dyn Registry>,
     cache: CacheIndex,
     cfg: WorkerConfig,
     maintenance: maintenance::Maintenance,
@@ -94,7 +95,7 @@ impl Worker {
     pub fn open(
         cfg: WorkerConfig,
         runner: Arc<dyn StepRunner>,
-        registry: Arc<crate::registry::RegistryClient>,
+        registry: Arc<dyn Registry>,
     ) -> Result<Self, WorkerError> {
         let store = ContentStore::at(cfg.data_dir.join("content"))?;
         store.clean_ingest()?;
@@ -140,8 +141,8 @@ impl Worker {
     }
 
     /// The registry client.
-    pub fn registry(&self) -> &crate::registry::RegistryClient {
-        &self.registry
+    pub fn registry(&self) -> &dyn Registry {
+        self.registry.as_ref()
     }
 
     /// The cache index.

@@ -66,7 +66,7 @@ impl RegistryCache {
     /// Loads the cache at `reference` (an absent cache is an empty one).
     pub async fn load(worker: &Worker, reference: Reference) -> Result<Self, WorkerError> {
         let platform = PlatformSpec { os: "linux".into(), architecture: String::new(), variant: None };
-        let map = match worker.registry().resolve(&reference, &platform, worker.store()).await {
+        let map = match crate::registry::resolve(worker.registry(), &reference, &platform, worker.store()).await {
             Ok(r) => serde_json::from_slice(&r.config)
                 .map_err(|e| WorkerError::BadLayer(format!("{reference}: bad cache config: {e}")))?,
             Err(crate::registry::Error::NotFound(_)) => CacheMap::default(),

@@ -1,11 +1,13 @@
 //! The HTTP API in process: `app(state).oneshot(request)` against a server
-//! state whose storage lives in a temporary directory — no listener, no
-//! registry, no root, no helper process: RUN steps go to a fake runner
-//! that writes into the step's upper directory. `FROM scratch` builds with
-//! `skipPush` run to the end (layers diffed, committed, cached, exported);
-//! everything else stops where the contract says it must.
+//! state whose blobs live in an in-memory content store and snapshots in a
+//! temporary directory, pulling from and pushing to an in-memory registry
+//! — no listener, no registry process, no root, no helper process: RUN
+//! steps go to a fake runner that writes into the step's upper directory.
+//! Builds run to the end (base layers pulled and unpacked, steps diffed,
+//! committed, cached, exported and pushed).
 
 mod build;
+mod registry;
 mod solve;
 mod surface;
 
@@ -15,7 +17,7 @@ use super::limit::Limiter;
 use super::upload::UploadGate;
 use super::{app, metrics_app, AppState, ServeConfig};
 use crate::egress::{policy::EgressPolicy, NetworkConfig, StepNetworks};
-use crate::registry::{RegistryClient, RegistryOptions};
+use crate::registry::memory::MemoryRegistry;
 use crate::solver::{Solver, SolverConfig};
 use crate::wire::{sign, CONFIG_ENTRY};
 use crate::worker::fake_runner::ScriptRunner;
@@ -40,6 +42,8 @@ pub(super) struct Fixture {
     audit_file: PathBuf,
     /// The fake step runner the solver uses.
     pub(super) runner: Arc<ScriptRunner>,
+    /// The in-memory registry the worker pulls from and pushes to.
+    pub(super) registry: Arc<MemoryRegistry>,
 }
 
 fn config(data_dir: PathBuf) -> ServeConfig {
@@ -62,6 +66,16 @@ fn config(data_dir: PathBuf) -> ServeConfig {
 }
 
 pub(super) fn fixture_with(max_inflight: usize, tweak: impl FnOnce(&mut ServeConfig)) -> Fixture {
+    fixture_on(Arc::new(MemoryRegistry::default()), max_inflight, tweak)
+}
+
+/// A fixture whose worker talks to `registry` (several fixtures on one
+/// registry are replicas sharing it).
+pub(super) fn fixture_on(
+    registry: Arc<MemoryRegistry>,
+    max_inflight: usize,
+    tweak: impl FnOnce(&mut ServeConfig),
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     std::fs::create_dir(&data_dir).unwrap();
@@ -72,13 +86,12 @@ pub(super) fn fixture_with(max_inflight: usize, tweak: impl FnOnce(&mut ServeCon
         spare: 0,
     };
     let runner = Arc::new(ScriptRunner::default());
-    let registry = Arc::new(RegistryClient::new(RegistryOptions::default()).unwrap());
     let snapshots = kiln_snapshotter::Snapshots::open(data_dir.join("snapshots")).unwrap();
     let backends = Backends {
         store: Arc::new(MemoryStore::default()),
         snapshots: Arc::new(snapshots),
         runner: runner.clone(),
-        registry,
+        registry: registry.clone(),
     };
     let worker_cfg = WorkerConfig { data_dir: data_dir.clone(), diff: Default::default(), cache_budget: None };
     let worker = Arc::new(Worker::with(worker_cfg, backends).unwrap());
@@ -105,7 +118,7 @@ pub(super) fn fixture_with(max_inflight: usize, tweak: impl FnOnce(&mut ServeCon
         audit: Arc::new(AuditSink::File(std::sync::Mutex::new(audit), audit_file.clone())),
         startup_checks: Arc::new(Vec::new()),
     };
-    Fixture { _dir: dir, state, audit_file, runner }
+    Fixture { _dir: dir, state, audit_file, runner, registry }
 }
 
 pub(super) fn fixture() -> Fixture {

@@ -70,7 +70,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         Kind::Expose(text) => {
             let ports = words(text, st)?;
             for p in &ports {
-                let key = normalize_port(p).map_err(err)?;
+                let key = normalize_port(p).map_err(|e| err(e.to_string()))?;
                 st.config.config.exposed_ports.get_or_insert_with(Default::default).insert(key, json!({}));
             }
             format!("EXPOSE {}", ports.join(" "))
@@ -87,7 +87,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         }
         Kind::StopSignal(s) => {
             let s = word(s, st)?;
-            validate_signal(&s).map_err(err)?;
+            validate_signal(&s).map_err(|e| err(e.to_string()))?;
             st.config.config.stop_signal = Some(s.clone());
             format!("STOPSIGNAL {s}")
         }
@@ -104,7 +104,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             format!("ONBUILD {t}")
         }
         Kind::Healthcheck { flags, cmd } => {
-            let hc = healthcheck(flags, cmd.as_ref()).map_err(err)?;
+            let hc = healthcheck(flags, cmd.as_ref()).map_err(|e| err(e.to_string()))?;
             st.config.config.healthcheck = Some(hc);
             instr.text.clone()
         }
@@ -127,7 +127,29 @@ impl StageState {
     }
 }
 
-fn normalize_port(p: &str) -> Result<String, String> {
+/// An image-config instruction's value BuildKit refuses (its messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `EXPOSE` of something that is not `port[-port][/tcp|udp|sctp]`.
+    #[error("invalid containerPort: {0}")]
+    Port(String),
+    /// `STOPSIGNAL` of an unknown signal.
+    #[error("invalid signal: {0}")]
+    Signal(String),
+    /// `HEALTHCHECK --retries` that is not a number.
+    #[error("invalid --retries value {0:?}")]
+    Retries(String),
+    /// A `HEALTHCHECK` duration flag that is not a Go duration.
+    #[error("invalid --{flag} duration {value:?}")]
+    Duration {
+        /// The flag.
+        flag: String,
+        /// Its value.
+        value: String,
+    },
+}
+
+fn normalize_port(p: &str) -> Result<String, ConfigError> {
     let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
     let proto = proto.to_ascii_lowercase();
     let ok_port = |s: &str| s.parse::<u16>().is_ok();
@@ -136,12 +158,12 @@ fn normalize_port(p: &str) -> Result<String, String> {
         None => ok_port(port),
     };
     if !valid || !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
-        return Err(format!("invalid containerPort: {p}"));
+        return Err(ConfigError::Port(p.to_string()));
     }
     Ok(format!("{port}/{proto}"))
 }
 
-fn validate_signal(s: &str) -> Result<(), String> {
+fn validate_signal(s: &str) -> Result<(), ConfigError> {
     if s.parse::<u32>().is_ok_and(|n| (1..=64).contains(&n)) {
         return Ok(());
     }
@@ -154,11 +176,11 @@ fn validate_signal(s: &str) -> Result<(), String> {
     if known.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX") {
         Ok(())
     } else {
-        Err(format!("invalid signal: {s}"))
+        Err(ConfigError::Signal(s.to_string()))
     }
 }
 
-fn healthcheck(flags: &[(String, String)], cmd: Option<&CommandForm>) -> Result<HealthConfig, String> {
+fn healthcheck(flags: &[(String, String)], cmd: Option<&CommandForm>) -> Result<HealthConfig, ConfigError> {
     let Some(cmd) = cmd else {
         return Ok(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() });
     };
@@ -169,9 +191,10 @@ fn healthcheck(flags: &[(String, String)], cmd: Option<&CommandForm>) -> Result<
     let mut hc = HealthConfig { test: Some(test), ..Default::default() };
     for (name, value) in flags {
         match name.as_str() {
-            "retries" => hc.retries = Some(value.parse().map_err(|_| format!("invalid --retries value {value:?}"))?),
+            "retries" => hc.retries = Some(value.parse().map_err(|_| ConfigError::Retries(value.clone()))?),
             _ => {
-                let ns = parse_duration(value).ok_or_else(|| format!("invalid --{name} duration {value:?}"))?;
+                let bad = || ConfigError::Duration { flag: name.clone(), value: value.clone() };
+                let ns = parse_duration(value).ok_or_else(bad)?;
                 let slot = match name.as_str() {
                     "interval" => &mut hc.interval,
                     "timeout" => &mut hc.timeout,

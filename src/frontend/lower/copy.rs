@@ -36,7 +36,7 @@ pub fn copy_actions(
     def: &mut Definition,
     c: ExpandedCopy,
     loc: &SourceLoc,
-) -> Result<(Vec<FileAction>, Vec<NodeId>), String> {
+) -> Result<(Vec<FileAction>, Vec<NodeId>), CopyError> {
     let remote: Vec<Option<RemoteSource>> =
         c.sources.iter().map(|s| if c.from_node.is_some() { None } else { classify(s) }).collect();
     check_remote(&c, &remote)?;
@@ -80,21 +80,44 @@ pub fn copy_actions(
     Ok((actions, inputs))
 }
 
+/// A COPY or ADD BuildKit refuses (its messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyError {
+    /// `COPY https://…`.
+    #[error("source can't be a URL for COPY")]
+    UrlForCopy,
+    /// `COPY git@…`.
+    #[error("source can't be a git ref for COPY")]
+    GitForCopy,
+    /// `ADD --checksum` with several sources.
+    #[error("checksum can't be specified for multiple sources")]
+    ChecksumForMany,
+    /// `ADD --checksum` of a local file.
+    #[error("checksum requires HTTP(S) or Git sources")]
+    ChecksumForLocal,
+    /// A download's checksum that is not `sha256:<hex>`.
+    #[error("invalid --checksum {0:?}: kiln verifies downloads by sha256, written sha256:<64 hex digits>")]
+    HttpChecksum(String),
+    /// A Git checksum that is not a commit id.
+    #[error("invalid --checksum {0:?} for a Git source: expected a commit id in hex")]
+    GitChecksum(String),
+}
+
 /// BuildKit's rules for remote sources and `--checksum`.
-fn check_remote(c: &ExpandedCopy, remote: &[Option<RemoteSource>]) -> Result<(), String> {
+fn check_remote(c: &ExpandedCopy, remote: &[Option<RemoteSource>]) -> Result<(), CopyError> {
     if c.add.is_none() {
         return match remote.iter().flatten().next() {
-            Some(RemoteSource::Http { .. }) => Err("source can't be a URL for COPY".into()),
-            Some(RemoteSource::Git { .. }) => Err("source can't be a git ref for COPY".into()),
+            Some(RemoteSource::Http { .. }) => Err(CopyError::UrlForCopy),
+            Some(RemoteSource::Git { .. }) => Err(CopyError::GitForCopy),
             None => Ok(()),
         };
     }
     if c.add.as_ref().is_some_and(|a| a.checksum.is_some()) {
         if c.sources.len() != 1 {
-            return Err("checksum can't be specified for multiple sources".into());
+            return Err(CopyError::ChecksumForMany);
         }
         if remote[0].is_none() {
-            return Err("checksum requires HTTP(S) or Git sources".into());
+            return Err(CopyError::ChecksumForLocal);
         }
     }
     Ok(())
@@ -102,7 +125,7 @@ fn check_remote(c: &ExpandedCopy, remote: &[Option<RemoteSource>]) -> Result<(),
 
 /// The source node for one remote source, the path to copy from it, and
 /// whether that copy unpacks archives (downloads only with `--unpack`).
-fn remote_op(r: RemoteSource, add: &AddFlags) -> Result<(Op, String, bool), String> {
+fn remote_op(r: RemoteSource, add: &AddFlags) -> Result<(Op, String, bool), CopyError> {
     Ok(match r {
         RemoteSource::Http { url, filename } => {
             let checksum = add.checksum.as_deref().map(parse_http_checksum).transpose()?;
@@ -116,16 +139,14 @@ fn remote_op(r: RemoteSource, add: &AddFlags) -> Result<(Op, String, bool), Stri
     })
 }
 
-fn parse_http_checksum(s: &str) -> Result<Digest, String> {
-    Digest::parse(s).map_err(|_| {
-        format!("invalid --checksum {s:?}: kiln verifies downloads by sha256, written sha256:<64 hex digits>")
-    })
+fn parse_http_checksum(s: &str) -> Result<Digest, CopyError> {
+    Digest::parse(s).map_err(|_| CopyError::HttpChecksum(s.to_string()))
 }
 
-fn parse_git_checksum(s: &str) -> Result<String, String> {
+fn parse_git_checksum(s: &str) -> Result<String, CopyError> {
     let ok = (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
     if !ok {
-        return Err(format!("invalid --checksum {s:?} for a Git source: expected a commit id in hex"));
+        return Err(CopyError::GitChecksum(s.to_string()));
     }
     Ok(s.to_ascii_lowercase())
 }

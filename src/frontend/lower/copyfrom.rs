@@ -46,10 +46,30 @@ impl StageNames {
     }
 }
 
+/// A `--from` that names no usable stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FromError {
+    /// `--from=`.
+    #[error("COPY --from needs a stage name, index or image")]
+    Empty,
+    /// A stage at or after the current one (BuildKit's message).
+    #[error("cannot copy from stage \"{0}\", it needs to be defined before current stage")]
+    NotBefore(String),
+    /// An index past the last stage.
+    #[error("COPY --from={0}: there is no stage with that index")]
+    NoSuchIndex(String),
+    /// A stage the lowering did not build (a kiln bug if it happens).
+    #[error("stage {0:?} was not built")]
+    NotBuilt(String),
+    /// An image the base resolution did not resolve.
+    #[error("image {0} for COPY --from was not resolved")]
+    NotResolved(String),
+}
+
 /// Classifies `value` for the stage at `current`.
-pub fn classify(value: &str, current: usize, stages: &StageNames) -> Result<FromRef, String> {
+pub fn classify(value: &str, current: usize, stages: &StageNames) -> Result<FromRef, FromError> {
     if value.is_empty() {
-        return Err("COPY --from needs a stage name, index or image".into());
+        return Err(FromError::Empty);
     }
     let target = match value.parse::<usize>() {
         Ok(n) => Some(n),
@@ -57,10 +77,8 @@ pub fn classify(value: &str, current: usize, stages: &StageNames) -> Result<From
     };
     match target {
         Some(j) if j < current => Ok(FromRef::Stage(j)),
-        Some(j) if j < stages.len() => {
-            Err(format!("cannot copy from stage \"{value}\", it needs to be defined before current stage"))
-        }
-        Some(_) => Err(format!("COPY --from={value}: there is no stage with that index")),
+        Some(j) if j < stages.len() => Err(FromError::NotBefore(value.to_string())),
+        Some(_) => Err(FromError::NoSuchIndex(value.to_string())),
         None => Ok(FromRef::Image(value.to_string())),
     }
 }
@@ -89,8 +107,8 @@ mod tests {
         let aliases = StageNames::new(vec![Some("build".to_string()), None, Some("ship".to_string())]);
         assert_eq!(classify("Build", 2, &aliases), Ok(FromRef::Stage(0)));
         assert_eq!(classify("1", 2, &aliases), Ok(FromRef::Stage(1)));
-        assert!(classify("ship", 1, &aliases).unwrap_err().contains("needs to be defined before"));
-        assert!(classify("7", 2, &aliases).is_err());
+        assert_eq!(classify("ship", 1, &aliases), Err(FromError::NotBefore("ship".into())));
+        assert_eq!(classify("7", 2, &aliases), Err(FromError::NoSuchIndex("7".into())));
         assert_eq!(
             classify("ghcr.io/openfaas/of-watchdog:0.10.7", 2, &aliases),
             Ok(FromRef::Image("ghcr.io/openfaas/of-watchdog:0.10.7".into()))

@@ -8,8 +8,8 @@ mod copyfrom;
 mod meta;
 mod stage;
 
-use budget::Budget;
 pub use budget::MAX_LOWERED_BYTES;
+use budget::{Budget, BudgetSpent};
 
 use super::diag::Diagnostic;
 use super::instructions::{Instruction, Kind};
@@ -206,7 +206,7 @@ fn resolve_copy_from(
                 let value =
                     process_word(raw, &|n: &str| meta.get(n).cloned(), escape).map_err(|e| diag(e.to_string()))?;
                 budget.charge_str(&value).map_err(|e| diag(e.to_string()))?;
-                let r = copyfrom::classify(&value, i, &aliases).map_err(diag)?;
+                let r = copyfrom::classify(&value, i, &aliases).map_err(|e| diag(e.to_string()))?;
                 stage.copy_from.push((r, instr));
             }
         }
@@ -342,11 +342,11 @@ fn inherit(
     parent: &mut Option<stage::StageState>,
     children_left: &mut usize,
     budget: &Budget,
-) -> Result<stage::StageState, String> {
+) -> Result<stage::StageState, BudgetSpent> {
     *children_left -= 1;
     let state = parent.as_ref().expect("parents are reachable and built first");
     if *children_left > 0 {
-        budget.charge(state.size()).map_err(|e| e.to_string())?;
+        budget.charge(state.size())?;
         return Ok(state.clone());
     }
     // Nothing reads the parent's state after its last child: its triggers

@@ -12,8 +12,55 @@ pub enum ParsedMount {
     Other(RunMount, Option<String>),
 }
 
+/// A `--mount` value kiln cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountError {
+    /// A cache, bind or tmpfs mount without a target.
+    #[error("RUN --mount=type={0} needs a target")]
+    NoTarget(&'static str),
+    /// `type=ssh`.
+    #[error(
+        "RUN --mount=type=ssh is not supported: kiln forwards no SSH agent; pass a deploy key or token as a build \
+         secret (--mount=type=secret) instead"
+    )]
+    Ssh,
+    /// A type BuildKit does not have.
+    #[error("unknown RUN --mount type {0:?}: expected bind, cache, tmpfs, secret or ssh")]
+    UnknownType(String),
+    /// An option the type does not take.
+    #[error("unknown --mount option {key:?} for type={kind}")]
+    UnknownOption {
+        /// The option.
+        key: String,
+        /// The mount type.
+        kind: &'static str,
+    },
+    /// A value that does not parse (a boolean, a number, a sharing mode).
+    #[error("invalid --mount {key}={value}{expected}")]
+    BadValue {
+        /// The option.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What was expected (`: expected …`, or nothing).
+        expected: &'static str,
+    },
+    /// `type=tmpfs,size=` that is not a size.
+    #[error(transparent)]
+    Size(#[from] crate::units::SizeError),
+    /// A cache seeded from a stage.
+    #[error(
+        "RUN --mount=type=cache,from=… (seeding a cache from a stage) is not supported by kiln; copy the files into \
+         the cache in the step instead"
+    )]
+    CacheFrom,
+    /// A secret with neither id nor target.
+    #[error("RUN --mount=type=secret needs an id (or a target to derive it from)")]
+    SecretWithoutId,
+}
+
 /// Parses one `--mount` value; `workdir` anchors relative targets.
-pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, String> {
+pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, MountError> {
     let fields: Vec<(String, String)> = spec
         .split(',')
         .filter(|f| !f.is_empty())
@@ -27,58 +74,67 @@ pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, String> {
     let target = get(&["target", "dst", "destination"]).map(|t| super::join_path(workdir, &t));
     match kind.as_str() {
         "secret" => secret(&fields, target),
-        "cache" => cache(&fields, target.ok_or("RUN --mount=type=cache needs a target")?).map(|m| ParsedMount::Other(m, None)),
+        "cache" => cache(&fields, target.ok_or(MountError::NoTarget("cache"))?).map(|m| ParsedMount::Other(m, None)),
         "bind" => {
-            let target = target.ok_or("RUN --mount=type=bind needs a target")?;
-            check_keys(&fields, "bind", &["type", "target", "dst", "destination", "source", "src", "from", "rw", "readwrite", "ro", "readonly"])?;
-            let readwrite = flag(&fields, &["rw", "readwrite"])?.unwrap_or(false) && !flag(&fields, &["ro", "readonly"])?.unwrap_or(false);
+            let target = target.ok_or(MountError::NoTarget("bind"))?;
+            check_keys(
+                &fields,
+                "bind",
+                &["type", "target", "dst", "destination", "source", "src", "from", "rw", "readwrite", "ro", "readonly"],
+            )?;
+            let readwrite = flag(&fields, &["rw", "readwrite"])?.unwrap_or(false)
+                && !flag(&fields, &["ro", "readonly"])?.unwrap_or(false);
             let source = get(&["source", "src"]).unwrap_or_else(|| "/".into());
             Ok(ParsedMount::Other(RunMount::Bind { target, source, from_input: None, readwrite }, get(&["from"])))
         }
         "tmpfs" => {
-            let target = target.ok_or("RUN --mount=type=tmpfs needs a target")?;
+            let target = target.ok_or(MountError::NoTarget("tmpfs"))?;
             check_keys(&fields, "tmpfs", &["type", "target", "dst", "destination", "size"])?;
-            let size = get(&["size"]).map(|s| crate::units::parse_size(&s)).transpose().map_err(|e| e.to_string())?;
+            let size = get(&["size"]).map(|s| crate::units::parse_size(&s)).transpose()?;
             Ok(ParsedMount::Other(RunMount::Tmpfs { target, size }, None))
         }
-        "ssh" => Err("RUN --mount=type=ssh is not supported: kiln forwards no SSH agent; pass a deploy key or token as a build secret (--mount=type=secret) instead".into()),
-        other => Err(format!("unknown RUN --mount type {other:?}: expected bind, cache, tmpfs, secret or ssh")),
+        "ssh" => Err(MountError::Ssh),
+        other => Err(MountError::UnknownType(other.to_string())),
     }
 }
 
-fn check_keys(fields: &[(String, String)], kind: &str, allowed: &[&str]) -> Result<(), String> {
+fn check_keys(fields: &[(String, String)], kind: &'static str, allowed: &[&str]) -> Result<(), MountError> {
     match fields.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((k, _)) => Err(format!("unknown --mount option {k:?} for type={kind}")),
+        Some((k, _)) => Err(MountError::UnknownOption { key: k.clone(), kind }),
         None => Ok(()),
     }
 }
 
 /// A boolean option (`rw`, `rw=true`, `rw=false`), last one wins.
-fn flag(fields: &[(String, String)], names: &[&str]) -> Result<Option<bool>, String> {
+fn flag(fields: &[(String, String)], names: &[&str]) -> Result<Option<bool>, MountError> {
     match fields.iter().rev().find(|(k, _)| names.contains(&k.as_str())) {
         None => Ok(None),
-        Some((k, v)) => v.parse().map(Some).map_err(|_| format!("invalid --mount {k}={v}: expected true or false")),
+        Some((k, v)) => v.parse().map(Some).map_err(|_| bad_value(k, v, ": expected true or false")),
     }
 }
 
-fn number(fields: &[(String, String)], key: &str, radix: u32, default: u32) -> Result<u32, String> {
+fn bad_value(key: &str, value: &str, expected: &'static str) -> MountError {
+    MountError::BadValue { key: key.to_string(), value: value.to_string(), expected }
+}
+
+fn number(fields: &[(String, String)], key: &str, radix: u32, default: u32) -> Result<u32, MountError> {
     match fields.iter().rev().find(|(k, _)| k == key) {
         None => Ok(default),
-        Some((_, v)) => u32::from_str_radix(v, radix).map_err(|_| format!("invalid --mount {key}={v}")),
+        Some((_, v)) => u32::from_str_radix(v, radix).map_err(|_| bad_value(key, v, "")),
     }
 }
 
-fn cache(fields: &[(String, String)], target: String) -> Result<RunMount, String> {
+fn cache(fields: &[(String, String)], target: String) -> Result<RunMount, MountError> {
     let allowed = ["type", "target", "dst", "destination", "id", "sharing", "uid", "gid", "mode", "ro", "readonly"];
     if fields.iter().any(|(k, _)| k == "from" || k == "source" || k == "src") {
-        return Err("RUN --mount=type=cache,from=… (seeding a cache from a stage) is not supported by kiln; copy the files into the cache in the step instead".into());
+        return Err(MountError::CacheFrom);
     }
     check_keys(fields, "cache", &allowed)?;
     let sharing = match fields.iter().rev().find(|(k, _)| k == "sharing").map(|(_, v)| v.as_str()) {
         None | Some("shared") => CacheSharing::Shared,
         Some("private") => CacheSharing::Private,
         Some("locked") => CacheSharing::Locked,
-        Some(other) => return Err(format!("invalid --mount sharing={other}: expected shared, private or locked")),
+        Some(other) => return Err(bad_value("sharing", other, ": expected shared, private or locked")),
     };
     let id = fields.iter().rev().find(|(k, _)| k == "id").map(|(_, v)| v.clone()).unwrap_or_else(|| target.clone());
     Ok(RunMount::Cache {
@@ -92,7 +148,7 @@ fn cache(fields: &[(String, String)], target: String) -> Result<RunMount, String
     })
 }
 
-fn secret(fields: &[(String, String)], target: Option<String>) -> Result<ParsedMount, String> {
+fn secret(fields: &[(String, String)], target: Option<String>) -> Result<ParsedMount, MountError> {
     check_keys(
         fields,
         "secret",
@@ -111,7 +167,7 @@ fn secret(fields: &[(String, String)], target: Option<String>) -> Result<ParsedM
     if m.id.is_empty() {
         let from_target = m.target.as_deref().and_then(|t| t.rsplit('/').next()).unwrap_or("");
         if from_target.is_empty() {
-            return Err("RUN --mount=type=secret needs an id (or a target to derive it from)".into());
+            return Err(MountError::SecretWithoutId);
         }
         m.id = from_target.to_string();
     }
@@ -158,10 +214,13 @@ mod tests {
 
     #[test]
     fn clear_errors() {
-        assert!(parse("type=ssh", "/").unwrap_err().contains("not supported"));
-        assert!(parse("type=cache", "/").unwrap_err().contains("needs a target"));
-        assert!(parse("type=cache,target=/c,sharing=wide", "/").unwrap_err().contains("sharing"));
-        assert!(parse("type=bind,target=/c,colour=red", "/").unwrap_err().contains("\"colour\""));
-        assert!(parse("type=volume,target=/c", "/").unwrap_err().contains("unknown RUN --mount type"));
+        assert_eq!(parse("type=ssh", "/"), Err(MountError::Ssh));
+        assert_eq!(parse("type=cache", "/"), Err(MountError::NoTarget("cache")));
+        let wide = parse("type=cache,target=/c,sharing=wide", "/").unwrap_err();
+        assert_eq!(wide.to_string(), "invalid --mount sharing=wide: expected shared, private or locked");
+        let colour = parse("type=bind,target=/c,colour=red", "/").unwrap_err();
+        assert_eq!(colour, MountError::UnknownOption { key: "colour".into(), kind: "bind" });
+        assert_eq!(parse("type=volume,target=/c", "/"), Err(MountError::UnknownType("volume".into())));
+        assert!(matches!(parse("type=tmpfs,target=/t,size=lots", "/"), Err(MountError::Size(_))));
     }
 }

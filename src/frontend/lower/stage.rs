@@ -18,7 +18,8 @@ mod copy;
 #[path = "runmount.rs"]
 mod runmount;
 
-use super::budget::Budget;
+use super::budget::{Budget, BudgetSpent};
+use super::copyfrom::FromError;
 use copy::{copy_actions, ExpandedCopy};
 use runmount::ParsedMount;
 
@@ -241,10 +242,12 @@ pub fn lower_stage(
             Kind::Run { cmd, mounts, network } => {
                 let mut extras = RunExtras::default();
                 for m in mounts {
-                    match runmount::parse(&word(m, &st)?, &st.workdir()).map_err(err)? {
+                    match runmount::parse(&word(m, &st)?, &st.workdir()).map_err(|e| err(e.to_string()))? {
                         ParsedMount::Secret(s) => extras.secrets.push(s),
                         ParsedMount::Other(RunMount::Bind { target, source, readwrite, .. }, Some(from)) => {
-                            extras.inputs.push(copy_source(def, &word(&from, &st)?, ctx, &loc).map_err(err)?);
+                            extras
+                                .inputs
+                                .push(copy_source(def, &word(&from, &st)?, ctx, &loc).map_err(|e| err(e.to_string()))?);
                             let from_input = Some(extras.inputs.len());
                             extras.mounts.push(RunMount::Bind { target, source, from_input, readwrite });
                         }
@@ -260,7 +263,7 @@ pub fn lower_stage(
                     }
                 };
                 let proxies = proxy_env(&st, &ctx.opts.build_args);
-                lower_run(def, &mut st, cmd, extras, proxies, loc, ctx.budget).map_err(err)?;
+                lower_run(def, &mut st, cmd, extras, proxies, loc, ctx.budget).map_err(|e| err(e.to_string()))?;
             }
             Kind::Copy { sources, dest, chown, chmod, from, inline, add, exclude, parents } => {
                 let exclude = exclude.iter().map(|e| word(e, &st)).collect::<Result<Vec<_>, _>>()?;
@@ -277,13 +280,16 @@ pub fn lower_stage(
                     })
                     .collect::<Result<Vec<_>, Diagnostic>>()?;
                 let from_node = match from {
-                    Some(raw) => Some(copy_source(def, &word(raw, &st)?, ctx, &loc).map_err(err)?),
+                    Some(raw) => Some(copy_source(def, &word(raw, &st)?, ctx, &loc).map_err(|e| err(e.to_string()))?),
                     None => None,
                 };
                 let sources = sources.iter().map(|s| word(s, &st)).collect::<Result<Vec<_>, _>>()?;
                 let dest = absolute_dest(&word(dest, &st)?, &st.workdir());
                 let chown = chown.as_deref().map(|c| word(c, &st)).transpose()?;
-                let chmod = chmod.as_deref().map(|m| parse_chmod(&word(m, &st)?).map_err(err)).transpose()?;
+                let chmod = chmod
+                    .as_deref()
+                    .map(|m| parse_chmod(&word(m, &st)?).map_err(|e| err(e.to_string())))
+                    .transpose()?;
                 let from_flag = from.as_deref().map(|f| format!("--from={f} ")).unwrap_or_default();
                 let keyword = if add.is_some() { "ADD" } else { "COPY" };
                 let created_by = format!("{keyword} {from_flag}{} {dest} # buildkit", sources.join(" "));
@@ -293,7 +299,7 @@ pub fn lower_stage(
                 }
                 let expanded =
                     ExpandedCopy { sources, dest, chown, chmod, from_node, inline, add, exclude, parents: *parents };
-                let (actions, inputs) = copy_actions(def, expanded, &loc).map_err(err)?;
+                let (actions, inputs) = copy_actions(def, expanded, &loc).map_err(|e| err(e.to_string()))?;
                 st.push_layer_with(def, Op::File(FileOp { actions }), inputs, loc, created_by);
             }
             Kind::Workdir(path) => {
@@ -365,7 +371,7 @@ fn lower_run(
     proxy_env: Vec<String>,
     loc: SourceLoc,
     budget: &Budget,
-) -> Result<(), String> {
+) -> Result<(), BudgetSpent> {
     let args = match cmd {
         CommandForm::Exec(v) => v.clone(),
         CommandForm::Shell(s) => config::shell(&st.config).into_iter().chain([s.clone()]).collect(),
@@ -376,12 +382,12 @@ fn lower_run(
         .filter(|(k, _)| st.env(k).is_none())
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect();
-    budget.charge_all(st.config.config.env.iter().flatten().chain(&arg_env).chain(&args)).map_err(|e| e.to_string())?;
+    budget.charge_all(st.config.config.env.iter().flatten().chain(&arg_env).chain(&args))?;
     let mut env = st.config.config.env.clone().unwrap_or_default();
     env.extend(arg_env.iter().cloned());
     let prefix = if arg_env.is_empty() { String::new() } else { format!("|{} {} ", arg_env.len(), arg_env.join(" ")) };
     let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
-    budget.charge_str(&created_by).map_err(|e| e.to_string())?;
+    budget.charge_str(&created_by)?;
     let user = st.config.config.user.clone().unwrap_or_default();
     let RunExtras { secrets, mounts, network, inputs } = extras;
     let platform = st.platform.clone();
@@ -392,27 +398,29 @@ fn lower_run(
 
 /// The node a `COPY --from` reads: an earlier stage's last node, or a new
 /// Source node for an image.
-fn copy_source(def: &mut Definition, value: &str, ctx: &Ctx, loc: &SourceLoc) -> Result<NodeId, String> {
+fn copy_source(def: &mut Definition, value: &str, ctx: &Ctx, loc: &SourceLoc) -> Result<NodeId, FromError> {
     match super::copyfrom::classify(value, ctx.index, ctx.aliases)? {
         super::copyfrom::FromRef::Stage(j) => {
-            ctx.stage_nodes.get(j).copied().flatten().ok_or_else(|| format!("stage {value:?} was not built"))
+            ctx.stage_nodes.get(j).copied().flatten().ok_or_else(|| FromError::NotBuilt(value.to_string()))
         }
         super::copyfrom::FromRef::Image(image) => {
             let r = ctx
                 .resolver
                 .resolve(&image, &ctx.opts.platform)
-                .ok_or_else(|| format!("image {image} for COPY --from was not resolved"))?;
+                .ok_or_else(|| FromError::NotResolved(image.clone()))?;
             let op = Op::Source(SourceOp { reference: r.reference.clone(), digest: r.digest.clone() });
             Ok(def.push(op, vec![], Some(loc.clone())))
         }
     }
 }
 
-fn parse_chmod(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("invalid --chmod value {s:?}: kiln accepts octal modes such as 0755"))
+/// A `--chmod` value that is not a mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --chmod value {0:?}: kiln accepts octal modes such as 0755")]
+pub struct BadChmod(String);
+
+fn parse_chmod(s: &str) -> Result<u32, BadChmod> {
+    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| BadChmod(s.to_string()))
 }
 
 /// Joins `path` onto `base` and normalises `.`/`..`/`//`.
