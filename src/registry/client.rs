@@ -1,7 +1,7 @@
 //! The HTTP side of the registry client.
 
 use super::auth::{parse_challenge, Challenge, Credential, Credentials};
-use super::seam::{check_manifest_digest, manifest_media_type, Registry};
+use super::seam::{check_manifest_digest, manifest_media_type, verified, Registry};
 use super::{Error, Reference, Result};
 use crate::oci::{Descriptor, ImageManifest, MediaType};
 use base64::Engine;
@@ -340,12 +340,7 @@ impl RegistryClient {
             })?;
         }
         let n = writer.written();
-        writer.commit(Some(desc.size), Some(&digest)).map_err(|e| match e {
-            kiln_snapshotter::Error::Mismatch(m) => {
-                Error::Protocol(format!("{r}: blob {digest} failed digest verification ({m})"))
-            }
-            other => Error::Storage(other),
-        })?;
+        verified(r, &digest, writer.commit(Some(desc.size), Some(&digest)))?;
         Ok(n)
     }
 

@@ -181,12 +181,7 @@ impl Registry for MemoryRegistry {
             let bytes = self.blob(&digest).filter(|_| has).ok_or_else(|| Error::NotFound(format!("{r}: {digest}")))?;
             let mut w = store.ingest()?;
             w.write_all(&bytes).map_err(|e| kiln_snapshotter::Error::Io { context: "write blob".into(), source: e })?;
-            w.commit(Some(desc.size), Some(&digest)).map_err(|e| match e {
-                kiln_snapshotter::Error::Mismatch(m) => {
-                    Error::Protocol(format!("{r}: blob {digest} failed digest verification ({m})"))
-                }
-                other => Error::Storage(other),
-            })?;
+            super::seam::verified(r, &digest, w.commit(Some(desc.size), Some(&digest)))?;
             self.traffic.lock().unwrap().downloads += 1;
             Ok(bytes.len() as u64)
         })

@@ -109,6 +109,17 @@ pub(super) fn manifest_media_type(r: &Reference, bytes: &[u8], served: String) -
     Ok(field["mediaType"].as_str().map(str::to_string).unwrap_or(served))
 }
 
+/// A downloaded blob's commit, with a size or digest mismatch reported as
+/// the registry's fault (it served other bytes than the descriptor names).
+pub(super) fn verified<T>(r: &Reference, digest: &Digest, committed: kiln_snapshotter::Result<T>) -> Result<T> {
+    committed.map_err(|e| match e {
+        kiln_snapshotter::Error::Mismatch(m) => {
+            Error::Protocol(format!("{r}: blob {digest} failed digest verification ({m})"))
+        }
+        other => Error::Storage(other),
+    })
+}
+
 /// `Err` unless the bytes hash to the digest `r` names (when it names one).
 pub(super) fn check_manifest_digest(r: &Reference, digest: &Digest) -> Result<()> {
     match &r.digest {
