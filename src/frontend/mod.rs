@@ -9,6 +9,7 @@ pub mod lint;
 mod lower;
 mod remote;
 pub mod shapes;
+pub mod version;
 pub mod words;
 
 pub use diag::Diagnostic;

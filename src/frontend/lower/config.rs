@@ -68,12 +68,20 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             format!("ENTRYPOINT {}", json!(ep))
         }
         Kind::Expose(text) => {
-            let ports = words(text, st)?;
-            for p in &ports {
-                let key = normalize_port(p).map_err(|e| err(e.to_string()))?;
-                st.config.config.exposed_ports.get_or_insert_with(Default::default).insert(key, json!({}));
+            // BuildKit sorts the specs as written, then expands each.
+            let mut specs: Vec<&str> = text.split_whitespace().collect();
+            specs.sort_unstable();
+            let mut keys = Vec::new();
+            for spec in specs {
+                for port in words(spec, st)? {
+                    keys.extend(super::expose::port_keys(&port).map_err(|e| err(e.to_string()))?);
+                }
             }
-            format!("EXPOSE {}", ports.join(" "))
+            ctx.budget.charge_all(&keys).map_err(|e| err(e.to_string()))?;
+            for key in &keys {
+                st.config.config.exposed_ports.get_or_insert_with(Default::default).insert(key.clone(), json!({}));
+            }
+            super::expose::history(&keys, ctx.version)
         }
         Kind::Volume(form) => {
             let vols = match form {
@@ -130,9 +138,6 @@ impl StageState {
 /// An image-config instruction's value BuildKit refuses (its messages).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// `EXPOSE` of something that is not `port[-port][/tcp|udp|sctp]`.
-    #[error("invalid containerPort: {0}")]
-    Port(String),
     /// `STOPSIGNAL` of an unknown signal.
     #[error("invalid signal: {0}")]
     Signal(String),
@@ -147,20 +152,6 @@ pub enum ConfigError {
         /// Its value.
         value: String,
     },
-}
-
-fn normalize_port(p: &str) -> Result<String, ConfigError> {
-    let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-    let proto = proto.to_ascii_lowercase();
-    let ok_port = |s: &str| s.parse::<u16>().is_ok();
-    let valid = match port.split_once('-') {
-        Some((a, b)) => ok_port(a) && ok_port(b),
-        None => ok_port(port),
-    };
-    if !valid || !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
-        return Err(ConfigError::Port(p.to_string()));
-    }
-    Ok(format!("{port}/{proto}"))
 }
 
 fn validate_signal(s: &str) -> Result<(), ConfigError> {

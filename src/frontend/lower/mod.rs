@@ -282,6 +282,7 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
 /// Lowers the target stage (and what it depends on) to an op graph.
 pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) -> Result<Lowered, Diagnostic> {
     let budget = Budget::default();
+    let version = crate::frontend::version::FrontendVersion::of(df);
     let Plan { stages, reachable, meta: meta_vars } = plan(df, opts, &budget)?;
     let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
     let mut children = vec![0usize; stages.len()];
@@ -326,6 +327,7 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             stage_nodes: &stage_nodes,
             resolver,
             budget: &budget,
+            version,
         };
         let done = stage::lower_stage(&mut def, base, &body, &ctx)?;
         stage_nodes.push(done.node);

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 mod config;
 #[path = "copy.rs"]
 mod copy;
+#[path = "expose.rs"]
+mod expose;
 #[path = "runmount.rs"]
 mod runmount;
 
@@ -90,6 +92,8 @@ pub struct Ctx<'a> {
     pub resolver: &'a dyn BaseResolver,
     /// What lowering may still produce.
     pub budget: &'a Budget,
+    /// Which frontend release's behaviour to follow.
+    pub version: crate::frontend::version::FrontendVersion,
 }
 
 impl Ctx<'_> {
