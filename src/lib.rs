@@ -7,6 +7,7 @@
 pub mod api;
 mod blocking;
 pub mod buildsecrets;
+pub mod chmod;
 mod chunks;
 pub mod client;
 mod dockerignore;

@@ -201,3 +201,45 @@ fn chown_by_name_takes_the_primary_gid() {
     assert_eq!(owner("by-number"), (1234, 1234), "--chown=N: gid N");
     assert_eq!(owner("by-names"), (1000, 1001));
 }
+
+/// BuildKit's testChmodNonOctal: symbolic `--chmod` (Dockerfile 1.14)
+/// changes each copied file's own mode as chmod(1) would — a 0666 file
+/// and a 0124 directory made in a stage, through `go-w`, `u=rw,g=r,o=r`,
+/// `a+X` and `u+rw,g+r,o-x,o+w`; busybox's own `chmod` on copies of the
+/// same inputs is the reference, as upstream.
+#[test]
+fn symbolic_chmod_changes_each_copied_file_s_own_mode() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/chmod-symbolic");
+    let cases = [("f1", "go-w", false), ("f2", "u=rw,g=r,o=r", false), ("f3", "a+X", false)].into_iter().chain([
+        ("d1", "go-w", true),
+        ("d2", "u+rw,g+r,o-x,o+w", true),
+        ("d3", "a+X", true),
+    ]);
+    let mut dockerfile = format!(
+        "FROM {reg}/busybox AS base\nRUN mkdir /input /expected && touch /input/file && chmod 666 /input/file && \
+         mkdir /input/dir && chmod 124 /input/dir\n"
+    );
+    let (mut copies, mut checks) = (String::new(), String::new());
+    for (name, mode, is_dir) in cases {
+        if is_dir {
+            dockerfile.push_str(&format!(
+                "RUN mkdir -p /input/dirs/{name} && cp -a /input/dir /input/dirs/{name}/{name} && \
+                 cp -a /input/dirs/{name}/. /expected/ && chmod {mode} /expected/{name}\n"
+            ));
+            copies.push_str(&format!("COPY --from=base --chmod={mode} /input/dirs/{name} /\n"));
+        } else {
+            dockerfile.push_str(&format!("RUN cp -a /input/file /expected/{name} && chmod {mode} /expected/{name}\n"));
+            copies.push_str(&format!("COPY --from=base --chmod={mode} /input/file /{name}\n"));
+        }
+        checks.push_str(&format!("RUN [ \"$(stat -c %a /actual/{name})\" = \"$(stat -c %a /expected/{name})\" ]\n"));
+    }
+    dockerfile.push_str(&format!("FROM scratch AS result\n{copies}FROM base\nCOPY --from=result / /actual/\n{checks}"));
+    let (status, reply) = server.build(&context_tar(&json!({"image": image}), &dockerfile));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let mode = |p: &str| owner_mode(&img.rootfs.join("actual").join(p)).2;
+    assert_eq!((mode("f1"), mode("f2"), mode("f3")), (0o644, 0o644, 0o666));
+    assert_eq!((mode("d1"), mode("d2"), mode("d3")), (0o104, 0o766, 0o135));
+}

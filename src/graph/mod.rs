@@ -228,8 +228,8 @@ pub struct CopyAction {
     pub dest: String,
     /// `--chown` value.
     pub chown: Option<String>,
-    /// `--chmod` value (octal).
-    pub chmod: Option<u32>,
+    /// `--chmod` value (octal or symbolic).
+    pub chmod: Option<crate::chmod::Chmod>,
     /// Copy from this input of the node (a stage or image) instead of the
     /// build context. Input 0 is always the node's parent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

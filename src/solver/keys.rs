@@ -120,7 +120,7 @@ fn plan_file(actions: &[FileAction], context: &Path) -> Result<(Vec<PlannedActio
                     sources,
                     dest: c.dest.clone(),
                     chown: c.chown.clone(),
-                    chmod: c.chmod,
+                    chmod: c.chmod.clone(),
                     from_input: c.from_input,
                     source_mounts: Vec::new(),
                     inline: c.inline.clone(),

@@ -4,6 +4,7 @@
 //! the rootfs (`RESOLVE_IN_ROOT`: image symlinks such as `/lib → usr/lib`
 //! are honoured but cannot escape); sources resolve inside the context.
 
+use crate::chmod::ModeChange;
 use kiln_runtime::users;
 use kiln_snapshotter::fsx::{self, fd_path};
 use kiln_snapshotter::overlay::{make_mounts_private, mount_all, Mount};
@@ -29,7 +30,7 @@ pub enum PlannedAction {
         /// `--chown`.
         chown: Option<String>,
         /// `--chmod`.
-        chmod: Option<u32>,
+        chmod: Option<crate::chmod::Chmod>,
         /// Copy from this node input (a stage or image) instead of the
         /// context; `sources` are then unexpanded patterns.
         #[serde(default)]
@@ -114,16 +115,17 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                     None if from_input.is_some() => Owner::Preserve,
                     None => Owner::Fixed((0, 0)),
                 };
+                let change = chmod.as_ref().map(|c| c.change()).transpose().map_err(|e| e.to_string())?;
                 let spec = CopySpec {
                     owner,
-                    chmod: *chmod,
+                    chmod: change.clone(),
                     exclude: crate::dockerignore::DockerIgnore::parse(&exclude.join("\n")),
                     parents: *parents,
                     links: Default::default(),
                     archive_limit: req.max_archive_bytes,
                 };
                 let dest_is_dir = dest.ends_with('/') || sources.len() + inline.len() > 1;
-                write_inline(&root, inline, dest, dest_is_dir, owner.created(), *chmod)?;
+                write_inline(&root, inline, dest, dest_is_dir, owner.created(), change.as_ref())?;
                 match from_input {
                     None if sources.is_empty() => {}
                     None if *unpack => add(&root, &context, sources, dest, &spec)?,
@@ -190,7 +192,7 @@ impl Owner {
 /// How one COPY treats what it copies.
 struct CopySpec {
     owner: Owner,
-    chmod: Option<u32>,
+    chmod: Option<ModeChange>,
     exclude: crate::dockerignore::DockerIgnore,
     parents: bool,
     /// Most bytes an extracted archive may unpack to.
@@ -201,6 +203,12 @@ struct CopySpec {
 }
 
 impl CopySpec {
+    /// The mode a copied entry whose source mode is `mode` gets.
+    fn mode(&self, mode: u32, is_dir: bool) -> u32 {
+        let mode = mode & 0o7777;
+        self.chmod.as_ref().map_or(mode, |c| c.apply(mode, is_dir))
+    }
+
     /// Whether any of the paths naming an entry is excluded.
     fn skips(&self, paths: &[&str]) -> bool {
         paths.iter().any(|p| self.exclude.is_excluded(p))
@@ -210,9 +218,8 @@ impl CopySpec {
 fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &CopySpec) -> Res<()> {
     let dest_trim = dest.trim_end_matches('/');
     let into_dir = dest.ends_with('/') || sources.len() > 1 || spec.parents || is_dir_in_root(root, dest_trim);
-    let (owner, chmod) = (spec.owner, spec.chmod);
-    let ids = owner.created();
-    let dir_mode = chmod.unwrap_or(0o755);
+    let ids = spec.owner.created();
+    let dir_mode = spec.mode(0o755, true);
     for src in sources.iter().filter(|s| !spec.skips(&[s])) {
         let fd = fsx::open_in_root(source, Path::new(src), libc::O_PATH)
             .map_err(io_err(format!("\"/{src}\": not found")))?;
@@ -277,13 +284,14 @@ fn write_inline(
     dest: &str,
     into_dir: bool,
     ids: (u32, u32),
-    chmod: Option<u32>,
+    chmod: Option<&ModeChange>,
 ) -> Res<()> {
     let dest_trim = dest.trim_end_matches('/');
+    let mode = |default, is_dir| chmod.map_or(default, |c| c.apply(default, is_dir));
     let into_dir = into_dir || is_dir_in_root(root, dest_trim);
     for f in files {
         let (parent, name) = if into_dir { (dest_trim.to_string(), f.name.clone()) } else { split_dest(dest_trim) };
-        let parent_fd = ensure_dir(root, &parent, ids, chmod.unwrap_or(0o755))?;
+        let parent_fd = ensure_dir(root, &parent, ids, mode(0o755, true))?;
         let path = fd_path(&parent_fd, OsStr::new(&name));
         if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
             fs::remove_file(&path).map_err(io_err(format!("replace {name}")))?;
@@ -292,7 +300,7 @@ fn write_inline(
         io::Write::write_all(&mut out, f.content.as_bytes()).map_err(io_err(format!("write {name}")))?;
         drop(out);
         lchown(&path, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(chmod.unwrap_or(0o644))).map_err(io_err("chmod"))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode(0o644, false))).map_err(io_err("chmod"))?;
     }
     Ok(())
 }
@@ -344,7 +352,7 @@ fn ensure_dir(root: &OwnedFd, path: &str, ids: (u32, u32), mode: u32) -> Res<Own
 /// source and `ctx_rel` the same entry's path in its context (both are
 /// matched against `--exclude`).
 fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, spec: &CopySpec, rel: &str, ctx_rel: &str) -> Res<()> {
-    let (owner, chmod) = (spec.owner, spec.chmod);
+    let owner = spec.owner;
     let mut names: Vec<_> = fs::read_dir(fd_path(src, OsStr::new("")))
         .map_err(io_err("read source directory"))?
         .map(|e| e.map(|e| e.file_name()))
@@ -370,7 +378,7 @@ fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, spec: &CopySpec, rel: &str, c
                 fs::create_dir(&dp).map_err(io_err("mkdir"))?;
                 let (uid, gid) = owner.of(&md);
                 lchown(&dp, Some(uid), Some(gid)).map_err(io_err("chown"))?;
-                let mode = chmod.unwrap_or(md.mode() & 0o7777);
+                let mode = spec.mode(md.mode(), true);
                 fs::set_permissions(&dp, fs::Permissions::from_mode(mode)).map_err(io_err("chmod"))?;
             }
         }
@@ -384,7 +392,7 @@ fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, spec: &CopySpec, rel: &str, c
 
 fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, spec: &CopySpec) -> Res<()> {
     let dst = fd_path(parent, OsStr::new(name));
-    let (ids, chmod) = (spec.owner.of(md), spec.chmod);
+    let ids = spec.owner.of(md);
     match fs::symlink_metadata(&dst) {
         Ok(existing) if existing.is_dir() => return Err(format!("cannot copy {name} over an existing directory")),
         Ok(_) => fs::remove_file(&dst).map_err(io_err(format!("replace {name}")))?,
@@ -412,7 +420,7 @@ fn copy_entry(src: &Path, md: &Metadata, parent: &OwnedFd, name: &str, spec: &Co
     io::copy(&mut input, &mut out).map_err(io_err(format!("copy {name}")))?;
     drop(out);
     lchown(&dst, Some(ids.0), Some(ids.1)).map_err(io_err("chown"))?;
-    let mode = chmod.unwrap_or(md.mode() & 0o7777);
+    let mode = spec.mode(md.mode(), md.is_dir());
     fs::set_permissions(&dst, fs::Permissions::from_mode(mode)).map_err(io_err("chmod"))?;
     if md.nlink() > 1 {
         let first = parent.try_clone().map_err(io_err("dup"))?;

@@ -17,7 +17,7 @@ pub struct ExpandedCopy {
     /// `--chown`.
     pub chown: Option<String>,
     /// `--chmod`.
-    pub chmod: Option<u32>,
+    pub chmod: Option<crate::chmod::Chmod>,
     /// The `--from` stage or image node.
     pub from_node: Option<NodeId>,
     /// Here-document files.

@@ -288,15 +288,15 @@ pub fn lower_stage(
                     None => None,
                 };
                 let sources = sources.iter().map(|s| word(s, &st)).collect::<Result<Vec<_>, _>>()?;
-                let dest = absolute_dest(&word(dest, &st)?, &st.workdir());
+                let dest_as_written = word(dest, &st)?;
+                let dest = absolute_dest(&dest_as_written, &st.workdir());
                 let chown = chown.as_deref().map(|c| word(c, &st)).transpose()?;
-                let chmod = chmod
-                    .as_deref()
-                    .map(|m| parse_chmod(&word(m, &st)?).map_err(|e| err(e.to_string())))
-                    .transpose()?;
-                let from_flag = from.as_deref().map(|f| format!("--from={f} ")).unwrap_or_default();
+                let chmod_text = chmod.as_deref().map(|m| word(m, &st)).transpose()?;
+                let chmod =
+                    chmod_text.as_deref().map(|m| parse_chmod(m).map_err(|e| err(e.to_string()))).transpose()?;
                 let keyword = if add.is_some() { "ADD" } else { "COPY" };
-                let created_by = format!("{keyword} {from_flag}{} {dest} # buildkit", sources.join(" "));
+                let flags = CopyFlags { parents: *parents, chown: chown.as_deref(), chmod: chmod_text.as_deref() };
+                let created_by = copy_history(keyword, &flags, &sources, &inline, &dest_as_written);
                 let mut add = add.clone();
                 if let Some(a) = &mut add {
                     a.checksum = a.checksum.as_deref().map(|c| word(c, &st)).transpose()?;
@@ -418,13 +418,43 @@ fn copy_source(def: &mut Definition, value: &str, ctx: &Ctx, loc: &SourceLoc) ->
     }
 }
 
-/// A `--chmod` value that is not a mode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid --chmod value {0:?}: kiln accepts octal modes such as 0755")]
-pub struct BadChmod(String);
+/// The flags BuildKit writes into a COPY's history entry.
+struct CopyFlags<'a> {
+    parents: bool,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+}
 
-fn parse_chmod(s: &str) -> Result<u32, BadChmod> {
-    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| BadChmod(s.to_string()))
+/// `COPY [--parents] [--chown=…] [--chmod=…] <sources> <<heredocs> <dest> #
+/// buildkit`, as BuildKit writes it (`--from` is not part of it).
+fn copy_history(
+    keyword: &str,
+    flags: &CopyFlags,
+    sources: &[String],
+    inline: &[crate::graph::InlineFile],
+    dest: &str,
+) -> String {
+    let mut out = keyword.to_string();
+    if flags.parents {
+        out.push_str(" --parents");
+    }
+    if let Some(chown) = flags.chown {
+        out.push_str(&format!(" --chown={chown}"));
+    }
+    if let Some(chmod) = flags.chmod {
+        out.push_str(&format!(" --chmod={chmod}"));
+    }
+    for source in sources {
+        out.push_str(&format!(" {source}"));
+    }
+    for file in inline {
+        out.push_str(&format!(" <<{}", file.name));
+    }
+    format!("{out} {dest} # buildkit")
+}
+
+fn parse_chmod(s: &str) -> Result<crate::chmod::Chmod, crate::chmod::ChmodError> {
+    crate::chmod::Chmod::parse(s)
 }
 
 /// Joins `path` onto `base` and normalises `.`/`..`/`//`.
