@@ -34,14 +34,10 @@ fn render(dir: &Path) -> BTreeMap<&'static str, String> {
             "ast.txt",
             format!("{:#?}\n", df.instructions.iter().map(|i| (&i.line, &i.kind)).collect::<Vec<_>>()),
         );
-        let mut resolver = frontend::ResolvedImages::new();
-        for b in frontend::base_images(&df, &opts)? {
+        let (resolver, _) = frontend::resolve_bases(&df, &opts, |b| {
             let digest = Digest::of(b.image.as_bytes());
-            resolver.insert(
-                (b.image.clone(), b.platform.clone()),
-                ResolvedImage { reference: b.image, digest, config: base_config() },
-            );
-        }
+            Ok::<_, frontend::Diagnostic>(ResolvedImage { reference: b.image.clone(), digest, config: base_config() })
+        })?;
         frontend::lower(&df, &opts, &resolver)
     });
     match result {

@@ -234,6 +234,40 @@ fn onbuild_triggers_run_in_child_builds() {
     assert!(image_config(&child, None)["config"].get("OnBuild").is_none(), "triggers are not inherited");
 }
 
+/// BuildKit's testOnBuildNewDeps: a trigger's `--from` is a dependency of
+/// the child build — an image (`ONBUILD COPY --from=<image>`) is resolved,
+/// and a stage reached only through a trigger (`ONBUILD RUN
+/// --mount=…,from=inputstage`) is built, not pruned.
+#[test]
+fn onbuild_trigger_dependencies_are_resolved_and_built() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let base = test_image("kiln/onbuild-deps-base");
+    let first = format!("FROM {reg}/busybox\nONBUILD COPY --from={reg}/of-watchdog:test /fwatchdog /out/watchdog\n");
+    let (status, reply) = server.build(&request_tar(&json!({"image": base}), &[("Dockerfile", first.as_bytes())]));
+    assert_success(status, &reply);
+    let base2 = test_image("kiln/onbuild-deps-base2");
+    let second = format!(
+        "FROM {reg}/busybox\nONBUILD RUN --mount=type=bind,target=/in,from=inputstage mkdir -p /out && \
+         cat /in/foo > /out/bar && cp /in/out/watchdog /out/bar2\n"
+    );
+    let (status, reply) = server.build(&request_tar(&json!({"image": base2}), &[("Dockerfile", second.as_bytes())]));
+    assert_success(status, &reply);
+
+    let child = test_image("kiln/onbuild-deps-child");
+    let dockerfile = format!(
+        "FROM {base} AS inputstage\nRUN echo -n foo > /foo\nFROM {base2} AS base\nRUN echo -n bar3 > /out/bar3\n\
+         FROM scratch\nCOPY --from=base /out /\n"
+    );
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": child}), &[("Dockerfile", dockerfile.as_bytes())]));
+    assert_success(status, &reply);
+    let img = unpack_image(&child, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("bar")).unwrap(), "foo");
+    assert!(std::fs::metadata(img.rootfs.join("bar2")).unwrap().len() > 5, "the image the first trigger copied");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("bar3")).unwrap(), "bar3");
+}
+
 #[test]
 fn add_extracts_zstd_xz_and_bzip2_archives() {
     let dir = std::env::temp_dir().join(unique("kiln-archives"));

@@ -4,7 +4,7 @@
 //! and every crash found run through them in `tests/fuzz_regressions.rs`.
 
 use super::intake::{self, Limits};
-use crate::frontend::{self, BuildOptions, ResolvedImage, ResolvedImages};
+use crate::frontend::{self, BuildOptions, ResolvedImage};
 use crate::graph::ImageConfig;
 use crate::platform::{self, Platform};
 use crate::registry::Reference;
@@ -155,16 +155,13 @@ pub fn frontend_pass(text: &str, max_instructions: usize, platforms: &[&str]) ->
             target: None,
             platform: Platform::parse(target).expect("platform"),
         };
-        let wanted = frontend::base_images(&df, &opts)?;
-        let mut resolved = ResolvedImages::new();
-        for b in wanted {
-            let image = ResolvedImage {
+        let (resolved, _) = frontend::resolve_bases(&df, &opts, |b| {
+            Ok::<_, frontend::Diagnostic>(ResolvedImage {
                 reference: b.image.clone(),
                 digest: kiln_snapshotter::Digest::of(b.image.as_bytes()),
                 config: ImageConfig::default(),
-            };
-            resolved.insert((b.image, b.platform), image);
-        }
+            })
+        })?;
         nodes = frontend::lower(&df, &opts, &resolved)?.definition.nodes.len();
     }
     Ok(nodes)

@@ -18,6 +18,7 @@ use crate::registry::{Reference, Resolved};
 use crate::solver::{Bases, BuildInput, Event};
 use crate::worker::regcache::RegistryCache;
 use crate::worker::LayerRecord;
+use std::sync::Arc;
 
 /// What every platform of one build shares.
 pub struct SharedBuild<'a> {
@@ -106,18 +107,31 @@ impl SharedBuild<'_> {
 
     /// Resolves the registry images the target needs on `opts.platform`.
     async fn resolve_bases(&self, opts: &BuildOptions) -> Result<(Bases, ResolvedImages), BuildFailure> {
-        let (df, base_opts) = (self.df.clone(), opts.clone());
-        let wanted = blocking(move || frontend::base_images(&df, &base_opts)).await?.map_err(diag_failure)?;
-        let (mut bases, mut resolved) = (Bases::new(), ResolvedImages::new());
-        for b in wanted {
-            let (reference, r, config) = self.resolve_base(&b).await?;
-            let seen = BaseImage { reference: reference.to_string(), digest: r.digest.to_string() };
-            self.bases_seen.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
-            let image = ResolvedImage { reference: reference.to_string(), digest: r.digest.clone(), config };
-            resolved.insert((b.image, b.platform), image);
-            bases.insert(r.digest.clone(), (reference, r));
+        let (mut bases, mut resolved) = (Bases::new(), Arc::new(ResolvedImages::new()));
+        // Resolved images' ONBUILD triggers may name more (BuildKit adds
+        // trigger dependencies before pruning unreachable stages).
+        for _ in 0..frontend::MAX_BASE_ROUNDS {
+            let (df, base_opts, known) = (self.df.clone(), opts.clone(), resolved.clone());
+            let wanted = blocking(move || frontend::base_images(&df, &base_opts, known.as_ref()))
+                .await?
+                .map_err(diag_failure)?;
+            let new: Vec<BaseImageRef> =
+                wanted.into_iter().filter(|b| !resolved.contains_key(&(b.image.clone(), b.platform.clone()))).collect();
+            if new.is_empty() {
+                let resolved = Arc::try_unwrap(resolved).unwrap_or_else(|shared| (*shared).clone());
+                return Ok((bases, resolved));
+            }
+            for b in new {
+                let (reference, r, config) = self.resolve_base(&b).await?;
+                let seen = BaseImage { reference: reference.to_string(), digest: r.digest.to_string() };
+                self.bases_seen.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
+                let image = ResolvedImage { reference: reference.to_string(), digest: r.digest.clone(), config };
+                Arc::make_mut(&mut resolved).insert((b.image, b.platform), image);
+                bases.insert(r.digest.clone(), (reference, r));
+            }
         }
-        Ok((bases, resolved))
+        let msg = format!("ONBUILD triggers chain through more than {} images", frontend::MAX_BASE_ROUNDS);
+        Err(fail(ErrorKind::InvalidArgument, msg))
     }
 
     /// Resolves one base image; errors name its Dockerfile line.

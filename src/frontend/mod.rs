@@ -15,8 +15,8 @@ pub mod words;
 pub use diag::Diagnostic;
 pub use instructions::{CommandForm, Instruction, Kind, KEYWORDS};
 pub use lower::{
-    base_images, lower, BaseImageRef, BaseResolver, BuildOptions, HistoryStep, Lowered, Platform, ResolvedImage,
-    ResolvedImages, MAX_LOWERED_BYTES,
+    base_images, lower, resolve_bases, BaseImageRef, BaseResolver, BuildOptions, HistoryStep, Lowered, Platform,
+    ResolvedImage, ResolvedImages, MAX_BASE_ROUNDS, MAX_LOWERED_BYTES,
 };
 
 /// A parsed Dockerfile.

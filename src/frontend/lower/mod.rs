@@ -85,6 +85,9 @@ struct StagePlan<'a> {
     parent: Option<usize>,
     /// What its `COPY --from` flags refer to, with the COPY's line.
     copy_from: Vec<(copyfrom::FromRef, &'a Instruction)>,
+    /// What the `--from` flags of its base's ONBUILD triggers refer to
+    /// (known once the base image is resolved), with the trigger.
+    trigger_from: Vec<(copyfrom::FromRef, Instruction)>,
 }
 
 /// The stages up to the target, which of them the target reaches, and the
@@ -95,7 +98,15 @@ struct Plan<'a> {
     meta: BTreeMap<String, String>,
 }
 
-fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions, budget: &Budget) -> Result<Plan<'a>, Diagnostic> {
+/// Plans the stages. `known` holds the base images resolved so far: their
+/// ONBUILD triggers may make more stages reachable (as in BuildKit, trigger
+/// dependencies count before unreachable stages are pruned).
+fn plan<'a>(
+    df: &'a Dockerfile,
+    opts: &BuildOptions,
+    budget: &Budget,
+    known: &dyn BaseResolver,
+) -> Result<Plan<'a>, Diagnostic> {
     let first_from = df.instructions.iter().position(|i| matches!(i.kind, Kind::From { .. })).expect("parse checked");
     let meta_vars = meta::global_args(&df.instructions[..first_from], opts, df.escape, budget)?;
     let mut stages: Vec<StagePlan> = Vec::new();
@@ -138,6 +149,7 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions, budget: &Budget) -> Result<
             body: &df.instructions[idx + 1..end],
             parent,
             copy_from: Vec::new(),
+            trigger_from: Vec::new(),
         });
         idx = end;
     }
@@ -154,12 +166,16 @@ fn plan<'a>(df: &'a Dockerfile, opts: &BuildOptions, budget: &Budget) -> Result<
     };
     let mut reachable = vec![false; stages.len()];
     let mut todo = vec![target];
+    let trigger_ctx = TriggerCtx { known, meta: &meta_vars, escape: df.escape, budget };
     while let Some(i) = todo.pop() {
         if std::mem::replace(&mut reachable[i], true) {
             continue;
         }
-        todo.extend(stages[i].parent);
-        todo.extend(stages[i].copy_from.iter().filter_map(|(r, _)| match r {
+        stages[i].trigger_from = trigger_from(&stages, i, &trigger_ctx)?;
+        let stage = &stages[i];
+        let referenced = stage.copy_from.iter().map(|(r, _)| r).chain(stage.trigger_from.iter().map(|(r, _)| r));
+        todo.extend(stage.parent);
+        todo.extend(referenced.filter_map(|r| match r {
             copyfrom::FromRef::Stage(j) => Some(*j),
             copyfrom::FromRef::Image(_) => None,
         }));
@@ -214,6 +230,68 @@ fn resolve_copy_from(
     Ok(())
 }
 
+/// What [`trigger_from`] reads triggers with.
+struct TriggerCtx<'a> {
+    known: &'a dyn BaseResolver,
+    meta: &'a BTreeMap<String, String>,
+    escape: char,
+    budget: &'a Budget,
+}
+
+/// The stages and images the ONBUILD triggers of stage `i`'s base name in
+/// `--from` flags: a base stage's ONBUILD instructions, or a resolved base
+/// image's `OnBuild` list (an image not resolved yet has none so far).
+fn trigger_from(
+    stages: &[StagePlan],
+    i: usize,
+    ctx: &TriggerCtx,
+) -> Result<Vec<(copyfrom::FromRef, Instruction)>, Diagnostic> {
+    let s = &stages[i];
+    let triggers: Vec<String> = match s.parent {
+        Some(p) => stages[p]
+            .body
+            .iter()
+            .filter_map(|instr| match &instr.kind {
+                Kind::Onbuild(expr) => Some(expr.clone()),
+                _ => None,
+            })
+            .collect(),
+        None => {
+            ctx.known.resolve(&s.image, &s.platform).and_then(|r| r.config.config.on_build.clone()).unwrap_or_default()
+        }
+    };
+    let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
+    let mut out = Vec::new();
+    for text in triggers {
+        let instr = parse_trigger(s, &text, ctx.escape, ctx.budget)?;
+        let raws: Vec<String> = match &instr.kind {
+            Kind::Copy { from: Some(raw), .. } => vec![raw.clone()],
+            Kind::Run { mounts, .. } => mounts.iter().filter_map(|m| mount_from(m)).map(str::to_string).collect(),
+            _ => continue,
+        };
+        let diag = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
+        for raw in raws {
+            let value =
+                process_word(&raw, &|n: &str| ctx.meta.get(n).cloned(), ctx.escape).map_err(|e| diag(e.to_string()))?;
+            let r = copyfrom::classify(&value, i, &aliases).map_err(|e| diag(e.to_string()))?;
+            out.push((r, instr.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// One ONBUILD trigger parsed as an instruction on the FROM line.
+fn parse_trigger(s: &StagePlan, text: &str, escape: char, budget: &Budget) -> Result<Instruction, Diagnostic> {
+    budget.charge(2 * text.len() + 256).map_err(|e| Diagnostic::new(s.from.line, 1, e.to_string(), &s.from.first))?;
+    let line = super::lexer::LogicalLine {
+        line: s.from.line,
+        text: text.to_string(),
+        first: format!("{}  # ONBUILD {text}", s.from.first),
+        heredocs: Vec::new(),
+    };
+    super::instructions::parse_line(&line, escape)
+}
+
 /// The raw `from=` of a `--mount` value, if any.
 fn mount_from(spec: &str) -> Option<&str> {
     spec.split(',')
@@ -233,23 +311,18 @@ fn onbuild_triggers(
         Some(p) => built[p].as_ref().and_then(|b| b.config.config.on_build.clone()),
         None => resolver.resolve(&s.image, &s.platform).and_then(|r| r.config.config.on_build.clone()),
     };
-    let mut out = Vec::new();
-    for t in triggers.unwrap_or_default() {
-        budget.charge(2 * t.len() + 256).map_err(|e| Diagnostic::new(s.from.line, 1, e.to_string(), &s.from.first))?;
-        let line = super::lexer::LogicalLine {
-            line: s.from.line,
-            text: t.clone(),
-            first: format!("{}  # ONBUILD {t}", s.from.first),
-            heredocs: Vec::new(),
-        };
-        out.push(super::instructions::parse_line(&line, escape)?);
-    }
-    Ok(out)
+    triggers.unwrap_or_default().iter().map(|t| parse_trigger(s, t, escape, budget)).collect()
 }
 
-/// The registry images the target needs.
-pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImageRef>, Diagnostic> {
-    let Plan { stages, reachable, .. } = plan(df, opts, &Budget::default())?;
+/// The registry images the target needs, given the base images `known` so
+/// far (their ONBUILD triggers may need more): resolve what it names and
+/// ask again until nothing new is named.
+pub fn base_images(
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    known: &dyn BaseResolver,
+) -> Result<Vec<BaseImageRef>, Diagnostic> {
+    let Plan { stages, reachable, .. } = plan(df, opts, &Budget::default(), known)?;
     let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
     let mut out: Vec<BaseImageRef> = Vec::new();
     let mut seen: std::collections::HashSet<(&String, &Platform)> = Default::default();
@@ -257,8 +330,9 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
         let from_image =
             (s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch")).then_some((&s.image, s.from, &s.platform));
         // Images named by `COPY --from` are implicit stages for the target platform.
-        let copy_images = s.copy_from.iter().filter_map(|(r, i)| match r {
-            copyfrom::FromRef::Image(img) => Some((img, *i, &opts.platform)),
+        let copies = s.copy_from.iter().map(|(r, i)| (r, *i)).chain(s.trigger_from.iter().map(|(r, i)| (r, i)));
+        let copy_images = copies.filter_map(|(r, i)| match r {
+            copyfrom::FromRef::Image(img) => Some((img, i, &opts.platform)),
             copyfrom::FromRef::Stage(_) => None,
         });
         for (image, instr, platform) in from_image.into_iter().chain(copy_images) {
@@ -279,11 +353,42 @@ pub fn base_images(df: &Dockerfile, opts: &BuildOptions) -> Result<Vec<BaseImage
     Ok(out)
 }
 
+/// Most rounds of [`resolve_bases`]: each round resolves at least one new
+/// image, and only a newly reachable stage's base can add one.
+pub const MAX_BASE_ROUNDS: usize = 64;
+
+/// Resolves every registry image the target needs with `resolve`, asking
+/// [`base_images`] again after each round until the resolved images'
+/// ONBUILD triggers name nothing new. Returns the images and the list of
+/// what was asked for, in order.
+pub fn resolve_bases<E: From<Diagnostic>>(
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    mut resolve: impl FnMut(&BaseImageRef) -> Result<ResolvedImage, E>,
+) -> Result<(ResolvedImages, Vec<BaseImageRef>), E> {
+    let (mut resolved, mut asked) = (ResolvedImages::new(), Vec::new());
+    for _ in 0..MAX_BASE_ROUNDS {
+        let new: Vec<BaseImageRef> = base_images(df, opts, &resolved)?
+            .into_iter()
+            .filter(|b| !resolved.contains_key(&(b.image.clone(), b.platform.clone())))
+            .collect();
+        if new.is_empty() {
+            return Ok((resolved, asked));
+        }
+        for b in new {
+            let image = resolve(&b)?;
+            resolved.insert((b.image.clone(), b.platform.clone()), image);
+            asked.push(b);
+        }
+    }
+    Err(Diagnostic::new(1, 1, format!("ONBUILD triggers chain through more than {MAX_BASE_ROUNDS} images"), "").into())
+}
+
 /// Lowers the target stage (and what it depends on) to an op graph.
 pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) -> Result<Lowered, Diagnostic> {
     let budget = Budget::default();
     let version = crate::frontend::version::FrontendVersion::of(df);
-    let Plan { stages, reachable, meta: meta_vars } = plan(df, opts, &budget)?;
+    let Plan { stages, reachable, meta: meta_vars } = plan(df, opts, &budget, resolver)?;
     let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
     let mut children = vec![0usize; stages.len()];
     for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {

@@ -29,13 +29,11 @@ fn lower_for(text: &str, args: &[(&str, &str)], platform: &str) -> Result<(Lower
         target: None,
         platform: Platform::parse(platform).unwrap(),
     };
-    let mut resolver = ResolvedImages::new();
-    let wanted = base_images(&df, &opts)?;
-    for b in &wanted {
+    let (resolver, wanted) = resolve_bases(&df, &opts, |b| {
         let mut img = base();
         img.config.architecture = b.platform.architecture.clone();
-        resolver.insert((b.image.clone(), b.platform.clone()), img);
-    }
+        Ok::<_, Diagnostic>(img)
+    })?;
     lower(&df, &opts, &resolver).map(|l| (l, wanted))
 }
 
@@ -117,7 +115,8 @@ fn unreachable_stages_are_not_resolved_or_built() {
     let text = "FROM b AS build\nRUN make\nFROM missing-image AS test\nRUN exit 1\nFROM build AS ship\nRUN ship\n";
     let df = parse(text).unwrap();
     let opts = BuildOptions { build_args: Default::default(), target: None, platform: Platform::host() };
-    let images: Vec<String> = base_images(&df, &opts).unwrap().into_iter().map(|b| b.image).collect();
+    let known = ResolvedImages::new();
+    let images: Vec<String> = base_images(&df, &opts, &known).unwrap().into_iter().map(|b| b.image).collect();
     assert_eq!(images, ["b"]);
     let l = lower_with(text, &[]).unwrap();
     let cmds: Vec<String> = execs(&l).iter().map(|e| e.args.join(" ")).collect();
