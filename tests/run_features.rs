@@ -132,6 +132,30 @@ fn user_with_supplementary_groups() {
     assert!(reply["error"].as_str().unwrap().contains("unable to find user nobody-here"), "{reply}");
 }
 
+/// WORKDIR and `COPY --chown` resolve users as BuildKit's file ops do
+/// (its testWorkdirUser, plus the cases around it): a named user owns its
+/// directory; a numeric user with no passwd entry owns it as `N:N`; an
+/// unknown name is not an error (the directory is root's) — only a RUN as
+/// that user fails.
+#[test]
+fn workdir_and_chown_resolve_users_like_buildkit_file_ops() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/workdir-user");
+    let dockerfile = format!(
+        "FROM {reg}/busybox\nRUN echo 'user:x:1234:1234::/home/user:/bin/sh' >> /etc/passwd && \
+         echo 'user:x:1234:' >> /etc/group\nUSER user\nWORKDIR /mydir\n\
+         RUN [ \"$(stat -c '%U %G' /mydir)\" = 'user user' ]\nUSER 5000\nWORKDIR /numeric\nUSER ghost\n\
+         WORKDIR /ghostdir\nCOPY --chown=ghost:nosuchgroup req.txt /owned/\nUSER root\n\
+         RUN stat -c %u:%g /numeric > /numeric.owner && stat -c %u:%g /ghostdir > /ghost.owner && \
+         stat -c %u:%g /owned/req.txt > /copy.owner\n"
+    );
+    let (_, img) = built(&server, &image, &dockerfile);
+    assert_eq!(read(&img, "numeric.owner"), "5000:5000");
+    assert_eq!(read(&img, "ghost.owner"), "0:0");
+    assert_eq!(read(&img, "copy.owner"), "0:0");
+}
+
 #[test]
 fn hostile_steps_fail_inside_the_sandbox() {
     let server = Server::start(ServerOptions::default());

@@ -111,9 +111,55 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<Identity> {
     Ok(Identity { uid, gid, additional_gids, home })
 }
 
+/// The owner BuildKit's file operations give `spec` (`user[:group]`, as
+/// `WORKDIR` under `USER` and `COPY --chown` pass it): a number (or
+/// `root`) as given, the group defaulting to the user's number; a user
+/// name's uid and gid from passwd, a group name's gid from group. A name
+/// the image does not have is not an error here — the user is 0, the group
+/// keeps the user's gid — as in BuildKit, where only a RUN as that user
+/// fails.
+pub fn file_owner(rootfs: &Path, spec: &str) -> (u32, u32) {
+    let number = |s: &str| if s == "root" { Some(0) } else { s.parse::<u32>().ok() };
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, mut gid) = match (user, number(user)) {
+        ("", _) => (0, 0),
+        (_, Some(n)) => (n, n),
+        (name, None) => {
+            let passwd = parse_passwd(&read_text(rootfs, "/etc/passwd"));
+            passwd.iter().find(|e| e.name == name).map_or((0, 0), |e| (e.uid, e.gid))
+        }
+    };
+    if let Some(g) = group {
+        gid = match number(g) {
+            Some(n) => n,
+            None => {
+                let groups = parse_groups(&read_text(rootfs, "/etc/group"));
+                groups.iter().find(|(name, _, _)| name == g).map_or(gid, |(_, id, _)| *id)
+            }
+        };
+    }
+    (uid, gid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_owners_follow_buildkit_s_file_ops() {
+        let r = rootfs();
+        assert_eq!(file_owner(r.path(), ""), (0, 0));
+        assert_eq!(file_owner(r.path(), "5000"), (5000, 5000), "a number without a passwd entry");
+        assert_eq!(file_owner(r.path(), "app"), (1000, 1001));
+        assert_eq!(file_owner(r.path(), "ghost"), (0, 0), "an unknown name is not an error");
+        assert_eq!(file_owner(r.path(), "app:wheel"), (1000, 10));
+        assert_eq!(file_owner(r.path(), "app:nogroup"), (1000, 1001), "an unknown group keeps the user's");
+        assert_eq!(file_owner(r.path(), "5000:6000"), (5000, 6000));
+        assert_eq!(file_owner(r.path(), "root:app"), (0, 1001));
+    }
 
     fn rootfs() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

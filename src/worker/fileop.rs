@@ -111,7 +111,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                 parents,
             } => {
                 let owner = match chown.as_deref() {
-                    Some(c) => Owner::Fixed(resolve_chown(&req.mountpoint, c)?),
+                    Some(c) => Owner::Fixed(resolve_chown(&req.mountpoint, c)),
                     None if from_input.is_some() => Owner::Preserve,
                     None => Owner::Fixed((0, 0)),
                 };
@@ -145,22 +145,17 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                 }
             }
             PlannedAction::Mkdir { path, owner } => {
-                let id = users::resolve(&req.mountpoint, owner).map_err(|e| e.to_string())?;
-                ensure_dir(&root, path, (id.uid, id.gid), 0o755)?;
+                ensure_dir(&root, path, users::file_owner(&req.mountpoint, owner), 0o755)?;
             }
         }
     }
     Ok(())
 }
 
-/// `--chown` value → uid/gid, names looked up in the destination rootfs.
-/// A numeric user without a group uses the same number as gid.
-fn resolve_chown(rootfs: &Path, spec: &str) -> Res<(u32, u32)> {
-    if let Ok(n) = spec.parse::<u32>() {
-        return Ok((n, n));
-    }
-    let id = users::resolve(rootfs, spec).map_err(|e| format!("--chown={spec}: {e}"))?;
-    Ok((id.uid, id.gid))
+/// `--chown` value → uid/gid, names looked up in the destination rootfs
+/// as BuildKit's file ops look them up ([`users::file_owner`]).
+fn resolve_chown(rootfs: &Path, spec: &str) -> (u32, u32) {
+    users::file_owner(rootfs, spec)
 }
 
 /// Who owns copied entries.
