@@ -158,7 +158,34 @@ impl SharedBuild<'_> {
         })?;
         let config: ImageConfig = serde_json::from_slice(&r.config)
             .map_err(|e| fail(ErrorKind::Unavailable, at_line(format!("{reference}: bad image config: {e}"))))?;
+        self.check_base_platform(b, &config)?;
         Ok((reference, r, config))
+    }
+
+    /// Warns (or, under `check=error=true`, fails) when a base image's
+    /// config names another platform than the one asked for, as BuildKit's
+    /// InvalidBaseImagePlatform check does.
+    fn check_base_platform(&self, b: &BaseImageRef, config: &ImageConfig) -> Result<(), BuildFailure> {
+        let actual = Platform::from_spec(&crate::oci::PlatformSpec {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: config.variant.clone(),
+        });
+        let Some(warning) = frontend::lint::base_image_platform(&b.image, b.line, &b.platform, &actual) else {
+            return Ok(());
+        };
+        let args = self.intake.config.build_args.as_ref();
+        let check_arg = args.and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).map(String::as_str);
+        let checks = frontend::lint::check_config(&self.df, check_arg).unwrap_or_default();
+        if checks.skips(warning.rule) {
+            return Ok(());
+        }
+        if checks.error {
+            let msg = format!("Dockerfile checks failed (check=error=true): {warning}");
+            return Err(fail(ErrorKind::InvalidArgument, msg));
+        }
+        emit(self.log, format!("WARNING: {warning}"));
+        Ok(())
     }
 
     /// `[internal] load metadata for <ref>`, naming the mirror it comes

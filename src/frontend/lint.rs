@@ -6,6 +6,7 @@
 
 use super::instructions::{CommandForm, Instruction, Kind};
 use super::Dockerfile;
+use crate::platform::Platform;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,8 @@ impl CheckConfig {
         Ok(out)
     }
 
-    fn skips(&self, rule: &str) -> bool {
+    /// Whether `rule` is skipped.
+    pub fn skips(&self, rule: &str) -> bool {
         self.skip.iter().any(|s| s.eq_ignore_ascii_case("all") || s.eq_ignore_ascii_case(rule))
     }
 }
@@ -65,6 +67,18 @@ pub fn check_config(df: &Dockerfile, build_arg: Option<&str>) -> Result<CheckCon
         Some(v) => CheckConfig::parse(v),
         None => Ok(CheckConfig::default()),
     }
+}
+
+/// BuildKit's InvalidBaseImagePlatform: a base image whose config names
+/// another OS or architecture than the build's platform (a single-platform
+/// image pulled for another platform); `None` when they match.
+pub fn base_image_platform(image: &str, line: usize, expected: &Platform, actual: &Platform) -> Option<Warning> {
+    if expected.os == actual.os && expected.architecture == actual.architecture {
+        return None;
+    }
+    let message =
+        format!("Base image {image} was pulled with platform \"{actual}\", expected \"{expected}\" for current build");
+    Some(Warning { rule: "InvalidBaseImagePlatform", line, message })
 }
 
 /// Runs every rule not skipped, in line order.

@@ -108,3 +108,32 @@ async fn a_second_replica_imports_a_step_from_the_registry_cache() {
     let log = two["log"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
     assert!(log.contains("found in the registry cache"), "{log}");
 }
+
+/// BuildKit's testBaseImagePlatformMismatch: a single-platform base image
+/// used for another platform builds, with the InvalidBaseImagePlatform
+/// warning naming its line; the check can be skipped or made an error.
+#[tokio::test]
+async fn a_base_image_of_another_platform_builds_with_buildkit_s_warning() {
+    let f = fixture();
+    let other = PlatformSpec { os: "linux".into(), architecture: "s390x".into(), variant: None };
+    f.registry.seed_image(&reference(BASE), &other, &[("etc/os-release", "ID=test\n")]);
+    let (status, reply) = push_build(&f, &format!("FROM {BASE}\nENV foo=bar\n")).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let log = reply["log"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
+    let host = crate::platform::Platform::host();
+    let warning = format!(
+        "WARNING: InvalidBaseImagePlatform: Base image {BASE} was pulled with platform \"linux/s390x\", expected \
+         \"{host}\" for current build (line 1)"
+    );
+    assert!(log.contains(&warning), "{log}");
+
+    let skipped = format!("# check=skip=InvalidBaseImagePlatform\nFROM {BASE}\nENV foo=bar\n");
+    let (status, reply) = push_build(&f, &skipped).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert!(!reply["log"].to_string().contains("InvalidBaseImagePlatform"), "{reply}");
+
+    let strict = format!("# check=error=true\nFROM {BASE}\nENV foo=bar\n");
+    let (status, reply) = push_build(&f, &strict).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("InvalidBaseImagePlatform"), "{reply}");
+}
