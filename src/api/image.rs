@@ -176,7 +176,7 @@ impl SharedBuild<'_> {
         };
         let args = self.intake.config.build_args.as_ref();
         let check_arg = args.and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).map(String::as_str);
-        let checks = frontend::lint::check_config(&self.df, check_arg).unwrap_or_default();
+        let checks = frontend::lint::check_config(self.df, check_arg).unwrap_or_default();
         if checks.skips(warning.rule) {
             return Ok(());
         }
