@@ -268,6 +268,63 @@ fn onbuild_trigger_dependencies_are_resolved_and_built() {
     assert_eq!(std::fs::read_to_string(img.rootfs.join("bar3")).unwrap(), "bar3");
 }
 
+/// A tar of hand-made entries: (path, kind, target or content, mode).
+fn archive(entries: &[(&str, tar::EntryType, &str, u32)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, data, mode) in entries {
+        match kind {
+            tar::EntryType::Symlink | tar::EntryType::Link => tar_entry(&mut b, path, *kind, *mode, 0, b"", Some(data)),
+            _ => tar_entry(&mut b, path, *kind, *mode, 0, data.as_bytes(), None),
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// BuildKit's testDockerfileAddArchiveThroughAbsoluteSymlink,
+/// testDockerfileAddChownArchive and testDockerfileAddArchiveWithImpliedParentDir:
+/// an archive's paths are resolved as if its destination were `/` — through
+/// the absolute symlink `/var/run -> /run` the image has, hardlinks too —
+/// missing parents are created, and `--chown` owns every extracted entry and
+/// the destination.
+#[test]
+fn add_extracts_archives_as_if_chrooted_into_the_destination() {
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    let server = Server::start(ServerOptions::default());
+    let image = test_image("kiln/add-chroot");
+    let rootfs =
+        archive(&[("run/", Directory, "", 0o755), ("var/", Directory, "", 0o755), ("var/run", Symlink, "/run", 0o777)]);
+    let head = "ref: refs/heads/main\n";
+    let payload = archive(&[
+        ("var/run/act/", Directory, "", 0o755),
+        ("var/run/act/.git/", Directory, "", 0o755),
+        ("var/run/act/.git/HEAD", Regular, head, 0o644),
+        ("var/run/act/.git/HEAD.link", Link, "var/run/act/.git/HEAD", 0o644),
+        ("etc/dnf/dnf.conf", Regular, "[main]\n", 0o644),
+    ]);
+    let owned = archive(&[("foo", Regular, "content0", 0o644)]);
+    let dockerfile = "FROM scratch\nADD rootfs.tar /\nADD payload.tar /\nADD --chown=100:200 owned.tar /out/\n";
+    let files: Vec<(&str, &[u8])> = vec![
+        ("Dockerfile", dockerfile.as_bytes()),
+        ("rootfs.tar", &rootfs),
+        ("payload.tar", &payload),
+        ("owned.tar", &owned),
+    ];
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &files));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let head_path = img.rootfs.join("run/act/.git/HEAD");
+    assert_eq!(std::fs::read_to_string(&head_path).unwrap(), head, "extracted through the image's /var/run -> /run");
+    use std::os::unix::fs::MetadataExt;
+    let (file, link) =
+        (std::fs::metadata(&head_path).unwrap(), std::fs::metadata(img.rootfs.join("run/act/.git/HEAD.link")).unwrap());
+    assert_eq!((file.dev(), file.ino()), (link.dev(), link.ino()), "the hardlink resolves the same way");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("etc/dnf/dnf.conf")).unwrap(), "[main]\n", "implied parents");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("out/foo")).unwrap(), "content0");
+    assert_eq!(owner_mode(&img.rootfs.join("out/foo")).0, 100);
+    assert_eq!(owner_mode(&img.rootfs.join("out/foo")).1, 200);
+    assert_eq!(owner_mode(&img.rootfs.join("out")).0, 100, "--chown owns the destination");
+}
+
 #[test]
 fn add_extracts_zstd_xz_and_bzip2_archives() {
     let dir = std::env::temp_dir().join(unique("kiln-archives"));

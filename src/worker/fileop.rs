@@ -4,6 +4,9 @@
 //! the rootfs (`RESOLVE_IN_ROOT`: image symlinks such as `/lib → usr/lib`
 //! are honoured but cannot escape); sources resolve inside the context.
 
+#[path = "untar.rs"]
+mod untar;
+
 use crate::chmod::ModeChange;
 use kiln_runtime::users;
 use kiln_snapshotter::fsx::{self, fd_path};
@@ -110,8 +113,9 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                 exclude,
                 parents,
             } => {
-                let owner = match chown.as_deref() {
-                    Some(c) => Owner::Fixed(resolve_chown(&req.mountpoint, c)),
+                let chown_ids = chown.as_deref().map(|c| resolve_chown(&req.mountpoint, c));
+                let owner = match chown_ids {
+                    Some(ids) => Owner::Fixed(ids),
                     None if from_input.is_some() => Owner::Preserve,
                     None => Owner::Fixed((0, 0)),
                 };
@@ -123,6 +127,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                     parents: *parents,
                     links: Default::default(),
                     archive_limit: req.max_archive_bytes,
+                    chown: chown_ids,
                 };
                 let dest_is_dir = dest.ends_with('/') || sources.len() + inline.len() > 1;
                 write_inline(&root, inline, dest, dest_is_dir, owner.created(), change.as_ref())?;
@@ -192,6 +197,9 @@ struct CopySpec {
     parents: bool,
     /// Most bytes an extracted archive may unpack to.
     archive_limit: u64,
+    /// `--chown`'s owner, when given (extracted archives keep their own
+    /// owners otherwise).
+    chown: Option<(u32, u32)>,
     /// First copy of each multiply-linked source inode, so later names
     /// become hardlinks again.
     links: std::cell::RefCell<std::collections::HashMap<(u64, u64), (OwnedFd, String)>>,
@@ -251,10 +259,8 @@ fn add(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &Cop
         copy(root, source, &plain, dest, spec)?;
     }
     for a in archives {
-        let dest_dir = ensure_dir(root, dest.trim_end_matches('/'), spec.owner.created(), 0o755)?;
         let src = fsx::open_in_root(source, Path::new(&a), libc::O_RDONLY).map_err(io_err(format!("open {a}")))?;
-        let dest = fd_path(&dest_dir, OsStr::new(""));
-        kiln_snapshotter::apply::apply_layer_limited(File::from(src), &dest, spec.archive_limit)
+        untar::extract(root, dest.trim_end_matches('/'), File::from(src), spec.chown, spec.archive_limit)
             .map_err(|e| format!("extract {a}: {e}"))?;
     }
     Ok(())
