@@ -42,6 +42,7 @@ fn bench_cache_key(c: &mut Criterion) {
             exclude: vec![],
             parents: false,
         })],
+        link: false,
     });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     c.bench_function("cache_key/copy_10k_files", |b| {

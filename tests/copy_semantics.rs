@@ -243,3 +243,32 @@ fn symbolic_chmod_changes_each_copied_file_s_own_mode() {
     assert_eq!((mode("f1"), mode("f2"), mode("f3")), (0o644, 0o644, 0o666));
     assert_eq!((mode("d1"), mode("d2"), mode("d3")), (0o104, 0o766, 0o135));
 }
+
+/// `COPY --link` as BuildKit merges it (its reference, "Incompatibilities
+/// with --link=false"; testCopyLinkDotDestDir, testCopyLinkEmptyDestDir):
+/// the copy runs on an empty filesystem and its layer goes on top, so a
+/// destination that is a symlink in the image becomes a directory (the
+/// symlink is not followed) and an existing directory takes the new mode;
+/// without `--link` both behave as before. `--chmod` turns linking off.
+#[test]
+fn copy_link_merges_its_layer_on_top() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/copy-link");
+    let dockerfile = format!(
+        "FROM {reg}/busybox\nRUN mkdir -p /srv/real /srv/plain /data /tmpd && ln -s /srv/real /app && \
+         ln -s /srv/plain /plain && chmod 1777 /data /tmpd\n\
+         COPY --link hello.txt /app/\nCOPY --link hello.txt /data/sub/\nCOPY hello.txt /plain/\n\
+         COPY hello.txt /tmpd/sub/\nCOPY --link --chmod=0644 hello.txt /data2/\nWORKDIR /wd\nCOPY --link hello.txt .\nWORKDIR /var/www\nCOPY --link hello.txt $empty\n\
+         RUN [ -d /app ] && [ ! -L /app ] && [ -f /app/hello.txt ] && [ ! -e /srv/real/hello.txt ] && \
+         [ -L /plain ] && [ -f /srv/plain/hello.txt ] && [ -f /wd/hello.txt ] && [ \"$(cat /var/www/hello.txt)\" = hi ] && \
+         stat -c %a /data > /data.mode && stat -c %a /tmpd > /tmpd.mode\n"
+    );
+    let files: Vec<(&str, &[u8])> = vec![("Dockerfile", dockerfile.as_bytes()), ("hello.txt", b"hi\n")];
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &files));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let read = |p: &str| std::fs::read_to_string(img.rootfs.join(p)).unwrap().trim().to_string();
+    assert_eq!(read("data.mode"), "755", "a linked copy's parent directory replaces the existing one's mode");
+    assert_eq!(read("tmpd.mode"), "1777", "an unlinked copy keeps it");
+}

@@ -97,6 +97,8 @@ pub enum Kind {
         exclude: Vec<String>,
         /// `--parents`.
         parents: bool,
+        /// `--link`.
+        link: bool,
     },
     /// `ENV` pairs (raw words).
     Env(Vec<(String, String)>),
@@ -238,13 +240,14 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "ENTRYPOINT" => Kind::Entrypoint(command_form(args)),
         "COPY" | "ADD" => {
             let mut copy = parse_copy(&keyword, args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
-            if let Kind::Copy { from, sources, inline, add, exclude, parents, .. } = &mut copy {
+            if let Kind::Copy { from, sources, inline, add, exclude, parents, link, .. } = &mut copy {
                 if keyword == "ADD" {
                     *add = Some(add_flags(&flags).map_err(|m| err(arg_col, m.to_string()))?);
                 }
                 *from = flag("from");
                 *exclude = flags.iter().filter(|f| f.name == "exclude").filter_map(|f| f.value.clone()).collect();
                 *parents = flags.iter().any(|f| f.name == "parents" && f.value.as_deref() != Some("false"));
+                *link = flags.iter().any(|f| f.name == "link" && f.value.as_deref() != Some("false"));
                 take_heredoc_sources(sources, inline, &l.heredocs);
             }
             copy
@@ -404,6 +407,7 @@ fn parse_copy(
         add: None,
         exclude: Vec::new(),
         parents: false,
+        link: false,
     })
 }
 

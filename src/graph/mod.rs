@@ -202,6 +202,11 @@ pub struct SecretMount {
 pub struct FileOp {
     /// The actions.
     pub actions: Vec<FileAction>,
+    /// `COPY --link`: the actions run on an empty filesystem and their
+    /// layer is stacked on the parent's (BuildKit's merge), so the
+    /// destination's parents are always directories with their own modes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
 }
 
 /// One file action.

@@ -79,14 +79,18 @@ impl Solver {
         self.finish(id, upper, base, result).await
     }
 
+    /// Runs file actions on `base` — or, linked (`COPY --link`), on an
+    /// empty filesystem whose layer then goes on top of `base`.
     pub(super) async fn run_file(
         &self,
         id: NodeId,
         actions: Vec<PlannedAction>,
         base: Vec<LayerRecord>,
+        linked: bool,
         input: &BuildInput<'_>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
-        let (upper, overlay) = self.worker.prepare(&base).map_err(|e| SolveError::worker(id, e))?;
+        let lower: &[LayerRecord] = if linked { &[] } else { &base };
+        let (upper, overlay) = self.worker.prepare(lower).map_err(|e| SolveError::worker(id, e))?;
         let bundle = upper.bundle().to_path_buf();
         let req = FileOpRequest {
             rootfs: overlay,

@@ -290,14 +290,14 @@ impl Solver {
             }
             (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d).await?,
             (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c, input).await?,
-            (Op::File(_), Prepared::Plan(mut plan)) => {
+            (Op::File(file), Prepared::Plan(mut plan)) => {
                 for action in &mut plan {
                     if let PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
                         let chain = &results[&node.inputs[*i]];
                         *source_mounts = self.worker.view(chain).map_err(|e| SolveError::worker(id, e))?;
                     }
                 }
-                self.run_file(id, plan, base, input).await?
+                self.run_file(id, plan, base, file.link, input).await?
             }
             _ => return Err(SolveError::internal(id, "op and prepared state disagree")),
         };

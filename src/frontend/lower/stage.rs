@@ -269,7 +269,7 @@ pub fn lower_stage(
                 let proxies = proxy_env(&st, &ctx.opts.build_args);
                 lower_run(def, &mut st, cmd, extras, proxies, loc, ctx.budget).map_err(|e| err(e.to_string()))?;
             }
-            Kind::Copy { sources, dest, chown, chmod, from, inline, add, exclude, parents } => {
+            Kind::Copy { sources, dest, chown, chmod, from, inline, add, exclude, parents, link } => {
                 let exclude = exclude.iter().map(|e| word(e, &st)).collect::<Result<Vec<_>, _>>()?;
                 let inline = inline
                     .iter()
@@ -304,7 +304,9 @@ pub fn lower_stage(
                 let expanded =
                     ExpandedCopy { sources, dest, chown, chmod, from_node, inline, add, exclude, parents: *parents };
                 let (actions, inputs) = copy_actions(def, expanded, &loc).map_err(|e| err(e.to_string()))?;
-                st.push_layer_with(def, Op::File(FileOp { actions }), inputs, loc, created_by);
+                // BuildKit links only without --chmod.
+                let link = *link && chmod_text.is_none();
+                st.push_layer_with(def, Op::File(FileOp { actions, link }), inputs, loc, created_by);
             }
             Kind::Workdir(path) => {
                 let path = join_path(&st.workdir(), &word(path, &st)?);
@@ -313,7 +315,8 @@ pub fn lower_stage(
                     st.push_meta(format!("WORKDIR {path}"));
                 } else {
                     let owner = st.config.config.user.clone().unwrap_or_default();
-                    let op = Op::File(FileOp { actions: vec![FileAction::Mkdir { path: path.clone(), owner }] });
+                    let mkdir = vec![FileAction::Mkdir { path: path.clone(), owner }];
+                    let op = Op::File(FileOp { actions: mkdir, link: false });
                     st.push_layer(def, op, loc, format!("WORKDIR {path}"));
                 }
             }
@@ -473,10 +476,10 @@ pub fn join_path(base: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// An absolute COPY destination; a trailing `/` (or `.`) is kept as "into
-/// this directory".
+/// An absolute COPY destination; `""`, `.` and a trailing `/` are kept as
+/// "into this directory" (BuildKit: `""` is the working directory).
 fn absolute_dest(dest: &str, workdir: &str) -> String {
-    let into_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
+    let into_dir = dest.is_empty() || dest.ends_with('/') || dest == "." || dest.ends_with("/.");
     let joined = join_path(workdir, dest);
     if into_dir && joined != "/" {
         format!("{joined}/")
