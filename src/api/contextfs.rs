@@ -43,9 +43,15 @@ fn read(context: &Path, name: &'static str, max: u64) -> Result<Option<Vec<u8>>,
     }
 }
 
-/// `context/Dockerfile`.
+/// `context/Dockerfile`, or `context/dockerfile` when there is no
+/// `Dockerfile` (BuildKit accepts that casing too, moby/moby#10858).
 pub fn read_dockerfile(context: &Path) -> Result<Vec<u8>, ContextFileError> {
-    read(context, "Dockerfile", crate::frontend::MAX_DOCKERFILE_BYTES)?.ok_or(ContextFileError::Missing("Dockerfile"))
+    for name in ["Dockerfile", "dockerfile"] {
+        if let Some(bytes) = read(context, name, crate::frontend::MAX_DOCKERFILE_BYTES)? {
+            return Ok(bytes);
+        }
+    }
+    Err(ContextFileError::Missing("Dockerfile"))
 }
 
 /// The ignore file that applies: `Dockerfile.dockerignore` (which wins)

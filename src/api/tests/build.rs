@@ -256,3 +256,15 @@ async fn a_missing_target_stage_is_400_naming_it() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
     assert!(reply["error"].as_str().unwrap().contains("nowhere"), "{reply}");
 }
+
+/// BuildKit's testDockerfileLowercase: a context with `dockerfile` and no
+/// `Dockerfile` builds from it.
+#[tokio::test]
+async fn a_lowercase_dockerfile_is_read_when_there_is_no_dockerfile() {
+    let f = fixture();
+    let config = serde_json::to_vec(&local_only("r.example/fn:1")).unwrap();
+    let body = tar(&[(CONFIG_ENTRY, &config), ("context/dockerfile", LAYERLESS.as_bytes())]);
+    let (status, reply) = send_json(app(f.state.clone()), signed(body)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(f.image_config(&reply)["config"]["Labels"]["org.example.team"], "functions");
+}
