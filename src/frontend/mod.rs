@@ -7,6 +7,7 @@ mod instructions;
 mod lexer;
 pub mod lint;
 mod lower;
+mod pattern;
 mod remote;
 pub mod shapes;
 pub mod version;

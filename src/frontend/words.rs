@@ -1,7 +1,10 @@
 //! Shell-word processing as BuildKit's Dockerfile frontend does it:
 //! quotes, escapes and `$V`, `${V}`, `${V:-w}`, `${V-w}`, `${V:+w}`,
-//! `${V+w}`, `${V:?msg}`, `${V?msg}`. Only the builder's own variables
-//! (ENV and ARG) are expanded; RUN/CMD/ENTRYPOINT text is left to the shell.
+//! `${V+w}`, `${V:?msg}`, `${V?msg}`, `${V#pat}`, `${V##pat}`,
+//! `${V%pat}`, `${V%%pat}`, `${V/pat/rep}`, `${V//pat/rep}` (patterns:
+//! [`super::pattern`]), with BuildKit's error texts. Only the builder's
+//! own variables (ENV and ARG) are expanded; RUN/CMD/ENTRYPOINT text is
+//! left to the shell.
 
 /// Variable lookup used during expansion.
 pub trait Vars {
@@ -20,6 +23,8 @@ impl<F: Fn(&str) -> Option<String>> Vars for F {
 pub const MAX_EXPANDED: usize = 1 << 20;
 /// Deepest nesting of `${V:-${W:-…}}` substitutions.
 pub const MAX_NESTING: usize = 32;
+
+use super::pattern::Pattern;
 
 /// Expands one word, removing quotes.
 pub fn process_word(text: &str, vars: &dyn Vars, escape: char) -> Result<String, WordError> {
@@ -76,6 +81,8 @@ struct Scanner<'a> {
     vars: &'a dyn Vars,
     /// Substitutions currently open.
     depth: usize,
+    /// Keep escapes as written (a pattern's `\*` stays an escape).
+    raw_escapes: bool,
 }
 
 /// Why a word does not expand (BuildKit's messages).
@@ -90,22 +97,28 @@ pub enum WordError {
     /// A quote that is never closed (`single-quote`, `double-quote`).
     #[error("unexpected end of statement while looking for matching {0}")]
     Unterminated(&'static str),
-    /// `${}`.
-    #[error("bad substitution: missing variable name in ${{}}")]
-    MissingName,
-    /// `${name:` at the end.
-    #[error("unexpected end of statement in ${{}}")]
-    UnexpectedEnd,
-    /// A modifier other than `-`, `+`, `?`.
+    /// `${}`, `${:x}`, `${{x}`.
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    /// A modifier BuildKit does not have (`:#`, `:%`, `*`, …).
     #[error("unsupported modifier ({0}) in substitution")]
-    UnsupportedModifier(char),
+    UnsupportedModifier(String),
     /// `${name` without its brace.
-    #[error("missing '}}' in substitution")]
+    #[error("syntax error: missing '}}'")]
     MissingBrace,
-    /// `${name?}` with `name` unset.
-    #[error("{0}: parameter null or not set")]
-    NotSet(String),
-    /// `${name?message}` with `name` unset.
+    /// `${name/pattern` without the second `/`.
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+    /// A pattern with an escape other than `\*`, `\?`, `\\`.
+    #[error("invalid pattern ({pattern}) in substitution: {reason}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+    /// `${name?message}` with `name` unset (or `:?` and empty); the
+    /// message defaults to BuildKit's.
     #[error("{name}: {message}")]
     Required {
         /// The variable.
@@ -166,7 +179,7 @@ impl Words {
 
 impl<'a> Scanner<'a> {
     fn new(text: &str, escape: char, vars: &'a dyn Vars) -> Self {
-        Scanner { chars: text.chars().collect(), pos: 0, escape, vars, depth: 0 }
+        Scanner { chars: text.chars().collect(), pos: 0, escape, vars, depth: 0, raw_escapes: false }
     }
 
     fn peek(&self) -> Option<char> {
@@ -207,6 +220,7 @@ impl<'a> Scanner<'a> {
                     w.in_word |= !split;
                 }
                 c if c == self.escape => match self.next() {
+                    Some(n) if self.raw_escapes => w.raw(&format!("{c}{n}")),
                     Some(n) => w.raw(&n.to_string()),
                     None => w.raw(&c.to_string()),
                 },
@@ -276,46 +290,105 @@ impl<'a> Scanner<'a> {
             return Ok(self.vars.get(&name).unwrap_or_default());
         }
         self.pos += 1;
-        let name = self.name();
-        if name.is_empty() {
-            return Err(WordError::MissingName);
+        match self.peek() {
+            None => return Err(WordError::MissingBrace),
+            Some('{' | '}' | ':') => return Err(WordError::BadSubstitution),
+            Some(_) => {}
         }
+        let name = self.name();
         let value = self.vars.get(&name);
         match self.next() {
             Some('}') => Ok(value.unwrap_or_default()),
-            Some(':') => {
-                let op = self.next().ok_or(WordError::UnexpectedEnd)?;
-                let word = self.modifier_word()?;
-                apply_modifier(&name, value.filter(|v| !v.is_empty()), op, word)
-            }
+            Some(':') => match self.next() {
+                Some(op @ ('-' | '+' | '?')) => {
+                    let word = self.modifier_word(false)?;
+                    apply_modifier(&name, value, op, word, true)
+                }
+                Some(op) if op == '#' || op == '%' => Err(WordError::UnsupportedModifier(format!(":{op}"))),
+                Some(op) => {
+                    self.modifier_word(false)?;
+                    Err(WordError::UnsupportedModifier(format!(":{op}")))
+                }
+                None => Err(WordError::MissingBrace),
+            },
             Some(op @ ('-' | '+' | '?')) => {
-                let word = self.modifier_word()?;
-                apply_modifier(&name, value, op, word)
+                let word = self.modifier_word(false)?;
+                apply_modifier(&name, value, op, word, false)
             }
-            Some(c) => Err(WordError::UnsupportedModifier(c)),
+            Some(op @ ('#' | '%')) => {
+                let word = self.modifier_word(true)?;
+                let (longest, pattern) = match word.strip_prefix(op) {
+                    Some(rest) => (true, rest),
+                    None => (false, word.as_str()),
+                };
+                let pattern = Pattern::parse(pattern, self.escape).map_err(|e| bad_pattern(pattern, e))?;
+                let value = value.unwrap_or_default();
+                Ok(if op == '#' { pattern.trim_prefix(&value, longest) } else { pattern.trim_suffix(&value, longest) })
+            }
+            Some('/') => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.pos += 1;
+                }
+                let pattern = self.raw_until('/', true).ok_or(WordError::MissingSlash)??;
+                let replacement = self.raw_until('}', true).ok_or(WordError::MissingBrace)??;
+                let parsed = Pattern::parse(&pattern, self.escape).map_err(|e| bad_pattern(&pattern, e))?;
+                Ok(parsed.replace(&value.unwrap_or_default(), &replacement, all))
+            }
+            Some(c) => Err(WordError::UnsupportedModifier(c.to_string())),
             None => Err(WordError::MissingBrace),
         }
     }
 
-    fn modifier_word(&mut self) -> Result<String, WordError> {
-        let words = self.process(false, Some('}'))?;
-        if self.next() != Some('}') {
-            return Err(WordError::MissingBrace);
+    /// The word of a `${V<op>word}` up to its `}` (consumed); `raw` keeps
+    /// escapes as written (for patterns).
+    fn modifier_word(&mut self, raw: bool) -> Result<String, WordError> {
+        self.raw_until('}', raw).ok_or(WordError::MissingBrace)?
+    }
+
+    /// The text up to `stop` (consumed), escapes kept as written when
+    /// inside a pattern; `None` when the text ends first.
+    fn raw_until(&mut self, stop: char, raw: bool) -> Option<Result<String, WordError>> {
+        let outer = self.raw_escapes;
+        self.raw_escapes = raw || outer;
+        let words = self.process(false, Some(stop));
+        self.raw_escapes = outer;
+        let words = match words {
+            Ok(w) => w,
+            Err(e) => return Some(Err(e)),
+        };
+        if self.next() != Some(stop) {
+            return None;
         }
-        Ok(words.into_iter().next().unwrap_or_default())
+        Some(Ok(words.into_iter().next().unwrap_or_default()))
     }
 }
 
-fn apply_modifier(name: &str, value: Option<String>, op: char, word: String) -> Result<String, WordError> {
+fn bad_pattern(pattern: &str, e: super::pattern::BadEscape) -> WordError {
+    WordError::BadPattern { pattern: pattern.to_string(), reason: e.to_string() }
+}
+
+/// `-`, `+`, `?` on a variable; `null_is_unset` for the `:` forms.
+fn apply_modifier(
+    name: &str,
+    value: Option<String>,
+    op: char,
+    word: String,
+    null_is_unset: bool,
+) -> Result<String, WordError> {
+    let empty = null_is_unset && value.as_deref() == Some("");
+    let unset = value.is_none();
     match op {
-        '-' => Ok(value.unwrap_or(word)),
-        '+' => Ok(if value.is_some() { word } else { String::new() }),
-        '?' => match value {
-            Some(v) => Ok(v),
-            None if word.is_empty() => Err(WordError::NotSet(name.to_string())),
-            None => Err(WordError::Required { name: name.to_string(), message: word }),
-        },
-        c => Err(WordError::UnsupportedModifier(c)),
+        '-' if unset || empty => Ok(word),
+        '-' => Ok(value.unwrap_or_default()),
+        '+' if unset || empty => Ok(String::new()),
+        '+' => Ok(word),
+        _ if unset || empty => {
+            let default = if unset { "is not allowed to be unset" } else { "is not allowed to be empty" };
+            let message = if word.is_empty() { default.to_string() } else { word };
+            Err(WordError::Required { name: name.to_string(), message })
+        }
+        _ => Ok(value.unwrap_or_default()),
     }
 }
 
@@ -366,7 +439,7 @@ mod tests {
         ("${UNSET:-'q $A'}", "q $A"),
         ("${A:?msg}", "a"),
         ("${UNSET:?is required}", "!UNSET: is required"),
-        ("${EMPTY:?}", "!EMPTY: parameter null or not set"),
+        ("${EMPTY:?}", "!EMPTY: is not allowed to be empty"),
         ("${EMPTY?x}", ""),
         ("${UNSET?x}", "!UNSET: x"),
         ("$PATH:/usr/bin", "/bin:/usr/bin"),
@@ -374,9 +447,21 @@ mod tests {
         ("$", "$"),
         ("a$", "a$"),
         ("$1", ""),
-        ("${", "!bad substitution"),
-        ("${A", "!missing '}'"),
-        ("${A%x}", "!unsupported modifier"),
+        ("${", "!syntax error: missing '}'"),
+        ("${A", "!syntax error: missing '}'"),
+        ("${A%x}", "a"),
+        ("${A*x}", "!unsupported modifier (*) in substitution"),
+        ("${A:#x}", "!unsupported modifier (:#) in substitution"),
+        ("${B#b }", "c"),
+        ("${B% *}", "b"),
+        ("${PATH##*/}", "bin"),
+        ("${PATH%%/*}", ""),
+        ("${B/ /_}", "b_c"),
+        ("${B//[bc]/x}", "b c"),
+        ("${B//?/x}", "xxx"),
+        ("${UNSET#x}", ""),
+        ("${A/x", "!syntax error: missing '/' in ${}"),
+        ("${A#\\q}", "!invalid pattern (\\q) in substitution: invalid escape '\\q'"),
         ("'open", "!single-quote"),
         ("\"open", "!double-quote"),
         ("", ""),
@@ -430,12 +515,13 @@ mod tests {
         ("x\\", "x\\"),
         ("${A}}", "a}"),
         ("{$A}", "{a}"),
-        ("${UNSET:?}", "!UNSET: parameter null or not set"),
-        ("${UNSET?}", "!UNSET: parameter null or not set"),
-        ("${A:=x}", "!unsupported modifier"),
-        ("${A:", "!unexpected end"),
-        ("${UNSET:-x", "!missing '}'"),
-        ("${}", "!bad substitution"),
+        ("${UNSET:?}", "!UNSET: is not allowed to be unset"),
+        ("${UNSET?}", "!UNSET: is not allowed to be unset"),
+        ("${A:=x}", "!unsupported modifier (:=) in substitution"),
+        ("${A:", "!syntax error: missing '}'"),
+        ("${UNSET:-x", "!syntax error: missing '}'"),
+        ("${}", "!syntax error: bad substitution"),
+        ("${:x}", "!syntax error: bad substitution"),
     ];
 
     #[test]
@@ -483,15 +569,34 @@ mod tests {
         let cases = [
             ("'open", "unexpected end of statement while looking for matching single-quote"),
             ("\"open", "unexpected end of statement while looking for matching double-quote"),
-            ("${}", "bad substitution: missing variable name in ${}"),
-            ("${SET", "missing '}' in substitution"),
-            ("${SET/x}", "unsupported modifier (/) in substitution"),
-            ("${UNSET?}", "UNSET: parameter null or not set"),
+            ("${}", "syntax error: bad substitution"),
+            ("${SET", "syntax error: missing '}'"),
+            ("${SET*x}", "unsupported modifier (*) in substitution"),
+            ("${UNSET?}", "UNSET: is not allowed to be unset"),
             ("${UNSET?needs a value}", "UNSET: needs a value"),
         ];
         for (text, message) in cases {
             assert_eq!(process_word(text, &vars, '\\').unwrap_err().to_string(), message, "{text}");
         }
+    }
+
+    /// BuildKit's TestShellParserMandatoryEnvVars: `:?` refuses unset and
+    /// empty, `?` only unset; the message is expanded.
+    #[test]
+    fn mandatory_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+        };
+        let (set, empty, unset) =
+            (env(&[("VAR", "plain"), ("ARG", "x")]), env(&[("VAR", ""), ("ARG", "x")]), env(&[("ARG", "x")]));
+        let (no_empty, no_unset) = ("${VAR:?message here$ARG}", "${VAR?message here$ARG}");
+        let required = WordError::Required { name: "VAR".into(), message: "message herex".into() };
+        assert_eq!(process_word(no_empty, &set, '\\').unwrap(), "plain");
+        assert_eq!(process_word(no_empty, &empty, '\\'), Err(required.clone()));
+        assert_eq!(process_word(no_empty, &unset, '\\'), Err(required.clone()));
+        assert_eq!(process_word(no_unset, &set, '\\').unwrap(), "plain");
+        assert_eq!(process_word(no_unset, &empty, '\\').unwrap(), "");
+        assert_eq!(process_word(no_unset, &unset, '\\'), Err(required));
     }
 
     #[test]
