@@ -53,7 +53,7 @@ impl Pattern {
 
     /// The states reachable from `states` without reading a character
     /// (a `*` may match nothing).
-    fn close(&self, states: &mut Vec<bool>) {
+    fn close(&self, states: &mut [bool]) {
         for i in 0..self.0.len() {
             if states[i] && self.0[i] == Token::Star {
                 states[i + 1] = true;
