@@ -266,8 +266,14 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
             need_args(1, "exactly one argument")?;
             Kind::User(args.to_string())
         }
-        "EXPOSE" => Kind::Expose(args.to_string()),
-        "VOLUME" => Kind::Volume(command_form(args)),
+        "EXPOSE" => {
+            need_args(1, "at least one argument")?;
+            Kind::Expose(args.to_string())
+        }
+        "VOLUME" => {
+            need_args(1, "at least one argument")?;
+            Kind::Volume(command_form(args))
+        }
         "STOPSIGNAL" => {
             need_args(1, "exactly one argument")?;
             Kind::StopSignal(args.to_string())
@@ -276,7 +282,10 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
             parse_json_list(args)
                 .ok_or_else(|| err(arg_col, "SHELL requires the arguments to be in JSON form".into()))?,
         ),
-        "MAINTAINER" => Kind::Maintainer(args.to_string()),
+        "MAINTAINER" => {
+            need_args(1, "exactly one argument")?;
+            Kind::Maintainer(args.to_string())
+        }
         "ONBUILD" => parse_onbuild(args, &err, arg_col)?,
         "HEALTHCHECK" => parse_healthcheck(args, &flags, &err, arg_col)?,
         _ => unreachable!("keyword list is exhaustive"),
@@ -466,9 +475,11 @@ fn parse_healthcheck(args: &str, flags: &[Flag], err: &ErrFn, col: usize) -> Res
         None => (args, ""),
     };
     match word.to_ascii_uppercase().as_str() {
+        "" => Err(err(col, "HEALTHCHECK requires at least one argument".into())),
         "NONE" if rest.is_empty() && flags.is_empty() => Ok(Kind::Healthcheck { flags: pairs, cmd: None }),
         "NONE" => Err(err(col, "HEALTHCHECK NONE takes no arguments".into())),
         "CMD" if !rest.is_empty() => Ok(Kind::Healthcheck { flags: pairs, cmd: Some(command_form(rest)) }),
-        _ => Err(err(col, "HEALTHCHECK requires CMD <command> or NONE".into())),
+        "CMD" => Err(err(col, "Missing command after HEALTHCHECK CMD".into())),
+        other => Err(err(col, format!("Unknown type {other:?} in HEALTHCHECK (try CMD)"))),
     }
 }

@@ -217,3 +217,33 @@ fn explicit_and_inherited_stage_platforms() {
     assert_eq!(d.line, 2, "{d}");
     assert!(d.message.contains("FROM --platform"), "{d}");
 }
+
+/// BuildKit's instruction-argument errors (parse_test.go's
+/// TestCommandsExactlyOneArgument, TestCommandsAtLeastOneArgument,
+/// TestCommandsNoDestinationArgument, TestCommandsBlankNames): the same
+/// texts for the same instructions.
+#[test]
+fn instruction_argument_errors_read_like_buildkit() {
+    let message = |text: &str| match parse(&format!("FROM scratch\n{text}\n")) {
+        Ok(_) => format!("{text}: accepted"),
+        Err(d) => d.message,
+    };
+    for cmd in ["MAINTAINER", "WORKDIR", "USER", "STOPSIGNAL"] {
+        assert_eq!(message(cmd), format!("{cmd} requires exactly one argument"), "{cmd}");
+    }
+    for cmd in ["ENV", "LABEL", "ONBUILD", "HEALTHCHECK", "EXPOSE", "VOLUME"] {
+        assert_eq!(message(cmd), format!("{cmd} requires at least one argument"), "{cmd}");
+    }
+    for cmd in ["ADD", "COPY"] {
+        let want = format!(
+            "{cmd} requires at least two arguments, but only one was provided. Destination could not be determined"
+        );
+        assert_eq!(message(&format!("{cmd} arg1")), want, "{cmd}");
+    }
+    for cmd in ["ENV", "LABEL"] {
+        assert_eq!(message(&format!("{cmd} =arg2")), format!("{cmd} names can not be blank"), "{cmd}");
+    }
+    assert_eq!(message("HEALTHCHECK CMD"), "Missing command after HEALTHCHECK CMD");
+    assert_eq!(message("HEALTHCHECK PING x"), "Unknown type \"PING\" in HEALTHCHECK (try CMD)");
+    assert_eq!(message("HEALTHCHECK NONE x"), "HEALTHCHECK NONE takes no arguments");
+}
