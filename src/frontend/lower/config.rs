@@ -144,6 +144,12 @@ pub enum ConfigError {
     /// `HEALTHCHECK --retries` that is not a number.
     #[error("invalid --retries value {0:?}")]
     Retries(String),
+    /// `HEALTHCHECK --retries` below zero (BuildKit's text).
+    #[error("--retries cannot be negative ({0})")]
+    NegativeRetries(i64),
+    /// A `HEALTHCHECK` duration under BuildKit's 1 ms minimum (0 is "unset").
+    #[error("Interval {0:?} cannot be less than 1ms")]
+    TooShort(String),
     /// A `HEALTHCHECK` duration flag that is not a Go duration.
     #[error("invalid --{flag} duration {value:?}")]
     Duration {
@@ -182,17 +188,27 @@ fn healthcheck(flags: &[(String, String)], cmd: Option<&CommandForm>) -> Result<
     let mut hc = HealthConfig { test: Some(test), ..Default::default() };
     for (name, value) in flags {
         match name.as_str() {
-            "retries" => hc.retries = Some(value.parse().map_err(|_| ConfigError::Retries(value.clone()))?),
+            // Zero values are left out, as Go's `omitempty` leaves them.
+            "retries" => {
+                let retries: i64 = value.parse().map_err(|_| ConfigError::Retries(value.clone()))?;
+                if retries < 0 {
+                    return Err(ConfigError::NegativeRetries(retries));
+                }
+                hc.retries = (retries != 0).then_some(retries);
+            }
             _ => {
                 let bad = || ConfigError::Duration { flag: name.clone(), value: value.clone() };
                 let ns = parse_duration(value).ok_or_else(bad)?;
+                if ns != 0 && ns < 1_000_000 {
+                    return Err(ConfigError::TooShort(name.clone()));
+                }
                 let slot = match name.as_str() {
                     "interval" => &mut hc.interval,
                     "timeout" => &mut hc.timeout,
                     "start-period" => &mut hc.start_period,
                     _ => &mut hc.start_interval,
                 };
-                *slot = Some(ns);
+                *slot = (ns != 0).then_some(ns);
             }
         }
     }

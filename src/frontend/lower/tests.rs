@@ -247,3 +247,25 @@ fn instruction_argument_errors_read_like_buildkit() {
     assert_eq!(message("HEALTHCHECK PING x"), "Unknown type \"PING\" in HEALTHCHECK (try CMD)");
     assert_eq!(message("HEALTHCHECK NONE x"), "HEALTHCHECK NONE takes no arguments");
 }
+
+/// BuildKit's instructions TestErrorCases: the same refusals with the
+/// same texts (kiln's may add a hint after BuildKit's words).
+#[test]
+fn instruction_error_cases_read_like_buildkit() {
+    let message = |text: &str| match parse(&format!("FROM scratch\n{text}\n")) {
+        Ok(_) => format!("{text}: accepted"),
+        Err(d) => d.message,
+    };
+    let cases = [
+        ("COPY\t", "COPY requires at least two arguments"),
+        ("ONBUILD FROM scratch", "FROM isn't allowed as an ONBUILD trigger"),
+        ("MAINTAINER --boo joe@example.com", "unknown flag: --boo"),
+        ("ONBUILD ONBUILD RUN touch foobar", "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
+        ("FOO bar", "unknown instruction: FOO"),
+        ("foo bar", "unknown instruction: foo"),
+    ];
+    for (text, want) in cases {
+        let got = message(text);
+        assert!(got.starts_with(want), "{text:?}: {got:?} does not start with {want:?}");
+    }
+}
