@@ -110,11 +110,34 @@ pub struct Lexed {
 
 const DIRECTIVES: [&str; 3] = ["syntax", "escape", "check"];
 
+/// A directive line (`# name = value`); for `syntax` and `check` the value
+/// is its first word (`# syntax = docker/dockerfile:1 // note`), as BuildKit
+/// reads them.
 fn directive(line: &str) -> Option<(String, String)> {
     let body = line.trim().strip_prefix('#')?;
     let (name, value) = body.split_once('=')?;
     let name = name.trim().to_ascii_lowercase();
-    DIRECTIVES.contains(&name.as_str()).then(|| (name, value.trim().to_string()))
+    let value = value.trim();
+    let value = match name.as_str() {
+        "escape" => value,
+        _ => value.split(' ').next().unwrap_or(value),
+    };
+    DIRECTIVES.contains(&name.as_str()).then(|| (name, value.to_string()))
+}
+
+/// `syntax` and `check` below a first-line `#!` shebang: BuildKit finds
+/// those there (its `ParseDirective`), though not `escape`.
+fn directives_after_shebang(physical: &[&str]) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for (name, value) in physical.iter().skip(1).map_while(|l| directive(l)) {
+        if found.iter().any(|(n, _)| *n == name) {
+            break;
+        }
+        if name != "escape" {
+            found.push((name, value));
+        }
+    }
+    found
 }
 
 /// Longest instruction (after joining continuation lines).
@@ -122,6 +145,7 @@ pub const MAX_INSTRUCTION: usize = 1 << 20;
 
 /// Lexes `text`.
 pub fn lex(text: &str) -> Result<Lexed, Diagnostic> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let physical: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
     let mut idx = 0;
     let mut directives = Vec::new();
@@ -146,6 +170,9 @@ pub fn lex(text: &str) -> Result<Lexed, Diagnostic> {
         }
         directives.push((name, value));
         idx += 1;
+    }
+    if directives.is_empty() && physical.first().is_some_and(|l| l.starts_with("#!")) {
+        directives = directives_after_shebang(&physical);
     }
     let mut lines = Vec::new();
     while idx < physical.len() {

@@ -269,3 +269,27 @@ fn instruction_error_cases_read_like_buildkit() {
         assert!(got.starts_with(want), "{text:?}: {got:?} does not start with {want:?}");
     }
 }
+
+/// BuildKit's parser TestDirectives, TestDetectSyntax, TestDetectSyntaxBOM
+/// and TestParseDirective, for a Dockerfile: names are case-insensitive, an
+/// unknown directive ends them, `syntax` and `check` values stop at the
+/// first space and are found below a `#!` line, a byte-order mark is
+/// dropped.
+#[test]
+fn directives_read_like_buildkit() {
+    let directives = |text: &str| parse(text).unwrap().directives;
+    let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+    assert_eq!(directives("#escape=\\\n# key = FOO bar\n# smth\nFROM x\n"), [pair("escape", "\\")]);
+    assert_eq!(directives("# EScape=\\\n# KEY = FOO bar\n# smth\nFROM x\n"), [pair("escape", "\\")]);
+    let syntax = "# syntax = dockerfile:experimental // opts\nFROM busybox\n";
+    assert_eq!(directives(syntax), [pair("syntax", "dockerfile:experimental")]);
+    assert_eq!(
+        directives("#!/bin/sh\n# syntax = dockerfile:experimental\nFROM busybox\n"),
+        [pair("syntax", "dockerfile:experimental")]
+    );
+    assert!(directives("FROM busybox\nRUN ls\n").is_empty());
+    assert_eq!(directives("\u{feff}# syntax = myfrontend\nFROM busybox\n"), [pair("syntax", "myfrontend")]);
+    assert_eq!(directives("#check = skip=all // opts\nFROM busybox\n"), [pair("check", "skip=all")]);
+    assert_eq!(directives("#!/bin/sh\n# check = skip=all\nFROM busybox\n"), [pair("check", "skip=all")]);
+    assert_eq!(parse("\u{feff}FROM busybox\n").unwrap().instructions.len(), 1, "a BOM before FROM");
+}
