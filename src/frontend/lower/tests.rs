@@ -293,3 +293,44 @@ fn directives_read_like_buildkit() {
     assert_eq!(directives("#!/bin/sh\n# check = skip=all\nFROM busybox\n"), [pair("check", "skip=all")]);
     assert_eq!(parse("\u{feff}FROM busybox\n").unwrap().instructions.len(), 1, "a BOM before FROM");
 }
+
+/// BuildKit's parser TestJSONArraysOfStrings: a JSON array of strings is
+/// the exec form (escapes decoded, whitespace around it allowed); an
+/// array holding anything but strings is not, so the text is shell form.
+#[test]
+fn json_arrays_of_strings_read_like_buildkit() {
+    use crate::frontend::{CommandForm, Kind};
+    let form = |json: &str| match parse(&format!("FROM x\nCMD {json}\n")).unwrap().instructions[1].kind.clone() {
+        Kind::Cmd(form) => form,
+        other => panic!("{other:?}"),
+    };
+    let exec = |items: &[&str]| CommandForm::Exec(items.iter().map(|s| s.to_string()).collect());
+    assert_eq!(form("[]"), exec(&[]));
+    assert_eq!(form("[\"\"]"), exec(&[""]));
+    assert_eq!(form("[\"a\",\"b\"]"), exec(&["a", "b"]));
+    assert_eq!(form("[ \"a\", \"b\" ]"), exec(&["a", "b"]));
+    assert_eq!(form("[\t\"a\",\t\"b\"\t]"), exec(&["a", "b"]));
+    let escapes = r#"["abc 123", "♥", "☃", "\" \\ \/ \b \f \n \r \t \u0000"]"#;
+    assert_eq!(form(escapes), exec(&["abc 123", "♥", "☃", "\" \\ / \u{8} \u{c} \n \r \t \0"]));
+    for invalid in
+        [r#"["a",42,"b"]"#, r#"["a",{},"b"]"#, r#"["a",["c"],"b"]"#, r#"["a",true,"b"]"#, r#"["a",null,"b"]"#]
+    {
+        assert_eq!(form(invalid), CommandForm::Shell(invalid.to_string()), "{invalid}");
+    }
+}
+
+/// BuildKit's parser line tests (TestParseNameValOldFormat,
+/// TestParseNameValNewFormat, TestParseNameValWithoutVal): `LABEL foo bar`
+/// is one pair, `foo=bar thing=star` two, `ENV foo` an error.
+#[test]
+fn name_value_forms_read_like_buildkit() {
+    use crate::frontend::Kind;
+    let pairs = |text: &str| match parse(&format!("FROM x\n{text}\n")).unwrap().instructions[1].kind.clone() {
+        Kind::Label(p) | Kind::Env(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let owned = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert_eq!(pairs("LABEL foo bar"), owned(&[("foo", "bar")]));
+    assert_eq!(pairs("LABEL foo=bar thing=star"), owned(&[("foo", "bar"), ("thing", "star")]));
+    assert!(parse("FROM x\nENV foo\n").is_err(), "ENV must have two arguments");
+}
