@@ -599,6 +599,25 @@ mod tests {
         assert_eq!(process_word(no_unset, &unset, '\\'), Err(required));
     }
 
+    /// BuildKit's parser TestParseWords: words split on whitespace, quotes
+    /// and escapes kept as written, any Unicode.
+    #[test]
+    fn raw_words_like_buildkit_s_parser() {
+        let cases: [(&str, &[&str]); 8] = [
+            ("foo", &["foo"]),
+            ("foo bar", &["foo", "bar"]),
+            ("foo\\ bar", &["foo\\ bar"]),
+            ("foo=bar", &["foo=bar"]),
+            ("foo bar 'abc xyz'", &["foo", "bar", "'abc xyz'"]),
+            ("foo bar \"abc xyz\"", &["foo", "bar", "\"abc xyz\""]),
+            ("àöû", &["àöû"]),
+            ("föo bàr \"âbc xÿz\"", &["föo", "bàr", "\"âbc xÿz\""]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(split_raw(input, '\\'), want, "{input:?}");
+        }
+    }
+
     #[test]
     fn raw_split_keeps_quotes() {
         assert_eq!(split_raw(r#"a="b c" d=e\ f g='h i'"#, '\\'), [r#"a="b c""#, r"d=e\ f", "g='h i'"]);

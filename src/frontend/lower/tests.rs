@@ -334,3 +334,10 @@ fn name_value_forms_read_like_buildkit() {
     assert_eq!(pairs("LABEL foo=bar thing=star"), owned(&[("foo", "bar"), ("thing", "star")]));
     assert!(parse("FROM x\nENV foo\n").is_err(), "ENV must have two arguments");
 }
+
+/// BuildKit's parser TestHeredocChomp: `<<-` strips the body's leading tabs.
+#[test]
+fn heredoc_chomp_strips_leading_tabs() {
+    let lexed = crate::frontend::lexer::lex("FROM x\nRUN cat <<-EOF\n\thello\n\tworld\nEOF\n").unwrap();
+    assert_eq!(lexed.lines[1].heredocs[0].body, "hello\nworld\n");
+}
