@@ -96,6 +96,9 @@ pub struct ContainerConfig {
     /// Stop signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Set by a `CMD` (Docker's image spec; BuildKit sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_escaped: Option<bool>,
     /// Healthcheck (kept with OCI media types, unlike buildah).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,

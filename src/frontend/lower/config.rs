@@ -54,9 +54,11 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         Kind::Cmd(form) => {
             let c = command(form, &st.config);
             ctx.budget.charge_all(&c).map_err(|e| err(e.to_string()))?;
+            let created_by = format!("CMD {}", super::gofmt::quote_list(&c));
             st.config.config.cmd = Some(c);
+            st.config.config.args_escaped = Some(true);
             st.cmd_set = true;
-            format!("CMD {}", json!(st.config.config.cmd))
+            created_by
         }
         Kind::Entrypoint(form) => {
             let ep = command(form, &st.config);
@@ -65,7 +67,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             if !st.cmd_set {
                 st.config.config.cmd = None;
             }
-            format!("ENTRYPOINT {}", json!(ep))
+            format!("ENTRYPOINT {}", super::gofmt::quote_list(&ep))
         }
         Kind::Expose(text) => {
             // BuildKit sorts the specs as written, then expands each.
@@ -91,7 +93,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             for v in &vols {
                 st.config.config.volumes.get_or_insert_with(Default::default).insert(v.clone(), json!({}));
             }
-            format!("VOLUME {}", json!(vols))
+            format!("VOLUME {}", super::gofmt::list(&vols))
         }
         Kind::StopSignal(s) => {
             let s = word(s, st)?;
@@ -101,20 +103,22 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         }
         Kind::Shell(v) => {
             st.config.config.shell = Some(v.clone());
-            format!("SHELL {}", json!(v))
+            format!("SHELL {}", super::gofmt::list(v))
         }
         Kind::Maintainer(m) => {
             st.config.author = Some(m.clone());
             format!("MAINTAINER {m}")
         }
         Kind::Onbuild(t) => {
+            // BuildKit records a trigger in the config only, not the history.
             st.config.config.on_build.get_or_insert_with(Vec::new).push(t.clone());
-            format!("ONBUILD {t}")
+            return Ok(());
         }
         Kind::Healthcheck { flags, cmd } => {
             let hc = healthcheck(flags, cmd.as_ref()).map_err(|e| err(e.to_string()))?;
+            let created_by = super::gofmt::healthcheck(&hc);
             st.config.config.healthcheck = Some(hc);
-            instr.text.clone()
+            created_by
         }
         Kind::From { .. } | Kind::Run { .. } | Kind::Copy { .. } | Kind::Workdir(_) | Kind::Arg(_) => {
             unreachable!("handled by the stage lowering")

@@ -462,8 +462,11 @@ fn inherit(
 }
 
 /// A history entry for a new instruction.
+/// The comment BuildKit's Dockerfile frontend puts on its history entries.
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
 fn history(created_by: String, empty_layer: bool) -> History {
-    History { created: None, created_by: Some(created_by), comment: None, empty_layer }
+    History { created: None, created_by: Some(created_by), comment: Some(HISTORY_COMMENT.into()), empty_layer }
 }
 
 #[cfg(test)]

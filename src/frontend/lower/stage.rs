@@ -17,6 +17,8 @@ mod config;
 mod copy;
 #[path = "expose.rs"]
 mod expose;
+#[path = "gofmt.rs"]
+mod gofmt;
 #[path = "runmount.rs"]
 mod runmount;
 
@@ -321,14 +323,20 @@ pub fn lower_stage(
                 }
             }
             Kind::Arg(args) => {
+                let mut entry = Vec::new();
                 for (name, default) in args {
                     let value = match (ctx.opts.build_args.get(name), default) {
                         (Some(v), _) => Some(v.clone()),
                         (None, Some(d)) => Some(word(d, &st)?),
                         (None, None) => ctx.meta.get(name).cloned(),
                     };
+                    entry.push(value.as_ref().map_or_else(|| name.clone(), |v| format!("{name}={v}")));
                     st.args.insert(name.clone(), value);
                 }
+                // BuildKit records every ARG, with the value it took.
+                let created_by = format!("ARG {}", entry.join(" "));
+                ctx.budget.charge_str(&created_by).map_err(|e| err(e.to_string()))?;
+                st.push_meta(created_by);
             }
             _ => config::apply(&mut st, instr, ctx)?,
         }
