@@ -85,8 +85,17 @@ pub fn base_image_platform(image: &str, line: usize, expected: &Platform, actual
 pub fn lint(df: &Dockerfile, cfg: &CheckConfig) -> Vec<Warning> {
     let mut out = Vec::new();
     casing(&df.instructions, &mut out);
+    // What each stage ends with, by alias: a stage built `FROM` another
+    // inherits its SHELL and absolute WORKDIR, as BuildKit's state does.
+    let mut ends: Vec<(Option<String>, Inherited)> = Vec::new();
     for stage in stages(&df.instructions) {
-        stage_rules(stage, &mut out);
+        let (parent, alias) = match &stage[0].kind {
+            Kind::From { image, alias, .. } => (image.to_ascii_lowercase(), alias.clone()),
+            _ => (String::new(), None),
+        };
+        let start = ends.iter().rev().find(|(a, _)| a.as_deref() == Some(parent.as_str())).map(|(_, s)| *s);
+        let end = stage_rules(stage, start.unwrap_or_default(), &mut out);
+        ends.push((alias, end));
     }
     for i in &df.instructions {
         instruction_rules(i, &mut out);
@@ -129,10 +138,17 @@ fn casing(instrs: &[Instruction], out: &mut Vec<Warning>) {
     }
 }
 
-/// Rules that look at a whole stage.
-fn stage_rules(stage: &[Instruction], out: &mut Vec<Warning>) {
-    let mut seen_shell = false;
-    let mut absolute_workdir = false;
+/// What a stage passes on to stages built on it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Inherited {
+    shell: bool,
+    absolute_workdir: bool,
+}
+
+/// Rules that look at a whole stage, starting from what its parent stage
+/// left; returns what it leaves.
+fn stage_rules(stage: &[Instruction], from: Inherited, out: &mut Vec<Warning>) -> Inherited {
+    let (mut seen_shell, mut absolute_workdir) = (from.shell, from.absolute_workdir);
     let mut counts: [(&str, Vec<usize>); 3] = [("CMD", vec![]), ("ENTRYPOINT", vec![]), ("HEALTHCHECK", vec![])];
     for i in stage {
         match &i.kind {
@@ -163,6 +179,7 @@ fn stage_rules(stage: &[Instruction], out: &mut Vec<Warning>) {
             warn(out, "MultipleInstructionsDisallowed", *line, msg);
         }
     }
+    Inherited { shell: seen_shell, absolute_workdir }
 }
 
 /// Rules that look at one instruction.
@@ -269,6 +286,25 @@ mod tests {
         assert!(cfg.error);
         assert!(rules(text, &CheckConfig::parse("skip=all").unwrap()).is_empty());
         assert_eq!(CheckConfig::parse("bogus"), Err(BadCheckOption("bogus".into())));
+    }
+
+    /// BuildKit's testJSONArgsRecommended and testWorkdirRelativePath: a
+    /// SHELL or an absolute WORKDIR set in a parent stage counts for the
+    /// stages built on it.
+    #[test]
+    fn shell_and_workdir_carry_into_child_stages() {
+        let cases = [
+            ("FROM scratch\nCMD mycommand\n", vec![("JSONArgsRecommended", 2)]),
+            ("FROM scratch\nENTRYPOINT mycommand\n", vec![("JSONArgsRecommended", 2)]),
+            ("FROM scratch\nSHELL [\"/usr/bin/customshell\"]\nCMD mycommand\n", vec![]),
+            ("FROM scratch AS base\nSHELL [\"/usr/bin/customshell\"]\nFROM base\nCMD mycommand\n", vec![]),
+            ("FROM scratch AS base\nSHELL [\"/usr/bin/customshell\"]\nFROM base\nENTRYPOINT mycommand\n", vec![]),
+            ("FROM scratch\nWORKDIR app/\n", vec![("WorkdirRelativePath", 2)]),
+            ("FROM scratch AS a\nWORKDIR /app\nFROM a AS b\nWORKDIR subdir/\n", vec![]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(rules(text, &CheckConfig::default()), want, "{text}");
+        }
     }
 
     #[test]
