@@ -385,3 +385,117 @@ fn independent_stages_run_at_the_same_time() {
     assert_eq!(std::fs::read_to_string(img.rootfs.join("left")).unwrap(), "left\n");
     assert_eq!(std::fs::read_to_string(img.rootfs.join("right")).unwrap(), "right\n");
 }
+
+/// BuildKit's testHeredocIndent and testRunBasicHeredoc: `<<-` strips
+/// leading tabs in COPY bodies and RUN scripts (with or without a `#!`
+/// line, or fed to a command), `<<` keeps them; a RUN here-document is the
+/// step's script.
+#[test]
+fn heredoc_indent_and_basic_run() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/heredoc-indent");
+    let dockerfile = format!(
+        "FROM {reg}/busybox AS build\nCOPY <<EOF /dest/foo-copy\n\tfoo\nEOF\nCOPY <<-EOF /dest/bar-copy\n\tbar\nEOF\n\
+         RUN <<EOF\necho \"\n\tfoo\" > /dest/foo-run\nEOF\nRUN <<-EOF\necho \"\n\tbar\" > /dest/bar-run\nEOF\n\
+         RUN <<EOF\n#!/bin/sh\necho \"\n\tfoo\" > /dest/foo2-run\nEOF\nRUN <<-EOF\n#!/bin/sh\necho \"\n\tbar\" > /dest/bar2-run\nEOF\n\
+         RUN <<EOF sh > /dest/foo3-run\necho \"\n\tfoo\"\nEOF\nRUN <<-EOF sh > /dest/bar3-run\necho \"\n\tbar\"\nEOF\n\
+         RUN <<EOF\necho \"i am\" >> /dest/whoami\nwhoami >> /dest/whoami\nEOF\n\
+         FROM scratch\nCOPY --from=build /dest /\n"
+    );
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let read = |p: &str| std::fs::read_to_string(img.rootfs.join(p)).unwrap();
+    for (file, want) in [
+        ("foo-copy", "\tfoo\n"),
+        ("foo-run", "\n\tfoo\n"),
+        ("foo2-run", "\n\tfoo\n"),
+        ("foo3-run", "\n\tfoo\n"),
+        ("bar-copy", "bar\n"),
+        ("bar-run", "\nbar\n"),
+        ("bar2-run", "\nbar\n"),
+        ("bar3-run", "\nbar\n"),
+        ("whoami", "i am\nroot\n"),
+    ] {
+        assert_eq!(read(file), want, "{file}");
+    }
+}
+
+/// BuildKit's testCopyHeredoc, testRunFakeHeredoc, testRunShebangHeredoc and
+/// testRunComplexHeredoc: COPY of one and of two here-documents (named by
+/// their delimiters under a directory destination) with `--chmod` and
+/// `--chown`; a RUN here-document fed to a non-shell SHELL, run through its
+/// `#!` line, and here-documents on other file descriptors of one command.
+/// (The fixture busybox keeps awk at `/usr/bin/awk`, Docker Hub's at `/bin/awk`.)
+#[test]
+fn heredoc_copies_and_complex_runs() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/heredoc-complex");
+    let dockerfile = format!(
+        "FROM {reg}/busybox AS copies\n\
+         RUN echo user:x:1000:1000::/home/user:/bin/sh >> /etc/passwd && echo user:x:1000: >> /etc/group\n\
+         WORKDIR /dest\n\
+         COPY <<EOF single\nsingle file\nEOF\n\
+         COPY <<EOF <<EOF2 double/\nfirst file\nEOF\nsecond file\nEOF2\n\
+         RUN mkdir -p /permfiles\n\
+         COPY --chmod=777 <<EOF /permfiles/all\ndummy content\nEOF\n\
+         COPY --chmod=0644 <<EOF /permfiles/rw\ndummy content\nEOF\n\
+         COPY --chown=user:user <<EOF /permfiles/owned\ndummy content\nEOF\n\
+         RUN stat -c \"%04a\" /permfiles/all >> perms && stat -c \"%04a\" /permfiles/rw >> perms && stat -c \"%U:%G\" /permfiles/owned >> perms\n\
+         FROM {reg}/busybox AS fake\n\
+         SHELL [\"/usr/bin/awk\"]\n\
+         RUN <<EOF\nBEGIN {{\n\tprint \"foo\" > \"/dest\"\n}}\nEOF\n\
+         FROM {reg}/busybox AS shebang\n\
+         RUN <<EOF\n#!/usr/bin/awk -f\nBEGIN {{\n\tprint \"hello\" >> \"/dest\"\n\tprint \"world\" >> \"/dest\"\n}}\nEOF\n\
+         FROM {reg}/busybox AS complex\n\
+         WORKDIR /dest\n\
+         RUN cat <<EOF1 | tr '[:upper:]' '[:lower:]' > ./out1; \\\n\tcat <<EOF2 | tr '[:lower:]' '[:upper:]' > ./out2\nhello WORLD\nEOF1\nHELLO world\nEOF2\n\
+         RUN <<EOF 3<<IN1 4<<IN2 awk -f -\nBEGIN {{\n\twhile ((getline line < \"/proc/self/fd/3\") > 0)\n\t\tprint tolower(line) > \"./fd3\"\n\
+         \twhile ((getline line < \"/proc/self/fd/4\") > 0)\n\t\tprint toupper(line) > \"./fd4\"\n}}\nEOF\nhello WORLD\nIN1\nHELLO world\nIN2\n\
+         FROM scratch\n\
+         COPY --from=copies /dest /copies/\n\
+         COPY --from=fake /dest /fake\n\
+         COPY --from=shebang /dest /shebang\n\
+         COPY --from=complex /dest /complex/\n"
+    );
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let read = |p: &str| std::fs::read_to_string(img.rootfs.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    for (file, want) in [
+        ("copies/single", "single file\n"),
+        ("copies/double/EOF", "first file\n"),
+        ("copies/double/EOF2", "second file\n"),
+        ("copies/perms", "0777\n0644\nuser:user\n"),
+        ("fake", "foo\n"),
+        ("shebang", "hello\nworld\n"),
+        ("complex/out1", "hello world\n"),
+        ("complex/out2", "HELLO WORLD\n"),
+        ("complex/fd3", "hello world\n"),
+        ("complex/fd4", "HELLO WORLD\n"),
+    ] {
+        assert_eq!(read(file), want, "{file}");
+    }
+}
+
+/// BuildKit's testOnBuildHeredoc: an `ONBUILD RUN <<EOF` trigger pushed in
+/// a base image runs its here-document in the stage built on that base.
+#[test]
+fn onbuild_heredoc_trigger_runs_in_the_child() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let base = test_image("kiln/onbuild-heredoc-base");
+    let base_df = format!("FROM {reg}/busybox\nONBUILD RUN <<EOF\necho \"hello world\" >> /dest\nEOF\n");
+    let (status, reply) = server.build(&request_tar(&json!({"image": base}), &[("Dockerfile", base_df.as_bytes())]));
+    assert_success(status, &reply);
+    let image = test_image("kiln/onbuild-heredoc");
+    let child_df = format!("FROM {base} AS base\nFROM scratch\nCOPY --from=base /dest /dest\n");
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", child_df.as_bytes())]));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("dest")).unwrap(), "hello world\n");
+}

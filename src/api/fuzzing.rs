@@ -178,7 +178,7 @@ pub fn word_expansion(data: &[u8]) {
             assert!(w.len() <= frontend::words::MAX_EXPANDED + value.len() + text.len());
         }
         let _ = frontend::words::process_words(text, &vars, escape);
-        let _ = frontend::words::expand_heredoc(text, &vars, escape);
+        let _ = frontend::words::expand_heredoc(text, &vars);
         let _ = frontend::words::split_raw(text, escape);
     }
 }

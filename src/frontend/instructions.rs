@@ -286,7 +286,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
             need_args(1, "exactly one argument")?;
             Kind::Maintainer(args.to_string())
         }
-        "ONBUILD" => parse_onbuild(args, &err, arg_col)?,
+        "ONBUILD" => parse_onbuild(args, &l.heredocs, &err, arg_col)?,
         "HEALTHCHECK" => parse_healthcheck(args, &flags, &err, arg_col)?,
         _ => unreachable!("keyword list is exhaustive"),
     };
@@ -458,13 +458,28 @@ fn parse_pairs(
         .collect()
 }
 
-fn parse_onbuild(args: &str, err: &ErrFn, col: usize) -> Result<Kind, Diagnostic> {
+/// An ONBUILD trigger, kept as BuildKit keeps it: the instruction, then each
+/// here-document's lines and its delimiter, so the child reads it whole.
+fn parse_onbuild(args: &str, docs: &[super::lexer::Heredoc], err: &ErrFn, col: usize) -> Result<Kind, Diagnostic> {
     let first = args.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
     match first.as_str() {
         "" => Err(err(col, "ONBUILD requires at least one argument".into())),
         "ONBUILD" => Err(err(col, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into())),
         "FROM" | "MAINTAINER" => Err(err(col, format!("{first} isn't allowed as an ONBUILD trigger"))),
-        _ => Ok(Kind::Onbuild(args.to_string())),
+        _ => {
+            let mut text = args.to_string();
+            for doc in docs {
+                let lines = doc.raw.strip_suffix('\n').unwrap_or(&doc.raw);
+                let content = lines.rsplit_once('\n').map_or("", |(c, _)| c);
+                text.push('\n');
+                if !content.is_empty() {
+                    text.push_str(content);
+                    text.push('\n');
+                }
+                text.push_str(&doc.name);
+            }
+            Ok(Kind::Onbuild(text))
+        }
     }
 }
 

@@ -14,7 +14,8 @@ pub struct LogicalLine {
     pub text: String,
     /// The first physical line, for diagnostics.
     pub first: String,
-    /// Here-documents that follow the line (RUN, COPY, ADD only).
+    /// Here-documents that follow the line (RUN, COPY, ADD, also as ONBUILD
+    /// triggers).
     pub heredocs: Vec<Heredoc>,
 }
 
@@ -63,9 +64,27 @@ pub fn heredoc_markers(text: &str) -> Vec<(String, bool, bool)> {
     out
 }
 
+/// RUN, COPY and ADD read here-documents, also as an ONBUILD trigger
+/// (BuildKit's compound directive); their JSON forms do not.
 fn takes_heredocs(text: &str) -> bool {
-    let word = text.split_whitespace().next().unwrap_or("");
-    ["RUN", "COPY", "ADD"].iter().any(|k| word.eq_ignore_ascii_case(k))
+    let mut words = text.split_whitespace();
+    let mut word = words.next().unwrap_or("");
+    let mut rest = text.trim_start()[word.len()..].trim_start();
+    if word.eq_ignore_ascii_case("ONBUILD") {
+        word = words.next().unwrap_or("");
+        rest = rest[word.len()..].trim_start();
+    }
+    ["RUN", "COPY", "ADD"].iter().any(|k| word.eq_ignore_ascii_case(k)) && !is_json_form(rest)
+}
+
+/// Whether an instruction's arguments (flags first) are a JSON array of
+/// strings, BuildKit's exec form.
+fn is_json_form(args: &str) -> bool {
+    let mut rest = args;
+    while rest.starts_with("--") {
+        rest = rest.split_once(char::is_whitespace).map_or("", |(_, r)| r).trim_start();
+    }
+    rest.starts_with('[') && serde_json::from_str::<Vec<String>>(rest.trim_end()).is_ok()
 }
 
 /// Reads the bodies of `markers` from the lines after `*idx`.
@@ -174,6 +193,19 @@ pub fn lex(text: &str) -> Result<Lexed, Diagnostic> {
     if directives.is_empty() && physical.first().is_some_and(|l| l.starts_with("#!")) {
         directives = directives_after_shebang(&physical);
     }
+    let lines = logical_lines(&physical, idx, escape)?;
+    Ok(Lexed { escape, directives, lines })
+}
+
+/// One ONBUILD trigger's text (its here-documents follow it, as BuildKit
+/// stores them) as instructions, read without directives.
+pub fn lex_trigger(text: &str, escape: char) -> Result<Vec<LogicalLine>, Diagnostic> {
+    let physical: Vec<&str> = text.split('\n').collect();
+    logical_lines(&physical, 0, escape)
+}
+
+/// The instructions of `physical` from line index `idx` on.
+fn logical_lines(physical: &[&str], mut idx: usize, escape: char) -> Result<Vec<LogicalLine>, Diagnostic> {
     let mut lines = Vec::new();
     while idx < physical.len() {
         let start = idx;
@@ -189,7 +221,7 @@ pub fn lex(text: &str) -> Result<Lexed, Diagnostic> {
             match strip_continuation(cur, escape) {
                 Some(body) => {
                     text.push_str(body);
-                    let next = next_content_line(&physical, &mut idx);
+                    let next = next_content_line(physical, &mut idx);
                     match next {
                         Some(n) => cur = n,
                         None => break,
@@ -208,10 +240,10 @@ pub fn lex(text: &str) -> Result<Lexed, Diagnostic> {
             return Err(Diagnostic::new(start + 1, 1, msg, &shown));
         }
         let markers = if takes_heredocs(&text) { heredoc_markers(&text) } else { Vec::new() };
-        let heredocs = read_heredocs(&physical, &mut idx, markers, start + 1)?;
+        let heredocs = read_heredocs(physical, &mut idx, markers, start + 1)?;
         lines.push(LogicalLine { line: start + 1, text, first: raw.to_string(), heredocs });
     }
-    Ok(Lexed { escape, directives, lines })
+    Ok(lines)
 }
 
 /// Skips comment and empty lines inside a continuation.
@@ -248,6 +280,20 @@ mod tests {
         assert_eq!(l.directives.len(), 2);
         let got: Vec<(usize, &str)> = l.lines.iter().map(|l| (l.line, l.text.as_str())).collect();
         assert_eq!(got, vec![(3, "FROM a"), (6, "RUN echo a   b"), (10, "ENV X=1")]);
+    }
+
+    #[test]
+    fn onbuild_triggers_read_heredocs_and_json_forms_do_not() {
+        let src =
+            "FROM a\nONBUILD RUN <<EOF\necho hi\nEOF\nRUN [\"cat\", \"<<X\"]\nRUN --network=none [\"a\", \"<<Y\"]\n";
+        let l = lex(src).unwrap();
+        assert_eq!(l.lines[1].heredocs.len(), 1);
+        assert_eq!(l.lines[1].heredocs[0].body, "echo hi\n");
+        assert!(l.lines[2].heredocs.is_empty() && l.lines[3].heredocs.is_empty());
+        let trigger = lex_trigger("COPY <<-A <<B /d/\n\tx\n\tA\ny\nB", '\\').unwrap();
+        assert_eq!(trigger.len(), 1);
+        let bodies: Vec<&str> = trigger[0].heredocs.iter().map(|h| h.body.as_str()).collect();
+        assert_eq!(bodies, ["x\n", "y\n"]);
     }
 
     #[test]

@@ -557,7 +557,7 @@ mod tests {
         for text in ["$BIG$BIG", "\"$BIG$BIG\"", "a${BIG}b${BIG}"] {
             assert_eq!(process_word(text, &vars, '\\'), Err(WordError::TooLong), "{text}");
         }
-        assert_eq!(expand_heredoc("$BIG $BIG", &vars, '\\'), Err(WordError::TooLong));
+        assert_eq!(expand_heredoc("$BIG $BIG", &vars), Err(WordError::TooLong));
         let nested = |n: usize| format!("{}x{}", "${U:-".repeat(n), "}".repeat(n));
         assert_eq!(process_word(&nested(MAX_NESTING), &vars, '\\').unwrap(), "x");
         assert_eq!(process_word(&nested(100_000), &vars, '\\'), Err(WordError::TooDeep));
@@ -624,18 +624,18 @@ mod tests {
     }
 }
 
-/// Expands a here-document body the way BuildKit does for `COPY <<EOF`:
-/// `$V`/`${…}` are expanded and `\$` gives `$`; quotes and every other
-/// character stay as written.
-pub fn expand_heredoc(text: &str, vars: &dyn Vars, escape: char) -> Result<String, WordError> {
-    let mut s = Scanner::new(text, escape, vars);
+/// Expands a here-document body the way BuildKit does for `COPY <<EOF`
+/// (its lexer with quote processing off and `\` as the escape whatever the
+/// `escape` directive says): `$V`/`${…}` are expanded, quotes stay as
+/// written, and a backslash keeps the character after it literally and is
+/// itself dropped (`\\` gives `\`, `\$` gives `$`, `\n` gives `n`,
+/// backslash-newline gives the newline; a final lone backslash vanishes).
+pub fn expand_heredoc(text: &str, vars: &dyn Vars) -> Result<String, WordError> {
+    let mut s = Scanner::new(text, '\\', vars);
     let mut out = String::new();
     while let Some(c) = s.next() {
         match c {
-            c if c == escape && s.peek() == Some('$') => {
-                s.pos += 1;
-                out.push('$');
-            }
+            '\\' => out.extend(s.next()),
             '$' => {
                 out.push_str(&s.dollar()?);
                 check_size(out.len())?;
@@ -653,6 +653,15 @@ mod heredoc_tests {
     #[test]
     fn heredoc_bodies_keep_quotes() {
         let vars = |n: &str| (n == "A").then(|| "a".to_string());
-        assert_eq!(expand_heredoc("x='$A' \"${A}\" \\$A \\n\n", &vars, '\\').unwrap(), "x='a' \"a\" $A \\n\n");
+        assert_eq!(expand_heredoc("x='$A' \"${A}\" \\$A\n", &vars).unwrap(), "x='a' \"a\" $A\n");
+    }
+
+    #[test]
+    fn heredoc_backslash_keeps_the_next_character() {
+        let vars = |_: &str| None;
+        let cases = [("\\\n", "\n"), ("\\\\\n", "\\\n"), ("\\n", "n"), ("a\\", "a"), ("`$", "`$")];
+        for (text, want) in cases {
+            assert_eq!(expand_heredoc(text, &vars).unwrap(), want, "{text:?}");
+        }
     }
 }

@@ -283,12 +283,14 @@ fn trigger_from(
 /// One ONBUILD trigger parsed as an instruction on the FROM line.
 fn parse_trigger(s: &StagePlan, text: &str, escape: char, budget: &Budget) -> Result<Instruction, Diagnostic> {
     budget.charge(2 * text.len() + 256).map_err(|e| Diagnostic::new(s.from.line, 1, e.to_string(), &s.from.first))?;
-    let line = super::lexer::LogicalLine {
-        line: s.from.line,
-        text: text.to_string(),
-        first: format!("{}  # ONBUILD {text}", s.from.first),
-        heredocs: Vec::new(),
-    };
+    let at_from = |message: String| Diagnostic::new(s.from.line, 1, message, &s.from.first);
+    let mut lines = super::lexer::lex_trigger(text, escape).map_err(|d| at_from(d.message))?;
+    if lines.len() != 1 {
+        return Err(at_from(format!("onbuild trigger should be a single expression: {text:?}")));
+    }
+    let mut line = lines.remove(0);
+    line.line = s.from.line;
+    line.first = format!("{}  # ONBUILD {}", s.from.first, line.text);
     super::instructions::parse_line(&line, escape)
 }
 

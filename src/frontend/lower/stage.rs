@@ -277,7 +277,7 @@ pub fn lower_stage(
                     .iter()
                     .map(|(name, body, expand)| {
                         let content = if *expand {
-                            expand_heredoc(body, &|n: &str| st.lookup(n), ctx.escape).map_err(|e| err(e.to_string()))?
+                            expand_heredoc(body, &|n: &str| st.lookup(n)).map_err(|e| err(e.to_string()))?
                         } else {
                             body.clone()
                         };
