@@ -297,8 +297,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
 /// `#!` body is written to a file and executed); otherwise the shell gets
 /// the command and the here-documents as written.
 fn heredoc_run(args: &str, docs: &[super::lexer::Heredoc]) -> CommandForm {
-    let only = args.trim();
-    if docs.len() == 1 && only.starts_with("<<") && !only.contains(char::is_whitespace) {
+    if !docs.is_empty() && super::heredoc::marker(args.trim()).is_some() {
         let body = &docs[0].body;
         if body.starts_with("#!") {
             return CommandForm::Shell(format!(
@@ -318,13 +317,9 @@ fn take_heredoc_sources(
     docs: &[super::lexer::Heredoc],
 ) {
     sources.retain(|w| {
-        if !w.starts_with("<<") {
-            return true;
-        }
-        let Some((name, _, _)) = super::lexer::heredoc_markers(w).into_iter().next() else { return true };
-        if let Some(d) = docs.iter().find(|d| d.name == name) {
-            inline.push((d.name.clone(), d.body.clone(), d.expand));
-        }
+        let Some(marker) = super::heredoc::marker(w) else { return true };
+        let body = docs.iter().find(|d| d.name == marker.name).map(|d| d.body.clone()).unwrap_or_default();
+        inline.push((marker.name, body, marker.expand));
         false
     });
 }
@@ -406,6 +401,9 @@ fn parse_copy(
         ));
     }
     let dest = words.pop().expect("two or more words");
+    if super::heredoc::marker(&dest).is_some() {
+        return Err(err(col, format!("{keyword} cannot accept a heredoc as a destination")));
+    }
     Ok(Kind::Copy {
         sources: words,
         dest,

@@ -4,6 +4,7 @@
 //! accepted. Each logical line keeps its first line number.
 
 use super::diag::Diagnostic;
+use super::heredoc::{markers, Marker};
 
 /// One instruction's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,38 +31,6 @@ pub struct Heredoc {
     pub expand: bool,
     /// The lines as written, terminator included, for passing to a shell.
     pub raw: String,
-}
-
-/// The here-document markers in `text`, in order: (name, quoted, strip tabs).
-pub fn heredoc_markers(text: &str) -> Vec<(String, bool, bool)> {
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while let Some(pos) = text[i..].find("<<") {
-        let mut j = i + pos + 2;
-        if bytes.get(j) == Some(&b'<') {
-            i = j + 1;
-            continue;
-        }
-        let strip = bytes.get(j) == Some(&b'-');
-        if strip {
-            j += 1;
-        }
-        let quote = bytes.get(j).copied().filter(|q| *q == b'"' || *q == b'\'');
-        if quote.is_some() {
-            j += 1;
-        }
-        let start = j;
-        while bytes.get(j).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
-            j += 1;
-        }
-        if j > start && (quote.is_none() || bytes.get(j).copied() == quote) {
-            out.push((text[start..j].to_string(), quote.is_some(), strip));
-            j += usize::from(quote.is_some());
-        }
-        i = j.max(i + pos + 2);
-    }
-    out
 }
 
 /// RUN, COPY and ADD read here-documents, also as an ONBUILD trigger
@@ -91,11 +60,11 @@ fn is_json_form(args: &str) -> bool {
 fn read_heredocs(
     physical: &[&str],
     idx: &mut usize,
-    markers: Vec<(String, bool, bool)>,
+    markers: Vec<Marker>,
     line: usize,
 ) -> Result<Vec<Heredoc>, Diagnostic> {
     let mut out = Vec::new();
-    for (name, quoted, strip) in markers {
+    for Marker { name, expand, chomp: strip, .. } in markers {
         let (mut body, mut raw) = (String::new(), String::new());
         loop {
             let Some(l) = physical.get(*idx) else {
@@ -111,7 +80,7 @@ fn read_heredocs(
             body.push_str(content);
             body.push('\n');
         }
-        out.push(Heredoc { name, body, expand: !quoted, raw });
+        out.push(Heredoc { name, body, expand, raw });
     }
     Ok(out)
 }
@@ -239,7 +208,7 @@ fn logical_lines(physical: &[&str], mut idx: usize, escape: char) -> Result<Vec<
             let shown: String = raw.chars().take(80).collect();
             return Err(Diagnostic::new(start + 1, 1, msg, &shown));
         }
-        let markers = if takes_heredocs(&text) { heredoc_markers(&text) } else { Vec::new() };
+        let markers = if takes_heredocs(&text) { markers(&text) } else { Vec::new() };
         let heredocs = read_heredocs(physical, &mut idx, markers, start + 1)?;
         lines.push(LogicalLine { line: start + 1, text, first: raw.to_string(), heredocs });
     }

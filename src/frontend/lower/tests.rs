@@ -1,7 +1,7 @@
 //! Lowering semantics (BuildKit's behaviour is the reference).
 
 use super::*;
-use crate::frontend::parse;
+use crate::frontend::{parse, CommandForm};
 use crate::graph::{ExecOp, FileAction, Op};
 
 fn base() -> ResolvedImage {
@@ -340,4 +340,81 @@ fn name_value_forms_read_like_buildkit() {
 fn heredoc_chomp_strips_leading_tabs() {
     let lexed = crate::frontend::lexer::lex("FROM x\nRUN cat <<-EOF\n\thello\n\tworld\nEOF\n").unwrap();
     assert_eq!(lexed.lines[1].heredocs[0].body, "hello\nworld\n");
+}
+
+/// BuildKit's parser TestParseExtractsHeredoc (the bodies; the markers are
+/// in `heredoc.rs`) and TestParseJSONHeredoc: only RUN, COPY and ADD in
+/// shell form read here-documents; bodies keep comments, quotes and tabs
+/// (`<<-` strips them), and a delimiter line may be tab-indented with `<<-`.
+#[test]
+fn heredoc_bodies_read_like_buildkit_s_parser() {
+    let text = "FROM a\nUSER <<INVALID\nINVALID\nRUN <<EMPTY\nEMPTY\nRUN <<INDENT\n\tfoo\n\tbar\nINDENT\n\
+        RUN <<-UNINDENT2\n\tbaz\n\tquux\n\tUNINDENT2\nRUN <<COMMENT\n# internal comment\necho hi # trailing\nCOMMENT\n\
+        COPY <<X <<Y /dest\nY\nX\nX\nY\nRUN <<'one two'\necho bar\none two\nRUN <<  EOF  > foo\nEOF\n\
+        RUN [\"<<EOF\"]\nRUN [\"<<'EOF'\"]\n";
+    let lexed = crate::frontend::lexer::lex(text).unwrap();
+    let bodies: Vec<Vec<(&str, &str)>> =
+        lexed.lines.iter().map(|l| l.heredocs.iter().map(|h| (h.name.as_str(), h.body.as_str())).collect()).collect();
+    let want: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![],
+        vec![],
+        vec![("EMPTY", "")],
+        vec![("INDENT", "\tfoo\n\tbar\n")],
+        vec![("UNINDENT2", "baz\nquux\n")],
+        vec![("COMMENT", "# internal comment\necho hi # trailing\n")],
+        vec![("X", "Y\n"), ("Y", "X\n")],
+        vec![("one two", "echo bar\n")],
+        vec![("EOF", "")],
+        vec![],
+        vec![],
+    ];
+    assert_eq!(bodies, want);
+    assert_eq!(lexed.lines[2].text, "INVALID", "USER reads no here-document: the next line is an instruction");
+}
+
+/// BuildKit's instructions TestCopyHeredoc and TestErrorCasesHeredoc:
+/// which COPY words are inline files (named by their delimiter) and which
+/// are paths; a here-document cannot be the destination.
+#[test]
+fn copy_heredoc_sources_and_destination() {
+    let copy = |text: &str| match parse(&format!("FROM a\n{text}\n")).map(|d| d.instructions[1].kind.clone()) {
+        Ok(Kind::Copy { sources, dest, inline, .. }) => Ok((sources, dest, inline)),
+        Ok(other) => panic!("{other:?}"),
+        Err(d) => Err(d.message),
+    };
+    let file = |name: &str, body: &str, expand: bool| (name.to_string(), body.to_string(), expand);
+    assert_eq!(copy("COPY /foo /bar").unwrap(), (vec!["/foo".to_string()], "/bar".into(), vec![]));
+    assert_eq!(copy("COPY <<EOF /bar\nEOF").unwrap().2, [file("EOF", "", true)]);
+    assert_eq!(copy("COPY <<-EOF /bar\n\tTESTING\nEOF").unwrap().2, [file("EOF", "TESTING\n", true)]);
+    assert_eq!(copy("COPY <<'EOF' /bar\nTESTING\nEOF").unwrap().2, [file("EOF", "TESTING\n", false)]);
+    assert_eq!(
+        copy("COPY <<EOF1 <<EOF2 /bar\nfirst\nEOF1\nsecond\nEOF2").unwrap().2,
+        [file("EOF1", "first\n", true), file("EOF2", "second\n", true)]
+    );
+    let (sources, _, inline) = copy("COPY <<EOF foo.txt /bar\nthis is inline\nEOF").unwrap();
+    assert_eq!((sources, inline), (vec!["foo.txt".to_string()], vec![file("EOF", "this is inline\n", true)]));
+    assert_eq!(copy("COPY <<EOF /quotes\n\"quotes\"\nEOF").unwrap().2, [file("EOF", "\"quotes\"\n", true)]);
+    let err = copy("COPY /foo <<EOF\nEOF").unwrap_err();
+    assert!(err.contains("COPY cannot accept a heredoc as a destination"), "{err}");
+}
+
+/// BuildKit's instructions TestRunHeredoc: an exec-form RUN keeps `<<EOF`
+/// as an argument; a lone `<<EOF` runs its body as the script; otherwise the
+/// shell gets the command with the here-documents after it.
+#[test]
+fn run_heredoc_commands() {
+    let run = |text: &str| match parse(&format!("FROM a\n{text}\n")).unwrap().instructions[1].kind.clone() {
+        Kind::Run { cmd, .. } => cmd,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(run("RUN [\"ls\", \"/\"]"), CommandForm::Exec(vec!["ls".into(), "/".into()]));
+    assert_eq!(run("RUN [\"<<EOF\"]"), CommandForm::Exec(vec!["<<EOF".into()]));
+    assert_eq!(run("RUN ls /"), CommandForm::Shell("ls /".into()));
+    assert_eq!(run("RUN <<EOF\nls /\nwhoami\nEOF"), CommandForm::Shell("ls /\nwhoami\n".into()));
+    assert_eq!(run("RUN <<-EOF\n\techo test\nEOF"), CommandForm::Shell("echo test\n".into()));
+    assert_eq!(
+        run("RUN <<'EOF' | python\nprint(\"hello\")\nEOF"),
+        CommandForm::Shell("<<'EOF' | python\nprint(\"hello\")\nEOF\n".into())
+    );
 }
