@@ -245,6 +245,13 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
                     *add = Some(add_flags(&flags).map_err(|m| err(arg_col, m.to_string()))?);
                 }
                 *from = flag("from");
+                if let Some(raw) = from.as_deref() {
+                    let none = |_: &str| None;
+                    if crate::frontend::words::process_word(raw, &none, escape).ok().as_deref() != Some(raw) {
+                        let msg = "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround";
+                        return Err(err(arg_col, msg.into()));
+                    }
+                }
                 *exclude = flags.iter().filter(|f| f.name == "exclude").filter_map(|f| f.value.clone()).collect();
                 *parents = flags.iter().any(|f| f.name == "parents" && f.value.as_deref() != Some("false"));
                 *link = flags.iter().any(|f| f.name == "link" && f.value.as_deref() != Some("false"));

@@ -326,27 +326,52 @@ fn is_dir_in_root(root: &OwnedFd, path: &str) -> bool {
     fsx::open_in_root(root, Path::new(path), libc::O_PATH | libc::O_DIRECTORY).is_ok()
 }
 
+/// Most symlinks [`ensure_dir`] follows for one path (the kernel's limit).
+const MAX_DIR_LINKS: usize = 40;
+
 /// Opens `path` in the rootfs, creating missing directories with `mode`
-/// and owner `ids`; existing directories keep their metadata.
+/// and owner `ids`; existing directories keep their metadata. A dangling
+/// symlink on the path is followed and the directory it names is created
+/// (as BuildKit's `mkdir -p` does), inside the rootfs.
 fn ensure_dir(root: &OwnedFd, path: &str, ids: (u32, u32), mode: u32) -> Res<OwnedFd> {
+    let mut pending: std::collections::VecDeque<String> = components(path).collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
     let mut cur = root.try_clone().map_err(io_err("dup"))?;
-    let mut so_far = String::new();
-    for comp in path.split('/').filter(|c| !c.is_empty()) {
-        so_far.push('/');
-        so_far.push_str(comp);
+    while let Some(comp) = pending.pop_front() {
+        let so_far = format!("/{}", done.iter().chain([&comp]).map(String::as_str).collect::<Vec<_>>().join("/"));
         match fsx::open_in_root(root, Path::new(&so_far), libc::O_PATH | libc::O_DIRECTORY) {
             Ok(fd) => cur = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let p = fd_path(&cur, OsStr::new(comp));
+                let p = fd_path(&cur, OsStr::new(&comp));
+                if let Ok(target) = fs::read_link(&p) {
+                    links += 1;
+                    if links > MAX_DIR_LINKS {
+                        return Err(format!("{so_far}: too many levels of symbolic links"));
+                    }
+                    if target.is_absolute() {
+                        done.clear();
+                        cur = root.try_clone().map_err(io_err("dup"))?;
+                    }
+                    let target = target.to_string_lossy();
+                    components(&target).rev().for_each(|c| pending.push_front(c));
+                    continue;
+                }
                 fs::create_dir(&p).map_err(io_err(format!("mkdir {so_far}")))?;
                 lchown(&p, Some(ids.0), Some(ids.1)).map_err(io_err(format!("chown {so_far}")))?;
                 fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {so_far}")))?;
-                cur = fsx::openat_dir(&cur, OsStr::new(comp)).map_err(io_err(format!("open {so_far}")))?;
+                cur = fsx::openat_dir(&cur, OsStr::new(&comp)).map_err(io_err(format!("open {so_far}")))?;
             }
             Err(e) => return Err(format!("{so_far}: {e} (cannot create a directory there)")),
         }
+        done.push(comp);
     }
     Ok(cur)
+}
+
+/// The non-empty, non-`.` components of a slash-separated path.
+fn components(path: &str) -> impl DoubleEndedIterator<Item = String> + '_ {
+    path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string)
 }
 
 /// Copies a directory's entries; `rel` is the path below the copied
@@ -446,4 +471,34 @@ fn set_mtime(path: &Path, md: &Metadata, follow: bool) -> Res<()> {
     let t = TimeSpec::new(md.mtime(), md.mtime_nsec());
     let flag = if follow { UtimensatFlags::FollowSymlink } else { UtimensatFlags::NoFollowSymlink };
     utimensat(None, path, &t, &t, flag).map_err(|e| format!("set mtime: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_root(dir: &Path) -> OwnedFd {
+        File::open(dir).unwrap().into()
+    }
+
+    #[test]
+    fn ensure_dir_creates_where_dangling_links_point_and_stays_in_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        fs::create_dir(&root).unwrap();
+        symlink("../tmp/target", root.join("rel")).unwrap();
+        symlink("/made/by/abs", root.join("abs")).unwrap();
+        symlink("../../../outside", root.join("escape")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        let fd = open_root(&root);
+        let ids = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        for (path, created) in [("/rel/sub", "tmp/target/sub"), ("/abs", "made/by/abs"), ("/escape/x", "outside/x")] {
+            ensure_dir(&fd, path, ids, 0o755).unwrap();
+            assert!(root.join(created).is_dir(), "{path} → {created}");
+        }
+        assert!(!tmp.path().join("outside").exists(), "a link cannot lead out of the rootfs");
+        let err = ensure_dir(&fd, "/loop1/x", ids, 0o755).unwrap_err();
+        assert!(err.to_lowercase().contains("too many levels of symbolic links"), "{err}");
+    }
 }
