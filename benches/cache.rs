@@ -79,6 +79,7 @@ fn bench_digests(c: &mut Criterion) {
             proxy_env: vec![],
             mounts: vec![],
             network: Default::default(),
+            hostname: None,
             platform: kiln::platform::Platform::host(),
         });
         prev = Some(def.push(op, prev.into_iter().collect(), None));

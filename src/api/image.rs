@@ -268,9 +268,12 @@ fn refuse_network_host(lowered: &frontend::Lowered) -> Result<(), BuildFailure> 
 
 /// `[stage i/n] TEXT`, or `[i/n] TEXT` for the single unnamed stage, after
 /// `prefix` (the platform in a multi-platform build).
+/// The step number is padded to the width of the count, as BuildKit's
+/// (`[ 3/12]`).
 fn step_name(prefix: &str, loc: &SourceLoc) -> String {
     let stage = if loc.stage.is_empty() { String::new() } else { format!("{} ", loc.stage) };
-    format!("[{prefix}{stage}{}/{}] {}", loc.step, loc.steps, loc.text)
+    let width = loc.steps.to_string().len();
+    format!("[{prefix}{stage}{:>width$}/{}] {}", loc.step, loc.steps, loc.text)
 }
 
 fn op_label(op: &crate::graph::Op) -> &'static str {
@@ -300,15 +303,22 @@ impl Reporter {
 
     fn report(&self, ev: Event) {
         match ev {
-            Event::Started(id) => emit(&self.sink, self.name(id)),
+            // Nodes no instruction names (`FROM scratch`) have no log line,
+            // as they have no vertex in BuildKit's progress.
+            Event::Started(id) if self.names[id].is_some() => emit(&self.sink, self.name(id)),
+            Event::Started(_) => {}
             Event::Cached(id) => {
                 self.metrics.inc("kiln_cache_hits_total", &[], 1.0);
-                emit(&self.sink, format!("{} CACHED", self.name(id)));
+                if self.names[id].is_some() {
+                    emit(&self.sink, format!("{} CACHED", self.name(id)));
+                }
             }
             Event::Done(id, secs) => {
                 self.metrics.inc("kiln_cache_misses_total", &[], 1.0);
                 self.metrics.observe("kiln_step_duration_seconds", &[("op", self.ops[id])], secs);
-                emit(&self.sink, format!("{} {secs:.2}s", self.name(id)));
+                if self.names[id].is_some() {
+                    emit(&self.sink, format!("{} {secs:.2}s", self.name(id)));
+                }
             }
             Event::Output(_, line) => emit(&self.sink, line),
             Event::Pulled(_, bytes) => self.metrics.inc("kiln_pulled_bytes_total", &[], bytes as f64),
@@ -320,5 +330,18 @@ impl Reporter {
                 self.egress.lock().unwrap_or_else(|p| p.into_inner()).note(&ev);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_numbers_are_padded_to_the_count_s_width() {
+        let loc =
+            |stage: &str, step, steps| SourceLoc { line: 1, text: "RUN x".into(), stage: stage.into(), step, steps };
+        assert_eq!(step_name("", &loc("", 3, 12)), "[ 3/12] RUN x");
+        assert_eq!(step_name("linux/arm64 ", &loc("build", 3, 3)), "[linux/arm64 build 3/3] RUN x");
     }
 }

@@ -14,6 +14,10 @@ pub use layer::{HistoryStep, LayerRecord};
 use kiln_snapshotter::Digest;
 use serde::{Deserialize, Serialize};
 
+/// A RUN step's hostname when the build names none: BuildKit's, so that
+/// steps reading it see what they see under BuildKit.
+pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
+
 /// Index of a node in its [`Definition`].
 pub type NodeId = usize;
 
@@ -100,6 +104,10 @@ pub struct ExecOp {
     /// `--network`.
     #[serde(default, skip_serializing_if = "NetworkMode::is_default")]
     pub network: NetworkMode,
+    /// The step's hostname (build arg `BUILDKIT_SANDBOX_HOSTNAME`); `None`
+    /// is BuildKit's default, [`DEFAULT_HOSTNAME`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// The platform the command's binaries are for (part of the cache key).
     pub platform: crate::platform::Platform,
 }
@@ -349,6 +357,7 @@ mod tests {
             proxy_env: vec![],
             mounts: vec![],
             network: Default::default(),
+            hostname: None,
             platform: crate::platform::Platform::host(),
         })
     }

@@ -61,7 +61,7 @@ impl Solver {
             secret_files,
             cwd: op.cwd.clone(),
             user: op.user.clone(),
-            hostname: "kiln".into(),
+            hostname: op.hostname.clone().unwrap_or_else(|| crate::graph::DEFAULT_HOSTNAME.into()),
             mounts,
             network: StepNetwork::Host,
             limits: self.cfg.step_limits,

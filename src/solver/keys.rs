@@ -155,6 +155,7 @@ mod tests {
             proxy_env: vec![],
             mounts: vec![],
             network: Default::default(),
+            hostname: None,
             platform: crate::platform::Platform::parse("linux/amd64").unwrap(),
         });
         let (k, _) = cache_key(&exec, "", &[], Path::new("/nonexistent")).await.unwrap();

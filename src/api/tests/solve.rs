@@ -102,7 +102,7 @@ async fn a_failing_step_names_its_line_and_exit_code_and_keeps_its_output() {
     let error = reply["error"].as_str().unwrap();
     assert_eq!(
         error,
-        "step [3/3] RUN echo compiling; echo error: missing semicolon; exit 3 (Dockerfile line 3) failed: \
+        "step [2/2] RUN echo compiling; echo error: missing semicolon; exit 3 (Dockerfile line 3) failed: \
          process did not complete successfully: exit code: 3; last output: compiling | error: missing semicolon"
     );
     assert_eq!(f.audit_lines()[0]["result"], "failure");

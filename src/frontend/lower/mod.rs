@@ -407,19 +407,27 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             stage_nodes.push(None);
             continue;
         }
+        // BuildKit names no stage when the build has one (an image that
+        // COPY --from or a mount reads counts as another).
+        let is_image = |r: &copyfrom::FromRef| matches!(r, copyfrom::FromRef::Image(_));
+        let reads_image =
+            s.copy_from.iter().any(|(r, _)| is_image(r)) || s.trigger_from.iter().any(|(r, _)| is_image(r));
         let name = match &s.alias {
+            _ if stages.len() == 1 && !reads_image => String::new(),
             Some(a) => a.clone(),
-            None if stages.len() == 1 => String::new(),
             None => format!("stage-{i}"),
         };
         let triggers = onbuild_triggers(s, &built, resolver, df.escape, &budget)?;
+        let trigger_count = triggers.len();
+        let from_counts = s.parent.is_none() && !s.image.eq_ignore_ascii_case("scratch");
+        let steps = stage::numbered_steps(from_counts, trigger_count, s.body);
         let body: Vec<Instruction> = triggers.into_iter().chain(s.body.iter().cloned()).collect();
         let mut base = match s.parent {
             Some(p) => inherit(&mut built[p], &mut children[p], &budget)
                 .map_err(|e| Diagnostic::new(s.from.line, 1, e.to_string(), &s.from.first))?,
             None => {
                 let from = stage::FromImage { instr: s.from, image: &s.image, platform: &s.platform };
-                stage::StageState::from_image(&mut def, &from, body.len() + 1, &name, resolver, &budget)?
+                stage::StageState::from_image(&mut def, &from, steps, &name, resolver, &budget)?
             }
         };
         base.config.config.on_build = None;
@@ -427,7 +435,9 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             opts,
             escape: df.escape,
             name: &name,
-            steps: body.len() + 1,
+            steps,
+            from_counts,
+            triggers: trigger_count,
             meta: &meta_vars,
             index: i,
             aliases: &aliases,

@@ -80,8 +80,12 @@ pub struct Ctx<'a> {
     pub escape: char,
     /// Stage name for logs.
     pub name: &'a str,
-    /// Instructions in the stage, FROM included.
+    /// Numbered steps of the stage (see [`numbered_steps`]).
     pub steps: usize,
+    /// Whether the FROM is step 1 (a registry image, not scratch or a stage).
+    pub from_counts: bool,
+    /// How many instructions at the start of the body are ONBUILD triggers.
+    pub triggers: usize,
     /// Global ARG values.
     pub meta: &'a BTreeMap<String, String>,
     /// This stage's index.
@@ -133,7 +137,8 @@ impl StageState {
         state.config.variant = platform.variant.clone();
         let loc = SourceLoc { line: from.line, text: from.text.clone(), stage: stage.into(), step: 1, steps };
         if image.eq_ignore_ascii_case("scratch") {
-            state.node = Some(def.push(Op::Scratch, vec![], Some(loc)));
+            // No step in the log, as in BuildKit: there is nothing to pull.
+            state.node = Some(def.push(Op::Scratch, vec![], None));
         } else {
             let resolved = resolver.resolve(image, platform).ok_or_else(|| {
                 Diagnostic::new(from.line, 1, format!("base image {image} was not resolved"), &from.first)
@@ -226,6 +231,18 @@ fn config_size(config: &ImageConfig) -> usize {
     list(&c.env) + list(&c.on_build) + labels + history
 }
 
+/// Whether an instruction is a numbered step in the log (`[stage i/n]`):
+/// BuildKit numbers RUN, COPY, ADD and WORKDIR, and the FROM of an image.
+pub fn is_numbered(kind: &Kind) -> bool {
+    matches!(kind, Kind::Run { .. } | Kind::Copy { .. } | Kind::Workdir(_))
+}
+
+/// A stage's step count as BuildKit counts it: the FROM of a registry
+/// image, every ONBUILD trigger, and the numbered instructions of the body.
+pub fn numbered_steps(from_counts: bool, triggers: usize, body: &[Instruction]) -> usize {
+    usize::from(from_counts) + triggers + body.iter().filter(|i| is_numbered(&i.kind)).count()
+}
+
 /// Lowers a stage's instructions (after its FROM).
 pub fn lower_stage(
     def: &mut Definition,
@@ -234,14 +251,11 @@ pub fn lower_stage(
     ctx: &Ctx,
 ) -> Result<StageState, Diagnostic> {
     st.cmd_set = false;
+    let mut step = usize::from(ctx.from_counts);
     for (i, instr) in body.iter().enumerate() {
-        let loc = SourceLoc {
-            line: instr.line,
-            text: instr.text.clone(),
-            stage: ctx.name.into(),
-            step: i + 2,
-            steps: ctx.steps,
-        };
+        step += usize::from(is_numbered(&instr.kind));
+        let text = if i < ctx.triggers { format!("ONBUILD {}", instr.text) } else { instr.text.clone() };
+        let loc = SourceLoc { line: instr.line, text, stage: ctx.name.into(), step, steps: ctx.steps };
         let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
         let word = |w: &str, st: &StageState| ctx.expand(w, st, instr);
         match &instr.kind {
@@ -268,6 +282,7 @@ pub fn lower_stage(
                         return Err(err(format!("invalid RUN --network={other}: expected default, none or host")))
                     }
                 };
+                extras.hostname = sandbox_hostname(&ctx.opts.build_args).map_err(err)?;
                 let proxies = proxy_env(&st, &ctx.opts.build_args);
                 lower_run(def, &mut st, cmd, extras, proxies, loc, ctx.budget).map_err(|e| err(e.to_string()))?;
             }
@@ -368,12 +383,27 @@ fn proxy_env(st: &StageState, build_args: &BTreeMap<String, String>) -> Vec<Stri
         .collect()
 }
 
+/// The build arg BuildKit reads as the RUN steps' hostname.
+const HOSTNAME_ARG: &str = "BUILDKIT_SANDBOX_HOSTNAME";
+
+/// The RUN steps' hostname from [`HOSTNAME_ARG`] (`None`: the default);
+/// one label-like name of at most 64 bytes, as `sethostname` takes.
+fn sandbox_hostname(build_args: &BTreeMap<String, String>) -> Result<Option<String>, String> {
+    let Some(name) = build_args.get(HOSTNAME_ARG).filter(|n| !n.is_empty()) else { return Ok(None) };
+    let valid = name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    if !valid {
+        return Err(format!("{HOSTNAME_ARG}={name:?}: a hostname is at most 64 letters, digits, '-', '.' or '_'"));
+    }
+    Ok(Some(name.clone()))
+}
+
 /// What a RUN gets besides its command.
 #[derive(Default)]
 struct RunExtras {
     secrets: Vec<SecretMount>,
     mounts: Vec<RunMount>,
     network: NetworkMode,
+    hostname: Option<String>,
     /// Stages and images bind mounts read, in `from_input` order.
     inputs: Vec<NodeId>,
 }
@@ -404,9 +434,9 @@ fn lower_run(
     let created_by = format!("RUN {prefix}{} # buildkit", args.join(" "));
     budget.charge_str(&created_by)?;
     let user = st.config.config.user.clone().unwrap_or_default();
-    let RunExtras { secrets, mounts, network, inputs } = extras;
+    let RunExtras { secrets, mounts, network, hostname, inputs } = extras;
     let platform = st.platform.clone();
-    let exec = ExecOp { args, env, cwd: st.workdir(), user, secrets, proxy_env, mounts, network, platform };
+    let exec = ExecOp { args, env, cwd: st.workdir(), user, secrets, proxy_env, mounts, network, hostname, platform };
     st.push_layer_with(def, Op::Exec(exec), inputs, loc, created_by);
     Ok(())
 }

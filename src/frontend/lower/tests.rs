@@ -418,3 +418,32 @@ fn run_heredoc_commands() {
         CommandForm::Shell("<<'EOF' | python\nprint(\"hello\")\nEOF\n".into())
     );
 }
+
+/// BuildKit's step numbering (testStepNames): RUN, COPY, ADD, WORKDIR and
+/// the FROM of an image are numbered; `FROM scratch` and stage bases are
+/// not; ONBUILD triggers come first with their keyword; one stage has no
+/// name unless it reads an image.
+#[test]
+fn steps_are_numbered_like_buildkit() {
+    let labels = |text: &str| -> Vec<String> {
+        let l = lower_with(text, &[]).unwrap();
+        let locs = l.definition.nodes.iter().filter_map(|n| n.source.as_ref());
+        locs.map(|s| format!("[{} {}/{}] {}", s.stage, s.step, s.steps, s.text)).collect()
+    };
+    let two = "FROM busybox AS base\nENV A=1\nWORKDIR /out\nRUN echo \"base\" > base\n\
+               FROM scratch\nLABEL x=y\nCOPY --from=base --chmod=0644 /out /out\n\
+               FROM base\nCOPY --from=1 /out /y\n";
+    assert_eq!(
+        labels(two),
+        [
+            "[base 1/3] FROM busybox AS base",
+            "[base 2/3] WORKDIR /out",
+            "[base 3/3] RUN echo \"base\" > base",
+            "[stage-1 1/1] COPY --from=base --chmod=0644 /out /out",
+            "[stage-2 1/1] COPY --from=1 /out /y",
+        ]
+    );
+    assert_eq!(labels("FROM busybox AS only\nRUN a\n"), ["[ 1/2] FROM busybox AS only", "[ 2/2] RUN a"]);
+    let reads_image = labels("FROM scratch AS only\nCOPY --from=busybox /bin/sh /sh\n");
+    assert_eq!(reads_image.last().unwrap(), "[only 1/1] COPY --from=busybox /bin/sh /sh");
+}

@@ -1,0 +1,146 @@
+//! Ports of BuildKit's core Dockerfile integration tests
+//! (`dockerfile_core_test.go`): users and groups of RUN steps, the
+//! sandbox hostname, step names in the progress log, and a context whose
+//! path changes from directory to file between builds.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+/// Builds `dockerfile` with `files` and extra request fields as a new image.
+fn build(server: &Server, name: &str, dockerfile: &str, files: &[(&str, &[u8])], extra: serde_json::Value) -> String {
+    let (image, reply) = try_build(server, name, dockerfile, files, extra);
+    assert_success(reply.0, &reply.1);
+    image
+}
+
+fn try_build(
+    server: &Server,
+    name: &str,
+    dockerfile: &str,
+    files: &[(&str, &[u8])],
+    extra: serde_json::Value,
+) -> (String, (u16, serde_json::Value)) {
+    let image = test_image(name);
+    let mut config = json!({"image": image});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let mut all = vec![("Dockerfile", dockerfile.as_bytes())];
+    all.extend_from_slice(files);
+    let reply = server.build(&request_tar(&config, &all));
+    (image, reply)
+}
+
+/// The passwd and group files of Docker Hub's busybox, which upstream's
+/// expectations assume (the fixture busybox has only root and nobody).
+const HUB_USERS: &str = "RUN printf 'root:x:0:0:root:/root:/bin/sh\\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\\n\
+nobody:x:65534:65534:nobody:/home:/bin/false\\n' > /etc/passwd && \
+printf 'root:x:0:\\ndaemon:x:1:\\nwheel:x:10:root\\nnobody:x:65534:\\n' > /etc/group\n";
+
+/// testUser and testUserAdditionalGids: the uid, gid and supplementary
+/// groups a RUN step gets for every USER form (name, id, user:group by
+/// name or id, unknown ids, no passwd entry), and USER in the config.
+#[test]
+fn user_forms_set_ids_and_groups_of_steps() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let ids = "RUN [ \"$(id -u):$(id -g)/$(id -un):$(id -gn)/$(id -G):$(id -Gn)\" = ";
+    let dockerio = "'1001:1001/dockerio:dockerio/1001:dockerio' ]\n";
+    let supplementary = "'1001:1002/dockerio:supplementary/1002:supplementary' ]\n";
+    let with_supplementary = "'1001:1001/dockerio:dockerio/1001 1002:dockerio supplementary' ]\n";
+    let mut df = format!(
+        "FROM {reg}/busybox AS base\n{HUB_USERS}RUN mkdir -m 0777 /out\nRUN id -un > /out/rootuser\n\
+         RUN [ \"$(id -u):$(id -g)/$(id -un):$(id -gn)\" = '0:0/root:root' ]\n\
+         USER root\nRUN [ \"$(id -G):$(id -Gn)\" = '0 10:root wheel' ]\n\
+         RUN echo 'dockerio:x:1001:1001::/bin:/bin/false' >> /etc/passwd && echo 'dockerio:x:1001:' >> /etc/group\n\
+         USER dockerio\n{ids}{dockerio}\
+         USER root\n{ids}'0:0/root:root/0 10:root wheel' ] && echo 'supplementary:x:1002:dockerio' >> /etc/group\n\
+         USER dockerio\n{ids}{with_supplementary}USER 1001\n{ids}{with_supplementary}"
+    );
+    for user in ["dockerio:dockerio", "1001:dockerio", "dockerio:1001", "1001:1001"] {
+        df.push_str(&format!("USER {user}\n{ids}{dockerio}"));
+    }
+    for user in ["dockerio:supplementary", "dockerio:1002", "1001:supplementary", "1001:1002"] {
+        df.push_str(&format!("USER {user}\n{ids}{supplementary}"));
+    }
+    df.push_str(&format!(
+        "USER 1042:1043\n{ids}'1042:1043/1042:1043/1043:1043' ]\nUSER daemon\nRUN id -un > /out/daemonuser\n\
+         FROM scratch\nCOPY --from=base /out /\nCOPY --from=base /etc/passwd /etc/group /etc/\nUSER nobody\n"
+    ));
+    let image = build(&server, "kiln/bk-user", &df, &[], json!({}));
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("rootuser")).unwrap(), "root\n");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("daemonuser")).unwrap(), "daemon\n");
+    assert_eq!(image_config(&image, None)["config"]["User"], "nobody");
+
+    let gids = format!(
+        "FROM {reg}/busybox\n{HUB_USERS}SHELL [\"/bin/sh\", \"-euxc\"]\n\
+         RUN [ \"$(id)\" = \"uid=0(root) gid=0(root) groups=0(root),10(wheel)\" ]\n\
+         USER 1234\nRUN [ \"$(id)\" = \"uid=1234 gid=0(root) groups=0(root)\" ]\n\
+         USER 1234:1234\nRUN [ \"$(id)\" = \"uid=1234 gid=1234 groups=1234\" ]\n\
+         USER daemon\nRUN [ \"$(id)\" = \"uid=1(daemon) gid=1(daemon) groups=1(daemon)\" ]\n"
+    );
+    build(&server, "kiln/bk-user-gids", &gids, &[], json!({}));
+}
+
+/// testDockerfileCheckHostname: RUN steps see the hostname the build arg
+/// `BUILDKIT_SANDBOX_HOSTNAME` names (in `/etc/hosts`, `$HOSTNAME` and
+/// `hostname`), and BuildKit's `buildkitsandbox` without it.
+#[test]
+fn sandbox_hostname_follows_the_build_arg() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let check = |name: &str| {
+        format!(
+            "FROM {reg}/busybox\nRUN cat /etc/hosts | grep {name}\nRUN echo $HOSTNAME | grep {name}\n\
+             \tRUN echo $(hostname) | grep {name}\n"
+        )
+    };
+    let args = json!({"buildArgs": {"BUILDKIT_SANDBOX_HOSTNAME": "foo"}});
+    build(&server, "kiln/bk-hostname", &check("foo"), &[], args);
+    build(&server, "kiln/bk-hostname-default", &check("buildkitsandbox"), &[], json!({}));
+
+    let bad = json!({"buildArgs": {"BUILDKIT_SANDBOX_HOSTNAME": "a\nb"}});
+    let (_, (status, reply)) = try_build(&server, "kiln/bk-hostname-bad", &check("a"), &[], bad);
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.to_string().contains("BUILDKIT_SANDBOX_HOSTNAME"), "{reply}");
+}
+
+/// testStepNames and testDockerfileDirs: steps are named
+/// `[stage n/total] INSTRUCTION` in the log (an unnamed stage is
+/// `stage-N`); COPY to a file and into `/`, then RUN steps comparing them.
+#[test]
+fn step_names_and_copied_files() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let df = format!(
+        "FROM {reg}/busybox AS base\nWORKDIR /out\nRUN echo \"base\" > base\n\
+         FROM {reg}/busybox AS dirs\nCOPY foo /foo2\nCOPY foo /\nRUN echo -n bar > foo3\nRUN test -f foo\n\
+         RUN cmp -s foo foo2\nRUN cmp -s foo foo3\n\
+         FROM scratch\nCOPY --from=base --chmod=0644 /out /out\nCOPY --from=dirs /foo3 /\n"
+    );
+    let image = test_image("kiln/bk-step-names");
+    let (status, reply) =
+        server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", df.as_bytes()), ("foo", b"bar")]));
+    assert_success(status, &reply);
+    let log = log_text(&reply);
+    for step in [
+        "[base 3/3] RUN echo \"base\" > base",
+        "[stage-2 1/2] COPY --from=base --chmod=0644 /out /out",
+        "[dirs 2/7] COPY foo /foo2",
+    ] {
+        assert!(log.contains(step), "{step:?} not in the log:\n{log}");
+    }
+}
+
+/// testContextChangeDirToFile: the same Dockerfile built again after a
+/// context directory became a file copies the file (no stale cache hit).
+#[test]
+fn context_path_changing_from_dir_to_file_is_rebuilt() {
+    let server = Server::start(ServerOptions::default());
+    let df = "FROM scratch\nCOPY foo /\n";
+    build(&server, "kiln/bk-dir-to-file", df, &[("foo/bar", b"contents")], json!({}));
+    let image = build(&server, "kiln/bk-dir-to-file", df, &[("foo", b"contents2")], json!({}));
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("foo")).unwrap(), "contents2");
+}
