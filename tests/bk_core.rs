@@ -144,3 +144,70 @@ fn context_path_changing_from_dir_to_file_is_rebuilt() {
     let img = unpack_image(&image, None);
     assert_eq!(std::fs::read_to_string(img.rootfs.join("foo")).unwrap(), "contents2");
 }
+
+/// testBuiltinArgs, testEmptyStringArgInEnv, testEnvEmptyFormatting and
+/// testTargetStageNameArg: proxy build args reach RUN without ARG and stay
+/// out of the cache key (a changed proxy alone is a cache hit, a changed
+/// ARG value is not); an ARG without a value is not in the environment, an
+/// empty one is; `%s` in ENV stays as written; `TARGETSTAGE`.
+#[test]
+fn builtin_and_empty_args() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let df = format!(
+        "FROM {reg}/busybox AS build\nARG FOO\nARG BAR\nARG BAZ=bazcontent\n\
+         RUN echo -n $HTTP_PROXY::$NO_PROXY::$FOO::$BAR::$BAZ > /out\nFROM scratch\nCOPY --from=build /out /\n"
+    );
+    let out = |args: serde_json::Value| {
+        let image = build(&server, "kiln/bk-builtin-args", &df, &[], json!({ "buildArgs": args }));
+        std::fs::read_to_string(unpack_image(&image, None).rootfs.join("out")).unwrap()
+    };
+    let first = json!({"FOO": "foocontents", "http_proxy": "hpvalue", "NO_PROXY": "npvalue"});
+    assert_eq!(out(first), "hpvalue::npvalue::foocontents::::bazcontent");
+    let proxy_changed = json!({"FOO": "foocontents", "http_proxy": "hpvalue2"});
+    assert_eq!(out(proxy_changed), "hpvalue::npvalue::foocontents::::bazcontent", "the cached step");
+    let foo_changed = json!({"FOO": "foocontents2", "http_proxy": "hpvalue2"});
+    assert_eq!(out(foo_changed), "hpvalue2::::foocontents2::::bazcontent");
+
+    let env = format!(
+        "FROM {reg}/busybox AS build\nARG FOO\nARG BAR=\nENV myenv foo%sbar\nRUN [ \"$myenv\" = 'foo%sbar' ]\n\
+         RUN env > env.txt\nFROM scratch\nCOPY --from=build env.txt .\n"
+    );
+    let image = build(&server, "kiln/bk-empty-args", &env, &[], json!({}));
+    let env = std::fs::read_to_string(unpack_image(&image, None).rootfs.join("env.txt")).unwrap();
+    assert!(env.lines().any(|l| l == "BAR=") && !env.contains("FOO="), "{env}");
+
+    let stages = format!(
+        "FROM {reg}/busybox AS base\nWORKDIR /out\nRUN echo -n \"value:$TARGETSTAGE\" > /out/first\nARG TARGETSTAGE\n\
+         RUN echo -n \"value:$TARGETSTAGE\" > /out/second\nFROM scratch AS foo\nCOPY --from=base /out/ /\n\
+         FROM scratch\nCOPY --from=base /out/ /\n"
+    );
+    let image = build(&server, "kiln/bk-targetstage", &stages, &[], json!({"target": "foo"}));
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("first")).unwrap(), "value:");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("second")).unwrap(), "value:foo");
+}
+
+/// testWorkdirCreatesDir, testWorkdirExists and
+/// testWorkdirCopyIgnoreRelative: WORKDIR creates its directory (kept in a
+/// scratch image), leaves an existing one's owner alone, and a relative
+/// `COPY --from` source is read from the source stage's root, not its
+/// WORKDIR.
+#[test]
+fn workdir_creates_keeps_and_does_not_move_copy_sources() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = build(&server, "kiln/bk-workdir-creates", "FROM scratch\nWORKDIR /foo\nWORKDIR /\n", &[], json!({}));
+    assert!(unpack_image(&image, None).rootfs.join("foo").is_dir());
+
+    let exists = format!(
+        "FROM {reg}/busybox\nRUN echo user:x:1000:1000::/home/user:/bin/sh >> /etc/passwd && echo user:x:1000: >> /etc/group\n\
+         RUN mkdir /mydir && chown user:user /mydir\nWORKDIR /mydir\nRUN [ \"$(stat -c \"%U %G\" /mydir)\" == \"user user\" ]\n"
+    );
+    build(&server, "kiln/bk-workdir-exists", &exists, &[], json!({}));
+
+    let relative =
+        "FROM scratch AS base\nWORKDIR /foo\nCOPY Dockerfile /\nFROM scratch\nCOPY --from=base Dockerfile .\n";
+    let image = build(&server, "kiln/bk-workdir-relative", relative, &[], json!({}));
+    assert!(unpack_image(&image, None).rootfs.join("Dockerfile").is_file());
+}

@@ -108,7 +108,7 @@ fn plan<'a>(
     known: &dyn BaseResolver,
 ) -> Result<Plan<'a>, Diagnostic> {
     let first_from = df.instructions.iter().position(|i| matches!(i.kind, Kind::From { .. })).expect("parse checked");
-    let meta_vars = meta::global_args(&df.instructions[..first_from], opts, df.escape, budget)?;
+    let meta_vars = meta::global_args(&df.instructions, opts, df.escape, budget)?;
     let mut stages: Vec<StagePlan> = Vec::new();
     let mut by_alias: HashMap<String, usize> = HashMap::new();
     let mut idx = first_from;

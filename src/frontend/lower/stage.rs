@@ -359,28 +359,26 @@ pub fn lower_stage(
     Ok(st)
 }
 
-/// BuildKit's predefined ARGs: usable without `ARG`, kept out of history
-/// and cache keys.
-const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
+/// The proxy variables BuildKit passes to every RUN from build args of the
+/// same name in any case, kept out of history and cache keys.
+const PROXY_KINDS: [&str; 5] = ["http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy"];
 
-/// Proxy build args not declared with ARG in this stage.
+/// The proxy environment of a RUN, as BuildKit builds it: for each kind,
+/// the build arg matching its name in any case (the last in sorted order
+/// wins), set under both the upper- and lower-case name; an empty value
+/// sets nothing. A name the stage declares with ARG is its own.
 fn proxy_env(st: &StageState, build_args: &BTreeMap<String, String>) -> Vec<String> {
-    PROXY_ARGS
-        .iter()
-        .filter(|k| !st.args.contains_key(**k))
-        .filter_map(|k| build_args.get(*k).map(|v| format!("{k}={v}")))
-        .collect()
+    let mut out = Vec::new();
+    for kind in PROXY_KINDS {
+        let value = build_args.iter().filter(|(k, _)| k.eq_ignore_ascii_case(kind)).map(|(_, v)| v).next_back();
+        let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
+        for name in [kind.to_ascii_uppercase(), kind.to_string()] {
+            if !st.args.contains_key(&name) {
+                out.push(format!("{name}={value}"));
+            }
+        }
+    }
+    out
 }
 
 /// The build arg BuildKit reads as the RUN steps' hostname.

@@ -447,3 +447,53 @@ fn steps_are_numbered_like_buildkit() {
     let reads_image = labels("FROM scratch AS only\nCOPY --from=busybox /bin/sh /sh\n");
     assert_eq!(reads_image.last().unwrap(), "[only 1/1] COPY --from=busybox /bin/sh /sh");
 }
+
+/// BuildKit's TestProxyEnvFromBuildArgsDeterministicOrder and
+/// TestProxyEnvFromBuildArgsNilWhenNoProxyArgs: proxy build args in any
+/// case, the lower-case one winning, set under both names; none without.
+#[test]
+fn proxy_env_from_build_args() {
+    let proxies = |args: &[(&str, &str)]| execs(&lower_with("FROM b\nRUN x\n", args).unwrap())[0].proxy_env.clone();
+    let args = [
+        ("ALL_PROXY", "all-upper"),
+        ("all_proxy", "all-lower"),
+        ("HTTP_PROXY", "http-upper"),
+        ("http_proxy", "http-lower"),
+        ("NO_PROXY", "no-proxy"),
+        ("Ftp_Proxy", ""),
+    ];
+    let want = [
+        "HTTP_PROXY=http-lower",
+        "http_proxy=http-lower",
+        "NO_PROXY=no-proxy",
+        "no_proxy=no-proxy",
+        "ALL_PROXY=all-lower",
+        "all_proxy=all-lower",
+    ];
+    assert_eq!(proxies(&args), want);
+    assert!(proxies(&[("FOO", "bar")]).is_empty());
+}
+
+/// BuildKit's testTargetStageNameArg (its graph half): `TARGETSTAGE` is the
+/// target, else the last stage's name, else `default`; declared with ARG.
+#[test]
+fn targetstage_names_the_stage_built() {
+    let df = "FROM b AS base\nRUN echo $TARGETSTAGE\nARG TARGETSTAGE\nRUN echo $TARGETSTAGE\nFROM scratch AS foo\n\
+              COPY --from=base / /\nFROM scratch\nCOPY --from=base / /\n";
+    let stage_of = |text: &str, target: Option<&str>| {
+        let df = parse(text).unwrap();
+        let opts = BuildOptions {
+            build_args: Default::default(),
+            target: target.map(str::to_string),
+            platform: Platform::parse("linux/amd64").unwrap(),
+        };
+        let (resolver, _) = resolve_bases(&df, &opts, |_| Ok::<_, Diagnostic>(base())).unwrap();
+        let l = lower(&df, &opts, &resolver).unwrap();
+        let runs = execs(&l);
+        assert!(!runs[0].env.iter().any(|e| e.starts_with("TARGETSTAGE=")), "not visible before ARG");
+        runs[1].env.iter().find_map(|e| e.strip_prefix("TARGETSTAGE=").map(str::to_string)).unwrap()
+    };
+    assert_eq!(stage_of(df, Some("foo")), "foo");
+    assert_eq!(stage_of(df, None), "default");
+    assert_eq!(stage_of(&format!("{df}FROM scratch AS final\nCOPY --from=base / /\n"), None), "final");
+}
