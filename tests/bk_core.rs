@@ -211,3 +211,46 @@ fn workdir_creates_keeps_and_does_not_move_copy_sources() {
     let image = build(&server, "kiln/bk-workdir-relative", relative, &[], json!({}));
     assert!(unpack_image(&image, None).rootfs.join("Dockerfile").is_file());
 }
+
+/// BuildKit's ONBUILD tests (testOnBuildCleared, testOnBuildWithChildStage,
+/// testOnBuildWithCacheMount, testOnBuildInheritedStageRun,
+/// testOnBuildInheritedStageWithFrom): triggers run once, in the first
+/// image or stage built on the one that declares them, not again further
+/// down; they may use cache mounts and `COPY --from` another stage.
+#[test]
+fn onbuild_triggers_run_once_where_inherited() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let base_df = format!(
+        "FROM {reg}/busybox\nONBUILD RUN mkdir -p /out && echo -n 11 >> /out/foo && echo -n yes >> /out/didrun\n\
+         ONBUILD RUN --mount=type=cache,target=/cache echo -n 42 >> /cache/foo && echo -n 11 >> /bar\n"
+    );
+    let base = build(&server, "kiln/bk-onbuild-base", &base_df, &[], json!({}));
+    let child = build(&server, "kiln/bk-onbuild-child", &format!("FROM {base}\n"), &[], json!({}));
+    let cleared = format!("FROM {child} AS base\nFROM scratch\nCOPY --from=base /out/foo /\n");
+    let image = build(&server, "kiln/bk-onbuild-cleared", &cleared, &[], json!({}));
+    assert_eq!(std::fs::read_to_string(unpack_image(&image, None).rootfs.join("foo")).unwrap(), "11");
+
+    let stages = format!(
+        "FROM {base} AS base\nRUN [ -f /out/didrun ] && touch /step1\nRUN rm /out/didrun\n\
+         RUN [ ! -f /out/didrun ] && touch /step2\n\
+         RUN --mount=type=cache,target=/cache [ \"$(cat /cache/foo)\" = \"42\" ] && [ \"$(cat /bar)\" = \"11\" ]\n\
+         FROM base AS child\nRUN [ ! -f /out/didrun ] && touch /step3\nFROM scratch\nCOPY --from=child /step* /\n"
+    );
+    let image = build(&server, "kiln/bk-onbuild-stage", &stages, &[], json!({}));
+    let img = unpack_image(&image, None);
+    for step in ["step1", "step2", "step3"] {
+        assert!(img.rootfs.join(step).is_file(), "{step}");
+    }
+
+    let inherited = format!(
+        "FROM {reg}/busybox AS src\nRUN mkdir -p /in && echo -n 12 > /in/file\n\
+         FROM {reg}/busybox AS base\nONBUILD RUN mkdir -p /out && echo -n 11 >> /out/foo\n\
+         ONBUILD COPY --from=src /in/file /out/from-src\n\
+         FROM base AS mid\nRUN cp /out/foo /out/bar\nFROM scratch\nCOPY --from=mid /out/bar /out/from-src /\n"
+    );
+    let image = build(&server, "kiln/bk-onbuild-inherited", &inherited, &[], json!({}));
+    let img = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("bar")).unwrap(), "11");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("from-src")).unwrap(), "12");
+}

@@ -206,14 +206,14 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
     };
     for f in &flags {
         if !allowed.contains(&f.name.as_str()) {
-            let msg = if keyword == "RUN" {
-                format!("{keyword} --{} is not supported by kiln yet", f.name)
+            // A flag BuildKit has and kiln does not says so; any other is
+            // unknown, with BuildKit's words and suggestion.
+            let msg = if keyword == "RUN" && f.name == "device" {
+                "RUN --device is not supported by kiln: a multi-tenant builder gives steps no devices".to_string()
             } else {
                 format!("unknown flag: --{}", f.name)
             };
-            let mut d = err(arg_col + f.column, msg).suggest(&f.name, allowed.iter().copied());
-            d.suggestion = d.suggestion.map(|s| format!("--{s}"));
-            return Err(d);
+            return Err(err(arg_col + f.column, msg).suggest(&f.name, allowed.iter().copied()));
         }
     }
     let flag = |name: &str| flags.iter().find(|f| f.name == name).and_then(|f| f.value.clone());
@@ -227,7 +227,12 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "FROM" => parse_from(args, flag("platform"), &err, arg_col)?,
         "RUN" => {
             need_args(1, "at least one argument")?;
-            let mounts = flags.iter().filter(|f| f.name == "mount").filter_map(|f| f.value.clone()).collect();
+            let mounts: Vec<String> =
+                flags.iter().filter(|f| f.name == "mount").filter_map(|f| f.value.clone()).collect();
+            if let Some(f) = flags.iter().find(|f| f.name == "mount" && mount_from_has_variable(f.value.as_deref())) {
+                let msg = "'from' doesn't support variable expansion, define alias stage instead";
+                return Err(err(arg_col + f.column, msg.into()));
+            }
             if let Some(f) = flags.iter().find(|f| f.name == "security" && f.value.as_deref() != Some("sandbox")) {
                 let msg =
                     "RUN --security=insecure is not supported: a step never gets more privileges than the sandbox";
@@ -298,6 +303,13 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         _ => unreachable!("keyword list is exhaustive"),
     };
     Ok(Instruction { line: l.line, text: l.text.clone(), first: l.first.clone(), kind })
+}
+
+/// Whether a `--mount` value's `from=` holds a variable: BuildKit refuses
+/// one before expanding anything (a `$` at the very end is a literal).
+fn mount_from_has_variable(spec: Option<&str>) -> bool {
+    let fields = spec.unwrap_or("").split(',').filter_map(|f| f.split_once('='));
+    fields.into_iter().any(|(k, v)| k.eq_ignore_ascii_case("from") && v.find('$').is_some_and(|i| i != v.len() - 1))
 }
 
 /// RUN with here-documents: a lone `<<EOF` runs the body as a script (a

@@ -24,17 +24,52 @@ pub enum MountError {
          secret (--mount=type=secret) instead"
     )]
     Ssh,
-    /// A type BuildKit does not have.
-    #[error("unknown RUN --mount type {0:?}: expected bind, cache, tmpfs, secret or ssh")]
-    UnknownType(String),
-    /// An option the type does not take.
-    #[error("unknown --mount option {key:?} for type={kind}")]
-    UnknownOption {
-        /// The option.
+    /// A type BuildKit does not have (with a suggestion).
+    #[error("unsupported mount type {value:?}{hint}")]
+    UnsupportedType {
+        /// The type.
+        value: String,
+        /// ` (did you mean …?)` or nothing.
+        hint: String,
+    },
+    /// A key no mount type has (with a suggestion).
+    #[error("unexpected key '{key}' in '{field}'{hint}")]
+    UnexpectedKey {
+        /// The key.
+        key: String,
+        /// The field it came in.
+        field: String,
+        /// ` (did you mean …?)` or nothing.
+        hint: String,
+    },
+    /// A key of another mount type (`size` on a bind, `required` on a cache).
+    #[error("unexpected key '{key}' for mount type '{kind}'")]
+    NotForType {
+        /// The key.
         key: String,
         /// The mount type.
-        kind: &'static str,
+        kind: String,
     },
+    /// A field without `=` other than the boolean ones.
+    #[error("invalid field '{0}' must be a key=value pair")]
+    NotKeyValue(String),
+    /// `mode`, `uid` or `gid` on a bind or tmpfs mount.
+    #[error("{key} not allowed for {kind:?} type mounts")]
+    FileInfoNotAllowed {
+        /// The key.
+        key: &'static str,
+        /// The mount type.
+        kind: String,
+    },
+    /// `sharing` on a mount that is not a cache.
+    #[error("invalid cache sharing set for {0} mount")]
+    SharingNotCache(String),
+    /// `from` on a secret.
+    #[error("secret mount should not have a from")]
+    SecretFrom,
+    /// Both `source` and `id` on a secret.
+    #[error("both source and id can't be set")]
+    SecretSourceAndId,
     /// A value that does not parse (a boolean, a number, a sharing mode).
     #[error("invalid --mount {key}={value}{expected}")]
     BadValue {
@@ -54,13 +89,14 @@ pub enum MountError {
          the cache in the step instead"
     )]
     CacheFrom,
-    /// A secret with neither id nor target.
-    #[error("RUN --mount=type=secret needs an id (or a target to derive it from)")]
+    /// A secret with neither id, source nor target.
+    #[error("invalid secret mount. one of source, target required")]
     SecretWithoutId,
 }
 
 /// Parses one `--mount` value; `workdir` anchors relative targets.
 pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, MountError> {
+    super::mountkeys::check(spec)?;
     let fields: Vec<(String, String)> = spec
         .split(',')
         .filter(|f| !f.is_empty())
@@ -77,11 +113,6 @@ pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, MountError> {
         "cache" => cache(&fields, target.ok_or(MountError::NoTarget("cache"))?).map(|m| ParsedMount::Other(m, None)),
         "bind" => {
             let target = target.ok_or(MountError::NoTarget("bind"))?;
-            check_keys(
-                &fields,
-                "bind",
-                &["type", "target", "dst", "destination", "source", "src", "from", "rw", "readwrite", "ro", "readonly"],
-            )?;
             let readwrite = flag(&fields, &["rw", "readwrite"])?.unwrap_or(false)
                 && !flag(&fields, &["ro", "readonly"])?.unwrap_or(false);
             let source = get(&["source", "src"]).unwrap_or_else(|| "/".into());
@@ -89,19 +120,11 @@ pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, MountError> {
         }
         "tmpfs" => {
             let target = target.ok_or(MountError::NoTarget("tmpfs"))?;
-            check_keys(&fields, "tmpfs", &["type", "target", "dst", "destination", "size"])?;
             let size = get(&["size"]).map(|s| crate::units::parse_size(&s)).transpose()?;
             Ok(ParsedMount::Other(RunMount::Tmpfs { target, size }, None))
         }
         "ssh" => Err(MountError::Ssh),
-        other => Err(MountError::UnknownType(other.to_string())),
-    }
-}
-
-fn check_keys(fields: &[(String, String)], kind: &'static str, allowed: &[&str]) -> Result<(), MountError> {
-    match fields.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((k, _)) => Err(MountError::UnknownOption { key: k.clone(), kind }),
-        None => Ok(()),
+        other => unreachable!("mountkeys::check accepted type {other}"),
     }
 }
 
@@ -125,11 +148,9 @@ fn number(fields: &[(String, String)], key: &str, radix: u32, default: u32) -> R
 }
 
 fn cache(fields: &[(String, String)], target: String) -> Result<RunMount, MountError> {
-    let allowed = ["type", "target", "dst", "destination", "id", "sharing", "uid", "gid", "mode", "ro", "readonly"];
     if fields.iter().any(|(k, _)| k == "from" || k == "source" || k == "src") {
         return Err(MountError::CacheFrom);
     }
-    check_keys(fields, "cache", &allowed)?;
     let sharing = match fields.iter().rev().find(|(k, _)| k == "sharing").map(|(_, v)| v.as_str()) {
         None | Some("shared") => CacheSharing::Shared,
         Some("private") => CacheSharing::Private,
@@ -149,14 +170,13 @@ fn cache(fields: &[(String, String)], target: String) -> Result<RunMount, MountE
 }
 
 fn secret(fields: &[(String, String)], target: Option<String>) -> Result<ParsedMount, MountError> {
-    check_keys(
-        fields,
-        "secret",
-        &["type", "id", "target", "dst", "destination", "env", "required", "mode", "uid", "gid"],
-    )?;
     let get = |key: &str| fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let source = get("source").or_else(|| get("src"));
+    if source.is_some() && get("id").is_some() {
+        return Err(MountError::SecretSourceAndId);
+    }
     let mut m = SecretMount {
-        id: get("id").unwrap_or_default(),
+        id: get("id").or(source).unwrap_or_default(),
         target,
         env: get("env"),
         required: flag(fields, &["required"])?.unwrap_or(false),
@@ -219,8 +239,9 @@ mod tests {
         let wide = parse("type=cache,target=/c,sharing=wide", "/").unwrap_err();
         assert_eq!(wide.to_string(), "invalid --mount sharing=wide: expected shared, private or locked");
         let colour = parse("type=bind,target=/c,colour=red", "/").unwrap_err();
-        assert_eq!(colour, MountError::UnknownOption { key: "colour".into(), kind: "bind" });
-        assert_eq!(parse("type=volume,target=/c", "/"), Err(MountError::UnknownType("volume".into())));
+        assert_eq!(colour.to_string(), "unexpected key 'colour' in 'colour=red'");
+        let volume = parse("type=volume,target=/c", "/").unwrap_err();
+        assert_eq!(volume.to_string(), "unsupported mount type \"volume\"");
         assert!(matches!(parse("type=tmpfs,target=/t,size=lots", "/"), Err(MountError::Size(_))));
     }
 }

@@ -19,6 +19,8 @@ mod copy;
 mod expose;
 #[path = "gofmt.rs"]
 mod gofmt;
+#[path = "mountkeys.rs"]
+mod mountkeys;
 #[path = "runmount.rs"]
 mod runmount;
 

@@ -1,0 +1,125 @@
+//! Ports of BuildKit's `RUN --mount` integration tests
+//! (`dockerfile_mount_test.go`), written from what each asserts: the
+//! checks are RUN steps that fail the build (as upstream's are) or files
+//! read from the pushed image.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+/// Builds `dockerfile` with `files` and extra request fields as `image`.
+fn build_as(
+    server: &Server,
+    image: &str,
+    dockerfile: &str,
+    files: &[(&str, &[u8])],
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut config = json!({"image": image});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let mut all = vec![("Dockerfile", dockerfile.as_bytes())];
+    all.extend_from_slice(files);
+    let (status, reply) = server.build(&request_tar(&config, &all));
+    assert_success(status, &reply);
+    reply
+}
+
+fn read(image: &str, path: &str) -> String {
+    std::fs::read_to_string(unpack_image(image, None).rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// testCacheMountDefaultID, testCacheMountUser, testMountArg,
+/// testMountEnvVar, testMountEnvAcrossStages, testMountMetaArg,
+/// testMountTmpfs, testMountTmpfsSize and testMountContext: a cache's id
+/// defaults to its target; `uid`/`gid`/`mode` set the new cache's owner and
+/// mode; mount values expand ARGs, ENVs (also inherited from the parent
+/// stage) and global ARGs; a tmpfs is empty afterwards and takes `size`;
+/// a mount without a type binds the context.
+#[test]
+fn mount_options_and_expansion() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/bk-mounts");
+    let df = format!(
+        "ARG META_PATH=/tmp/meta\nFROM {reg}/busybox AS stage1\nARG META_PATH\n\
+         RUN --mount=type=cache,target=/mycache touch /mycache/foo\n\
+         RUN --mount=type=cache,target=/mycache2 [ ! -f /mycache2/foo ]\n\
+         RUN --mount=type=cache,target=/mycache [ -f /mycache/foo ]\n\
+         RUN --mount=type=cache,target=/usercache,uid=1001,gid=1002,mode=0751 [ \"$(stat -c \"%u %g %f\" /usercache)\" == \"1001 1002 41e9\" ]\n\
+         ARG MNT_TYPE=cache\n\
+         RUN --mount=type=$MNT_TYPE,target=/mycache3 touch /mycache3/foo\n\
+         RUN --mount=type=cache,target=/mycache3 [ -f /mycache3/foo ]\n\
+         ENV SOME_PATH=/mycache\n\
+         RUN --mount=type=cache,target=$SOME_PATH [ -f $SOME_PATH/foo ]\n\
+         ENV MNT_ID=idcache\nENV MNT_TYPE2=cache\n\
+         RUN --mount=type=cache,id=idcache,target=/abcabc touch /abcabc/foo\n\
+         RUN --mount=type=$MNT_TYPE2,id=$MNT_ID,target=/cbacba [ -f /cbacba/foo ]\n\
+         RUN --mount=type=cache,id=metacache,target=/tmp/meta touch /tmp/meta/foo\n\
+         RUN --mount=type=cache,id=metacache,target=$META_PATH [ -f /tmp/meta/foo ]\n\
+         RUN --mount=target=/mytmp,type=tmpfs touch /mytmp/foo\n\
+         RUN [ ! -f /mytmp/foo ]\n\
+         RUN --mount=type=tmpfs,target=/dev/shm,size=128m mount | grep /dev/shm > /tmpfssize\n\
+         RUN --mount=target=/context [ \"$(cat /context/testfile)\" == \"contents0\" ]\n\
+         FROM stage1\n\
+         RUN --mount=type=$MNT_TYPE2,id=$MNT_ID,target=/whatever [ -f /whatever/foo ]\n"
+    );
+    build_as(&server, &image, &df, &[("testfile", b"contents0")], json!({}));
+    let size = read(&image, "tmpfssize");
+    assert!(size.contains("size=131072k"), "{size}");
+}
+
+/// testMountDuplicate: a context bind and a bind of one of its files
+/// together see the current context on a rebuild.
+#[test]
+fn context_binds_follow_the_context() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/bk-mount-duplicate");
+    let df = format!(
+        "FROM {reg}/busybox AS base\nRUN --mount=source=.,target=/tmp/test --mount=source=b.txt,target=/tmp/b.txt \
+         cat /tmp/test/a.txt /tmp/b.txt > /combined.txt\nFROM scratch\nCOPY --from=base /combined.txt /\n"
+    );
+    for text in ["foo\n", "updated\n"] {
+        build_as(&server, &image, &df, &[("a.txt", text.as_bytes()), ("b.txt", b"bar\n")], json!({}));
+        assert_eq!(read(&image, "combined.txt"), format!("{text}bar\n"));
+    }
+}
+
+/// testCacheMountSourceEscape: a cache whose subdirectory was replaced by
+/// a symlink to `/etc` cannot be mounted by `source=` to read the host (or
+/// anything outside the cache): the build fails.
+#[test]
+fn cache_mount_source_cannot_escape() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let df = format!(
+        "FROM {reg}/busybox AS init\n\
+         RUN --mount=type=cache,id=sourceescape,target=/cache mkdir -p /cache/sel && echo benign > /cache/sel/benign.txt\n\
+         FROM init AS link\nRUN --mount=type=cache,id=sourceescape,target=/cache rm -rf /cache/sel && ln -s /etc /cache/sel\n\
+         FROM link AS victim\nRUN --mount=type=cache,id=sourceescape,source=sel,target=/victim cat /victim/hostname\n\
+         FROM scratch\nCOPY --from=victim /etc/hostname /hostname\n"
+    );
+    let image = test_image("kiln/bk-mount-escape");
+    let (status, reply) = server.build(&request_tar(&json!({"image": image}), &[("Dockerfile", df.as_bytes())]));
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.to_string().contains("type=cache,from="), "{reply}");
+}
+
+/// testCacheMountParallel: stages running at once each mount a cache
+/// nested in another cache; repeated (each time re-run by a new ARG value).
+#[test]
+fn nested_cache_mounts_in_parallel_stages() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/bk-mount-parallel");
+    let df = format!(
+        "FROM {reg}/busybox AS b1\nARG N\nRUN --mount=type=cache,target=/foo/bar --mount=type=cache,target=/foo/bar/baz echo 1 $N\n\
+         FROM {reg}/busybox AS b2\nARG N\nRUN --mount=type=cache,target=/foo/bar --mount=type=cache,target=/foo/bar/baz echo 2 $N\n\
+         FROM scratch\nCOPY --from=b1 /etc/passwd p1\nCOPY --from=b2 /etc/passwd p2\n"
+    );
+    for n in 0..5 {
+        let reply = build_as(&server, &image, &df, &[], json!({"buildArgs": {"N": n.to_string()}}));
+        assert_eq!(executed_runs(&reply), 2, "both steps ran");
+    }
+}
