@@ -123,3 +123,31 @@ fn nested_cache_mounts_in_parallel_stages() {
         assert_eq!(executed_runs(&reply), 2, "both steps ran");
     }
 }
+
+/// testRunNoNetwork, testRunHostNetwork, testRunSecurityDefault and
+/// testRunSecuritySandbox: a `--network=none` step has no `eth0`, a
+/// `--network=host` step reaches a server on the host's loopback (with the
+/// `network.host` entitlement) and a default step does not; steps get
+/// Docker's default capability bounding set, also with
+/// `--security=sandbox`.
+#[test]
+fn network_modes_and_capabilities() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(b"foo\n");
+        }
+    });
+    let args = vec!["--allow-insecure-entitlement".into(), "network.host".into()];
+    let server = Server::start(ServerOptions { args, ..Default::default() });
+    let reg = registry();
+    let caps = "[ \"$(cat /proc/self/status | grep CapBnd)\" == \"CapBnd:\t00000000a80425fb\" ]";
+    let df = format!(
+        "FROM {reg}/busybox\nRUN --network=none ! ip link show eth0\n\
+         RUN --network=host nc 127.0.0.1 {port} | grep foo\nRUN ! nc -w 2 127.0.0.1 {port} | grep foo\n\
+         RUN {caps}\nRUN --security=sandbox {caps}\n"
+    );
+    build_as(&server, &test_image("kiln/bk-run-network"), &df, &[], json!({}));
+}

@@ -111,7 +111,7 @@ fn secret_errors_are_clear_and_never_echo_values() {
     let (status, reply) = server.build(&plain);
     assert_eq!((status, reply["status"].as_str()), (400, Some("failed")));
     let err = reply["error"].as_str().unwrap();
-    assert!(err.contains("\"absent\" is required") && err.contains("Dockerfile line 2"), "{err}");
+    assert!(err.contains("secret absent: not found") && err.contains("Dockerfile line 2"), "{err}");
 
     let mut values = BTreeMap::new();
     values.insert("absent".to_string(), b"zzz-secret-zzz".to_vec());
@@ -129,4 +129,36 @@ fn secret_errors_are_clear_and_never_echo_values() {
     assert!(reply["error"].as_str().unwrap().contains("build_secrets_private_key_path"), "{reply}");
     let resp = reqwest::blocking::get(format!("{}/publickey", no_key.url)).unwrap();
     assert_eq!(resp.status().as_u16(), 404);
+}
+
+/// BuildKit's testSecretAsEnviron, testSecretAsEnvironWithFileMount,
+/// testSecretFileParams and testSecretRequiredWithoutValue: `env=` sets the
+/// variable (over an ENV of the same name) without a file unless `target=`
+/// also asks for one; `mode`/`uid`/`gid` set the file's; no stub is left;
+/// a required secret that was not sent fails with BuildKit's message.
+#[test]
+fn secret_mount_options_as_buildkit_tests_them() {
+    let (server, public, _keydir) = secret_server();
+    let mut values = BTreeMap::new();
+    values.insert("mysecret".to_string(), b"pw".to_vec());
+    let envelope = seal(&public, &values).unwrap();
+    let reg = registry();
+    let dockerfile = format!(
+        "FROM {reg}/busybox\nENV SECRET_ENV=foo\n\
+         RUN --mount=type=secret,id=mysecret,env=SECRET_ENV [ \"$SECRET_ENV\" == \"pw\" ] && [ ! -f /run/secrets/mysecret ] || false\n\
+         RUN --mount=type=secret,id=mysecret,target=/run/secrets/secret,env=SECRET_ENV [ \"$SECRET_ENV\" == \"pw\" ] && [ -f /run/secrets/secret ] || false\n\
+         RUN --mount=type=secret,required=false,mode=741,uid=100,gid=102,target=/mysecret [ \"$(stat -c \"%u %g %f\" /mysecret)\" = \"100 102 81e1\" ]\n\
+         RUN [ ! -f /mysecret ]\n"
+    );
+    let body = |df: &str| {
+        let tar = request_tar(&json!({"image": test_image("kiln/bk-secrets")}), &[("Dockerfile", df.as_bytes())]);
+        with_secrets(tar, &envelope)
+    };
+    let (status, reply) = server.build(&body(&dockerfile));
+    assert_success(status, &reply);
+
+    let required = format!("FROM {reg}/busybox\nRUN --mount=type=secret,required,id=othersecret foo\n");
+    let (status, reply) = server.build(&body(&required));
+    assert_ne!(status, 200, "{reply}");
+    assert!(reply.to_string().contains("secret othersecret: not found"), "{reply}");
 }

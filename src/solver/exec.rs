@@ -247,7 +247,7 @@ fn prepare_secrets(
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StepSetupError {
     /// A required secret the request lacks.
-    #[error("secret {0:?} is required by this step but the request did not provide it")]
+    #[error("secret {0}: not found (required by this step; the request did not provide it)")]
     MissingSecret(String),
     /// A secret file could not be written.
     #[error("prepare secret {id:?}: {source}")]
