@@ -33,8 +33,27 @@ fn clean(p: &str) -> Vec<String> {
     out
 }
 
+/// A pattern Docker's matcher refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IgnoreError {
+    /// A line that is only `!` (nothing to re-include).
+    #[error("illegal exclusion pattern: \"!\"")]
+    BareExclusion,
+}
+
 impl DockerIgnore {
-    /// Parses the file's text.
+    /// Parses the text of a `.dockerignore`, refusing what Docker's pattern
+    /// matcher refuses (a line that is only `!`, also as `!/`).
+    pub fn parse_file(text: &str) -> Result<Self, IgnoreError> {
+        let bare =
+            |l: &str| l.strip_prefix('!').is_some_and(|rest| clean(rest.trim()).is_empty() && !rest.contains('.'));
+        match text.lines().map(str::trim).find(|l| !l.starts_with('#') && bare(l)) {
+            Some(_) => Err(IgnoreError::BareExclusion),
+            None => Ok(Self::parse(text)),
+        }
+    }
+
+    /// Parses patterns, skipping any that match nothing.
     pub fn parse(text: &str) -> Self {
         let patterns = text
             .lines()
@@ -84,6 +103,16 @@ fn match_segments(pattern: &[String], path: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_exclusion_is_refused_as_docker_refuses_it() {
+        for text in ["!\n", "a\n ! \n", "!/\n"] {
+            assert_eq!(DockerIgnore::parse_file(text), Err(IgnoreError::BareExclusion), "{text:?}");
+        }
+        for text in ["!a\n", "# !\n", "!.\n", "a\n"] {
+            assert!(DockerIgnore::parse_file(text).is_ok(), "{text:?}");
+        }
+    }
 
     #[test]
     fn follows_docker_semantics() {

@@ -32,25 +32,59 @@ pub enum SourceError {
 }
 
 /// Expands COPY source patterns to existing context paths (relative,
-/// without leading `/`), in pattern order, then sorted per pattern.
+/// without leading `/`), in pattern order, then sorted per pattern. A
+/// pattern with a pivot (`a/b/./c`, BuildKit's `--parents` marker) keeps it
+/// in its matches (`a/b/./c/d`): the part after it is what `--parents`
+/// recreates under the destination.
 pub fn expand_sources(context: &Path, patterns: &[String]) -> Result<Vec<String>, SourceError> {
     let root = File::open(context).map_err(SourceError::Context)?;
     let mut out = Vec::new();
     for pattern in patterns {
-        let clean = fsx::clean_relative(Path::new(pattern)).map_err(|_| SourceError::Escapes(pattern.to_string()))?;
-        let clean = clean.to_string_lossy().to_string();
-        if !has_glob(&clean) {
-            fsx::open_in_root(&root, Path::new(&clean), libc::O_PATH)
-                .map_err(|_| SourceError::NotFound(clean.clone()))?;
-            out.push(clean);
-            continue;
+        match pivot_split(pattern) {
+            None => out.extend(expand_under(&root, "", pattern)?),
+            Some((head, tail)) => {
+                for base in expand_under(&root, "", head)? {
+                    let found = expand_under(&root, &base, tail)?;
+                    out.extend(found.into_iter().map(|m| format!("{base}/./{m}")));
+                }
+            }
         }
-        let mut matches = Vec::new();
-        glob_walk(&root, "", &clean.split('/').collect::<Vec<_>>(), &mut matches);
-        matches.sort();
-        out.extend(matches);
     }
     Ok(out)
+}
+
+/// `a/b/./c/./d` → (`a/b`, `c/d`): split at the first `/./` (a leading
+/// `./` is not a pivot).
+fn pivot_split(pattern: &str) -> Option<(&str, &str)> {
+    let trimmed = pattern.trim_start_matches('/');
+    let at = trimmed.find("/./")?;
+    Some((&trimmed[..at], &trimmed[at + 3..]))
+}
+
+/// The paths below `base` (context-relative; `""` is the root) that
+/// `pattern` matches, relative to `base`.
+fn expand_under(root: &File, base: &str, pattern: &str) -> Result<Vec<String>, SourceError> {
+    let clean = fsx::clean_relative(Path::new(pattern)).map_err(|_| SourceError::Escapes(pattern.to_string()))?;
+    let clean = clean.to_string_lossy().to_string();
+    let full = |rel: &str| match (base.is_empty(), rel.is_empty()) {
+        (true, _) => rel.to_string(),
+        (false, true) => base.to_string(),
+        (false, false) => format!("{base}/{rel}"),
+    };
+    if !has_glob(&clean) {
+        fsx::open_in_root(root, Path::new(&full(&clean)), libc::O_PATH)
+            .map_err(|_| SourceError::NotFound(full(&clean)))?;
+        return Ok(vec![clean]);
+    }
+    let prefix = if base.is_empty() { String::new() } else { format!("{base}/") };
+    let mut matches = Vec::new();
+    // Consecutive `**` mean what one does; collapsed, the walk stays linear.
+    let mut parts: Vec<&str> = clean.split('/').collect();
+    parts.dedup_by(|a, b| *a == "**" && *b == "**");
+    glob_walk(root, &prefix, &parts, &mut matches);
+    matches.sort();
+    matches.dedup();
+    Ok(matches.into_iter().map(|m| m.strip_prefix(&prefix).unwrap_or(&m).to_string()).collect())
 }
 
 fn has_glob(s: &str) -> bool {
@@ -69,6 +103,17 @@ fn glob_walk(root: &File, prefix: &str, parts: &[&str], out: &mut Vec<String>) {
             format!("{prefix}{name}")
         }
     };
+    if *first == "**" {
+        // Any number of directories, none included.
+        glob_walk(root, prefix, rest, out);
+        for name in dir_entries(root, prefix) {
+            let p = join(&name);
+            if fsx::open_in_root(root, Path::new(&p), libc::O_PATH | libc::O_DIRECTORY).is_ok() {
+                glob_walk(root, &format!("{p}/"), parts, out);
+            }
+        }
+        return;
+    }
     if !has_glob(first) {
         let p = join(first);
         if fsx::open_in_root(root, Path::new(&p), libc::O_PATH).is_ok() {
@@ -76,19 +121,24 @@ fn glob_walk(root: &File, prefix: &str, parts: &[&str], out: &mut Vec<String>) {
         }
         return;
     }
-    let dir = if prefix.is_empty() { ".".to_string() } else { prefix.to_string() };
-    let Ok(fd) = fsx::open_in_root(root, Path::new(&dir), libc::O_RDONLY | libc::O_DIRECTORY) else {
-        return;
-    };
-    let Ok(entries) = fs::read_dir(fsx::fd_path(&fd, "".as_ref())) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
+    for name in dir_entries(root, prefix) {
         if glob_match(first, &name) {
             glob_walk(root, &format!("{}/", join(&name)), rest, out);
         }
     }
+}
+
+/// The names in the context directory `prefix` (`""` is the root; none if
+/// it is not a directory), without following a final symlink out.
+fn dir_entries(root: &File, prefix: &str) -> Vec<String> {
+    let dir = if prefix.is_empty() { ".".to_string() } else { prefix.to_string() };
+    let Ok(fd) = fsx::open_in_root(root, Path::new(&dir), libc::O_RDONLY | libc::O_DIRECTORY) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(fsx::fd_path(&fd, "".as_ref())) else {
+        return Vec::new();
+    };
+    entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()
 }
 
 /// Removes what `.dockerignore` excludes from an unpacked context, as if
@@ -162,6 +212,28 @@ fn hash_entry(h: &mut Sha256, dir: &OwnedFd, name: &str, rel: &str) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pivots_and_double_stars_expand_like_buildkit() {
+        let d = tempfile::tempdir().unwrap();
+        for dir in ["a/b/c/d/e", "a/b2/c/d/e", "a/b/c2/d/e2"] {
+            fs::create_dir_all(d.path().join(dir)).unwrap();
+        }
+        for file in ["a/b/c/d/e/bay", "a/b2/c/d/e/bar", "a/b/c2/d/e2/baz"] {
+            fs::write(d.path().join(file), "x").unwrap();
+        }
+        let expand = |p: &str| expand_sources(d.path(), &[p.to_string()]).unwrap();
+        assert_eq!(expand("/a/b/./c/d"), ["a/b/./c/d"]);
+        assert_eq!(expand("a/./b/./c"), ["a/./b/c"]);
+        assert_eq!(expand("./a/b/c"), ["a/b/c"], "a leading ./ is no pivot");
+        assert_eq!(expand("a/b*/./c/**/e"), ["a/b/./c/d/e", "a/b2/./c/d/e"]);
+        assert_eq!(expand("a/**/baz"), ["a/b/c2/d/e2/baz"]);
+        assert_eq!(expand("a/**/**/**/bar"), ["a/b2/c/d/e/bar"]);
+        assert!(expand("a/nothing*/./c").is_empty());
+        assert!(
+            matches!(expand_sources(d.path(), &["a/./missing".into()]), Err(SourceError::NotFound(p)) if p == "a/missing")
+        );
+    }
 
     #[test]
     fn expands_and_hashes_by_content_not_mtime() {

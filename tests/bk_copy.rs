@@ -300,3 +300,114 @@ fn copy_through_symlinks() {
     assert_eq!(read(&img, "foo"), "data");
     assert_eq!(read(&img, "bar"), "data");
 }
+
+/// testDockerignore, testDockerignoreInvalid and testDockerignoreOverride:
+/// `.dockerignore` patterns with an exception (and ignoring the Dockerfile
+/// and itself); `Dockerfile.dockerignore` applies to `Dockerfile`; a
+/// pattern that is only `!` fails the build (promptly, not a hang).
+#[test]
+fn dockerignore_rules() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let files = [
+        Ctx::File("Dockerfile", b"FROM scratch\nCOPY . .\n", 0o600),
+        Ctx::File("foo", b"foo-contents", 0o600),
+        Ctx::File("bar", b"bar-contents", 0o600),
+        Ctx::File("baz", b"baz-contents", 0o600),
+        Ctx::File("bay", b"bay-contents", 0o600),
+        Ctx::File(".dockerignore", b"\nba*\nDockerfile\n!bay\n.dockerignore\n", 0o600),
+    ];
+    let img = build(&server, "kiln/bk-dockerignore", json!({}), &files);
+    assert_eq!(read(&img, "foo"), "foo-contents");
+    assert_eq!(read(&img, "bay"), "bay-contents");
+    for gone in [".dockerignore", "Dockerfile", "bar", "baz"] {
+        assert!(!img.rootfs.join(gone).exists(), "{gone} is ignored");
+    }
+
+    let df = format!("FROM {reg}/busybox\nCOPY . .\nRUN [ -f foo ] && [ ! -f bar ]\n");
+    let files = [
+        Ctx::File("Dockerfile", df.as_bytes(), 0o600),
+        Ctx::File("Dockerfile.dockerignore", b"\nbar\n", 0o600),
+        Ctx::File(".dockerignore", b"\nfoo\n", 0o600),
+        Ctx::File("foo", b"contents0", 0o600),
+        Ctx::File("bar", b"contents0", 0o600),
+    ];
+    build(&server, "kiln/bk-dockerignore-override", json!({}), &files);
+
+    let files =
+        [Ctx::File("Dockerfile", b"FROM scratch\nCOPY . .\n", 0o600), Ctx::File(".dockerignore", b"!\n", 0o600)];
+    let started = std::time::Instant::now();
+    let (status, reply) = server.build(&context(&json!({"image": test_image("kiln/bk-dockerignore-bad")}), &files));
+    assert_ne!(status, 200, "{reply}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "fails promptly");
+}
+
+/// The script a RUN uses to fail the build unless every test holds.
+fn checks(tests: &[&str]) -> String {
+    format!("RUN set -ex; {}\n", tests.iter().map(|t| format!("[ {t} ]")).collect::<Vec<_>>().join("; "))
+}
+
+/// testCopyParents, testCopyParentsMissingDirectory and
+/// testCopyRelativeParents: `COPY --parents` keeps the source's path below
+/// the destination, from the pivot `/./` on when there is one; wildcards
+/// before and after the pivot, `**`, several sources, and a source that
+/// matches nothing (a literal one fails, a wildcard one copies nothing).
+#[test]
+fn copy_parents_and_pivots() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let df = "FROM scratch\nCOPY --parents foo1/foo2/bar /\nWORKDIR /test\nCOPY --parents foo1/foo2/ba* .\n";
+    let files = [
+        Ctx::File("Dockerfile", df.as_bytes(), 0o600),
+        Ctx::Dir("foo1", 0o700),
+        Ctx::Dir("foo1/foo2", 0o700),
+        Ctx::File("foo1/foo2/bar", b"testing", 0o600),
+        Ctx::File("foo1/foo2/baz", b"testing2", 0o600),
+    ];
+    let img = build(&server, "kiln/bk-parents", json!({}), &files);
+    assert_eq!(read(&img, "foo1/foo2/bar"), "testing");
+    assert_eq!(read(&img, "test/foo1/foo2/bar"), "testing");
+    assert_eq!(read(&img, "test/foo1/foo2/baz"), "testing2");
+
+    let base = format!(
+        "FROM {reg}/busybox AS base\nWORKDIR /test\n\
+         RUN set -ex; mkdir -p a/b/c/d/e a/b2/c/d/e a/b/c2/d/e a/b/c2/d/e2; \
+         touch a/b/c/d/foo a/b/c/d/e/bay a/b2/c/d/e/bar a/b/c2/d/e/baz a/b/c2/d/e2/baz\n"
+    );
+    let stages: [(&str, &str, &[&str]); 11] = [
+        (
+            "normal",
+            "/test/a/b/c/d",
+            &["-d /out/test/a/b/c/d/e", "-f /out/test/a/b/c/d/e/bay", "! -d /out/e", "! -d /out/a"],
+        ),
+        ("withpivot", "/test/a/b/./c/d", &["-d /out/c/d/e", "-f /out/c/d/foo", "! -d /out/a", "! -d /out/e"]),
+        ("wildcard-nonexistent", "/test/a/b3*/c", &["-d /out", "! -d /out/a"]),
+        ("wildcard-afterpivot", "/test/a/b/./c3*", &["-d /out", "! -d /out/a", "! -d /out/c3"]),
+        ("end", "/test/a/b/c/d/.", &["-d /out/test/a/b/c/d/e", "-f /out/test/a/b/c/d/foo"]),
+        ("start", "./test/a/b/c/d", &["-d /out/test/a/b/c/d/e", "-f /out/test/a/b/c/d/foo"]),
+        ("double", "/test/a/./b/./c", &["-d /out/b/c/d/e", "-f /out/b/c/d/foo"]),
+        ("wildcard", "/test/a/./*/c", &["-d /out/b/c/d/e", "-f /out/b2/c/d/e/bar"]),
+        ("doublewildcard", "/test/a/b*/./c/**/e", &["-d /out/c/d/e", "-f /out/c/d/e/bay", "-f /out/c/d/e/bar"]),
+        (
+            "doubleinputs",
+            "/test/a/b/c*/./d/**/baz /test/a/b*/./c/**/bar",
+            &["-f /out/d/e/baz", "! -f /out/d/e/bay", "-f /out/d/e2/baz", "-f /out/c/d/e/bar"],
+        ),
+        ("nonexistentfile", "/test/nonexistent-file", &[]),
+    ];
+    let mut df = base;
+    for (name, sources, tests) in &stages {
+        df.push_str(&format!("FROM {reg}/busybox AS {name}\nCOPY --from=base --parents {sources} /out/\n"));
+        if !tests.is_empty() {
+            df.push_str(&checks(tests));
+        }
+    }
+    let files = [Ctx::File("Dockerfile", df.as_bytes(), 0o600)];
+    for (name, _, _) in &stages[..10] {
+        build(&server, "kiln/bk-parents-pivot", json!({"target": name}), &files);
+    }
+    let image = test_image("kiln/bk-parents-missing");
+    let (status, reply) = server.build(&context(&json!({"image": image, "target": "nonexistentfile"}), &files));
+    assert_ne!(status, 200, "{reply}");
+    assert!(reply.to_string().contains("\\\"/test/nonexistent-file\\\": not found"), "{reply}");
+}

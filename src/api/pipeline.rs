@@ -139,7 +139,8 @@ async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<
         let text =
             super::contextfs::read_dockerignore(&dir).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
         let Some(text) = text else { return Ok(false) };
-        let ignore = crate::dockerignore::DockerIgnore::parse(&text);
+        let ignore = crate::dockerignore::DockerIgnore::parse_file(&text)
+            .map_err(|e| fail(ErrorKind::InvalidArgument, format!(".dockerignore: {e}")))?;
         crate::sources::apply_dockerignore(&dir, &ignore).map_err(|e| {
             let (kind, message) = crate::errors::storage_error(Some("apply .dockerignore"), &e, ErrorKind::Internal);
             fail(kind, message)

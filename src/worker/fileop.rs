@@ -132,7 +132,7 @@ pub fn run_file_op(req: &FileOpRequest) -> Res<()> {
                 let dest_is_dir = dest.ends_with('/') || sources.len() + inline.len() > 1;
                 write_inline(&root, inline, dest, dest_is_dir, owner.created(), change.as_ref())?;
                 match from_input {
-                    None if sources.is_empty() => {}
+                    None if sources.is_empty() && !inline.is_empty() => {}
                     None if *unpack => add(&root, &context, sources, dest, &spec)?,
                     None => copy(&root, &context, sources, dest, &spec)?,
                     Some(n) => {
@@ -223,11 +223,17 @@ fn copy(root: &OwnedFd, source: &File, sources: &[String], dest: &str, spec: &Co
     let into_dir = dest.ends_with('/') || sources.len() > 1 || spec.parents || is_dir_in_root(root, dest_trim);
     let ids = spec.owner.created();
     let dir_mode = spec.mode(0o755, true);
+    if sources.is_empty() && dest.ends_with('/') {
+        // Wildcards that matched nothing still make the destination, as in BuildKit.
+        ensure_dir(root, dest_trim, ids, dir_mode)?;
+    }
     for src in sources.iter().filter(|s| !spec.skips(&[s])) {
         let fd = fsx::open_in_root(source, Path::new(src), libc::O_PATH)
             .map_err(io_err(format!("\"/{src}\": not found")))?;
         let md = fs::metadata(fd_path(&fd, OsStr::new(""))).map_err(io_err(format!("stat {src}")))?;
-        let base = if spec.parents { format!("{dest_trim}/{src}") } else { dest_trim.to_string() };
+        // `--parents` recreates the path after the pivot (`a/./b`), or all of it.
+        let kept = src.split_once("/./").map_or(src.as_str(), |(_, after)| after);
+        let base = if spec.parents { format!("{dest_trim}/{kept}") } else { dest_trim.to_string() };
         if md.is_dir() {
             let target = ensure_dir(root, if base.is_empty() { "/" } else { &base }, ids, dir_mode)?;
             copy_dir_contents(&fd, &target, spec, "", src)?;
