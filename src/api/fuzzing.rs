@@ -146,7 +146,7 @@ pub fn dockerfile(data: &[u8]) {
 pub fn frontend_pass(text: &str, max_instructions: usize, platforms: &[&str]) -> Result<usize, frontend::Diagnostic> {
     let df = frontend::parse_limited(text, max_instructions)?;
     if let Ok(cfg) = frontend::lint::check_config(&df, None) {
-        let _ = frontend::lint::lint(&df, &cfg);
+        let _ = frontend::lint::lint(&df, &cfg, None);
     }
     let mut nodes = 0;
     for target in platforms {

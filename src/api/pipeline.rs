@@ -50,7 +50,9 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
     let bytes = intake.dockerfile.as_ref().map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?.clone();
     let max = state.cfg.max_instructions;
     let check_arg = intake.config.build_args.as_ref().and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).cloned();
-    let (df, warnings) = blocking(move || load_dockerfile(bytes, max, check_arg.as_deref())).await??;
+    let stage = intake.config.target.clone().filter(|t| !t.trim().is_empty());
+    let (df, warnings) =
+        blocking(move || load_dockerfile(bytes, max, check_arg.as_deref(), stage.as_deref())).await??;
     for w in &warnings {
         emit(log, w);
     }
@@ -120,6 +122,7 @@ fn load_dockerfile(
     bytes: Vec<u8>,
     max_instructions: usize,
     check_arg: Option<&str>,
+    stage: Option<&str>,
 ) -> Result<(frontend::Dockerfile, Vec<String>), BuildFailure> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
@@ -128,7 +131,7 @@ fn load_dockerfile(
     })?;
     let df = frontend::parse_limited(&text, max_instructions).map_err(diag_failure)?;
     let mut warnings = frontend_warnings(&df);
-    warnings.extend(run_checks(&df, check_arg)?);
+    warnings.extend(run_checks(&df, check_arg, stage)?);
     Ok((df, warnings))
 }
 
@@ -169,10 +172,14 @@ fn frontend_warnings(df: &frontend::Dockerfile) -> Vec<String> {
 
 /// BuildKit's Dockerfile checks: warnings for the log; a failure when the
 /// Dockerfile (or the `BUILDKIT_DOCKERFILE_CHECK` build arg) says `error=true`.
-fn run_checks(df: &frontend::Dockerfile, check_arg: Option<&str>) -> Result<Vec<String>, BuildFailure> {
+fn run_checks(
+    df: &frontend::Dockerfile,
+    check_arg: Option<&str>,
+    stage: Option<&str>,
+) -> Result<Vec<String>, BuildFailure> {
     let cfg = frontend::lint::check_config(df, check_arg)
         .map_err(|e| fail(ErrorKind::InvalidArgument, format!("Dockerfile check configuration: {e}")))?;
-    let warnings = frontend::lint::lint(df, &cfg);
+    let warnings = frontend::lint::lint(df, &cfg, stage);
     if cfg.error && !warnings.is_empty() {
         let list: Vec<String> = warnings.iter().map(ToString::to_string).collect();
         let msg = format!("Dockerfile checks failed (check=error=true): {}", list.join("; "));

@@ -49,6 +49,10 @@ pub struct Instruction {
     pub first: String,
     /// What it is.
     pub kind: Kind,
+    /// A `# check=…` comment right above it (see [`super::lexer::LogicalLine`]).
+    pub check: Option<String>,
+    /// Its last line, when its continuation held an empty line.
+    pub empty_continuation: Option<usize>,
 }
 
 /// Instruction payloads; words are kept unexpanded (expansion happens
@@ -302,7 +306,8 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         "HEALTHCHECK" => parse_healthcheck(args, &flags, &err, arg_col)?,
         _ => unreachable!("keyword list is exhaustive"),
     };
-    Ok(Instruction { line: l.line, text: l.text.clone(), first: l.first.clone(), kind })
+    let (check, empty_continuation) = (l.check.clone(), l.empty_continuation);
+    Ok(Instruction { line: l.line, text: l.text.clone(), first: l.first.clone(), kind, check, empty_continuation })
 }
 
 /// Whether a `--mount` value's `from=` holds a variable: BuildKit refuses

@@ -18,6 +18,12 @@ pub struct LogicalLine {
     /// Here-documents that follow the line (RUN, COPY, ADD, also as ONBUILD
     /// triggers).
     pub heredocs: Vec<Heredoc>,
+    /// The value of a `# check=…` comment among the comment lines right
+    /// above it (BuildKit applies it to this instruction's warnings).
+    pub check: Option<String>,
+    /// The instruction's last line, when an empty line sat inside its
+    /// continuation (BuildKit's NoEmptyContinuation warning points there).
+    pub empty_continuation: Option<usize>,
 }
 
 /// One here-document (`<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'`).
@@ -176,21 +182,33 @@ pub fn lex_trigger(text: &str, escape: char) -> Result<Vec<LogicalLine>, Diagnos
 /// The instructions of `physical` from line index `idx` on.
 fn logical_lines(physical: &[&str], mut idx: usize, escape: char) -> Result<Vec<LogicalLine>, Diagnostic> {
     let mut lines = Vec::new();
+    // Comment lines since the last instruction; an empty `#` clears them.
+    let mut comments: Vec<&str> = Vec::new();
     while idx < physical.len() {
         let start = idx;
         let raw = physical[idx];
         idx += 1;
         let trimmed = raw.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        if let Some(comment) = trimmed.strip_prefix('#').map(str::trim) {
+            match comment.is_empty() {
+                true => comments.clear(),
+                false => comments.push(comment),
+            }
             continue;
         }
+        if trimmed.is_empty() {
+            continue;
+        }
+        let check =
+            comments.drain(..).find_map(|c| directive(&format!("#{c}")).filter(|(n, _)| n == "check")).map(|(_, v)| v);
         let mut text = String::new();
         let mut cur = trimmed;
+        let mut saw_empty = false;
         loop {
             match strip_continuation(cur, escape) {
                 Some(body) => {
                     text.push_str(body);
-                    let next = next_content_line(physical, &mut idx);
+                    let next = next_content_line(physical, &mut idx, &mut saw_empty);
                     match next {
                         Some(n) => cur = n,
                         None => break,
@@ -208,20 +226,25 @@ fn logical_lines(physical: &[&str], mut idx: usize, escape: char) -> Result<Vec<
             let shown: String = raw.chars().take(80).collect();
             return Err(Diagnostic::new(start + 1, 1, msg, &shown));
         }
+        let empty_continuation = saw_empty.then_some(idx);
         let markers = if takes_heredocs(&text) { markers(&text) } else { Vec::new() };
         let heredocs = read_heredocs(physical, &mut idx, markers, start + 1)?;
-        lines.push(LogicalLine { line: start + 1, text, first: raw.to_string(), heredocs });
+        lines.push(LogicalLine { line: start + 1, text, first: raw.to_string(), heredocs, check, empty_continuation });
     }
     Ok(lines)
 }
 
-/// Skips comment and empty lines inside a continuation.
-fn next_content_line<'a>(physical: &[&'a str], idx: &mut usize) -> Option<&'a str> {
+/// Skips comment and empty lines inside a continuation (noting an empty one).
+fn next_content_line<'a>(physical: &[&'a str], idx: &mut usize, saw_empty: &mut bool) -> Option<&'a str> {
     while *idx < physical.len() {
         let l = physical[*idx];
         *idx += 1;
         let t = l.trim_start();
-        if t.starts_with('#') || t.trim().is_empty() {
+        if t.trim().is_empty() {
+            *saw_empty = true;
+            continue;
+        }
+        if t.starts_with('#') {
             continue;
         }
         return Some(l);

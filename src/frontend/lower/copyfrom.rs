@@ -19,12 +19,13 @@ pub struct StageNames {
 }
 
 impl StageNames {
-    /// The names in stage order; a repeated name keeps its first stage.
+    /// The names in stage order; a repeated name means its last stage, as
+    /// in BuildKit (so a `--from` naming it from an earlier stage fails).
     pub fn new(names: Vec<Option<String>>) -> Self {
         let mut index = std::collections::HashMap::new();
         for (i, n) in names.iter().enumerate() {
             if let Some(n) = n {
-                index.entry(n.clone()).or_insert(i);
+                index.insert(n.clone(), i);
             }
         }
         Self { names, index }

@@ -136,10 +136,10 @@ fn plan<'a>(
             }
             (None, None) => opts.platform.clone(),
         };
+        // A repeated name is a lint warning (DuplicateStageName), not an
+        // error: as in BuildKit, the name means its latest stage from here on.
         if let Some(a) = alias {
-            if by_alias.insert(a.clone(), stages.len()).is_some() {
-                return Err(Diagnostic::new(from.line, 1, format!("duplicate stage name {a:?}"), &from.first));
-            }
+            by_alias.insert(a.clone(), stages.len());
         }
         stages.push(StagePlan {
             from,
@@ -158,7 +158,7 @@ fn plan<'a>(
         None => stages.len() - 1,
         Some(t) => {
             let t = t.to_ascii_lowercase();
-            stages.iter().position(|s| s.alias.as_deref() == Some(t.as_str())).ok_or_else(|| {
+            stages.iter().rposition(|s| s.alias.as_deref() == Some(t.as_str())).ok_or_else(|| {
                 let names: Vec<&str> = stages.iter().filter_map(|s| s.alias.as_deref()).collect();
                 Diagnostic::new(1, 1, format!("target stage {t:?} could not be found"), "").suggest(&t, names)
             })?

@@ -4,6 +4,12 @@
 //! Findings are warnings in the build log; with `error=true` they fail
 //! the build.
 
+mod from_args;
+mod reach;
+#[cfg(test)]
+mod tests_buildkit;
+mod values;
+
 use super::instructions::{CommandForm, Instruction, Kind};
 use super::Dockerfile;
 use crate::platform::Platform;
@@ -82,28 +88,65 @@ pub fn base_image_platform(image: &str, line: usize, expected: &Platform, actual
 }
 
 /// Runs every rule not skipped, in line order.
-pub fn lint(df: &Dockerfile, cfg: &CheckConfig) -> Vec<Warning> {
+///
+/// As in BuildKit, the rules it checks while building a stage (JSON
+/// arguments, relative WORKDIR, repeated CMD/ENTRYPOINT/HEALTHCHECK, legacy
+/// ENV/LABEL, secret-like names) apply only to the stages a build of
+/// `target` (default: the last stage) runs; the rest look at every line.
+pub fn lint(df: &Dockerfile, cfg: &CheckConfig, target: Option<&str>) -> Vec<Warning> {
     let mut out = Vec::new();
     casing(&df.instructions, &mut out);
+    let all = stages(&df.instructions);
+    let reached = reach::reachable(&all, target);
+    let version = crate::frontend::version::FrontendVersion::of(df);
     // What each stage ends with, by alias: a stage built `FROM` another
     // inherits its SHELL and absolute WORKDIR, as BuildKit's state does.
     let mut ends: Vec<(Option<String>, Inherited)> = Vec::new();
-    for stage in stages(&df.instructions) {
+    for (stage, reached) in all.iter().zip(&reached) {
         let (parent, alias) = match &stage[0].kind {
             Kind::From { image, alias, .. } => (image.to_ascii_lowercase(), alias.clone()),
             _ => (String::new(), None),
         };
         let start = ends.iter().rev().find(|(a, _)| a.as_deref() == Some(parent.as_str())).map(|(_, s)| *s);
-        let end = stage_rules(stage, start.unwrap_or_default(), &mut out);
+        let mut found = Vec::new();
+        let end = stage_rules(stage, start.unwrap_or_default(), &mut found);
         ends.push((alias, end));
+        for i in stage.iter() {
+            instruction_rules(i, &mut found);
+            values::expose(i, version, &mut found);
+            values::const_platform(i, &mut found);
+        }
+        out.extend(found.into_iter().filter(|w| *reached || PARSE_TIME_RULES.contains(&w.rule)));
     }
-    for i in &df.instructions {
+    let first_from = df.instructions.iter().position(|i| matches!(i.kind, Kind::From { .. }));
+    for i in &df.instructions[..first_from.unwrap_or(df.instructions.len())] {
         instruction_rules(i, &mut out);
     }
-    out.retain(|w| !cfg.skips(w.rule));
+    stage_names(&df.instructions, &mut out);
+    for line in df.instructions.iter().filter_map(|i| i.empty_continuation) {
+        warn(&mut out, "NoEmptyContinuation", line, "Empty continuation line".into());
+    }
+    from_args::undefined_args(&df.instructions, df.escape, &mut out);
+    from_args::invalid_defaults(&df.instructions, df.escape, &mut out);
+    // A `# check=skip=…` comment right above an instruction also skips
+    // rules for that instruction's warnings, as BuildKit merges it.
+    let local = |line: usize| {
+        let check = df.instructions.iter().find(|i| i.line == line)?.check.as_deref()?;
+        CheckConfig::parse(check).ok()
+    };
+    out.retain(|w| !cfg.skips(w.rule) && !local(w.line).is_some_and(|c| c.skips(w.rule)));
     out.sort_by_key(|w| w.line);
     out
 }
+
+/// Rules BuildKit checks while parsing, on every stage.
+const PARSE_TIME_RULES: [&str; 5] = [
+    "MaintainerDeprecated",
+    "StageNameCasing",
+    "FromAsCasing",
+    "RedundantTargetPlatform",
+    "FromPlatformFlagConstDisallowed",
+];
 
 fn warn(out: &mut Vec<Warning>, rule: &'static str, line: usize, message: String) {
     out.push(Warning { rule, line, message });
@@ -208,6 +251,28 @@ fn instruction_rules(i: &Instruction, out: &mut Vec<Warning>) {
     }
 }
 
+/// ReservedStageName and DuplicateStageName: `scratch` and `context` are
+/// not stage names, and a name is given once.
+fn stage_names(instrs: &[Instruction], out: &mut Vec<Warning>) {
+    let mut seen: Vec<&str> = Vec::new();
+    for i in instrs {
+        let Kind::From { alias: Some(name), .. } = &i.kind else { continue };
+        if name == "scratch" || name == "context" {
+            let msg = format!("Stage name should not use the same name as reserved stage {name:?}");
+            warn(out, "ReservedStageName", i.line, msg);
+        }
+        if seen.contains(&name.as_str()) {
+            warn(
+                out,
+                "DuplicateStageName",
+                i.line,
+                format!("Duplicate stage name {name:?}, stage names should be unique"),
+            );
+        }
+        seen.push(name);
+    }
+}
+
 fn from_rules(i: &Instruction, alias: Option<&str>, platform: Option<&str>, out: &mut Vec<Warning>) {
     let words: Vec<&str> = i.text.split_whitespace().collect();
     if let Some(as_word) = words.iter().find(|w| w.eq_ignore_ascii_case("as")) {
@@ -252,13 +317,13 @@ mod tests {
 
     fn rules(text: &str, cfg: &CheckConfig) -> Vec<(&'static str, usize)> {
         let df = crate::frontend::parse(text).unwrap();
-        lint(&df, cfg).into_iter().map(|w| (w.rule, w.line)).collect()
+        lint(&df, cfg, None).into_iter().map(|w| (w.rule, w.line)).collect()
     }
 
     #[test]
     fn each_rule_fires_where_buildkit_does() {
         let text = "FROM busybox as Build\nMAINTAINER me\nENV A 1\nARG API_TOKEN\nWORKDIR app\nCMD echo a\n\
-                    CMD [\"b\"]\nrun true\nFROM --platform=$TARGETPLATFORM busybox\nLABEL a=b\n";
+                    CMD [\"b\"]\nrun true\nFROM --platform=$TARGETPLATFORM build\nLABEL a=b\n";
         assert_eq!(
             rules(text, &CheckConfig::default()),
             vec![
