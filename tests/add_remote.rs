@@ -75,7 +75,9 @@ fn add_url_downloads_like_buildkit() {
          ADD --checksum=sha256:{sum} --chmod=0640 {hello} /dl/pinned.txt\n\
          ADD {tgz} /kept/\n\
          ADD --unpack=true {tgz} /unpacked/\n\
-         ADD --chown=1000:1000 {hello} /owned\n",
+         ADD --chown=1000:1000 {hello} /owned\n\
+         ADD {root} /unnamed/\n",
+        root = files.url(""),
         hello = files.url("hello.txt"),
         tgz = files.url("app.tar.gz"),
         sum = sha256_hex(b"hello\n"),
@@ -96,6 +98,7 @@ fn add_url_downloads_like_buildkit() {
     assert!(r.join("kept/app.tar.gz").is_file(), "downloaded archives are not unpacked by default");
     assert_eq!(std::fs::read_to_string(r.join("unpacked/app/run.sh")).unwrap(), "run\n", "--unpack=true extracts");
     assert_eq!(owner_mode(&r.join("owned")).0, 1000, "--chown applies to downloads");
+    assert!(r.join("unnamed/__unnamed__").is_file(), "a URL without a file name saves as __unnamed__");
 
     support::write(&files.dir.join("hello.txt"), b"changed\n");
     let (status, again) = server.build(&dockerfile_tar(&image, &dockerfile));
@@ -200,4 +203,105 @@ fn add_git_checks_out_a_ref() {
     assert_ne!(status, 200, "{reply}");
     let log = log_text(&reply);
     assert!(log.contains(&format!("[egress] blocked tcp 10.0.0.1:{port}: a private address")), "{log}");
+}
+
+/// A tar archive holding one file.
+fn one_file_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    tar_entry(&mut b, name, tar::EntryType::Regular, 0o644, 0, content, None);
+    b.into_inner().unwrap()
+}
+
+/// BuildKit's testDockerfileAddArchive, testDockerfileAddArchiveWildcard,
+/// testAddURLChmod and testDockerfileAddChownExpand: a local tar (plain or
+/// gzip, also matched by a wildcard) is extracted, not with
+/// `--unpack=false` and never by COPY; a downloaded archive is kept as a
+/// file unless `--unpack=true`, and may be renamed; `--chmod` (also from an
+/// ARG) on downloads; `--chown` from ARG and ENV values.
+#[test]
+fn add_archives_urls_and_modes_like_buildkit_tests() {
+    use std::io::Write;
+    let files = FileServer::start("kiln-bk-add");
+    let plain = one_file_tar("foo", b"content0");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let gzipped = gz.finish().unwrap();
+    std::fs::write(files.dir.join("t.tar.gz"), &gzipped).unwrap();
+    std::fs::write(files.dir.join("foo"), b"content1").unwrap();
+    let server = Server::start(ServerOptions { args: files.allow(), ..Default::default() });
+    let reg = registry();
+    let (archive, foo) = (files.url("t.tar.gz"), files.url("foo"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox AS build\nRUN sed -i s/^nogroup:/nobody:/ /etc/group\n\
+         ADD --chmod=644 {foo} /tmp/foo1\nADD --chmod=755 {foo} /tmp/foo2\nADD --chmod=0413 {foo} /tmp/foo3\n\
+         ARG mode\nADD --chmod=${{mode}} {foo} /tmp/foo4\n\
+         RUN stat -c \"%04a\" /tmp/foo1 >> /dest && stat -c \"%04a\" /tmp/foo2 >> /dest && \
+         stat -c \"%04a\" /tmp/foo3 >> /dest && stat -c \"%04a\" /tmp/foo4 >> /dest\n\
+         ARG group\nENV owner 1000\nADD --chown=${{owner}}:${{group}} local /\n\
+         RUN [ \"$(stat -c \"%u %G\" /local)\" == \"1000 nobody\" ]\n\
+         FROM scratch\nCOPY --from=build /dest /dest\n\
+         ADD t.tar /plain/\nADD t.tar.gz /gz/\nADD --unpack=false t.tar.gz /packed/\nCOPY t.tar.gz /copied/\n\
+         ADD *.tar /wild\nADD {archive} /url/\nADD --unpack=true {archive} /unpacked/\nADD {archive} /newname.tar.gz\n"
+    );
+    let image = test_image("kiln/bk-add");
+    let config = json!({"image": image, "buildArgs": {"mode": "400", "group": "nobody"}});
+    let context: [(&str, &[u8]); 6] = [
+        ("Dockerfile", dockerfile.as_bytes()),
+        ("t.tar", &plain),
+        ("t.tar.gz", &gzipped),
+        ("b.tar", &one_file_tar("bar", b"content1")),
+        ("local", b"foo-contents"),
+        ("unused", b""),
+    ];
+    let (status, reply) = server.build(&request_tar(&config, &context));
+    assert_success(status, &reply);
+    let img = unpack_image(&image, None);
+    let read = |p: &str| std::fs::read(img.rootfs.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("dest"), b"0644\n0755\n0413\n0400\n");
+    for extracted in ["plain/foo", "gz/foo", "wild/foo", "unpacked/foo"] {
+        assert_eq!(read(extracted), b"content0", "{extracted}");
+    }
+    assert_eq!(read("wild/bar"), b"content1");
+    for kept in ["packed/t.tar.gz", "copied/t.tar.gz", "url/t.tar.gz", "newname.tar.gz"] {
+        assert_eq!(read(kept), gzipped, "{kept} is the archive itself");
+    }
+    assert!(!img.rootfs.join("packed/foo").exists() && !img.rootfs.join("url/foo").exists());
+}
+
+/// BuildKit's testAddChecksum: `--checksum` (also from ENV) pins a
+/// download; a mismatch, an unsupported or unknown algorithm, a digest
+/// without its algorithm and a checksum on a local file all fail.
+#[test]
+fn add_checksum_like_buildkit_tests() {
+    let files = FileServer::start("kiln-bk-add-checksum");
+    std::fs::write(files.dir.join("foo"), b"content1").unwrap();
+    let server = Server::start(ServerOptions { args: files.allow(), ..Default::default() });
+    let reg = registry();
+    let (url, hex) = (files.url("foo"), sha256_hex(b"content1"));
+    let build = |body: String, files: &[(&str, &[u8])]| {
+        let dockerfile = format!("FROM {reg}/busybox\n{body}");
+        let mut all = vec![("Dockerfile", dockerfile.as_bytes())];
+        all.extend_from_slice(files);
+        server.build(&request_tar(&json!({"image": test_image("kiln/bk-add-checksum")}), &all))
+    };
+    for ok in [
+        format!("ADD --checksum=sha256:{hex} {url} /tmp/foo\n"),
+        format!("ENV DIGEST=sha256:{hex}\nENV LINK={url}\nADD --checksum=${{DIGEST}} ${{LINK}} /tmp/foo\n"),
+    ] {
+        let (status, reply) = build(ok, &[]);
+        assert_success(status, &reply);
+    }
+    let empty = sha256_hex(b"");
+    for bad in [
+        format!("ADD --checksum=sha256:{empty} {url} /tmp/foo\n"),
+        format!("ADD --checksum=md5:7e55db001d319a94b0b713529a756623 {url} /tmp/foo\n"),
+        format!("ADD --checksum=unknown:{hex} {url} /tmp/foo\n"),
+        format!("ADD --checksum={hex} {url} /tmp/foo\n"),
+    ] {
+        let (status, reply) = build(bad.clone(), &[]);
+        assert_ne!(status, 200, "{bad}: {reply}");
+    }
+    let (status, reply) =
+        build(format!("ADD --checksum=sha256:{} foo /tmp/foo\n", sha256_hex(b"local file")), &[("foo", b"local file")]);
+    assert_ne!(status, 200, "{reply}");
 }
