@@ -254,3 +254,45 @@ fn onbuild_triggers_run_once_where_inherited() {
     assert_eq!(std::fs::read_to_string(img.rootfs.join("bar")).unwrap(), "11");
     assert_eq!(std::fs::read_to_string(img.rootfs.join("from-src")).unwrap(), "12");
 }
+
+/// testDockerfileInvalidCommand: a RUN whose command does not exist fails
+/// with BuildKit's words, naming the command line the shell ran.
+#[test]
+fn an_unknown_command_fails_like_buildkit() {
+    let server = Server::start(ServerOptions::default());
+    let df = format!("\tFROM {}/busybox\n\tRUN invalidcmd\n", registry());
+    let (_, (status, reply)) = try_build(&server, "kiln/bk-invalid-command", &df, &[], json!({}));
+    assert_ne!(status, 200, "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(
+        error.contains("process \"/bin/sh -c invalidcmd\" did not complete successfully: exit code: 127"),
+        "{error}"
+    );
+}
+
+/// testPullScratch: an image with no layers (scratch and a LABEL) is a base
+/// for another build, whose config has one layer and both labels, and can
+/// be mounted by a RUN.
+#[test]
+fn a_zero_layer_image_is_a_base_and_a_mount() {
+    let server = Server::start(ServerOptions::default());
+    let empty = build(&server, "kiln/bk-pull-scratch", "FROM scratch\nLABEL foo=bar\n", &[], json!({}));
+    assert_eq!(image_config(&empty, None)["rootfs"]["diff_ids"].as_array().unwrap().len(), 0);
+    let df = format!("FROM {empty}\nLABEL bar=baz\nCOPY foo .\n");
+    let image = build(&server, "kiln/bk-pull-scratch2", &df, &[("foo", b"foo-contents")], json!({}));
+    let config = image_config(&image, None);
+    assert_eq!(config["rootfs"]["type"], "layers");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (config["config"]["Labels"]["foo"].as_str(), config["config"]["Labels"]["bar"].as_str()),
+        (Some("bar"), Some("baz"))
+    );
+
+    let mount = format!(
+        "FROM {}/busybox AS echo\nRUN --mount=from={empty},target=/empty,rw sh -c \"echo -n foo0 > /empty/foo && cat /empty/foo > /out\"\n\
+         FROM scratch\nCOPY --from=echo /out /\n",
+        registry()
+    );
+    let image = build(&server, "kiln/bk-pull-scratch-mount", &mount, &[], json!({}));
+    assert_eq!(std::fs::read_to_string(unpack_image(&image, None).rootfs.join("out")).unwrap(), "foo0");
+}

@@ -72,9 +72,11 @@ impl Solver {
         let result = outcome.map_err(|e| run_failure(id, e, &sink)).and_then(|r| match (r.error, r.exit_code) {
             (Some(e), _) => Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, e)),
             (None, 0) => Ok(()),
-            (None, code) => {
-                Err(SolveError::new(Some(id), ErrorKind::FailedPrecondition, exit_message(code, &sink.tail())))
-            }
+            (None, code) => Err(SolveError::new(
+                Some(id),
+                ErrorKind::FailedPrecondition,
+                exit_message(&op.args, code, &sink.tail()),
+            )),
         });
         self.finish(id, upper, base, result).await
     }
@@ -295,8 +297,20 @@ fn run_failure(id: NodeId, e: RunError, sink: &OutputSink) -> SolveError {
     }
 }
 
-fn exit_message(code: i32, tail: &[String]) -> String {
-    let mut msg = format!("process did not complete successfully: exit code: {code}");
+/// Longest command quoted in a failure message.
+const MAX_QUOTED_COMMAND: usize = 4096;
+
+/// BuildKit's words for a failed step (`process "/bin/sh -c …" did not
+/// complete successfully: exit code: N`), then the step's last output.
+fn exit_message(args: &[String], code: i32, tail: &[String]) -> String {
+    let mut command = args.join(" ");
+    if command.len() > MAX_QUOTED_COMMAND {
+        let cut = (0..=MAX_QUOTED_COMMAND).rev().find(|&i| command.is_char_boundary(i)).unwrap_or(0);
+        command.truncate(cut);
+        command.push('…');
+    }
+    let mut msg =
+        format!("process {} did not complete successfully: exit code: {code}", crate::frontend::go_quote(&command));
     if !tail.is_empty() {
         msg.push_str("; last output: ");
         msg.push_str(&tail.join(" | "));

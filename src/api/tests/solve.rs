@@ -103,7 +103,8 @@ async fn a_failing_step_names_its_line_and_exit_code_and_keeps_its_output() {
     assert_eq!(
         error,
         "step [2/2] RUN echo compiling; echo error: missing semicolon; exit 3 (Dockerfile line 3) failed: \
-         process did not complete successfully: exit code: 3; last output: compiling | error: missing semicolon"
+         process \"/bin/sh -c echo compiling; echo error: missing semicolon; exit 3\" did not complete successfully: \
+         exit code: 3; last output: compiling | error: missing semicolon"
     );
     assert_eq!(f.audit_lines()[0]["result"], "failure");
     let (status, _) = build(&f, "FROM scratch\nRUN write /ok 1\n").await;

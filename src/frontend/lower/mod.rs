@@ -10,6 +10,7 @@ mod stage;
 
 pub use budget::MAX_LOWERED_BYTES;
 use budget::{Budget, BudgetSpent};
+pub(crate) use stage::go_quote;
 
 use super::diag::Diagnostic;
 use super::instructions::{Instruction, Kind};

@@ -19,6 +19,7 @@ mod copy;
 mod expose;
 #[path = "gofmt.rs"]
 mod gofmt;
+pub(crate) use gofmt::quote as go_quote;
 #[path = "mountkeys.rs"]
 mod mountkeys;
 #[path = "runmount.rs"]
