@@ -179,6 +179,14 @@ fn parse_json_list(text: &str) -> Option<Vec<String>> {
     serde_json::from_str::<Vec<String>>(t).ok()
 }
 
+/// A JSON array with an element that is not a string: BuildKit's parser
+/// refuses it (anything else not a JSON array of strings is shell form).
+fn json_array_of_non_strings(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with('[')
+        && serde_json::from_str::<Vec<serde_json::Value>>(t).is_ok_and(|v| v.iter().any(|e| !e.is_string()))
+}
+
 fn command_form(text: &str) -> CommandForm {
     match parse_json_list(text) {
         Some(v) => CommandForm::Exec(v),
@@ -227,6 +235,16 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         }
         Ok(())
     };
+    let json_args = match keyword.as_str() {
+        "RUN" | "CMD" | "ENTRYPOINT" | "SHELL" | "VOLUME" | "COPY" | "ADD" => Some(args),
+        "HEALTHCHECK" => {
+            args.trim_start().get(..3).filter(|w| w.eq_ignore_ascii_case("cmd")).map(|_| args.trim_start()[3..].trim())
+        }
+        _ => None,
+    };
+    if json_args.is_some_and(json_array_of_non_strings) {
+        return Err(err(arg_col, "when using JSON array syntax, arrays must be comprised of strings only".into()));
+    }
     let kind = match keyword.as_str() {
         "FROM" => parse_from(args, flag("platform"), &err, arg_col)?,
         "RUN" => {

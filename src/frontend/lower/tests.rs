@@ -497,3 +497,41 @@ fn targetstage_names_the_stage_built() {
     assert_eq!(stage_of(df, None), "default");
     assert_eq!(stage_of(&format!("{df}FROM scratch AS final\nCOPY --from=base / /\n"), None), "final");
 }
+
+/// BuildKit's parser TestParseErrorCases: an empty file, ENV without a
+/// value, a file of comments only, and a JSON array holding a non-string.
+#[test]
+fn parse_error_cases_like_buildkit() {
+    for text in [
+        "",
+        "FROM busybox\n\nENV PATH\n",
+        "# Hello\n# These are just comments\n",
+        "FROM busybox\nCMD [ \"echo\", [ \"nested json\" ] ]\n",
+    ] {
+        assert!(parse(text).is_err(), "{text:?} parses");
+    }
+    let d = parse("FROM b\nRUN [\"a\", 1]\n").unwrap_err();
+    assert_eq!(d.message, "when using JSON array syntax, arrays must be comprised of strings only");
+    assert!(parse("FROM b\nRUN [\"a\", \"b\"\n").is_ok(), "invalid JSON is shell form");
+}
+
+/// BuildKit's parser TestParseIncludesLineNumbers (start lines: kiln keeps
+/// where an instruction starts) and TestParseWarnsOnEmptyContinutationLine
+/// (an empty line inside a continuation is noted, a comment line is not).
+#[test]
+fn instruction_lines_and_empty_continuations() {
+    let text =
+        "# escape=\\\n\n\n\nFROM brimstone/ubuntu:14.04\n\n\n# TORUN -v x\n\n\nENV GOPATH \\\n/go\n\n\n\n# Install\n\
+                RUN apt-get update \\\n\t&& a \\\n\n\n    && b \\\n\n\t&& c\n\n";
+    let df = parse(text).unwrap();
+    let lines: Vec<usize> = df.instructions.iter().map(|i| i.line).collect();
+    assert_eq!(lines, [5, 11, 17]);
+    let text =
+        "\nFROM alpine:3.6\n\nRUN valid \\\n    continuation\n\nRUN something \\\n\n    following \\\n\n    more\n\n\
+                RUN another \\\n\n    thing\n\nRUN non-indented \\\n# this is a comment\n   after-comment\n\n\
+                RUN indented \\\n    # this is an indented comment\n    comment\n\t";
+    let df = parse(text).unwrap();
+    let noted: Vec<&str> =
+        df.instructions.iter().filter(|i| i.empty_continuation.is_some()).map(|i| i.text.as_str()).collect();
+    assert_eq!(noted, ["RUN something     following     more", "RUN another     thing"]);
+}
