@@ -295,8 +295,8 @@ fn directives_read_like_buildkit() {
 }
 
 /// BuildKit's parser TestJSONArraysOfStrings: a JSON array of strings is
-/// the exec form (escapes decoded, whitespace around it allowed); an
-/// array holding anything but strings is not, so the text is shell form.
+/// the exec form (escapes decoded, whitespace around it allowed); a JSON
+/// array holding anything but strings is an error.
 #[test]
 fn json_arrays_of_strings_read_like_buildkit() {
     use crate::frontend::{CommandForm, Kind};
@@ -315,7 +315,8 @@ fn json_arrays_of_strings_read_like_buildkit() {
     for invalid in
         [r#"["a",42,"b"]"#, r#"["a",{},"b"]"#, r#"["a",["c"],"b"]"#, r#"["a",true,"b"]"#, r#"["a",null,"b"]"#]
     {
-        assert_eq!(form(invalid), CommandForm::Shell(invalid.to_string()), "{invalid}");
+        let err = parse(&format!("FROM x\nCMD {invalid}\n")).unwrap_err();
+        assert_eq!(err.message, "when using JSON array syntax, arrays must be comprised of strings only", "{invalid}");
     }
 }
 
