@@ -298,13 +298,15 @@ fn from_rules(i: &Instruction, alias: Option<&str>, platform: Option<&str>, out:
 /// SecretsUsedInArgOrEnv: names that look like credentials (their values
 /// end up in the image config or history).
 fn secret_names<'a>(i: &Instruction, names: impl Iterator<Item = &'a str>, what: &str, out: &mut Vec<Warning>) {
-    const TOKENS: [&str; 8] = ["apikey", "auth", "credential", "credentials", "key", "password", "secret", "token"];
+    // BuildKit's rule: a `_`-separated word of the name is a credential
+    // word, and none is an allowed one (`PUBLIC_KEY`, `TOKEN_FILE`).
+    const DENY: [&str; 10] =
+        ["apikey", "auth", "credential", "credentials", "key", "password", "pword", "passwd", "secret", "token"];
+    const ALLOW: [&str; 3] = ["public", "file", "version"];
     for name in names {
         let lower = name.to_ascii_lowercase();
-        let parts: Vec<&str> = lower.split(['_', '-', '.']).collect();
-        let suspicious =
-            parts.iter().any(|p| TOKENS.contains(p) || *p == "passwd" || *p == "pword") || lower.ends_with("password");
-        if suspicious {
+        let has = |list: &[&str]| lower.split('_').any(|p| list.contains(&p));
+        if has(&DENY) && !has(&ALLOW) {
             let msg = format!("Do not use ARG or ENV instructions for sensitive data ({what} {name:?})");
             warn(out, "SecretsUsedInArgOrEnv", i.line, msg);
         }

@@ -121,3 +121,37 @@ fn continuation_and_expose_rules() {
         ("FROM scratch\nEXPOSE 80/TCP\n", &[]),
     ]);
 }
+
+/// testSecretsUsedInArgOrEnv: credential-like names (by word, so
+/// `PUBLIC_KEY`, `public_token`, `*_FILE` and `AUTH_MODULE_VERSION` are
+/// not), skipped by a `# check=` comment above the instruction only.
+#[test]
+fn secret_like_names_in_arg_and_env() {
+    let text = "# check=skip=InvalidDefinitionDescription\n\nFROM scratch\nARG SECRET_PASSPHRASE\nENV SUPER_Secret=foo\n\
+                ENV password=bar secret=baz\nARG super_duper_secret_token=foo auth=bar\nENV apikey=bar sunflower=foo\n\
+                ENV git_key=\nENV PUBLIC_KEY=\nARG public_token\nARG SECRET_PASSPHRASE_FILE\nENV password_file=bar secret_File=baz\n\
+                ARG AUTH_MODULE_VERSION\n# check=skip=SecretsUsedInArgOrEnv // allow secret in environment\nENV password=bar\n\
+                # check=skip=SecretsUsedInArgOrEnv // allow secret in arg\nARG password\n\
+                # check=skip=all // is local to only this instruction\nENV alternate_password=bar\n\
+                # check=skip=all // is local to only this instruction\nARG alternate_password\n";
+    let df = crate::frontend::parse(text).unwrap();
+    let found: Vec<(usize, String)> = lint(&df, &CheckConfig::default(), None)
+        .into_iter()
+        .filter(|w| w.rule == "SecretsUsedInArgOrEnv")
+        .map(|w| (w.line, w.message))
+        .collect();
+    let names: Vec<(usize, &str)> =
+        found.iter().map(|(l, m)| (*l, m.rsplit_once('(').map_or("", |(_, n)| n.trim_end_matches(')')))).collect();
+    let want = [
+        (4, "ARG \"SECRET_PASSPHRASE\""),
+        (5, "ENV \"SUPER_Secret\""),
+        (6, "ENV \"password\""),
+        (6, "ENV \"secret\""),
+        (7, "ARG \"super_duper_secret_token\""),
+        (7, "ARG \"auth\""),
+        (8, "ENV \"apikey\""),
+        (9, "ENV \"git_key\""),
+    ];
+    assert_eq!(names, want);
+    assert_eq!(found[0].1, "Do not use ARG or ENV instructions for sensitive data (ARG \"SECRET_PASSPHRASE\")");
+}
