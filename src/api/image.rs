@@ -69,6 +69,7 @@ impl SharedBuild<'_> {
         let (bases, resolved) = self.resolve_bases(&opts).await?;
         let (df, lower_opts) = (self.df.clone(), opts.clone());
         let lowered = blocking(move || frontend::lower(&df, &lower_opts, &resolved)).await?.map_err(diag_failure)?;
+        self.report_checks(&lowered.warnings)?;
         if !state.cfg.allow_network_host {
             refuse_network_host(&lowered)?;
         }
@@ -162,6 +163,30 @@ impl SharedBuild<'_> {
         Ok((reference, r, config))
     }
 
+    /// Reports the lowering's checks (UndefinedVar) as the Dockerfile's
+    /// check configuration says: skipped, warned, or (`error=true`) failed.
+    fn report_checks(&self, warnings: &[frontend::lint::Warning]) -> Result<(), BuildFailure> {
+        let checks = self.check_config();
+        let kept = frontend::lint::retained(self.df, &checks, warnings.to_vec());
+        if checks.error && !kept.is_empty() {
+            let list: Vec<String> = kept.iter().map(ToString::to_string).collect();
+            let msg = format!("Dockerfile checks failed (check=error=true): {}", list.join("; "));
+            return Err(fail(ErrorKind::InvalidArgument, msg));
+        }
+        for w in kept {
+            emit(self.log, format!("WARNING: {w}"));
+        }
+        Ok(())
+    }
+
+    /// The check configuration: the `BUILDKIT_DOCKERFILE_CHECK` build arg,
+    /// else the `# check=` directive.
+    fn check_config(&self) -> frontend::lint::CheckConfig {
+        let args = self.intake.config.build_args.as_ref();
+        let check_arg = args.and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).map(String::as_str);
+        frontend::lint::check_config(self.df, check_arg).unwrap_or_default()
+    }
+
     /// Warns (or, under `check=error=true`, fails) when a base image's
     /// config names another platform than the one asked for, as BuildKit's
     /// InvalidBaseImagePlatform check does.
@@ -174,9 +199,7 @@ impl SharedBuild<'_> {
         let Some(warning) = frontend::lint::base_image_platform(&b.image, b.line, &b.platform, &actual) else {
             return Ok(());
         };
-        let args = self.intake.config.build_args.as_ref();
-        let check_arg = args.and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).map(String::as_str);
-        let checks = frontend::lint::check_config(self.df, check_arg).unwrap_or_default();
+        let checks = self.check_config();
         if checks.skips(warning.rule) {
             return Ok(());
         }

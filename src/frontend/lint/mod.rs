@@ -128,15 +128,21 @@ pub fn lint(df: &Dockerfile, cfg: &CheckConfig, target: Option<&str>) -> Vec<War
     }
     from_args::undefined_args(&df.instructions, df.escape, &mut out);
     from_args::invalid_defaults(&df.instructions, df.escape, &mut out);
-    // A `# check=skip=…` comment right above an instruction also skips
-    // rules for that instruction's warnings, as BuildKit merges it.
+    let mut out = retained(df, cfg, out);
+    out.sort_by_key(|w| w.line);
+    out
+}
+
+/// The warnings `cfg` does not skip, nor a `# check=skip=…` comment right
+/// above the instruction they are about (BuildKit merges it for that
+/// instruction).
+pub fn retained(df: &Dockerfile, cfg: &CheckConfig, mut warnings: Vec<Warning>) -> Vec<Warning> {
     let local = |line: usize| {
         let check = df.instructions.iter().find(|i| i.line == line)?.check.as_deref()?;
         CheckConfig::parse(check).ok()
     };
-    out.retain(|w| !cfg.skips(w.rule) && !local(w.line).is_some_and(|c| c.skips(w.rule)));
-    out.sort_by_key(|w| w.line);
-    out
+    warnings.retain(|w| !cfg.skips(w.rule) && !local(w.line).is_some_and(|c| c.skips(w.rule)));
+    warnings
 }
 
 /// Rules BuildKit checks while parsing, on every stage.

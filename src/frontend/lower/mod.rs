@@ -72,6 +72,9 @@ pub struct Lowered {
     pub config: ImageConfig,
     /// The target's history, base entries first.
     pub history: Vec<HistoryStep>,
+    /// Checks that need the variables in scope (UndefinedVar), for the
+    /// stages built, in line order.
+    pub warnings: Vec<crate::frontend::lint::Warning>,
 }
 
 /// One stage's slice of the instruction list.
@@ -399,6 +402,7 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
             children[p] += 1;
         }
     }
+    let undefined = std::cell::RefCell::new(Vec::new());
     let mut def = Definition::default();
     let mut built: Vec<Option<stage::StageState>> = Vec::new();
     let mut stage_nodes: Vec<Option<NodeId>> = Vec::new();
@@ -433,6 +437,7 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
         };
         base.config.config.on_build = None;
         let ctx = stage::Ctx {
+            undefined: &undefined,
             opts,
             escape: df.escape,
             name: &name,
@@ -452,7 +457,10 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
         built.push(Some(done));
     }
     let last = built.pop().flatten().expect("the target stage is reachable");
-    Ok(Lowered { definition: def, root: last.node, config: last.config, history: last.history })
+    let mut warnings = undefined.into_inner();
+    warnings.sort_by_key(|w| w.line);
+    warnings.dedup();
+    Ok(Lowered { definition: def, root: last.node, config: last.config, history: last.history, warnings })
 }
 
 /// The state a `FROM <stage>` child starts from: the parent's own state

@@ -77,6 +77,8 @@ pub struct FromImage<'a> {
 
 /// Per-stage lowering context.
 pub struct Ctx<'a> {
+    /// UndefinedVar findings, collected as words are expanded.
+    pub undefined: &'a std::cell::RefCell<Vec<crate::frontend::lint::Warning>>,
     /// Build options.
     pub opts: &'a BuildOptions,
     /// Escape character.
@@ -107,11 +109,39 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Expands `w` with the stage's variables, charging the result.
+    /// A variable neither set nor declared is BuildKit's UndefinedVar
+    /// (not for ARG, whose default may name what is not there yet).
     pub fn expand(&self, w: &str, st: &StageState, instr: &Instruction) -> Result<String, Diagnostic> {
         let err = |msg: String| Diagnostic::new(instr.line, 1, msg, &instr.first);
-        let out = process_word(w, &|n: &str| st.lookup(n), self.escape).map_err(|e| err(e.to_string()))?;
+        let missing = std::cell::RefCell::new(Vec::<String>::new());
+        let lookup = |n: &str| {
+            let value = st.lookup(n);
+            if value.is_none() && !st.args.contains_key(n) {
+                missing.borrow_mut().push(n.to_string());
+            }
+            value
+        };
+        let out = process_word(w, &lookup, self.escape).map_err(|e| err(e.to_string()))?;
+        if !matches!(instr.kind, Kind::Arg(_)) {
+            for name in missing.into_inner() {
+                self.undefined.borrow_mut().push(undefined_var(st, &name, instr.line));
+            }
+        }
         self.budget.charge_str(&out).map_err(|e| err(e.to_string()))?;
         Ok(out)
+    }
+}
+
+/// UndefinedVar for `name`, with the closest variable in scope as a hint.
+fn undefined_var(st: &StageState, name: &str, line: usize) -> crate::frontend::lint::Warning {
+    let env = st.config.config.env.iter().flatten().filter_map(|e| e.split_once('=').map(|(k, _)| k));
+    let names: Vec<&str> = env.chain(st.args.keys().map(String::as_str)).collect();
+    let hint =
+        crate::frontend::diag::closest(name, names).map(|c| format!(" (did you mean ${c}?)")).unwrap_or_default();
+    crate::frontend::lint::Warning {
+        rule: "UndefinedVar",
+        line,
+        message: format!("Usage of undefined variable '${name}'{hint}"),
     }
 }
 

@@ -536,3 +536,31 @@ fn instruction_lines_and_empty_continuations() {
         df.instructions.iter().filter(|i| i.empty_continuation.is_some()).map(|i| i.text.as_str()).collect();
     assert_eq!(noted, ["RUN something     following     more", "RUN another     thing"]);
 }
+
+/// BuildKit's testUnmatchedVars: a variable that is neither set (ENV, ARG
+/// value, the base image's env) nor declared is UndefinedVar, with the
+/// closest name as a hint; a declared ARG without a value, an ARG from a
+/// parent stage, and RUN's own shell variables are not.
+#[test]
+fn undefined_variables_are_reported_like_buildkit() {
+    let found = |text: &str| -> Vec<(usize, String)> {
+        lower_with(text, &[]).unwrap().warnings.into_iter().map(|w| (w.line, w.message)).collect()
+    };
+    assert!(found("\nFROM scratch\nARG foo\nCOPY Dockerfile${foo} .\n").is_empty());
+    assert!(found("\nFROM b AS base\nARG foo=Dockerfile\n\nFROM base\nCOPY $foo .\n").is_empty());
+    assert!(found("\nFROM b\nRUN echo $PATH\n").is_empty());
+    assert_eq!(
+        found("\nFROM b\nCOPY $foo .\nARG foo=bar\nRUN echo $foo\n"),
+        [(3, "Usage of undefined variable '$foo'".into())]
+    );
+    assert_eq!(
+        found(
+            "\nFROM b\nARG DIR_BINARIES=binaries/\nARG DIR_ASSETS=assets/\nARG DIR_CONFIG=config/\nCOPY $DIR_ASSET .\n"
+        ),
+        [(6, "Usage of undefined variable '$DIR_ASSET' (did you mean $DIR_ASSETS?)".into())]
+    );
+    assert_eq!(
+        found("\nFROM b\nENV PATH=$PAHT:/tmp/bin\n"),
+        [(3, "Usage of undefined variable '$PAHT' (did you mean $PATH?)".into())]
+    );
+}
