@@ -334,6 +334,18 @@ fn dockerignore_rules() {
     ];
     build(&server, "kiln/bk-dockerignore-override", json!({}), &files);
 
+    // testCopyIgnoredFiles: copying an ignored path warns (CopyIgnoredFile), then fails.
+    let files = [
+        Ctx::File("Dockerfile", b"FROM scratch\nCOPY . .\nCOPY secret.txt /x\n", 0o600),
+        Ctx::File(".dockerignore", b"secret.txt\n", 0o600),
+        Ctx::File("secret.txt", b"s", 0o600),
+    ];
+    let (status, reply) = server.build(&context(&json!({"image": test_image("kiln/bk-copy-ignored")}), &files));
+    assert_ne!(status, 200, "{reply}");
+    let log = log_text(&reply);
+    let warning = "WARNING: CopyIgnoredFile: Attempting to Copy file \"secret.txt\" that is excluded by .dockerignore";
+    assert!(log.contains(warning), "{log}");
+
     let files =
         [Ctx::File("Dockerfile", b"FROM scratch\nCOPY . .\n", 0o600), Ctx::File(".dockerignore", b"!\n", 0o600)];
     let started = std::time::Instant::now();

@@ -51,13 +51,20 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
     let max = state.cfg.max_instructions;
     let check_arg = intake.config.build_args.as_ref().and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).cloned();
     let stage = intake.config.target.clone().filter(|t| !t.trim().is_empty());
+    let (checks, target_stage) = (check_arg.clone(), stage.clone());
     let (df, warnings) =
         blocking(move || load_dockerfile(bytes, max, check_arg.as_deref(), stage.as_deref())).await??;
     for w in &warnings {
         emit(log, w);
     }
     let df = std::sync::Arc::new(df);
-    apply_dockerignore(&intake.context, log).await?;
+    if let Some(ignore) = apply_dockerignore(&intake.context, log).await? {
+        let df = df.clone();
+        let found = blocking(move || copy_ignored(&df, &ignore, checks.as_deref(), target_stage.as_deref())).await??;
+        for w in found {
+            emit(log, w);
+        }
+    }
     let platforms = platform::requested(intake.config.platforms.as_deref())
         .map_err(|e| fail(ErrorKind::InvalidArgument, format!("platforms: {e}")))?;
     let target = Reference::parse(&intake.config.image).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
@@ -135,26 +142,45 @@ fn load_dockerfile(
     Ok((df, warnings))
 }
 
-/// Honours `Dockerfile.dockerignore` (which wins) or `.dockerignore`.
-async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<(), BuildFailure> {
+/// CopyIgnoredFile under the build's check configuration (blocking): the
+/// log's warning lines, or the failure under `check=error=true`.
+fn copy_ignored(
+    df: &frontend::Dockerfile,
+    ignore: &str,
+    check_arg: Option<&str>,
+    stage: Option<&str>,
+) -> Result<Vec<String>, BuildFailure> {
+    let cfg = frontend::lint::check_config(df, check_arg).unwrap_or_default();
+    let found = frontend::lint::retained(df, &cfg, frontend::lint::copy_ignored(df, ignore, stage));
+    if cfg.error && !found.is_empty() {
+        let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+        let msg = format!("Dockerfile checks failed (check=error=true): {}", list.join("; "));
+        return Err(fail(ErrorKind::InvalidArgument, msg));
+    }
+    Ok(found.iter().map(|w| format!("WARNING: {w}")).collect())
+}
+
+/// Honours `Dockerfile.dockerignore` (which wins) or `.dockerignore`;
+/// returns the text of the one applied.
+async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<Option<String>, BuildFailure> {
     let dir = context.to_path_buf();
     let applied = blocking(move || {
         let text =
             super::contextfs::read_dockerignore(&dir).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
-        let Some(text) = text else { return Ok(false) };
+        let Some(text) = text else { return Ok(None) };
         let ignore = crate::dockerignore::DockerIgnore::parse_file(&text)
             .map_err(|e| fail(ErrorKind::InvalidArgument, format!(".dockerignore: {e}")))?;
         crate::sources::apply_dockerignore(&dir, &ignore).map_err(|e| {
             let (kind, message) = crate::errors::storage_error(Some("apply .dockerignore"), &e, ErrorKind::Internal);
             fail(kind, message)
         })?;
-        Ok(true)
+        Ok(Some(text))
     })
     .await??;
-    if applied {
+    if applied.is_some() {
         emit(log, "[internal] load .dockerignore");
     }
-    Ok(())
+    Ok(applied)
 }
 
 /// kiln always uses its own Dockerfile frontend and fetches none: a

@@ -9,7 +9,7 @@ mod lexer;
 pub mod lint;
 mod lower;
 mod pattern;
-mod remote;
+pub(crate) mod remote;
 pub mod shapes;
 pub mod version;
 pub mod words;

@@ -5,6 +5,7 @@
 //! the build.
 
 mod from_args;
+mod ignored;
 mod reach;
 #[cfg(test)]
 mod tests_buildkit;
@@ -131,6 +132,13 @@ pub fn lint(df: &Dockerfile, cfg: &CheckConfig, target: Option<&str>) -> Vec<War
     let mut out = retained(df, cfg, out);
     out.sort_by_key(|w| w.line);
     out
+}
+
+/// CopyIgnoredFile for the stages a build of `target` runs, given the
+/// text of the `.dockerignore` that applies.
+pub fn copy_ignored(df: &Dockerfile, ignore_text: &str, target: Option<&str>) -> Vec<Warning> {
+    let all = stages(&df.instructions);
+    ignored::copy_ignored(&all, &reach::reachable(&all, target), ignore_text)
 }
 
 /// The warnings `cfg` does not skip, nor a `# check=skip=…` comment right
