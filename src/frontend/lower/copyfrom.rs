@@ -53,9 +53,13 @@ pub enum FromError {
     /// `--from=`.
     #[error("COPY --from needs a stage name, index or image")]
     Empty,
-    /// A stage at or after the current one (BuildKit's message).
-    #[error("cannot copy from stage \"{0}\", it needs to be defined before current stage")]
-    NotBefore(String),
+    /// A stage after the current one, in a stage the build runs
+    /// (BuildKit's message: the stage named, then the current one).
+    #[error("cannot copy from stage {0:?}, it needs to be defined before current stage {1:?}")]
+    NotBefore(String, String),
+    /// Stages that read from each other through `--from`.
+    #[error("circular dependency detected on stage: {0}")]
+    Circular(String),
     /// An index past the last stage.
     #[error("COPY --from={0}: there is no stage with that index")]
     NoSuchIndex(String),
@@ -67,8 +71,10 @@ pub enum FromError {
     NotResolved(String),
 }
 
-/// Classifies `value` for the stage at `current`.
-pub fn classify(value: &str, current: usize, stages: &StageNames) -> Result<FromRef, FromError> {
+/// Classifies `value`: a stage (earlier or not: BuildKit refuses a later
+/// one only when it builds the stage that names it, and a cycle always),
+/// or an image.
+pub fn classify(value: &str, stages: &StageNames) -> Result<FromRef, FromError> {
     if value.is_empty() {
         return Err(FromError::Empty);
     }
@@ -77,11 +83,31 @@ pub fn classify(value: &str, current: usize, stages: &StageNames) -> Result<From
         Err(_) => stages.position(&value.to_ascii_lowercase()),
     };
     match target {
-        Some(j) if j < current => Ok(FromRef::Stage(j)),
-        Some(j) if j < stages.len() => Err(FromError::NotBefore(value.to_string())),
+        Some(j) if j < stages.len() => Ok(FromRef::Stage(j)),
         Some(_) => Err(FromError::NoSuchIndex(value.to_string())),
         None => Ok(FromRef::Image(value.to_string())),
     }
+}
+
+/// The first stage (in order) from which `--from` edges lead into a cycle,
+/// as BuildKit checks before building anything. `edges[i]` are the stages
+/// stage `i` reads from.
+pub fn find_cycle(edges: &[Vec<usize>]) -> Option<usize> {
+    let mut visited = vec![false; edges.len()];
+    let mut on_path = vec![false; edges.len()];
+    (0..edges.len()).find(|&start| !visited[start] && reaches_cycle(start, edges, &mut visited, &mut on_path))
+}
+
+fn reaches_cycle(i: usize, edges: &[Vec<usize>], visited: &mut [bool], on_path: &mut [bool]) -> bool {
+    visited[i] = true;
+    on_path[i] = true;
+    for &dep in &edges[i] {
+        if on_path[dep] || (!visited[dep] && reaches_cycle(dep, edges, visited, on_path)) {
+            return true;
+        }
+    }
+    on_path[i] = false;
+    false
 }
 
 /// Images per build checked for a stage-name typo; the check compares
@@ -106,12 +132,16 @@ mod tests {
     #[test]
     fn stages_indices_and_images() {
         let aliases = StageNames::new(vec![Some("build".to_string()), None, Some("ship".to_string())]);
-        assert_eq!(classify("Build", 2, &aliases), Ok(FromRef::Stage(0)));
-        assert_eq!(classify("1", 2, &aliases), Ok(FromRef::Stage(1)));
-        assert_eq!(classify("ship", 1, &aliases), Err(FromError::NotBefore("ship".into())));
-        assert_eq!(classify("7", 2, &aliases), Err(FromError::NoSuchIndex("7".into())));
+        assert_eq!(classify("Build", &aliases), Ok(FromRef::Stage(0)));
+        assert_eq!(classify("1", &aliases), Ok(FromRef::Stage(1)));
+        assert_eq!(classify("ship", &aliases), Ok(FromRef::Stage(2)));
+        assert_eq!(classify("7", &aliases), Err(FromError::NoSuchIndex("7".into())));
+        assert_eq!(find_cycle(&[vec![], vec![0], vec![1]]), None);
+        assert_eq!(find_cycle(&[vec![0]]), Some(0));
+        assert_eq!(find_cycle(&[vec![2], vec![0], vec![1]]), Some(0));
+        assert_eq!(find_cycle(&[vec![], vec![2], vec![1]]), Some(1));
         assert_eq!(
-            classify("ghcr.io/openfaas/of-watchdog:0.10.7", 2, &aliases),
+            classify("ghcr.io/openfaas/of-watchdog:0.10.7", &aliases),
             Ok(FromRef::Image("ghcr.io/openfaas/of-watchdog:0.10.7".into()))
         );
     }

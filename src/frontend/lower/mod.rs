@@ -97,9 +97,13 @@ struct StagePlan<'a> {
 /// The stages up to the target, which of them the target reaches, and the
 /// global ARG values.
 struct Plan<'a> {
+    /// The stages up to the target.
     stages: Vec<StagePlan<'a>>,
     reachable: Vec<bool>,
     meta: BTreeMap<String, String>,
+    /// Every stage's name, also those after the target (a `--from` naming
+    /// one is a stage, refused as not built yet, never an image).
+    aliases: Vec<Option<String>>,
 }
 
 /// Plans the stages. `known` holds the base images resolved so far: their
@@ -158,6 +162,7 @@ fn plan<'a>(
         idx = end;
     }
     resolve_copy_from(&mut stages, &meta_vars, df.escape, budget)?;
+    refuse_cycles(&stages)?;
     let target = match &opts.target {
         None => stages.len() - 1,
         Some(t) => {
@@ -184,9 +189,10 @@ fn plan<'a>(
             copyfrom::FromRef::Image(_) => None,
         }));
     }
+    let aliases = stages.iter().map(|s| s.alias.clone()).collect();
     stages.truncate(target + 1);
     reachable.truncate(target + 1);
-    Ok(Plan { stages, reachable, meta: meta_vars })
+    Ok(Plan { stages, reachable, meta: meta_vars, aliases })
 }
 
 /// A registry image the target needs, with the FROM line naming it.
@@ -214,7 +220,7 @@ fn resolve_copy_from(
     budget: &Budget,
 ) -> Result<(), Diagnostic> {
     let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
-    for (i, stage) in stages.iter_mut().enumerate() {
+    for stage in stages.iter_mut() {
         for instr in stage.body {
             let raws: Vec<&str> = match &instr.kind {
                 Kind::Copy { from: Some(raw), .. } => vec![raw.as_str()],
@@ -226,12 +232,33 @@ fn resolve_copy_from(
                 let value =
                     process_word(raw, &|n: &str| meta.get(n).cloned(), escape).map_err(|e| diag(e.to_string()))?;
                 budget.charge_str(&value).map_err(|e| diag(e.to_string()))?;
-                let r = copyfrom::classify(&value, i, &aliases).map_err(|e| diag(e.to_string()))?;
+                let r = copyfrom::classify(&value, &aliases).map_err(|e| diag(e.to_string()))?;
                 stage.copy_from.push((r, instr));
             }
         }
     }
     Ok(())
+}
+
+/// BuildKit's check before building: no stage may reach itself through
+/// `--from` (COPY or RUN mounts).
+fn refuse_cycles(stages: &[StagePlan]) -> Result<(), Diagnostic> {
+    let edges: Vec<Vec<usize>> = stages
+        .iter()
+        .map(|s| {
+            s.copy_from
+                .iter()
+                .filter_map(|(r, _)| match r {
+                    copyfrom::FromRef::Stage(j) => Some(*j),
+                    copyfrom::FromRef::Image(_) => None,
+                })
+                .collect()
+        })
+        .collect();
+    let Some(i) = copyfrom::find_cycle(&edges) else { return Ok(()) };
+    let name = stages[i].alias.clone().unwrap_or_else(|| format!("stage-{i}"));
+    let from = stages[i].from;
+    Err(Diagnostic::new(from.line, 1, copyfrom::FromError::Circular(name).to_string(), &from.first))
 }
 
 /// What [`trigger_from`] reads triggers with.
@@ -277,7 +304,7 @@ fn trigger_from(
         for raw in raws {
             let value =
                 process_word(&raw, &|n: &str| ctx.meta.get(n).cloned(), ctx.escape).map_err(|e| diag(e.to_string()))?;
-            let r = copyfrom::classify(&value, i, &aliases).map_err(|e| diag(e.to_string()))?;
+            let r = copyfrom::classify(&value, &aliases).map_err(|e| diag(e.to_string()))?;
             out.push((r, instr.clone()));
         }
     }
@@ -328,8 +355,8 @@ pub fn base_images(
     opts: &BuildOptions,
     known: &dyn BaseResolver,
 ) -> Result<Vec<BaseImageRef>, Diagnostic> {
-    let Plan { stages, reachable, .. } = plan(df, opts, &Budget::default(), known)?;
-    let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
+    let Plan { stages, reachable, aliases, .. } = plan(df, opts, &Budget::default(), known)?;
+    let aliases = copyfrom::StageNames::new(aliases);
     let mut out: Vec<BaseImageRef> = Vec::new();
     let mut seen: std::collections::HashSet<(&String, &Platform)> = Default::default();
     for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
@@ -394,8 +421,9 @@ pub fn resolve_bases<E: From<Diagnostic>>(
 pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) -> Result<Lowered, Diagnostic> {
     let budget = Budget::default();
     let version = crate::frontend::version::FrontendVersion::of(df);
-    let Plan { stages, reachable, meta: meta_vars } = plan(df, opts, &budget, resolver)?;
-    let aliases = copyfrom::StageNames::new(stages.iter().map(|s| s.alias.clone()).collect());
+    let Plan { stages, reachable, meta: meta_vars, aliases } = plan(df, opts, &budget, resolver)?;
+    let stage_count = aliases.len();
+    let aliases = copyfrom::StageNames::new(aliases);
     let mut children = vec![0usize; stages.len()];
     for (s, _) in stages.iter().zip(&reachable).filter(|(_, r)| **r) {
         if let Some(p) = s.parent {
@@ -418,7 +446,7 @@ pub fn lower(df: &Dockerfile, opts: &BuildOptions, resolver: &dyn BaseResolver) 
         let reads_image =
             s.copy_from.iter().any(|(r, _)| is_image(r)) || s.trigger_from.iter().any(|(r, _)| is_image(r));
         let name = match &s.alias {
-            _ if stages.len() == 1 && !reads_image => String::new(),
+            _ if stage_count == 1 && !reads_image => String::new(),
             Some(a) => a.clone(),
             None => format!("stage-{i}"),
         };

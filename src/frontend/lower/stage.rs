@@ -475,7 +475,13 @@ fn lower_run(
 /// The node a `COPY --from` reads: an earlier stage's last node, or a new
 /// Source node for an image.
 fn copy_source(def: &mut Definition, value: &str, ctx: &Ctx, loc: &SourceLoc) -> Result<NodeId, FromError> {
-    match super::copyfrom::classify(value, ctx.index, ctx.aliases)? {
+    match super::copyfrom::classify(value, ctx.aliases)? {
+        // Stages are built in order, so a later one is not there yet (as
+        // in BuildKit, an error only in a stage the build runs).
+        super::copyfrom::FromRef::Stage(j) if j >= ctx.index => {
+            let current = if ctx.name.is_empty() { format!("stage-{}", ctx.index) } else { ctx.name.to_string() };
+            Err(FromError::NotBefore(value.to_string(), current))
+        }
         super::copyfrom::FromRef::Stage(j) => {
             ctx.stage_nodes.get(j).copied().flatten().ok_or_else(|| FromError::NotBuilt(value.to_string()))
         }
