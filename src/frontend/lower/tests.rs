@@ -564,3 +564,30 @@ fn undefined_variables_are_reported_like_buildkit() {
         [(3, "Usage of undefined variable '$PAHT' (did you mean $PATH?)".into())]
     );
 }
+
+/// BuildKit's dockerfile2llb TestDockerfileParsing: these lower or fail as
+/// there (a target matched without case; a missing one, COPY of a URL and
+/// an empty base name fail).
+#[test]
+fn dockerfile_parsing_cases_like_buildkit() {
+    assert!(lower_with("FROM scratch\nENV FOO bar\nCOPY f1 f2 /sub/\nRUN ls -l\n", &[]).is_ok());
+    let staged = "FROM scratch AS foo\nENV FOO bar\nFROM foo\nCOPY --from=foo f1 /\nCOPY --from=0 f2 /\n";
+    assert!(lower_with(staged, &[]).is_ok());
+    let with_target = |target: &str| {
+        let df = parse(staged).unwrap();
+        let opts = BuildOptions {
+            build_args: Default::default(),
+            target: Some(target.into()),
+            platform: Platform::parse("linux/amd64").unwrap(),
+        };
+        resolve_bases(&df, &opts, |_| Ok::<_, Diagnostic>(base())).and_then(|(r, _)| lower(&df, &opts, &r))
+    };
+    assert!(with_target("Foo").is_ok());
+    assert!(with_target("nosuch").is_err());
+    assert!(lower_with("FROM scratch\n\tADD http://github.com/moby/buildkit/blob/master/README.md /\n", &[]).is_ok());
+    let err =
+        lower_with("FROM scratch\n\tCOPY http://github.com/moby/buildkit/blob/master/README.md /\n", &[]).unwrap_err();
+    assert_eq!(err.message, "source can't be a URL for COPY");
+    assert!(lower_with("FROM \"\" AS foo\n", &[]).is_err());
+    assert!(lower_with("FROM ${BLANK} AS foo\n", &[]).is_err());
+}
