@@ -17,6 +17,7 @@ mod errors;
 mod exporter;
 pub mod frontend;
 mod glob;
+mod gofmt;
 pub mod graph;
 pub mod imagepolicy;
 mod keylock;

@@ -16,7 +16,6 @@ pub mod words;
 
 pub use diag::Diagnostic;
 pub use instructions::{CommandForm, Instruction, Kind, KEYWORDS};
-pub(crate) use lower::go_quote;
 pub use lower::{
     base_images, lower, resolve_bases, BaseImageRef, BaseResolver, BuildOptions, HistoryStep, Lowered, Platform,
     ResolvedImage, ResolvedImages, MAX_BASE_ROUNDS, MAX_LOWERED_BYTES,

@@ -309,8 +309,7 @@ fn exit_message(args: &[String], code: i32, tail: &[String]) -> String {
         command.truncate(cut);
         command.push('…');
     }
-    let mut msg =
-        format!("process {} did not complete successfully: exit code: {code}", crate::frontend::go_quote(&command));
+    let mut msg = format!("process {} did not complete successfully: exit code: {code}", crate::gofmt::quote(&command));
     if !tail.is_empty() {
         msg.push_str("; last output: ");
         msg.push_str(&tail.join(" | "));

@@ -54,7 +54,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         Kind::Cmd(form) => {
             let c = command(form, &st.config);
             ctx.budget.charge_all(&c).map_err(|e| err(e.to_string()))?;
-            let created_by = format!("CMD {}", super::gofmt::quote_list(&c));
+            let created_by = format!("CMD {}", crate::gofmt::quote_list(&c));
             st.config.config.cmd = Some(c);
             st.config.config.args_escaped = Some(true);
             st.cmd_set = true;
@@ -67,7 +67,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             if !st.cmd_set {
                 st.config.config.cmd = None;
             }
-            format!("ENTRYPOINT {}", super::gofmt::quote_list(&ep))
+            format!("ENTRYPOINT {}", crate::gofmt::quote_list(&ep))
         }
         Kind::Expose(text) => {
             // BuildKit sorts the specs as written, then expands each.
@@ -93,7 +93,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
             for v in &vols {
                 st.config.config.volumes.get_or_insert_with(Default::default).insert(v.clone(), json!({}));
             }
-            format!("VOLUME {}", super::gofmt::list(&vols))
+            format!("VOLUME {}", crate::gofmt::list(&vols))
         }
         Kind::StopSignal(s) => {
             let s = word(s, st)?;
@@ -103,7 +103,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         }
         Kind::Shell(v) => {
             st.config.config.shell = Some(v.clone());
-            format!("SHELL {}", super::gofmt::list(v))
+            format!("SHELL {}", crate::gofmt::list(v))
         }
         Kind::Maintainer(m) => {
             st.config.author = Some(m.clone());
@@ -116,7 +116,7 @@ pub fn apply(st: &mut StageState, instr: &Instruction, ctx: &Ctx) -> Result<(), 
         }
         Kind::Healthcheck { flags, cmd } => {
             let hc = healthcheck(flags, cmd.as_ref()).map_err(|e| err(e.to_string()))?;
-            let created_by = super::gofmt::healthcheck(&hc);
+            let created_by = crate::gofmt::healthcheck(&hc);
             st.config.config.healthcheck = Some(hc);
             created_by
         }

@@ -10,7 +10,6 @@ mod stage;
 
 pub use budget::MAX_LOWERED_BYTES;
 use budget::{Budget, BudgetSpent};
-pub(crate) use stage::go_quote;
 
 use super::diag::Diagnostic;
 use super::instructions::{Instruction, Kind};

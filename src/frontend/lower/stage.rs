@@ -17,9 +17,6 @@ mod config;
 mod copy;
 #[path = "expose.rs"]
 mod expose;
-#[path = "gofmt.rs"]
-mod gofmt;
-pub(crate) use gofmt::quote as go_quote;
 #[path = "mountkeys.rs"]
 mod mountkeys;
 #[path = "runmount.rs"]
