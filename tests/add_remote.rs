@@ -7,46 +7,7 @@ mod support;
 
 use serde_json::json;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
-use std::process::Command;
 use support::*;
-
-/// `python3 -m http.server` serving a directory (removed on drop).
-struct FileServer {
-    daemon: Daemon,
-    dir: PathBuf,
-}
-
-impl FileServer {
-    fn start(name: &str) -> FileServer {
-        let dir = std::env::temp_dir().join(unique(name));
-        std::fs::create_dir_all(&dir).unwrap();
-        let daemon = Daemon::start(|port| {
-            let mut cmd = Command::new("python3");
-            cmd.args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
-                .arg(&dir)
-                .stderr(std::process::Stdio::null());
-            cmd
-        });
-        FileServer { daemon, dir }
-    }
-
-    /// Server arguments that let ADD reach this loopback server (the
-    /// default egress policy refuses the node's loopback).
-    fn allow(&self) -> Vec<String> {
-        vec!["--step-egress-allow".into(), self.daemon.addr.to_string()]
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}/{path}", self.daemon.addr)
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

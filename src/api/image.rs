@@ -61,11 +61,13 @@ impl SharedBuild<'_> {
     /// Builds and exports the image for `platform`.
     pub async fn build(&self, platform: &Platform) -> Result<PlatformImage, BuildFailure> {
         let state = self.state;
-        let opts = BuildOptions {
+        let mut opts = BuildOptions {
             build_args: self.intake.config.build_args.clone().unwrap_or_default(),
             target: self.intake.config.target.clone().filter(|t| !t.trim().is_empty()),
             platform: platform.clone(),
         };
+        let own_epoch = self.own_epoch(&mut opts).await?;
+        let server_epoch = state.cfg.source_date_epoch;
         let (bases, resolved) = self.resolve_bases(&opts).await?;
         let (df, lower_opts) = (self.df.clone(), opts.clone());
         let lowered = blocking(move || frontend::lower(&df, &lower_opts, &resolved)).await?.map_err(diag_failure)?;
@@ -73,7 +75,7 @@ impl SharedBuild<'_> {
         if !state.cfg.allow_network_host {
             refuse_network_host(&lowered)?;
         }
-        let solved = self.solve(&lowered, &bases, platform).await?;
+        let solved = self.solve(&lowered, &bases, platform, own_epoch.filter(|e| Some(*e) != server_epoch)).await?;
         let mut layers = solved.layers;
         state.worker.add_push_origins(&mut layers);
         let input = ExportInput {
@@ -83,7 +85,7 @@ impl SharedBuild<'_> {
             history: &lowered.history,
             push: self.push,
             by_digest: self.multi_platform,
-            epoch: state.cfg.source_date_epoch,
+            epoch: own_epoch.or(server_epoch),
         };
         let sink = self.log.clone();
         let exported =
@@ -227,6 +229,7 @@ impl SharedBuild<'_> {
         lowered: &frontend::Lowered,
         bases: &Bases,
         platform: &Platform,
+        epoch: Option<i64>,
     ) -> Result<crate::solver::Solved, BuildFailure> {
         let state = self.state;
         let prefix = self.log_prefix(platform);
@@ -255,6 +258,7 @@ impl SharedBuild<'_> {
             secrets: self.secrets,
             registry_cache: self.cache,
             tenant: &crate::tenant::tenant_of(self.target, state.cfg.tenant_scope),
+            epoch,
         };
         let result = state.solver.solve(&input).await;
         drop(tx);

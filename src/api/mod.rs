@@ -7,6 +7,7 @@ pub mod auth;
 mod build;
 pub mod contextfs;
 pub mod distribution;
+mod epoch;
 pub mod error;
 mod failure;
 pub mod fuzzing;

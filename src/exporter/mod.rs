@@ -73,8 +73,7 @@ pub fn image_config(
 ) -> ImageConfig {
     let mut config = config.clone();
     config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    let new_layers = steps.iter().filter(|h| h.node.is_some() && !h.from_base).count();
-    let built = &layers[layers.len().saturating_sub(new_layers)..];
+    let built = &layers[first_built(steps, layers)..];
     let stamp = |secs: i64| rfc3339(epoch.unwrap_or(secs));
     let mut built_iter = built.iter();
     let mut last_time = built.first().map(|l| l.created);
@@ -97,10 +96,36 @@ pub fn image_config(
     config
 }
 
-/// The OCI manifest for `config` and `layers`.
-pub fn manifest(config_digest: &Digest, config_size: usize, layers: &[LayerRecord]) -> Vec<u8> {
+/// Where the build's own layers start in `layers`: after the base image's.
+fn first_built(steps: &[HistoryStep], layers: &[LayerRecord]) -> usize {
+    let new_layers = steps.iter().filter(|h| h.node.is_some() && !h.from_base).count();
+    layers.len().saturating_sub(new_layers)
+}
+
+/// BuildKit's layer annotation: the layer's mtimes are clamped to this
+/// `SOURCE_DATE_EPOCH` (its `rewrite-timestamp`).
+pub const REWRITTEN_TIMESTAMP: &str = "buildkit/rewritten-timestamp";
+
+/// The OCI manifest for `config` and `layers`; the layers from
+/// `first_built` on were clamped to `epoch` and say so.
+pub fn manifest(
+    config_digest: &Digest,
+    config_size: usize,
+    layers: &[LayerRecord],
+    first_built: usize,
+    epoch: Option<i64>,
+) -> Vec<u8> {
     let config = Descriptor::new(MediaType::OCI_CONFIG, config_digest, config_size as u64);
-    let layers = layers.iter().map(|l| Descriptor::new(&l.media_type, &l.digest, l.size)).collect();
+    let layers = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Descriptor {
+            annotations: epoch
+                .filter(|_| i >= first_built)
+                .map(|e| [(REWRITTEN_TIMESTAMP.to_string(), e.to_string())].into()),
+            ..Descriptor::new(&l.media_type, &l.digest, l.size)
+        })
+        .collect();
     ImageManifest::oci(config, layers).to_bytes()
 }
 
@@ -121,7 +146,8 @@ pub async fn export(
         let config = image_config(input.config, input.history, input.layers, input.epoch);
         let config_bytes = serde_json::to_vec(&config).expect("config serializes");
         let config_digest = write_blob(store, &config_bytes)?;
-        let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers);
+        let first_built = first_built(input.history, input.layers);
+        let manifest_bytes = manifest(&config_digest, config_bytes.len(), input.layers, first_built, input.epoch);
         let manifest_digest = write_blob(store, &manifest_bytes)?;
         Ok::<_, ExportError>((config_bytes, config_digest, manifest_bytes, manifest_digest))
     })?;

@@ -91,7 +91,7 @@ fn the_config_is_the_same_bytes_for_the_same_inputs() {
 fn the_manifest_bytes_are_pinned() {
     let layers = [layer("run", 1)];
     let config = Digest::of(b"config");
-    let bytes = manifest(&config, 42, &layers);
+    let bytes = manifest(&config, 42, &layers, 0, None);
     let expected = format!(
         concat!(
             r#"{{"config":{{"digest":"{}","mediaType":"application/vnd.oci.image.config.v1+json","size":42}},"#,
@@ -101,6 +101,21 @@ fn the_manifest_bytes_are_pinned() {
         config, layers[0].digest
     );
     assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+}
+
+#[test]
+fn layers_the_build_made_carry_the_epoch_they_were_clamped_to_and_base_layers_do_not() {
+    let layers = [layer("base", 1), layer("run", 2)];
+    let bytes = manifest(&Digest::of(b"config"), 42, &layers, 1, Some(1_700_000_001));
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(m["layers"][0].get("annotations").is_none(), "a base layer is as it was pulled");
+    assert_eq!(m["layers"][1]["annotations"][REWRITTEN_TIMESTAMP], "1700000001");
+    assert!(String::from_utf8(bytes)
+        .unwrap()
+        .contains(r#"{"annotations":{"buildkit/rewritten-timestamp":"1700000001"},"digest""#));
+    let unclamped: serde_json::Value =
+        serde_json::from_slice(&manifest(&Digest::of(b"config"), 42, &layers, 1, None)).unwrap();
+    assert!(unclamped["layers"][1].get("annotations").is_none(), "no epoch, no claim");
 }
 
 #[test]

@@ -17,8 +17,9 @@ pub mod words;
 pub use diag::Diagnostic;
 pub use instructions::{CommandForm, Instruction, Kind, KEYWORDS};
 pub use lower::{
-    base_images, lower, resolve_bases, BaseImageRef, BaseResolver, BuildOptions, HistoryStep, Lowered, Platform,
-    ResolvedImage, ResolvedImages, MAX_BASE_ROUNDS, MAX_LOWERED_BYTES,
+    base_images, lower, resolve_bases, source_date_epoch, with_resolved_epoch, BaseImageRef, BaseResolver,
+    BuildOptions, EpochError, EpochSource, HistoryStep, Lowered, Platform, ResolvedImage, ResolvedImages,
+    MAX_BASE_ROUNDS, MAX_LOWERED_BYTES, SOURCE_DATE_EPOCH,
 };
 
 /// A parsed Dockerfile.

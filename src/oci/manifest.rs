@@ -45,6 +45,9 @@ impl MediaType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// Annotations (a layer's `buildkit/rewritten-timestamp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
     /// Digest.
     pub digest: String,
     /// Media type.
@@ -59,7 +62,13 @@ pub struct Descriptor {
 impl Descriptor {
     /// A descriptor without a platform.
     pub fn new(media_type: &str, digest: impl ToString, size: u64) -> Self {
-        Descriptor { digest: digest.to_string(), media_type: media_type.to_string(), platform: None, size }
+        Descriptor {
+            annotations: None,
+            digest: digest.to_string(),
+            media_type: media_type.to_string(),
+            platform: None,
+            size,
+        }
     }
 }
 

@@ -78,7 +78,7 @@ impl Solver {
                 exit_message(&op.args, code, &sink.tail()),
             )),
         });
-        self.finish(id, upper, base, result).await
+        self.finish(id, upper, base, result, input.epoch).await
     }
 
     /// Runs file actions on `base` — or, linked (`COPY --link`), on an
@@ -107,7 +107,7 @@ impl Solver {
             Some(e) => Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, e)),
             None => Ok(()),
         });
-        self.finish(id, upper, base, result).await
+        self.finish(id, upper, base, result, input.epoch).await
     }
 
     /// The step's `--mount`s for the helper, with the cache leases that
@@ -149,7 +149,8 @@ impl Solver {
     }
 
     /// Commits the upper as a layer on `base` when the step succeeded;
-    /// drops it (removing it) when it failed. A failure while the data
+    /// drops it (removing it) when it failed. `epoch` is the build's own
+    /// `SOURCE_DATE_EPOCH` (new files' mtimes are clamped to it). A failure while the data
     /// directory is full is out of space: the helper reports its own
     /// write errors only as text, so the disk is looked at now, while the
     /// step's upper still holds what filled it.
@@ -159,6 +160,7 @@ impl Solver {
         upper: Uncommitted,
         base: Vec<LayerRecord>,
         result: Result<(), SolveError>,
+        epoch: Option<i64>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
         if let Err(mut e) = result {
             if self.data_dir_full() {
@@ -166,7 +168,7 @@ impl Solver {
             }
             return Err(e);
         }
-        self.worker.commit_layer(upper, base).await.map_err(|e| SolveError::worker(id, e))
+        self.worker.commit_layer(upper, base, epoch).await.map_err(|e| SolveError::worker(id, e))
     }
 }
 

@@ -55,7 +55,7 @@ impl Solver {
             move_contents(&tree, snap.dir())
         });
         let _ = std::fs::remove_dir_all(&work);
-        self.finish(id, snap, Vec::new(), result.map_err(|m| git_error(id, op, m))).await
+        self.finish(id, snap, Vec::new(), result.map_err(|m| git_error(id, op, m)), input.epoch).await
     }
 }
 

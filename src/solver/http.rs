@@ -18,9 +18,12 @@ pub const MAX_DOWNLOAD_BYTES: u64 = 4 << 30;
 
 /// A body saved to a temporary file (removed on drop).
 pub(super) struct Download {
-    path: PathBuf,
-    digest: Digest,
-    mtime: i64,
+    pub(super) path: PathBuf,
+    pub(super) digest: Digest,
+    /// From `Last-Modified` (0 without it).
+    pub(super) mtime: i64,
+    /// The server sent `Last-Modified`.
+    pub(super) dated: bool,
 }
 
 impl Drop for Download {
@@ -29,7 +32,7 @@ impl Drop for Download {
     }
 }
 
-enum Fetched {
+pub(super) enum Fetched {
     NotModified(HttpRecord),
     Body(Download),
 }
@@ -71,6 +74,7 @@ impl Solver {
         id: NodeId,
         op: &HttpOp,
         download: Option<Download>,
+        epoch: Option<i64>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
         let download = match download {
             Some(d) => d,
@@ -91,12 +95,17 @@ impl Solver {
                 crate::errors::storage_error(Some(&format!("ADD {}", op.url)), &e, ErrorKind::Internal);
             SolveError::new(Some(id), kind, message)
         });
-        self.finish(id, snap, Vec::new(), result).await
+        self.finish(id, snap, Vec::new(), result, epoch).await
     }
 
     /// GETs `url` (conditionally when `previous` is known) into a temporary
     /// file under the data dir, hashing as it streams.
-    async fn fetch(&self, id: NodeId, url: &str, previous: Option<HttpRecord>) -> Result<Fetched, SolveError> {
+    pub(super) async fn fetch(
+        &self,
+        id: NodeId,
+        url: &str,
+        previous: Option<HttpRecord>,
+    ) -> Result<Fetched, SolveError> {
         let fail = |kind, msg: String| SolveError::new(Some(id), kind, format!("ADD {url}: {msg}"));
         let parsed = reqwest::Url::parse(url).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
         crate::egress::fetch::check_url(self.cfg.networks.policy(), &parsed).await.map_err(|e| {
@@ -132,7 +141,7 @@ impl Solver {
         tokio::fs::create_dir_all(&dir).await.map_err(|e| SolveError::internal(id, e))?;
         let path = dir.join(kiln_snapshotter::SnapshotId::random().as_str());
         let mut file = tokio::fs::File::create(&path).await.map_err(|e| SolveError::internal(id, e))?;
-        let mut download = Download { path, digest: Digest::of(b""), mtime };
+        let mut download = Download { path, digest: Digest::of(b""), mtime, dated: last_modified.is_some() };
         let (mut hasher, mut written) = (Sha256::new(), 0u64);
         while let Some(chunk) =
             resp.chunk().await.map_err(|e| fail(ErrorKind::Unavailable, crate::text::error_chain(&e)))?

@@ -18,12 +18,7 @@ impl Solver {
         let Some(chain) = cache.map.entries.get(key) else { return Ok(None) };
         let mut layers = Vec::new();
         for l in &chain.layers {
-            let desc = Descriptor {
-                media_type: l.media_type.clone(),
-                digest: l.digest.to_string(),
-                size: l.size,
-                platform: None,
-            };
+            let desc = Descriptor::new(&l.media_type, &l.digest, l.size);
             let fetched = self
                 .worker
                 .fetch_layer(&cache.reference, &desc, &l.diff_id)

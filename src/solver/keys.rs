@@ -64,6 +64,15 @@ pub async fn cache_key(
     }
 }
 
+/// `key` for a build with its own `SOURCE_DATE_EPOCH` (its layers' mtimes
+/// are clamped to it, so they differ from other builds' layers).
+pub fn dated(key: &str, epoch: Option<i64>) -> String {
+    match epoch {
+        Some(e) => key_of(&[b"dated", key.as_bytes(), e.to_string().as_bytes()]),
+        None => key.to_string(),
+    }
+}
+
 /// Why an op has no key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

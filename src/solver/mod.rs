@@ -3,6 +3,7 @@
 //! apply file actions (File) and diff the result into a layer.
 
 mod cachemount;
+mod epoch;
 mod exec;
 mod git;
 mod http;
@@ -111,6 +112,10 @@ pub struct BuildInput<'a> {
     /// Whose build this is: cache mounts and the keys of the steps that
     /// use them are scoped to it (see [`crate::tenant`]).
     pub tenant: &'a str,
+    /// The build's own `SOURCE_DATE_EPOCH` when it differs from the
+    /// server's: new files' mtimes are clamped to it, and it is part of
+    /// every key of a step that makes a layer.
+    pub epoch: Option<i64>,
 }
 
 /// A solved build.
@@ -288,7 +293,7 @@ impl Solver {
                 let sources: Vec<Vec<LayerRecord>> = node.inputs.iter().skip(1).map(|i| results[i].clone()).collect();
                 self.run_exec(id, op, base, &sources, input).await?
             }
-            (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d).await?,
+            (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d, input.epoch).await?,
             (Op::Git(op), Prepared::Commit(c)) => self.run_git(id, op, &c, input).await?,
             (Op::File(file), Prepared::Plan(mut plan)) => {
                 for action in &mut plan {
@@ -322,8 +327,12 @@ impl Solver {
         input: &BuildInput<'_>,
     ) -> Result<(String, Prepared), SolveError> {
         match op {
-            Op::Http(h) => self.http_key(id, h).await.map(|(k, d)| (k, Prepared::Download(d))),
-            Op::Git(g) => self.git_key(id, g, input).await.map(|(k, c)| (k, Prepared::Commit(c))),
+            Op::Http(h) => {
+                self.http_key(id, h).await.map(|(k, d)| (keys::dated(&k, input.epoch), Prepared::Download(d)))
+            }
+            Op::Git(g) => {
+                self.git_key(id, g, input).await.map(|(k, c)| (keys::dated(&k, input.epoch), Prepared::Commit(c)))
+            }
             _ => {
                 let (key, plan) = keys::cache_key(op, parent_key, source_keys, input.context)
                     .await
@@ -333,6 +342,10 @@ impl Solver {
                 let key = match keys::uses_cache_mounts(op) {
                     true => keys::scoped_to_tenant(&key, input.tenant),
                     false => key,
+                };
+                let key = match op {
+                    Op::Source(_) | Op::Scratch => key,
+                    _ => keys::dated(&key, input.epoch),
                 };
                 Ok((key, plan.map_or(Prepared::Nothing, Prepared::Plan)))
             }

@@ -85,15 +85,19 @@ impl Worker {
         Ok(self.snapshots.view(&top_first(layers))?)
     }
 
-    /// Diffs `upper` into a layer, commits it, and returns `base` with it
-    /// on top.
+    /// Diffs `upper` into a layer (new files' mtimes clamped to `epoch`, a
+    /// build's own `SOURCE_DATE_EPOCH`, else to the server's), commits it,
+    /// and returns `base` with it on top.
     pub async fn commit_layer(
         &self,
         upper: Uncommitted,
         mut base: Vec<LayerRecord>,
+        epoch: Option<i64>,
     ) -> Result<Vec<LayerRecord>, WorkerError> {
         let _ = std::fs::remove_dir_all(&upper.bundle);
-        let (store, fs, opts) = (self.store.clone(), upper.dir.clone(), self.cfg.diff);
+        let mut opts = self.cfg.diff;
+        opts.mtime_clamp = epoch.or(opts.mtime_clamp);
+        let (store, fs) = (self.store.clone(), upper.dir.clone());
         let layer = tokio::task::spawn_blocking(move || diff_upper(&fs, store.as_ref(), &opts)).await??;
         let snapshot = self.commit(upper)?;
         base.push(LayerRecord {

@@ -43,7 +43,7 @@ async fn cached_layer(worker: &Worker, key: &str, size: usize) -> LayerRecord {
         })
         .collect();
     std::fs::write(upper.dir().join("data.bin"), bytes).unwrap();
-    let layers = worker.commit_layer(upper, Vec::new()).await.unwrap();
+    let layers = worker.commit_layer(upper, Vec::new(), None).await.unwrap();
     let record = StepRecord { layers: layers.clone(), description: format!("RUN make {key}") };
     worker.cache().put_step(key, &record).unwrap();
     layers.into_iter().next().unwrap()

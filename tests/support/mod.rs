@@ -7,6 +7,10 @@
 
 #![allow(dead_code)]
 
+mod files;
+#[allow(unused_imports)]
+pub use files::FileServer;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

@@ -5,6 +5,7 @@
 
 mod budget;
 mod copyfrom;
+mod epoch;
 mod meta;
 mod stage;
 
@@ -21,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 
 pub use crate::platform::Platform;
 
+pub use epoch::{source_date_epoch, with_resolved_epoch, EpochError, EpochSource, SOURCE_DATE_EPOCH};
 pub use stage::HistoryStep;
 
 /// What the build was asked for.

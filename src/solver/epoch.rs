@@ -1,0 +1,51 @@
+//! A build's `SOURCE_DATE_EPOCH` from a source stage's download, as
+//! BuildKit resolves it: the server's `Last-Modified`, else the newest
+//! regular file when the body is a (compressed) tar, else none.
+
+use super::http::{Download, Fetched};
+use super::{SolveError, Solver};
+use crate::errors::ErrorKind;
+use std::io::BufReader;
+
+impl Solver {
+    /// The date of what `url` serves now; `checksum` (a digest) must match
+    /// the body when given.
+    pub async fn http_epoch(&self, url: &str, checksum: Option<&str>) -> Result<Option<i64>, SolveError> {
+        let download = match self.fetch(0, url, None).await? {
+            Fetched::Body(d) => d,
+            Fetched::NotModified(_) => return Err(SolveError::new(None, ErrorKind::Internal, "unconditional 304")),
+        };
+        if let Some(want) = checksum.filter(|w| *w != download.digest.as_str()) {
+            let msg = format!(
+                "SOURCE_DATE_EPOCH source {url}: checksum mismatch: expected {want}, the download is {}",
+                download.digest
+            );
+            return Err(SolveError::new(None, ErrorKind::InvalidArgument, msg));
+        }
+        if download.dated {
+            return Ok(Some(download.mtime));
+        }
+        let newest = tokio::task::spawn_blocking(move || newest_file_in_archive(&download))
+            .await
+            .map_err(|e| SolveError::new(None, ErrorKind::Internal, e.to_string()))?;
+        Ok(newest)
+    }
+}
+
+/// The newest regular file's mtime when `download` is a tar (compressed or
+/// not); `None` when it is not one, as BuildKit allows any file.
+fn newest_file_in_archive(download: &Download) -> Option<i64> {
+    let file = std::fs::File::open(&download.path).ok()?;
+    let reader = kiln_snapshotter::compression::decoder(BufReader::new(file)).ok()?;
+    let mut archive = tar::Archive::new(reader);
+    let mut newest: Option<i64> = None;
+    for entry in archive.entries().ok()? {
+        let entry = entry.ok()?;
+        let header = entry.header();
+        if header.entry_type().is_file() {
+            let mtime = header.mtime().ok()? as i64;
+            newest = Some(newest.map_or(mtime, |n| n.max(mtime)));
+        }
+    }
+    newest
+}
