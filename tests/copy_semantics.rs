@@ -94,7 +94,8 @@ fn copy_exclude_and_parents() {
     let reg = registry();
     let image = test_image("kiln/exclude-parents");
     let dockerfile = format!(
-        "FROM {reg}/busybox\nCOPY --exclude=*.log --exclude=tmp src /excl/\nCOPY --parents src/x/a.txt src/y/b.txt /par/\n"
+        "FROM {reg}/busybox\nCOPY --exclude=*.log --exclude=tmp src /excl/\nCOPY --parents src/x/a.txt src/y/b.txt /par/\n\
+         ADD --exclude=*.log src /added/\n"
     );
     let files: Vec<(&str, &[u8])> = vec![
         ("Dockerfile", dockerfile.as_bytes()),
@@ -113,6 +114,7 @@ fn copy_exclude_and_parents() {
         !r.join("excl/drop.log").exists() && !r.join("excl/tmp").exists(),
         "--exclude patterns apply below the source"
     );
+    assert!(r.join("added/keep.txt").exists() && !r.join("added/drop.log").exists(), "ADD takes --exclude too");
     assert_eq!(std::fs::read_to_string(r.join("par/src/x/a.txt")).unwrap(), "a", "--parents keeps the source path");
     assert_eq!(std::fs::read_to_string(r.join("par/src/y/b.txt")).unwrap(), "b");
 }

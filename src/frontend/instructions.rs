@@ -4,6 +4,7 @@
 //! (invalid JSON falls back to the shell form, as in BuildKit).
 
 use super::diag::Diagnostic;
+use super::flags::{check_values, is_true, names_of, split_flags, Flag};
 use super::lexer::LogicalLine;
 use super::words::split_raw;
 
@@ -147,30 +148,6 @@ pub struct AddFlags {
 }
 
 /// A `--name[=value]` flag with its column.
-#[derive(Debug, Clone)]
-struct Flag {
-    name: String,
-    value: Option<String>,
-    column: usize,
-}
-
-fn split_flags(args: &str) -> (Vec<Flag>, &str) {
-    let mut flags = Vec::new();
-    let mut rest = args.trim_start();
-    while let Some(body) = rest.strip_prefix("--") {
-        let column = args.len() - rest.len();
-        let end = body.find(char::is_whitespace).unwrap_or(body.len());
-        let token = &body[..end];
-        let (name, value) = match token.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (token.to_string(), None),
-        };
-        flags.push(Flag { name, value, column });
-        rest = body[end..].trim_start();
-    }
-    (flags, rest)
-}
-
 fn parse_json_list(text: &str) -> Option<Vec<String>> {
     let t = text.trim();
     if !t.starts_with('[') {
@@ -207,15 +184,8 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
         return Err(err(column, format!("unknown instruction: {word}")).suggest(word, KEYWORDS));
     }
     let arg_col = column + word.len() + 1;
-    let (flags, args) = split_flags(rest);
-    let allowed: &[&str] = match keyword.as_str() {
-        "FROM" => &["platform"],
-        "RUN" => &["mount", "network", "security"],
-        "COPY" => &["from", "chown", "chmod", "link", "exclude", "parents"],
-        "ADD" => &["chown", "chmod", "link", "checksum", "unpack", "keep-git-dir"],
-        "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
-        _ => &[],
-    };
+    let (flags, args) = split_flags(rest, escape);
+    let allowed: Vec<&str> = names_of(&keyword).collect();
     for f in &flags {
         if !allowed.contains(&f.name.as_str()) {
             // A flag BuildKit has and kiln does not says so; any other is
@@ -228,6 +198,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
             return Err(err(arg_col + f.column, msg).suggest(&f.name, allowed.iter().copied()));
         }
     }
+    check_values(&keyword, &flags).map_err(|(column, msg)| err(arg_col + column, msg))?;
     let flag = |name: &str| flags.iter().find(|f| f.name == name).and_then(|f| f.value.clone());
     let need_args = |n: usize, what: &str| -> Result<(), Diagnostic> {
         if split_raw(args, escape).len() < n {
@@ -269,7 +240,7 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
             let mut copy = parse_copy(&keyword, args, escape, flag("chown"), flag("chmod"), &err, arg_col)?;
             if let Kind::Copy { from, sources, inline, add, exclude, parents, link, .. } = &mut copy {
                 if keyword == "ADD" {
-                    *add = Some(add_flags(&flags).map_err(|m| err(arg_col, m.to_string()))?);
+                    *add = Some(add_flags(&flags));
                 }
                 *from = flag("from");
                 if let Some(raw) = from.as_deref() {
@@ -280,8 +251,8 @@ pub fn parse_line(l: &LogicalLine, escape: char) -> Result<Instruction, Diagnost
                     }
                 }
                 *exclude = flags.iter().filter(|f| f.name == "exclude").filter_map(|f| f.value.clone()).collect();
-                *parents = flags.iter().any(|f| f.name == "parents" && f.value.as_deref() != Some("false"));
-                *link = flags.iter().any(|f| f.name == "link" && f.value.as_deref() != Some("false"));
+                *parents = flags.iter().any(|f| f.name == "parents" && is_true(f));
+                *link = flags.iter().any(|f| f.name == "link" && is_true(f));
                 take_heredoc_sources(sources, inline, &l.heredocs);
             }
             copy
@@ -391,36 +362,17 @@ fn parse_from(args: &str, platform: Option<String>, err: &ErrFn, col: usize) -> 
 }
 
 /// ADD's `--checksum`, `--unpack` and `--keep-git-dir`.
-fn add_flags(flags: &[Flag]) -> Result<AddFlags, BadBoolFlag> {
+fn add_flags(flags: &[Flag]) -> AddFlags {
     let mut out = AddFlags::default();
     for f in flags {
         match f.name.as_str() {
             "checksum" => out.checksum = Some(f.value.clone().unwrap_or_default()),
-            "unpack" => out.unpack = Some(bool_flag(f)?),
-            "keep-git-dir" => out.keep_git_dir = bool_flag(f)?,
+            "unpack" => out.unpack = Some(is_true(f)),
+            "keep-git-dir" => out.keep_git_dir = is_true(f),
             _ => {}
         }
     }
-    Ok(out)
-}
-
-/// A boolean flag with another value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid value for --{flag}: {value:?} (expected true or false)")]
-pub struct BadBoolFlag {
-    /// The flag.
-    flag: String,
-    /// Its value, lower-cased.
-    value: String,
-}
-
-/// `--flag`, `--flag=true` or `--flag=false`.
-fn bool_flag(f: &Flag) -> Result<bool, BadBoolFlag> {
-    match f.value.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("true") | Some("1") => Ok(true),
-        Some("false") | Some("0") => Ok(false),
-        Some(other) => Err(BadBoolFlag { flag: f.name.clone(), value: other.to_string() }),
-    }
+    out
 }
 
 fn parse_copy(

@@ -3,6 +3,7 @@
 //! through [`BaseResolver`] after [`base_images`] has said which are needed.
 
 pub mod diag;
+mod flags;
 mod heredoc;
 mod instructions;
 mod lexer;

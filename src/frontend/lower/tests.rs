@@ -591,3 +591,41 @@ fn dockerfile_parsing_cases_like_buildkit() {
     assert!(lower_with("FROM \"\" AS foo\n", &[]).is_err());
     assert!(lower_with("FROM ${BLANK} AS foo\n", &[]).is_err());
 }
+
+/// BuildKit's TestDockerfileCopyExcludePatterns and
+/// TestDockerfileAddExcludePatterns: both instructions take repeated
+/// `--exclude` patterns, which reach the copy.
+#[test]
+fn copy_and_add_take_exclude_patterns() {
+    for keyword in ["COPY", "ADD"] {
+        let df = format!("FROM scratch\n{keyword} --exclude=src/*.go --exclude=tmp/*.txt dir /sub/\n");
+        let l = lower_with(&df, &[]).unwrap();
+        let excludes: Vec<Vec<String>> = l
+            .definition
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::File(f) => f.actions.iter().find_map(|a| match a {
+                    FileAction::Copy(c) => Some(c.exclude.clone()),
+                    FileAction::Mkdir { .. } => None,
+                }),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(excludes, [vec!["src/*.go".to_string(), "tmp/*.txt".to_string()]], "{keyword}");
+    }
+}
+
+/// BuildKit's TestHandleJSONArgs: a JSON array keeps its elements (none,
+/// one or several); other text is one shell command, words joined.
+#[test]
+fn json_arguments_stay_elements_and_others_one_command() {
+    let cmd_of = |text: &str| match &parse(text).unwrap().instructions[1].kind {
+        Kind::Cmd(form) => form.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(cmd_of("FROM b\nCMD []\n"), CommandForm::Exec(vec![]));
+    assert_eq!(cmd_of("FROM b\nCMD [\"foo\"]\n"), CommandForm::Exec(vec!["foo".into()]));
+    assert_eq!(cmd_of("FROM b\nCMD [\"foo\", \"bar\"]\n"), CommandForm::Exec(vec!["foo".into(), "bar".into()]));
+    assert_eq!(cmd_of("FROM b\nCMD foo bar\n"), CommandForm::Shell("foo bar".into()));
+}
