@@ -171,9 +171,7 @@ impl SharedBuild<'_> {
         let checks = self.check_config();
         let kept = frontend::lint::retained(self.df, &checks, warnings.to_vec());
         if checks.error && !kept.is_empty() {
-            let list: Vec<String> = kept.iter().map(ToString::to_string).collect();
-            let msg = format!("Dockerfile checks failed (check=error=true): {}", list.join("; "));
-            return Err(fail(ErrorKind::InvalidArgument, msg));
+            return Err(fail(ErrorKind::InvalidArgument, frontend::lint::violation(&kept)));
         }
         for w in kept {
             emit(self.log, format!("WARNING: {w}"));
@@ -206,8 +204,7 @@ impl SharedBuild<'_> {
             return Ok(());
         }
         if checks.error {
-            let msg = format!("Dockerfile checks failed (check=error=true): {warning}");
-            return Err(fail(ErrorKind::InvalidArgument, msg));
+            return Err(fail(ErrorKind::InvalidArgument, frontend::lint::violation(&[warning])));
         }
         emit(self.log, format!("WARNING: {warning}"));
         Ok(())

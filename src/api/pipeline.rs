@@ -52,11 +52,8 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
     let check_arg = intake.config.build_args.as_ref().and_then(|a| a.get("BUILDKIT_DOCKERFILE_CHECK")).cloned();
     let stage = intake.config.target.clone().filter(|t| !t.trim().is_empty());
     let (checks, target_stage) = (check_arg.clone(), stage.clone());
-    let (df, warnings) =
-        blocking(move || load_dockerfile(bytes, max, check_arg.as_deref(), stage.as_deref())).await??;
-    for w in &warnings {
-        emit(log, w);
-    }
+    let sink = log.clone();
+    let df = blocking(move || load_dockerfile(bytes, max, check_arg.as_deref(), stage.as_deref(), &sink)).await??;
     let df = std::sync::Arc::new(df);
     if let Some(ignore) = apply_dockerignore(&intake.context, log).await? {
         let df = df.clone();
@@ -123,23 +120,33 @@ async fn push_index(job: &image::SharedBuild<'_>, images: &[image::PlatformImage
     .map_err(export_failure)
 }
 
-/// Parses and checks the Dockerfile (blocking): the parsed file and the
-/// warnings for the log.
+/// Parses and checks the Dockerfile (blocking), logging the warnings. As
+/// BuildKit, the checks of the lines before a bad one are still reported.
 fn load_dockerfile(
     bytes: Vec<u8>,
     max_instructions: usize,
     check_arg: Option<&str>,
     stage: Option<&str>,
-) -> Result<(frontend::Dockerfile, Vec<String>), BuildFailure> {
+    log: &LogSink,
+) -> Result<frontend::Dockerfile, BuildFailure> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
         fail(ErrorKind::InvalidArgument, format!("Dockerfile line {line} is not UTF-8 text"))
     })?;
-    let df = frontend::parse_limited(&text, max_instructions).map_err(diag_failure)?;
-    let mut warnings = frontend_warnings(&df);
-    warnings.extend(run_checks(&df, check_arg, stage)?);
-    Ok((df, warnings))
+    let df = match frontend::parse_limited(&text, max_instructions) {
+        Ok(df) => df,
+        Err(d) => {
+            for w in warnings_before_error(&text, max_instructions, check_arg, stage) {
+                emit(log, format!("WARNING: {w}"));
+            }
+            return Err(diag_failure(d));
+        }
+    };
+    for w in frontend_warnings(&df).into_iter().chain(run_checks(&df, check_arg, stage)?) {
+        emit(log, w);
+    }
+    Ok(df)
 }
 
 /// CopyIgnoredFile under the build's check configuration (blocking): the
@@ -153,9 +160,7 @@ fn copy_ignored(
     let cfg = frontend::lint::check_config(df, check_arg).unwrap_or_default();
     let found = frontend::lint::retained(df, &cfg, frontend::lint::copy_ignored(df, ignore, stage));
     if cfg.error && !found.is_empty() {
-        let list: Vec<String> = found.iter().map(ToString::to_string).collect();
-        let msg = format!("Dockerfile checks failed (check=error=true): {}", list.join("; "));
-        return Err(fail(ErrorKind::InvalidArgument, msg));
+        return Err(fail(ErrorKind::InvalidArgument, frontend::lint::violation(&found)));
     }
     Ok(found.iter().map(|w| format!("WARNING: {w}")).collect())
 }
@@ -183,6 +188,20 @@ async fn apply_dockerignore(context: &std::path::Path, log: &LogSink) -> Result<
     Ok(applied)
 }
 
+/// The checks that fire on the instructions before the first bad line.
+fn warnings_before_error(
+    text: &str,
+    max_instructions: usize,
+    check_arg: Option<&str>,
+    stage: Option<&str>,
+) -> Vec<frontend::lint::Warning> {
+    let Some(prefix) = frontend::parse_prefix(text, max_instructions) else { return Vec::new() };
+    match frontend::lint::check_config(&prefix, check_arg) {
+        Ok(cfg) => frontend::lint::lint(&prefix, &cfg, stage),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// kiln always uses its own Dockerfile frontend and fetches none: a
 /// `# syntax=` naming something other than docker/dockerfile is reported.
 fn frontend_warnings(df: &frontend::Dockerfile) -> Vec<String> {
@@ -207,9 +226,7 @@ fn run_checks(
         .map_err(|e| fail(ErrorKind::InvalidArgument, format!("Dockerfile check configuration: {e}")))?;
     let warnings = frontend::lint::lint(df, &cfg, stage);
     if cfg.error && !warnings.is_empty() {
-        let list: Vec<String> = warnings.iter().map(ToString::to_string).collect();
-        let msg = format!("Dockerfile checks failed (check=error=true): {}", list.join("; "));
-        return Err(fail(ErrorKind::InvalidArgument, msg));
+        return Err(fail(ErrorKind::InvalidArgument, frontend::lint::violation(&warnings)));
     }
     Ok(warnings.iter().map(|w| format!("WARNING: {w}")).collect())
 }

@@ -80,3 +80,17 @@ pub fn parse_limited(text: &str, max_instructions: usize) -> Result<Dockerfile, 
     }
     Ok(Dockerfile { escape: lexed.escape, directives: lexed.directives, instructions })
 }
+
+/// The instructions before the first one that does not parse (for the
+/// checks BuildKit still reports when a later line is bad); `None` when
+/// the text does not lex or the lines before the bad one hold no stage.
+pub fn parse_prefix(text: &str, max_instructions: usize) -> Option<Dockerfile> {
+    let lexed = lexer::lex(text).ok()?;
+    let lines = lexed.lines.iter().take(max_instructions);
+    let instructions: Vec<Instruction> = lines.map_while(|l| instructions::parse_line(l, lexed.escape).ok()).collect();
+    let starts_with_from = instructions
+        .iter()
+        .find(|i| !matches!(i.kind, Kind::Arg(_)))
+        .is_some_and(|i| matches!(i.kind, Kind::From { .. }));
+    starts_with_from.then_some(Dockerfile { escape: lexed.escape, directives: lexed.directives, instructions })
+}

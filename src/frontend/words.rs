@@ -414,6 +414,10 @@ fn apply_modifier(
 }
 
 #[cfg(test)]
+#[path = "words_matches.rs"]
+mod matches;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

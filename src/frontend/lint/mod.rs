@@ -32,6 +32,18 @@ impl std::fmt::Display for Warning {
     }
 }
 
+/// The failure of a build whose checks fired under `error=true`:
+/// BuildKit's words with the rules (sorted, once each), then the findings.
+pub fn violation(found: &[Warning]) -> String {
+    let rules: std::collections::BTreeSet<&str> = found.iter().map(|w| w.rule).collect();
+    let details: Vec<String> = found.iter().map(ToString::to_string).collect();
+    format!(
+        "lint violation found for rules: {} (check=error=true): {}",
+        rules.into_iter().collect::<Vec<_>>().join(", "),
+        details.join("; ")
+    )
+}
+
 /// How checks are configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckConfig {
