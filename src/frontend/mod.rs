@@ -4,6 +4,7 @@
 
 pub mod diag;
 mod flags;
+pub mod gitref;
 mod heredoc;
 mod instructions;
 mod lexer;

@@ -1,6 +1,8 @@
 //! ADD's remote sources: what BuildKit treats as a Git repository and what
 //! as a plain HTTP(S) download, and the file name a download gets.
 
+use super::gitref::{parse_git_ref, GitRef, GitRefError};
+
 /// A remote ADD source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteSource {
@@ -11,48 +13,33 @@ pub enum RemoteSource {
         /// The last path segment, percent-decoded (`__unnamed__` if none).
         filename: String,
     },
-    /// A Git repository at a ref, optionally one subdirectory of it.
-    Git {
-        /// Clone URL (without the `#fragment`).
-        remote: String,
-        /// Branch, tag or commit (`None`: the default branch).
-        reference: Option<String>,
-        /// Subdirectory to copy (`None`: the whole tree).
-        subdir: Option<String>,
-    },
+    /// A Git repository at a ref, with BuildKit's URL options.
+    Git(GitRef),
 }
 
-/// Classifies an ADD source; `None` means a path in the build context.
+/// Classifies an ADD source; `None` means a path in the build context
+/// (and so does a Git reference whose options are wrong: see
+/// [`classify_checked`]).
 pub fn classify(src: &str) -> Option<RemoteSource> {
-    if is_git(src) {
-        let (remote, fragment) = src.split_once('#').unwrap_or((src, ""));
-        let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        return Some(RemoteSource::Git {
-            remote: remote.to_string(),
-            reference: some(reference),
-            subdir: some(subdir),
-        });
+    classify_checked(src).ok().flatten()
+}
+
+/// Classifies an ADD source as BuildKit does: a Git reference (not a
+/// scheme-less `github.com/…`, which is a local path), else an HTTP(S)
+/// URL, else `None`; a Git reference with bad options is an error.
+pub fn classify_checked(src: &str) -> Result<Option<RemoteSource>, GitRefError> {
+    if let Some(git) = parse_git_ref(src)?.filter(|g| !g.indistinguishable_from_local) {
+        return Ok(Some(RemoteSource::Git(git)));
     }
     if is_http(src) {
-        return Some(RemoteSource::Http { url: src.to_string(), filename: download_name(src) });
+        return Ok(Some(RemoteSource::Http { url: src.to_string(), filename: download_name(src) }));
     }
-    None
+    Ok(None)
 }
 
 fn is_http(src: &str) -> bool {
     let lower = src.to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
-}
-
-/// `git://`, `ssh://`, `git@host:path`, or HTTP(S) whose path ends in `.git`.
-fn is_git(src: &str) -> bool {
-    let lower = src.to_ascii_lowercase();
-    if lower.starts_with("git://") || lower.starts_with("ssh://") || lower.starts_with("git@") {
-        return true;
-    }
-    let without_fragment = lower.split('#').next().unwrap_or_default();
-    is_http(src) && without_fragment.trim_end_matches('/').ends_with(".git")
 }
 
 /// BuildKit's choice: the base name of the URL's path, or `__unnamed__`.
@@ -111,16 +98,17 @@ mod tests {
 
     #[test]
     fn git_sources_and_fragments() {
+        let Some(RemoteSource::Git(g)) = classify("https://github.com/openfaas/of-watchdog.git#0.10.7:cmd") else {
+            panic!("a Git source")
+        };
         assert_eq!(
-            classify("https://github.com/openfaas/of-watchdog.git#0.10.7:cmd"),
-            Some(RemoteSource::Git {
-                remote: "https://github.com/openfaas/of-watchdog.git".into(),
-                reference: Some("0.10.7".into()),
-                subdir: Some("cmd".into()),
-            })
+            (g.remote.as_str(), g.reference.as_deref(), g.subdir.as_deref()),
+            ("https://github.com/openfaas/of-watchdog.git", Some("0.10.7"), Some("cmd"))
         );
-        assert!(matches!(classify("git@github.com:a/b"), Some(RemoteSource::Git { reference: None, .. })));
-        assert!(matches!(classify("git://host/repo"), Some(RemoteSource::Git { .. })));
+        assert!(matches!(classify("git@github.com:a/b"), Some(RemoteSource::Git(GitRef { reference: None, .. }))));
+        assert!(matches!(classify("git://host/repo"), Some(RemoteSource::Git(_))));
+        assert!(matches!(classify("https://example.com/repo.git/"), Some(RemoteSource::Http { .. })));
+        assert!(classify_checked("https://example.com/repo.git?bogus=1").is_err(), "a Git URL's options are checked");
         assert!(matches!(classify("https://github.com/a/b"), Some(RemoteSource::Http { .. })));
         assert_eq!(classify("src/main.go"), None);
         assert_eq!(classify("github.com/a/b"), None, "scheme-less paths are local, as in BuildKit");

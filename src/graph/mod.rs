@@ -69,6 +69,17 @@ pub struct GitOp {
     /// `--checksum`: the commit the ref must resolve to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// Check out the submodules too (BuildKit's default; `?submodules=false`
+    /// turns it off).
+    #[serde(default = "checkout_submodules")]
+    pub submodules: bool,
+    /// `?mtime=commit`: files get the commit's time, not the checkout's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub commit_mtime: bool,
+}
+
+fn checkout_submodules() -> bool {
+    true
 }
 
 /// A registry image.

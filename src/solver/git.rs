@@ -27,10 +27,13 @@ impl Solver {
         net.close().await;
         let commit = commit?;
         if let Some(want) = op.checksum.as_ref().filter(|w| !commit.starts_with(w.as_str())) {
-            let msg = format!("checksum mismatch: expected commit {want}, the ref resolves to {commit}");
+            let msg = format!("expected checksum to match {want}, got {commit}");
             return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, format!("ADD {}: {msg}", op.remote)));
         }
-        Ok((keys::remote_key(&Op::Git(op.clone()), &commit), commit))
+        // The checksum only checks the commit: with or without it, the same
+        // checkout is the same step (BuildKit's testAddGitChecksumCache).
+        let keyed = GitOp { checksum: None, ..op.clone() };
+        Ok((keys::remote_key(&Op::Git(keyed), &commit), commit))
     }
 
     /// Checks `commit` out into a new snapshot and layer.
@@ -89,7 +92,7 @@ enum GitError {
         stderr: String,
     },
     /// The ref names nothing on the remote.
-    #[error("no branch or tag named {0:?} in the repository")]
+    #[error("repository does not contain ref {0}")]
     NoSuchRef(String),
     /// The subdirectory is outside the checkout, missing or not a directory.
     #[error("subdirectory {dir:?} {why}")]
@@ -164,18 +167,29 @@ async fn git(dir: &Path, args: &[&str], net: &StepNetwork) -> Result<String, Git
 /// taken as is).
 async fn resolve_commit(op: &GitOp, net: &StepNetwork) -> Result<String, GitError> {
     let wanted = op.reference.as_deref().unwrap_or("HEAD");
-    if wanted.len() == 40 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if is_full_commit(wanted) {
         return Ok(wanted.to_ascii_lowercase());
     }
     let listing = git(Path::new("/"), &["ls-remote", "--", &op.remote], net).await?;
     pick_ref(&listing, wanted).ok_or_else(|| GitError::NoSuchRef(wanted.to_string()))
 }
 
-/// From `ls-remote` output: the commit of `HEAD`, `refs/heads/<name>` or
-/// `refs/tags/<name>` (a peeled annotated tag wins), or an exact ref.
+/// A whole commit id: 40 hex digits (SHA-1) or 64 (SHA-256 repositories).
+fn is_full_commit(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// From `ls-remote` output: the commit of an exact ref (`HEAD`,
+/// `refs/tags/v1`), else of `refs/tags/<name>` or `refs/heads/<name>`; a
+/// peeled annotated tag wins over the tag object.
 fn pick_ref(listing: &str, name: &str) -> Option<String> {
-    let candidates =
-        [name.to_string(), format!("refs/tags/{name}^{{}}"), format!("refs/tags/{name}"), format!("refs/heads/{name}")];
+    let candidates = [
+        format!("{name}^{{}}"),
+        name.to_string(),
+        format!("refs/tags/{name}^{{}}"),
+        format!("refs/tags/{name}"),
+        format!("refs/heads/{name}"),
+    ];
     let refs: Vec<(&str, &str)> = listing.lines().filter_map(|l| l.split_once('\t')).collect();
     candidates.iter().find_map(|c| refs.iter().find(|(_, r)| r == c).map(|(sha, _)| sha.to_string()))
 }
@@ -184,7 +198,9 @@ fn pick_ref(listing: &str, name: &str) -> Option<String> {
 async fn checkout(op: &GitOp, commit: &str, work: &Path, net: &StepNetwork) -> Result<(), GitError> {
     let tree = work.join("tree");
     std::fs::create_dir_all(&tree).map_err(io(format!("create {}", tree.display())))?;
-    git(&tree, &["init", "-q"], net).await?;
+    // A SHA-256 repository needs a SHA-256 clone to fetch into.
+    let format = if commit.len() == 64 { "--object-format=sha256" } else { "--object-format=sha1" };
+    git(&tree, &["init", "-q", format], net).await?;
     git(&tree, &["remote", "add", "origin", "--", &op.remote], net).await?;
     let wanted = op.reference.clone().unwrap_or_else(|| "HEAD".into());
     let shallow = git(&tree, &["fetch", "-q", "--depth=1", "origin", commit], net).await;
@@ -192,6 +208,44 @@ async fn checkout(op: &GitOp, commit: &str, work: &Path, net: &StepNetwork) -> R
         git(&tree, &["fetch", "-q", "--tags", "origin", &wanted], net).await?;
     }
     git(&tree, &["checkout", "-q", "--detach", commit], net).await?;
+    if op.submodules && tree.join(".gitmodules").exists() {
+        let shallow = git(&tree, &["submodule", "update", "-q", "--init", "--recursive", "--depth=1"], net).await;
+        if shallow.is_err() {
+            git(&tree, &["submodule", "update", "-q", "--init", "--recursive"], net).await?;
+        }
+    }
+    if op.commit_mtime {
+        let time = git(&tree, &["show", "-s", "--format=%ct", commit], net).await?;
+        let time: i64 = time.trim().parse().map_err(|_| GitError::Failed {
+            verb: "show".into(),
+            stderr: format!("unexpected commit time {time:?}"),
+        })?;
+        set_mtimes(&tree, time).map_err(io("set the commit time on the checkout"))?;
+    }
+    Ok(())
+}
+
+/// Sets the mtime of everything under `dir` (not following symlinks).
+fn set_mtimes(dir: &Path, secs: i64) -> std::io::Result<()> {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+        let time = libc::timespec { tv_sec: secs, tv_nsec: 0 };
+        let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: a valid NUL-terminated path and two timespecs.
+        let rc = unsafe {
+            libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), [time, time].as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 

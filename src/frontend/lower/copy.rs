@@ -4,7 +4,7 @@
 //! as BuildKit lowers them.
 
 use crate::frontend::instructions::AddFlags;
-use crate::frontend::remote::{classify, RemoteSource};
+use crate::frontend::remote::{classify_checked, RemoteSource};
 use crate::graph::{CopyAction, Definition, FileAction, GitOp, HttpOp, InlineFile, NodeId, Op, SourceLoc};
 use kiln_snapshotter::Digest;
 
@@ -37,8 +37,10 @@ pub fn copy_actions(
     c: ExpandedCopy,
     loc: &SourceLoc,
 ) -> Result<(Vec<FileAction>, Vec<NodeId>), CopyError> {
-    let remote: Vec<Option<RemoteSource>> =
-        c.sources.iter().map(|s| if c.from_node.is_some() { None } else { classify(s) }).collect();
+    let remote: Vec<Option<RemoteSource>> = match c.from_node {
+        Some(_) => vec![None; c.sources.len()],
+        None => c.sources.iter().map(|s| classify_checked(s)).collect::<Result<_, _>>()?,
+    };
     check_remote(&c, &remote)?;
     let mut inputs: Vec<NodeId> = c.from_node.into_iter().collect();
     let template = CopyAction {
@@ -83,6 +85,9 @@ pub fn copy_actions(
 /// A COPY or ADD BuildKit refuses (its messages).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CopyError {
+    /// A Git URL with bad options (`?tag=a&branch=b`, `?bogus=1`).
+    #[error(transparent)]
+    GitRef(#[from] crate::frontend::gitref::GitRefError),
     /// `COPY https://…`.
     #[error("source can't be a URL for COPY")]
     UrlForCopy,
@@ -108,7 +113,7 @@ fn check_remote(c: &ExpandedCopy, remote: &[Option<RemoteSource>]) -> Result<(),
     if c.add.is_none() {
         return match remote.iter().flatten().next() {
             Some(RemoteSource::Http { .. }) => Err(CopyError::UrlForCopy),
-            Some(RemoteSource::Git { .. }) => Err(CopyError::GitForCopy),
+            Some(RemoteSource::Git(_)) => Err(CopyError::GitForCopy),
             None => Ok(()),
         };
     }
@@ -131,9 +136,19 @@ fn remote_op(r: RemoteSource, add: &AddFlags) -> Result<(Op, String, bool), Copy
             let checksum = add.checksum.as_deref().map(parse_http_checksum).transpose()?;
             (Op::Http(HttpOp { url, filename: filename.clone(), checksum }), filename, add.unpack == Some(true))
         }
-        RemoteSource::Git { remote, reference, subdir } => {
-            let checksum = add.checksum.as_deref().map(parse_git_checksum).transpose()?;
-            let op = GitOp { remote, reference, subdir, keep_git_dir: add.keep_git_dir, checksum };
+        RemoteSource::Git(git) => {
+            // The flag's checksum wins over the URL's; --keep-git-dir or
+            // the URL's keep-git-dir=true keeps .git.
+            let checksum = add.checksum.as_deref().or(git.checksum.as_deref()).map(parse_git_checksum).transpose()?;
+            let op = GitOp {
+                remote: git.remote,
+                reference: git.reference,
+                subdir: git.subdir,
+                keep_git_dir: add.keep_git_dir || git.keep_git_dir == Some(true),
+                checksum,
+                submodules: git.submodules != Some(false),
+                commit_mtime: git.mtime.as_deref() == Some("commit"),
+            };
             (Op::Git(op), "/".into(), false)
         }
     })

@@ -157,7 +157,7 @@ fn stage_source(
 fn remote_source(src: &str, checksum: Option<String>) -> Result<EpochSource, String> {
     match classify(src) {
         Some(RemoteSource::Http { url, .. }) => Ok(EpochSource::Http { url, checksum }),
-        Some(RemoteSource::Git { .. }) => {
+        Some(RemoteSource::Git(_)) => {
             Err("SOURCE_DATE_EPOCH from a Git source is not supported by kiln; use an HTTP(S) archive or seconds"
                 .into())
         }
