@@ -110,17 +110,7 @@ fn scp_style(remote: &str) -> bool {
 
 /// `path.Join("/", dir)` without the leading slash.
 fn clean_subdir(dir: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in dir.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
+    crate::frontend::paths::join_path("/", dir).trim_start_matches('/').to_string()
 }
 
 impl GitRef {

@@ -10,6 +10,7 @@ mod instructions;
 mod lexer;
 pub mod lint;
 mod lower;
+pub mod paths;
 mod pattern;
 pub(crate) mod remote;
 pub mod shapes;

@@ -107,7 +107,7 @@ pub fn parse(spec: &str, workdir: &str) -> Result<ParsedMount, MountError> {
         .collect();
     let get = |names: &[&str]| fields.iter().rev().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.clone());
     let kind = get(&["type"]).unwrap_or_else(|| "bind".into());
-    let target = get(&["target", "dst", "destination"]).map(|t| super::join_path(workdir, &t));
+    let target = get(&["target", "dst", "destination"]).map(|t| crate::frontend::paths::join_path(workdir, &t));
     match kind.as_str() {
         "secret" => secret(&fields, target),
         "cache" => cache(&fields, target.ok_or(MountError::NoTarget("cache"))?).map(|m| ParsedMount::Other(m, None)),

@@ -4,6 +4,7 @@
 use super::{history, BaseResolver, BuildOptions, Platform};
 use crate::frontend::diag::Diagnostic;
 use crate::frontend::instructions::{CommandForm, Instruction, Kind};
+use crate::frontend::paths::join_path;
 use crate::frontend::words::{expand_heredoc, process_word};
 use crate::graph::{
     Definition, ExecOp, FileAction, FileOp, ImageConfig, InlineFile, NetworkMode, NodeId, Op, RunMount, SecretMount,
@@ -530,22 +531,6 @@ fn copy_history(
 
 fn parse_chmod(s: &str) -> Result<crate::chmod::Chmod, crate::chmod::ChmodError> {
     crate::chmod::Chmod::parse(s)
-}
-
-/// Joins `path` onto `base` and normalises `.`/`..`/`//`.
-pub fn join_path(base: &str, path: &str) -> String {
-    let full = if path.starts_with('/') { path.to_string() } else { format!("{base}/{path}") };
-    let mut parts: Vec<&str> = Vec::new();
-    for p in full.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// An absolute COPY destination; `""`, `.` and a trailing `/` are kept as
