@@ -39,20 +39,11 @@ pub fn copy_ignored(stages: &[&[Instruction]], reached: &[bool], ignore_text: &s
 /// Go's `filepath.Clean` for the cases a COPY source takes, without the
 /// leading `/` BuildKit strips.
 fn clean(src: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in src.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    match (parts.is_empty(), src.starts_with('/')) {
-        (true, true) => "/".into(),
-        (true, false) => ".".into(),
-        _ => parts.join("/"),
+    let joined = crate::frontend::paths::join_path("/", src);
+    match (joined.as_str(), src.starts_with('/')) {
+        ("/", true) => "/".into(),
+        ("/", false) => ".".into(),
+        (path, _) => path.trim_start_matches('/').to_string(),
     }
 }
 
