@@ -151,3 +151,31 @@ fn network_modes_and_capabilities() {
     );
     build_as(&server, &test_image("kiln/bk-run-network"), &df, &[], json!({}));
 }
+
+/// testMountRWCache: a step reading a stage through a bind mount (or
+/// `COPY --from`) is keyed by the content it selects, so changing a file
+/// elsewhere in that stage keeps it cached; changing what it selects does
+/// not.
+#[test]
+fn stage_reads_are_keyed_by_the_content_they_select() {
+    let server = Server::start(ServerOptions::default());
+    let reg = registry();
+    let image = test_image("kiln/bk-mount-rw-cache");
+    let df = format!(
+        "from {reg}/busybox AS build\ncopy cachebust /\nrun mkdir out && echo foo > out/foo\n\
+         from {reg}/busybox as second\n\
+         RUN --mount=from=build,src=out,target=/out,rw touch /out/bar && cat /dev/urandom | head -c 100 | sha256sum > /unique\n\
+         COPY --from=build /out /copied\nRUN cat /dev/urandom | head -c 100 | sha256sum > /unique2\n\
+         from scratch\nCOPY --from=second /unique /unique2 /\n"
+    );
+    let run = |bust: &[u8]| {
+        build_as(&server, &image, &df, &[("cachebust", bust)], json!({}));
+        (read(&image, "unique"), read(&image, "unique2"))
+    };
+    let first = run(b"0");
+    assert_eq!(run(b"1"), first, "a change outside the selected path keeps both steps cached");
+    let df_changed = df.replace("echo foo > out/foo", "echo bar > out/foo");
+    build_as(&server, &image, &df_changed, &[("cachebust", b"1")], json!({}));
+    assert_ne!(read(&image, "unique"), first.0, "a change inside it runs the mount step again");
+    assert_ne!(read(&image, "unique2"), first.1, "and the COPY --from step");
+}

@@ -1,9 +1,10 @@
 //! Cache keys. A key is versioned (changing the scheme changes every key)
 //! and covers what decides the step's output: the parent's key, the op
 //! itself, and for COPY and RUN bind mounts from the context the content of
-//! the selected files (not their mtimes); stages and images read through
-//! `--from` count by their own keys. Cache mount contents never count, as
-//! in BuildKit. Source keys are the pinned manifest digest.
+//! the selected files (not their mtimes); a stage read through `--from`
+//! counts by the content of the paths read (see `Solver::input_keys`), an
+//! image by its digest. Cache mount contents never count, as in BuildKit.
+//! Source keys are the pinned manifest digest.
 
 use crate::graph::{FileAction, Op, RunMount};
 use crate::sources::{expand_sources, hash_sources, SourceError};
@@ -70,6 +71,32 @@ pub fn dated(key: &str, epoch: Option<i64>) -> String {
     match epoch {
         Some(e) => key_of(&[b"dated", key.as_bytes(), e.to_string().as_bytes()]),
         None => key.to_string(),
+    }
+}
+
+/// The paths `op` reads from its input `input` (an index into the node's
+/// inputs): the sources of its `COPY --from` actions and of its bind
+/// mounts from that input; empty when it reads none by path.
+pub fn selected_paths(op: &Op, input: usize) -> Vec<String> {
+    match op {
+        Op::Exec(exec) => exec
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                RunMount::Bind { source, from_input: Some(i), .. } if *i == input => Some(source.clone()),
+                _ => None,
+            })
+            .collect(),
+        Op::File(file) => file
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                FileAction::Copy(c) if c.from_input == Some(input) => Some(c.sources.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -260,7 +260,8 @@ impl Solver {
         let node = &def.nodes[id];
         let parent = node.inputs.first().copied();
         let parent_key = parent.map_or("", |p| keys[&p].as_str());
-        let source_keys: Vec<&str> = node.inputs.iter().skip(1).map(|i| keys[i].as_str()).collect();
+        let source_keys = self.input_keys(id, def, (keys, results)).await?;
+        let source_keys: Vec<&str> = source_keys.iter().map(String::as_str).collect();
         let (key, prepared) = self.key(id, &node.op, parent_key, &source_keys, input).await?;
         let _ = input.progress.send(Event::Started(id));
         let started = Instant::now();
@@ -309,6 +310,33 @@ impl Solver {
         self.record_step(&key, node, &layers)?;
         let _ = input.progress.send(Event::Done(id, started.elapsed().as_secs_f64()));
         Ok((key, layers))
+    }
+
+    /// The keys of a node's inputs after the parent. A stage read by path
+    /// (`COPY --from`, a bind mount) counts by the content of those paths,
+    /// as BuildKit keys it, so a change elsewhere in the stage keeps the
+    /// step cached; an image counts by its digest, and a stage read in a
+    /// way the content cannot key (a wildcard, a symlink on the way) by
+    /// its own key.
+    async fn input_keys(
+        &self,
+        id: NodeId,
+        def: &Definition,
+        (keys, results): (&HashMap<NodeId, String>, &HashMap<NodeId, Vec<LayerRecord>>),
+    ) -> Result<Vec<String>, SolveError> {
+        let node = &def.nodes[id];
+        let mut out = Vec::new();
+        for (index, input) in node.inputs.iter().enumerate().skip(1) {
+            let paths = keys::selected_paths(&node.op, index);
+            let by_content = match def.nodes[*input].op {
+                // Images and downloads are keyed by content already.
+                Op::Source(_) | Op::Http(_) | Op::Git(_) => None,
+                _ if paths.is_empty() => None,
+                _ => self.worker.content_key(&results[input], &paths).await.map_err(|e| SolveError::worker(id, e))?,
+            };
+            out.push(by_content.unwrap_or_else(|| keys[input].clone()));
+        }
+        Ok(out)
     }
 
     /// Records a step's layers under its key, with its instruction.

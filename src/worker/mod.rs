@@ -18,6 +18,7 @@ mod maintenance;
 pub mod regcache;
 pub mod runner;
 mod scratch;
+mod subtree;
 pub mod tags;
 #[cfg(test)]
 mod tests;
@@ -85,6 +86,7 @@ pub struct Worker {
     cache: CacheIndex,
     cfg: WorkerConfig,
     maintenance: maintenance::Maintenance,
+    layer_hashes: subtree::LayerHashes,
 }
 
 impl Worker {
@@ -119,6 +121,7 @@ impl Worker {
             cache,
             cfg,
             maintenance: Default::default(),
+            layer_hashes: Default::default(),
         };
         let report = worker.collect_garbage(worker.cfg.cache_budget)?;
         tracing::info!(?report, "start-up garbage collection");
