@@ -245,9 +245,14 @@ fn add_checksum_like_buildkit_tests() {
         all.extend_from_slice(files);
         server.build(&request_tar(&json!({"image": test_image("kiln/bk-add-checksum")}), &all))
     };
+    use sha2::Digest;
+    let (sha384, sha512) =
+        (hex::encode(sha2::Sha384::digest(b"content1")), hex::encode(sha2::Sha512::digest(b"content1")));
     for ok in [
         format!("ADD --checksum=sha256:{hex} {url} /tmp/foo\n"),
         format!("ENV DIGEST=sha256:{hex}\nENV LINK={url}\nADD --checksum=${{DIGEST}} ${{LINK}} /tmp/foo\n"),
+        format!("ADD --checksum=sha384:{sha384} {url} /tmp/foo\n"),
+        format!("ADD --checksum=sha512:{sha512} {url} /tmp/foo\n"),
     ] {
         let (status, reply) = build(ok, &[]);
         assert_success(status, &reply);
@@ -258,6 +263,7 @@ fn add_checksum_like_buildkit_tests() {
         format!("ADD --checksum=md5:7e55db001d319a94b0b713529a756623 {url} /tmp/foo\n"),
         format!("ADD --checksum=unknown:{hex} {url} /tmp/foo\n"),
         format!("ADD --checksum={hex} {url} /tmp/foo\n"),
+        format!("ADD --checksum=sha512:{} {url} /tmp/foo\n", hex::encode(sha2::Sha512::digest(b""))),
     ] {
         let (status, reply) = build(bad.clone(), &[]);
         assert_ne!(status, 200, "{bad}: {reply}");

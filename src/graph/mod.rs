@@ -46,10 +46,11 @@ pub struct HttpOp {
     pub url: String,
     /// Name of the file in the op's output.
     pub filename: String,
-    /// `--checksum`: the content must hash to this; it also keys the cache
-    /// without a download.
+    /// `--checksum` (`sha256:`, `sha384:` or `sha512:` and lowercase hex):
+    /// the content must hash to this; it also keys the cache without a
+    /// download.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<Digest>,
+    pub checksum: Option<String>,
 }
 
 /// `ADD <git url>[#ref[:subdir]]`: the tree at a ref.

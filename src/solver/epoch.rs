@@ -15,12 +15,16 @@ impl Solver {
             Fetched::Body(d) => d,
             Fetched::NotModified(_) => return Err(SolveError::new(None, ErrorKind::Internal, "unconditional 304")),
         };
-        if let Some(want) = checksum.filter(|w| *w != download.digest.as_str()) {
-            let msg = format!(
-                "SOURCE_DATE_EPOCH source {url}: checksum mismatch: expected {want}, the download is {}",
-                download.digest
-            );
-            return Err(SolveError::new(None, ErrorKind::InvalidArgument, msg));
+        if let Some(want) = checksum {
+            let got = super::http::checksum_of(&download, want)
+                .await
+                .map_err(|e| SolveError::new(None, ErrorKind::InvalidArgument, format!("--checksum {want}: {e}")))?;
+            if got != want {
+                let msg = format!(
+                    "SOURCE_DATE_EPOCH source {url}: checksum mismatch: expected {want}, the download is {got}"
+                );
+                return Err(SolveError::new(None, ErrorKind::InvalidArgument, msg));
+            }
         }
         if download.dated {
             return Ok(Some(download.mtime));

@@ -83,10 +83,12 @@ impl Solver {
                 Fetched::NotModified(_) => return Err(SolveError::internal(id, "unconditional request got 304")),
             },
         };
-        if let Some(want) = op.checksum.as_ref().filter(|w| **w != download.digest) {
-            let msg =
-                format!("ADD {}: checksum mismatch: expected {want}, the download is {}", op.url, download.digest);
-            return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, msg));
+        if let Some(want) = &op.checksum {
+            let got = checksum_of(&download, want).await.map_err(|e| SolveError::internal(id, e))?;
+            if got != *want {
+                let msg = format!("ADD {}: checksum mismatch: expected {want}, the download is {got}", op.url);
+                return Err(SolveError::new(Some(id), ErrorKind::InvalidArgument, msg));
+            }
         }
         let snap = self.worker.prepare_empty().map_err(|e| SolveError::worker(id, e))?;
         let placed = place_file(&download, &snap.dir().join(&op.filename));
@@ -159,6 +161,32 @@ impl Solver {
         self.worker.cache().put_http(url, &record)?;
         Ok(Fetched::Body(download))
     }
+}
+
+/// The download's digest in `want`'s algorithm (`sha256:` is known from
+/// the download; `sha384:` and `sha512:` read the file again).
+pub(super) async fn checksum_of(download: &Download, want: &str) -> std::io::Result<String> {
+    let algorithm = want.split_once(':').map_or("", |(a, _)| a).to_string();
+    if algorithm == "sha256" {
+        return Ok(download.digest.to_string());
+    }
+    let path = download.path.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let hex = match algorithm.as_str() {
+            "sha384" => hash_with(sha2::Sha384::new(), &mut file)?,
+            "sha512" => hash_with(sha2::Sha512::new(), &mut file)?,
+            other => return Err(std::io::Error::other(format!("unsupported checksum algorithm {other:?}"))),
+        };
+        Ok(format!("{algorithm}:{hex}"))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+fn hash_with<D: sha2::Digest + std::io::Write>(mut hasher: D, file: &mut std::fs::File) -> std::io::Result<String> {
+    std::io::copy(file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn resolved(digest: &Digest, mtime: i64) -> String {

@@ -6,7 +6,6 @@
 use crate::frontend::instructions::AddFlags;
 use crate::frontend::remote::{classify_checked, RemoteSource};
 use crate::graph::{CopyAction, Definition, FileAction, GitOp, HttpOp, InlineFile, NodeId, Op, SourceLoc};
-use kiln_snapshotter::Digest;
 
 /// One COPY/ADD with every word expanded.
 pub struct ExpandedCopy {
@@ -100,8 +99,9 @@ pub enum CopyError {
     /// `ADD --checksum` of a local file.
     #[error("checksum requires HTTP(S) or Git sources")]
     ChecksumForLocal,
-    /// A download's checksum that is not `sha256:<hex>`.
-    #[error("invalid --checksum {0:?}: kiln verifies downloads by sha256, written sha256:<64 hex digits>")]
+    /// A download's checksum that is not `sha256:`, `sha384:` or
+    /// `sha512:` with its hex digits.
+    #[error("invalid --checksum {0:?}: expected sha256:<64 hex digits>, sha384:<96> or sha512:<128>")]
     HttpChecksum(String),
     /// A Git checksum that is not a commit id.
     #[error("invalid --checksum {0:?} for a Git source: expected a commit id in hex")]
@@ -154,8 +154,22 @@ fn remote_op(r: RemoteSource, add: &AddFlags) -> Result<(Op, String, bool), Copy
     })
 }
 
-fn parse_http_checksum(s: &str) -> Result<Digest, CopyError> {
-    Digest::parse(s).map_err(|_| CopyError::HttpChecksum(s.to_string()))
+/// A download checksum in one of the algorithms BuildKit takes (those of
+/// go-digest: sha256, sha384, sha512).
+fn parse_http_checksum(s: &str) -> Result<String, CopyError> {
+    let bad = || CopyError::HttpChecksum(s.to_string());
+    let (algorithm, hex) = s.split_once(':').ok_or_else(bad)?;
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(bad()),
+    };
+    let lower_hex = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hex.len() != len || !lower_hex {
+        return Err(bad());
+    }
+    Ok(s.to_string())
 }
 
 fn parse_git_checksum(s: &str) -> Result<String, CopyError> {
