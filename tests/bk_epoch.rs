@@ -166,6 +166,18 @@ fn a_source_stage_dates_the_build_with_its_download() {
     ));
     assert_eq!(annotations(&image).last().unwrap().as_deref(), Some("1700000502"));
 
+    // A Git source: the commit's committer time.
+    let repo = FileServer::start("kiln-sde-git");
+    let work = repo.dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let git = "git -c user.name=t -c user.email=t@example.com";
+    sh(&work, &format!("git init -q . && echo a > a && {git} add a && GIT_COMMITTER_DATE='@1700000601 +0000' {git} commit -qm one && git tag v1"));
+    sh(&repo.dir, "git clone -q --bare work r.git && cd r.git && git update-server-info");
+    let git_server = undated_server(repo.allow());
+    assert_success_of(build(&git_server, &image, &stage(format!("{}#v1", repo.url("r.git"))), &[]));
+    let rootfs = unpack_image(&image, None);
+    assert_eq!(std::fs::read_to_string(rootfs.rootfs.join("epoch")).unwrap(), "1700000601");
+
     // testSourceDateEpochStageInvalid.
     let invalid =
         "ARG SOURCE_DATE_EPOCH=mysource\nFROM scratch AS mysource\nCOPY Dockerfile /Dockerfile\nFROM scratch\n";

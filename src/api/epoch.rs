@@ -24,6 +24,12 @@ impl SharedBuild<'_> {
             EpochSource::Http { url, checksum } => {
                 self.state.solver.http_epoch(&url, checksum.as_deref()).await.map_err(|e| fail(e.kind, e.message))?
             }
+            EpochSource::Git { remote, reference, checksum } => self
+                .state
+                .solver
+                .git_epoch(&remote, reference.as_deref(), checksum.as_deref())
+                .await
+                .map_err(|e| fail(e.kind, e.message))?,
         };
         opts.build_args = frontend::with_resolved_epoch(&opts.build_args, epoch);
         Ok(epoch)

@@ -5,9 +5,39 @@
 use super::http::{Download, Fetched};
 use super::{SolveError, Solver};
 use crate::errors::ErrorKind;
+use crate::graph::GitOp;
 use std::io::BufReader;
 
 impl Solver {
+    /// The committer time of the commit `reference` names on `remote`
+    /// (fetched shallowly in a step network, like an ADD of it).
+    pub async fn git_epoch(
+        &self,
+        remote: &str,
+        reference: Option<&str>,
+        checksum: Option<&str>,
+    ) -> Result<Option<i64>, SolveError> {
+        let op = GitOp {
+            remote: remote.to_string(),
+            reference: reference.map(str::to_string),
+            subdir: None,
+            keep_git_dir: true,
+            checksum: checksum.map(str::to_string),
+            submodules: false,
+            commit_mtime: false,
+        };
+        // The fetch's egress is not a step's: its events go nowhere.
+        let (progress, _) = tokio::sync::mpsc::unbounded_channel();
+        let fail = |e: String| {
+            SolveError::new(None, ErrorKind::InvalidArgument, format!("SOURCE_DATE_EPOCH source {remote}: {e}"))
+        };
+        let reporter = super::network::reporter(0, &progress);
+        let net = self.cfg.networks.take(reporter).await.map_err(|e| fail(e.to_string()))?;
+        let time = super::git::commit_time(&op, &self.worker.data_dir().join("run"), &net).await;
+        net.close().await;
+        time.map(Some).map_err(fail)
+    }
+
     /// The date of what `url` serves now; `checksum` (a digest) must match
     /// the body when given.
     pub async fn http_epoch(&self, url: &str, checksum: Option<&str>) -> Result<Option<i64>, SolveError> {

@@ -225,6 +225,24 @@ async fn checkout(op: &GitOp, commit: &str, work: &Path, net: &StepNetwork) -> R
     Ok(())
 }
 
+/// The committer time of the commit `op` names (checked against its
+/// checksum), from a checkout in a scratch directory under `scratch`.
+pub(super) async fn commit_time(op: &GitOp, scratch: &Path, net: &StepNetwork) -> Result<i64, String> {
+    let commit = resolve_commit(op, net).await.map_err(|e| e.to_string())?;
+    if let Some(want) = op.checksum.as_ref().filter(|w| !commit.starts_with(w.as_str())) {
+        return Err(format!("expected checksum to match {want}, got {commit}"));
+    }
+    let work = scratch.join(format!("git-epoch-{}", kiln_snapshotter::SnapshotId::random().as_str()));
+    let time = async {
+        checkout(op, &commit, &work, net).await?;
+        git(&work.join("tree"), &["show", "-s", "--format=%ct", &commit], net).await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+    let time = time.map_err(|e| e.to_string())?;
+    time.trim().parse().map_err(|_| format!("unexpected commit time {time:?}"))
+}
+
 /// Sets the mtime of everything under `dir` (not following symlinks).
 fn set_mtimes(dir: &Path, secs: i64) -> std::io::Result<()> {
     let mut pending = vec![dir.to_path_buf()];

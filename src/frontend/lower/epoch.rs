@@ -33,6 +33,15 @@ pub enum EpochSource {
         /// The expanded `--checksum`, if any.
         checksum: Option<String>,
     },
+    /// The committer time of the commit a Git ref names.
+    Git {
+        /// Clone URL.
+        remote: String,
+        /// Branch, tag or commit (`None`: the default branch).
+        reference: Option<String>,
+        /// The commit the ref must resolve to (`--checksum` or the URL's).
+        checksum: Option<String>,
+    },
 }
 
 /// Why a build's `SOURCE_DATE_EPOCH` is unusable.
@@ -157,10 +166,11 @@ fn stage_source(
 fn remote_source(src: &str, checksum: Option<String>) -> Result<EpochSource, String> {
     match classify(src) {
         Some(RemoteSource::Http { url, .. }) => Ok(EpochSource::Http { url, checksum }),
-        Some(RemoteSource::Git(_)) => {
-            Err("SOURCE_DATE_EPOCH from a Git source is not supported by kiln; use an HTTP(S) archive or seconds"
-                .into())
-        }
+        Some(RemoteSource::Git(git)) => Ok(EpochSource::Git {
+            remote: git.remote,
+            reference: git.reference,
+            checksum: checksum.or(git.checksum).map(|c| c.to_ascii_lowercase()),
+        }),
         None => Err("SOURCE_DATE_EPOCH stage source must be a single HTTP(S) or Git ADD".into()),
     }
 }
@@ -224,6 +234,13 @@ mod tests {
             "ARG SOURCE_DATE_EPOCH=MySource\nFROM scratch AS mysource\nADD --checksum=sha256:ab https://e.x/a /\n";
         let pinned = Some(EpochSource::Http { url: "https://e.x/a".into(), checksum: Some("sha256:ab".into()) });
         assert_eq!(epoch(upper, &[]).unwrap(), pinned, "stage names match case-insensitively");
+        let git = "ARG SOURCE_DATE_EPOCH=src\nFROM scratch AS src\nADD --checksum=ABC123 https://e.x/r.git#v1 /\n";
+        let want = EpochSource::Git {
+            remote: "https://e.x/r.git".into(),
+            reference: Some("v1".into()),
+            checksum: Some("abc123".into()),
+        };
+        assert_eq!(epoch(git, &[]).unwrap(), Some(want), "a Git source names its commit");
         assert_eq!(
             epoch(df, &[("SOURCE_DATE_EPOCH", "7")]).unwrap(),
             Some(EpochSource::Seconds(7)),
