@@ -45,6 +45,9 @@ pub struct SharedBuild<'a> {
     pub bases_seen: &'a super::audit::BaseLog,
     /// Where the steps' network destinations are noted.
     pub egress_seen: &'a std::sync::Arc<std::sync::Mutex<super::audit::Egress>>,
+    /// The check warnings logged so far: a multi-platform build logs each
+    /// once, as BuildKit does.
+    pub warned: &'a std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// One platform's exported image.
@@ -174,7 +177,7 @@ impl SharedBuild<'_> {
             return Err(fail(ErrorKind::InvalidArgument, frontend::lint::violation(&kept)));
         }
         for w in kept {
-            emit(self.log, format!("WARNING: {w}"));
+            self.warn(format!("WARNING: {w}"));
         }
         Ok(())
     }
@@ -206,8 +209,16 @@ impl SharedBuild<'_> {
         if checks.error {
             return Err(fail(ErrorKind::InvalidArgument, frontend::lint::violation(&[warning])));
         }
-        emit(self.log, format!("WARNING: {warning}"));
+        self.warn(format!("WARNING: {warning}"));
         Ok(())
+    }
+
+    /// Logs a warning unless another platform's build logged it.
+    fn warn(&self, line: String) {
+        let first = self.warned.lock().unwrap_or_else(|p| p.into_inner()).insert(line.clone());
+        if first {
+            emit(self.log, line);
+        }
     }
 
     /// `[internal] load metadata for <ref>`, naming the mirror it comes

@@ -78,6 +78,7 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
         log,
         bases_seen: bases,
         egress_seen: egress,
+        warned: &Default::default(),
     };
     let images = futures_util::future::try_join_all(platforms.iter().map(|p| job.build(p))).await?;
     let digest = match images.as_slice() {

@@ -138,19 +138,26 @@ async fn a_base_image_of_another_platform_builds_with_buildkit_s_warning() {
     assert!(reply["error"].as_str().unwrap().contains("InvalidBaseImagePlatform"), "{reply}");
 }
 
+/// Builds `dockerfile` for the host and linux/s390x on a base image that
+/// has only the host's platform; the fixture and the log.
+async fn multi_platform_log(dockerfile: &str) -> (Fixture, String) {
+    let f = fixture();
+    f.registry.seed_image(&reference(BASE), &host(), &[("etc/os-release", "ID=test\n")]);
+    let host = crate::platform::Platform::host();
+    let config = json!({"image": TARGET, "platforms": [host.to_string(), "linux/s390x"]});
+    let (status, reply) = send_json(app(f.state.clone()), signed(request(config, dockerfile))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let log = reply["log"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
+    (f, log)
+}
+
 /// The issue's case of the same check: a multi-platform build whose base
 /// image has one platform builds every platform from it, with the warning
 /// for each platform the image is not.
 #[tokio::test]
 async fn a_multi_platform_build_on_a_single_platform_base_warns_per_platform() {
-    let f = fixture();
-    f.registry.seed_image(&reference(BASE), &host(), &[("etc/os-release", "ID=test\n")]);
+    let (f, log) = multi_platform_log(&format!("FROM {BASE}\nENV foo=bar\n")).await;
     let host = crate::platform::Platform::host();
-    let config = json!({"image": TARGET, "platforms": [host.to_string(), "linux/s390x"]});
-    let body = request(config, &format!("FROM {BASE}\nENV foo=bar\n"));
-    let (status, reply) = send_json(app(f.state.clone()), signed(body)).await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    let log = reply["log"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
     let warning = format!(
         "InvalidBaseImagePlatform: Base image {BASE} was pulled with platform \"{host}\", expected \"linux/s390x\" \
          for current build (line 1)"
@@ -158,4 +165,12 @@ async fn a_multi_platform_build_on_a_single_platform_base_warns_per_platform() {
     assert_eq!(log.matches(&warning).count(), 1, "{log}");
     assert_eq!(log.matches("InvalidBaseImagePlatform").count(), 1, "the host platform matches: {log}");
     assert!(f.registry.manifest(&reference(TARGET)).is_some(), "the index is pushed");
+}
+
+/// A check that fires the same way for every platform (UndefinedVar) is
+/// logged once, not once per platform.
+#[tokio::test]
+async fn a_multi_platform_build_logs_each_check_warning_once() {
+    let (_, log) = multi_platform_log(&format!("FROM {BASE}\nENV foo=$nope\n")).await;
+    assert_eq!(log.matches("UndefinedVar: Usage of undefined variable '$nope'").count(), 1, "{log}");
 }
