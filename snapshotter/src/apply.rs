@@ -42,24 +42,7 @@ pub fn apply_layer(layer: impl Read, dest: &Path) -> Result<ApplyStats> {
 pub fn apply_layer_limited(layer: impl Read, dest: &Path, max_bytes: u64) -> Result<ApplyStats> {
     let buffered = BufReader::with_capacity(256 * 1024, layer);
     let decoded = crate::compression::decoder(buffered)?;
-    apply_tar(Bounded { inner: decoded, left: max_bytes, max: max_bytes }, dest)
-}
-
-/// Fails reads past a byte budget.
-struct Bounded<R> {
-    inner: R,
-    left: u64,
-    max: u64,
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::FileTooLarge, format!("archive unpacks to more than {} bytes", self.max))
-        })?;
-        Ok(n)
-    }
+    apply_tar(crate::compression::Bounded::new(decoded, max_bytes), dest)
 }
 
 /// Hashes everything read through it.

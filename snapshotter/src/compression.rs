@@ -57,6 +57,31 @@ pub fn decoder<'a, R: BufRead + 'a>(mut input: R) -> Result<Box<dyn Read + 'a>> 
     })
 }
 
+/// A reader that fails (`FileTooLarge`) once more than `max` bytes have
+/// come out: a decompression bomb stops there.
+pub struct Bounded<R> {
+    inner: R,
+    left: u64,
+    max: u64,
+}
+
+impl<R> Bounded<R> {
+    /// Bounds `inner` to `max` bytes.
+    pub fn new(inner: R, max: u64) -> Self {
+        Bounded { inner, left: max, max }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::FileTooLarge, format!("the archive unpacks to more than {} bytes", self.max))
+        })?;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

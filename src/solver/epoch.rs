@@ -2,7 +2,7 @@
 //! BuildKit resolves it: the server's `Last-Modified`, else the newest
 //! regular file when the body is a (compressed) tar, else none.
 
-use super::http::{Download, Fetched};
+use super::http::{last_modified, Answer, Download};
 use super::{SolveError, Solver};
 use crate::errors::ErrorKind;
 use crate::graph::GitOp;
@@ -38,13 +38,19 @@ impl Solver {
         time.map(Some).map_err(fail)
     }
 
-    /// The date of what `url` serves now; `checksum` (a digest) must match
-    /// the body when given.
+    /// The date of what `url` serves now: its `Last-Modified` (without
+    /// reading the body, unless `checksum`, a digest, must be checked
+    /// against it), else the newest file in it when it is a tar.
     pub async fn http_epoch(&self, url: &str, checksum: Option<&str>) -> Result<Option<i64>, SolveError> {
-        let download = match self.fetch(0, url, None).await? {
-            Fetched::Body(d) => d,
-            Fetched::NotModified(_) => return Err(SolveError::new(None, ErrorKind::Internal, "unconditional 304")),
+        let resp = match self.request(0, url, None).await? {
+            Answer::Body(resp) => resp,
+            Answer::NotModified(_) => return Err(SolveError::new(None, ErrorKind::Internal, "unconditional 304")),
         };
+        let dated = last_modified(&resp).as_deref().and_then(crate::timefmt::parse_http_date);
+        if let (Some(time), None) = (dated, checksum) {
+            return Ok(Some(time));
+        }
+        let download = self.save(0, url, resp).await?;
         if let Some(want) = checksum {
             let got = super::http::checksum_of(&download, want)
                 .await
@@ -59,7 +65,8 @@ impl Solver {
         if download.dated {
             return Ok(Some(download.mtime));
         }
-        let newest = tokio::task::spawn_blocking(move || newest_file_in_archive(&download))
+        let max = self.cfg.max_archive_bytes;
+        let newest = tokio::task::spawn_blocking(move || newest_file_in_archive(&download, max))
             .await
             .map_err(|e| SolveError::new(None, ErrorKind::Internal, e.to_string()))?;
         Ok(newest)
@@ -67,11 +74,12 @@ impl Solver {
 }
 
 /// The newest regular file's mtime when `download` is a tar (compressed or
-/// not); `None` when it is not one, as BuildKit allows any file.
-fn newest_file_in_archive(download: &Download) -> Option<i64> {
+/// not, read up to `max` unpacked bytes, as ADD unpacks); `None` when it is
+/// not one, as BuildKit allows any file.
+fn newest_file_in_archive(download: &Download, max: u64) -> Option<i64> {
     let file = std::fs::File::open(&download.path).ok()?;
     let reader = kiln_snapshotter::compression::decoder(BufReader::new(file)).ok()?;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(kiln_snapshotter::compression::Bounded::new(reader, max));
     let mut newest: Option<i64> = None;
     for entry in archive.entries().ok()? {
         let entry = entry.ok()?;

@@ -243,26 +243,19 @@ pub(super) async fn commit_time(op: &GitOp, scratch: &Path, net: &StepNetwork) -
     time.trim().parse().map_err(|_| format!("unexpected commit time {time:?}"))
 }
 
-/// Sets the mtime of everything under `dir` (not following symlinks).
+/// Sets the mtime of everything under `dir`, symlinks themselves (never
+/// what they point at).
 fn set_mtimes(dir: &Path, secs: i64) -> std::io::Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    let time = nix::sys::time::TimeSpec::new(secs, 0);
     let mut pending = vec![dir.to_path_buf()];
     while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path)?;
-        if meta.is_dir() {
+        if std::fs::symlink_metadata(&path)?.is_dir() {
             for entry in std::fs::read_dir(&path)? {
                 pending.push(entry?.path());
             }
         }
-        let time = libc::timespec { tv_sec: secs, tv_nsec: 0 };
-        let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: a valid NUL-terminated path and two timespecs.
-        let rc = unsafe {
-            libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), [time, time].as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        utimensat(None, &path, &time, &time, UtimensatFlags::NoFollowSymlink)?;
     }
     Ok(())
 }

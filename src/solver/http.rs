@@ -32,6 +32,23 @@ impl Drop for Download {
     }
 }
 
+/// A response whose body is still to be read, or the cached record a
+/// conditional request confirmed.
+pub(super) enum Answer {
+    NotModified(HttpRecord),
+    Body(reqwest::Response),
+}
+
+/// A header's value as text.
+fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// The response's `Last-Modified`, as sent.
+pub(super) fn last_modified(resp: &reqwest::Response) -> Option<String> {
+    header(resp, reqwest::header::LAST_MODIFIED)
+}
+
 pub(super) enum Fetched {
     NotModified(HttpRecord),
     Body(Download),
@@ -108,6 +125,20 @@ impl Solver {
         url: &str,
         previous: Option<HttpRecord>,
     ) -> Result<Fetched, SolveError> {
+        match self.request(id, url, previous).await? {
+            Answer::NotModified(rec) => Ok(Fetched::NotModified(rec)),
+            Answer::Body(resp) => self.save(id, url, resp).await.map(Fetched::Body),
+        }
+    }
+
+    /// Sends the GET (under the steps' egress policy) and checks the
+    /// status; the body is not read yet.
+    pub(super) async fn request(
+        &self,
+        id: NodeId,
+        url: &str,
+        previous: Option<HttpRecord>,
+    ) -> Result<Answer, SolveError> {
         let fail = |kind, msg: String| SolveError::new(Some(id), kind, format!("ADD {url}: {msg}"));
         let parsed = reqwest::Url::parse(url).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
         crate::egress::fetch::check_url(self.cfg.networks.policy(), &parsed).await.map_err(|e| {
@@ -122,23 +153,34 @@ impl Solver {
                 req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
             }
         }
-        let mut resp = req.send().await.map_err(|e| fail(ErrorKind::Unavailable, crate::text::error_chain(&e)))?;
+        let resp = req.send().await.map_err(|e| fail(ErrorKind::Unavailable, crate::text::error_chain(&e)))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             if let Some(p) = previous {
-                return Ok(Fetched::NotModified(p));
+                return Ok(Answer::NotModified(p));
             }
         }
         if !status.is_success() {
             let kind = if status.is_client_error() { ErrorKind::InvalidArgument } else { ErrorKind::Unavailable };
             return Err(fail(kind, format!("the server answered {status}")));
         }
-        let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let (etag, last_modified) = (header(reqwest::header::ETAG), header(reqwest::header::LAST_MODIFIED));
-        let mtime = last_modified.as_deref().and_then(crate::timefmt::parse_http_date).unwrap_or(0);
         if resp.content_length().is_some_and(|n| n > MAX_DOWNLOAD_BYTES) {
             return Err(fail(ErrorKind::InvalidArgument, too_large()));
         }
+        Ok(Answer::Body(resp))
+    }
+
+    /// Streams a response's body (at most [`MAX_DOWNLOAD_BYTES`]) into a
+    /// temporary file, hashing it, and records its validators.
+    pub(super) async fn save(
+        &self,
+        id: NodeId,
+        url: &str,
+        mut resp: reqwest::Response,
+    ) -> Result<Download, SolveError> {
+        let fail = |kind, msg: String| SolveError::new(Some(id), kind, format!("ADD {url}: {msg}"));
+        let (etag, last_modified) = (header(&resp, reqwest::header::ETAG), last_modified(&resp));
+        let mtime = last_modified.as_deref().and_then(crate::timefmt::parse_http_date).unwrap_or(0);
         let dir = self.worker.data_dir().join("run/downloads");
         tokio::fs::create_dir_all(&dir).await.map_err(|e| SolveError::internal(id, e))?;
         let path = dir.join(kiln_snapshotter::SnapshotId::random().as_str());
@@ -159,7 +201,7 @@ impl Solver {
         download.digest = Digest::from_hasher(hasher);
         let record = HttpRecord { etag, last_modified, digest: download.digest.clone(), mtime };
         self.worker.cache().put_http(url, &record)?;
-        Ok(Fetched::Body(download))
+        Ok(download)
     }
 }
 

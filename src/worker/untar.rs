@@ -26,7 +26,7 @@ pub(super) fn extract(root: &OwnedFd, dest: &str, archive: File, chown: Option<(
         lchown(fd_path(&dest_fd, OsStr::new("")), Some(uid), Some(gid)).map_err(io_err("chown the destination"))?;
     }
     let decoded = kiln_snapshotter::compression::decoder(io::BufReader::new(archive)).map_err(|e| e.to_string())?;
-    let mut tar = tar::Archive::new(Limited { inner: decoded, left: limit, limit });
+    let mut tar = tar::Archive::new(kiln_snapshotter::compression::Bounded::new(decoded, limit));
     for entry in tar.entries().map_err(io_err("read archive"))? {
         let mut entry = entry.map_err(io_err("read archive"))?;
         let Some(rel) = clean(&entry.path().map_err(io_err("read archive"))?) else { continue };
@@ -123,22 +123,4 @@ fn hardlink(dest: &OwnedFd, header: &tar::Header, parent: &OwnedFd, name: &OsStr
         return Err(format!("hardlink {shown}: {}", io::Error::last_os_error()));
     }
     Ok(())
-}
-
-/// Stops reading once more than `limit` bytes have come out.
-struct Limited<R> {
-    inner: R,
-    left: u64,
-    limit: u64,
-}
-
-impl<R: Read> Read for Limited<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.left = self
-            .left
-            .checked_sub(n as u64)
-            .ok_or_else(|| io::Error::other(format!("the archive unpacks to more than {} bytes", self.limit)))?;
-        Ok(n)
-    }
 }
