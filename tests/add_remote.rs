@@ -358,15 +358,53 @@ fn add_git_url_options_like_buildkit() {
         }
     }
 
-    // ?mtime=commit: the files get the commit's time (with real times on).
+    // A submodule that points at a path on the node (file://) is not
+    // fetched: git runs with the http(s), git and ssh transports only. The
+    // same repository without its submodules builds (the control).
+    let file_sub = files.dir.join("filesub");
+    std::fs::create_dir_all(&file_sub).unwrap();
+    let host_repo = format!("file://{}", sub_work.display());
+    sh(
+        &file_sub,
+        &format!("git init -q . && echo a > a && {git} submodule -q add {host_repo} leak && {git} add a leak && {git} commit -qm one"),
+    );
+    sh(&files.dir, "git clone -q --bare filesub filesub.git && cd filesub.git && git update-server-info");
+    let leak = |options: &str| {
+        let dockerfile = format!("FROM scratch\nADD {}{options} /repo/\n", files.url("filesub.git"));
+        server.build(&request_tar(&json!({ "image": image }), &[("Dockerfile", dockerfile.as_bytes())]))
+    };
+    let (status, reply) = leak("");
+    assert_ne!(status, 200, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("transport 'file' not allowed"), "{reply}");
+    let (status, reply) = leak("?submodules=false");
+    assert_success(status, &reply);
+
+    // ?mtime=commit: the files get the commit's time (with real times on);
+    // a symlink in the repository to a file on the node gets the time
+    // itself, and the node's file is left alone.
+    let host_file = files.dir.join("host-file");
+    sh(&files.dir, "echo host > host-file && touch -d @1000000000 host-file");
+    let linked = files.dir.join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    sh(
+        &linked,
+        &format!(
+            "git init -q . && echo foo > foo && ln -s {} hostlink && {git} add foo hostlink && \
+             GIT_COMMITTER_DATE='@1600000000 +0000' {git} commit -qm one",
+            host_file.display()
+        ),
+    );
+    sh(&files.dir, "git clone -q --bare linked linked.git && cd linked.git && git update-server-info");
     let now = vec![("SOURCE_DATE_EPOCH".to_string(), "now".to_string())];
     let dated = Server::start(ServerOptions { env: now, args: files.allow(), ..Default::default() });
-    let dockerfile = format!("FROM scratch\nADD {repo}?mtime=commit /repo/\n");
+    let dockerfile = format!("FROM scratch\nADD {}?mtime=commit /repo/\n", files.url("linked.git"));
     let (status, reply) =
         dated.build(&request_tar(&json!({ "image": image }), &[("Dockerfile", dockerfile.as_bytes())]));
     assert_success(status, &reply);
     let img = unpack_image(&image, None);
     assert_eq!(std::fs::metadata(img.rootfs.join("repo/foo")).unwrap().mtime(), 1_600_000_000, "?mtime=commit");
+    assert_eq!(std::fs::symlink_metadata(img.rootfs.join("repo/hostlink")).unwrap().mtime(), 1_600_000_000);
+    assert_eq!(std::fs::metadata(&host_file).unwrap().mtime(), 1_000_000_000, "the node's file is untouched");
 
     // testAddGitChecksumCache: the same checkout with and without
     // --checksum is one cache entry, so the RUN after it stays cached.

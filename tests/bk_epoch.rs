@@ -178,6 +178,18 @@ fn a_source_stage_dates_the_build_with_its_download() {
     let rootfs = unpack_image(&image, None);
     assert_eq!(std::fs::read_to_string(rootfs.rootfs.join("epoch")).unwrap(), "1700000601");
 
+    // The sources are fetched under the steps' egress policy: without the
+    // allow, the node's loopback is refused (the controls above reach it).
+    let strict = undated_server(vec![]);
+    for (url, why) in [
+        (undated.url("src.tar.gz"), "refused by the egress policy"),
+        (format!("{}#v1", repo.url("r.git")), "SOURCE_DATE_EPOCH source"),
+    ] {
+        let (status, reply) = build(&strict, &image, &stage(url.clone()), &[]);
+        assert_ne!(status, 200, "{url}: {reply}");
+        assert!(reply["error"].as_str().unwrap().contains(why), "{url}: {reply}");
+    }
+
     // testSourceDateEpochStageInvalid.
     let invalid =
         "ARG SOURCE_DATE_EPOCH=mysource\nFROM scratch AS mysource\nCOPY Dockerfile /Dockerfile\nFROM scratch\n";

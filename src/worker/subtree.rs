@@ -226,5 +226,13 @@ mod tests {
         assert_eq!(key(&[&base], "/app"), None, "the link itself");
         assert_eq!(key(&[&base], "/app/a"), None, "a link on the way");
         assert!(key(&[&base], "/srv/app").is_some());
+
+        // A link inside the selection counts by its target's name, never
+        // by what it points at on the node.
+        let host = layer(&[("secret", "one")]);
+        std::os::unix::fs::symlink(host.path().join("secret"), base.path().join("srv/app/leak")).unwrap();
+        let before = key(&[&base], "/srv/app");
+        std::fs::write(host.path().join("secret"), "two").unwrap();
+        assert_eq!(key(&[&base], "/srv/app"), before, "the node's file is not read");
     }
 }
