@@ -119,15 +119,25 @@ def write_context(d, dockerfile, files):
 
 
 class Kiln:
+    """kiln as deployed for audited builds: provenance and SBOM (its
+    defaults) and a signing key, so every push is signed."""
     name = "kiln"
 
     def __init__(self, a):
         self.a, self.srv = a, None
+        self.key_dir = os.path.join(a.work, "signing-" + self.name)
+        if not os.path.exists(os.path.join(self.key_dir, "signing.key")):
+            os.makedirs(self.key_dir, exist_ok=True)
+            subprocess.run([a.kiln, "keygen", "--signing", "--out", self.key_dir], check=True, stdout=subprocess.DEVNULL)
+
+    def args(self):
+        return ["--signing-key", os.path.join(self.key_dir, "signing.key")]
 
     def fresh(self, tag):
         if self.srv:
             self.srv.proc.terminate(); self.srv.proc.wait()  # state stays until the end (see RETIRE)
-        self.srv = Server(self.a.kiln, self.a.work, "peer-kiln-" + tag.replace("/", "-").replace(":", "-"))
+        name = "peer-%s-%s" % (self.name, tag.replace("/", "-").replace(":", "-"))
+        self.srv = Server(self.a.kiln, self.a.work, name, extra=self.args())
 
     def pid(self):
         return self.srv.proc.pid
@@ -147,6 +157,15 @@ class Kiln:
     def close(self):
         if self.srv:
             self.srv.stop()
+
+
+class KilnPlain(Kiln):
+    """kiln with no evidence at all: the baseline the evidence's cost is
+    measured against."""
+    name = "kiln-plain"
+
+    def args(self):
+        return ["--provenance=off", "--sbom=false"]
 
 
 class Docker:
@@ -241,7 +260,7 @@ def one_run(b, ctx_name, i, a, times, peaks):
     write_context(ctx, dockerfile.format(reg=a.registry), files)
     image = "%s/bench-%s/%s:r%d" % (a.registry, b.name, ctx_name, i)
     b.fresh(image)
-    only = {"kiln", "exe"} if b.name == "kiln" else None
+    only = {"kiln", "exe"} if b.name.startswith("kiln") else None
     # kiln: its own processes (the steps' excluded); peers: the whole tree.
     peak = Peak(b.pid, only, skip_root=b.name == "buildah")
     times[(ctx_name, b.name, "cold")].append(b.build(ctx, image))
@@ -264,11 +283,11 @@ def fmt(xs):
 def main():
     def extra(ap):
         ap.add_argument("--contexts", default=",".join(CONTEXTS))
-        ap.add_argument("--builders", default="kiln,buildkit,buildah")
+        ap.add_argument("--builders", default="kiln,kiln-plain,buildkit,buildah")
     a = bench_args(extra)
     wanted = a.builders.split(",")
-    builders = [c(a) for c in (Kiln, Docker, Buildah) if c.name in wanted]
-    builders = [b for b in builders if b.name == "kiln" or shutil.which("dockerd" if b.name == "buildkit" else "buildah")]
+    builders = [c(a) for c in (Kiln, KilnPlain, Docker, Buildah) if c.name in wanted]
+    builders = [b for b in builders if b.name.startswith("kiln") or shutil.which("dockerd" if b.name == "buildkit" else "buildah")]
     times, peaks = {}, {}
     for c in a.contexts.split(","):
         for s in SCENARIOS:
@@ -304,6 +323,14 @@ def main():
         print("| %s | peak RSS, cold | %s | %s |" % (c, " | ".join(mem), " | ".join(
             "%.2f×" % (max(peaks[(c, "kiln")]) / max(peaks[(c, n)])) for n in names[1:])))
     print("kiln server idle RSS (supervisor + server): %.1f MiB" % idle)
+    if "kiln-plain" in names:
+        print("evidence overhead (provenance + SBOM + signature): kiln - kiln-plain, medians")
+        for c in a.contexts.split(","):
+            for s in SCENARIOS:
+                with_, plain = times[(c, "kiln", s)], times[(c, "kiln-plain", s)]
+                if with_ and plain:
+                    extra = statistics.median(with_) - statistics.median(plain)
+                    print("| %s | %s | %+.3f s | %+.1f %% |" % (c, s, extra, 100 * extra / statistics.median(plain)))
 
 
 if __name__ == "__main__":

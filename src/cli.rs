@@ -22,12 +22,21 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Build (and push) an image with a running kiln or pro-builder.
     Build(BuildArgs),
-    /// Write a build-secrets key pair (`key`, `key.pub`) for `serve --build-secrets-key`.
+    /// Write a build-secrets key pair (`key`, `key.pub`) for `serve
+    /// --build-secrets-key`, or with --signing an image-signing pair
+    /// (`signing.key`, `signing.pub`) for `serve --signing-key`.
     Keygen {
         /// Directory to write into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+        /// Write an ECDSA P-256 signing key pair instead (PEM; sealed in
+        /// cosign's format when COSIGN_PASSWORD is set).
+        #[arg(long)]
+        signing: bool,
     },
+    /// Check an image's signature, provenance and SBOM (and, with
+    /// --rebuild, rebuild it from its provenance and compare digests).
+    Verify(Box<VerifyArgs>),
     /// Inspect or prune a running server's build cache (through its
     /// internal metrics listener).
     Cache {
@@ -126,6 +135,25 @@ pub struct ServeArgs {
     /// Compression level (gzip 0-9, zstd 1-19; default 3 for both).
     #[arg(long, env = "KILN_COMPRESSION_LEVEL", default_value_t = 3)]
     pub compression_level: u32,
+    /// SLSA provenance attached to every pushed image: off, min (inputs,
+    /// parameters, builder) or max (also each step and its cache hit).
+    #[arg(long, env = "KILN_PROVENANCE", default_value = "min", value_parser = ["off", "min", "max"])]
+    pub provenance: String,
+    /// Attach an SPDX SBOM, made from the image's own files, to every
+    /// pushed image.
+    #[arg(long, env = "KILN_SBOM", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sbom: bool,
+    /// ECDSA P-256 private key (PEM: PKCS#8, SEC1, or cosign's encrypted
+    /// form, opened with COSIGN_PASSWORD) that signs every pushed image
+    /// (cosign/sigstore format) and its attestations (DSSE). Read once at
+    /// start, before any step runs; mount it from a Secret.
+    #[arg(long, env = "KILN_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Also write BuildKit's attestation layout: attestation manifests in
+    /// the image index (platform unknown/unknown), for tools that read
+    /// Docker's; the tag then names an index for single-platform images too.
+    #[arg(long, env = "KILN_DOCKER_ATTESTATIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub docker_attestations: bool,
     /// Cores one layer's compression may use (default: all).
     #[arg(long, env = "KILN_COMPRESSION_THREADS")]
     pub compression_threads: Option<usize>,
@@ -304,6 +332,43 @@ pub struct DoctorArgs {
     /// The server configuration to check against.
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// `kiln verify` options.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The image (`registry/repo:tag` or `@sha256:…`).
+    pub image: String,
+    /// Public key (PEM) the image and its attestations must be signed by.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Which image of a multi-platform index to check (default: this host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Write the verified SPDX document here.
+    #[arg(long)]
+    pub sbom_out: Option<PathBuf>,
+    /// Write the verified provenance statement here.
+    #[arg(long)]
+    pub provenance_out: Option<PathBuf>,
+    /// Rebuild from the provenance's inputs on a kiln server and check the
+    /// digest is the same (needs --context).
+    #[arg(long)]
+    pub rebuild: bool,
+    /// The build context to rebuild from; its digest must be the one the
+    /// provenance names.
+    #[arg(long)]
+    pub context: Option<PathBuf>,
+    /// Builder URL for --rebuild.
+    #[arg(long, env = "OPENFAAS_REMOTE_BUILDER", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The builder's payload secret for --rebuild.
+    #[arg(long, env = "OPENFAAS_PAYLOAD_SECRET")]
+    pub payload_secret: Option<PathBuf>,
+    /// Registry credentials (default: $DOCKER_CONFIG/config.json, then
+    /// ~/.docker/config.json).
+    #[arg(long)]
+    pub docker_config: Option<PathBuf>,
 }
 
 /// `kiln build` options.

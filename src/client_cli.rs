@@ -16,7 +16,7 @@ fn default_secret_paths() -> Vec<PathBuf> {
     v
 }
 
-fn read_payload_secret(explicit: Option<&Path>) -> Result<Vec<u8>, String> {
+pub(crate) fn read_payload_secret(explicit: Option<&Path>) -> Result<Vec<u8>, String> {
     let candidates = match explicit {
         Some(p) => vec![p.to_path_buf()],
         None => default_secret_paths(),

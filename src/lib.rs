@@ -5,6 +5,7 @@
 //! targets use; the rest are the library's own.
 
 pub mod api;
+pub mod attest;
 mod blocking;
 pub mod buildsecrets;
 pub mod chmod;
@@ -32,5 +33,6 @@ pub mod tenant;
 mod text;
 pub mod timefmt;
 pub mod units;
+pub mod verify;
 pub mod wire;
 pub mod worker;

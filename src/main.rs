@@ -5,6 +5,7 @@ mod cli;
 mod client_cli;
 mod doctor_cli;
 mod serve;
+mod verify_cli;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -23,7 +24,9 @@ fn main() -> ExitCode {
     match args.command {
         cli::Command::Serve(opts) => serve::main(*opts, in_namespace),
         cli::Command::Build(opts) => client_cli::build(opts),
-        cli::Command::Keygen { out } => client_cli::keygen(&out),
+        cli::Command::Keygen { out, signing: false } => client_cli::keygen(&out),
+        cli::Command::Keygen { out, signing: true } => verify_cli::keygen(&out),
+        cli::Command::Verify(args) => verify_cli::main(*args),
         cli::Command::Doctor(args) => doctor_cli::main(*args),
         cli::Command::DoctorProbe { data_dir } => doctor_cli::probe(&data_dir, in_namespace),
         cli::Command::Cache { action, url, payload_secret } => {

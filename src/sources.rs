@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// A COPY source that cannot be used.
@@ -171,6 +171,40 @@ fn prune(root: &Path, rel: &str, ignore: &crate::dockerignore::DockerIgnore) -> 
     Ok(removed)
 }
 
+/// The context's digest as provenance records it: SHA-256 over the
+/// `sha256sum` listing of its regular files, sorted by path, so anyone can
+/// recompute it with coreutils:
+/// `find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum`.
+/// Symbolic links are not followed (nor listed).
+pub fn context_digest(context: &Path) -> io::Result<String> {
+    let mut files = Vec::new();
+    list_files(context, "", &mut files)?;
+    files.sort();
+    let mut listing = Sha256::new();
+    for rel in files {
+        let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(context.join(&rel))?;
+        let mut h = Sha256::new();
+        io::copy(&mut file, &mut h)?;
+        listing.update(format!("{}  ./{rel}\n", hex::encode(h.finalize())).as_bytes());
+    }
+    Ok(hex::encode(listing.finalize()))
+}
+
+fn list_files(dir: &Path, rel: &str, out: &mut Vec<String>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            list_files(&entry.path(), &child, out)?;
+        } else if ft.is_file() {
+            out.push(child);
+        }
+    }
+    Ok(())
+}
+
 /// A content hash of the selected sources (the cache-key input of COPY).
 pub fn hash_sources(context: &Path, sources: &[String]) -> io::Result<String> {
     let root = File::open(context)?;
@@ -233,6 +267,20 @@ mod tests {
         assert!(
             matches!(expand_sources(d.path(), &["a/./missing".into()]), Err(SourceError::NotFound(p)) if p == "a/missing")
         );
+    }
+
+    #[test]
+    fn the_context_digest_is_what_coreutils_computes() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("b/c")).unwrap();
+        fs::write(d.path().join("b/c/x"), "x").unwrap();
+        fs::write(d.path().join("a b"), "y").unwrap();
+        fs::write(d.path().join("B"), "z").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
+        let script = "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum";
+        let out = std::process::Command::new("sh").args(["-c", script]).current_dir(d.path()).output().unwrap();
+        let expected = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(context_digest(d.path()).unwrap(), expected.split_whitespace().next().unwrap());
     }
 
     #[test]

@@ -194,3 +194,32 @@ fn unconfined_and_no_apparmor_remain_possible_fallbacks() {
     let sc = &kind(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"];
     assert!(sc.get("appArmorProfile").is_none(), "{sc}");
 }
+
+#[test]
+fn a_signing_key_secret_is_mounted_read_only_and_named_to_kiln() {
+    let set = [
+        "--set",
+        "signing.keySecret=kiln-signing",
+        "--set",
+        "signing.passwordKey=password",
+        "--set",
+        "kiln.provenance=max",
+    ];
+    let docs = validated(&render(&set).unwrap());
+    let deployment = kind(&docs, "Deployment");
+    let kiln = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env = env_of(kiln);
+    assert_eq!(env["KILN_SIGNING_KEY"], "/var/secrets/kiln-signing/signing.key");
+    assert_eq!(env["KILN_PROVENANCE"], "max");
+    assert_eq!(env["KILN_SBOM"], "true");
+    let password = kiln["env"].as_array().unwrap().iter().find(|e| e["name"] == "COSIGN_PASSWORD").unwrap();
+    assert_eq!(password["valueFrom"]["secretKeyRef"]["key"], "password");
+    assert_eq!(mount_of(kiln, "signing-key"), "/var/secrets/kiln-signing");
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    let key = volumes.iter().find(|v| v["name"] == "signing-key").unwrap();
+    assert_eq!(key["secret"]["secretName"], "kiln-signing");
+    assert_eq!(key["secret"]["defaultMode"], 0o440);
+    // Only the key is mounted, not the password beside it in the Secret.
+    assert_eq!(key["secret"]["items"], serde_json::json!([{"key": "signing.key", "path": "signing.key"}]));
+    assert!(render(&["--set", "kiln.provenance=full"]).is_err(), "the schema refuses an unknown mode");
+}

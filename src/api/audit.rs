@@ -166,6 +166,9 @@ pub struct AuditRecord {
     /// Pushed or exported manifest (or index) digest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The provenance, SBOM and signature attached to it.
+    #[serde(flatten)]
+    pub evidence: super::attached::Evidence,
     /// Whether the image was pushed (false for skipPush).
     pub pushed: bool,
     /// `success`, `failure`, `rejected`, `cancelled` or `abandoned` (the
@@ -194,6 +197,8 @@ pub struct Audit {
     pub bases: Arc<Mutex<Vec<BaseImage>>>,
     /// Network destinations, filled in by the build.
     pub egress: Arc<Mutex<Egress>>,
+    /// Provenance, SBOM and signature references, filled in by the build.
+    pub evidence: super::attached::EvidenceSlot,
     /// Reply bytes sent so far (a streamed reply counts while it runs).
     pub bytes_out: AtomicU64,
 }
@@ -217,6 +222,7 @@ impl Audit {
             record,
             bases: Default::default(),
             egress: Default::default(),
+            evidence: Default::default(),
             bytes_out: AtomicU64::new(0),
         }
     }
@@ -238,6 +244,7 @@ impl Audit {
             Ok(digest) => {
                 self.record.result = "success";
                 self.record.digest = Some(digest.to_string());
+                self.record.evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 self.finish(status, None);
             }
             Err(f) => {

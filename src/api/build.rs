@@ -383,8 +383,12 @@ async fn respond_json(state: AppState, mut job: AcceptedBuild) -> Response {
         Ok(d) => ("success", None, Some(d.to_string())),
         Err(f) => ("failed", Some(f.message), None),
     };
-    let reply = serde_json::to_vec(&BuildReply { log, image, status: status.into(), error, digest, duration })
-        .expect("reply serializes");
+    let evidence = match digest {
+        Some(_) => job.audit.evidence.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        None => Default::default(),
+    };
+    let reply = BuildReply { log, image, status: status.into(), error, digest, evidence, duration };
+    let reply = serde_json::to_vec(&reply).expect("reply serializes");
     job.audit.bytes_out.store(reply.len() as u64, std::sync::atomic::Ordering::Relaxed);
     job.release().await;
     (code, [(header::CONTENT_TYPE, "application/json")], reply).into_response()

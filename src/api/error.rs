@@ -24,6 +24,10 @@ pub struct BuildReply {
     /// lets callers pin `image@digest`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub digest: Option<String>,
+    /// The provenance, SBOM and signature attached to the image
+    /// (references by digest; additive fields clients ignore).
+    #[serde(flatten)]
+    pub evidence: super::attached::Evidence,
     /// Seconds since the request arrived, rounded to milliseconds.
     pub duration: f64,
 }
@@ -72,6 +76,7 @@ pub struct RequestError {
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let reply = BuildReply {
+            evidence: Default::default(),
             log: Vec::new(),
             image: self.image,
             status: "failed".into(),

@@ -48,6 +48,8 @@ pub struct SharedBuild<'a> {
     /// The check warnings logged so far: a multi-platform build logs each
     /// once, as BuildKit does.
     pub warned: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    /// What the build's evidence shares (request id, start, context).
+    pub evidence: &'a super::attached::EvidenceInputs,
 }
 
 /// One platform's exported image.
@@ -58,6 +60,10 @@ pub struct PlatformImage {
     pub exported: Exported,
     /// The steps solved for it (for the registry cache).
     pub steps: Vec<(String, Vec<LayerRecord>)>,
+    /// Its provenance, SBOM and signature.
+    pub attached: super::attached::Attached,
+    /// Its BuildKit-layout attestation manifest's index entry.
+    pub attestation_entry: Option<crate::oci::Descriptor>,
 }
 
 impl SharedBuild<'_> {
@@ -78,7 +84,9 @@ impl SharedBuild<'_> {
         if !state.cfg.allow_network_host {
             refuse_network_host(&lowered)?;
         }
-        let solved = self.solve(&lowered, &bases, platform, own_epoch.filter(|e| Some(*e) != server_epoch)).await?;
+        let solve_log = super::attached::SharedSolveLog::default();
+        let own = own_epoch.filter(|e| Some(*e) != server_epoch);
+        let solved = self.solve(&lowered, &bases, platform, own, &solve_log).await?;
         let mut layers = solved.layers;
         state.worker.add_push_origins(&mut layers);
         let input = ExportInput {
@@ -87,7 +95,7 @@ impl SharedBuild<'_> {
             config: &lowered.config,
             history: &lowered.history,
             push: self.push,
-            by_digest: self.multi_platform,
+            by_digest: self.makes_index(),
             epoch: own_epoch.or(server_epoch),
         };
         let sink = self.log.clone();
@@ -99,7 +107,24 @@ impl SharedBuild<'_> {
         if self.push {
             state.worker.record_pushed(&layers, &format!("{}/{}", self.target.registry, self.target.repository));
         }
-        Ok(PlatformImage { platform: platform.clone(), exported, steps: solved.steps })
+        let solve_log = std::mem::take(&mut *solve_log.lock().unwrap_or_else(|p| p.into_inner()));
+        let facts = super::attached::ImageFacts {
+            platform,
+            exported: &exported,
+            layers: &layers,
+            bases: &bases,
+            solved: &solve_log,
+            lowered: &lowered,
+            epoch: own_epoch.or(server_epoch),
+        };
+        let (attached, attestation_entry) = self.attest(&facts).await?;
+        Ok(PlatformImage { platform: platform.clone(), exported, steps: solved.steps, attached, attestation_entry })
+    }
+
+    /// Whether the tag names an index: several platforms, or BuildKit's
+    /// attestation layout.
+    pub fn makes_index(&self) -> bool {
+        self.multi_platform || (self.attests() && self.state.cfg.docker_attestations)
     }
 
     /// `[linux/arm64 ` before step names in a multi-platform build.
@@ -214,7 +239,7 @@ impl SharedBuild<'_> {
     }
 
     /// Logs a warning unless another platform's build logged it.
-    fn warn(&self, line: String) {
+    pub(super) fn warn(&self, line: String) {
         let first = self.warned.lock().unwrap_or_else(|p| p.into_inner()).insert(line.clone());
         if first {
             emit(self.log, line);
@@ -238,6 +263,7 @@ impl SharedBuild<'_> {
         bases: &Bases,
         platform: &Platform,
         epoch: Option<i64>,
+        solve_log: &super::attached::SharedSolveLog,
     ) -> Result<crate::solver::Solved, BuildFailure> {
         let state = self.state;
         let prefix = self.log_prefix(platform);
@@ -251,6 +277,7 @@ impl SharedBuild<'_> {
             ops,
             metrics: state.metrics.clone(),
             egress: self.egress_seen.clone(),
+            solved: solve_log.clone(),
         };
         let printer = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
@@ -329,11 +356,17 @@ struct Reporter {
     ops: Vec<&'static str>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     egress: std::sync::Arc<std::sync::Mutex<super::audit::Egress>>,
+    /// Remote sources and cache outcomes, for provenance.
+    solved: super::attached::SharedSolveLog,
 }
 
 impl Reporter {
     fn name(&self, id: usize) -> String {
         self.names[id].as_ref().map(|l| step_name(&self.prefix, l)).unwrap_or_else(|| format!("step {id}"))
+    }
+
+    fn note_step(&self, id: usize, cached: bool) {
+        self.solved.lock().unwrap_or_else(|p| p.into_inner()).steps.insert(id, cached);
     }
 
     fn report(&self, ev: Event) {
@@ -343,12 +376,14 @@ impl Reporter {
             Event::Started(id) if self.names[id].is_some() => emit(&self.sink, self.name(id)),
             Event::Started(_) => {}
             Event::Cached(id) => {
+                self.note_step(id, true);
                 self.metrics.inc("kiln_cache_hits_total", &[], 1.0);
                 if self.names[id].is_some() {
                     emit(&self.sink, format!("{} CACHED", self.name(id)));
                 }
             }
             Event::Done(id, secs) => {
+                self.note_step(id, false);
                 self.metrics.inc("kiln_cache_misses_total", &[], 1.0);
                 self.metrics.observe("kiln_step_duration_seconds", &[("op", self.ops[id])], secs);
                 if self.names[id].is_some() {
@@ -356,6 +391,9 @@ impl Reporter {
                 }
             }
             Event::Output(_, line) => emit(&self.sink, line),
+            Event::Resolved(_, url, digest) => {
+                self.solved.lock().unwrap_or_else(|p| p.into_inner()).remotes.push((url, digest));
+            }
             Event::Pulled(_, bytes) => self.metrics.inc("kiln_pulled_bytes_total", &[], bytes as f64),
             Event::Egress(_, ev) => {
                 if matches!(ev, crate::egress::EgressEvent::Blocked { .. }) {

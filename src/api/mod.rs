@@ -2,6 +2,7 @@
 //! `GET /healthz`), HMAC auth, safe tar intake and error mapping.
 
 mod admin;
+pub mod attached;
 pub mod audit;
 pub mod auth;
 mod build;
@@ -9,6 +10,7 @@ pub mod contextfs;
 pub mod distribution;
 mod epoch;
 pub mod error;
+pub mod evidence;
 mod failure;
 pub mod fuzzing;
 mod image;

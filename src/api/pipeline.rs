@@ -66,6 +66,7 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
         .map_err(|e| fail(ErrorKind::InvalidArgument, format!("platforms: {e}")))?;
     let target = Reference::parse(&intake.config.image).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
     let cache = load_registry_cache(state, &target, log).await;
+    let evidence = evidence_inputs(state, request, intake.config.skip_push.unwrap_or(false)).await?;
     let job = image::SharedBuild {
         state,
         intake,
@@ -79,12 +80,30 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
         bases_seen: bases,
         egress_seen: egress,
         warned: &Default::default(),
+        evidence: &evidence,
     };
     let images = futures_util::future::try_join_all(platforms.iter().map(|p| job.build(p))).await?;
-    let digest = match images.as_slice() {
-        [only] => only.exported.manifest.clone(),
-        _ => push_index(&job, &images).await?,
+    let (digest, evidence) = match images.as_slice() {
+        [only] if !job.makes_index() => {
+            (only.exported.manifest.clone(), super::attached::Evidence::single(&only.attached))
+        }
+        _ => {
+            let index = push_index(&job, &images).await?;
+            let signature = sign_index(&job, &index).await?;
+            let evidence = match images.as_slice() {
+                [only] => {
+                    super::attached::Evidence::single(&super::attached::Attached { signature, ..only.attached.clone() })
+                }
+                _ => {
+                    let attached: Vec<_> =
+                        images.iter().map(|i| (i.platform.to_string(), i.attached.clone())).collect();
+                    super::attached::Evidence::per_platform(&attached, signature)
+                }
+            };
+            (index, evidence)
+        }
     };
+    *request.audit.evidence.lock().unwrap_or_else(|p| p.into_inner()) = evidence;
     if state.cfg.serve_images {
         tag_locally(state, &target, &digest, log);
     }
@@ -96,6 +115,46 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
         }
     }
     Ok(digest)
+}
+
+/// What every platform's evidence shares; the context's digest (read off
+/// the async threads) only when provenance will name it.
+async fn evidence_inputs(
+    state: &AppState,
+    request: &AcceptedBuild,
+    skip_push: bool,
+) -> Result<super::attached::EvidenceInputs, BuildFailure> {
+    let started = crate::timefmt::now_secs() - request.elapsed() as i64;
+    let wanted = !skip_push && state.cfg.provenance != crate::attest::provenance::Mode::Off;
+    let context_digest = match wanted {
+        true => {
+            let dir = request.intake.context.clone();
+            let hex = blocking(move || crate::sources::context_digest(&dir)).await?.map_err(|e| {
+                let (kind, message) = crate::errors::storage_error(Some("hash the context"), &e, ErrorKind::Internal);
+                fail(kind, message)
+            })?;
+            Some(format!("sha256:{hex}"))
+        }
+        false => None,
+    };
+    Ok(super::attached::EvidenceInputs { request_id: request.audit.record.request_id.clone(), started, context_digest })
+}
+
+/// Signs a multi-platform build's index (what its tag names), when a key
+/// is configured.
+async fn sign_index(job: &image::SharedBuild<'_>, index: &Digest) -> Result<Option<String>, BuildFailure> {
+    let Some(key) = job.state.signing_key.as_deref().filter(|_| job.push) else { return Ok(None) };
+    let bytes = kiln_snapshotter::content::read_blob(job.state.worker.store(), index, 64 << 20).map_err(|e| {
+        let (kind, message) = crate::errors::storage_error(Some("read the index to sign it"), &e, ErrorKind::Internal);
+        fail(kind, message)
+    })?;
+    let subject = exporter::attach::Subject {
+        digest: index.clone(),
+        size: bytes.len() as u64,
+        media_type: crate::oci::MediaType::OCI_INDEX.into(),
+    };
+    let d = job.sign(key, &subject).await?;
+    Ok(Some(format!("{}/{}@{d}", job.target.registry, job.target.repository)))
 }
 
 /// Points the image's repository and tag at `digest` in kiln's own `/v2/`.
@@ -113,12 +172,12 @@ fn tag_locally(state: &AppState, target: &Reference, digest: &Digest, log: &LogS
 /// Tags an OCI index over the per-platform images.
 async fn push_index(job: &image::SharedBuild<'_>, images: &[image::PlatformImage]) -> Result<Digest, BuildFailure> {
     let entries: Vec<_> = images.iter().map(|i| (i.platform.clone(), i.exported.clone())).collect();
+    let attestations: Vec<_> = images.iter().filter_map(|i| i.attestation_entry.clone()).collect();
     let (state, sink) = (job.state, job.log.clone());
-    exporter::export_index(state.worker.store(), state.worker.registry(), job.target, &entries, job.push, &move |l| {
-        emit(&sink, l)
-    })
-    .await
-    .map_err(export_failure)
+    let (store, registry) = (state.worker.store(), state.worker.registry());
+    exporter::export_index(store, registry, job.target, &entries, &attestations, job.push, &move |l| emit(&sink, l))
+        .await
+        .map_err(export_failure)
 }
 
 /// Parses and checks the Dockerfile (blocking), logging the warnings. As

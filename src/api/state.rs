@@ -38,6 +38,16 @@ pub struct ServeConfig {
     pub tenant_scope: crate::tenant::TenantScope,
     /// Which registry images a Dockerfile may name.
     pub allowed_images: crate::imagepolicy::ImagePolicy,
+    /// How much SLSA provenance pushed images get.
+    pub provenance: crate::attest::provenance::Mode,
+    /// Attach an SBOM to pushed images.
+    pub sbom: bool,
+    /// Also list attestation manifests in the image index (BuildKit's layout).
+    pub docker_attestations: bool,
+    /// `sha256:…` of the kiln binary (the provenance's builder id).
+    pub builder_digest: String,
+    /// Layer compression (`gzip`, `zstd`), recorded in provenance.
+    pub layer_compression: String,
 }
 
 /// State shared by all requests.
@@ -57,6 +67,8 @@ pub struct AppState {
     pub uploads: super::upload::UploadGate,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The key that signs images and attestations, when configured.
+    pub signing_key: Option<Arc<crate::attest::SigningKey>>,
     /// The build-secrets key pair, when configured.
     pub build_key: Option<Arc<crate::buildsecrets::BuildKey>>,
     /// Shutdown state (draining, cancelling).

@@ -38,6 +38,8 @@ struct Final<'a> {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
+    #[serde(flatten)]
+    evidence: super::attached::Evidence,
     duration: f64,
 }
 
@@ -98,7 +100,11 @@ async fn run(state: AppState, mut job: AcceptedBuild, out: mpsc::Sender<Bytes>) 
         Ok(d) => ("success", None, Some(d.to_string())),
         Err(f) => ("failed", Some(truncate(f.message, MAX_ERROR)), None),
     };
-    let last = line(&Final { image, status, error, digest, duration });
+    let evidence = match digest {
+        Some(_) => job.audit.evidence.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        None => Default::default(),
+    };
+    let last = line(&Final { image, status, error, digest, evidence, duration });
     job.audit.bytes_out.fetch_add(last.len() as u64, Ordering::Relaxed);
     let _ = out.send(last).await;
     job.release().await;

@@ -113,6 +113,12 @@ pub fn base_url(url: &str) -> Result<String, ClientError> {
 
 /// Runs a build; `Ok(true)` on success, `Ok(false)` when the build failed.
 pub async fn build(req: &BuildRequest) -> Result<bool, ClientError> {
+    Ok(build_reply(req).await?.is_none_or(|last| last["status"] == "success"))
+}
+
+/// Runs a build; its final NDJSON line (status, digest and the evidence
+/// attached), if the stream had one.
+pub async fn build_reply(req: &BuildRequest) -> Result<Option<serde_json::Value>, ClientError> {
     let base = base_url(&req.url)?;
     let http = reqwest::Client::new();
     let mut config = serde_json::json!({"image": req.image, "buildArgs": req.build_args});
@@ -153,7 +159,7 @@ pub async fn build(req: &BuildRequest) -> Result<bool, ClientError> {
     stream(resp).await
 }
 
-async fn stream(resp: reqwest::Response) -> Result<bool, ClientError> {
+async fn stream(resp: reqwest::Response) -> Result<Option<serde_json::Value>, ClientError> {
     let mut renderer = Renderer::new();
     let mut pending: Vec<u8> = Vec::new();
     let mut chunks = resp.bytes_stream();
@@ -163,11 +169,13 @@ async fn stream(resp: reqwest::Response) -> Result<bool, ClientError> {
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=pos).collect();
             let v: serde_json::Value = serde_json::from_slice(&line).map_err(ClientError::Stream)?;
-            outcome = renderer.event(&v).or(outcome);
+            if renderer.event(&v).is_some() {
+                outcome = Some(v);
+            }
         }
     }
     renderer.done();
-    Ok(outcome.unwrap_or(true))
+    Ok(outcome)
 }
 
 async fn seal_secrets(http: &reqwest::Client, base: &str, req: &BuildRequest) -> Result<String, ClientError> {

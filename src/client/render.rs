@@ -37,6 +37,17 @@ impl Renderer {
                     self.paint("32", "built and pushed"),
                     v["image"].as_str().unwrap_or("")
                 );
+                for field in ["digest", "provenance", "sbom", "signature"] {
+                    match &v[field] {
+                        serde_json::Value::String(s) => println!("  {field}: {s}"),
+                        serde_json::Value::Object(per) => {
+                            for (platform, s) in per {
+                                println!("  {field} ({platform}): {}", s.as_str().unwrap_or(""));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 Some(true)
             }
             Some("failed") | Some("failure") => {

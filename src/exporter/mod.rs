@@ -6,6 +6,10 @@
 //! export, so a fully cached rebuild yields the same config and manifest
 //! and uploads nothing.
 
+pub mod attach;
+pub mod docker_attest;
+pub mod signature;
+
 use crate::graph::{History, HistoryStep, ImageConfig, LayerRecord};
 use crate::oci::{Descriptor, ImageIndex, ImageManifest};
 use crate::platform::Platform;
@@ -129,6 +133,18 @@ pub fn manifest(
     ImageManifest::oci(config, layers).to_bytes()
 }
 
+/// The image config of a manifest that carries documents rather than a
+/// filesystem (cosign's signature manifests: platform `""`; BuildKit's
+/// attestation manifests: `unknown`): the documents as its layers' diff ids.
+pub fn attachment_config(platform: &str, layers: &[Descriptor]) -> Vec<u8> {
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
+    let config = serde_json::json!({
+        "architecture": platform, "os": platform, "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    serde_json::to_vec(&config).expect("config serializes")
+}
+
 /// Layers uploaded at the same time.
 pub const PARALLEL_UPLOADS: usize = 4;
 
@@ -177,14 +193,16 @@ pub async fn export(
     Ok(Exported { manifest: manifest_digest, manifest_size, pushed_bytes })
 }
 
-/// The OCI image index over per-platform manifests.
-pub fn index(images: &[(Platform, Exported)]) -> Vec<u8> {
+/// The OCI image index over per-platform manifests, then `extra` entries
+/// (BuildKit-layout attestation manifests).
+pub fn index(images: &[(Platform, Exported)], extra: &[Descriptor]) -> Vec<u8> {
     let manifests = images
         .iter()
         .map(|(platform, e)| Descriptor {
             platform: Some(platform.spec()),
             ..Descriptor::new(MediaType::OCI_MANIFEST, &e.manifest, e.manifest_size)
         })
+        .chain(extra.iter().cloned())
         .collect();
     ImageIndex::oci(manifests).to_bytes()
 }
@@ -196,10 +214,11 @@ pub async fn export_index(
     registry: &dyn Registry,
     target: &Reference,
     images: &[(Platform, Exported)],
+    extra: &[Descriptor],
     push: bool,
     log: &(dyn Fn(String) + Sync),
 ) -> Result<Digest, ExportError> {
-    let bytes = index(images);
+    let bytes = index(images, extra);
     let digest = write_blob(store, &bytes)?;
     if push {
         let push_err = |source| ExportError::Push { target: target.to_string(), source };

@@ -125,7 +125,7 @@ fn the_index_bytes_are_pinned_with_platforms_in_order() {
         (Platform::parse("linux/amd64").unwrap(), exported("a")),
         (Platform::parse("linux/arm/v7").unwrap(), exported("b")),
     ];
-    let text = String::from_utf8(index(&images)).unwrap();
+    let text = String::from_utf8(index(&images, &[])).unwrap();
     let expected = format!(
         concat!(
             r#"{{"manifests":[{{"digest":"{}","mediaType":"application/vnd.oci.image.manifest.v1+json","#,

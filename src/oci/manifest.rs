@@ -16,6 +16,8 @@ impl MediaType {
     pub const DOCKER_LIST: &'static str = "application/vnd.docker.distribution.manifest.list.v2+json";
     /// OCI image config.
     pub const OCI_CONFIG: &'static str = "application/vnd.oci.image.config.v1+json";
+    /// OCI 1.1's empty descriptor (`{}`), the config of artifacts.
+    pub const OCI_EMPTY: &'static str = "application/vnd.oci.empty.v1+json";
     /// Docker gzip layer (same bytes as the OCI one).
     pub const DOCKER_LAYER_GZIP: &'static str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
     /// OCI gzip layer.
@@ -48,6 +50,9 @@ pub struct Descriptor {
     /// Annotations (a layer's `buildkit/rewritten-timestamp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    /// The artifact type (entries of a referrers index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     /// Digest.
     pub digest: String,
     /// Media type.
@@ -64,6 +69,7 @@ impl Descriptor {
     pub fn new(media_type: &str, digest: impl ToString, size: u64) -> Self {
         Descriptor {
             annotations: None,
+            artifact_type: None,
             digest: digest.to_string(),
             media_type: media_type.to_string(),
             platform: None,
@@ -88,6 +94,12 @@ pub struct PlatformSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    /// What kind of artifact this is (OCI 1.1 artifacts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     /// The config blob.
     pub config: Descriptor,
     /// Layers, base first.
@@ -97,12 +109,23 @@ pub struct ImageManifest {
     pub media_type: Option<String>,
     /// Always 2.
     pub schema_version: u32,
+    /// The manifest this one is about (OCI 1.1 referrers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
 }
 
 impl ImageManifest {
     /// An OCI image manifest over `config` and `layers`.
     pub fn oci(config: Descriptor, layers: Vec<Descriptor>) -> Self {
-        ImageManifest { config, layers, media_type: Some(MediaType::OCI_MANIFEST.into()), schema_version: 2 }
+        ImageManifest {
+            annotations: None,
+            artifact_type: None,
+            config,
+            layers,
+            media_type: Some(MediaType::OCI_MANIFEST.into()),
+            schema_version: 2,
+            subject: None,
+        }
     }
 
     /// The manifest's JSON bytes.

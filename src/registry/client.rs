@@ -404,6 +404,28 @@ impl RegistryClient {
         })
     }
 
+    /// `GET /v2/<name>/referrers/<digest>`: `None` when the registry
+    /// answers that it has no such API (404, 400, 405 or 501), as
+    /// distribution 2.x does.
+    async fn get_referrers(&self, r: &Reference, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let url = self.url(r, &format!("referrers/{digest}"));
+        let resp = self.send(r, false, &|| Ok(self.http.get(&url).header(ACCEPT, MediaType::OCI_INDEX))).await?;
+        let unsupported = [StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST, StatusCode::METHOD_NOT_ALLOWED];
+        if unsupported.contains(&resp.status()) || resp.status() == StatusCode::NOT_IMPLEMENTED {
+            return Ok(None);
+        }
+        let resp = check(resp, &format!("list referrers of {r}@{digest}")).await?;
+        let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        if !ct.starts_with(MediaType::OCI_INDEX) {
+            return Ok(None);
+        }
+        if resp.content_length().is_some_and(|n| n > MAX_REFERRERS_BYTES) {
+            return Err(Error::Protocol(format!("{r}: referrers index over {MAX_REFERRERS_BYTES} bytes")));
+        }
+        let bytes = resp.bytes().await.map_err(unavailable(&format!("read referrers of {r}")))?;
+        Ok(Some(bytes.to_vec()))
+    }
+
     async fn send_manifest(&self, r: &Reference, bytes: &[u8], media_type: &str) -> Result<Digest> {
         let url = self.url(r, &format!("manifests/{}", r.reference()));
         let body = bytes.to_vec();
@@ -413,6 +435,9 @@ impl RegistryClient {
         Ok(Digest::of(bytes))
     }
 }
+
+/// The largest referrers index read.
+const MAX_REFERRERS_BYTES: u64 = 4 << 20;
 
 /// `application/x-www-form-urlencoded` body.
 fn form_encode(pairs: &[(&str, &str)]) -> String {
@@ -467,6 +492,10 @@ impl Registry for RegistryClient {
         media_type: &'a str,
     ) -> BoxFuture<'a, Result<Digest>> {
         Box::pin(self.send_manifest(r, bytes, media_type))
+    }
+
+    fn referrers<'a>(&'a self, r: &'a Reference, digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(self.get_referrers(r, digest))
     }
 }
 

@@ -39,6 +39,8 @@ pub struct MemoryRegistry {
     repositories: Mutex<HashMap<String, Repository>>,
     blobs: Mutex<HashMap<Digest, Vec<u8>>>,
     traffic: Mutex<Traffic>,
+    /// Serve the OCI 1.1 referrers API (distribution 2.x does not).
+    pub referrers_api: bool,
 }
 
 fn repo_key(r: &Reference) -> String {
@@ -243,6 +245,29 @@ impl Registry for MemoryRegistry {
             }
             self.traffic.lock().unwrap().manifests_put += 1;
             Ok(self.store_manifest(r, bytes, media_type))
+        })
+    }
+
+    fn referrers<'a>(&'a self, r: &'a Reference, digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            if !self.referrers_api {
+                return Ok(None);
+            }
+            let repos = self.repositories.lock().unwrap();
+            let mut found = Vec::new();
+            for (d, (media_type, bytes)) in repos.get(&repo_key(r)).map(|repo| &repo.manifests).into_iter().flatten() {
+                let Ok(m) = serde_json::from_slice::<ImageManifest>(bytes) else { continue };
+                if m.subject.as_ref().is_some_and(|s| s.digest == digest.as_str()) {
+                    let artifact_type = m.artifact_type.clone().or(Some(m.config.media_type.clone()));
+                    found.push(Descriptor {
+                        artifact_type,
+                        annotations: m.annotations.clone(),
+                        ..Descriptor::new(media_type, d, bytes.len() as u64)
+                    });
+                }
+            }
+            found.sort_by(|a, b| a.digest.cmp(&b.digest));
+            Ok(Some(ImageIndex::oci(found).to_bytes()))
         })
     }
 }

@@ -49,6 +49,11 @@ pub trait Registry: Send + Sync {
         bytes: &'a [u8],
         media_type: &'a str,
     ) -> BoxFuture<'a, Result<Digest>>;
+
+    /// The referrers API's index of the manifests whose `subject` is
+    /// `digest` (OCI distribution 1.1), or `None` when the registry has no
+    /// referrers API (clients then use the `sha256-<hex>` tag schema).
+    fn referrers<'a>(&'a self, r: &'a Reference, digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<u8>>>>;
 }
 
 /// Resolves a tag or digest to the manifest for `platform`, through the

@@ -7,7 +7,7 @@
 //! forwards signals and exits with the child's status. Rotating the
 //! payload secret or credentials takes a restart.
 
-mod options;
+pub(crate) mod options;
 
 use crate::cli::ServeArgs;
 use kiln::api::{app, AppState, ServeConfig};
@@ -37,6 +37,9 @@ struct Handover {
     payload_secret: Vec<u8>,
     docker_config: Option<Vec<u8>>,
     build_key: Option<String>,
+    /// The signing key as PKCS#8 PEM (opened outside the namespace, where
+    /// a root-owned key file is readable).
+    signing_key: Option<String>,
     data_dir: PathBuf,
     /// The doctor's outside checks, as the supervisor saw them at start.
     startup_checks: Vec<kiln::doctor::Check>,
@@ -102,6 +105,19 @@ fn refuse_unless_namespaces_work(checks: &[kiln::doctor::Check], root_range: (u3
     IdMap::detect(root_range).map_err(|e| anyhow::anyhow!("kiln cannot build here: {e}.\n{DOCTOR}"))
 }
 
+/// Reads and opens `--signing-key` (a cosign-format key with
+/// `COSIGN_PASSWORD`), so a bad key stops the server at start.
+fn read_signing_key(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("read signing key {}: {e}", path.display()))?;
+    let password = std::env::var("COSIGN_PASSWORD").ok();
+    let key = kiln::attest::SigningKey::from_pem(&text, password.as_deref())
+        .map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))?;
+    tracing::info!(key_id = key.public().key_id(), "images are signed with {}", path.display());
+    Ok(Some(key.to_pem()))
+}
+
 fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
     let range = parse_range(&opts.root_id_range)?;
@@ -124,6 +140,7 @@ fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             ),
             None => None,
         },
+        signing_key: read_signing_key(opts.signing_key.as_deref())?,
         data_dir: data_dir.clone(),
         startup_checks,
     };
@@ -135,6 +152,7 @@ fn supervise(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     cmd.args(std::env::args_os().skip(1))
         .env("KILN_DATA_DIR", &data_dir)
         .env(BROKER_ENV, broker_fd.to_string())
+        .env_remove("COSIGN_PASSWORD")
         .stdin(Stdio::piped());
     if let Some(file) = &audit_file {
         cmd.env(AUDIT_FD_ENV, file.as_raw_fd().to_string());
@@ -209,6 +227,20 @@ impl Mode0600 for std::fs::OpenOptions {
     }
 }
 
+/// `sha256:…` of the running binary (the provenance's builder id).
+fn own_binary_digest() -> String {
+    match std::fs::File::open("/proc/self/exe") {
+        Ok(mut f) => {
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            match std::io::copy(&mut f, &mut h) {
+                Ok(_) => format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))),
+                Err(_) => "unknown".into(),
+            }
+        }
+        Err(_) => "unknown".into(),
+    }
+}
+
 fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut raw = Vec::new();
     std::io::stdin().read_to_end(&mut raw)?;
@@ -224,6 +256,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
         let sock = unsafe { UnixStream::from_raw_fd(fd) };
         credentials = credentials.with_broker(Arc::new(kiln::registry::helpers::BrokerClient::new(sock)?));
     }
+    let builder_digest = own_binary_digest();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let mirrors = parse_mirrors(&opts.registry_mirrors)?;
@@ -262,6 +295,11 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             tenant_scope: opts.tenant_scope,
             allow_network_host: opts.allow_insecure_entitlement.iter().any(|e| e == "network.host"),
             allowed_images: kiln::imagepolicy::ImagePolicy::new(&opts.allowed_images),
+            provenance: opts.provenance.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+            sbom: opts.sbom,
+            docker_attestations: opts.docker_attestations,
+            builder_digest,
+            layer_compression: opts.compression.clone(),
         };
         if cfg.disable_hmac {
             tracing::warn!("disable_hmac is set: /build accepts unsigned requests");
@@ -274,6 +312,10 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             limiter: kiln::api::limit::Limiter::new(opts.max_inflight),
             uploads: kiln::api::upload::UploadGate::new(opts.max_pending_uploads),
             metrics: Default::default(),
+            signing_key: match &handover.signing_key {
+                Some(pem) => Some(Arc::new(kiln::attest::SigningKey::from_pem(pem, None)?)),
+                None => None,
+            },
             build_key: match &handover.build_key {
                 Some(text) => Some(Arc::new(kiln::buildsecrets::BuildKey::from_private_b64(text)?)),
                 None => None,

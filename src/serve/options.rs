@@ -47,6 +47,9 @@ pub(crate) fn secret_files(opts: &crate::cli::ServeArgs, data_dir: &Path) -> kil
     if let Some(key) = &opts.build_secrets_key {
         files.push(("build-secrets key", key));
     }
+    if let Some(key) = &opts.signing_key {
+        files.push(("signing key", key));
+    }
     kiln::doctor::secret_files_check(&files)
 }
 

@@ -71,16 +71,27 @@ pub(super) fn client(
 
 impl Solver {
     /// The cache key of a download: its checksum when pinned, else the
-    /// digest of what the server serves now (fetched unless unchanged).
-    pub(super) async fn http_key(&self, id: NodeId, op: &HttpOp) -> Result<(String, Option<Download>), SolveError> {
+    /// digest of what the server serves now (fetched unless unchanged);
+    /// and the content's digest (`algorithm:hex`) as far as it is known.
+    pub(super) async fn http_key(
+        &self,
+        id: NodeId,
+        op: &HttpOp,
+    ) -> Result<(String, Option<Download>, String), SolveError> {
         let whole = Op::Http(op.clone());
-        if op.checksum.is_some() {
-            return Ok((keys::remote_key(&whole, "pinned"), None));
+        if let Some(pinned) = &op.checksum {
+            return Ok((keys::remote_key(&whole, "pinned"), None, pinned.clone()));
         }
         let previous = self.worker.cache().get_http(&op.url)?;
         match self.fetch(id, &op.url, previous).await? {
-            Fetched::NotModified(rec) => Ok((keys::remote_key(&whole, &resolved(&rec.digest, rec.mtime)), None)),
-            Fetched::Body(d) => Ok((keys::remote_key(&whole, &resolved(&d.digest, d.mtime)), Some(d))),
+            Fetched::NotModified(rec) => {
+                let key = keys::remote_key(&whole, &resolved(&rec.digest, rec.mtime));
+                Ok((key, None, rec.digest.to_string()))
+            }
+            Fetched::Body(d) => {
+                let digest = d.digest.to_string();
+                Ok((keys::remote_key(&whole, &resolved(&d.digest, d.mtime)), Some(d), digest))
+            }
         }
     }
 

@@ -40,6 +40,9 @@ pub enum Event {
     Pulled(NodeId, u64),
     /// Something a step's network did.
     Egress(NodeId, crate::egress::EgressEvent),
+    /// A remote source resolved to content: its URL and the content's
+    /// digest (`sha256:…`) or commit (`git:<id>`), for provenance.
+    Resolved(NodeId, String, String),
 }
 
 /// Where progress goes.
@@ -356,10 +359,18 @@ impl Solver {
     ) -> Result<(String, Prepared), SolveError> {
         match op {
             Op::Http(h) => {
-                self.http_key(id, h).await.map(|(k, d)| (keys::dated(&k, input.epoch), Prepared::Download(d)))
+                let (key, download, digest) = self.http_key(id, h).await?;
+                let _ = input.progress.send(Event::Resolved(id, h.url.clone(), digest));
+                Ok((keys::dated(&key, input.epoch), Prepared::Download(download)))
             }
             Op::Git(g) => {
-                self.git_key(id, g, input).await.map(|(k, c)| (keys::dated(&k, input.epoch), Prepared::Commit(c)))
+                let (key, commit) = self.git_key(id, g, input).await?;
+                let uri = match &g.reference {
+                    Some(r) => format!("{}#{r}", g.remote),
+                    None => g.remote.clone(),
+                };
+                let _ = input.progress.send(Event::Resolved(id, uri, format!("git:{commit}")));
+                Ok((keys::dated(&key, input.epoch), Prepared::Commit(commit)))
             }
             _ => {
                 let (key, plan) = keys::cache_key(op, parent_key, source_keys, input.context)

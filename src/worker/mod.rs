@@ -13,6 +13,7 @@ mod error;
 pub(crate) mod fake_runner;
 pub mod fileop;
 mod gc;
+mod inventory;
 mod layers;
 mod maintenance;
 pub mod regcache;

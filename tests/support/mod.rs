@@ -471,6 +471,18 @@ fn creds_args(creds: Option<(&str, &str)>, flag: &str) -> Vec<String> {
     creds.map(|(u, p)| vec![flag.to_string(), format!("{u}:{p}")]).unwrap_or_default()
 }
 
+/// GET `/v2/<path>` from the anonymous test registry with `Accept`;
+/// panics unless it answers 2xx.
+pub fn registry_get(path: &str, accept: &str) -> Vec<u8> {
+    let resp = reqwest::blocking::Client::new()
+        .get(format!("http://{}/v2/{path}", registry()))
+        .header("Accept", accept)
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+    resp.bytes().unwrap().to_vec()
+}
+
 /// Pulls `image` with skopeo and unpacks it with umoci.
 pub fn unpack_image(image: &str, creds: Option<(&str, &str)>) -> Unpacked {
     unpack_with(image, vec![], creds_args(creds, "--src-creds"))

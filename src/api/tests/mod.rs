@@ -62,6 +62,11 @@ fn config(data_dir: PathBuf) -> ServeConfig {
         allow_network_host: false,
         tenant_scope: Default::default(),
         allowed_images: Default::default(),
+        provenance: crate::attest::provenance::Mode::Off,
+        sbom: false,
+        docker_attestations: false,
+        builder_digest: "sha256:00".into(),
+        layer_compression: "gzip".into(),
     }
 }
 
@@ -114,6 +119,7 @@ pub(super) fn fixture_on(
         uploads: UploadGate::new(4),
         metrics: Default::default(),
         build_key: None,
+        signing_key: None,
         lifecycle: Default::default(),
         audit: Arc::new(AuditSink::File(std::sync::Mutex::new(audit), audit_file.clone())),
         startup_checks: Arc::new(Vec::new()),

@@ -321,21 +321,24 @@ fn from_rules(i: &Instruction, alias: Option<&str>, platform: Option<&str>, out:
     }
 }
 
-/// SecretsUsedInArgOrEnv: names that look like credentials (their values
-/// end up in the image config or history).
-fn secret_names<'a>(i: &Instruction, names: impl Iterator<Item = &'a str>, what: &str, out: &mut Vec<Warning>) {
-    // BuildKit's rule: a `_`-separated word of the name is a credential
-    // word, and none is an allowed one (`PUBLIC_KEY`, `TOKEN_FILE`).
+/// Whether a name looks like a credential, by BuildKit's rule: a
+/// `_`-separated word of it is a credential word and none is an allowed
+/// one (`PUBLIC_KEY`, `TOKEN_FILE`).
+pub fn credential_like(name: &str) -> bool {
     const DENY: [&str; 10] =
         ["apikey", "auth", "credential", "credentials", "key", "password", "pword", "passwd", "secret", "token"];
     const ALLOW: [&str; 3] = ["public", "file", "version"];
-    for name in names {
-        let lower = name.to_ascii_lowercase();
-        let has = |list: &[&str]| lower.split('_').any(|p| list.contains(&p));
-        if has(&DENY) && !has(&ALLOW) {
-            let msg = format!("Do not use ARG or ENV instructions for sensitive data ({what} {name:?})");
-            warn(out, "SecretsUsedInArgOrEnv", i.line, msg);
-        }
+    let lower = name.to_ascii_lowercase();
+    let has = |list: &[&str]| lower.split('_').any(|p| list.contains(&p));
+    has(&DENY) && !has(&ALLOW)
+}
+
+/// SecretsUsedInArgOrEnv: names that look like credentials (their values
+/// end up in the image config or history).
+fn secret_names<'a>(i: &Instruction, names: impl Iterator<Item = &'a str>, what: &str, out: &mut Vec<Warning>) {
+    for name in names.filter(|n| credential_like(n)) {
+        let msg = format!("Do not use ARG or ENV instructions for sensitive data ({what} {name:?})");
+        warn(out, "SecretsUsedInArgOrEnv", i.line, msg);
     }
 }
 

@@ -1,0 +1,161 @@
+//! Attaching documents to a pushed image: OCI 1.1 artifact manifests
+//! whose `subject` is the image manifest, found through the registry's
+//! referrers API when it has one and through the referrers tag schema
+//! (an index tagged `sha256-<hex>`) when it does not; and sigstore
+//! signatures under cosign's `sha256-<hex>.sig` tag, which `cosign verify`
+//! and the containers tools (`use-sigstore-attachments`) read.
+
+use super::ExportError;
+use crate::oci::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use crate::registry::{self, Reference, Registry};
+use kiln_snapshotter::content::{write_blob, Store};
+use kiln_snapshotter::Digest;
+use std::collections::BTreeMap;
+
+/// The image manifest an artifact is about.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: String,
+}
+
+impl Subject {
+    fn descriptor(&self) -> Descriptor {
+        Descriptor::new(&self.media_type, &self.digest, self.size)
+    }
+
+    /// `sha256-<hex>`: the tag schema's name for this subject.
+    pub fn tag(&self) -> String {
+        self.digest.as_str().replacen(':', "-", 1)
+    }
+}
+
+/// One document to attach.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// The manifest's `artifactType`.
+    pub artifact_type: String,
+    /// The media type of the one layer holding the document.
+    pub media_type: String,
+    /// The document.
+    pub content: Vec<u8>,
+    /// Annotations of the layer and the manifest
+    /// (`in-toto.io/predicate-type`, …).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The empty JSON object OCI 1.1 artifacts use as their config.
+const EMPTY_JSON: &[u8] = b"{}";
+
+/// The artifact manifest for `artifact` about `subject`, with its blobs
+/// written to `store`.
+fn artifact_manifest(store: &dyn Store, subject: &Subject, artifact: &Artifact) -> Result<Vec<u8>, ExportError> {
+    let config = write_blob(store, EMPTY_JSON)?;
+    let layer = write_blob(store, &artifact.content)?;
+    let annotations = Some(artifact.annotations.clone()).filter(|a| !a.is_empty());
+    let mut manifest = ImageManifest::oci(
+        Descriptor::new(MediaType::OCI_EMPTY, &config, EMPTY_JSON.len() as u64),
+        vec![Descriptor {
+            annotations: annotations.clone(),
+            ..Descriptor::new(&artifact.media_type, &layer, artifact.content.len() as u64)
+        }],
+    );
+    manifest.artifact_type = Some(artifact.artifact_type.clone());
+    manifest.annotations = annotations;
+    manifest.subject = Some(subject.descriptor());
+    Ok(manifest.to_bytes())
+}
+
+fn push_err(target: &Reference) -> impl Fn(registry::Error) -> ExportError + '_ {
+    move |source| ExportError::Push { target: target.to_string(), source }
+}
+
+/// Pushes `artifact` about `subject` into `target`'s repository and makes
+/// it discoverable; returns the artifact manifest's digest. With `push`
+/// false it is only written to the store.
+pub async fn attach(
+    store: &dyn Store,
+    registry: &dyn Registry,
+    target: &Reference,
+    subject: &Subject,
+    artifact: &Artifact,
+    push: bool,
+) -> Result<Digest, ExportError> {
+    let bytes = crate::blocking::in_place(|| artifact_manifest(store, subject, artifact))?;
+    let digest = write_blob(store, &bytes)?;
+    if !push {
+        return Ok(digest);
+    }
+    let err = push_err(target);
+    let manifest: ImageManifest = serde_json::from_slice(&bytes).expect("written above");
+    for blob in [&manifest.config.digest, &manifest.layers[0].digest] {
+        let blob = Digest::parse(blob).expect("written above");
+        registry.push_blob(target, &blob, store, None).await.map_err(&err)?;
+    }
+    let by_digest = target.with_digest(digest.as_str());
+    registry.put_manifest(&by_digest, &bytes, MediaType::OCI_MANIFEST).await.map_err(&err)?;
+    let listed = registry.referrers(target, &subject.digest).await.map_err(&err)?;
+    let found = listed.as_deref().and_then(|b| serde_json::from_slice::<ImageIndex>(b).ok());
+    if !found.is_some_and(|index| index.manifests.iter().any(|m| m.digest == digest.as_str())) {
+        let entry = Descriptor {
+            annotations: manifest.annotations.clone(),
+            artifact_type: manifest.artifact_type.clone(),
+            ..Descriptor::new(MediaType::OCI_MANIFEST, &digest, bytes.len() as u64)
+        };
+        add_to_tag_index(registry, target, subject, entry).await.map_err(&err)?;
+    }
+    Ok(digest)
+}
+
+/// The referrers tag schema: adds `entry` to the index tagged
+/// `sha256-<hex>`, replacing an earlier entry of the same artifact type
+/// (a rebuild of the same image attaches its own documents instead).
+async fn add_to_tag_index(
+    registry: &dyn Registry,
+    target: &Reference,
+    subject: &Subject,
+    entry: Descriptor,
+) -> Result<(), registry::Error> {
+    let tag_ref = Reference { tag: Some(subject.tag()), digest: None, ..target.clone() };
+    let mut index = match registry.get_manifest(&tag_ref).await {
+        Ok((_, media_type, bytes)) if media_type == MediaType::OCI_INDEX => {
+            serde_json::from_slice::<ImageIndex>(&bytes).unwrap_or_else(|_| ImageIndex::oci(Vec::new()))
+        }
+        Ok(_) | Err(registry::Error::NotFound(_)) => ImageIndex::oci(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    index.manifests.retain(|m| m.artifact_type != entry.artifact_type && m.digest != entry.digest);
+    index.manifests.push(entry);
+    registry.put_manifest(&tag_ref, &index.to_bytes(), MediaType::OCI_INDEX).await?;
+    Ok(())
+}
+
+/// The artifacts about `subject`: the referrers API's list, else the tag
+/// schema's index (empty when neither has any).
+pub async fn referrers(
+    registry: &dyn Registry,
+    target: &Reference,
+    subject: &Digest,
+) -> Result<Vec<Descriptor>, registry::Error> {
+    if let Some(bytes) = registry.referrers(target, subject).await? {
+        let index: ImageIndex = serde_json::from_slice(&bytes)
+            .map_err(|e| registry::Error::Protocol(format!("{target}: referrers index: {e}")))?;
+        if !index.manifests.is_empty() {
+            return Ok(index.manifests);
+        }
+    }
+    let tag_ref = Reference { tag: Some(subject.as_str().replacen(':', "-", 1)), digest: None, ..target.clone() };
+    match registry.get_manifest(&tag_ref).await {
+        Ok((_, _, bytes)) => Ok(serde_json::from_slice::<ImageIndex>(&bytes).map(|i| i.manifests).unwrap_or_default()),
+        Err(registry::Error::NotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+#[path = "attach_tests.rs"]
+mod tests;

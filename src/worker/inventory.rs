@@ -1,0 +1,40 @@
+//! Each layer's package inventory (for SBOMs), scanned once from its
+//! snapshot and kept beside the stores under `sbom/<diff id hex>.json`:
+//! a cached layer is never scanned again. A file of another format
+//! version, or one that does not parse, is scanned again and replaced.
+
+use super::{LayerRecord, Worker, WorkerError};
+use crate::attest::sbom::{scan_layer, LayerInventory, INVENTORY_VERSION};
+use std::path::PathBuf;
+
+impl Worker {
+    fn inventory_path(&self, layer: &LayerRecord) -> PathBuf {
+        self.data_dir().join("sbom").join(format!("{}.json", layer.diff_id.hex()))
+    }
+
+    /// The inventory of `layer` (blocking): from the cache, or scanned and
+    /// cached; `(inventory, scanned now)`.
+    pub fn layer_inventory(&self, layer: &LayerRecord) -> Result<(LayerInventory, bool), WorkerError> {
+        let path = self.inventory_path(layer);
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(inv) = serde_json::from_slice::<LayerInventory>(&bytes) {
+                if inv.version == INVENTORY_VERSION {
+                    return Ok((inv, false));
+                }
+            }
+        }
+        let dir = self.snapshots().dir(&layer.snapshot);
+        let io = |context: &str| {
+            let context = format!("{context} {}", layer.diff_id);
+            move |source| WorkerError::Io { context, source }
+        };
+        let inv = scan_layer(&dir).map_err(io("scan the packages of layer"))?;
+        let parent = path.parent().expect("under the data dir");
+        std::fs::create_dir_all(parent).map_err(io("create the sbom cache for"))?;
+        let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io("cache the packages of layer"))?;
+        std::fs::write(tmp.path(), serde_json::to_vec(&inv).expect("inventory serializes"))
+            .map_err(io("cache the packages of layer"))?;
+        tmp.persist(&path).map_err(|e| io("cache the packages of layer")(e.error))?;
+        Ok((inv, true))
+    }
+}
