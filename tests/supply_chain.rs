@@ -273,6 +273,12 @@ fn the_sbom_and_provenance_of_a_debian_python_node_image_pass_their_validators()
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (*p, d.as_slice())).collect();
     let reply = build(&server, &image, &refs, json!({"GREETING": "hello"}));
     assert!(reply["signature"].is_null(), "no key, no signature: {reply}");
+    let log = log_text(&reply);
+    assert!(log.contains("(4 of 4 layers scanned, the rest cached)"), "a fresh server scans every layer:\n{log}");
+    let again = build(&server, &image, &refs, json!({"GREETING": "hello"}));
+    let log = log_text(&again);
+    assert!(log.contains("(0 of 4 layers scanned, the rest cached)"), "a cached layer is not scanned again:\n{log}");
+    assert_eq!(again["sbom"], reply["sbom"], "the same image has the same SBOM document");
     let out = tempfile::tempdir().unwrap();
     let (sbom_file, provenance_file) = (out.path().join("sbom.spdx.json"), out.path().join("provenance.json"));
     let verified = kiln_verify(
@@ -329,8 +335,11 @@ fn the_sbom_and_provenance_of_a_debian_python_node_image_pass_their_validators()
     let params = &provenance["predicate"]["buildDefinition"]["externalParameters"];
     assert_eq!(params["buildArgs"]["GREETING"], "hello");
     let audit = server.audit_lines();
-    let record = audit.iter().find(|r| r["image"] == image.as_str()).unwrap();
-    assert_eq!(record["provenance"], reply["provenance"], "the audit record names the provenance");
+    let records: Vec<&Value> = audit.iter().filter(|r| r["image"] == image.as_str()).collect();
+    assert_eq!(records[0]["provenance"], reply["provenance"], "the audit record names the provenance");
+    // The tag schema lists the newest build's provenance: the rebuild's.
+    let record = records.last().unwrap();
+    assert_eq!(record["provenance"], again["provenance"]);
     assert_eq!(provenance["predicate"]["runDetails"]["metadata"]["invocationId"], record["request_id"]);
 }
 
@@ -465,4 +474,43 @@ fn no_secret_value_reaches_an_attestation_or_the_signature() {
     assert_eq!(params["buildArgs"]["GREETING"], "hi");
     let steps = &provenance["predicate"]["runDetails"]["byproducts"][0]["annotations"]["steps"];
     assert!(steps.as_array().is_some_and(|s| s.len() >= 2), "max lists the steps: {steps}");
+}
+
+/// The attack: a step looks for the signing key and its password. A
+/// cosign-format key (sealed with COSIGN_PASSWORD) signs, yet neither the
+/// key file nor the password reaches a step, and the server process holds
+/// no password in its environment.
+#[test]
+fn a_step_cannot_read_the_signing_key_or_its_password() {
+    let password = "cosign-pass-phrase-771";
+    let keys = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["keygen", "--signing", "--out", keys.path().to_str().unwrap()])
+        .env("COSIGN_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (key, public) = (keys.path().join("signing.key"), keys.path().join("signing.pub"));
+    assert!(std::fs::read_to_string(&key).unwrap().contains("ENCRYPTED SIGSTORE PRIVATE KEY"));
+    let args = vec!["--signing-key".to_string(), key.display().to_string()];
+    let env = vec![("COSIGN_PASSWORD".to_string(), password.to_string())];
+    let server = Server::start(ServerOptions { args, env, ..Default::default() });
+    let image = test_image("kiln/key-attack");
+    let dockerfile = format!(
+        "FROM {}/busybox\nRUN env > /env.txt; (cat {} || echo denied) > /key.txt 2>&1; \
+         (grep -rl SIGSTORE /proc/1/environ /tmp /run 2>/dev/null || true) > /found.txt\n",
+        registry(),
+        key.display()
+    );
+    let reply = build(&server, &image, &[("Dockerfile", dockerfile.as_bytes())], json!({}));
+    let digest = reply["digest"].as_str().unwrap();
+    let (payload, signature) = cosign_signature(&image, digest);
+    assert!(openssl_verifies(&public, &payload, &signature), "the cosign-format key signs");
+    let rootfs = unpack_image(&image, None);
+    let read = |f: &str| std::fs::read_to_string(rootfs.rootfs.join(f)).unwrap();
+    assert!(!read("env.txt").contains(password), "the password reached a step");
+    assert!(!read("key.txt").contains("PRIVATE KEY"), "the key reached a step: {}", read("key.txt"));
+    assert!(read("found.txt").trim().is_empty(), "{}", read("found.txt"));
+    let environ = std::fs::read(format!("/proc/{}/environ", server_process(server.pid()))).unwrap();
+    assert!(!String::from_utf8_lossy(&environ).contains(password), "the server keeps the password");
 }

@@ -92,6 +92,7 @@ impl Worker {
             self.remove_blobs(&mut inv, &mut report, true)?;
         }
         report.bytes_after = inv.total;
+        self.prune_inventories()?;
         Ok(report)
     }
 

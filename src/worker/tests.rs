@@ -93,6 +93,30 @@ async fn collection_evicts_least_recently_used_entries_down_to_the_budget() {
 }
 
 #[tokio::test]
+async fn a_layer_is_scanned_once_and_its_inventory_goes_with_it() {
+    let f = fixture(None);
+    let old = cached_layer(&f.worker, "old", 1_000).await;
+    let kept = cached_layer(&f.worker, "kept", 2_000).await;
+    f.worker.cache().touch(&["old".into()], 100).unwrap();
+    f.worker.cache().touch(&["kept".into()], 200).unwrap();
+    let (_, scanned) = f.worker.layer_inventory(&old).unwrap();
+    assert!(scanned, "a new layer is scanned");
+    let (inv, scanned) = f.worker.layer_inventory(&old).unwrap();
+    assert!(!scanned, "a layer seen before is not scanned again");
+    assert!(inv.files >= 1);
+    f.worker.layer_inventory(&kept).unwrap();
+    let sbom = f.worker.data_dir().join("sbom");
+    std::fs::write(sbom.join(".tmpleftover"), b"{").unwrap();
+    let report = f.worker.collect_garbage(None).unwrap();
+    let budget = report.bytes_after - 1;
+    f.worker.collect_garbage(Some(budget)).unwrap();
+    let mut left: Vec<String> =
+        std::fs::read_dir(&sbom).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    left.sort();
+    assert_eq!(left, [format!("{}.json", kept.diff_id.hex())], "the evicted layer's inventory and leftovers go");
+}
+
+#[tokio::test]
 async fn prune_and_check_wait_for_builds_and_report() {
     let f = fixture(None);
     let layer = cached_layer(&f.worker, "k", 50_000).await;

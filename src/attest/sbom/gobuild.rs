@@ -195,6 +195,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn hostile_headers_and_sections_are_refused_without_reading_much() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad");
+        let good = go_binary("go1.22.1", "mod\tx\tv1\t\n");
+        let cases: [(&str, usize, &[u8]); 4] = [
+            ("section count beyond the limit", 0x3c, &0xffffu16.to_le_bytes()),
+            ("section table beyond the file", 0x28, &u64::MAX.to_le_bytes()),
+            ("names index beyond the table", 0x3e, &7u16.to_le_bytes()),
+            ("entry size too small", 0x3a, &4u16.to_le_bytes()),
+        ];
+        for (what, at, bytes) in cases {
+            let mut elf = good.clone();
+            elf[at..at + bytes.len()].copy_from_slice(bytes);
+            std::fs::write(&path, &elf).unwrap();
+            assert!(scan(File::open(&path).unwrap()).is_empty(), "{what}");
+        }
+        // A varint length past the section's end.
+        let mut info = MAGIC.to_vec();
+        info.extend([8u8, 2]);
+        info.resize(32, 0);
+        info.extend([0xff, 0xff, 0xff, 0x7f]);
+        assert!(build_info(&info).is_none());
+    }
+
+    #[test]
     fn other_files_have_no_modules() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sh");
