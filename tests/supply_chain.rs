@@ -514,3 +514,82 @@ fn a_step_cannot_read_the_signing_key_or_its_password() {
     let environ = std::fs::read(format!("/proc/{}/environ", server_process(server.pid()))).unwrap();
     assert!(!String::from_utf8_lossy(&environ).contains(password), "the server keeps the password");
 }
+
+/// A Go program built with the real toolchain (offline: one dependency,
+/// replaced by a local directory).
+fn go_binary(dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("greet")).unwrap();
+    std::fs::write(
+        src.join("go.mod"),
+        "module example.com/fn\n\ngo 1.22\n\nrequire example.com/greet v0.0.0\n\nreplace example.com/greet => ./greet\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("greet/go.mod"), "module example.com/greet\n\ngo 1.22\n").unwrap();
+    std::fs::write(src.join("greet/greet.go"), "package greet\n\nfunc Hello() string { return \"hi\" }\n").unwrap();
+    std::fs::write(
+        src.join("main.go"),
+        "package main\n\nimport \"example.com/greet\"\n\nfunc main() { println(greet.Hello()) }\n",
+    )
+    .unwrap();
+    let out = Command::new(tool("go"))
+        .args(["build", "-o", "../fn", "."])
+        .current_dir(&src)
+        .env("GOCACHE", dir.join("cache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "go build: {}", String::from_utf8_lossy(&out.stderr));
+    dir.join("fn")
+}
+
+/// Go's version (`1.27.3`) as `go version` prints it.
+fn go_version() -> String {
+    let out = Command::new(tool("go")).arg("version").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().nth(2).unwrap().trim_start_matches("go").to_string()
+}
+
+#[test]
+fn a_go_binary_s_modules_and_an_added_download_are_recorded() {
+    let work = tempfile::tempdir().unwrap();
+    let binary = std::fs::read(go_binary(work.path())).unwrap();
+    let files = FileServer::start("kiln-sbom-download");
+    std::fs::write(files.dir.join("data.txt"), "downloaded\n").unwrap();
+    let server = Server::start(ServerOptions { args: files.allow(), ..Default::default() });
+    let image = test_image("kiln/sbom-go");
+    let url = files.url("data.txt");
+    let dockerfile = format!("FROM scratch\nCOPY fn /usr/local/bin/fn\nADD {url} /data.txt\n");
+    let body = request_tar(&json!({ "image": image }), &[("Dockerfile", dockerfile.as_bytes())]);
+    // An executable (request_tar writes 0644): the scan looks at executables.
+    let body = kiln::client::tarball::append_entry(body, "context/fn", &binary, 0o755).unwrap();
+    let (status, reply) = server.build(&body);
+    assert_success(status, &reply);
+    let out = tempfile::tempdir().unwrap();
+    let (sbom_file, provenance_file) = (out.path().join("sbom.json"), out.path().join("provenance.json"));
+    let verified = kiln_verify(
+        &image,
+        &["--sbom-out", sbom_file.to_str().unwrap(), "--provenance-out", provenance_file.to_str().unwrap()],
+    );
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    let sbom: Value = serde_json::from_slice(&std::fs::read(&sbom_file).unwrap()).unwrap();
+    let purls = purls(&sbom);
+    for want in [
+        format!("pkg:golang/stdlib@{}", go_version()),
+        "pkg:golang/example.com/fn@%28devel%29".to_string(),
+        "pkg:golang/example.com/greet@%28devel%29".to_string(),
+    ] {
+        assert!(purls.contains(&want), "{want} missing from {purls:?}");
+    }
+    let spdx = Command::new(tool("pyspdxtools")).arg("-i").arg(&sbom_file).output().unwrap();
+    assert!(spdx.status.success(), "{}", String::from_utf8_lossy(&spdx.stderr));
+    let provenance: Value = serde_json::from_slice(&std::fs::read(&provenance_file).unwrap()).unwrap();
+    let deps = provenance["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+    let download = deps.iter().find(|d| d["name"] == "download").unwrap_or_else(|| panic!("{deps:?}"));
+    assert_eq!(download["uri"], url.as_str());
+    use sha2::Digest;
+    assert_eq!(download["digest"]["sha256"], hex::encode(sha2::Sha256::digest(b"downloaded\n")));
+}

@@ -94,7 +94,7 @@ impl SharedBuild<'_> {
         if state.cfg.sbom {
             let statement = self.sbom_statement(facts).await?;
             statements.push(statement.clone());
-            let artifact = in_toto_artifact(key, SBOM_ARTIFACT, &statement);
+            let artifact = crate::blocking::in_place(|| in_toto_artifact(key, SBOM_ARTIFACT, &statement));
             let d = attach(store, registry, target, &subject, &artifact, true).await.map_err(export_failure)?;
             emit(self.log, format!("attaching SBOM {d}"));
             attached.sbom = Some(refer(&d));
@@ -177,7 +177,8 @@ impl SharedBuild<'_> {
         })
         .await?
         .map_err(|e| fail(ErrorKind::Internal, format!("SBOM: {e}")))?;
-        let inventory = sbom::merge(&inventories);
+        // Thousands of packages make a document of megabytes.
+        let inventory = crate::blocking::in_place(|| sbom::merge(&inventories));
         emit(
             self.log,
             format!(
@@ -194,7 +195,7 @@ impl SharedBuild<'_> {
         let base_refs: Vec<spdx::BaseImage<'_>> =
             bases.iter().map(|(r, d)| spdx::BaseImage { reference: r, digest: d }).collect();
         let subject = spdx::Subject { name: &name, digest: &digest, platform: &platform, created: &created };
-        let document = spdx::document(&subject, &inventory, &base_refs);
+        let document = crate::blocking::in_place(|| spdx::document(&subject, &inventory, &base_refs));
         Ok(crate::attest::sbom_statement(&name, &digest, document))
     }
 }

@@ -102,8 +102,9 @@ fn build_info(section: &[u8]) -> Option<(String, String)> {
 }
 
 /// The modules of a Go build info: the toolchain's standard library, the
-/// main module and every dependency (a `=>` replacement stands for the
-/// dependency before it).
+/// main module and every dependency. A `=>` replacement by another module
+/// stands for the dependency before it; one by a local directory keeps the
+/// dependency's path, at version `(devel)`.
 pub fn modules(go_version: &str, modinfo: &str) -> Vec<Package> {
     let mut out = vec![Package::new(Ecosystem::Golang, "stdlib", go_version.trim_start_matches("go"))];
     for line in modinfo.lines() {
@@ -111,8 +112,12 @@ pub fn modules(go_version: &str, modinfo: &str) -> Vec<Package> {
         match parts.as_slice() {
             ["mod" | "dep", path, version, ..] => out.push(Package::new(Ecosystem::Golang, path, version)),
             ["=>", path, version, ..] if out.len() > 1 => {
-                out.pop();
-                out.push(Package::new(Ecosystem::Golang, path, version));
+                let replaced = out.pop().expect("checked above");
+                let local = path.starts_with('.') || path.starts_with('/');
+                out.push(match local {
+                    true => Package::new(Ecosystem::Golang, &replaced.name, "(devel)"),
+                    false => Package::new(Ecosystem::Golang, path, version),
+                });
             }
             _ => {}
         }
@@ -185,13 +190,23 @@ pub(crate) mod tests {
     fn reads_the_modules_of_a_go_binary() {
         let modinfo = "path\texample.com/fn\nmod\texample.com/fn\t(devel)\t\n\
                        dep\tgithub.com/a/b\tv1.2.3\th1:x=\ndep\tgolang.org/x/sys\tv0.1.0\th1:y=\n\
-                       =>\t../sys\t(devel)\t\nbuild\tGOOS=linux\n";
+                       =>\t../sys\t\t\ndep\tgithub.com/c/d\tv0.1.0\th1:z=\n=>\tgithub.com/e/d\tv0.2.0\th1:w=\n\
+                       build\tGOOS=linux\n";
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fn");
         std::fs::write(&path, go_binary("go1.22.1", modinfo)).unwrap();
         let found = scan(File::open(&path).unwrap());
         let names: Vec<_> = found.iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
-        assert_eq!(names, ["stdlib@1.22.1", "example.com/fn@(devel)", "github.com/a/b@v1.2.3", "../sys@(devel)"]);
+        assert_eq!(
+            names,
+            [
+                "stdlib@1.22.1",
+                "example.com/fn@(devel)",
+                "github.com/a/b@v1.2.3",
+                "golang.org/x/sys@(devel)",
+                "github.com/e/d@v0.2.0"
+            ]
+        );
     }
 
     #[test]
