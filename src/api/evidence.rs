@@ -92,37 +92,48 @@ impl SharedBuild<'_> {
         let mut statements = Vec::new();
         let (store, registry) = (state.worker.store(), state.worker.registry());
         if state.cfg.sbom {
-            let statement = self.sbom_statement(facts).await?;
-            statements.push(statement.clone());
-            let artifact = crate::blocking::in_place(|| in_toto_artifact(key, SBOM_ARTIFACT, &statement));
-            let d = attach(store, registry, target, &subject, &artifact, true).await.map_err(export_failure)?;
-            emit(self.log, format!("attaching SBOM {d}"));
-            attached.sbom = Some(refer(&d));
+            statements.push((SBOM_ARTIFACT, self.sbom_statement(facts).await?));
         }
         if state.cfg.provenance != Mode::Off {
-            let (_, redacted) = recorded_build_args(&self.intake.config.build_args.clone().unwrap_or_default());
-            for name in redacted {
-                self.warn(format!(
-                    "WARNING: build arg {name:?} looks like a secret: its value is left out of the provenance (pass \
-                     secrets as build secrets, RUN --mount=type=secret)"
-                ));
+            self.warn_redacted_args();
+            statements.push((PROVENANCE_ARTIFACT, self.provenance_statement(facts)));
+        }
+        let artifacts: Vec<Artifact> = crate::blocking::in_place(|| {
+            statements.iter().map(|(kind, statement)| in_toto_artifact(key, kind, statement)).collect()
+        });
+        // The documents and the signature go up at the same time.
+        let documents = attach(store, registry, target, &subject, &artifacts, true);
+        let signature = async {
+            match key {
+                Some(key) => self.sign(key, &subject).await.map(Some),
+                None => Ok(None),
             }
-            let statement = self.provenance_statement(facts);
-            statements.push(statement.clone());
-            let artifact = in_toto_artifact(key, PROVENANCE_ARTIFACT, &statement);
-            let d = attach(store, registry, target, &subject, &artifact, true).await.map_err(export_failure)?;
-            emit(self.log, format!("attaching provenance {d}"));
-            attached.provenance = Some(refer(&d));
+        };
+        let (documents, signature) = futures_util::future::join(documents, signature).await;
+        for ((kind, _), d) in statements.iter().zip(documents.map_err(export_failure)?) {
+            let slot = if *kind == SBOM_ARTIFACT { &mut attached.sbom } else { &mut attached.provenance };
+            let what = if *kind == SBOM_ARTIFACT { "SBOM" } else { "provenance" };
+            emit(self.log, format!("attaching {what} {d}"));
+            *slot = Some(refer(&d));
         }
-        if let Some(key) = key {
-            let d = self.sign(key, &subject).await?;
-            attached.signature = Some(refer(&d));
-        }
+        attached.signature = signature?.map(|d| refer(&d));
+        let statements: Vec<serde_json::Value> = statements.into_iter().map(|(_, s)| s).collect();
         let entry = match state.cfg.docker_attestations && !statements.is_empty() {
             true => Some(self.docker_attestation(&subject.digest, &statements).await?),
             false => None,
         };
         Ok((attached, entry))
+    }
+
+    /// Warns about the build args whose values the provenance leaves out.
+    fn warn_redacted_args(&self) {
+        let (_, redacted) = recorded_build_args(&self.intake.config.build_args.clone().unwrap_or_default());
+        for name in redacted {
+            self.warn(format!(
+                "WARNING: build arg {name:?} looks like a secret: its value is left out of the provenance (pass \
+                 secrets as build secrets, RUN --mount=type=secret)"
+            ));
+        }
     }
 
     /// BuildKit's attestation manifest for `image`, pushed by digest.

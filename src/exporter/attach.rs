@@ -74,64 +74,109 @@ fn push_err(target: &Reference) -> impl Fn(registry::Error) -> ExportError + '_ 
     move |source| ExportError::Push { target: target.to_string(), source }
 }
 
-/// Pushes `artifact` about `subject` into `target`'s repository and makes
-/// it discoverable; returns the artifact manifest's digest. With `push`
-/// false it is only written to the store.
-pub async fn attach(
+/// Pushes one artifact's blobs and manifest (by digest); returns the
+/// referrers index entry for it.
+async fn push_artifact(
     store: &dyn Store,
     registry: &dyn Registry,
     target: &Reference,
     subject: &Subject,
     artifact: &Artifact,
     push: bool,
-) -> Result<Digest, ExportError> {
+) -> Result<Descriptor, ExportError> {
     let bytes = crate::blocking::in_place(|| artifact_manifest(store, subject, artifact))?;
     let digest = write_blob(store, &bytes)?;
-    if !push {
-        return Ok(digest);
-    }
-    let err = push_err(target);
     let manifest: ImageManifest = serde_json::from_slice(&bytes).expect("written above");
-    for blob in [&manifest.config.digest, &manifest.layers[0].digest] {
-        let blob = Digest::parse(blob).expect("written above");
-        registry.push_blob(target, &blob, store, None).await.map_err(&err)?;
+    if push {
+        let err = push_err(target);
+        let blobs = [&manifest.config.digest, &manifest.layers[0].digest].map(|d| Digest::parse(d).expect("written"));
+        let pushes = blobs.iter().map(|blob| registry.push_blob(target, blob, store, None));
+        futures_util::future::try_join_all(pushes).await.map_err(&err)?;
+        let by_digest = target.with_digest(digest.as_str());
+        registry.put_manifest(&by_digest, &bytes, MediaType::OCI_MANIFEST).await.map_err(&err)?;
     }
-    let by_digest = target.with_digest(digest.as_str());
-    registry.put_manifest(&by_digest, &bytes, MediaType::OCI_MANIFEST).await.map_err(&err)?;
-    let listed = registry.referrers(target, &subject.digest).await.map_err(&err)?;
-    let found = listed.as_deref().and_then(|b| serde_json::from_slice::<ImageIndex>(b).ok());
-    if !found.is_some_and(|index| index.manifests.iter().any(|m| m.digest == digest.as_str())) {
-        let entry = Descriptor {
-            annotations: manifest.annotations.clone(),
-            artifact_type: manifest.artifact_type.clone(),
-            ..Descriptor::new(MediaType::OCI_MANIFEST, &digest, bytes.len() as u64)
-        };
-        add_to_tag_index(registry, target, subject, entry).await.map_err(&err)?;
-    }
-    Ok(digest)
+    Ok(Descriptor {
+        annotations: manifest.annotations.clone(),
+        artifact_type: manifest.artifact_type.clone(),
+        ..Descriptor::new(MediaType::OCI_MANIFEST, &digest, bytes.len() as u64)
+    })
 }
 
-/// The referrers tag schema: adds `entry` to the index tagged
-/// `sha256-<hex>`, replacing an earlier entry of the same artifact type
-/// (a rebuild of the same image attaches its own documents instead).
+/// Pushes `artifacts` about `subject` into `target`'s repository (at the
+/// same time) and makes them discoverable: through the registry's
+/// referrers API when it lists them, else with one update of the tag
+/// schema's index. Returns the artifact manifests' digests, in order. With
+/// `push` false they are only written to the store.
+pub async fn attach(
+    store: &dyn Store,
+    registry: &dyn Registry,
+    target: &Reference,
+    subject: &Subject,
+    artifacts: &[Artifact],
+    push: bool,
+) -> Result<Vec<Digest>, ExportError> {
+    let pushes = artifacts.iter().map(|a| push_artifact(store, registry, target, subject, a, push));
+    let err = push_err(target);
+    // The tag schema's index is read while the artifacts go up (one round
+    // trip less; unused when the registry lists them itself).
+    let index = async {
+        match push {
+            true => current_tag_index(registry, target, subject).await.map_err(&err),
+            false => Ok(ImageIndex::oci(Vec::new())),
+        }
+    };
+    let (entries, index) = futures_util::future::try_join(futures_util::future::try_join_all(pushes), index).await?;
+    let digests = entries.iter().map(|e| Digest::parse(&e.digest).expect("written above")).collect();
+    if !push {
+        return Ok(digests);
+    }
+    let listed = registry.referrers(target, &subject.digest).await.map_err(&err)?;
+    let found = listed.as_deref().and_then(|b| serde_json::from_slice::<ImageIndex>(b).ok());
+    let unlisted: Vec<Descriptor> = entries
+        .into_iter()
+        .filter(|e| !found.as_ref().is_some_and(|index| index.manifests.iter().any(|m| m.digest == e.digest)))
+        .collect();
+    if !unlisted.is_empty() {
+        add_to_tag_index(registry, target, subject, index, unlisted).await.map_err(&err)?;
+    }
+    Ok(digests)
+}
+
+/// The referrers tag schema: adds `entries` to the index tagged
+/// `sha256-<hex>`, each replacing an earlier entry of its artifact type and
+/// annotations (a rebuild of the same image attaches its own documents
+/// instead).
 async fn add_to_tag_index(
     registry: &dyn Registry,
     target: &Reference,
     subject: &Subject,
-    entry: Descriptor,
+    mut index: ImageIndex,
+    entries: Vec<Descriptor>,
 ) -> Result<(), registry::Error> {
     let tag_ref = Reference { tag: Some(subject.tag()), digest: None, ..target.clone() };
-    let mut index = match registry.get_manifest(&tag_ref).await {
-        Ok((_, media_type, bytes)) if media_type == MediaType::OCI_INDEX => {
-            serde_json::from_slice::<ImageIndex>(&bytes).unwrap_or_else(|_| ImageIndex::oci(Vec::new()))
-        }
-        Ok(_) | Err(registry::Error::NotFound(_)) => ImageIndex::oci(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    index.manifests.retain(|m| m.artifact_type != entry.artifact_type && m.digest != entry.digest);
-    index.manifests.push(entry);
+    for entry in entries {
+        let same_kind = |m: &Descriptor| m.artifact_type == entry.artifact_type && m.annotations == entry.annotations;
+        index.manifests.retain(|m| !same_kind(m) && m.digest != entry.digest);
+        index.manifests.push(entry);
+    }
     registry.put_manifest(&tag_ref, &index.to_bytes(), MediaType::OCI_INDEX).await?;
     Ok(())
+}
+
+/// The index tagged `sha256-<hex>` for `subject` (empty when there is none).
+async fn current_tag_index(
+    registry: &dyn Registry,
+    target: &Reference,
+    subject: &Subject,
+) -> Result<ImageIndex, registry::Error> {
+    let tag_ref = Reference { tag: Some(subject.tag()), digest: None, ..target.clone() };
+    match registry.get_manifest(&tag_ref).await {
+        Ok((_, media_type, bytes)) if media_type == MediaType::OCI_INDEX => {
+            Ok(serde_json::from_slice::<ImageIndex>(&bytes).unwrap_or_else(|_| ImageIndex::oci(Vec::new())))
+        }
+        Ok(_) | Err(registry::Error::NotFound(_)) => Ok(ImageIndex::oci(Vec::new())),
+        Err(e) => Err(e),
+    }
 }
 
 /// The artifacts about `subject`: the referrers API's list, else the tag

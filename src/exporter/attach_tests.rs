@@ -35,15 +35,17 @@ fn run<T>(f: impl std::future::Future<Output = T>) -> T {
 fn without_a_referrers_api_the_tag_schema_lists_each_kind_once() {
     let (_dir, store, registry, target, subject) = setup(false);
     run(async {
-        attach(&store, &registry, &target, &subject, &artifact("a", "1"), true).await.unwrap();
-        let b = attach(&store, &registry, &target, &subject, &artifact("b", "2"), true).await.unwrap();
-        let again = attach(&store, &registry, &target, &subject, &artifact("a", "3"), true).await.unwrap();
+        attach(&store, &registry, &target, &subject, &[artifact("a", "1")], true).await.unwrap();
+        let b = attach(&store, &registry, &target, &subject, &[artifact("b", "2")], true).await.unwrap().remove(0);
+        let pair = [artifact("a", "3"), artifact("c", "4")];
+        let both = attach(&store, &registry, &target, &subject, &pair, true).await.unwrap();
+        let again = both[0].clone();
         let found = referrers(&registry, &target, &subject.digest).await.unwrap();
         let digests: Vec<&str> = found.iter().map(|d| d.digest.as_str()).collect();
-        assert_eq!(digests, [b.as_str(), again.as_str()]);
+        assert_eq!(digests, [b.as_str(), again.as_str(), both[1].as_str()]);
         let tag = Reference { tag: Some(subject.tag()), ..target.clone() };
         let (_, index) = registry.manifest(&tag).unwrap();
-        assert_eq!(serde_json::from_slice::<ImageIndex>(&index).unwrap().manifests.len(), 2);
+        assert_eq!(serde_json::from_slice::<ImageIndex>(&index).unwrap().manifests.len(), 3);
         let (_, manifest) = registry.manifest(&target.with_digest(again.as_str())).unwrap();
         let manifest: ImageManifest = serde_json::from_slice(&manifest).unwrap();
         assert_eq!(manifest.subject.unwrap().digest, subject.digest.as_str());
@@ -55,7 +57,7 @@ fn without_a_referrers_api_the_tag_schema_lists_each_kind_once() {
 fn with_a_referrers_api_no_tag_is_written() {
     let (_dir, store, registry, target, subject) = setup(true);
     run(async {
-        let a = attach(&store, &registry, &target, &subject, &artifact("a", "1"), true).await.unwrap();
+        let a = attach(&store, &registry, &target, &subject, &[artifact("a", "1")], true).await.unwrap().remove(0);
         let found = referrers(&registry, &target, &subject.digest).await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].digest.as_str(), found[0].artifact_type.as_deref()), (a.as_str(), Some("a")));

@@ -54,17 +54,11 @@ pub async fn push_signature(
     layers.push(layer);
     let config_bytes = super::attachment_config("", &layers);
     let config_digest = write_blob(store, &config_bytes)?;
-    for l in &layers {
-        let d = Digest::parse(&l.digest)?;
-        if d != payload_digest && !registry.blob_exists(target, &d).await.map_err(err)? {
-            return Err(ExportError::Push {
-                target: target.to_string(),
-                source: registry::Error::NotFound(format!("signature payload {d} is missing")),
-            });
-        }
-    }
-    registry.push_blob(target, &payload_digest, store, None).await.map_err(err)?;
-    registry.push_blob(target, &config_digest, store, None).await.map_err(err)?;
+    // The signatures already there are in the registry (it accepted their
+    // manifest), so only the new payload and the config go up, together.
+    let payload = registry.push_blob(target, &payload_digest, store, None);
+    let config = registry.push_blob(target, &config_digest, store, None);
+    futures_util::future::try_join(payload, config).await.map_err(err)?;
     let manifest =
         ImageManifest::oci(Descriptor::new(MediaType::OCI_CONFIG, &config_digest, config_bytes.len() as u64), layers);
     let bytes = manifest.to_bytes();

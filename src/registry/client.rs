@@ -68,6 +68,13 @@ pub struct RegistryClient {
     /// Per blob digest: held while it downloads, so concurrent builds
     /// wanting the same blob fetch it once.
     downloads: crate::keylock::KeyLocks,
+    /// Per repository and blob: held while it uploads, so two pushes of one
+    /// blob (two attestations' `{}` config, two builds' shared layer) never
+    /// race in the registry, which can lose the blob to the second commit.
+    uploads: crate::keylock::KeyLocks,
+    /// Registries that answered they have no referrers API: not asked
+    /// again while this server runs (a registry upgrade needs a restart).
+    without_referrers: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Bytes read from a blob file per chunk of an upload body.
@@ -164,7 +171,14 @@ impl RegistryClient {
             }
         }
         let http = builder.build().map_err(|e| Error::Invalid(format!("http client: {e}")))?;
-        Ok(Self { http, opts, auth: Mutex::new(HashMap::new()), downloads: Default::default() })
+        Ok(Self {
+            http,
+            opts,
+            auth: Mutex::new(HashMap::new()),
+            downloads: Default::default(),
+            uploads: Default::default(),
+            without_referrers: Default::default(),
+        })
     }
 
     fn route(&self, r: &Reference) -> Reference {
@@ -362,6 +376,7 @@ impl RegistryClient {
         store: &dyn Store,
         mount_from: Option<&Reference>,
     ) -> Result<PushOutcome> {
+        let _only_upload = self.uploads.lock(&format!("{}/{}@{digest}", r.registry, r.repository)).await;
         if self.head_blob(r, digest).await? {
             return Ok(PushOutcome::Existed);
         }
@@ -408,6 +423,17 @@ impl RegistryClient {
     /// answers that it has no such API (404, 400, 405 or 501), as
     /// distribution 2.x does.
     async fn get_referrers(&self, r: &Reference, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        if self.without_referrers.lock().expect("referrers lock").contains(&r.registry) {
+            return Ok(None);
+        }
+        let answer = self.ask_referrers(r, digest).await?;
+        if answer.is_none() {
+            self.without_referrers.lock().expect("referrers lock").insert(r.registry.clone());
+        }
+        Ok(answer)
+    }
+
+    async fn ask_referrers(&self, r: &Reference, digest: &Digest) -> Result<Option<Vec<u8>>> {
         let url = self.url(r, &format!("referrers/{digest}"));
         let resp = self.send(r, false, &|| Ok(self.http.get(&url).header(ACCEPT, MediaType::OCI_INDEX))).await?;
         let unsupported = [StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST, StatusCode::METHOD_NOT_ALLOWED];
