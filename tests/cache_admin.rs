@@ -69,7 +69,11 @@ fn admin_endpoints_need_a_signature_from_loopback_and_from_a_step() {
     // A default step does not reach the listener at all (the node's
     // loopback is not its own); a host-network step (an entitlement) does,
     // and its unsigned prune is refused.
-    let prune = format!("printf 'POST /cache/prune?keep_storage=0 HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 {port}");
+    // stdin stays open for a while: busybox nc half-closes the socket at
+    // stdin's EOF, and hyper (half-close off) may then drop the connection
+    // before its answer is written.
+    let prune =
+        format!("(printf 'POST /cache/prune?keep_storage=0 HTTP/1.0\\r\\n\\r\\n'; sleep 3) | nc -w 5 127.0.0.1 {port}");
     let dockerfile = format!(
         "FROM {}/busybox\nRUN ({prune} || echo step-could-not-connect) | head -1\nRUN --network=host {prune} | head -1\n",
         registry()
