@@ -54,7 +54,7 @@ fn bench_cache_hit(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let index = CacheIndex::open(&dir.path().join("cache.redb")).unwrap();
     let layer = LayerRecord {
-        snapshot: SnapshotId::random(),
+        snapshot: Some(SnapshotId::random()),
         digest: Digest::of(b"blob"),
         diff_id: Digest::of(b"tar"),
         size: 4,

@@ -2,10 +2,16 @@
 """kiln against BuildKit (dockerd) and buildah on function-shaped contexts,
 side by side in one run (see bench-peers.sh). For each context and builder:
 cold build + push (fresh builder state), warm rebuild with no change, a
-handler-code change and a dependency change, each pushed; medians with
-min/max over RUNS runs, builders in rotating order; peak RSS of the
-builder's process tree during the cold build."""
-import json, os, shutil, statistics, subprocess, sys, threading, time
+handler-code change and a dependency change, each pushed; then, as a
+replica that never saw the function (empty state, the same registry):
+"fresh no change" and "fresh handler change" — kiln with its registry
+cache, BuildKit with the inline cache of the pushed image (--cache-from).
+Medians with min/max over RUNS runs, builders in rotating order; peak RSS
+of the builder's process tree during the cold build. Then throughput: N
+different tiny functions (COPY + RUN chmod on busybox), each built once,
+then each with a handler change by N clients at once: builds per second and
+the builder's peak RSS during the burst."""
+import concurrent.futures, json, os, shutil, statistics, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_build import Server, bench_args, post, request_tar  # noqa: E402
@@ -57,7 +63,7 @@ CONTEXTS = {
     "go-fn": (GO, {"go.mod": "module fn\nrequire example.com/x v1.0.0\n", "main.go": "package main\n",
                    "handler.go": "package main\nfunc Handle() {}\n"}, "handler.go", "go.mod"),
 }
-SCENARIOS = ["cold", "no change", "handler change", "dependency change"]
+SCENARIOS = ["cold", "no change", "handler change", "dependency change", "fresh no change", "fresh handler change"]
 # RETIRE: a builder's old state (data dirs, daemon roots) is left in the work
 # dir until the script ends: deleting thousands of files between runs makes
 # ext4 slow at creating the next ones ("recently deleted" inode scans seen
@@ -131,7 +137,12 @@ class Kiln:
             subprocess.run([a.kiln, "keygen", "--signing", "--out", self.key_dir], check=True, stdout=subprocess.DEVNULL)
 
     def args(self):
-        return ["--signing-key", os.path.join(self.key_dir, "signing.key")]
+        return ["--signing-key", os.path.join(self.key_dir, "signing.key"), "--registry-cache", "image"]
+
+    def replica(self, tag):
+        """A replica with an empty data dir and the same registry cache."""
+        self.replicas = getattr(self, "replicas", 0) + 1
+        self.fresh("%s-replica%d" % (tag, self.replicas))
 
     def fresh(self, tag):
         if self.srv:
@@ -165,7 +176,7 @@ class KilnPlain(Kiln):
     name = "kiln-plain"
 
     def args(self):
-        return ["--provenance=off", "--sbom=false"]
+        return ["--provenance=off", "--sbom=false", "--registry-cache", "image"]
 
 
 class Docker:
@@ -173,12 +184,18 @@ class Docker:
     CLI = "/usr/bin/docker"
 
     def __init__(self, a):
-        self.a, self.proc, self.dir, self.n = a, None, None, 0
+        self.a, self.proc, self.dir, self.n, self.cache_from = a, None, None, 0, None
         self.env = dict(os.environ, DOCKER_BUILDKIT="1")
+
+    def replica(self, tag):
+        """A fresh dockerd that imports the pushed image's inline cache."""
+        self.fresh(tag)
+        self.cache_from = tag
 
     def fresh(self, tag):
         self.close()
         self.n += 1
+        self.cache_from = None
         self.dir = os.path.join(self.a.work, "dockerd-%d" % self.n)
         os.makedirs(self.dir)
         sock = os.path.join(self.dir, "docker.sock")
@@ -199,7 +216,9 @@ class Docker:
 
     def build(self, ctx, image):
         start = time.monotonic()
-        run([self.CLI, "build", "-q", "--network", "none", "-t", image, ctx], self.env)
+        cache = ["--cache-from", self.cache_from] if self.cache_from else []
+        run([self.CLI, "build", "-q", "--network", "none", "--build-arg", "BUILDKIT_INLINE_CACHE=1"] + cache +
+            ["-t", image, ctx], self.env)
         run([self.CLI, "push", "-q", image], self.env)
         return time.monotonic() - start
 
@@ -274,6 +293,37 @@ def one_run(b, ctx_name, i, a, times, peaks):
         with open(os.path.join(ctx, deps), "a") as f:
             f.write("\n" if deps != "package.json" else " ")
         times[(ctx_name, b.name, "dependency change")].append(b.build(ctx, image))
+    if hasattr(b, "replica"):
+        b.replica(image)
+        times[(ctx_name, b.name, "fresh no change")].append(b.build(ctx, image))
+        b.replica(image)
+        with open(os.path.join(ctx, handler), "a") as f:
+            f.write("# fresh change %d\n" % i)
+        times[(ctx_name, b.name, "fresh handler change")].append(b.build(ctx, image))
+
+
+def throughput(b, a, i, rates, peaks):
+    """N functions' handler changes built by N clients at once (after each
+    function's first build): builds per second, peak RSS in MiB."""
+    funcs = []
+    for n in range(a.throughput):
+        ctx = os.path.join(a.work, "tp-%s-%d-%d" % (b.name, i, n))
+        write_context(ctx, TINY.format(reg=a.registry), {"handler.sh": "#!/bin/sh\necho fn%d\n" % n})
+        funcs.append((ctx, "%s/tp-%s/fn%d:r%d" % (a.registry, b.name, n, i)))
+    b.fresh("throughput-%d" % i)
+    for ctx, image in funcs:
+        b.build(ctx, image)
+    for ctx, _ in funcs:
+        with open(os.path.join(ctx, "handler.sh"), "a") as f:
+            f.write("# change\n")
+    only = {"kiln", "exe"} if b.name.startswith("kiln") else None
+    peak = Peak(b.pid, only, skip_root=b.name == "buildah")
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(len(funcs)) as pool:
+        for f in [pool.submit(b.build, ctx, image) for ctx, image in funcs]:
+            f.result()
+    rates.append(len(funcs) / (time.monotonic() - start))
+    peaks.append(peak.done())
 
 
 def fmt(xs):
@@ -284,11 +334,12 @@ def main():
     def extra(ap):
         ap.add_argument("--contexts", default=",".join(CONTEXTS))
         ap.add_argument("--builders", default="kiln,kiln-plain,buildkit,buildah")
+        ap.add_argument("--throughput", type=int, default=8, help="clients at once in the throughput run (0: skip)")
     a = bench_args(extra)
     wanted = a.builders.split(",")
     builders = [c(a) for c in (Kiln, KilnPlain, Docker, Buildah) if c.name in wanted]
     builders = [b for b in builders if b.name.startswith("kiln") or shutil.which("dockerd" if b.name == "buildkit" else "buildah")]
-    times, peaks = {}, {}
+    times, peaks, tp_rates, tp_peaks = {}, {}, {}, {}
     for c in a.contexts.split(","):
         for s in SCENARIOS:
             for b in builders:
@@ -300,6 +351,9 @@ def main():
         for c in a.contexts.split(","):
             for b in order:
                 one_run(b, c, i, a, times, peaks)
+        if a.throughput:
+            for b in order:
+                throughput(b, a, i, tp_rates.setdefault(b.name, []), tp_peaks.setdefault(b.name, []))
         print("run %d/%d done" % (i + 1, a.runs), file=sys.stderr, flush=True)
     kiln = next(b for b in builders if b.name == "kiln")
     kiln.fresh("idle")
@@ -323,6 +377,12 @@ def main():
         print("| %s | peak RSS, cold | %s | %s |" % (c, " | ".join(mem), " | ".join(
             "%.2f×" % (max(peaks[(c, "kiln")]) / max(peaks[(c, n)])) for n in names[1:])))
     print("kiln server idle RSS (supervisor + server): %.1f MiB" % idle)
+    if tp_rates:
+        print("throughput: %d functions' handler changes, %d clients at once; builds/s median [min–max], "
+              "peak RSS of the builder during the burst" % (a.throughput, a.throughput))
+        for n in names:
+            print("| %s | %s builds/s | %.0f MiB | %.1f× kiln/%s |" % (
+                n, fmt(tp_rates[n]), max(tp_peaks[n]), statistics.median(tp_rates["kiln"]) / statistics.median(tp_rates[n]), n))
     if "kiln-plain" in names:
         print("evidence overhead (provenance + SBOM + signature): kiln - kiln-plain, medians")
         for c in a.contexts.split(","):

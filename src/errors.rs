@@ -32,7 +32,7 @@ impl From<&crate::registry::Error> for ErrorKind {
             E::Unauthorized(_) => ErrorKind::Unauthenticated,
             E::Unavailable(_) | E::Protocol(_) => ErrorKind::Unavailable,
             E::Invalid(_) => ErrorKind::InvalidArgument,
-            E::Storage(_) => ErrorKind::Internal,
+            E::NotLocal(_) | E::Storage(_) => ErrorKind::Internal,
         }
     }
 }

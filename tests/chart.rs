@@ -223,3 +223,16 @@ fn a_signing_key_secret_is_mounted_read_only_and_named_to_kiln() {
     assert_eq!(key["secret"]["items"], serde_json::json!([{"key": "signing.key", "path": "signing.key"}]));
     assert!(render(&["--set", "kiln.provenance=full"]).is_err(), "the schema refuses an unknown mode");
 }
+
+#[test]
+fn scaled_out_replicas_share_the_registry_cache_by_default() {
+    let cache_of = |set: &[&str]| {
+        let docs = validated(&render(set).unwrap());
+        env_of(&kind(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])["KILN_REGISTRY_CACHE"].clone()
+    };
+    assert_eq!(cache_of(&[]), "off", "one replica keeps its own cache");
+    assert_eq!(cache_of(&["--set", "replicas=3"]), "image", "replicas share theirs through the registry");
+    assert_eq!(cache_of(&["--set", "replicas=3", "--set", "kiln.registryCache=off"]), "off");
+    let one = ["--set", "kiln.registryCache=registry.example/cache/kiln:cache"];
+    assert_eq!(cache_of(&one), "registry.example/cache/kiln:cache", "a chosen cache is kept");
+}

@@ -37,3 +37,94 @@ fn a_fresh_replica_builds_from_the_registry_cache() {
     assert_eq!(std::fs::read_to_string(img.rootfs.join("app/artifact")).unwrap(), "built\n");
     assert_eq!(std::fs::read_to_string(img.rootfs.join("app/final")).unwrap(), "final\n");
 }
+
+/// A fresh replica answering a build whose every step the registry cache
+/// holds downloads no layer (only manifests, configs, the SBOM inventories
+/// and HEADs), pushes the identical image with the identical SBOM; a
+/// handler change then fetches only what its steps read.
+#[test]
+fn a_fresh_replica_downloads_no_layer_for_a_cached_build() {
+    let proxy = RegistryProxy::start("log");
+    let reg = proxy.addr().to_string();
+    let args = || ServerOptions { args: vec!["--registry-cache".into(), "image".into()], ..Default::default() };
+    let repo = unique("kiln/lazy");
+    let image = format!("{reg}/{repo}:v1");
+    let dockerfile = format!(
+        "FROM {reg}/busybox\nRUN mkdir /deps && for i in $(seq 300); do echo $i > /deps/$i; done\n\
+         COPY handler.sh /app/\nRUN cat /app/handler.sh > /app/ran\n"
+    );
+    let body = |handler: &str| {
+        let files = [("Dockerfile", dockerfile.as_bytes()), ("handler.sh", handler.as_bytes())];
+        request_tar(&json!({"image": image}), &files)
+    };
+    let first = Server::start(args());
+    let (status, reply) = first.build(&body("echo v1\n"));
+    assert_success(status, &reply);
+    drop(first);
+    let direct = image.replacen(&reg, &registry(), 1);
+    let manifest = image_manifest(&direct);
+    let layers: Vec<String> =
+        manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect();
+    assert_eq!(layers.len(), 4, "{manifest}");
+
+    let replica = Server::start(args());
+    let before = proxy.lines("request").len();
+    let (status, reply) = replica.build(&body("echo v1\n"));
+    let requests = proxy.lines("request").split_off(before);
+    assert_success(status, &reply);
+    let log = log_text(&reply);
+    assert_eq!(executed_runs(&reply), 0, "every step came from the registry cache:\n{log}");
+    let layer_gets: Vec<&String> =
+        requests.iter().filter(|r| r.starts_with("request GET") && layers.iter().any(|d| r.contains(d))).collect();
+    assert!(layer_gets.is_empty(), "the replica downloaded layers: {layer_gets:?}\nall requests: {requests:#?}");
+    assert!(requests.iter().any(|r| r.starts_with("request HEAD")), "pushes were answered by HEAD: {requests:#?}");
+    assert!(log.contains("(0 of 4 layers scanned"), "inventories came with the cache:\n{log}");
+    assert_eq!(image_manifest(&direct), manifest, "the replica pushed the identical image");
+
+    let before = proxy.lines("request").len();
+    let (status, reply) = replica.build(&body("echo v2\n"));
+    let requests = proxy.lines("request").split_off(before);
+    assert_success(status, &reply);
+    assert_eq!(executed_runs(&reply), 1, "only the RUN after the handler ran:\n{}", log_text(&reply));
+    let fetched = |d: &str| requests.iter().any(|r| r.starts_with("request GET") && r.contains(d));
+    assert!(layers[..2].iter().all(|d| fetched(d)), "the COPY's parent was fetched: {requests:#?}");
+    let img = unpack_image(&direct, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("app/ran")).unwrap(), "echo v2\n");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("deps/300")).unwrap(), "300\n");
+}
+
+/// `COPY --link` makes its layer on nothing, so a fresh replica builds a
+/// handler change on a lazy parent without downloading any layer.
+#[test]
+fn a_linked_copy_on_a_fresh_replica_downloads_no_layer() {
+    let proxy = RegistryProxy::start("log");
+    let reg = proxy.addr().to_string();
+    let args = || ServerOptions { args: vec!["--registry-cache".into(), "image".into()], ..Default::default() };
+    let image = format!("{reg}/{}:v1", unique("kiln/lazy-link"));
+    let dockerfile = format!("FROM {reg}/busybox\nRUN echo deps > /deps\nCOPY --link handler.sh /app/\n");
+    let body = |handler: &str| {
+        let files = [("Dockerfile", dockerfile.as_bytes()), ("handler.sh", handler.as_bytes())];
+        request_tar(&json!({"image": image}), &files)
+    };
+    let first = Server::start(args());
+    let (status, reply) = first.build(&body("v1\n"));
+    assert_success(status, &reply);
+    drop(first);
+    let direct = image.replacen(&reg, &registry(), 1);
+    let below: Vec<String> = image_manifest(&direct)["layers"].as_array().unwrap()[..2]
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+
+    let replica = Server::start(args());
+    let before = proxy.lines("request").len();
+    let (status, reply) = replica.build(&body("v2\n"));
+    let requests = proxy.lines("request").split_off(before);
+    assert_success(status, &reply);
+    let gets: Vec<&String> =
+        requests.iter().filter(|r| r.starts_with("request GET") && below.iter().any(|d| r.contains(d))).collect();
+    assert!(gets.is_empty(), "the linked COPY read its parent: {gets:?}");
+    let img = unpack_image(&direct, None);
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("app/handler.sh")).unwrap(), "v2\n");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("deps")).unwrap(), "deps\n");
+}

@@ -8,37 +8,12 @@ use serde_json::json;
 use std::process::Command;
 use support::*;
 
-struct FaultProxy {
-    daemon: Daemon,
-    faults: tempfile::NamedTempFile,
-}
-
-impl FaultProxy {
-    fn start(mode: &str) -> FaultProxy {
-        let port = free_port();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/fault_proxy.py");
-        let faults = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new("python3");
-        cmd.args([script, &port.to_string(), &registry(), mode]).stderr(faults.reopen().unwrap());
-        FaultProxy { daemon: Daemon::spawn(cmd, port), faults }
-    }
-
-    fn addr(&self) -> &str {
-        &self.daemon.addr
-    }
-
-    /// Requests the proxy failed on purpose.
-    fn injected(&self) -> usize {
-        std::fs::read_to_string(self.faults.path()).unwrap().lines().filter(|l| l.starts_with("fault")).count()
-    }
-}
-
 #[test]
 fn pulls_and_pushes_retry_through_faults() {
     let server =
         Server::start(ServerOptions { args: vec!["--registry-timeout".into(), "2".into()], ..Default::default() });
     for mode in ["503", "reset", "slow"] {
-        let proxy = FaultProxy::start(mode);
+        let proxy = RegistryProxy::start(mode);
         let image = format!("{}/{}:v1", proxy.addr(), unique(&format!("kiln/faults-{mode}")));
         let dockerfile = format!("FROM {}/busybox\nRUN echo {mode} > /mode\n", proxy.addr());
         let (status, reply) =
@@ -54,7 +29,7 @@ fn pulls_and_pushes_retry_through_faults() {
 #[test]
 fn a_corrupted_blob_fails_the_build_and_pushes_nothing() {
     let server = Server::start(ServerOptions::default());
-    let proxy = FaultProxy::start("corrupt");
+    let proxy = RegistryProxy::start("corrupt");
     let repo = unique("kiln/faults-corrupt");
     let image = format!("{}/{repo}:v1", registry());
     let dockerfile = format!("FROM {}/busybox\nRUN true\n", proxy.addr());
@@ -86,7 +61,7 @@ fn a_registry_down_or_failing_mid_push_fails_clearly_and_service_resumes() {
     assert_eq!(status, 500, "{reply}");
     assert!(err.contains("push") && err.contains("Connection refused"), "names the push and the cause: {err}");
 
-    let proxy = FaultProxy::start("putfail");
+    let proxy = RegistryProxy::start("putfail");
     let failing = format!("{}/{repo}:v1", proxy.addr());
     let (status, reply) = build(&failing);
     let err = reply["error"].as_str().unwrap_or_default();

@@ -4,12 +4,11 @@
 //! of the manifest. See `docs/supply-chain.md`.
 
 pub use super::attached::{Attached, Evidence, EvidenceInputs, ImageFacts};
-use super::failure::{blocking, emit, export_failure, fail, BuildFailure};
+use super::failure::{emit, export_failure, fail, BuildFailure};
 use super::image::SharedBuild;
 use crate::attest::provenance::{self, Dependency, Mode, ProvenanceInput, StepRun};
 use crate::attest::sbom::{self, spdx};
 use crate::attest::{sign, simplesign, Envelope, SigningKey};
-use crate::errors::ErrorKind;
 use crate::exporter::attach::{attach, Artifact, Subject};
 use crate::exporter::docker_attest;
 use crate::oci::Descriptor;
@@ -174,20 +173,8 @@ impl SharedBuild<'_> {
     /// The SBOM statement: the layers' inventories (scanned once per
     /// layer, off the async threads) merged into an SPDX document.
     async fn sbom_statement(&self, facts: &ImageFacts<'_>) -> Result<serde_json::Value, BuildFailure> {
-        let worker = self.state.worker.clone();
-        let layers = facts.layers.to_vec();
-        let (inventories, scanned) = blocking(move || {
-            let mut scanned = 0usize;
-            let mut out = Vec::with_capacity(layers.len());
-            for layer in &layers {
-                let (inv, fresh) = worker.layer_inventory(layer)?;
-                scanned += usize::from(fresh);
-                out.push(inv);
-            }
-            Ok::<_, crate::worker::WorkerError>((out, scanned))
-        })
-        .await?
-        .map_err(|e| fail(ErrorKind::Internal, format!("SBOM: {e}")))?;
+        let (inventories, scanned) = (self.state.worker.layer_inventories(facts.layers, self.cache).await)
+            .map_err(|e| fail(e.kind(), format!("SBOM: {e}")))?;
         // Thousands of packages make a document of megabytes.
         let inventory = crate::blocking::in_place(|| sbom::merge(&inventories));
         emit(

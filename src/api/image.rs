@@ -89,6 +89,11 @@ impl SharedBuild<'_> {
         let solved = self.solve(&lowered, &bases, platform, own, &solve_log).await?;
         let mut layers = solved.layers;
         state.worker.add_push_origins(&mut layers);
+        if state.cfg.serve_images {
+            // kiln's own `/v2/` serves every layer from the local store.
+            let pulled = state.worker.fetch_blobs(&layers).await.map_err(|e| fail(e.kind(), e.to_string()))?;
+            state.metrics.inc("kiln_pulled_bytes_total", &[], pulled as f64);
+        }
         let input = ExportInput {
             target: self.target,
             layers: &layers,

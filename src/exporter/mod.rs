@@ -238,7 +238,8 @@ async fn push_layer(
     log: &(dyn Fn(String) + Sync),
 ) -> Result<u64, crate::registry::Error> {
     let origin = layer.origin.as_deref().and_then(|o| Reference::parse(o).ok());
-    let outcome = registry.push_blob(target, &layer.digest, store, origin.as_ref()).await?;
+    let desc = Descriptor::new(&layer.media_type, layer.digest.as_str(), layer.size);
+    let outcome = crate::registry::push_layer_blob(registry, store, target, &desc, origin.as_ref()).await?;
     log(format!("pushing layer {} {}", layer.digest, describe(outcome)));
     Ok(if outcome == PushOutcome::Uploaded { layer.size } else { 0 })
 }

@@ -8,7 +8,7 @@ use kiln_snapshotter::SnapshotId;
 
 fn layer(content: &str, created: i64) -> LayerRecord {
     LayerRecord {
-        snapshot: SnapshotId::random(),
+        snapshot: Some(SnapshotId::random()),
         digest: Digest::of(format!("gz:{content}").as_bytes()),
         diff_id: Digest::of(content.as_bytes()),
         size: content.len() as u64,

@@ -19,8 +19,11 @@ pub struct HistoryStep {
 /// One layer of an image as kiln holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRecord {
-    /// Snapshot holding the layer's content (overlay form).
-    pub snapshot: SnapshotId,
+    /// Snapshot holding the layer's content (overlay form); `None` for a
+    /// lazy layer, known by its digests and fetched from `origin` only
+    /// when a step must read it (see `Worker::materialize`).
+    #[serde(default)]
+    pub snapshot: Option<SnapshotId>,
     /// Compressed blob digest.
     pub digest: Digest,
     /// Uncompressed digest.

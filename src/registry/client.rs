@@ -392,7 +392,8 @@ impl RegistryClient {
         let location = self.location(r, &resp)?;
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
-        let size = store.info(digest)?.ok_or_else(|| Error::Invalid(format!("blob {digest} missing locally")))?.size;
+        let size =
+            store.info(digest)?.ok_or_else(|| Error::NotLocal(format!("blob {digest} is not stored here")))?.size;
         let make = || -> Result<RequestBuilder> {
             Ok(self
                 .http

@@ -215,6 +215,9 @@ impl Registry for MemoryRegistry {
                 self.traffic.lock().unwrap().mounts += 1;
                 return Ok(PushOutcome::Mounted);
             }
+            if store.info(digest)?.is_none() {
+                return Err(Error::NotLocal(format!("blob {digest} is not stored here")));
+            }
             let mut bytes = Vec::new();
             let read = store.open(digest)?.read_to_end(&mut bytes);
             read.map_err(|e| kiln_snapshotter::Error::Io { context: format!("read {digest}"), source: e })?;

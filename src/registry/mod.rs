@@ -17,7 +17,7 @@ pub use auth::{Credential, Credentials};
 pub use client::{PushOutcome, RegistryClient, RegistryOptions, Resolved};
 pub use helpers::CredentialError;
 pub use reference::Reference;
-pub use seam::{resolve, Registry};
+pub use seam::{push_layer_blob, resolve, Registry};
 
 /// Registry failures, classified for the API's error mapping.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,9 @@ pub enum Error {
     /// A bad reference or argument.
     #[error("{0}")]
     Invalid(String),
+    /// A blob to upload is not in the local store (a lazy layer's).
+    #[error("{0}")]
+    NotLocal(String),
     /// Local storage failed.
     #[error(transparent)]
     Storage(#[from] kiln_snapshotter::Error),

@@ -89,6 +89,28 @@ pub async fn resolve(
     Ok(Resolved { digest, manifest, config })
 }
 
+/// Pushes a layer's blob to `target`: nothing when it is there, a mount
+/// when `origin` is another repository of the same registry holding it,
+/// else an upload from `store` — downloaded from `origin` first when the
+/// store lacks it (a lazy layer bound for another registry).
+pub async fn push_layer_blob(
+    registry: &dyn Registry,
+    store: &dyn Store,
+    target: &Reference,
+    desc: &Descriptor,
+    origin: Option<&Reference>,
+) -> Result<PushOutcome> {
+    let digest = Digest::parse(&desc.digest)?;
+    match registry.push_blob(target, &digest, store, origin).await {
+        Err(Error::NotLocal(why)) => {
+            let from = origin.ok_or(Error::NotLocal(why))?;
+            registry.fetch_blob(from, desc, store).await?;
+            registry.push_blob(target, &digest, store, None).await
+        }
+        pushed => pushed,
+    }
+}
+
 fn parse_manifest(r: &Reference, bytes: &[u8]) -> Result<ImageManifest> {
     serde_json::from_slice(bytes).map_err(|e| Error::Protocol(format!("{r}: bad image manifest: {e}")))
 }

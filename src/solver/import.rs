@@ -1,40 +1,24 @@
 //! A local cache miss looked up in the registry cache: a step the cache
-//! names is pulled and unpacked instead of run.
+//! names is recorded as cached with its chain lazy (see
+//! `Worker::materialize`), fetched only if a later step reads it.
 
-use super::{BuildInput, Event, LayerRecord, SolveError, Solver};
-use crate::graph::NodeId;
-use crate::oci::Descriptor;
+use super::{BuildInput, LayerRecord, Solver};
 
 impl Solver {
-    /// Imports `key` from the registry cache, if it is there: pulls and
-    /// unpacks its chain and records it locally.
-    pub(super) async fn import_cached(
-        &self,
-        id: NodeId,
-        key: &str,
-        input: &BuildInput<'_>,
-    ) -> Result<Option<Vec<LayerRecord>>, SolveError> {
-        let Some(cache) = input.registry_cache else { return Ok(None) };
-        let Some(chain) = cache.map.entries.get(key) else { return Ok(None) };
-        let mut layers = Vec::new();
-        for l in &chain.layers {
-            let desc = Descriptor::new(&l.media_type, &l.digest, l.size);
-            let fetched = self
-                .worker
-                .fetch_layer(&cache.reference, &desc, &l.diff_id)
-                .await
-                .map_err(|e| SolveError::new(Some(id), e.kind(), format!("registry cache: {e}")))?;
-            let _ = input.progress.send(Event::Pulled(id, fetched.pulled));
-            layers.push(LayerRecord {
-                snapshot: fetched.snapshot,
-                digest: l.digest.clone(),
-                diff_id: l.diff_id.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
-                created: l.created,
-                origin: Some(format!("{}/{}", cache.reference.registry, cache.reference.repository)),
-            });
-        }
-        Ok(Some(layers))
+    /// The chain of `key` in the registry cache, if it is there whole.
+    pub(super) fn import_cached(&self, key: &str, input: &BuildInput<'_>) -> Option<Vec<LayerRecord>> {
+        let cache = input.registry_cache?;
+        let chain = cache.chain(key)?;
+        let origin = format!("{}/{}", cache.reference.registry, cache.reference.repository);
+        let layers = chain.layers.iter().map(|l| LayerRecord {
+            snapshot: None,
+            digest: l.digest.clone(),
+            diff_id: l.diff_id.clone(),
+            size: l.size,
+            media_type: l.media_type.clone(),
+            created: l.created,
+            origin: Some(origin.clone()),
+        });
+        Some(layers.collect())
     }
 }

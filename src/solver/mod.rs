@@ -263,7 +263,7 @@ impl Solver {
         let node = &def.nodes[id];
         let parent = node.inputs.first().copied();
         let parent_key = parent.map_or("", |p| keys[&p].as_str());
-        let source_keys = self.input_keys(id, def, (keys, results)).await?;
+        let source_keys = self.input_keys(id, def, (keys, results), input).await?;
         let source_keys: Vec<&str> = source_keys.iter().map(String::as_str).collect();
         let (key, prepared) = self.key(id, &node.op, parent_key, &source_keys, input).await?;
         let _ = input.progress.send(Event::Started(id));
@@ -274,27 +274,29 @@ impl Solver {
             let _ = input.progress.send(Event::Cached(id));
             return Ok((key, rec.layers));
         }
-        match self.import_cached(id, &key, input).await {
-            Ok(Some(layers)) => {
-                self.record_step(&key, node, &layers)?;
-                let _ = input.progress.send(Event::Output(id, "found in the registry cache".into()));
-                let _ = input.progress.send(Event::Cached(id));
-                return Ok((key, layers));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ =
-                    input.progress.send(Event::Output(id, format!("registry cache unusable, running the step: {e}")));
-            }
+        if let Some(layers) = self.import_cached(&key, input) {
+            self.record_step(&key, node, &layers)?;
+            let _ = input.progress.send(Event::Output(id, "found in the registry cache".into()));
+            let _ = input.progress.send(Event::Cached(id));
+            return Ok((key, layers));
         }
         let _own = own_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
         let _slot = self.run_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
-        let base = parent.map(|p| results[&p].clone()).unwrap_or_default();
+        let base = match (parent, &node.op) {
+            // `COPY --link` makes its layer on nothing: the parent stays lazy.
+            (Some(p), Op::File(f)) if f.link => results[&p].clone(),
+            (Some(p), Op::Exec(_) | Op::File(_)) => self.materialize(id, &results[&p], input).await?,
+            (Some(p), _) => results[&p].clone(),
+            (None, _) => Vec::new(),
+        };
         let layers = match (&node.op, prepared) {
-            (Op::Source(src), _) => self.pull(id, &src.digest, input).await?,
+            (Op::Source(src), _) => self.pull(id, &src.digest, input)?,
             (Op::Scratch, _) => Vec::new(),
             (Op::Exec(op), _) => {
-                let sources: Vec<Vec<LayerRecord>> = node.inputs.iter().skip(1).map(|i| results[i].clone()).collect();
+                let mut sources: Vec<Vec<LayerRecord>> = Vec::new();
+                for i in node.inputs.iter().skip(1) {
+                    sources.push(self.materialize(id, &results[i], input).await?);
+                }
                 self.run_exec(id, op, base, &sources, input).await?
             }
             (Op::Http(op), Prepared::Download(d)) => self.run_http(id, op, d, input.epoch).await?,
@@ -302,8 +304,8 @@ impl Solver {
             (Op::File(file), Prepared::Plan(mut plan)) => {
                 for action in &mut plan {
                     if let PlannedAction::Copy { from_input: Some(i), source_mounts, .. } = action {
-                        let chain = &results[&node.inputs[*i]];
-                        *source_mounts = self.worker.view(chain).map_err(|e| SolveError::worker(id, e))?;
+                        let chain = self.materialize(id, &results[&node.inputs[*i]], input).await?;
+                        *source_mounts = self.worker.view(&chain).map_err(|e| SolveError::worker(id, e))?;
                     }
                 }
                 self.run_file(id, plan, base, file.link, input).await?
@@ -326,6 +328,7 @@ impl Solver {
         id: NodeId,
         def: &Definition,
         (keys, results): (&HashMap<NodeId, String>, &HashMap<NodeId, Vec<LayerRecord>>),
+        build: &BuildInput<'_>,
     ) -> Result<Vec<String>, SolveError> {
         let node = &def.nodes[id];
         let mut out = Vec::new();
@@ -335,7 +338,10 @@ impl Solver {
                 // Images and downloads are keyed by content already.
                 Op::Source(_) | Op::Http(_) | Op::Git(_) => None,
                 _ if paths.is_empty() => None,
-                _ => self.worker.content_key(&results[input], &paths).await.map_err(|e| SolveError::worker(id, e))?,
+                _ => {
+                    let chain = self.materialize(id, &results[input], build).await?;
+                    self.worker.content_key(&chain, &paths).await.map_err(|e| SolveError::worker(id, e))?
+                }
             };
             out.push(by_content.unwrap_or_else(|| keys[input].clone()));
         }
@@ -391,7 +397,9 @@ impl Solver {
         }
     }
 
-    async fn pull(&self, id: NodeId, digest: &Digest, input: &BuildInput<'_>) -> Result<Vec<LayerRecord>, SolveError> {
+    /// A base image's layers, lazy: known by their digests, fetched from
+    /// the image's repository only when a step reads them.
+    fn pull(&self, id: NodeId, digest: &Digest, input: &BuildInput<'_>) -> Result<Vec<LayerRecord>, SolveError> {
         let (reference, resolved) = input
             .bases
             .get(digest)
@@ -407,46 +415,46 @@ impl Solver {
                 format!("{reference}: config and manifest disagree on layers"),
             ));
         }
-        // Every layer downloads and unpacks at the same time as the others
-        // (each into its own snapshot), as containerd's unpacker does.
         let layers = resolved.manifest.layers.iter().zip(diff_ids);
-        futures_util::future::try_join_all(layers.map(|(desc, diff_id)| async move {
-            let diff_id = Digest::parse(diff_id).map_err(|e| SolveError::internal(id, e))?;
-            let blob = Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?;
-            let snapshot = self.fetch_layer(id, reference, desc, &diff_id, input).await?;
-            Ok::<_, SolveError>(LayerRecord {
-                snapshot,
-                digest: blob,
-                diff_id,
-                size: desc.size,
-                media_type: crate::registry::MediaType::oci_layer(&desc.media_type).to_string(),
-                created: 0,
-                origin: Some(format!("{}/{}", reference.registry, reference.repository)),
+        layers
+            .map(|(desc, diff_id)| {
+                Ok(LayerRecord {
+                    snapshot: None,
+                    digest: Digest::parse(&desc.digest).map_err(|e| SolveError::internal(id, e))?,
+                    diff_id: Digest::parse(diff_id).map_err(|e| SolveError::internal(id, e))?,
+                    size: desc.size,
+                    media_type: crate::registry::MediaType::oci_layer(&desc.media_type).to_string(),
+                    created: 0,
+                    origin: Some(format!("{}/{}", reference.registry, reference.repository)),
+                })
             })
-        }))
-        .await
+            .collect()
     }
 
-    /// Fetches and unpacks one layer through the worker, reporting the
-    /// bytes pulled and the device nodes left out.
-    async fn fetch_layer(
+    /// `chain` with its lazy layers fetched and unpacked (each layer at
+    /// the same time as the others, as containerd's unpacker does), the
+    /// bytes and left-out device nodes reported for step `id`.
+    async fn materialize(
         &self,
         id: NodeId,
-        from: &Reference,
-        desc: &crate::oci::Descriptor,
-        diff_id: &Digest,
+        chain: &[LayerRecord],
         input: &BuildInput<'_>,
-    ) -> Result<kiln_snapshotter::SnapshotId, SolveError> {
-        let fetched = self.worker.fetch_layer(from, desc, diff_id).await.map_err(|e| SolveError::worker(id, e))?;
-        let _ = input.progress.send(Event::Pulled(id, fetched.pulled));
+    ) -> Result<Vec<LayerRecord>, SolveError> {
+        if chain.iter().all(|l| l.snapshot.is_some()) {
+            return Ok(chain.to_vec());
+        }
+        let fetched = self.worker.materialize(chain).await.map_err(|e| SolveError::worker(id, e))?;
+        if fetched.pulled > 0 {
+            let _ = input.progress.send(Event::Pulled(id, fetched.pulled));
+        }
         if fetched.skipped_devices > 0 {
             let line = format!(
-                "layer {diff_id}: skipped {} device node(s), which cannot be created in a user namespace",
+                "skipped {} device node(s) of the layers below, which cannot be created in a user namespace",
                 fetched.skipped_devices
             );
             let _ = input.progress.send(Event::Output(id, line));
         }
-        Ok(fetched.snapshot)
+        Ok(fetched.layers)
     }
 }
 

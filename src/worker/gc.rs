@@ -44,6 +44,16 @@ struct Inventory {
     snap_size: HashMap<SnapshotId, u64>,
     blob_size: HashMap<Digest, u64>,
     total: u64,
+    /// Where each diff id was unpacked: a lazy layer holds that snapshot.
+    unpacked: HashMap<String, SnapshotId>,
+}
+
+impl Inventory {
+    /// The snapshot a cache entry's layer holds: its own, or for a lazy
+    /// layer the one its content was unpacked into when a step read it.
+    fn held(&self, layer: &super::LayerRecord) -> Option<SnapshotId> {
+        layer.snapshot.clone().or_else(|| self.unpacked.get(layer.diff_id.as_str()).cloned())
+    }
 }
 
 impl Worker {
@@ -60,8 +70,8 @@ impl Worker {
         while budget.is_some_and(|b| projected > b) {
             let Some((key, rec, _)) = steps.next() else { break };
             for l in &rec.layers {
-                if decrement(&mut inv.snap_refs, &l.snapshot) == Some(0) {
-                    projected -= inv.snap_size.get(&l.snapshot).copied().unwrap_or(0);
+                if let Some(s) = inv.held(l).filter(|s| decrement(&mut inv.snap_refs, s) == Some(0)) {
+                    projected -= inv.snap_size.get(&s).copied().unwrap_or(0);
                 }
                 let blob = inv.blob_size.get(&l.digest).copied().unwrap_or(0);
                 if decrement(&mut inv.blob_refs, &l.digest) == Some(0) && blob >= METADATA_BLOB {
@@ -105,10 +115,13 @@ impl Worker {
             snap_size: HashMap::new(),
             blob_size: HashMap::new(),
             total: 0,
+            unpacked: self.cache.unpacked()?.into_iter().collect(),
         };
         for (_, rec, _) in steps {
             for l in &rec.layers {
-                *inv.snap_refs.entry(l.snapshot.clone()).or_default() += 1;
+                if let Some(s) = inv.held(l) {
+                    *inv.snap_refs.entry(s).or_default() += 1;
+                }
                 *inv.blob_refs.entry(l.digest.clone()).or_default() += 1;
             }
         }

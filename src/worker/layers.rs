@@ -24,10 +24,14 @@ pub struct Fetched {
 }
 
 impl Worker {
-    /// Whether every layer of a cached step is still in storage.
+    /// Whether every layer of a cached step is still in storage, or lazy
+    /// with a repository to fetch it from.
     pub fn usable(&self, rec: &StepRecord) -> bool {
-        rec.layers.iter().all(|l| {
-            matches!(self.snapshots.stat(&l.snapshot), Ok(Some(_))) && matches!(self.store.info(&l.digest), Ok(Some(_)))
+        rec.layers.iter().all(|l| match &l.snapshot {
+            Some(s) => {
+                matches!(self.snapshots.stat(s), Ok(Some(_))) && matches!(self.store.info(&l.digest), Ok(Some(_)))
+            }
+            None => l.origin.is_some(),
         })
     }
 
@@ -70,7 +74,7 @@ impl Worker {
     /// A new writable snapshot over `base` (base first) and the mounts of
     /// a rootfs on it.
     pub fn prepare(&self, base: &[LayerRecord]) -> Result<(Uncommitted, Vec<Mount>), WorkerError> {
-        let upper = self.uncommitted(self.snapshots.prepare(&top_first(base))?);
+        let upper = self.uncommitted(self.snapshots.prepare(&top_first(base)?)?);
         let mounts = self.snapshots.mounts(upper.id())?;
         Ok((upper, mounts))
     }
@@ -82,7 +86,7 @@ impl Worker {
 
     /// Read-only mounts of a layer chain (base first).
     pub fn view(&self, layers: &[LayerRecord]) -> Result<Vec<Mount>, WorkerError> {
-        Ok(self.snapshots.view(&top_first(layers))?)
+        Ok(self.snapshots.view(&top_first(layers)?)?)
     }
 
     /// Diffs `upper` into a layer (new files' mtimes clamped to `epoch`, a
@@ -101,7 +105,7 @@ impl Worker {
         let layer = tokio::task::spawn_blocking(move || diff_upper(&fs, store.as_ref(), &opts)).await??;
         let snapshot = self.commit(upper)?;
         base.push(LayerRecord {
-            snapshot,
+            snapshot: Some(snapshot),
             digest: layer.digest,
             diff_id: layer.diff_id,
             size: layer.size,
@@ -126,9 +130,17 @@ impl Worker {
     }
 }
 
-/// A layer chain's snapshots, topmost first (overlay lowerdir order).
-fn top_first(layers: &[LayerRecord]) -> Vec<SnapshotId> {
-    layers.iter().rev().map(|l| l.snapshot.clone()).collect()
+/// A layer chain's snapshots, topmost first (overlay lowerdir order); the
+/// chain must be materialized.
+fn top_first(layers: &[LayerRecord]) -> Result<Vec<SnapshotId>, WorkerError> {
+    layers.iter().rev().map(snapshot_of).collect()
+}
+
+/// A materialized layer's snapshot.
+pub(super) fn snapshot_of(layer: &LayerRecord) -> Result<SnapshotId, WorkerError> {
+    layer.snapshot.clone().ok_or_else(|| {
+        WorkerError::BadLayer(format!("layer {} was read before it was fetched (a lazy layer)", layer.diff_id))
+    })
 }
 
 /// A prepared snapshot and its scratch dir, removed on drop unless

@@ -15,6 +15,7 @@ pub mod fileop;
 mod gc;
 mod inventory;
 mod layers;
+mod lazy;
 mod maintenance;
 pub mod regcache;
 pub mod runner;
@@ -28,6 +29,7 @@ pub use cache::{CacheError, CacheIndex, HttpRecord, LayerRecord, StepRecord};
 pub use error::WorkerError;
 pub use gc::{GcReport, METADATA_BLOB};
 pub use layers::{Fetched, Uncommitted};
+pub use lazy::Materialized;
 
 use crate::registry::Registry;
 use kiln_snapshotter::content::Store;
@@ -88,6 +90,8 @@ pub struct Worker {
     cfg: WorkerConfig,
     maintenance: maintenance::Maintenance,
     layer_hashes: subtree::LayerHashes,
+    /// Per diff id: held while a lazy layer is fetched and unpacked.
+    unpacking: crate::keylock::KeyLocks,
 }
 
 impl Worker {
@@ -123,6 +127,7 @@ impl Worker {
             cfg,
             maintenance: Default::default(),
             layer_hashes: Default::default(),
+            unpacking: Default::default(),
         };
         let report = worker.collect_garbage(worker.cfg.cache_budget)?;
         tracing::info!(?report, "start-up garbage collection");

@@ -7,11 +7,12 @@
 //! unpacked once per data dir) and records the step as cached.
 
 use super::{LayerRecord, Worker, WorkerError};
+use crate::attest::sbom::{LayerInventory, INVENTORY_VERSION};
 use crate::oci::{Descriptor, ImageManifest, MediaType, PlatformSpec};
 use crate::registry::Reference;
 use kiln_snapshotter::Digest;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Most entries a cache manifest keeps (the newest win).
 pub const MAX_ENTRIES: usize = 512;
@@ -42,7 +43,26 @@ pub struct CacheMap {
     /// Cache key → layer chain, base first.
     #[serde(rename = "io.kiln.cache.v1", default)]
     pub entries: BTreeMap<String, CacheEntryChain>,
+    /// Diff id → the blob of that layer's package inventory (for SBOMs),
+    /// so a replica that never saw a layer need not fetch it to scan it.
+    #[serde(rename = "io.kiln.inventory.v1", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inventories: BTreeMap<String, InventoryBlob>,
 }
+
+/// Where a layer's inventory is kept in the cache repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryBlob {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// Media type of an inventory blob in the cache manifest.
+pub const INVENTORY_MEDIA_TYPE: &str = "application/vnd.kiln.layer-inventory.v1+json";
+
+/// Largest inventory blob read back.
+const MAX_INVENTORY_BYTES: u64 = 64 << 20;
 
 /// A chain and when it was exported (for trimming).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,19 +80,45 @@ pub struct RegistryCache {
     pub reference: Reference,
     /// What it held when the build started.
     pub map: CacheMap,
+    /// The blobs its manifest names (the registry keeps them): a chain
+    /// with a layer outside them is not imported.
+    pub blobs: HashSet<Digest>,
 }
 
 impl RegistryCache {
     /// Loads the cache at `reference` (an absent cache is an empty one).
     pub async fn load(worker: &Worker, reference: Reference) -> Result<Self, WorkerError> {
         let platform = PlatformSpec { os: "linux".into(), architecture: String::new(), variant: None };
-        let map = match crate::registry::resolve(worker.registry(), &reference, &platform, worker.store()).await {
-            Ok(r) => serde_json::from_slice(&r.config)
-                .map_err(|e| WorkerError::BadLayer(format!("{reference}: bad cache config: {e}")))?,
-            Err(crate::registry::Error::NotFound(_)) => CacheMap::default(),
-            Err(e) => return Err(e.into()),
+        let (map, blobs) =
+            match crate::registry::resolve(worker.registry(), &reference, &platform, worker.store()).await {
+                Ok(r) => {
+                    let map = serde_json::from_slice(&r.config)
+                        .map_err(|e| WorkerError::BadLayer(format!("{reference}: bad cache config: {e}")))?;
+                    let blobs = r.manifest.layers.iter().filter_map(|l| Digest::parse(&l.digest).ok()).collect();
+                    (map, blobs)
+                }
+                Err(crate::registry::Error::NotFound(_)) => Default::default(),
+                Err(e) => return Err(e.into()),
+            };
+        Ok(RegistryCache { reference, map, blobs })
+    }
+
+    /// The chain cached under `key`, when the registry keeps all of it.
+    pub fn chain(&self, key: &str) -> Option<&CacheEntryChain> {
+        self.map.entries.get(key).filter(|c| c.layers.iter().all(|l| self.blobs.contains(&l.digest)))
+    }
+
+    /// The inventory another replica exported for `diff_id`, if any.
+    pub async fn inventory(&self, worker: &Worker, diff_id: &Digest) -> Result<Option<LayerInventory>, WorkerError> {
+        let Some(blob) = self.map.inventories.get(diff_id.as_str()).filter(|b| self.blobs.contains(&b.digest)) else {
+            return Ok(None);
         };
-        Ok(RegistryCache { reference, map })
+        let desc = Descriptor::new(INVENTORY_MEDIA_TYPE, &blob.digest, blob.size);
+        worker.registry().fetch_blob(&self.reference, &desc, worker.store()).await?;
+        let bytes = kiln_snapshotter::content::read_blob(worker.store(), &blob.digest, MAX_INVENTORY_BYTES)?;
+        let inv: LayerInventory = serde_json::from_slice(&bytes)
+            .map_err(|e| WorkerError::BadLayer(format!("{}: inventory of {diff_id}: {e}", self.reference)))?;
+        Ok(Some(inv).filter(|i| i.version == INVENTORY_VERSION))
     }
 }
 
@@ -95,20 +141,19 @@ impl Worker {
         }
         trim(&mut map);
         let r = &cache.reference;
-        let mut blobs: BTreeMap<Digest, (u64, String, Option<String>)> = BTreeMap::new();
-        for (_, chain) in steps {
-            for l in chain {
-                blobs.insert(l.digest.clone(), (l.size, l.media_type.clone(), l.origin.clone()));
-            }
+        let mut layers: BTreeMap<Digest, &LayerRecord> = BTreeMap::new();
+        for l in steps.iter().flat_map(|(_, chain)| chain) {
+            layers.insert(l.digest.clone(), l);
         }
-        for (digest, (_, _, origin)) in &blobs {
-            if self.store.info(digest)?.is_none() {
-                continue;
-            }
-            let origin = origin.as_deref().and_then(|o| Reference::parse(o).ok());
-            self.registry.push_blob(r, digest, self.store(), origin.as_ref()).await?;
+        let mut present = cache.blobs.clone();
+        for (digest, l) in layers.into_iter().filter(|(d, _)| !cache.blobs.contains(d)) {
+            let origin = l.origin.as_deref().and_then(|o| Reference::parse(o).ok());
+            let desc = Descriptor::new(&l.media_type, &digest, l.size);
+            crate::registry::push_layer_blob(self.registry(), self.store(), r, &desc, origin.as_ref()).await?;
+            present.insert(digest);
         }
-        let manifest = self.cache_manifest(&map, r).await?;
+        self.export_inventories(&mut map, steps, r, &mut present).await?;
+        let manifest = self.cache_manifest(&map, r, &present).await?;
         self.registry.put_manifest(r, &manifest, MediaType::OCI_MANIFEST).await?;
         log(format!("exported {} cache entries to {r}", map.entries.len()));
         Ok(map.entries.len())
@@ -117,20 +162,59 @@ impl Worker {
     /// Pushes the config blob and returns the manifest naming every blob of
     /// the map (blobs the registry lacks are left out of the manifest, and
     /// their entries with them on the next import's miss).
-    async fn cache_manifest(&self, map: &CacheMap, r: &Reference) -> Result<Vec<u8>, WorkerError> {
+    async fn cache_manifest(
+        &self,
+        map: &CacheMap,
+        r: &Reference,
+        present: &HashSet<Digest>,
+    ) -> Result<Vec<u8>, WorkerError> {
         let config = serde_json::to_vec(map).expect("cache map serializes");
         let config_digest = kiln_snapshotter::content::write_blob(self.store(), &config)?;
         self.registry.push_blob(r, &config_digest, self.store(), None).await?;
         let mut layers: BTreeMap<Digest, Descriptor> = BTreeMap::new();
         for chain in map.entries.values() {
             for l in &chain.layers {
-                if self.registry.blob_exists(r, &l.digest).await? {
+                if present.contains(&l.digest) || self.registry.blob_exists(r, &l.digest).await? {
                     layers.insert(l.digest.clone(), Descriptor::new(&l.media_type, &l.digest, l.size));
                 }
             }
         }
+        for blob in map.inventories.values().filter(|b| present.contains(&b.digest)) {
+            layers.insert(blob.digest.clone(), Descriptor::new(INVENTORY_MEDIA_TYPE, &blob.digest, blob.size));
+        }
         let config = Descriptor::new(MediaType::OCI_CONFIG, &config_digest, config.len() as u64);
         Ok(ImageManifest::oci(config, layers.into_values().collect()).to_bytes())
+    }
+}
+
+impl Worker {
+    /// Pushes the inventories this replica holds for the layers of
+    /// `steps` that the map lacks, and drops the map's inventories of
+    /// layers no entry names any more.
+    async fn export_inventories(
+        &self,
+        map: &mut CacheMap,
+        steps: &[(String, Vec<LayerRecord>)],
+        r: &Reference,
+        present: &mut HashSet<Digest>,
+    ) -> Result<(), WorkerError> {
+        let mut seen = HashSet::new();
+        for l in steps.iter().flat_map(|(_, chain)| chain) {
+            let blob = map.inventories.get(l.diff_id.as_str());
+            if blob.is_some_and(|b| present.contains(&b.digest)) || !seen.insert(&l.diff_id) {
+                continue;
+            }
+            let Some(inv) = crate::blocking::in_place(|| self.cached_inventory(l)) else { continue };
+            let bytes = serde_json::to_vec(&inv).expect("inventory serializes");
+            let digest = kiln_snapshotter::content::write_blob(self.store(), &bytes)?;
+            self.registry.push_blob(r, &digest, self.store(), None).await?;
+            present.insert(digest.clone());
+            map.inventories.insert(l.diff_id.to_string(), InventoryBlob { digest, size: bytes.len() as u64 });
+        }
+        let live: HashSet<&str> =
+            map.entries.values().flat_map(|c| c.layers.iter().map(|l| l.diff_id.as_str())).collect();
+        map.inventories.retain(|diff_id, _| live.contains(diff_id.as_str()));
+        Ok(())
     }
 }
 

@@ -55,8 +55,11 @@ impl Worker {
     /// file cannot be read, since the stage's own key is always a correct
     /// (if coarser) key.
     pub async fn content_key(&self, chain: &[LayerRecord], paths: &[String]) -> Result<Option<String>, WorkerError> {
-        let layers: Vec<(SnapshotId, PathBuf)> =
-            chain.iter().map(|l| (l.snapshot.clone(), self.snapshots.dir(&l.snapshot))).collect();
+        let mut layers: Vec<(SnapshotId, PathBuf)> = Vec::with_capacity(chain.len());
+        for l in chain {
+            let s = super::layers::snapshot_of(l)?;
+            layers.push((s.clone(), self.snapshots.dir(&s)));
+        }
         let (paths, hashes) = (paths.to_vec(), self.layer_hashes.clone());
         let key = tokio::task::spawn_blocking(move || subtree_key(&layers, &paths, &hashes)).await?;
         Ok(key.unwrap_or_else(|e| {

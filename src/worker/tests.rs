@@ -5,7 +5,7 @@
 
 use super::fake_runner::ScriptRunner;
 use super::*;
-use crate::registry::{RegistryClient, RegistryOptions};
+use crate::registry::{Registry, RegistryClient, RegistryOptions};
 use kiln_snapshotter::conformance::MemoryStore;
 use kiln_snapshotter::content::write_blob;
 
@@ -16,6 +16,10 @@ struct Fixture {
 }
 
 fn fixture(cache_budget: Option<u64>) -> Fixture {
+    fixture_with(cache_budget, Arc::new(RegistryClient::new(RegistryOptions::default()).unwrap()))
+}
+
+fn fixture_with(cache_budget: Option<u64>, registry: Arc<dyn Registry>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let store = MemoryStore::default();
@@ -23,7 +27,7 @@ fn fixture(cache_budget: Option<u64>) -> Fixture {
         store: Arc::new(store.clone()),
         snapshots: Arc::new(Snapshots::open(data_dir.join("snapshots")).unwrap()),
         runner: Arc::new(ScriptRunner::default()),
-        registry: Arc::new(RegistryClient::new(RegistryOptions::default()).unwrap()),
+        registry,
     };
     let cfg = WorkerConfig { data_dir, diff: Default::default(), cache_budget };
     Fixture { _dir: dir, worker: Arc::new(Worker::with(cfg, backends).unwrap()), store }
@@ -55,7 +59,8 @@ async fn a_committed_layer_lands_in_the_store_and_stays_usable() {
     let layer = cached_layer(&f.worker, "k1", 10_000).await;
     let info = f.store.info(&layer.digest).unwrap().expect("the layer blob is in the worker's store");
     assert_eq!(info.size, layer.size);
-    assert_eq!(f.worker.snapshots().stat(&layer.snapshot).unwrap(), Some(kiln_snapshotter::snapshots::Kind::Committed));
+    let snapshot = layer.snapshot.as_ref().unwrap();
+    assert_eq!(f.worker.snapshots().stat(snapshot).unwrap(), Some(kiln_snapshotter::snapshots::Kind::Committed));
     let record = f.worker.cache().get_step("k1").unwrap().unwrap();
     assert!(f.worker.usable(&record));
     f.store.remove(&layer.digest).unwrap();
@@ -99,12 +104,12 @@ async fn a_layer_is_scanned_once_and_its_inventory_goes_with_it() {
     let kept = cached_layer(&f.worker, "kept", 2_000).await;
     f.worker.cache().touch(&["old".into()], 100).unwrap();
     f.worker.cache().touch(&["kept".into()], 200).unwrap();
-    let (_, scanned) = f.worker.layer_inventory(&old).unwrap();
-    assert!(scanned, "a new layer is scanned");
-    let (inv, scanned) = f.worker.layer_inventory(&old).unwrap();
-    assert!(!scanned, "a layer seen before is not scanned again");
-    assert!(inv.files >= 1);
-    f.worker.layer_inventory(&kept).unwrap();
+    let (_, scanned) = f.worker.layer_inventories(std::slice::from_ref(&old), None).await.unwrap();
+    assert_eq!(scanned, 1, "a new layer is scanned");
+    let (inv, scanned) = f.worker.layer_inventories(std::slice::from_ref(&old), None).await.unwrap();
+    assert_eq!(scanned, 0, "a layer seen before is not scanned again");
+    assert!(inv[0].files >= 1);
+    f.worker.layer_inventories(std::slice::from_ref(&kept), None).await.unwrap();
     let sbom = f.worker.data_dir().join("sbom");
     std::fs::write(sbom.join(".tmpleftover"), b"{").unwrap();
     let report = f.worker.collect_garbage(None).unwrap();
@@ -187,4 +192,36 @@ async fn a_worker_reopened_on_its_data_dir_sees_its_cache() {
     let record = worker.cache().get_step("k").unwrap().unwrap();
     assert!(worker.usable(&record), "the filesystem store and snapshots survive a restart");
     assert_eq!(worker.snapshots().stat(&active).unwrap(), None, "a step interrupted by the restart is removed");
+}
+
+#[tokio::test]
+async fn a_lazy_layer_is_fetched_once_when_read_and_its_snapshot_kept() {
+    let registry = Arc::new(crate::registry::memory::MemoryRegistry::default());
+    let builder = fixture_with(None, registry.clone());
+    let built = cached_layer(&builder.worker, "k", 20_000).await;
+    let base = crate::registry::Reference::parse("reg.example/library/base:1").unwrap();
+    registry.push_blob(&base, &built.digest, &builder.store, None).await.unwrap();
+
+    let fresh = fixture_with(None, registry.clone());
+    let lazy = LayerRecord { snapshot: None, origin: Some("reg.example/library/base".into()), ..built.clone() };
+    let record = StepRecord { layers: vec![lazy.clone()], description: "FROM base".into() };
+    fresh.worker.cache().put_step("from", &record).unwrap();
+    assert!(fresh.worker.usable(&record), "a lazy layer with an origin is usable without its bytes");
+    assert_eq!(registry.traffic().downloads, 0);
+
+    let once = fresh.worker.materialize(std::slice::from_ref(&lazy)).await.unwrap();
+    assert_eq!(once.pulled, built.size, "read, it is downloaded");
+    let again = fresh.worker.materialize(std::slice::from_ref(&lazy)).await.unwrap();
+    assert_eq!((again.pulled, registry.traffic().downloads), (0, 1), "and only once");
+    assert_eq!(once.layers[0].snapshot, again.layers[0].snapshot);
+
+    fresh.worker.collect_garbage(None).unwrap();
+    let kept = fresh.worker.local_snapshot(&lazy).unwrap();
+    assert_eq!(kept, once.layers[0].snapshot, "collection keeps what a lazy cache entry unpacked");
+    let report = fresh.worker.check_store().await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+
+    let orphan = LayerRecord { origin: None, ..lazy };
+    let no_origin = StepRecord { layers: vec![orphan], description: String::new() };
+    assert!(!fresh.worker.usable(&no_origin), "a lazy layer with nowhere to fetch it from is not usable");
 }

@@ -2,10 +2,11 @@
 """A registry proxy that fails on purpose: the first request for each
 (method, path) gets 503, or its connection is reset, then requests pass
 through to the real registry. Usage: fault_proxy.py PORT UPSTREAM MODE
-(MODE: 503 | reset | slow | corrupt | putfail; slow stalls 5 s before
+(MODE: 503 | reset | slow | corrupt | putfail | log; slow stalls 5 s before
 answering, corrupt flips a byte of every blob body instead, putfail answers
-500 to every blob upload's final PUT: a registry failing mid-push for good). Prints one line per fault
-to stderr."""
+500 to every blob upload's final PUT: a registry failing mid-push for good,
+log fails nothing and prints "request METHOD PATH" for every request).
+Prints one line per fault to stderr."""
 import http.client, socket, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -41,7 +42,9 @@ class Proxy(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if key not in seen and MODE not in ("corrupt", "putfail"):
+        if MODE == "log":
+            print("request %s %s" % (self.command, self.path), file=sys.stderr, flush=True)
+        elif key not in seen and MODE not in ("corrupt", "putfail"):
             seen.add(key)
             print("fault %s %s" % key, file=sys.stderr, flush=True)
             if MODE == "slow":

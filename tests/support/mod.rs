@@ -544,6 +544,42 @@ pub fn blob_uploads(repo: &str) -> usize {
     upload_requests("PUT", repo)
 }
 
+/// `tests/clients/fault_proxy.py` in front of the test registry: it fails
+/// requests on purpose, or (mode `log`) only records them.
+pub struct RegistryProxy {
+    daemon: Daemon,
+    output: tempfile::NamedTempFile,
+}
+
+impl RegistryProxy {
+    /// Starts the proxy in `mode` on a free port.
+    pub fn start(mode: &str) -> RegistryProxy {
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/fault_proxy.py");
+        let output = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.args([script, &port.to_string(), &registry(), mode]).stderr(output.reopen().unwrap());
+        RegistryProxy { daemon: Daemon::spawn(cmd, port), output }
+    }
+
+    /// `127.0.0.1:port`, to name images by.
+    pub fn addr(&self) -> &str {
+        &self.daemon.addr
+    }
+
+    /// Requests the proxy failed on purpose.
+    pub fn injected(&self) -> usize {
+        self.lines("fault").len()
+    }
+
+    /// The proxy's report lines that start with `prefix` (`fault`, or
+    /// `request GET /v2/…` in mode `log`).
+    pub fn lines(&self, prefix: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(self.output.path()).unwrap();
+        text.lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect()
+    }
+}
+
 /// A helper process (test server, proxy, registry) listening on
 /// `127.0.0.1:port`; killed on drop.
 pub struct Daemon {
