@@ -184,6 +184,14 @@ pub struct ServeArgs {
     /// empty or `off` disables it.
     #[arg(long, env = "KILN_REGISTRY_CACHE", default_value = "")]
     pub registry_cache: String,
+    /// Keep the contents of cache mounts in the registry beside the
+    /// registry cache (per tenant), so every replica has them; exported
+    /// after the reply. Needs --registry-cache.
+    #[arg(long, env = "KILN_CACHE_MOUNT_EXPORT")]
+    pub cache_mount_export: bool,
+    /// Largest cache mount exported or imported (bigger ones stay local).
+    #[arg(long, env = "KILN_CACHE_MOUNT_EXPORT_MAX_SIZE", default_value = "1GiB", value_parser = kiln::units::parse_size)]
+    pub cache_mount_export_max_size: u64,
     /// Talk plain HTTP to this registry only (repeatable; `--insecure`
     /// does it for every registry).
     #[arg(long = "insecure-registry", env = "KILN_INSECURE_REGISTRIES", value_delimiter = ',')]

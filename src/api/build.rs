@@ -113,7 +113,7 @@ async fn accept(
     mut audit: Audit,
 ) -> Result<AcceptedBuild, Response> {
     let (intake, secrets, scratch, slot) = accept_into(state, headers, body, &mut audit).await?;
-    Ok(AcceptedBuild { intake, secrets, audit, _scratch: scratch, _slot: slot })
+    Ok(AcceptedBuild { intake, secrets, audit, _scratch: scratch, _slot: slot, after_reply: Default::default() })
 }
 
 /// The checks of [`accept`], in order: draining, `max_inflight` (which
@@ -366,8 +366,9 @@ async fn respond_legacy(state: AppState, mut job: AcceptedBuild) -> Response {
         Err(f) => legacy::failure(&log, given_ref, &f.message),
     };
     job.audit.settle(&result, resp.status().as_u16());
+    let after = job.after_reply.clone();
     job.release().await;
-    resp
+    resp.map(|body| after.wrap(body))
 }
 
 async fn respond_json(state: AppState, mut job: AcceptedBuild) -> Response {
@@ -390,6 +391,8 @@ async fn respond_json(state: AppState, mut job: AcceptedBuild) -> Response {
     let reply = BuildReply { log, image, status: status.into(), error, digest, evidence, duration };
     let reply = serde_json::to_vec(&reply).expect("reply serializes");
     job.audit.bytes_out.store(reply.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let after = job.after_reply.clone();
     job.release().await;
-    (code, [(header::CONTENT_TYPE, "application/json")], reply).into_response()
+    let resp = (code, [(header::CONTENT_TYPE, "application/json")], reply).into_response();
+    resp.map(|body| after.wrap(body))
 }

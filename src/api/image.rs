@@ -34,6 +34,8 @@ pub struct SharedBuild<'a> {
     pub target: &'a Reference,
     /// The registry cache, when configured and readable.
     pub cache: Option<&'a RegistryCache>,
+    /// Cache mounts kept in the registry, when `--cache-mount-export` is on.
+    pub mount_sync: Option<&'a crate::solver::mountsync::MountSync>,
     /// Push, or only export locally (`skipPush`).
     pub push: bool,
     /// More than one platform: manifests are pushed by digest and log
@@ -297,6 +299,7 @@ impl SharedBuild<'_> {
             progress: &tx,
             secrets: self.secrets,
             registry_cache: self.cache,
+            mount_sync: self.mount_sync,
             tenant: &crate::tenant::tenant_of(self.target, state.cfg.tenant_scope),
             epoch,
         };

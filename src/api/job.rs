@@ -52,6 +52,8 @@ pub struct AcceptedBuild {
     pub _scratch: Arc<ScratchDir>,
     /// Holds an in-flight slot until the build ends (dropped with the job).
     pub _slot: InflightGuard,
+    /// What the build leaves for after its reply is out.
+    pub after_reply: super::afterreply::AfterReply,
 }
 
 impl AcceptedBuild {

@@ -2,6 +2,7 @@
 //! `GET /healthz`), HMAC auth, safe tar intake and error mapping.
 
 mod admin;
+mod afterreply;
 pub mod attached;
 pub mod audit;
 pub mod auth;

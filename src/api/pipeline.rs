@@ -66,6 +66,11 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
         .map_err(|e| fail(ErrorKind::InvalidArgument, format!("platforms: {e}")))?;
     let target = Reference::parse(&intake.config.image).map_err(|e| fail(ErrorKind::InvalidArgument, e.to_string()))?;
     let cache = load_registry_cache(state, &target, log).await;
+    let mount_sync = state
+        .cfg
+        .cache_mount_export
+        .zip(cache.as_ref())
+        .map(|(max, c)| std::sync::Arc::new(crate::solver::mountsync::MountSync::new(c.reference.clone(), max)));
     let evidence = evidence_inputs(state, request, intake.config.skip_push.unwrap_or(false)).await?;
     let job = image::SharedBuild {
         state,
@@ -74,6 +79,7 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
         df: &df,
         target: &target,
         cache: cache.as_ref(),
+        mount_sync: mount_sync.as_deref(),
         push: !intake.config.skip_push.unwrap_or(false),
         multi_platform: platforms.len() > 1,
         log,
@@ -107,6 +113,9 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
     if state.cfg.serve_images {
         tag_locally(state, &target, &digest, log);
     }
+    if let Some(sync) = mount_sync.clone() {
+        request.after_reply.defer(Box::pin(export_cache_mounts(state.worker.clone(), sync)));
+    }
     if let (Some(cache), true) = (&cache, job.push) {
         let steps: Vec<_> = images.iter().flat_map(|i| i.steps.iter().cloned()).collect();
         let sink = log.clone();
@@ -115,6 +124,23 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
         }
     }
     Ok(digest)
+}
+
+/// Pushes the cache mounts a build's steps used (after its reply is out):
+/// a failure is the server's log line, the build has succeeded.
+async fn export_cache_mounts(
+    worker: std::sync::Arc<crate::worker::Worker>,
+    sync: std::sync::Arc<crate::solver::mountsync::MountSync>,
+) {
+    let root = worker.data_dir().join("cache-mounts");
+    for (tenant, id) in sync.used_caches() {
+        let reference = sync.reference(&tenant, &id);
+        match sync.export(&worker, &root, &tenant, &id).await {
+            Ok(true) => tracing::info!(cache = %id, %reference, "cache mount exported"),
+            Ok(false) => tracing::debug!(cache = %id, %reference, "cache mount unchanged"),
+            Err(e) => tracing::warn!(cache = %id, %reference, error = %e, "cache mount not exported"),
+        }
+    }
 }
 
 /// What every platform's evidence shares; the context's digest (read off

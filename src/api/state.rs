@@ -24,6 +24,9 @@ pub struct ServeConfig {
     /// Registry cache: `image` (the image's repository, tag `buildcache`)
     /// or a fixed reference; `None`: off.
     pub registry_cache: Option<String>,
+    /// Keep cache mounts in the registry beside the registry cache, each
+    /// up to this many bytes (`--cache-mount-export`); `None`: off.
+    pub cache_mount_export: Option<u64>,
     /// Serve built images through the read-only `/v2/` pull API.
     pub serve_images: bool,
     /// Most instructions in a Dockerfile.

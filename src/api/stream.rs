@@ -61,12 +61,14 @@ impl Drop for AbortOnDrop {
 /// Starts the build and returns the streaming response.
 pub fn respond(state: AppState, job: AcceptedBuild) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let after = job.after_reply.clone();
     let task = tokio::spawn(run(state, job, tx));
     let guard = AbortOnDrop(task.abort_handle());
     let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), (rx, guard)))
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], after.wrap(Body::from_stream(body)))
+        .into_response()
 }
 
 async fn run(state: AppState, mut job: AcceptedBuild, out: mpsc::Sender<Bytes>) {

@@ -280,6 +280,10 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             networks: networks.clone(),
         };
         let solver = Solver::new(worker.clone(), solver_cfg)?;
+        let registry_cache = Some(opts.registry_cache.trim().to_string()).filter(|c| !c.is_empty() && c != "off");
+        if opts.cache_mount_export && registry_cache.is_none() {
+            anyhow::bail!("--cache-mount-export keeps cache mounts beside the registry cache: set --registry-cache");
+        }
         let cfg = ServeConfig {
             data_dir: handover.data_dir,
             disable_hmac: opts.disable_hmac,
@@ -287,7 +291,8 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             max_entries: opts.max_entries,
             max_unpacked_bytes: opts.max_unpacked_mb << 20,
             source_date_epoch: opts.source_date_epoch.seconds(),
-            registry_cache: Some(opts.registry_cache.trim().to_string()).filter(|c| !c.is_empty() && c != "off"),
+            registry_cache: registry_cache.clone(),
+            cache_mount_export: opts.cache_mount_export.then_some(opts.cache_mount_export_max_size),
             serve_images: opts.serve_images,
             max_instructions: opts.max_dockerfile_instructions,
             max_reply_log: opts.max_reply_log as usize,

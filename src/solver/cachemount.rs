@@ -40,11 +40,7 @@ pub struct CacheSpec<'a> {
 /// Leases the cache for `spec`; `private_dir` is where a private step
 /// whose cache is busy gets its own directory.
 pub async fn lease(root: &Path, spec: &CacheSpec<'_>, private_dir: &Path) -> Result<CacheLease, CacheMountError> {
-    let mut hash = Sha256::new();
-    hash.update(spec.tenant.as_bytes());
-    hash.update([0]);
-    hash.update(spec.id.as_bytes());
-    let base = root.join(hex::encode(&hash.finalize()[..16]));
+    let base = root.join(dir_name(spec.tenant, spec.id));
     let dir = base.join("data");
     ensure_dir(&base, &dir, spec)?;
     let lock = File::options()
@@ -72,6 +68,23 @@ pub async fn lease(root: &Path, spec: &CacheSpec<'_>, private_dir: &Path) -> Res
             }
         },
     }
+}
+
+/// The directory of `tenant`'s cache `id` under the cache root.
+pub fn dir_name(tenant: &str, id: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(tenant.as_bytes());
+    hash.update([0]);
+    hash.update(id.as_bytes());
+    hex::encode(&hash.finalize()[..16])
+}
+
+/// Takes the cache's exclusive lock (blocking): `sharing=locked` steps
+/// wait for its holder, `private` ones get their own directory.
+pub fn lock_exclusive(base: &Path) -> std::io::Result<File> {
+    let lock = File::options().create(true).truncate(false).write(true).open(base.join("lock"))?;
+    flock(&lock, libc::LOCK_EX)?;
+    Ok(lock)
 }
 
 /// A cache mount that could not be leased.

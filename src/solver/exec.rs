@@ -44,7 +44,7 @@ impl Solver {
         let mut env = op.env.clone();
         env.extend(op.proxy_env.iter().cloned());
         let prepared = match prepare_secrets(&bundle, op, input.secrets, &mut env) {
-            Ok(files) => self.step_mounts(op, sources, input, &bundle).await.map(|m| (files, m)),
+            Ok(files) => self.step_mounts(id, op, sources, input, &bundle).await.map(|m| (files, m)),
             Err(e) => Err(e),
         };
         let (secret_files, (mounts, _leases)) = match prepared {
@@ -114,6 +114,7 @@ impl Solver {
     /// must be held until it finishes.
     async fn step_mounts(
         &self,
+        node: NodeId,
         op: &ExecOp,
         sources: &[Vec<LayerRecord>],
         input: &BuildInput<'_>,
@@ -127,8 +128,11 @@ impl Solver {
                     let (tenant, sharing) = (input.tenant, *sharing);
                     let spec = CacheSpec { tenant, id, sharing, uid: *uid, gid: *gid, mode: *mode };
                     let private = bundle.join(format!("private-cache-{n}"));
-                    let lease =
-                        cachemount::lease(&self.worker.data_dir().join("cache-mounts"), &spec, &private).await?;
+                    let root = self.worker.data_dir().join("cache-mounts");
+                    if let Some(sync) = input.mount_sync {
+                        self.import_cache_mount(node, sync, &root, &spec, input).await;
+                    }
+                    let lease = cachemount::lease(&root, &spec, &private).await?;
                     let root = BindRoot::Dir(lease.dir.clone());
                     leases.push(lease);
                     let (target, readonly) = (target.clone(), *readonly);

@@ -9,6 +9,7 @@ mod git;
 mod http;
 mod import;
 mod keys;
+pub mod mountsync;
 mod network;
 
 pub use http::MAX_DOWNLOAD_BYTES;
@@ -115,6 +116,8 @@ pub struct BuildInput<'a> {
     /// Whose build this is: cache mounts and the keys of the steps that
     /// use them are scoped to it (see [`crate::tenant`]).
     pub tenant: &'a str,
+    /// Cache mounts kept in the registry (`--cache-mount-export`).
+    pub mount_sync: Option<&'a mountsync::MountSync>,
     /// The build's own `SOURCE_DATE_EPOCH` when it differs from the
     /// server's: new files' mtimes are clamped to it, and it is part of
     /// every key of a step that makes a layer.

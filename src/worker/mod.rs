@@ -139,6 +139,11 @@ impl Worker {
         self.store.as_ref()
     }
 
+    /// The content store, to hand to blocking work.
+    pub fn shared_store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     /// The snapshotter.
     pub fn snapshots(&self) -> &dyn Snapshotter {
         self.snapshots.as_ref()

@@ -55,6 +55,7 @@ fn config(data_dir: PathBuf) -> ServeConfig {
         max_unpacked_bytes: 1 << 20,
         source_date_epoch: None,
         registry_cache: None,
+        cache_mount_export: None,
         serve_images: false,
         max_instructions: 100,
         max_reply_log: 1 << 20,
