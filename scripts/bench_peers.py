@@ -277,7 +277,8 @@ def one_run(b, ctx_name, i, a, times, peaks):
     dockerfile, files, handler, deps = CONTEXTS[ctx_name]
     ctx = os.path.join(a.work, "ctx-%s-%s" % (b.name, ctx_name))
     write_context(ctx, dockerfile.format(reg=a.registry), files)
-    image = "%s/bench-%s/%s:r%d" % (a.registry, b.name, ctx_name, i)
+    # A repository per run: a cold build must not find the last run's registry cache.
+    image = "%s/bench-%s/%s-r%d:latest" % (a.registry, b.name, ctx_name, i)
     b.fresh(image)
     only = {"kiln", "exe"} if b.name.startswith("kiln") else None
     # kiln: its own processes (the steps' excluded); peers: the whole tree.
@@ -309,7 +310,7 @@ def throughput(b, a, i, rates, peaks):
     for n in range(a.throughput):
         ctx = os.path.join(a.work, "tp-%s-%d-%d" % (b.name, i, n))
         write_context(ctx, TINY.format(reg=a.registry), {"handler.sh": "#!/bin/sh\necho fn%d\n" % n})
-        funcs.append((ctx, "%s/tp-%s/fn%d:r%d" % (a.registry, b.name, n, i)))
+        funcs.append((ctx, "%s/tp-%s-r%d/fn%d:latest" % (a.registry, b.name, i, n)))
     b.fresh("throughput-%d" % i)
     for ctx, image in funcs:
         b.build(ctx, image)

@@ -7,11 +7,18 @@ mod support;
 use serde_json::json;
 use support::*;
 
+/// The GETs of `layers` among the proxy's requests from `from` on.
+fn layer_gets(proxy: &RegistryProxy, from: usize, layers: &[String]) -> Vec<String> {
+    let requests = proxy.lines("request").split_off(from);
+    requests.into_iter().filter(|r| r.starts_with("request GET") && layers.iter().any(|d| r.contains(d))).collect()
+}
+
 #[test]
 fn a_fresh_replica_builds_from_the_registry_cache() {
     let args = || ServerOptions { args: vec!["--registry-cache".into(), "image".into()], ..Default::default() };
-    let reg = registry();
-    let image = test_image("kiln/regcache");
+    let proxy = RegistryProxy::start("log");
+    let reg = proxy.addr().to_string();
+    let image = format!("{reg}/{}:v1", unique("kiln/regcache"));
     let dockerfile = format!(
         "FROM {reg}/busybox AS build\nRUN echo built > /artifact\n\
          FROM {reg}/busybox\nCOPY --from=build /artifact /app/artifact\nRUN echo final > /app/final\n"
@@ -23,17 +30,32 @@ fn a_fresh_replica_builds_from_the_registry_cache() {
     assert_success(status, &reply);
     assert_eq!(executed_runs(&reply), 2);
     assert!(log_text(&reply).contains("cache entries to"), "{}", log_text(&reply));
-    let pushed = image_manifest(&image);
+    let direct = image.replacen(&reg, &registry(), 1);
+    let pushed = image_manifest(&direct);
+    let repo = direct.split_once('/').unwrap().1.rsplit_once(':').unwrap().0;
+    let cache = registry_get(&format!("{repo}/manifests/buildcache"), "application/vnd.oci.image.manifest.v1+json");
+    let cache: serde_json::Value = serde_json::from_slice(&cache).unwrap();
     drop(first);
 
     let replica = Server::start(args());
+    let before = proxy.lines("request").len();
     let (status, reply) = replica.build(&body);
     assert_success(status, &reply);
     let log = log_text(&reply);
     assert_eq!(executed_runs(&reply), 0, "every step came from the registry cache:\n{log}");
     assert!(log.contains("found in the registry cache"), "{log}");
-    assert_eq!(image_manifest(&image), pushed, "the replica pushed the identical image");
-    let img = unpack_image(&image, None);
+    let cached: Vec<String> = cache["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["mediaType"].as_str().unwrap().contains(".layer.v1.tar"))
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cached.len(), 4, "busybox, the stage's RUN, the COPY, the final RUN: {cache}");
+    let gets = layer_gets(&proxy, before, &cached);
+    assert!(gets.is_empty(), "the COPY --from was keyed without fetching the stage: {gets:?}");
+    assert_eq!(image_manifest(&direct), pushed, "the replica pushed the identical image");
+    let img = unpack_image(&direct, None);
     assert_eq!(std::fs::read_to_string(img.rootfs.join("app/artifact")).unwrap(), "built\n");
     assert_eq!(std::fs::read_to_string(img.rootfs.join("app/final")).unwrap(), "final\n");
 }

@@ -62,6 +62,8 @@ pub struct PlatformImage {
     pub exported: Exported,
     /// The steps solved for it (for the registry cache).
     pub steps: Vec<(String, Vec<LayerRecord>)>,
+    /// The content keys of what its steps read from other stages.
+    pub selections: Vec<crate::worker::regcache::Selection>,
     /// Its provenance, SBOM and signature.
     pub attached: super::attached::Attached,
     /// Its BuildKit-layout attestation manifest's index entry.
@@ -125,7 +127,8 @@ impl SharedBuild<'_> {
             epoch: own_epoch.or(server_epoch),
         };
         let (attached, attestation_entry) = self.attest(&facts).await?;
-        Ok(PlatformImage { platform: platform.clone(), exported, steps: solved.steps, attached, attestation_entry })
+        let (steps, selections) = (solved.steps, solved.selections);
+        Ok(PlatformImage { platform: platform.clone(), exported, steps, selections, attached, attestation_entry })
     }
 
     /// Whether the tag names an index: several platforms, or BuildKit's

@@ -118,8 +118,9 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
     }
     if let (Some(cache), true) = (&cache, job.push) {
         let steps: Vec<_> = images.iter().flat_map(|i| i.steps.iter().cloned()).collect();
+        let selections: Vec<_> = images.iter().flat_map(|i| i.selections.iter().cloned()).collect();
         let sink = log.clone();
-        if let Err(e) = state.worker.export_cache(cache, &steps, &move |l| emit(&sink, l)).await {
+        if let Err(e) = state.worker.export_cache(cache, &steps, &selections, &move |l| emit(&sink, l)).await {
             emit(log, format!("WARNING: registry cache not exported: {e}"));
         }
     }

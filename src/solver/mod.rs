@@ -19,6 +19,7 @@ use crate::errors::ErrorKind;
 use crate::graph::{Definition, NodeId, Op};
 use crate::registry::{Reference, Resolved};
 use crate::worker::fileop::PlannedAction;
+use crate::worker::regcache::Selection;
 use crate::worker::{LayerRecord, StepRecord, Worker, WorkerError};
 use kiln_snapshotter::Digest;
 use std::collections::HashMap;
@@ -131,6 +132,8 @@ pub struct Solved {
     pub layers: Vec<LayerRecord>,
     /// Every step that produced layers (not base images), by cache key.
     pub steps: Vec<(String, Vec<LayerRecord>)>,
+    /// The content keys of what steps read from other stages.
+    pub selections: Vec<Selection>,
 }
 
 /// The solver, shared by all builds of a server: it keys, schedules and
@@ -187,7 +190,8 @@ impl Solver {
         let def = input.definition;
         let mut keys: HashMap<NodeId, String> = HashMap::new();
         let mut results: HashMap<NodeId, Vec<LayerRecord>> = HashMap::new();
-        let solved = self.solve_nodes(def, root, input, &mut keys, &mut results).await;
+        let selections = std::sync::Mutex::new(Vec::new());
+        let solved = self.solve_nodes(def, root, input, (&mut keys, &mut results), &selections).await;
         let used: Vec<String> = keys.values().cloned().collect();
         if let Err(e) = self.worker.cache().touch(&used, crate::timefmt::now_secs()) {
             tracing::warn!(error = %e, "record cache use");
@@ -198,7 +202,8 @@ impl Solver {
             .filter(|(id, _)| !matches!(def.nodes[**id].op, Op::Source(_) | Op::Scratch))
             .map(|(id, key)| (key.clone(), results[id].clone()))
             .collect();
-        Ok(Solved { layers: results.remove(&root).unwrap_or_default(), steps })
+        let selections = selections.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok(Solved { layers: results.remove(&root).unwrap_or_default(), steps, selections })
     }
 
     /// A failure on a (nearly) full data directory says so: the step's
@@ -235,14 +240,14 @@ impl Solver {
         def: &Definition,
         root: NodeId,
         input: &BuildInput<'_>,
-        keys: &mut HashMap<NodeId, String>,
-        results: &mut HashMap<NodeId, Vec<LayerRecord>>,
+        (keys, results): (&mut HashMap<NodeId, String>, &mut HashMap<NodeId, Vec<LayerRecord>>),
+        selections: &std::sync::Mutex<Vec<Selection>>,
     ) -> Result<(), SolveError> {
         let own_slots = tokio::sync::Semaphore::new(step_slots().0);
         for wave in waves(def, root) {
             let done = {
                 let (k, r, own) = (&*keys, &*results, &own_slots);
-                let nodes = wave.iter().map(|id| self.solve_node(def, *id, input, (k, r), own));
+                let nodes = wave.iter().map(|id| self.solve_node(def, *id, input, (k, r), own, selections));
                 futures_util::future::try_join_all(nodes).await?
             };
             for (id, (key, layers)) in wave.into_iter().zip(done) {
@@ -262,11 +267,12 @@ impl Solver {
         input: &BuildInput<'_>,
         (keys, results): (&HashMap<NodeId, String>, &HashMap<NodeId, Vec<LayerRecord>>),
         own_slots: &tokio::sync::Semaphore,
+        selections: &std::sync::Mutex<Vec<Selection>>,
     ) -> Result<(String, Vec<LayerRecord>), SolveError> {
         let node = &def.nodes[id];
         let parent = node.inputs.first().copied();
         let parent_key = parent.map_or("", |p| keys[&p].as_str());
-        let source_keys = self.input_keys(id, def, (keys, results), input).await?;
+        let source_keys = self.input_keys(id, def, (keys, results), input, selections).await?;
         let source_keys: Vec<&str> = source_keys.iter().map(String::as_str).collect();
         let (key, prepared) = self.key(id, &node.op, parent_key, &source_keys, input).await?;
         let _ = input.progress.send(Event::Started(id));
@@ -332,6 +338,7 @@ impl Solver {
         def: &Definition,
         (keys, results): (&HashMap<NodeId, String>, &HashMap<NodeId, Vec<LayerRecord>>),
         build: &BuildInput<'_>,
+        selections: &std::sync::Mutex<Vec<Selection>>,
     ) -> Result<Vec<String>, SolveError> {
         let node = &def.nodes[id];
         let mut out = Vec::new();
@@ -342,13 +349,37 @@ impl Solver {
                 Op::Source(_) | Op::Http(_) | Op::Git(_) => None,
                 _ if paths.is_empty() => None,
                 _ => {
-                    let chain = self.materialize(id, &results[input], build).await?;
-                    self.worker.content_key(&chain, &paths).await.map_err(|e| SolveError::worker(id, e))?
+                    let stage = &keys[input];
+                    let key = self.selection_key(id, stage, &results[input], &paths, build).await?;
+                    if let Some(key) = &key {
+                        let sel = Selection { stage: stage.clone(), paths: paths.clone(), key: key.clone() };
+                        selections.lock().unwrap_or_else(|p| p.into_inner()).push(sel);
+                    }
+                    key
                 }
             };
             out.push(by_content.unwrap_or_else(|| keys[input].clone()));
         }
         Ok(out)
+    }
+
+    /// The content key of `paths` in a stage: hashed from its layers when
+    /// they are here, else what the registry cache recorded for the stage,
+    /// else hashed after fetching them.
+    async fn selection_key(
+        &self,
+        id: NodeId,
+        stage: &str,
+        chain: &[LayerRecord],
+        paths: &[String],
+        input: &BuildInput<'_>,
+    ) -> Result<Option<String>, SolveError> {
+        let lazy = chain.iter().any(|l| l.snapshot.is_none());
+        if let Some(known) = input.registry_cache.and_then(|c| c.content_key(stage, paths)).filter(|_| lazy) {
+            return Ok(Some(known.to_string()));
+        }
+        let chain = self.materialize(id, chain, input).await?;
+        self.worker.content_key(&chain, paths).await.map_err(|e| SolveError::worker(id, e))
     }
 
     /// Records a step's layers under its key, with its instruction.

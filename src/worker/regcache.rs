@@ -47,6 +47,34 @@ pub struct CacheMap {
     /// so a replica that never saw a layer need not fetch it to scan it.
     #[serde(rename = "io.kiln.inventory.v1", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inventories: BTreeMap<String, InventoryBlob>,
+    /// Selection id → the content key of paths a `COPY --from` read from
+    /// a stage, so a replica holding that stage lazily keys the step
+    /// without fetching the stage's layers.
+    #[serde(rename = "io.kiln.selections.v1", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selections: BTreeMap<String, Selection>,
+}
+
+/// The content key of some paths of a stage (by the stage's cache key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    /// The stage's cache key.
+    pub stage: String,
+    /// The paths read, as the step names them.
+    pub paths: Vec<String>,
+    /// Their content key.
+    pub key: String,
+}
+
+impl Selection {
+    /// Its id in the cache map: a digest of the stage key and the paths.
+    pub fn id(stage: &str, paths: &[String]) -> String {
+        let mut text = stage.to_string();
+        for p in paths {
+            text.push('\0');
+            text.push_str(p);
+        }
+        Digest::of(text.as_bytes()).hex().to_string()
+    }
 }
 
 /// Where a layer's inventory is kept in the cache repository.
@@ -108,6 +136,13 @@ impl RegistryCache {
         self.map.entries.get(key).filter(|c| c.layers.iter().all(|l| self.blobs.contains(&l.digest)))
     }
 
+    /// The content key another replica computed for `paths` of the stage
+    /// keyed `stage`, if any.
+    pub fn content_key(&self, stage: &str, paths: &[String]) -> Option<&str> {
+        let found = self.map.selections.get(&Selection::id(stage, paths))?;
+        (found.stage == stage && found.paths == paths).then_some(found.key.as_str())
+    }
+
     /// The inventory another replica exported for `diff_id`, if any.
     pub async fn inventory(&self, worker: &Worker, diff_id: &Digest) -> Result<Option<LayerInventory>, WorkerError> {
         let Some(blob) = self.map.inventories.get(diff_id.as_str()).filter(|b| self.blobs.contains(&b.digest)) else {
@@ -129,6 +164,7 @@ impl Worker {
         &self,
         cache: &RegistryCache,
         steps: &[(String, Vec<LayerRecord>)],
+        selections: &[Selection],
         log: &(dyn Fn(String) + Sync),
     ) -> Result<usize, WorkerError> {
         let mut map = cache.map.clone();
@@ -138,6 +174,9 @@ impl Worker {
         for (key, chain) in steps {
             let layers = chain.iter().map(cached_layer).collect();
             map.entries.insert(key.clone(), CacheEntryChain { layers, exported: now });
+        }
+        for sel in selections {
+            map.selections.insert(Selection::id(&sel.stage, &sel.paths), sel.clone());
         }
         trim(&mut map);
         let r = &cache.reference;
@@ -228,14 +267,16 @@ fn cached_layer(l: &LayerRecord) -> CachedLayer {
     }
 }
 
-/// Keeps the newest [`MAX_ENTRIES`] entries.
+/// Keeps the newest [`MAX_ENTRIES`] entries, and the selections of
+/// stages they hold.
 fn trim(map: &mut CacheMap) {
-    if map.entries.len() <= MAX_ENTRIES {
-        return;
+    if map.entries.len() > MAX_ENTRIES {
+        let mut by_age: Vec<(i64, String)> = map.entries.iter().map(|(k, v)| (v.exported, k.clone())).collect();
+        by_age.sort();
+        for (_, k) in by_age.into_iter().take(map.entries.len() - MAX_ENTRIES) {
+            map.entries.remove(&k);
+        }
     }
-    let mut by_age: Vec<(i64, String)> = map.entries.iter().map(|(k, v)| (v.exported, k.clone())).collect();
-    by_age.sort();
-    for (_, k) in by_age.into_iter().take(map.entries.len() - MAX_ENTRIES) {
-        map.entries.remove(&k);
-    }
+    let entries = &map.entries;
+    map.selections.retain(|_, s| entries.contains_key(&s.stage));
 }
