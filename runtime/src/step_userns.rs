@@ -65,6 +65,17 @@ pub fn create(with_network: bool) -> Result<StepNamespaces> {
     }
 }
 
+/// Closes every descriptor from 3 up except `a` and `b` (raw system
+/// calls only: it runs in a multi-threaded process's forked child).
+unsafe fn close_all_but(a: RawFd, b: RawFd) {
+    let (low, high) = (a.min(b) as libc::c_uint, a.max(b) as libc::c_uint);
+    let ranges = [(3, low.saturating_sub(1)), (low + 1, high.saturating_sub(1)), (high + 1, libc::c_uint::MAX)];
+    for (first, last) in ranges.into_iter().filter(|(first, last)| first <= last) {
+        // SAFETY: closes descriptors of this process only.
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    }
+}
+
 /// Moves the calling single-threaded process into `userns`.
 pub fn join(userns: &OwnedFd) -> Result<()> {
     nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER)
@@ -83,6 +94,10 @@ unsafe fn hold_new_namespaces(flags: libc::c_int, ready: RawFd, go: RawFd) -> ! 
         // host's root: the parent could not write the maps. This child lives
         // for the few system calls below, in no step's PID namespace.
         libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        // Every other descriptor goes: a sibling call's pipe ends, copied in
+        // by this fork, would keep that call's parent from ever seeing EOF
+        // (two concurrent calls each holding the other's: both hang).
+        close_all_but(ready, go);
         let mut buf = [0u8; 32];
         let n = if libc::unshare(flags) == 0 {
             libc::readlink(c"/proc/self".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
@@ -177,7 +192,30 @@ fn raise_process_soft_limit() {
 
 #[cfg(test)]
 mod tests {
-    use super::{adopt, identity_map};
+    use super::{adopt, create, identity_map};
+
+    /// Namespaces made from many threads at once all come back: no call
+    /// waits for a descriptor another call's child holds.
+    #[test]
+    fn concurrent_creation_does_not_hang() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..8 {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let made = create(true).map(|_| ()).map_err(|e| e.to_string());
+                    tx.send(made).unwrap();
+                }
+            });
+        }
+        drop(tx);
+        for n in 0..200 {
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(made) => made.unwrap(),
+                Err(e) => panic!("namespace {n} of 200 never came: {e}"),
+            }
+        }
+    }
 
     #[test]
     fn maps_copy_the_inside_ranges_one_to_one() {
