@@ -23,6 +23,10 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.kiln.cache-mount.v1";
 /// The empty JSON config of the artifact.
 const EMPTY_JSON: &[u8] = b"{}";
 
+/// Most caches one build exports: the work after a reply is bounded
+/// whatever the Dockerfile mounts.
+pub const MAX_EXPORTED_CACHES: usize = 16;
+
 /// One build's cache mount exchange with the registry.
 pub struct MountSync {
     /// The registry cache reference: the artifacts go beside it.
@@ -65,12 +69,19 @@ impl MountSync {
         Reference { tag: Some(tag), digest: None, ..self.cache.clone() }
     }
 
-    /// Notes that a step mounted the cache.
-    pub fn used(&self, tenant: &str, id: &str) {
-        self.used.lock().unwrap_or_else(|p| p.into_inner()).insert((tenant.to_string(), id.to_string()));
+    /// Notes that a step mounted the cache; false when the build already
+    /// mounted [`MAX_EXPORTED_CACHES`] others (this one stays local).
+    pub fn used(&self, tenant: &str, id: &str) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (tenant.to_string(), id.to_string());
+        if used.len() >= MAX_EXPORTED_CACHES && !used.contains(&key) {
+            return false;
+        }
+        used.insert(key);
+        true
     }
 
-    /// The caches the build's steps mounted.
+    /// The caches the build's steps mounted (at most [`MAX_EXPORTED_CACHES`]).
     pub fn used_caches(&self) -> Vec<(String, String)> {
         self.used.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
@@ -238,7 +249,14 @@ impl super::Solver {
         spec: &CacheSpec<'_>,
         input: &super::BuildInput<'_>,
     ) {
-        sync.used(spec.tenant, spec.id);
+        if !sync.used(spec.tenant, spec.id) {
+            let line = format!(
+                "cache mount {:?} stays on this replica: a build exports at most {MAX_EXPORTED_CACHES} caches",
+                spec.id
+            );
+            let _ = input.progress.send(super::Event::Output(id, line));
+            return;
+        }
         let line = match sync.import(&self.worker, root, spec).await {
             Ok(true) => format!("cache mount {:?} imported from {}", spec.id, sync.reference(spec.tenant, spec.id)),
             Ok(false) => return,
@@ -271,6 +289,17 @@ mod tests {
         );
         assert_ne!(a.tag, sync.reference("reg.example/team-b/fn", "npm").tag);
         assert_ne!(a.tag, sync.reference("reg.example/team-a/fn", "pip").tag);
+    }
+
+    #[test]
+    fn a_build_exports_a_bounded_number_of_caches() {
+        let sync = MountSync::new(Reference::parse("reg.example/kiln/cache:main").unwrap(), 1 << 20);
+        for n in 0..MAX_EXPORTED_CACHES {
+            assert!(sync.used("t", &format!("c{n}")));
+        }
+        assert!(!sync.used("t", "one-too-many"));
+        assert!(sync.used("t", "c0"), "a cache already counted stays counted");
+        assert_eq!(sync.used_caches().len(), MAX_EXPORTED_CACHES);
     }
 
     #[test]
