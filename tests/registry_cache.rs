@@ -29,13 +29,13 @@ fn a_fresh_replica_builds_from_the_registry_cache() {
     let (status, reply) = first.build(&body);
     assert_success(status, &reply);
     assert_eq!(executed_runs(&reply), 2);
-    assert!(log_text(&reply).contains("cache entries to"), "{}", log_text(&reply));
+    assert!(log_text(&reply).contains("exporting the build cache to"), "{}", log_text(&reply));
     let direct = image.replacen(&reg, &registry(), 1);
     let pushed = image_manifest(&direct);
+    drop(first); // a graceful stop waits for the export that follows the reply
     let repo = direct.split_once('/').unwrap().1.rsplit_once(':').unwrap().0;
     let cache = registry_get(&format!("{repo}/manifests/buildcache"), "application/vnd.oci.image.manifest.v1+json");
     let cache: serde_json::Value = serde_json::from_slice(&cache).unwrap();
-    drop(first);
 
     let replica = Server::start(args());
     let before = proxy.lines("request").len();

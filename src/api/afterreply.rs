@@ -10,11 +10,17 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-/// The deferred work of one request.
+/// The deferred work of one request, started through the server's
+/// lifecycle (so shutdown waits for it).
 #[derive(Clone, Default)]
-pub struct AfterReply(Arc<Mutex<Vec<BoxFuture<'static, ()>>>>);
+pub struct AfterReply(Arc<Mutex<Vec<BoxFuture<'static, ()>>>>, super::lifecycle::Lifecycle);
 
 impl AfterReply {
+    /// Deferred work counted by `lifecycle`.
+    pub fn new(lifecycle: super::lifecycle::Lifecycle) -> Self {
+        Self(Default::default(), lifecycle)
+    }
+
     /// Runs `work` once the reply is out.
     pub fn defer(&self, work: BoxFuture<'static, ()>) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(work);
@@ -23,7 +29,7 @@ impl AfterReply {
     /// Spawns everything deferred so far.
     fn start(&self) {
         for work in self.0.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-            tokio::spawn(work);
+            self.1.spawn_deferred(work);
         }
     }
 
@@ -72,7 +78,8 @@ mod tests {
 
     #[tokio::test]
     async fn deferred_work_starts_once_the_body_is_read_and_the_size_is_kept() {
-        let after = AfterReply::default();
+        let lifecycle = super::super::lifecycle::Lifecycle::default();
+        let after = AfterReply::new(lifecycle.clone());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         after.defer(Box::pin(async move {
             let _ = tx.send("ran");
@@ -83,5 +90,6 @@ mod tests {
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"{\"status\":\"success\"}");
         assert_eq!(rx.recv().await, Some("ran"));
+        assert_eq!(lifecycle.wait_deferred(std::time::Duration::from_secs(5)).await, 0, "and is counted until done");
     }
 }

@@ -113,7 +113,8 @@ async fn accept(
     mut audit: Audit,
 ) -> Result<AcceptedBuild, Response> {
     let (intake, secrets, scratch, slot) = accept_into(state, headers, body, &mut audit).await?;
-    Ok(AcceptedBuild { intake, secrets, audit, _scratch: scratch, _slot: slot, after_reply: Default::default() })
+    let after_reply = super::afterreply::AfterReply::new(state.lifecycle.clone());
+    Ok(AcceptedBuild { intake, secrets, audit, _scratch: scratch, _slot: slot, after_reply })
 }
 
 /// The checks of [`accept`], in order: draining, `max_inflight` (which

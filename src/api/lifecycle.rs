@@ -2,9 +2,11 @@
 //! `/ready` turns 503, builds in flight get up to the drain timeout to
 //! finish, and whatever is still running then is cancelled cleanly (its
 //! helpers killed, its uncommitted snapshots removed) and answered with 503.
+//! Work builds left for after their replies (exporting caches) is waited
+//! for as well, within the same timeout.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -14,15 +16,41 @@ use tokio::sync::watch;
 pub struct Lifecycle {
     draining: Arc<AtomicBool>,
     cancel: Arc<watch::Sender<bool>>,
+    deferred: Arc<AtomicUsize>,
 }
 
 impl Default for Lifecycle {
     fn default() -> Self {
-        Self { draining: Arc::default(), cancel: Arc::new(watch::channel(false).0) }
+        Self { draining: Arc::default(), cancel: Arc::new(watch::channel(false).0), deferred: Arc::default() }
     }
 }
 
 impl Lifecycle {
+    /// Runs `work` in the background, counted until it ends (shutdown
+    /// waits for it).
+    pub fn spawn_deferred(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let count = self.deferred.clone();
+        count.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            work.await;
+            count.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// Deferred work still running.
+    pub fn deferred(&self) -> usize {
+        self.deferred.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `timeout` for the deferred work to end; how much is left.
+    pub async fn wait_deferred(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.deferred() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.deferred()
+    }
+
     /// Whether shutdown has begun (new builds are refused).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)

@@ -116,15 +116,30 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
     if let Some(sync) = mount_sync.clone() {
         request.after_reply.defer(Box::pin(export_cache_mounts(state.worker.clone(), sync)));
     }
-    if let (Some(cache), true) = (&cache, job.push) {
+    if let (Some(cache), true) = (cache.clone(), job.push) {
         let steps: Vec<_> = images.iter().flat_map(|i| i.steps.iter().cloned()).collect();
         let selections: Vec<_> = images.iter().flat_map(|i| i.selections.iter().cloned()).collect();
-        let sink = log.clone();
-        if let Err(e) = state.worker.export_cache(cache, &steps, &selections, &move |l| emit(&sink, l)).await {
-            emit(log, format!("WARNING: registry cache not exported: {e}"));
-        }
+        emit(log, format!("[internal] exporting the build cache to {} after the reply", cache.reference));
+        let export = export_registry_cache(state.worker.clone(), cache, steps, selections);
+        request.after_reply.defer(Box::pin(export));
     }
     Ok(digest)
+}
+
+/// Adds a build's steps to the registry cache (after its reply is out,
+/// holding the store against collection): a failure is the server's log
+/// line, the build has succeeded.
+async fn export_registry_cache(
+    worker: std::sync::Arc<crate::worker::Worker>,
+    cache: RegistryCache,
+    steps: Vec<(String, Vec<crate::worker::LayerRecord>)>,
+    selections: Vec<crate::worker::regcache::Selection>,
+) {
+    let _store_kept = worker.build_guard().await;
+    let say = |line: String| tracing::info!(cache = %cache.reference, "{line}");
+    if let Err(e) = worker.export_cache(&cache, &steps, &selections, &say).await {
+        tracing::warn!(cache = %cache.reference, error = %e, "registry cache not exported");
+    }
 }
 
 /// Pushes the cache mounts a build's steps used (after its reply is out):

@@ -339,7 +339,12 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         let drain = std::time::Duration::from_secs(opts.shutdown_timeout);
         let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let lifecycle = state.lifecycle.clone();
         axum::serve(listener, service).with_graceful_shutdown(shutdown(state, drain)).await?;
+        let left = lifecycle.wait_deferred(drain).await;
+        if left > 0 {
+            tracing::warn!(left, "cache exports still running at the drain timeout were abandoned");
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -379,7 +384,10 @@ async fn shutdown(state: AppState, drain: std::time::Duration) {
     state.lifecycle.begin_drain();
     tokio::spawn(async move {
         let limiter = state.limiter.clone();
+        let started = tokio::time::Instant::now();
         let cancelled = state.lifecycle.drain(drain, move || limiter.in_flight()).await;
+        // Exports deferred past their replies get what is left of the drain.
+        state.lifecycle.wait_deferred(drain.saturating_sub(started.elapsed())).await;
         if cancelled > 0 {
             tracing::warn!(cancelled, "builds still running after the drain timeout were cancelled");
         }

@@ -98,7 +98,9 @@ async fn a_second_replica_imports_a_step_from_the_registry_cache() {
     let (status, one) = push_build(&first, &dockerfile).await;
     assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(first.runner.runs(), 2);
-    assert!(registry.manifest(&reference("r.example/team/fn:buildcache")).is_some(), "the cache is exported");
+    let cache_ref = reference("r.example/team/fn:buildcache");
+    assert_eq!(first.state.lifecycle.wait_deferred(std::time::Duration::from_secs(10)).await, 0);
+    assert!(registry.manifest(&cache_ref).is_some(), "the cache is exported after the reply");
 
     let second = fixture_on(registry.clone(), 4, with_cache);
     let (status, two) = push_build(&second, &dockerfile).await;
