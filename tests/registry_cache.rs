@@ -7,6 +7,11 @@ mod support;
 use serde_json::json;
 use support::*;
 
+/// A replica sharing the registry cache beside each image.
+fn replica_options() -> ServerOptions {
+    ServerOptions { args: vec!["--registry-cache".into(), "image".into()], ..Default::default() }
+}
+
 /// The GETs of `layers` among the proxy's requests from `from` on.
 fn layer_gets(proxy: &RegistryProxy, from: usize, layers: &[String]) -> Vec<String> {
     let requests = proxy.lines("request").split_off(from);
@@ -15,7 +20,6 @@ fn layer_gets(proxy: &RegistryProxy, from: usize, layers: &[String]) -> Vec<Stri
 
 #[test]
 fn a_fresh_replica_builds_from_the_registry_cache() {
-    let args = || ServerOptions { args: vec!["--registry-cache".into(), "image".into()], ..Default::default() };
     let proxy = RegistryProxy::start("log");
     let reg = proxy.addr().to_string();
     let image = format!("{reg}/{}:v1", unique("kiln/regcache"));
@@ -25,7 +29,7 @@ fn a_fresh_replica_builds_from_the_registry_cache() {
     );
     let body = request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
 
-    let first = Server::start(args());
+    let first = Server::start(replica_options());
     let (status, reply) = first.build(&body);
     assert_success(status, &reply);
     assert_eq!(executed_runs(&reply), 2);
@@ -37,7 +41,7 @@ fn a_fresh_replica_builds_from_the_registry_cache() {
     let cache = registry_get(&format!("{repo}/manifests/buildcache"), "application/vnd.oci.image.manifest.v1+json");
     let cache: serde_json::Value = serde_json::from_slice(&cache).unwrap();
 
-    let replica = Server::start(args());
+    let replica = Server::start(replica_options());
     let before = proxy.lines("request").len();
     let (status, reply) = replica.build(&body);
     assert_success(status, &reply);
@@ -68,7 +72,6 @@ fn a_fresh_replica_builds_from_the_registry_cache() {
 fn a_fresh_replica_downloads_no_layer_for_a_cached_build() {
     let proxy = RegistryProxy::start("log");
     let reg = proxy.addr().to_string();
-    let args = || ServerOptions { args: vec!["--registry-cache".into(), "image".into()], ..Default::default() };
     let repo = unique("kiln/lazy");
     let image = format!("{reg}/{repo}:v1");
     let dockerfile = format!(
@@ -79,7 +82,7 @@ fn a_fresh_replica_downloads_no_layer_for_a_cached_build() {
         let files = [("Dockerfile", dockerfile.as_bytes()), ("handler.sh", handler.as_bytes())];
         request_tar(&json!({"image": image}), &files)
     };
-    let first = Server::start(args());
+    let first = Server::start(replica_options());
     let (status, reply) = first.build(&body("echo v1\n"));
     assert_success(status, &reply);
     drop(first);
@@ -89,16 +92,15 @@ fn a_fresh_replica_downloads_no_layer_for_a_cached_build() {
         manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect();
     assert_eq!(layers.len(), 4, "{manifest}");
 
-    let replica = Server::start(args());
+    let replica = Server::start(replica_options());
     let before = proxy.lines("request").len();
     let (status, reply) = replica.build(&body("echo v1\n"));
     let requests = proxy.lines("request").split_off(before);
     assert_success(status, &reply);
     let log = log_text(&reply);
     assert_eq!(executed_runs(&reply), 0, "every step came from the registry cache:\n{log}");
-    let layer_gets: Vec<&String> =
-        requests.iter().filter(|r| r.starts_with("request GET") && layers.iter().any(|d| r.contains(d))).collect();
-    assert!(layer_gets.is_empty(), "the replica downloaded layers: {layer_gets:?}\nall requests: {requests:#?}");
+    let gets = layer_gets(&proxy, before, &layers);
+    assert!(gets.is_empty(), "the replica downloaded layers: {gets:?}\nall requests: {requests:#?}");
     assert!(requests.iter().any(|r| r.starts_with("request HEAD")), "pushes were answered by HEAD: {requests:#?}");
     assert!(log.contains("(0 of 4 layers scanned"), "inventories came with the cache:\n{log}");
     assert_eq!(image_manifest(&direct), manifest, "the replica pushed the identical image");
@@ -121,14 +123,13 @@ fn a_fresh_replica_downloads_no_layer_for_a_cached_build() {
 fn a_linked_copy_on_a_fresh_replica_downloads_no_layer() {
     let proxy = RegistryProxy::start("log");
     let reg = proxy.addr().to_string();
-    let args = || ServerOptions { args: vec!["--registry-cache".into(), "image".into()], ..Default::default() };
     let image = format!("{reg}/{}:v1", unique("kiln/lazy-link"));
     let dockerfile = format!("FROM {reg}/busybox\nRUN echo deps > /deps\nCOPY --link handler.sh /app/\n");
     let body = |handler: &str| {
         let files = [("Dockerfile", dockerfile.as_bytes()), ("handler.sh", handler.as_bytes())];
         request_tar(&json!({"image": image}), &files)
     };
-    let first = Server::start(args());
+    let first = Server::start(replica_options());
     let (status, reply) = first.build(&body("v1\n"));
     assert_success(status, &reply);
     drop(first);
@@ -138,13 +139,11 @@ fn a_linked_copy_on_a_fresh_replica_downloads_no_layer() {
         .map(|l| l["digest"].as_str().unwrap().to_string())
         .collect();
 
-    let replica = Server::start(args());
+    let replica = Server::start(replica_options());
     let before = proxy.lines("request").len();
     let (status, reply) = replica.build(&body("v2\n"));
-    let requests = proxy.lines("request").split_off(before);
     assert_success(status, &reply);
-    let gets: Vec<&String> =
-        requests.iter().filter(|r| r.starts_with("request GET") && below.iter().any(|d| r.contains(d))).collect();
+    let gets = layer_gets(&proxy, before, &below);
     assert!(gets.is_empty(), "the linked COPY read its parent: {gets:?}");
     let img = unpack_image(&direct, None);
     assert_eq!(std::fs::read_to_string(img.rootfs.join("app/handler.sh")).unwrap(), "v2\n");

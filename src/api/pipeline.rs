@@ -113,10 +113,11 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
     if state.cfg.serve_images {
         tag_locally(state, &target, &digest, log);
     }
-    if let Some(sync) = mount_sync.clone() {
+    let push = job.push;
+    if let Some(sync) = mount_sync {
         request.after_reply.defer(Box::pin(export_cache_mounts(state.worker.clone(), sync)));
     }
-    if let (Some(cache), true) = (cache.clone(), job.push) {
+    if let (Some(cache), true) = (cache, push) {
         let steps: Vec<_> = images.iter().flat_map(|i| i.steps.iter().cloned()).collect();
         let selections: Vec<_> = images.iter().flat_map(|i| i.selections.iter().cloned()).collect();
         emit(log, format!("[internal] exporting the build cache to {} after the reply", cache.reference));

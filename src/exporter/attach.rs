@@ -48,23 +48,19 @@ pub struct Artifact {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// The empty JSON object OCI 1.1 artifacts use as their config.
-const EMPTY_JSON: &[u8] = b"{}";
-
 /// The artifact manifest for `artifact` about `subject`, with its blobs
 /// written to `store`.
 fn artifact_manifest(store: &dyn Store, subject: &Subject, artifact: &Artifact) -> Result<Vec<u8>, ExportError> {
-    let config = write_blob(store, EMPTY_JSON)?;
+    write_blob(store, crate::oci::EMPTY_CONFIG)?;
     let layer = write_blob(store, &artifact.content)?;
     let annotations = Some(artifact.annotations.clone()).filter(|a| !a.is_empty());
-    let mut manifest = ImageManifest::oci(
-        Descriptor::new(MediaType::OCI_EMPTY, &config, EMPTY_JSON.len() as u64),
+    let mut manifest = ImageManifest::artifact(
+        &artifact.artifact_type,
         vec![Descriptor {
             annotations: annotations.clone(),
             ..Descriptor::new(&artifact.media_type, &layer, artifact.content.len() as u64)
         }],
     );
-    manifest.artifact_type = Some(artifact.artifact_type.clone());
     manifest.annotations = annotations;
     manifest.subject = Some(subject.descriptor());
     Ok(manifest.to_bytes())

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The empty JSON object OCI 1.1 artifacts use as their config.
+pub const EMPTY_CONFIG: &[u8] = b"{}";
+
 /// Media types kiln reads and writes.
 pub struct MediaType;
 
@@ -126,6 +129,17 @@ impl ImageManifest {
             schema_version: 2,
             subject: None,
         }
+    }
+
+    /// An OCI 1.1 artifact manifest: `artifact_type`, the empty config
+    /// (whose blob is [`EMPTY_CONFIG`]) and `layers`.
+    pub fn artifact(artifact_type: &str, layers: Vec<Descriptor>) -> Self {
+        let config = Descriptor::new(
+            MediaType::OCI_EMPTY,
+            kiln_snapshotter::Digest::of(EMPTY_CONFIG),
+            EMPTY_CONFIG.len() as u64,
+        );
+        ImageManifest { artifact_type: Some(artifact_type.to_string()), ..Self::oci(config, layers) }
     }
 
     /// The manifest's JSON bytes.

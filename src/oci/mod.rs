@@ -6,7 +6,7 @@ pub mod config;
 pub mod manifest;
 
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
-pub use manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec};
+pub use manifest::{Descriptor, ImageIndex, ImageManifest, MediaType, PlatformSpec, EMPTY_CONFIG};
 
 /// Largest manifest, index or config kiln reads into memory: the 4 MiB
 /// the distribution spec says registries should accept for manifests.

@@ -20,9 +20,6 @@ use std::sync::Mutex;
 /// The `artifactType` of a cache mount's manifest.
 pub const ARTIFACT_TYPE: &str = "application/vnd.kiln.cache-mount.v1";
 
-/// The empty JSON config of the artifact.
-const EMPTY_JSON: &[u8] = b"{}";
-
 /// Most caches one build exports: the work after a reply is bounded
 /// whatever the Dockerfile mounts.
 pub const MAX_EXPORTED_CACHES: usize = 16;
@@ -225,12 +222,9 @@ async fn push_artifact(
     layer: &kiln_snapshotter::diff::Layer,
 ) -> Result<(), MountSyncError> {
     let (store, registry) = (worker.store(), worker.registry());
-    let config = write_blob(store, EMPTY_JSON)?;
-    let mut manifest = ImageManifest::oci(
-        Descriptor::new(MediaType::OCI_EMPTY, &config, EMPTY_JSON.len() as u64),
-        vec![Descriptor::new(&layer.media_type, &layer.digest, layer.size)],
-    );
-    manifest.artifact_type = Some(ARTIFACT_TYPE.to_string());
+    let config = write_blob(store, crate::oci::EMPTY_CONFIG)?;
+    let content = Descriptor::new(&layer.media_type, &layer.digest, layer.size);
+    let manifest = ImageManifest::artifact(ARTIFACT_TYPE, vec![content]);
     for blob in [&config, &layer.digest] {
         registry.push_blob(reference, blob, store, None).await?;
     }
