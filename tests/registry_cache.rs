@@ -149,3 +149,75 @@ fn a_linked_copy_on_a_fresh_replica_downloads_no_layer() {
     assert_eq!(std::fs::read_to_string(img.rootfs.join("app/handler.sh")).unwrap(), "v2\n");
     assert_eq!(std::fs::read_to_string(img.rootfs.join("deps")).unwrap(), "deps\n");
 }
+
+/// A COPY or WORKDIR on layers a fresh replica never fetched is made from
+/// the layers' header indexes in the registry cache: no layer below it is
+/// downloaded, and each layer is byte-identical to the one the warm
+/// replica makes over the real layers — through symlinks on the way, an
+/// owner name from the image's /etc/passwd, replaced files, odd modes.
+#[test]
+fn a_copy_on_a_fresh_replica_needs_no_layer_below_it_and_makes_the_same_layer() {
+    let proxy = RegistryProxy::start("log");
+    let reg = proxy.addr().to_string();
+    let image = format!("{reg}/{}:v1", unique("kiln/skeleton"));
+    let dockerfile = format!(
+        "FROM {reg}/busybox\n\
+         RUN mkdir -p /srv/data/sub /opt/real /etc && echo 'app:x:1234:1235::/srv:/bin/sh' >> /etc/passwd \
+         && echo 'app:x:1235:' >> /etc/group && chmod 2750 /srv/data && chown 1234:50 /srv/data/sub \
+         && ln -s /opt/real /srv/link && ln -s ../opt /srv/rel && echo old > /srv/data/replaced && echo keep > /srv/data/kept\n\
+         WORKDIR /srv/data\n\
+         COPY --chown=app:app handler.sh tree/ ./\n\
+         COPY handler.sh /srv/link/h.sh\n\
+         COPY --chmod=640 handler.sh /srv/rel/new/\n\
+         COPY handler.sh replaced\n\
+         COPY --parents tree/./sub/deep.txt /srv/p/\n\
+         COPY <<EOF /srv/data/sub/inline.txt\ninline\nEOF\n\
+         WORKDIR /srv/link/work\n"
+    );
+    let body = |handler: &str| {
+        let files = [
+            ("Dockerfile", dockerfile.as_bytes()),
+            ("handler.sh", handler.as_bytes()),
+            ("tree/sub/deep.txt", b"deep\n".as_slice()),
+            ("tree/top.txt", b"top\n".as_slice()),
+        ];
+        request_tar(&json!({"image": image, "buildArgs": {"SOURCE_DATE_EPOCH": "1700000000"}}), &files)
+    };
+    let direct = image.replacen(&reg, &registry(), 1);
+    let layers = |m: &serde_json::Value| -> Vec<String> {
+        m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+    };
+    let warm = Server::start(replica_options());
+    let (status, reply) = warm.build(&body("v1\n"));
+    assert_success(status, &reply);
+    let below = layers(&image_manifest(&direct))[..2].to_vec();
+    std::thread::sleep(std::time::Duration::from_secs(2)); // the cache export follows the reply
+
+    let fresh = Server::start(replica_options());
+    let before = proxy.lines("request").len();
+    let (status, reply) = fresh.build(&body("v2\n"));
+    assert_success(status, &reply);
+    let gets = layer_gets(&proxy, before, &below);
+    assert!(gets.is_empty(), "the COPYs read the layers below them: {gets:?}\n{}", log_text(&reply));
+    let made_fresh = layers(&image_manifest(&direct));
+
+    let (status, reply) = warm.build(&body("v2\n"));
+    assert_success(status, &reply);
+    assert_eq!(layers(&image_manifest(&direct)), made_fresh, "the warm replica made the same layers");
+    let img = unpack_image(&direct, None);
+    let owner = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(img.rootfs.join(p)).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    assert_eq!(owner("srv/data/handler.sh"), (1234, 1235, 0o644));
+    assert_eq!(owner("srv/data/sub/deep.txt"), (1234, 1235, 0o644));
+    assert_eq!(owner("srv/data"), (0, 0, 0o2750));
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("opt/real/h.sh")).unwrap(), "v2\n");
+    assert_eq!(owner("opt/new/handler.sh"), (0, 0, 0o640));
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("srv/data/replaced")).unwrap(), "v2\n");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("srv/data/kept")).unwrap(), "keep\n");
+    assert!(img.rootfs.join("opt/real/work").is_dir());
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("srv/p/sub/deep.txt")).unwrap(), "deep\n");
+    assert_eq!(std::fs::read_to_string(img.rootfs.join("srv/data/sub/inline.txt")).unwrap(), "inline\n");
+}

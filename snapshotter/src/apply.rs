@@ -7,6 +7,7 @@
 //! no symlink inside it is followed while unpacking.
 
 use crate::fsx::{self, clean_relative, fd_path, mkdir_all_at, OPAQUE_XATTR};
+use crate::headers::{index_path, EntryKind, HeaderEntry, LayerHeaders};
 use crate::{Error, IoContext, Result};
 use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -29,6 +30,9 @@ pub struct ApplyStats {
     pub bytes: u64,
     /// Device nodes skipped (cannot be created in a user namespace).
     pub skipped_devices: u64,
+    /// The headers of what was unpacked (device nodes left out, as they
+    /// are from the directory).
+    pub headers: LayerHeaders,
 }
 
 /// Unpacks `layer` (plain, gzip, zstd, xz or bzip2 tar, detected by
@@ -64,7 +68,13 @@ pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
     fs::create_dir_all(dest).ctx(|| format!("create {}", dest.display()))?;
     let root: OwnedFd = File::open(dest).ctx(|| format!("open {}", dest.display()))?.into();
     let mut archive = tar::Archive::new(HashingReader { inner: reader, hasher: Sha256::new() });
-    let mut stats = ApplyStats { diff_id: crate::Digest::of(b""), entries: 0, bytes: 0, skipped_devices: 0 };
+    let mut stats = ApplyStats {
+        diff_id: crate::Digest::of(b""),
+        entries: 0,
+        bytes: 0,
+        skipped_devices: 0,
+        headers: LayerHeaders::new(),
+    };
     let mut dir_times = Vec::new();
     for entry in archive.entries().ctx(|| "read layer tar".into())? {
         let mut entry = entry.ctx(|| "read layer entry".into())?;
@@ -78,8 +88,12 @@ pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
             dir_times.push((rel.clone(), meta.mtime));
         }
         apply_entry(&root, &rel, &mut entry, &meta, &mut stats).map_err(|e| annotate(e, &rel))?;
+        if let Some(h) = header_entry(&mut entry, &rel, &meta)? {
+            stats.headers.push(h);
+        }
         stats.entries += 1;
     }
+    stats.headers.capture_account_files(dest);
     for (rel, mtime) in dir_times.iter().rev() {
         let dir = mkdir_all_at(&root, rel).ctx(|| format!("reopen {}", rel.display()))?;
         set_mtime(&fd_path(&dir, OsStr::new(".")), *mtime, true)?;
@@ -88,6 +102,31 @@ pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
     io::copy(&mut rest, &mut io::sink()).ctx(|| "read layer end".into())?;
     stats.diff_id = crate::Digest::from_hasher(rest.hasher);
     Ok(stats)
+}
+
+/// The index record of an applied entry (none for a skipped device node).
+fn header_entry<R: Read>(entry: &mut tar::Entry<R>, rel: &Path, meta: &EntryMeta) -> Result<Option<HeaderEntry>> {
+    let kind = match meta.kind {
+        tar::EntryType::Directory => EntryKind::Dir,
+        tar::EntryType::Symlink => EntryKind::Symlink,
+        tar::EntryType::Char | tar::EntryType::Block => return Ok(None),
+        tar::EntryType::Fifo => EntryKind::Other,
+        _ => EntryKind::File,
+    };
+    let link = match kind {
+        EntryKind::Symlink => entry.link_name().ctx(|| "link target".into())?.map(|l| l.to_string_lossy().into_owned()),
+        _ => None,
+    };
+    Ok(Some(HeaderEntry {
+        path: index_path(&rel.to_string_lossy()),
+        kind,
+        mode: meta.mode,
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime: meta.mtime,
+        link,
+        xattrs: !meta.xattrs.is_empty(),
+    }))
 }
 
 fn annotate(e: Error, rel: &Path) -> Error {

@@ -7,6 +7,7 @@
 use crate::content::Store;
 use crate::encode::{encoder, Encoder, LayerCompression};
 use crate::fsx::{self, OPAQUE_XATTR};
+use crate::headers::{index_path, EntryKind, HeaderEntry, LayerHeaders};
 use crate::{Digest, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -69,23 +70,30 @@ type LayerTar = tar::Builder<HashWriter<Box<dyn Encoder>>>;
 
 /// Diffs `upper` into a compressed layer committed to `store`.
 pub fn diff_upper(upper: &Path, store: &dyn Store, opts: &DiffOptions) -> Result<Layer> {
+    diff_upper_indexed(upper, store, opts).map(|(layer, _)| layer)
+}
+
+/// [`diff_upper`], also returning the layer's tar headers.
+pub fn diff_upper_indexed(upper: &Path, store: &dyn Store, opts: &DiffOptions) -> Result<(Layer, LayerHeaders)> {
     let enc = encoder(store.ingest()?, opts.compression, opts.threads).ctx(|| "start compression".into())?;
     let mut tar = tar::Builder::new(HashWriter { inner: enc, hasher: Sha256::new() });
     tar.follow_symlinks(false);
-    let mut walk = Walk { opts, links: HashMap::new(), entries: 0 };
+    let mut walk = Walk { opts, links: HashMap::new(), entries: 0, headers: LayerHeaders::new() };
     walk.dir(&mut tar, upper, "")?;
+    walk.headers.capture_account_files(upper);
     let hashing = tar.into_inner().ctx(|| "finish tar".into())?;
     let diff_id = Digest::from_hasher(hashing.hasher);
     let writer = hashing.inner.finish().ctx(|| "finish compression".into())?;
     let (digest, size) = writer.commit(None, None)?;
     let media_type = opts.compression.media_type().to_string();
-    Ok(Layer { digest, size, diff_id, entries: walk.entries, media_type })
+    Ok((Layer { digest, size, diff_id, entries: walk.entries, media_type }, walk.headers))
 }
 
 struct Walk<'a> {
     opts: &'a DiffOptions,
     links: HashMap<(u64, u64), String>,
     entries: u64,
+    headers: LayerHeaders,
 }
 
 impl Walk<'_> {
@@ -120,16 +128,16 @@ impl Walk<'_> {
         if ft.is_char_device() && md.rdev() == 0 {
             let mut h = self.header(md, tar::EntryType::Regular, 0);
             h.set_mode(0);
-            return append(tar, h, &format!("{parent}.wh.{name}"), None, Vec::new(), io::empty());
+            return self.append(tar, h, &format!("{parent}.wh.{name}"), None, Vec::new(), io::empty());
         }
         let xattrs = xattr_records(abs)?;
         if ft.is_dir() {
             let h = self.header(md, tar::EntryType::Directory, 0);
-            append(tar, h, &format!("{rel}/"), None, xattrs, io::empty())?;
+            self.append(tar, h, &format!("{rel}/"), None, xattrs, io::empty())?;
             if fsx::get_xattr(abs, OPAQUE_XATTR).ctx(|| "read opaque".into())?.as_deref() == Some(b"y") {
                 let mut h = self.header(md, tar::EntryType::Regular, 0);
                 h.set_mode(0);
-                append(tar, h, &format!("{rel}/.wh..wh..opq"), None, Vec::new(), io::empty())?;
+                self.append(tar, h, &format!("{rel}/.wh..wh..opq"), None, Vec::new(), io::empty())?;
             }
             return self.dir(tar, abs, &format!("{rel}/"));
         }
@@ -139,11 +147,11 @@ impl Walk<'_> {
         if ft.is_symlink() {
             let target = fs::read_link(abs).ctx(|| format!("readlink {rel}"))?;
             let h = self.header(md, tar::EntryType::Symlink, 0);
-            return append(tar, h, rel, Some(target.as_os_str().as_encoded_bytes()), xattrs, io::empty());
+            return self.append(tar, h, rel, Some(target.as_os_str().as_encoded_bytes()), xattrs, io::empty());
         }
         if ft.is_fifo() {
             let h = self.header(md, tar::EntryType::Fifo, 0);
-            return append(tar, h, rel, None, xattrs, io::empty());
+            return self.append(tar, h, rel, None, xattrs, io::empty());
         }
         tracing::debug!(path = rel, "skipping socket or device in layer");
         self.entries -= 1;
@@ -153,15 +161,29 @@ impl Walk<'_> {
     fn file(&mut self, tar: &mut LayerTar, abs: &Path, rel: &str, md: &Metadata, xattrs: Pax) -> Result<()> {
         if md.nlink() > 1 {
             let key = (md.dev(), md.ino());
-            if let Some(first) = self.links.get(&key) {
+            if let Some(first) = self.links.get(&key).cloned() {
                 let h = self.header(md, tar::EntryType::Link, 0);
-                return append(tar, h, rel, Some(first.as_bytes()), xattrs, io::empty());
+                return self.append(tar, h, rel, Some(first.as_bytes()), xattrs, io::empty());
             }
             self.links.insert(key, rel.to_string());
         }
         let file = File::open(abs).ctx(|| format!("open {rel}"))?;
         let h = self.header(md, tar::EntryType::Regular, md.len());
-        append(tar, h, rel, None, xattrs, file)
+        self.append(tar, h, rel, None, xattrs, file)
+    }
+
+    /// Writes one entry and records its header.
+    fn append(
+        &mut self,
+        tar: &mut LayerTar,
+        h: tar::Header,
+        path: &str,
+        link: Option<&[u8]>,
+        pax: Pax,
+        data: impl io::Read,
+    ) -> Result<()> {
+        self.headers.push(header_entry(&h, path, link, !pax.is_empty()));
+        append(tar, h, path, link, pax, data)
     }
 
     fn header(&self, md: &Metadata, kind: tar::EntryType, size: u64) -> tar::Header {
@@ -174,6 +196,27 @@ impl Walk<'_> {
         h.set_mtime(self.opts.mtime_clamp.map_or(mtime, |c| mtime.min(c)) as u64);
         h.set_size(size);
         h
+    }
+}
+
+/// The index record of a header written for `path`.
+fn header_entry(h: &tar::Header, path: &str, link: Option<&[u8]>, xattrs: bool) -> HeaderEntry {
+    let kind = match h.entry_type() {
+        tar::EntryType::Directory => EntryKind::Dir,
+        tar::EntryType::Symlink => EntryKind::Symlink,
+        tar::EntryType::Regular | tar::EntryType::Link => EntryKind::File,
+        _ => EntryKind::Other,
+    };
+    let symlink = (kind == EntryKind::Symlink).then(|| link.map(|l| String::from_utf8_lossy(l).into_owned()));
+    HeaderEntry {
+        path: index_path(path),
+        kind,
+        mode: h.mode().unwrap_or(0),
+        uid: h.uid().unwrap_or(0) as u32,
+        gid: h.gid().unwrap_or(0) as u32,
+        mtime: h.mtime().unwrap_or(0) as i64,
+        link: symlink.flatten(),
+        xattrs,
     }
 }
 

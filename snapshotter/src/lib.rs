@@ -14,6 +14,7 @@ pub mod diff;
 pub mod digest;
 pub mod encode;
 pub mod fsx;
+pub mod headers;
 pub mod overlay;
 pub mod snapshots;
 

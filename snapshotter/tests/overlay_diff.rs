@@ -7,7 +7,7 @@
 //! the suite runs as root.
 
 use kiln_snapshotter::apply::apply_layer;
-use kiln_snapshotter::diff::{diff_upper, DiffOptions};
+use kiln_snapshotter::diff::{diff_upper, diff_upper_indexed, DiffOptions};
 use kiln_snapshotter::overlay::mount_all;
 use kiln_snapshotter::snapshots::Snapshotter;
 use kiln_snapshotter::{fsx, ContentStore, SnapshotId, Snapshots, Store};
@@ -145,7 +145,7 @@ fn overlay_changes_round_trip_through_a_layer() {
     };
 
     let opts = DiffOptions { mtime_clamp: Some(0), ..DiffOptions::default() };
-    let layer = diff_upper(&snaps.dir(&upper), &store, &opts).unwrap();
+    let (layer, headers) = diff_upper_indexed(&snaps.dir(&upper), &store, &opts).unwrap();
     let again = diff_upper(&snaps.dir(&upper), &store, &opts).unwrap();
     assert_eq!(layer, again, "the same tree gives the same layer digest");
 
@@ -158,7 +158,11 @@ fn overlay_changes_round_trip_through_a_layer() {
     assert_eq!(names[dir_pos + 1], "dir/.wh..wh..opq", "opaque marker right after its directory");
 
     let reapplied = snaps.prepare(&[]).unwrap();
-    apply_layer(store.open(&layer.digest).unwrap(), &snaps.dir(&reapplied)).unwrap();
+    let applied = apply_layer(store.open(&layer.digest).unwrap(), &snaps.dir(&reapplied)).unwrap();
+    assert_eq!(applied.headers, headers, "applying a layer records the headers its diff recorded");
+    let indexed: Vec<&str> = headers.entries.iter().map(|e| e.path.as_str()).collect();
+    let listed: Vec<&str> = names.iter().map(|n| n.trim_end_matches('/')).collect();
+    assert_eq!(indexed, listed, "one header per tar entry, in tar order");
     let view = tmp.path().join("view");
     fs::create_dir(&view).unwrap();
     mount_ro(&snaps, &[&reapplied, &lower], &view);

@@ -9,6 +9,7 @@ use crate::graph::{ExecOp, NodeId, RunMount};
 use crate::platform::binfmt::{self, Support};
 use crate::worker::fileop::{FileOpRequest, PlannedAction};
 use crate::worker::runner::{RunError, RunStep};
+use crate::worker::skeleton::Skeleton;
 use crate::worker::Uncommitted;
 use kiln_runtime::mounts::{BindRoot, StepMount};
 use kiln_runtime::step::{SecretFile, StepNetwork, StepRequest};
@@ -88,12 +89,19 @@ impl Solver {
         id: NodeId,
         actions: Vec<PlannedAction>,
         base: Vec<LayerRecord>,
-        linked: bool,
+        (linked, skeleton): (bool, Option<Skeleton>),
         input: &BuildInput<'_>,
     ) -> Result<Vec<LayerRecord>, SolveError> {
-        let lower: &[LayerRecord] = if linked { &[] } else { &base };
-        let (upper, overlay) = self.worker.prepare(lower).map_err(|e| SolveError::worker(id, e))?;
+        let lower: &[LayerRecord] = if linked || skeleton.is_some() { &[] } else { &base };
+        let (upper, mut overlay) = self.worker.prepare(lower).map_err(|e| SolveError::worker(id, e))?;
         let bundle = upper.bundle().to_path_buf();
+        if let Some(skeleton) = skeleton {
+            let dir = bundle.join("skeleton");
+            let made = dir.clone();
+            let created = tokio::task::spawn_blocking(move || skeleton.create(&made)).await;
+            created.map_err(|e| SolveError::internal(id, e))?.map_err(|e| SolveError::internal(id, e))?;
+            overlay = super::skeleton::over_skeleton(overlay, &dir);
+        }
         let req = FileOpRequest {
             rootfs: overlay,
             mountpoint: bundle.join("rootfs"),

@@ -11,6 +11,7 @@ mod import;
 mod keys;
 pub mod mountsync;
 mod network;
+mod skeleton;
 
 pub use http::MAX_DOWNLOAD_BYTES;
 pub use keys::{cache_key, CACHE_KEY_VERSION};
@@ -291,12 +292,20 @@ impl Solver {
         }
         let _own = own_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
         let _slot = self.run_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
-        let base = match (parent, &node.op) {
+        let mut skeleton = None;
+        let base = match (parent, &node.op, &prepared) {
             // `COPY --link` makes its layer on nothing: the parent stays lazy.
-            (Some(p), Op::File(f)) if f.link => results[&p].clone(),
-            (Some(p), Op::Exec(_) | Op::File(_)) => self.materialize(id, &results[&p], input).await?,
-            (Some(p), _) => results[&p].clone(),
-            (None, _) => Vec::new(),
+            (Some(p), Op::File(f), _) if f.link => results[&p].clone(),
+            (Some(p), Op::File(_), Prepared::Plan(plan)) => {
+                skeleton = self.skeleton(id, plan, &results[&p], input).await;
+                match skeleton {
+                    Some(_) => results[&p].clone(),
+                    None => self.materialize(id, &results[&p], input).await?,
+                }
+            }
+            (Some(p), Op::Exec(_) | Op::File(_), _) => self.materialize(id, &results[&p], input).await?,
+            (Some(p), _, _) => results[&p].clone(),
+            (None, _, _) => Vec::new(),
         };
         let layers = match (&node.op, prepared) {
             (Op::Source(src), _) => self.pull(id, &src.digest, input)?,
@@ -317,7 +326,7 @@ impl Solver {
                         *source_mounts = self.worker.view(&chain).map_err(|e| SolveError::worker(id, e))?;
                     }
                 }
-                self.run_file(id, plan, base, file.link, input).await?
+                self.run_file(id, plan, base, (file.link, skeleton), input).await?
             }
             _ => return Err(SolveError::internal(id, "op and prepared state disagree")),
         };

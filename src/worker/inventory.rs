@@ -11,22 +11,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 impl Worker {
-    /// Removes the cached inventories of layers no cache entry or unpacked
-    /// base layer holds any more (after a collection).
+    /// Removes the cached inventories and header indexes of layers no
+    /// cache entry or unpacked base layer holds any more (after a
+    /// collection).
     pub(super) fn prune_inventories(&self) -> Result<usize, WorkerError> {
-        let dir = self.data_dir().join("sbom");
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
         let mut live: HashSet<String> = self.cache().unpacked()?.into_iter().map(|(d, _)| d).collect();
         for (_, rec, _) in self.cache().steps()? {
             live.extend(rec.layers.iter().map(|l| l.diff_id.to_string()));
         }
         let live: HashSet<String> = live.iter().map(|d| d.trim_start_matches("sha256:").to_string()).collect();
         let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            let hex = name.strip_suffix(".json").unwrap_or(&name);
-            if !live.contains(hex) && std::fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
+        for dir in ["sbom", super::headers::HEADERS_DIR] {
+            let Ok(entries) = std::fs::read_dir(self.data_dir().join(dir)) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                let hex = name.split('.').next().unwrap_or(&name);
+                if !live.contains(hex) && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
             }
         }
         Ok(removed)

@@ -5,7 +5,7 @@
 use super::{LayerRecord, StepRecord, Worker, WorkerError};
 use crate::oci::Descriptor;
 use crate::registry::Reference;
-use kiln_snapshotter::diff::diff_upper;
+use kiln_snapshotter::diff::diff_upper_indexed;
 use kiln_snapshotter::overlay::Mount;
 use kiln_snapshotter::snapshots::Snapshotter;
 use kiln_snapshotter::{Digest, SnapshotId};
@@ -66,6 +66,7 @@ impl Worker {
                 stats.diff_id
             )));
         }
+        crate::blocking::in_place(|| self.keep_headers(diff_id, &stats.headers));
         let id = self.commit(snap)?;
         self.cache.put_unpacked(diff_id, &id)?;
         Ok((id, stats.skipped_devices))
@@ -102,7 +103,9 @@ impl Worker {
         let mut opts = self.cfg.diff;
         opts.mtime_clamp = epoch.or(opts.mtime_clamp);
         let (store, fs) = (self.store.clone(), upper.dir.clone());
-        let layer = tokio::task::spawn_blocking(move || diff_upper(&fs, store.as_ref(), &opts)).await??;
+        let (layer, headers) =
+            tokio::task::spawn_blocking(move || diff_upper_indexed(&fs, store.as_ref(), &opts)).await??;
+        crate::blocking::in_place(|| self.keep_headers(&layer.diff_id, &headers));
         let snapshot = self.commit(upper)?;
         base.push(LayerRecord {
             snapshot: Some(snapshot),

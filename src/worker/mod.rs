@@ -13,6 +13,7 @@ mod error;
 pub(crate) mod fake_runner;
 pub mod fileop;
 mod gc;
+pub mod headers;
 mod inventory;
 mod layers;
 mod lazy;
@@ -20,6 +21,7 @@ mod maintenance;
 pub mod regcache;
 pub mod runner;
 mod scratch;
+pub mod skeleton;
 mod subtree;
 pub mod tags;
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::{LayerRecord, Worker, WorkerError};
 use crate::attest::sbom::{LayerInventory, INVENTORY_VERSION};
 use crate::oci::{Descriptor, ImageManifest, MediaType, PlatformSpec};
 use crate::registry::Reference;
+use kiln_snapshotter::conformance::MemoryStore;
 use kiln_snapshotter::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -47,6 +48,10 @@ pub struct CacheMap {
     /// so a replica that never saw a layer need not fetch it to scan it.
     #[serde(rename = "io.kiln.inventory.v1", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inventories: BTreeMap<String, InventoryBlob>,
+    /// Diff id → the blob of that layer's tar-header index, so a replica
+    /// can COPY onto a layer without fetching it.
+    #[serde(rename = "io.kiln.headers.v1", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, InventoryBlob>,
     /// Selection id → the content key of paths a `COPY --from` read from
     /// a stage, so a replica holding that stage lazily keys the step
     /// without fetching the stage's layers.
@@ -77,7 +82,8 @@ impl Selection {
     }
 }
 
-/// Where a layer's inventory is kept in the cache repository.
+/// Where a layer's inventory or header index is kept in the cache
+/// repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryBlob {
     /// The blob's digest.
@@ -89,7 +95,10 @@ pub struct InventoryBlob {
 /// Media type of an inventory blob in the cache manifest.
 pub const INVENTORY_MEDIA_TYPE: &str = "application/vnd.kiln.layer-inventory.v1+json";
 
-/// Largest inventory blob read back.
+/// Media type of a header index blob in the cache manifest.
+pub const HEADERS_MEDIA_TYPE: &str = "application/vnd.kiln.layer-headers.v1+gzip";
+
+/// Largest inventory or header index blob read back.
 const MAX_INVENTORY_BYTES: u64 = 64 << 20;
 
 /// A chain and when it was exported (for trimming).
@@ -118,7 +127,7 @@ impl RegistryCache {
     pub async fn load(worker: &Worker, reference: Reference) -> Result<Self, WorkerError> {
         let platform = PlatformSpec { os: "linux".into(), architecture: String::new(), variant: None };
         let (map, blobs) =
-            match crate::registry::resolve(worker.registry(), &reference, &platform, worker.store()).await {
+            match crate::registry::resolve(worker.registry(), &reference, &platform, &MemoryStore::default()).await {
                 Ok(r) => {
                     let map = serde_json::from_slice(&r.config)
                         .map_err(|e| WorkerError::BadLayer(format!("{reference}: bad cache config: {e}")))?;
@@ -148,12 +157,33 @@ impl RegistryCache {
         let Some(blob) = self.map.inventories.get(diff_id.as_str()).filter(|b| self.blobs.contains(&b.digest)) else {
             return Ok(None);
         };
-        let desc = Descriptor::new(INVENTORY_MEDIA_TYPE, &blob.digest, blob.size);
-        worker.registry().fetch_blob(&self.reference, &desc, worker.store()).await?;
-        let bytes = kiln_snapshotter::content::read_blob(worker.store(), &blob.digest, MAX_INVENTORY_BYTES)?;
+        let bytes = self.fetch(worker, INVENTORY_MEDIA_TYPE, blob).await?;
         let inv: LayerInventory = serde_json::from_slice(&bytes)
             .map_err(|e| WorkerError::BadLayer(format!("{}: inventory of {diff_id}: {e}", self.reference)))?;
         Ok(Some(inv).filter(|i| i.version == INVENTORY_VERSION))
+    }
+}
+
+impl RegistryCache {
+    /// The header index bytes another replica exported for `diff_id`, if
+    /// any.
+    pub async fn headers(&self, worker: &Worker, diff_id: &Digest) -> Result<Option<Vec<u8>>, WorkerError> {
+        let Some(blob) = self.map.headers.get(diff_id.as_str()).filter(|b| self.blobs.contains(&b.digest)) else {
+            return Ok(None);
+        };
+        Ok(Some(self.fetch(worker, HEADERS_MEDIA_TYPE, blob).await?))
+    }
+
+    /// A small blob of the cache repository, read into memory (it is
+    /// derived data: nothing is kept in the content store, nothing synced).
+    async fn fetch(&self, worker: &Worker, media_type: &str, blob: &InventoryBlob) -> Result<Vec<u8>, WorkerError> {
+        if blob.size > MAX_INVENTORY_BYTES {
+            return Err(WorkerError::BadLayer(format!("{}: blob {} is too large", self.reference, blob.digest)));
+        }
+        let memory = MemoryStore::default();
+        let desc = Descriptor::new(media_type, &blob.digest, blob.size);
+        worker.registry().fetch_blob(&self.reference, &desc, &memory).await?;
+        Ok(kiln_snapshotter::content::read_blob(&memory, &blob.digest, MAX_INVENTORY_BYTES)?)
     }
 }
 
@@ -191,7 +221,13 @@ impl Worker {
             crate::registry::push_layer_blob(self.registry(), self.store(), r, &desc, origin.as_ref()).await?;
             present.insert(digest);
         }
-        self.export_inventories(&mut map, steps, r, &mut present).await?;
+        let inventory = |l: &LayerRecord| {
+            self.cached_inventory(l).map(|inv| serde_json::to_vec(&inv).expect("inventory serializes"))
+        };
+        let blobs = LayerBlobs { steps, reference: r };
+        blobs.export(self, &mut map.inventories, &map.entries, &mut present, inventory).await?;
+        let headers = |l: &LayerRecord| self.cached_headers_bytes(&l.diff_id);
+        blobs.export(self, &mut map.headers, &map.entries, &mut present, headers).await?;
         let manifest = self.cache_manifest(&map, r, &present).await?;
         self.registry.put_manifest(r, &manifest, MediaType::OCI_MANIFEST).await?;
         log(format!("exported {} cache entries to {r}", map.entries.len()));
@@ -218,41 +254,50 @@ impl Worker {
                 }
             }
         }
-        for blob in map.inventories.values().filter(|b| present.contains(&b.digest)) {
-            layers.insert(blob.digest.clone(), Descriptor::new(INVENTORY_MEDIA_TYPE, &blob.digest, blob.size));
+        let annotations = [(&map.inventories, INVENTORY_MEDIA_TYPE), (&map.headers, HEADERS_MEDIA_TYPE)];
+        for (blobs, media_type) in annotations {
+            for blob in blobs.values().filter(|b| present.contains(&b.digest)) {
+                layers.insert(blob.digest.clone(), Descriptor::new(media_type, &blob.digest, blob.size));
+            }
         }
         let config = Descriptor::new(MediaType::OCI_CONFIG, &config_digest, config.len() as u64);
         Ok(ImageManifest::oci(config, layers.into_values().collect()).to_bytes())
     }
 }
 
-impl Worker {
-    /// Pushes the inventories this replica holds for the layers of
-    /// `steps` that the map lacks, and drops the map's inventories of
-    /// layers no entry names any more.
-    async fn export_inventories(
+/// The layers of a build's steps, for exporting what is kept per layer
+/// (inventories, header indexes).
+struct LayerBlobs<'a> {
+    steps: &'a [(String, Vec<LayerRecord>)],
+    reference: &'a Reference,
+}
+
+impl LayerBlobs<'_> {
+    /// Pushes what `bytes_of` gives for each layer `map` lacks a present
+    /// blob for, and drops the map's blobs of layers no entry names any
+    /// more.
+    async fn export(
         &self,
-        map: &mut CacheMap,
-        steps: &[(String, Vec<LayerRecord>)],
-        r: &Reference,
+        worker: &Worker,
+        map: &mut BTreeMap<String, InventoryBlob>,
+        entries: &BTreeMap<String, CacheEntryChain>,
         present: &mut HashSet<Digest>,
+        bytes_of: impl Fn(&LayerRecord) -> Option<Vec<u8>>,
     ) -> Result<(), WorkerError> {
         let mut seen = HashSet::new();
-        for l in steps.iter().flat_map(|(_, chain)| chain) {
-            let blob = map.inventories.get(l.diff_id.as_str());
+        for l in self.steps.iter().flat_map(|(_, chain)| chain) {
+            let blob = map.get(l.diff_id.as_str());
             if blob.is_some_and(|b| present.contains(&b.digest)) || !seen.insert(&l.diff_id) {
                 continue;
             }
-            let Some(inv) = crate::blocking::in_place(|| self.cached_inventory(l)) else { continue };
-            let bytes = serde_json::to_vec(&inv).expect("inventory serializes");
-            let digest = kiln_snapshotter::content::write_blob(self.store(), &bytes)?;
-            self.registry.push_blob(r, &digest, self.store(), None).await?;
+            let Some(bytes) = crate::blocking::in_place(|| bytes_of(l)) else { continue };
+            let digest = kiln_snapshotter::content::write_blob(worker.store(), &bytes)?;
+            worker.registry.push_blob(self.reference, &digest, worker.store(), None).await?;
             present.insert(digest.clone());
-            map.inventories.insert(l.diff_id.to_string(), InventoryBlob { digest, size: bytes.len() as u64 });
+            map.insert(l.diff_id.to_string(), InventoryBlob { digest, size: bytes.len() as u64 });
         }
-        let live: HashSet<&str> =
-            map.entries.values().flat_map(|c| c.layers.iter().map(|l| l.diff_id.as_str())).collect();
-        map.inventories.retain(|diff_id, _| live.contains(diff_id.as_str()));
+        let live: HashSet<&str> = entries.values().flat_map(|c| c.layers.iter().map(|l| l.diff_id.as_str())).collect();
+        map.retain(|diff_id, _| live.contains(diff_id.as_str()));
         Ok(())
     }
 }
