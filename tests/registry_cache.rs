@@ -221,3 +221,53 @@ fn a_copy_on_a_fresh_replica_needs_no_layer_below_it_and_makes_the_same_layer() 
     assert_eq!(std::fs::read_to_string(img.rootfs.join("srv/p/sub/deep.txt")).unwrap(), "deep\n");
     assert_eq!(std::fs::read_to_string(img.rootfs.join("srv/data/sub/inline.txt")).unwrap(), "inline\n");
 }
+
+/// What a push asks the registry is what it cannot already know: a blob
+/// seen in the repository lately (pushed, HEADed, listed by the cache
+/// manifest) is not asked about again, and the evidence of an image whose
+/// config was new to the repository — so no manifest could name it yet —
+/// neither reads the `sha256-<hex>` tags nor HEADs documents that name it.
+/// A rebuild of an image already there reads the tag index again, to keep
+/// what is attached to it.
+#[test]
+fn pushes_ask_the_registry_only_what_they_cannot_know() {
+    let proxy = RegistryProxy::start("log");
+    let reg = proxy.addr().to_string();
+    let image = format!("{reg}/{}:v1", unique("kiln/asks"));
+    let dockerfile = format!("FROM {reg}/busybox\nCOPY handler.sh /handler.sh\nRUN chmod 755 /handler.sh\n");
+    let body = |handler: &str| {
+        let files = [("Dockerfile", dockerfile.as_bytes()), ("handler.sh", handler.as_bytes())];
+        request_tar(&json!({"image": image, "buildArgs": {"SOURCE_DATE_EPOCH": "1700000000"}}), &files)
+    };
+    let server = Server::start(replica_options());
+    let (status, reply) = server.build(&body("v1\n"));
+    assert_success(status, &reply);
+    std::thread::sleep(std::time::Duration::from_secs(1)); // the cache export follows the reply
+    let busybox_layer =
+        image_manifest(&image.replacen(&reg, &registry(), 1))["layers"][0]["digest"].as_str().unwrap().to_string();
+
+    let before = proxy.lines("request").len();
+    let (status, reply) = server.build(&body("v2\n"));
+    assert_success(status, &reply);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let requests = proxy.lines("request").split_off(before);
+    let asked = |prefix: &str| requests.iter().filter(|r| r.starts_with(prefix)).cloned().collect::<Vec<_>>();
+    let tag_reads: Vec<String> =
+        asked("request GET").into_iter().filter(|r| r.contains("/manifests/sha256-")).collect();
+    assert!(tag_reads.is_empty(), "a new image's tags were read: {tag_reads:?}");
+    let heads = asked("request HEAD");
+    assert!(!heads.iter().any(|r| r.contains(&busybox_layer)), "a known blob was asked about: {heads:#?}");
+    let mut unique_heads = heads.clone();
+    unique_heads.sort();
+    unique_heads.dedup();
+    assert_eq!(unique_heads.len(), heads.len(), "a blob was asked about twice: {heads:#?}");
+    assert!(heads.len() <= 3, "only the new layers and config are asked about: {requests:#?}");
+
+    let again = Server::start(replica_options());
+    let before = proxy.lines("request").len();
+    let (status, reply) = again.build(&body("v2\n"));
+    assert_success(status, &reply);
+    let requests = proxy.lines("request").split_off(before);
+    let reads_tags = requests.iter().any(|r| r.starts_with("request GET") && r.contains("/manifests/sha256-"));
+    assert!(reads_tags, "a rebuild of an image already there must read what is attached to it: {requests:#?}");
+}

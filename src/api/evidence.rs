@@ -85,6 +85,7 @@ impl SharedBuild<'_> {
             digest: facts.exported.manifest.clone(),
             size: facts.exported.manifest_size,
             media_type: crate::oci::MediaType::OCI_MANIFEST.into(),
+            unseen: facts.exported.unseen,
         };
         let refer = |d: &kiln_snapshotter::Digest| format!("{}/{}@{d}", target.registry, target.repository);
         let mut attached = Attached::default();

@@ -195,6 +195,7 @@ async fn sign_index(job: &image::SharedBuild<'_>, index: &Digest) -> Result<Opti
         digest: index.clone(),
         size: bytes.len() as u64,
         media_type: crate::oci::MediaType::OCI_INDEX.into(),
+        unseen: false,
     };
     let d = job.sign(key, &subject).await?;
     Ok(Some(format!("{}/{}@{d}", job.target.registry, job.target.repository)))

@@ -21,6 +21,9 @@ pub struct Subject {
     pub size: u64,
     /// Its media type.
     pub media_type: String,
+    /// It is new to the repository ([`super::Exported::unseen`]): nothing
+    /// is attached to it yet, and every blob naming it is new there too.
+    pub unseen: bool,
 }
 
 impl Subject {
@@ -85,9 +88,15 @@ async fn push_artifact(
     let manifest: ImageManifest = serde_json::from_slice(&bytes).expect("written above");
     if push {
         let err = push_err(target);
-        let blobs = [&manifest.config.digest, &manifest.layers[0].digest].map(|d| Digest::parse(d).expect("written"));
-        let pushes = blobs.iter().map(|blob| registry.push_blob(target, blob, store, None));
-        futures_util::future::try_join_all(pushes).await.map_err(&err)?;
+        let [config, document] =
+            [&manifest.config.digest, &manifest.layers[0].digest].map(|d| Digest::parse(d).expect("written"));
+        let config = registry.push_blob(target, &config, store, None);
+        // The document names the subject: when that is new, so is it.
+        let document = match subject.unseen {
+            true => registry.push_unseen_blob(target, &document, store),
+            false => registry.push_blob(target, &document, store, None),
+        };
+        futures_util::future::try_join(config, document).await.map_err(&err)?;
         let by_digest = target.with_digest(digest.as_str());
         registry.put_manifest(&by_digest, &bytes, MediaType::OCI_MANIFEST).await.map_err(&err)?;
     }
@@ -116,7 +125,7 @@ pub async fn attach(
     // The tag schema's index is read while the artifacts go up (one round
     // trip less; unused when the registry lists them itself).
     let index = async {
-        match push {
+        match push && !subject.unseen {
             true => current_tag_index(registry, target, subject).await.map_err(&err),
             false => Ok(ImageIndex::oci(Vec::new())),
         }

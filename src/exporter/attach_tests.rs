@@ -14,7 +14,7 @@ fn setup(referrers_api: bool) -> (tempfile::TempDir, ContentStore, MemoryRegistr
     let target = Reference::parse("127.0.0.1:5000/team/fn:1").unwrap();
     let digest = registry.seed_image(&target, &crate::platform::Platform::host().spec(), &[("a", "b")]);
     let size = registry.manifest(&target).unwrap().1.len() as u64;
-    let subject = Subject { digest, size, media_type: MediaType::OCI_MANIFEST.into() };
+    let subject = Subject { digest, size, media_type: MediaType::OCI_MANIFEST.into(), unseen: false };
     (dir, store, registry, target, subject)
 }
 

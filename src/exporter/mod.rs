@@ -29,6 +29,9 @@ pub struct Exported {
     /// Compressed bytes uploaded (blobs the registry already had or mounted
     /// do not count).
     pub pushed_bytes: u64,
+    /// The repository had no such manifest before: its config had to be
+    /// uploaded (a manifest cannot be there without its config).
+    pub unseen: bool,
 }
 
 /// Export settings for one image.
@@ -169,7 +172,7 @@ pub async fn export(
     })?;
     let manifest_size = manifest_bytes.len() as u64;
     if !input.push {
-        return Ok(Exported { manifest: manifest_digest, manifest_size, pushed_bytes: 0 });
+        return Ok(Exported { manifest: manifest_digest, manifest_size, pushed_bytes: 0, unseen: false });
     }
     let target = input.target;
     let push_err = |source| ExportError::Push { target: target.to_string(), source };
@@ -190,7 +193,8 @@ pub async fn export(
     registry.put_manifest(&manifest_ref, &manifest_bytes, MediaType::OCI_MANIFEST).await.map_err(push_err)?;
     log(format!("pushing manifest for {target}@{manifest_digest}"));
     pushed_bytes += manifest_size;
-    Ok(Exported { manifest: manifest_digest, manifest_size, pushed_bytes })
+    let unseen = outcome == PushOutcome::Uploaded;
+    Ok(Exported { manifest: manifest_digest, manifest_size, pushed_bytes, unseen })
 }
 
 /// The OCI image index over per-platform manifests, then `extra` entries

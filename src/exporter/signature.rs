@@ -48,17 +48,22 @@ pub async fn push_signature(
         annotations: Some([(SIGNATURE_ANNOTATION.to_string(), signature.to_string())].into()),
         ..Descriptor::new(SIMPLE_SIGNING, &payload_digest, payload.len() as u64)
     };
-    let mut layers =
-        existing(registry, target, &subject.digest).await.map_err(err)?.map(|m| m.layers).unwrap_or_default();
+    let mut layers = match subject.unseen {
+        true => Vec::new(),
+        false => existing(registry, target, &subject.digest).await.map_err(err)?.map(|m| m.layers).unwrap_or_default(),
+    };
     layers.retain(|l| l != &layer && l.media_type == SIMPLE_SIGNING);
     layers.push(layer);
     let config_bytes = super::attachment_config("", &layers);
     let config_digest = write_blob(store, &config_bytes)?;
     // The signatures already there are in the registry (it accepted their
-    // manifest), so only the new payload and the config go up, together.
-    let payload = registry.push_blob(target, &payload_digest, store, None);
-    let config = registry.push_blob(target, &config_digest, store, None);
-    futures_util::future::try_join(payload, config).await.map_err(err)?;
+    // manifest), so only the new payload and the config go up, together;
+    // both name the subject, so when it is new they are too.
+    let push = |digest| match subject.unseen {
+        true => registry.push_unseen_blob(target, digest, store),
+        false => registry.push_blob(target, digest, store, None),
+    };
+    futures_util::future::try_join(push(&payload_digest), push(&config_digest)).await.map_err(err)?;
     let manifest =
         ImageManifest::oci(Descriptor::new(MediaType::OCI_CONFIG, &config_digest, config_bytes.len() as u64), layers);
     let bytes = manifest.to_bytes();

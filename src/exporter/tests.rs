@@ -120,7 +120,8 @@ fn layers_the_build_made_carry_the_epoch_they_were_clamped_to_and_base_layers_do
 
 #[test]
 fn the_index_bytes_are_pinned_with_platforms_in_order() {
-    let exported = |m: &str| Exported { manifest: Digest::of(m.as_bytes()), manifest_size: 100, pushed_bytes: 0 };
+    let exported =
+        |m: &str| Exported { manifest: Digest::of(m.as_bytes()), manifest_size: 100, pushed_bytes: 0, unseen: false };
     let images = [
         (Platform::parse("linux/amd64").unwrap(), exported("a")),
         (Platform::parse("linux/arm/v7").unwrap(), exported("b")),

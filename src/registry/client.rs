@@ -75,6 +75,8 @@ pub struct RegistryClient {
     /// Registries that answered they have no referrers API: not asked
     /// again while this server runs (a registry upgrade needs a restart).
     without_referrers: Mutex<std::collections::HashSet<String>>,
+    /// Blobs each repository is known to hold (asked about no more).
+    known: super::present::KnownBlobs,
 }
 
 /// Bytes read from a blob file per chunk of an upload body.
@@ -178,6 +180,7 @@ impl RegistryClient {
             downloads: Default::default(),
             uploads: Default::default(),
             without_referrers: Default::default(),
+            known: Default::default(),
         })
     }
 
@@ -360,24 +363,32 @@ impl RegistryClient {
 
     async fn head_blob(&self, r: &Reference, digest: &Digest) -> Result<bool> {
         let url = self.url(r, &format!("blobs/{digest}"));
+        if self.known.contains(&r.registry, &r.repository, digest.as_str()) {
+            return Ok(true);
+        }
         let resp = self.send(r, true, &|| Ok(self.http.head(&url))).await?;
         match resp.status() {
-            s if s.is_success() => Ok(true),
+            s if s.is_success() => {
+                self.known.insert(&r.registry, &r.repository, [digest.as_str()]);
+                Ok(true)
+            }
             StatusCode::NOT_FOUND => Ok(false),
             _ => check(resp, &format!("check blob {digest} in {r}")).await.map(|_| false),
         }
     }
 
-    /// Uploads in one PUT unless present or mountable.
+    /// Uploads in one PUT unless present (when `ask`: a blob known to be
+    /// new is not asked about) or mountable.
     async fn upload_blob(
         &self,
         r: &Reference,
         digest: &Digest,
         store: &dyn Store,
         mount_from: Option<&Reference>,
+        ask: bool,
     ) -> Result<PushOutcome> {
         let _only_upload = self.uploads.lock(&format!("{}/{}@{digest}", r.registry, r.repository)).await;
-        if self.head_blob(r, digest).await? {
+        if ask && self.head_blob(r, digest).await? {
             return Ok(PushOutcome::Existed);
         }
         let mut start = self.url(r, "blobs/uploads/");
@@ -387,6 +398,7 @@ impl RegistryClient {
         let resp = self.send(r, true, &|| Ok(self.http.post(&start).header(CONTENT_LENGTH, 0))).await?;
         let resp = check(resp, &format!("start upload to {r}")).await?;
         if resp.status() == StatusCode::CREATED {
+            self.known.insert(&r.registry, &r.repository, [digest.as_str()]);
             return Ok(PushOutcome::Mounted);
         }
         let location = self.location(r, &resp)?;
@@ -404,6 +416,7 @@ impl RegistryClient {
         };
         let resp = self.send(r, true, &make).await?;
         check(resp, &format!("upload {digest} to {r}")).await?;
+        self.known.insert(&r.registry, &r.repository, [digest.as_str()]);
         Ok(PushOutcome::Uploaded)
     }
 
@@ -458,7 +471,11 @@ impl RegistryClient {
         let body = bytes.to_vec();
         let make = || Ok(self.http.put(&url).header(CONTENT_TYPE, media_type).body(body.clone()));
         let resp = self.send(r, true, &make).await?;
-        check(resp, &format!("push manifest to {r}")).await?;
+        if let Err(e) = check(resp, &format!("push manifest to {r}")).await {
+            // It may name a blob the registry lost: ask about each again.
+            self.known.forget_repository(&r.registry, &r.repository);
+            return Err(e);
+        }
         Ok(Digest::of(bytes))
     }
 }
@@ -509,7 +526,7 @@ impl Registry for RegistryClient {
         store: &'a dyn Store,
         mount_from: Option<&'a Reference>,
     ) -> BoxFuture<'a, Result<PushOutcome>> {
-        Box::pin(self.upload_blob(r, digest, store, mount_from))
+        Box::pin(self.upload_blob(r, digest, store, mount_from, true))
     }
 
     fn put_manifest<'a>(
@@ -523,6 +540,19 @@ impl Registry for RegistryClient {
 
     fn referrers<'a>(&'a self, r: &'a Reference, digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(self.get_referrers(r, digest))
+    }
+
+    fn push_unseen_blob<'a>(
+        &'a self,
+        r: &'a Reference,
+        digest: &'a Digest,
+        store: &'a dyn Store,
+    ) -> BoxFuture<'a, Result<PushOutcome>> {
+        Box::pin(self.upload_blob(r, digest, store, None, false))
+    }
+
+    fn note_present(&self, r: &Reference, digests: &[&str]) {
+        self.known.insert(&r.registry, &r.repository, digests.iter().copied());
     }
 }
 

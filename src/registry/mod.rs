@@ -9,6 +9,7 @@ mod credential;
 pub mod helpers;
 #[cfg(test)]
 pub(crate) mod memory;
+pub mod present;
 mod reference;
 mod seam;
 

@@ -50,6 +50,21 @@ pub trait Registry: Send + Sync {
         media_type: &'a str,
     ) -> BoxFuture<'a, Result<Digest>>;
 
+    /// Uploads a blob known to be new to the repository of `r` (it names
+    /// a manifest new there), without asking whether it is there first.
+    fn push_unseen_blob<'a>(
+        &'a self,
+        r: &'a Reference,
+        digest: &'a Digest,
+        store: &'a dyn Store,
+    ) -> BoxFuture<'a, Result<PushOutcome>> {
+        self.push_blob(r, digest, store, None)
+    }
+
+    /// Records that the repository of `r` holds `digests` (listed by a
+    /// manifest read there), so pushing them asks nothing.
+    fn note_present(&self, _r: &Reference, _digests: &[&str]) {}
+
     /// The referrers API's index of the manifests whose `subject` is
     /// `digest` (OCI distribution 1.1), or `None` when the registry has no
     /// referrers API (clients then use the `sha256-<hex>` tag schema).

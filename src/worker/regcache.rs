@@ -10,6 +10,7 @@ use super::{LayerRecord, Worker, WorkerError};
 use crate::attest::sbom::{LayerInventory, INVENTORY_VERSION};
 use crate::oci::{Descriptor, ImageManifest, MediaType, PlatformSpec};
 use crate::registry::Reference;
+use base64::Engine as _;
 use kiln_snapshotter::conformance::MemoryStore;
 use kiln_snapshotter::Digest;
 use serde::{Deserialize, Serialize};
@@ -90,7 +91,25 @@ pub struct InventoryBlob {
     pub digest: Digest,
     /// Its size.
     pub size: u64,
+    /// A small one's bytes (base64), kept in the cache config itself
+    /// rather than as a blob: one upload less per layer at each export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
 }
+
+impl InventoryBlob {
+    /// Whether a replica can read it: inline, or a blob the cache
+    /// manifest names (so the registry keeps it).
+    fn readable(&self, blobs: &HashSet<Digest>) -> bool {
+        self.inline.is_some() || blobs.contains(&self.digest)
+    }
+}
+
+/// Largest per-layer document kept inline in the cache config.
+const MAX_INLINE_BYTES: usize = 4 << 10;
+
+/// Most inline bytes one cache config carries (the rest are blobs).
+const MAX_INLINE_TOTAL: usize = 512 << 10;
 
 /// Media type of an inventory blob in the cache manifest.
 pub const INVENTORY_MEDIA_TYPE: &str = "application/vnd.kiln.layer-inventory.v1+json";
@@ -131,6 +150,8 @@ impl RegistryCache {
                 Ok(r) => {
                     let map = serde_json::from_slice(&r.config)
                         .map_err(|e| WorkerError::BadLayer(format!("{reference}: bad cache config: {e}")))?;
+                    let listed: Vec<&str> = r.manifest.layers.iter().map(|l| l.digest.as_str()).collect();
+                    worker.registry().note_present(&reference, &listed);
                     let blobs = r.manifest.layers.iter().filter_map(|l| Digest::parse(&l.digest).ok()).collect();
                     (map, blobs)
                 }
@@ -154,7 +175,7 @@ impl RegistryCache {
 
     /// The inventory another replica exported for `diff_id`, if any.
     pub async fn inventory(&self, worker: &Worker, diff_id: &Digest) -> Result<Option<LayerInventory>, WorkerError> {
-        let Some(blob) = self.map.inventories.get(diff_id.as_str()).filter(|b| self.blobs.contains(&b.digest)) else {
+        let Some(blob) = self.map.inventories.get(diff_id.as_str()).filter(|b| b.readable(&self.blobs)) else {
             return Ok(None);
         };
         let bytes = self.fetch(worker, INVENTORY_MEDIA_TYPE, blob).await?;
@@ -168,7 +189,7 @@ impl RegistryCache {
     /// The header index bytes another replica exported for `diff_id`, if
     /// any.
     pub async fn headers(&self, worker: &Worker, diff_id: &Digest) -> Result<Option<Vec<u8>>, WorkerError> {
-        let Some(blob) = self.map.headers.get(diff_id.as_str()).filter(|b| self.blobs.contains(&b.digest)) else {
+        let Some(blob) = self.map.headers.get(diff_id.as_str()).filter(|b| b.readable(&self.blobs)) else {
             return Ok(None);
         };
         Ok(Some(self.fetch(worker, HEADERS_MEDIA_TYPE, blob).await?))
@@ -177,6 +198,9 @@ impl RegistryCache {
     /// A small blob of the cache repository, read into memory (it is
     /// derived data: nothing is kept in the content store, nothing synced).
     async fn fetch(&self, worker: &Worker, media_type: &str, blob: &InventoryBlob) -> Result<Vec<u8>, WorkerError> {
+        if let Some(inline) = &blob.inline {
+            return decode_inline(&self.reference, blob, inline);
+        }
         if blob.size > MAX_INVENTORY_BYTES {
             return Err(WorkerError::BadLayer(format!("{}: blob {} is too large", self.reference, blob.digest)));
         }
@@ -245,7 +269,8 @@ impl Worker {
     ) -> Result<Vec<u8>, WorkerError> {
         let config = serde_json::to_vec(map).expect("cache map serializes");
         let config_digest = kiln_snapshotter::content::write_blob(self.store(), &config)?;
-        self.registry.push_blob(r, &config_digest, self.store(), None).await?;
+        // It holds this export's time: new to the repository.
+        self.registry.push_unseen_blob(r, &config_digest, self.store()).await?;
         let mut layers: BTreeMap<Digest, Descriptor> = BTreeMap::new();
         for chain in map.entries.values() {
             for l in &chain.layers {
@@ -287,19 +312,34 @@ impl LayerBlobs<'_> {
         let mut seen = HashSet::new();
         for l in self.steps.iter().flat_map(|(_, chain)| chain) {
             let blob = map.get(l.diff_id.as_str());
-            if blob.is_some_and(|b| present.contains(&b.digest)) || !seen.insert(&l.diff_id) {
+            if blob.is_some_and(|b| b.inline.is_some() || present.contains(&b.digest)) || !seen.insert(&l.diff_id) {
                 continue;
             }
             let Some(bytes) = crate::blocking::in_place(|| bytes_of(l)) else { continue };
-            let digest = kiln_snapshotter::content::write_blob(worker.store(), &bytes)?;
-            worker.registry.push_blob(self.reference, &digest, worker.store(), None).await?;
-            present.insert(digest.clone());
-            map.insert(l.diff_id.to_string(), InventoryBlob { digest, size: bytes.len() as u64 });
+            let digest = Digest::of(&bytes);
+            let inlined: usize = map.values().filter_map(|b| b.inline.as_ref().map(String::len)).sum();
+            let inline = (bytes.len() <= MAX_INLINE_BYTES && inlined + bytes.len() * 2 <= MAX_INLINE_TOTAL)
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&bytes));
+            if inline.is_none() {
+                kiln_snapshotter::content::write_blob(worker.store(), &bytes)?;
+                worker.registry.push_blob(self.reference, &digest, worker.store(), None).await?;
+                present.insert(digest.clone());
+            }
+            map.insert(l.diff_id.to_string(), InventoryBlob { digest, size: bytes.len() as u64, inline });
         }
         let live: HashSet<&str> = entries.values().flat_map(|c| c.layers.iter().map(|l| l.diff_id.as_str())).collect();
         map.retain(|diff_id, _| live.contains(diff_id.as_str()));
         Ok(())
     }
+}
+
+/// An inline document's bytes, checked against its digest and size.
+fn decode_inline(reference: &Reference, blob: &InventoryBlob, inline: &str) -> Result<Vec<u8>, WorkerError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(inline)
+        .ok()
+        .filter(|b| b.len() as u64 == blob.size && Digest::of(b) == blob.digest);
+    bytes.ok_or_else(|| WorkerError::BadLayer(format!("{reference}: inline document {} does not match", blob.digest)))
 }
 
 fn cached_layer(l: &LayerRecord) -> CachedLayer {
