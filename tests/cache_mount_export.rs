@@ -140,3 +140,57 @@ fn a_cache_over_the_bound_stays_local_and_the_flag_needs_a_registry_cache() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("set --registry-cache"), "{stderr}");
 }
+
+/// The digest the tag `tag` of `repo` names now.
+fn tag_digest(repo: &str, tag: &str) -> Option<String> {
+    let resp = reqwest::blocking::Client::new()
+        .head(format!("http://{}/v2/{repo}/manifests/{tag}", registry()))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    let digest = resp.headers().get("Docker-Content-Digest").map(|d| d.to_str().unwrap().to_string());
+    digest.filter(|_| resp.status().is_success())
+}
+
+/// A new export deletes the artifact it replaced (the registry allows
+/// deletion here), so the registry's own garbage collection can free the
+/// old content; the tag names the new one.
+#[test]
+fn an_export_deletes_the_artifact_it_replaced() {
+    let reg = registry();
+    let cache_repo = unique("kiln/mount-gc");
+    let server = Server::start(ServerOptions {
+        args: vec!["--registry-cache".into(), format!("{reg}/{cache_repo}:main"), "--cache-mount-export".into()],
+        ..Default::default()
+    });
+    let image = test_image("kiln/mount-gc");
+    let build = |n: u32| {
+        let dockerfile = format!("FROM {reg}/busybox\nRUN --mount=type=cache,target=/cache echo {n} > /cache/n-{n}\n");
+        let body = request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
+        let (status, reply) = server.build(&body);
+        assert_success(status, &reply);
+    };
+    build(1);
+    let tag = wait_for_tags(&cache_repo).remove(0);
+    let first = tag_digest(&cache_repo, &tag).unwrap();
+    build(2);
+    let mut second = first.clone();
+    for _ in 0..300 {
+        second = tag_digest(&cache_repo, &tag).unwrap();
+        if second != first {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_ne!(second, first, "the second export did not replace the first");
+    let mut gone = false;
+    for _ in 0..100 {
+        gone = tag_digest(&cache_repo, &first).is_none();
+        if gone {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(gone, "the replaced artifact {first} is still in the registry");
+    assert_eq!(tag_digest(&cache_repo, &second).as_deref(), Some(second.as_str()));
+}

@@ -551,6 +551,14 @@ impl Registry for RegistryClient {
         Box::pin(self.upload_blob(r, digest, store, None, false))
     }
 
+    fn delete_manifest<'a>(&'a self, r: &'a Reference) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let url = self.url(r, &format!("manifests/{}", r.reference()));
+            let resp = self.send(r, true, &|| Ok(self.http.delete(&url))).await?;
+            Ok(resp.status().is_success())
+        })
+    }
+
     fn note_present(&self, r: &Reference, digests: &[&str]) {
         self.known.insert(&r.registry, &r.repository, digests.iter().copied());
     }

@@ -50,6 +50,12 @@ pub trait Registry: Send + Sync {
         media_type: &'a str,
     ) -> BoxFuture<'a, Result<Digest>>;
 
+    /// Deletes the manifest `r` names by digest; false when the registry
+    /// does not allow it (deletion disabled, or not permitted).
+    fn delete_manifest<'a>(&'a self, _r: &'a Reference) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Ok(false) })
+    }
+
     /// Uploads a blob known to be new to the repository of `r` (it names
     /// a manifest new there), without asking whether it is there first.
     fn push_unseen_blob<'a>(

@@ -123,9 +123,13 @@ impl MountSync {
             return Ok(false);
         }
         let reference = self.reference(tenant, id);
+        let replaced = current_artifact(worker, &reference).await;
         let pushed = push_artifact(worker, &reference, &layer).await;
         let _ = worker.store().remove(&layer.digest);
-        pushed?;
+        let pushed = pushed?;
+        if let Some(old) = replaced.filter(|old| *old != pushed) {
+            delete_replaced(worker, &reference, &old).await;
+        }
         std::fs::write(&marker, layer.digest.as_str())
             .map_err(|e| MountSyncError::Io("record the export".into(), e))?;
         Ok(true)
@@ -215,21 +219,50 @@ fn tree_size(dir: &Path, max: u64) -> std::io::Result<u64> {
     Ok(total)
 }
 
-/// Pushes the artifact holding `layer` under `reference`'s tag.
+/// The annotation naming the tag an artifact was pushed under: two tags'
+/// artifacts never share a digest, so deleting one's old version never
+/// takes the other's tag with it.
+pub const TAG_ANNOTATION: &str = "io.kiln.cache-mount.tag";
+
+/// Pushes the artifact holding `layer` under `reference`'s tag; returns
+/// the manifest's digest.
 async fn push_artifact(
     worker: &Worker,
     reference: &Reference,
     layer: &kiln_snapshotter::diff::Layer,
-) -> Result<(), MountSyncError> {
+) -> Result<Digest, MountSyncError> {
     let (store, registry) = (worker.store(), worker.registry());
     let config = write_blob(store, crate::oci::EMPTY_CONFIG)?;
     let content = Descriptor::new(&layer.media_type, &layer.digest, layer.size);
-    let manifest = ImageManifest::artifact(ARTIFACT_TYPE, vec![content]);
+    let tag = reference.tag.clone().unwrap_or_default();
+    let manifest = ImageManifest {
+        annotations: Some([(TAG_ANNOTATION.to_string(), tag)].into()),
+        ..ImageManifest::artifact(ARTIFACT_TYPE, vec![content])
+    };
     for blob in [&config, &layer.digest] {
         registry.push_blob(reference, blob, store, None).await?;
     }
-    registry.put_manifest(reference, &manifest.to_bytes(), MediaType::OCI_MANIFEST).await?;
-    Ok(())
+    Ok(registry.put_manifest(reference, &manifest.to_bytes(), MediaType::OCI_MANIFEST).await?)
+}
+
+/// The digest of the artifact `reference`'s tag names now, when it is one
+/// kiln pushed under that very tag (only those are deleted when replaced).
+async fn current_artifact(worker: &Worker, reference: &Reference) -> Option<Digest> {
+    let (digest, _, bytes) = worker.registry().get_manifest(reference).await.ok()?;
+    let manifest: ImageManifest = serde_json::from_slice(&bytes).ok()?;
+    let tagged = manifest.annotations.as_ref().and_then(|a| a.get(TAG_ANNOTATION));
+    (manifest.artifact_type.as_deref() == Some(ARTIFACT_TYPE) && tagged == reference.tag.as_ref()).then_some(digest)
+}
+
+/// Deletes the artifact a new export replaced, so the registry's garbage
+/// collection can free its content; a registry that refuses keeps it.
+async fn delete_replaced(worker: &Worker, reference: &Reference, old: &Digest) {
+    let by_digest = Reference { tag: None, ..reference.with_digest(old.as_str()) };
+    match worker.registry().delete_manifest(&by_digest).await {
+        Ok(true) => tracing::debug!(%by_digest, "deleted the replaced cache mount artifact"),
+        Ok(false) => tracing::debug!(%by_digest, "the registry keeps the replaced cache mount artifact"),
+        Err(e) => tracing::warn!(%by_digest, error = %e, "could not delete the replaced cache mount artifact"),
+    }
 }
 
 impl super::Solver {
