@@ -25,7 +25,7 @@ impl Solver {
         }
         let headers = self.worker.chain_headers(chain, input.registry_cache).await?;
         let (actions, context) = (actions.to_vec(), input.context.to_path_buf());
-        let planned = tokio::task::spawn_blocking(move || plan(&Tree::merge(&headers), &actions, &context)).await;
+        let planned = tokio::task::spawn_blocking(move || plan(&Tree::merge(headers), &actions, &context)).await;
         match planned {
             Ok(Ok(skeleton)) => Some(skeleton),
             Ok(Err(why)) => {

@@ -63,6 +63,24 @@ pub enum PlannedAction {
     },
 }
 
+impl PlannedAction {
+    /// A plain COPY of context files to `dest` (no flags).
+    pub fn copy(sources: &[&str], dest: &str) -> Self {
+        PlannedAction::Copy {
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            dest: dest.into(),
+            chown: None,
+            chmod: None,
+            from_input: None,
+            source_mounts: Vec::new(),
+            inline: Vec::new(),
+            unpack: false,
+            exclude: Vec::new(),
+            parents: false,
+        }
+    }
+}
+
 /// What the server asks the helper to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileOpRequest {

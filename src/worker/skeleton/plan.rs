@@ -251,22 +251,15 @@ mod tests {
             layer.push(h);
         }
         layer.files = files.iter().map(|(p, c)| (p.to_string(), c.to_string())).collect();
-        Tree::merge(&[layer])
+        Tree::merge(vec![layer])
     }
 
     fn copy(sources: &[&str], dest: &str, chown: Option<&str>) -> PlannedAction {
-        PlannedAction::Copy {
-            sources: sources.iter().map(|s| s.to_string()).collect(),
-            dest: dest.into(),
-            chown: chown.map(str::to_string),
-            chmod: None,
-            from_input: None,
-            source_mounts: Vec::new(),
-            inline: Vec::new(),
-            unpack: false,
-            exclude: Vec::new(),
-            parents: false,
+        let mut action = PlannedAction::copy(sources, dest);
+        if let PlannedAction::Copy { chown: owner, .. } = &mut action {
+            *owner = chown.map(str::to_string);
         }
+        action
     }
 
     fn context(files: &[&str]) -> tempfile::TempDir {
@@ -356,7 +349,7 @@ mod tests {
             xattrs: true,
         };
         layer.push(attr);
-        let err = plan(&Tree::merge(&[layer]), &[copy(&["a.tar"], "/app/", None)], ctx.path()).unwrap_err();
+        let err = plan(&Tree::merge(vec![layer]), &[copy(&["a.tar"], "/app/", None)], ctx.path()).unwrap_err();
         assert_eq!(err, Unsupported::Xattrs("app".into()));
         let unlisted = tree(&[("a/b/c", File, None)], &[]);
         let err = plan(&unlisted, &[copy(&["a.tar"], "/a/b/", None)], ctx.path()).unwrap_err();

@@ -30,10 +30,10 @@ pub struct Tree {
 
 impl Tree {
     /// Stacks `layers`, base first, as overlayfs stacks their directories.
-    pub fn merge(layers: &[LayerHeaders]) -> Tree {
+    pub fn merge(layers: Vec<LayerHeaders>) -> Tree {
         let mut tree = Tree::default();
         for layer in layers {
-            tree.apply_whiteouts(layer);
+            tree.apply_whiteouts(&layer);
             tree.apply_entries(layer);
         }
         tree
@@ -53,29 +53,28 @@ impl Tree {
         }
     }
 
-    fn apply_entries(&mut self, layer: &LayerHeaders) {
-        let mut listed_dirs: HashSet<&str> = HashSet::new();
-        for e in layer.entries.iter().filter(|e| is_clean(&e.path) && !split(&e.path).1.starts_with(".wh.")) {
+    fn apply_entries(&mut self, layer: LayerHeaders) {
+        let mut listed_dirs: HashSet<String> = HashSet::new();
+        let mut files = layer.files;
+        for e in layer.entries.into_iter().filter(|e| is_clean(&e.path) && !split(&e.path).1.starts_with(".wh.")) {
             let replaces_dir = self.nodes.get(&e.path).is_some_and(|n| n.header.kind == EntryKind::Dir);
             if replaces_dir && e.kind != EntryKind::Dir {
                 self.remove_below(&e.path);
             }
             self.mark_unlisted_parents(&e.path, &listed_dirs);
             if e.kind == EntryKind::Dir {
-                listed_dirs.insert(&e.path);
+                listed_dirs.insert(e.path.clone());
             }
             let content = match e.kind {
-                EntryKind::File if ACCOUNT_FILES.contains(&e.path.as_str()) => {
-                    layer.files.get(&e.path).map(|c| c.as_str().into())
-                }
+                EntryKind::File if ACCOUNT_FILES.contains(&e.path.as_str()) => files.remove(&e.path).map(Arc::from),
                 _ => None,
             };
-            self.nodes.insert(e.path.clone(), Node { header: e.clone(), content, implicit: false });
+            self.nodes.insert(e.path.clone(), Node { header: e, content, implicit: false });
         }
     }
 
     /// Parents of `path` the layer did not list were made by the unpacker.
-    fn mark_unlisted_parents(&mut self, path: &str, listed: &HashSet<&str>) {
+    fn mark_unlisted_parents(&mut self, path: &str, listed: &HashSet<String>) {
         let mut parent = split(path).0;
         while !parent.is_empty() && !listed.contains(parent) {
             let node = self.nodes.entry(parent.to_string()).or_insert_with(|| Node {
@@ -218,7 +217,7 @@ mod tests {
             header("opt/.wh..wh..opq", File, None),
             header("opt/new", File, None),
         ]);
-        let tree = Tree::merge(&[base, top]);
+        let tree = Tree::merge(vec![base, top]);
         let paths: Vec<&String> = tree.below("").map(|(p, _)| p).collect();
         assert_eq!(paths, ["etc", "etc/b", "opt", "opt-y", "opt/new"]);
     }
@@ -227,13 +226,13 @@ mod tests {
     fn a_file_over_a_directory_drops_the_directory_s_children() {
         let base = layer(vec![header("d", Dir, None), header("d/f", File, None)]);
         let top = layer(vec![header("d", Symlink, Some("/elsewhere"))]);
-        let tree = Tree::merge(&[base, top]);
+        let tree = Tree::merge(vec![base, top]);
         assert_eq!(tree.below("").count(), 1);
     }
 
     #[test]
     fn resolution_follows_links_inside_the_root_and_records_what_it_read() {
-        let tree = Tree::merge(&[layer(vec![
+        let tree = Tree::merge(vec![layer(vec![
             header("usr", Dir, None),
             header("usr/lib", Dir, None),
             header("lib", Symlink, Some("usr/lib")),
@@ -249,9 +248,9 @@ mod tests {
 
     #[test]
     fn parents_a_layer_does_not_list_are_marked_as_unknown() {
-        let tree = Tree::merge(&[layer(vec![header("a/b/c", File, None)])]);
+        let tree = Tree::merge(vec![layer(vec![header("a/b/c", File, None)])]);
         assert!(tree.get("a").unwrap().implicit && tree.get("a/b").unwrap().implicit);
-        let listed = Tree::merge(&[layer(vec![header("a", Dir, None), header("a/c", File, None)])]);
+        let listed = Tree::merge(vec![layer(vec![header("a", Dir, None), header("a/c", File, None)])]);
         assert!(!listed.get("a").unwrap().implicit);
     }
 }
