@@ -171,9 +171,10 @@ impl Writer for ContentWriter {
         if let Some(want) = expected.filter(|d| **d != digest) {
             return Err(Error::Mismatch(format!("got {digest}, expected {want}")));
         }
-        this.tmp.as_file_mut().sync_all().ctx(|| "fsync ingest".into())?;
         let target = this.store.blob_path(&digest);
+        // A blob already there is the same content: nothing to sync.
         if !target.exists() {
+            this.tmp.as_file_mut().sync_all().ctx(|| "fsync ingest".into())?;
             this.tmp.persist(&target).map_err(|e| e.error).ctx(|| format!("commit {digest}"))?;
             let dir = target.parent().expect("blobs have a directory");
             File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))?;

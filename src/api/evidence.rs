@@ -15,6 +15,8 @@ use crate::oci::Descriptor;
 use crate::platform::Platform;
 use crate::solver::Bases;
 use base64::Engine;
+use kiln_snapshotter::conformance::MemoryStore;
+use kiln_snapshotter::Store;
 use std::collections::BTreeMap;
 
 pub use crate::attest::{DSSE_MEDIA_TYPE, PREDICATE_ANNOTATION, PROVENANCE_ARTIFACT, SBOM_ARTIFACT};
@@ -67,6 +69,16 @@ fn base_list(bases: &Bases) -> Vec<(String, String)> {
 }
 
 impl SharedBuild<'_> {
+    /// Where documents that are only pushed are written: `scratch` (no
+    /// file, no sync), unless this server serves its images itself, which
+    /// keeps everything it pushed.
+    fn documents_store<'s>(&'s self, scratch: &'s MemoryStore) -> &'s dyn Store {
+        match self.state.cfg.serve_images {
+            true => self.state.worker.store(),
+            false => scratch,
+        }
+    }
+
     /// Whether this build attaches anything.
     pub fn attests(&self) -> bool {
         let cfg = &self.state.cfg;
@@ -90,7 +102,8 @@ impl SharedBuild<'_> {
         let refer = |d: &kiln_snapshotter::Digest| format!("{}/{}@{d}", target.registry, target.repository);
         let mut attached = Attached::default();
         let mut statements = Vec::new();
-        let (store, registry) = (state.worker.store(), state.worker.registry());
+        let scratch = MemoryStore::default();
+        let (store, registry) = (self.documents_store(&scratch), state.worker.registry());
         if state.cfg.sbom {
             statements.push((SBOM_ARTIFACT, self.sbom_statement(facts).await?));
         }
@@ -163,7 +176,8 @@ impl SharedBuild<'_> {
     pub async fn sign(&self, key: &SigningKey, subject: &Subject) -> Result<kiln_snapshotter::Digest, BuildFailure> {
         let payload = simplesign::payload(&self.target.to_string(), subject.digest.as_str());
         let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload));
-        let (store, registry) = (self.state.worker.store(), self.state.worker.registry());
+        let scratch = MemoryStore::default();
+        let (store, registry) = (self.documents_store(&scratch), self.state.worker.registry());
         let d = crate::exporter::signature::push_signature(store, registry, self.target, subject, &payload, &signature)
             .await
             .map_err(export_failure)?;

@@ -268,9 +268,11 @@ impl Worker {
         present: &HashSet<Digest>,
     ) -> Result<Vec<u8>, WorkerError> {
         let config = serde_json::to_vec(map).expect("cache map serializes");
-        let config_digest = kiln_snapshotter::content::write_blob(self.store(), &config)?;
+        // Only pushed, never read here: written to memory, not synced.
+        let memory = MemoryStore::default();
+        let config_digest = kiln_snapshotter::content::write_blob(&memory, &config)?;
         // It holds this export's time: new to the repository.
-        self.registry.push_unseen_blob(r, &config_digest, self.store()).await?;
+        self.registry.push_unseen_blob(r, &config_digest, &memory).await?;
         let mut layers: BTreeMap<Digest, Descriptor> = BTreeMap::new();
         for chain in map.entries.values() {
             for l in &chain.layers {
@@ -321,8 +323,9 @@ impl LayerBlobs<'_> {
             let inline = (bytes.len() <= MAX_INLINE_BYTES && inlined + bytes.len() * 2 <= MAX_INLINE_TOTAL)
                 .then(|| base64::engine::general_purpose::STANDARD.encode(&bytes));
             if inline.is_none() {
-                kiln_snapshotter::content::write_blob(worker.store(), &bytes)?;
-                worker.registry.push_blob(self.reference, &digest, worker.store(), None).await?;
+                let memory = MemoryStore::default();
+                kiln_snapshotter::content::write_blob(&memory, &bytes)?;
+                worker.registry.push_blob(self.reference, &digest, &memory, None).await?;
                 present.insert(digest.clone());
             }
             map.insert(l.diff_id.to_string(), InventoryBlob { digest, size: bytes.len() as u64, inline });
