@@ -1,10 +1,22 @@
 //! The cache index: cache key → the layer chain a step produced, and layer
 //! diff id → unpacked snapshot, in redb (transactional, crash-safe).
+//!
+//! Records are committed without waiting for the disk and made durable
+//! together at most [`SYNC_EVERY`] later (a group commit): concurrent
+//! builds never queue behind each other's fsyncs. A crash loses at most
+//! that window of records, whose steps then run again; forgetting (before
+//! garbage collection deletes what the records named) is durable at once.
 
 use kiln_snapshotter::{Digest, SnapshotId};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// Longest a committed record waits to be made durable.
+pub const SYNC_EVERY: Duration = Duration::from_millis(200);
 
 const STEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("steps_v1");
 const UNPACKED: TableDefinition<&str, &str> = TableDefinition::new("unpacked_v1");
@@ -48,12 +60,55 @@ fn e(err: impl std::fmt::Display) -> CacheError {
 
 /// The persistent index.
 pub struct CacheIndex {
-    db: Database,
+    db: Arc<Database>,
+    /// Set by a commit not yet durable.
+    unsynced: Arc<AtomicBool>,
+    /// Dropping it stops the syncing thread, which syncs once more.
+    stop: Option<mpsc::Sender<()>>,
+    syncer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for CacheIndex {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.syncer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Makes the commits since the last one durable (an empty commit with
+/// immediate durability persists every commit before it).
+fn sync(db: &Database, unsynced: &AtomicBool) {
+    if unsynced.swap(false, Ordering::AcqRel) {
+        let committed = db.begin_write().map_err(e).and_then(|tx| tx.commit().map_err(e));
+        if let Err(err) = committed {
+            unsynced.store(true, Ordering::Release);
+            tracing::warn!(error = %err, "cache index: could not sync");
+        }
+    }
 }
 
 impl CacheIndex {
-    /// Opens or creates the index file.
+    /// Opens or creates the index file, and starts its group commits.
     pub fn open(path: &Path) -> Result<Self, CacheError> {
+        let mut index = Self::open_unsynced(path)?;
+        let (db, unsynced) = (index.db.clone(), index.unsynced.clone());
+        let (stop, stopped) = mpsc::channel::<()>();
+        let syncer = std::thread::Builder::new()
+            .name("kiln-cache-sync".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(SYNC_EVERY) {
+                    sync(&db, &unsynced);
+                }
+                sync(&db, &unsynced);
+            })
+            .map_err(e)?;
+        (index.stop, index.syncer) = (Some(stop), Some(syncer));
+        Ok(index)
+    }
+
+    fn open_unsynced(path: &Path) -> Result<Self, CacheError> {
         let db = Database::create(path).map_err(e)?;
         let tx = db.begin_write().map_err(e)?;
         tx.open_table(STEPS).map_err(e)?;
@@ -62,7 +117,16 @@ impl CacheIndex {
         tx.open_table(USED).map_err(e)?;
         tx.open_table(PUSHED).map_err(e)?;
         tx.commit().map_err(e)?;
-        Ok(Self { db })
+        Ok(Self { db: Arc::new(db), unsynced: Default::default(), stop: None, syncer: None })
+    }
+
+    /// A write transaction whose commit does not wait for the disk (the
+    /// syncing thread makes it durable within [`SYNC_EVERY`]).
+    fn begin_grouped(&self) -> Result<redb::WriteTransaction, CacheError> {
+        let mut tx = self.db.begin_write().map_err(e)?;
+        tx.set_durability(redb::Durability::Eventual);
+        self.unsynced.store(true, Ordering::Release);
+        Ok(tx)
     }
 
     /// Looks up a step by cache key.
@@ -78,7 +142,7 @@ impl CacheIndex {
     /// Records a step's result.
     pub fn put_step(&self, key: &str, record: &StepRecord) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(record).map_err(e)?;
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.begin_grouped()?;
         tx.open_table(STEPS).map_err(e)?.insert(key, bytes.as_slice()).map_err(e)?;
         tx.commit().map_err(e)
     }
@@ -93,7 +157,7 @@ impl CacheIndex {
 
     /// Records where a layer was unpacked.
     pub fn put_unpacked(&self, diff_id: &Digest, snapshot: &SnapshotId) -> Result<(), CacheError> {
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.begin_grouped()?;
         tx.open_table(UNPACKED).map_err(e)?.insert(diff_id.as_str(), snapshot.as_str()).map_err(e)?;
         tx.commit().map_err(e)
     }
@@ -109,7 +173,7 @@ impl CacheIndex {
     /// Records a download of `url`.
     pub fn put_http(&self, url: &str, record: &HttpRecord) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(record).map_err(e)?;
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.begin_grouped()?;
         tx.open_table(HTTP).map_err(e)?.insert(url, bytes.as_slice()).map_err(e)?;
         tx.commit().map_err(e)
     }
@@ -121,8 +185,7 @@ impl CacheIndex {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut tx = self.db.begin_write().map_err(e)?;
-        tx.set_durability(redb::Durability::Eventual);
+        let tx = self.begin_grouped()?;
         {
             let mut t = tx.open_table(USED).map_err(e)?;
             for k in keys {
@@ -189,8 +252,7 @@ impl CacheIndex {
 
     /// Remembers where blobs were pushed, for cross-repository mounts later.
     pub fn record_pushed(&self, digests: &[Digest], repo: &str) -> Result<(), CacheError> {
-        let mut tx = self.db.begin_write().map_err(e)?;
-        tx.set_durability(redb::Durability::Eventual);
+        let tx = self.begin_grouped()?;
         {
             let mut t = tx.open_table(PUSHED).map_err(e)?;
             for d in digests {
@@ -198,5 +260,31 @@ impl CacheIndex {
             }
         }
         tx.commit().map_err(e)
+    }
+}
+
+#[cfg(test)]
+mod group_commit_tests {
+    use super::*;
+
+    fn record() -> StepRecord {
+        StepRecord { layers: Vec::new(), description: "RUN true".into() }
+    }
+
+    #[test]
+    fn records_are_made_durable_by_the_syncing_thread_and_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.redb");
+        let index = CacheIndex::open(&path).unwrap();
+        index.put_step("k1", &record()).unwrap();
+        assert!(index.unsynced.load(Ordering::Acquire), "the commit did not wait for the disk");
+        std::thread::sleep(SYNC_EVERY * 3);
+        assert!(!index.unsynced.load(Ordering::Acquire), "the syncing thread made it durable");
+        index.put_step("k2", &record()).unwrap();
+        drop(index);
+        let reopened = CacheIndex::open(&path).unwrap();
+        for key in ["k1", "k2"] {
+            assert_eq!(reopened.get_step(key).unwrap(), Some(record()), "{key} survived");
+        }
     }
 }
