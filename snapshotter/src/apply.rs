@@ -37,16 +37,40 @@ pub struct ApplyStats {
 
 /// Unpacks `layer` (plain, gzip, zstd, xz or bzip2 tar, detected by
 /// content) into `dest`.
-pub fn apply_layer(layer: impl Read, dest: &Path) -> Result<ApplyStats> {
+pub fn apply_layer(layer: impl Read + Send, dest: &Path) -> Result<ApplyStats> {
     apply_layer_limited(layer, dest, u64::MAX)
 }
 
 /// Like [`apply_layer`], but fails once the uncompressed stream passes
-/// `max_bytes` (a decompression bomb stops there).
-pub fn apply_layer_limited(layer: impl Read, dest: &Path, max_bytes: u64) -> Result<ApplyStats> {
-    let buffered = BufReader::with_capacity(256 * 1024, layer);
-    let decoded = crate::compression::decoder(buffered)?;
-    apply_tar(crate::compression::Bounded::new(decoded, max_bytes), dest)
+/// `max_bytes` (a decompression bomb stops there). The stream is decoded
+/// and hashed on a second thread while this one creates the files.
+pub fn apply_layer_limited(layer: impl Read + Send, dest: &Path, max_bytes: u64) -> Result<ApplyStats> {
+    let (tx, mut decoded) = crate::readahead::channel();
+    std::thread::scope(|s| {
+        let decoding = s.spawn(move || {
+            let buffered = BufReader::with_capacity(256 * 1024, layer);
+            match crate::compression::decoder(buffered) {
+                Ok(d) => crate::readahead::decode(crate::compression::Bounded::new(d, max_bytes), tx),
+                Err(e) => crate::readahead::decode(FailedStart(Some(e)), tx),
+            }
+        });
+        let unpacked = unpack_to_end(&mut decoded, dest);
+        drop(decoded);
+        let diff_id = decoding.join().map_err(|_| Error::InvalidLayer("the layer's decoder panicked".into()))?;
+        let mut stats = unpacked?;
+        stats.diff_id = diff_id.ok_or_else(|| Error::InvalidLayer("the layer stream ended early".into()))?;
+        Ok(stats)
+    })
+}
+
+/// A stream whose decoder could not start: reading it gives the reason.
+struct FailedStart(Option<Error>);
+
+impl Read for FailedStart {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        let reason = self.0.take().map_or_else(|| "decoder failed".to_string(), |e| e.to_string());
+        Err(io::Error::new(io::ErrorKind::InvalidData, reason))
+    }
 }
 
 /// Hashes everything read through it.
@@ -65,9 +89,19 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Unpacks an uncompressed tar stream into `dest`.
 pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
+    let mut hashing = HashingReader { inner: reader, hasher: Sha256::new() };
+    let mut stats = unpack_to_end(&mut hashing, dest)?;
+    stats.diff_id = crate::Digest::from_hasher(hashing.hasher);
+    Ok(stats)
+}
+
+/// Unpacks the tar stream in `reader` and reads it to its end (the diff
+/// id covers the padding after the archive's end too); the stats' diff
+/// id is for the caller to fill in.
+fn unpack_to_end(reader: &mut impl Read, dest: &Path) -> Result<ApplyStats> {
     fs::create_dir_all(dest).ctx(|| format!("create {}", dest.display()))?;
     let root: OwnedFd = File::open(dest).ctx(|| format!("open {}", dest.display()))?.into();
-    let mut archive = tar::Archive::new(HashingReader { inner: reader, hasher: Sha256::new() });
+    let mut archive = tar::Archive::new(reader);
     let mut stats = ApplyStats {
         diff_id: crate::Digest::of(b""),
         entries: 0,
@@ -98,9 +132,7 @@ pub fn apply_tar(reader: impl Read, dest: &Path) -> Result<ApplyStats> {
         let dir = mkdir_all_at(&root, rel).ctx(|| format!("reopen {}", rel.display()))?;
         set_mtime(&fd_path(&dir, OsStr::new(".")), *mtime, true)?;
     }
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).ctx(|| "read layer end".into())?;
-    stats.diff_id = crate::Digest::from_hasher(rest.hasher);
+    io::copy(archive.into_inner(), &mut io::sink()).ctx(|| "read layer end".into())?;
     Ok(stats)
 }
 

@@ -16,6 +16,7 @@ pub mod encode;
 pub mod fsx;
 pub mod headers;
 pub mod overlay;
+mod readahead;
 pub mod snapshots;
 
 pub use content::{ContentStore, Store};

@@ -272,3 +272,21 @@ fn apply_keeps_file_capabilities_and_user_xattrs() {
     assert_eq!(fsx::get_xattr(&file, b"security.capability").unwrap().as_deref(), Some(&cap[..]), "file caps kept");
     assert_eq!(fsx::get_xattr(&file, b"user.origin").unwrap().as_deref(), Some(&b"layer"[..]));
 }
+
+#[test]
+fn a_corrupt_or_oversized_layer_fails_with_the_decoders_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = base_layer();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let mut corrupt = gz.finish().unwrap();
+    let middle = corrupt.len() / 2;
+    corrupt[middle..].iter_mut().for_each(|b| *b = !*b);
+    let err = apply_layer(corrupt.as_slice(), &tmp.path().join("a")).unwrap_err().to_string();
+    assert!(err.contains("read layer") && err.contains("deflate"), "{err}");
+    let limit = tar.len() as u64 / 2;
+    let err = kiln_snapshotter::apply::apply_layer_limited(tar.as_slice(), &tmp.path().join("b"), limit)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("unpacks to more than {limit} bytes")), "{err}");
+}
