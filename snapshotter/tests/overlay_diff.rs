@@ -234,13 +234,17 @@ fn list_layer(store: &ContentStore, digest: &kiln_snapshotter::Digest) -> Vec<St
     String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
 }
 
+fn gzipped(tar: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, tar).unwrap();
+    gz.finish().unwrap()
+}
+
 #[test]
 fn apply_reports_the_uncompressed_digest() {
     let tmp = tempfile::tempdir().unwrap();
     let tar = base_layer();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &tar).unwrap();
-    let stats = apply_layer(gz.finish().unwrap().as_slice(), &tmp.path().join("a")).unwrap();
+    let stats = apply_layer(gzipped(&tar).as_slice(), &tmp.path().join("a")).unwrap();
     assert_eq!(
         stats.diff_id,
         kiln_snapshotter::Digest::of(&tar),
@@ -277,9 +281,7 @@ fn apply_keeps_file_capabilities_and_user_xattrs() {
 fn a_corrupt_or_oversized_layer_fails_with_the_decoders_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let tar = base_layer();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &tar).unwrap();
-    let mut corrupt = gz.finish().unwrap();
+    let mut corrupt = gzipped(&tar);
     let middle = corrupt.len() / 2;
     corrupt[middle..].iter_mut().for_each(|b| *b = !*b);
     let err = apply_layer(corrupt.as_slice(), &tmp.path().join("a")).unwrap_err().to_string();
