@@ -52,6 +52,9 @@ pub enum Command {
         #[arg(long, env = "KILN_PAYLOAD_SECRET_FILE", global = true)]
         payload_secret: Option<PathBuf>,
     },
+    /// A running server's build history: recent builds (newest first), or
+    /// one build's steps, timings and log (through its internal listener).
+    History(Box<HistoryArgs>),
     /// Check that builds can run here: user namespaces, ID mapping,
     /// overlayfs, /proc, cgroups, disk and (with --image) a registry; exit
     /// code 0 only when a build can run.
@@ -74,6 +77,32 @@ pub enum Command {
         /// Request file.
         request: PathBuf,
     },
+}
+
+/// `kiln history` options.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// One build: its position in the history or its request id.
+    pub build: Option<String>,
+    /// Only images whose reference contains this.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Only builds that did not succeed.
+    #[arg(long)]
+    pub failed: bool,
+    /// Most builds listed.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=500))]
+    pub limit: u64,
+    /// Print the server's JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The server's internal listener (`--metrics-listen`).
+    #[arg(long, env = "KILN_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
+    pub url: String,
+    /// The server's payload secret, which signs admin requests (default:
+    /// as for `kiln cache`).
+    #[arg(long, env = "KILN_PAYLOAD_SECRET_FILE")]
+    pub payload_secret: Option<std::path::PathBuf>,
 }
 
 /// `kiln cache` actions.
@@ -288,6 +317,10 @@ pub struct ServeArgs {
     /// default), `stderr`, a file (appended, created 0600), or `off`.
     #[arg(long, env = "KILN_AUDIT_LOG", default_value = "-")]
     pub audit_log: String,
+    /// Builds kept in the build history (`history.redb` in the data dir,
+    /// served as `/builds` and `/ui/` on the internal listener); 0: none.
+    #[arg(long, env = "KILN_HISTORY_SIZE", default_value_t = kiln::history::DEFAULT_SIZE, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub history_size: u64,
     /// Seconds builds in flight may take to finish after SIGTERM before
     /// they are cancelled (with Kubernetes, keep
     /// terminationGracePeriodSeconds above it).

@@ -144,8 +144,26 @@ async fn cache_request(action: crate::cli::CacheAction, url: &str, secret: &[u8]
         }
         crate::cli::CacheAction::Check => (reqwest::Method::POST, "/cache/check".to_string()),
     };
+    let body = admin_call(method, base, &path, secret).await?;
+    match action {
+        crate::cli::CacheAction::Ls => {
+            let entries: Vec<kiln::worker::CacheEntry> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            Ok(render_entries(&entries))
+        }
+        crate::cli::CacheAction::Prune { .. } | crate::cli::CacheAction::Check => Ok(format!("{body}\n")),
+    }
+}
+
+/// Sends an admin request signed with the payload secret; the body of a
+/// 2xx reply, or the status and body of another.
+pub(crate) async fn admin_call(
+    method: reqwest::Method,
+    base: &str,
+    path: &str,
+    secret: &[u8],
+) -> Result<String, String> {
     let now = kiln::timefmt::now_secs();
-    let signature = kiln::wire::admin_signature(secret, method.as_str(), &path, now, b"");
+    let signature = kiln::wire::admin_signature(secret, method.as_str(), path, now, b"");
     let req = reqwest::Client::new()
         .request(method, format!("{base}{path}"))
         .header(kiln::wire::ADMIN_TIMESTAMP_HEADER, now.to_string())
@@ -156,13 +174,7 @@ async fn cache_request(action: crate::cli::CacheAction, url: &str, secret: &[u8]
     if !status.is_success() {
         return Err(format!("{status}: {body}"));
     }
-    match action {
-        crate::cli::CacheAction::Ls => {
-            let entries: Vec<kiln::worker::CacheEntry> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-            Ok(render_entries(&entries))
-        }
-        crate::cli::CacheAction::Prune { .. } | crate::cli::CacheAction::Check => Ok(format!("{body}\n")),
-    }
+    Ok(body)
 }
 
 fn render_entries(entries: &[kiln::worker::CacheEntry]) -> String {

@@ -20,6 +20,7 @@ pub mod frontend;
 mod glob;
 mod gofmt;
 pub mod graph;
+pub mod history;
 pub mod imagepolicy;
 mod keylock;
 mod metrics;

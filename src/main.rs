@@ -4,6 +4,7 @@
 mod cli;
 mod client_cli;
 mod doctor_cli;
+mod history_cli;
 mod serve;
 mod verify_cli;
 
@@ -31,6 +32,16 @@ fn main() -> ExitCode {
         cli::Command::DoctorProbe { data_dir } => doctor_cli::probe(&data_dir, in_namespace),
         cli::Command::Cache { action, url, payload_secret } => {
             client_cli::cache(action, &url, payload_secret.as_deref())
+        }
+        cli::Command::History(args) => {
+            let query = history_cli::HistoryQuery {
+                build: args.build.as_deref(),
+                image: args.image.as_deref(),
+                failed: args.failed,
+                limit: args.limit as usize,
+                json: args.json,
+            };
+            history_cli::history(&query, &args.url, args.payload_secret.as_deref())
         }
         cli::Command::RunStep { request } => {
             kiln_runtime::reaper::run_as_namespace_init(|| cli::helper(&request, cli::run_step))

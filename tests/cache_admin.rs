@@ -4,20 +4,10 @@
 mod support;
 
 use serde_json::json;
-use std::process::Command;
 use support::*;
 
 fn kiln_cache(server: &Server, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .arg("cache")
-        .args(args)
-        .args(["--url", &server.metrics_url])
-        .arg("--payload-secret")
-        .arg(&server.secret_file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "kiln cache {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    server.admin_cli("cache", args)
 }
 
 #[test]

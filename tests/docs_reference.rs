@@ -29,7 +29,16 @@ fn options(text: &str) -> BTreeSet<String> {
 fn every_flag_and_variable_is_documented() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
     let mut wanted = BTreeSet::new();
-    for cmd in [&["serve"][..], &["build"], &["cache"], &["cache", "prune"], &["keygen"], &["doctor"], &["verify"]] {
+    for cmd in [
+        &["serve"][..],
+        &["build"],
+        &["cache"],
+        &["cache", "prune"],
+        &["keygen"],
+        &["doctor"],
+        &["verify"],
+        &["history"],
+    ] {
         wanted.extend(options(&help(cmd)));
     }
     assert!(wanted.contains("`--audit-log`") && wanted.contains("`max_inflight`"), "the scan works: {wanted:?}");

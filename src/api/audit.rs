@@ -201,6 +201,12 @@ pub struct Audit {
     pub evidence: super::attached::EvidenceSlot,
     /// Reply bytes sent so far (a streamed reply counts while it runs).
     pub bytes_out: AtomicU64,
+    /// Steps, log and bytes moved, for the build history.
+    pub trace: Arc<crate::history::BuildTrace>,
+    /// The Dockerfile line the build's error is about.
+    pub error_line: Option<u32>,
+    /// Where the request's history entry goes (authenticated requests only).
+    history: Option<Arc<crate::history::History>>,
 }
 
 impl Audit {
@@ -216,15 +222,50 @@ impl Audit {
             result: "abandoned",
             ..Default::default()
         };
+        let started = Instant::now();
         Audit {
             sink,
-            started: Instant::now(),
+            started,
             record,
             bases: Default::default(),
             egress: Default::default(),
             evidence: Default::default(),
             bytes_out: AtomicU64::new(0),
+            trace: Arc::new(crate::history::BuildTrace::starting_at(started)),
+            error_line: None,
+            history: None,
         }
+    }
+
+    /// Also records the request in `history` when it ends, if its
+    /// signature was good (an unauthenticated caller must not be able to
+    /// push real builds out of the history).
+    pub fn with_history(mut self, history: Option<Arc<crate::history::History>>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The request's history entry, from its record and trace.
+    fn history_entry(&self) -> crate::history::BuildEntry {
+        let r = &self.record;
+        let facts = crate::history::BuildFacts {
+            request_id: r.request_id.clone(),
+            time: r.time.clone(),
+            image: r.image.clone(),
+            digest: r.digest.clone(),
+            result: r.result.to_string(),
+            status: r.status,
+            duration: r.duration,
+            ..Default::default()
+        };
+        let mut entry = crate::history::BuildEntry {
+            facts,
+            error: r.error.clone(),
+            error_line: self.error_line,
+            ..Default::default()
+        };
+        self.trace.fill(&mut entry);
+        entry
     }
 
     /// Seconds since the request arrived, rounded to milliseconds.
@@ -250,6 +291,7 @@ impl Audit {
             Err(f) => {
                 let cancelled = f.kind == crate::errors::ErrorKind::ShuttingDown;
                 self.record.result = if cancelled { "cancelled" } else { "failure" };
+                self.error_line = f.line;
                 self.finish(status, Some(&f.message));
             }
         }
@@ -272,5 +314,10 @@ impl Drop for Audit {
         self.record.bytes_out = self.bytes_out.load(Ordering::Relaxed);
         self.record.duration = self.elapsed();
         self.sink.write(&self.record);
+        if let Some(history) = &self.history {
+            if matches!(self.record.signature, "valid" | "not checked") {
+                history.record(self.history_entry());
+            }
+        }
     }
 }

@@ -50,7 +50,7 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
 pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let audit = Audit::begin(state.audit.clone(), client, &parts.headers);
+    let audit = Audit::begin(state.audit.clone(), client, &parts.headers).with_history(state.history.clone());
     let request_id = audit.record.request_id.clone();
     let mut resp = match accept(&state, &parts.headers, body, audit).await {
         Ok(job) if matches!(job.intake.shape, Shape::Legacy { .. }) => respond_legacy(state, job).await,
@@ -339,6 +339,7 @@ async fn run_to_end(
     job: &AcceptedBuild,
 ) -> (Result<kiln_snapshotter::Digest, BuildFailure>, Vec<String>) {
     let (tx, mut rx) = super::logsink::log_channel(state.cfg.max_reply_log);
+    let tx = tx.tapped(job.audit.trace.clone());
     let mut log = ReplyLog::new(state.cfg.max_reply_log);
     let result = {
         let build = pipeline::run_until_cancelled(state, job, &tx);

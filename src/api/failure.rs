@@ -14,10 +14,20 @@ pub struct BuildFailure {
     pub kind: ErrorKind,
     /// Message for the client.
     pub message: String,
+    /// The Dockerfile line it is about, when one is.
+    pub line: Option<u32>,
+}
+
+impl BuildFailure {
+    /// The same failure, about Dockerfile line `line`.
+    pub fn at_line(mut self, line: usize) -> Self {
+        self.line = u32::try_from(line).ok();
+        self
+    }
 }
 
 pub(super) fn fail(kind: ErrorKind, message: impl Into<String>) -> BuildFailure {
-    BuildFailure { kind, message: message.into() }
+    BuildFailure { kind, message: message.into(), line: None }
 }
 
 pub(super) fn emit(log: &LogSink, msg: impl AsRef<str>) {
@@ -42,5 +52,5 @@ pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send 
 }
 
 pub(super) fn diag_failure(d: Diagnostic) -> BuildFailure {
-    fail(ErrorKind::InvalidArgument, d.to_string())
+    fail(ErrorKind::InvalidArgument, d.to_string()).at_line(d.line)
 }

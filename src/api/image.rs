@@ -47,6 +47,8 @@ pub struct SharedBuild<'a> {
     pub bases_seen: &'a super::audit::BaseLog,
     /// Where the steps' network destinations are noted.
     pub egress_seen: &'a std::sync::Arc<std::sync::Mutex<super::audit::Egress>>,
+    /// Where the steps' times and the bytes moved are noted (history).
+    pub trace: &'a std::sync::Arc<crate::history::BuildTrace>,
     /// The check warnings logged so far: a multi-platform build logs each
     /// once, as BuildKit does.
     pub warned: &'a std::sync::Mutex<std::collections::HashSet<String>>,
@@ -113,6 +115,7 @@ impl SharedBuild<'_> {
                 .await
                 .map_err(export_failure)?;
         state.metrics.inc("kiln_pushed_bytes_total", &[], exported.pushed_bytes as f64);
+        self.trace.pushed(exported.pushed_bytes);
         if self.push {
             state.worker.record_pushed(&layers, &format!("{}/{}", self.target.registry, self.target.repository));
         }
@@ -163,7 +166,7 @@ impl SharedBuild<'_> {
                 return Ok((bases, resolved));
             }
             for b in new {
-                let (reference, r, config) = self.resolve_base(&b).await?;
+                let (reference, r, config) = self.resolve_base(&b).await.map_err(|f| f.at_line(b.line))?;
                 let seen = BaseImage { reference: reference.to_string(), digest: r.digest.to_string() };
                 self.bases_seen.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
                 let image = ResolvedImage { reference: reference.to_string(), digest: r.digest.clone(), config };
@@ -288,6 +291,7 @@ impl SharedBuild<'_> {
             metrics: state.metrics.clone(),
             egress: self.egress_seen.clone(),
             solved: solve_log.clone(),
+            trace: self.trace.clone(),
         };
         let printer = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
@@ -309,14 +313,13 @@ impl SharedBuild<'_> {
         let result = state.solver.solve(&input).await;
         drop(tx);
         let _ = printer.await;
-        result.map_err(|e| {
-            let message = match e.node.and_then(|n| sources[n].as_ref()) {
-                Some(loc) => {
-                    format!("step {} (Dockerfile line {}) failed: {}", step_name(&prefix, loc), loc.line, e.message)
-                }
-                None => e.message,
-            };
-            fail(e.kind, message)
+        result.map_err(|e| match e.node.and_then(|n| sources[n].as_ref()) {
+            Some(loc) => {
+                let message =
+                    format!("step {} (Dockerfile line {}) failed: {}", step_name(&prefix, loc), loc.line, e.message);
+                fail(e.kind, message).at_line(loc.line)
+            }
+            None => fail(e.kind, e.message),
         })
     }
 }
@@ -336,7 +339,7 @@ fn refuse_network_host(lowered: &frontend::Lowered) -> Result<(), BuildFailure> 
     let msg = "RUN --network=host needs the network.host entitlement: granting entitlement network.host is not \
                allowed by build daemon configuration (the operator enables it with --allow-insecure-entitlement \
                network.host)";
-    Err(fail(ErrorKind::InvalidArgument, Diagnostic::new(line, 1, msg, &text).to_string()))
+    Err(super::failure::diag_failure(Diagnostic::new(line, 1, msg, &text)))
 }
 
 /// `[stage i/n] TEXT`, or `[i/n] TEXT` for the single unnamed stage, after
@@ -369,6 +372,8 @@ struct Reporter {
     egress: std::sync::Arc<std::sync::Mutex<super::audit::Egress>>,
     /// Remote sources and cache outcomes, for provenance.
     solved: super::attached::SharedSolveLog,
+    /// Steps and bytes, for the build history.
+    trace: std::sync::Arc<crate::history::BuildTrace>,
 }
 
 impl Reporter {
@@ -378,13 +383,20 @@ impl Reporter {
 
     fn note_step(&self, id: usize, cached: bool) {
         self.solved.lock().unwrap_or_else(|p| p.into_inner()).steps.insert(id, cached);
+        if self.names[id].is_some() {
+            self.trace.step_ended(&self.name(id), cached);
+        }
     }
 
     fn report(&self, ev: Event) {
         match ev {
             // Nodes no instruction names (`FROM scratch`) have no log line,
             // as they have no vertex in BuildKit's progress.
-            Event::Started(id) if self.names[id].is_some() => emit(&self.sink, self.name(id)),
+            Event::Started(id) if self.names[id].is_some() => {
+                let line = self.names[id].as_ref().map(|l| l.line as u32);
+                self.trace.step_started(&self.name(id), line, self.ops[id]);
+                emit(&self.sink, self.name(id))
+            }
             Event::Started(_) => {}
             Event::Cached(id) => {
                 self.note_step(id, true);
@@ -405,7 +417,10 @@ impl Reporter {
             Event::Resolved(_, url, digest) => {
                 self.solved.lock().unwrap_or_else(|p| p.into_inner()).remotes.push((url, digest));
             }
-            Event::Pulled(_, bytes) => self.metrics.inc("kiln_pulled_bytes_total", &[], bytes as f64),
+            Event::Pulled(_, bytes) => {
+                self.trace.pulled(bytes);
+                self.metrics.inc("kiln_pulled_bytes_total", &[], bytes as f64)
+            }
             Event::Egress(_, ev) => {
                 if matches!(ev, crate::egress::EgressEvent::Blocked { .. }) {
                     self.metrics.inc("kiln_step_egress_blocked_total", &[], 1.0);

@@ -21,6 +21,8 @@ pub struct LogSink {
     tx: UnboundedSender<String>,
     shared: Arc<Shared>,
     max_queued: usize,
+    /// Also gets every line (the build history's copy of the log).
+    tap: Option<Arc<crate::history::BuildTrace>>,
 }
 
 /// The reading side.
@@ -34,14 +36,24 @@ pub struct LogStream {
 pub fn log_channel(max_queued: usize) -> (LogSink, LogStream) {
     let (tx, rx) = unbounded_channel();
     let shared = Arc::new(Shared::default());
-    (LogSink { tx, shared: shared.clone(), max_queued }, LogStream { rx, shared })
+    (LogSink { tx, shared: shared.clone(), max_queued, tap: None }, LogStream { rx, shared })
 }
 
 impl LogSink {
+    /// This sink, also copying every line to `trace` (lines the reply's
+    /// reader was too slow for included).
+    pub fn tapped(mut self, trace: Arc<crate::history::BuildTrace>) -> Self {
+        self.tap = Some(trace);
+        self
+    }
+
     /// Queues `line`, or counts it as dropped when the reader is too far
     /// behind. The first line queued after a drop is preceded by a note
     /// saying how much is missing there.
     pub fn send(&self, line: String) {
+        if let Some(trace) = &self.tap {
+            trace.log_line(&line);
+        }
         let len = line.len();
         let queued = self.shared.queued.fetch_add(len, Ordering::AcqRel) + len;
         if queued > self.max_queued {

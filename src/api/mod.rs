@@ -14,6 +14,7 @@ pub mod error;
 pub mod evidence;
 mod failure;
 pub mod fuzzing;
+mod history;
 mod image;
 pub mod intake;
 mod job;
@@ -67,6 +68,8 @@ pub fn metrics_app(state: AppState) -> Router {
         .route("/cache", get(admin::list))
         .route("/cache/prune", post(admin::prune))
         .route("/cache/check", post(admin::check))
+        .route("/builds", get(history::list))
+        .route("/builds/{id}", get(history::show))
         .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_signature));
     Router::new()
         .route(

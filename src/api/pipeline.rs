@@ -85,6 +85,7 @@ async fn build(state: &AppState, request: &AcceptedBuild, log: &LogSink) -> Resu
         log,
         bases_seen: bases,
         egress_seen: egress,
+        trace: &request.audit.trace,
         warned: &Default::default(),
         evidence: &evidence,
     };

@@ -80,4 +80,6 @@ pub struct AppState {
     pub audit: Arc<super::audit::AuditSink>,
     /// `kiln doctor`'s checks from outside the namespace, made at start.
     pub startup_checks: Arc<Vec<crate::doctor::Check>>,
+    /// The build history (`None`: `--history-size 0`).
+    pub history: Option<Arc<crate::history::History>>,
 }

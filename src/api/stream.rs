@@ -74,6 +74,7 @@ pub fn respond(state: AppState, job: AcceptedBuild) -> Response {
 async fn run(state: AppState, mut job: AcceptedBuild, out: mpsc::Sender<Bytes>) {
     job.audit.record.status = StatusCode::OK.as_u16();
     let (log_tx, mut log_rx) = super::logsink::log_channel(state.cfg.max_reply_log);
+    let log_tx = log_tx.tapped(job.audit.trace.clone());
     let result = {
         let build = pipeline::run_until_cancelled(&state, &job, &log_tx);
         tokio::pin!(build);

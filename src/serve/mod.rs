@@ -284,6 +284,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
         if opts.cache_mount_export && registry_cache.is_none() {
             anyhow::bail!("--cache-mount-export keeps cache mounts beside the registry cache: set --registry-cache");
         }
+        let history = open_history(&handover.data_dir, opts.history_size)?;
         let cfg = ServeConfig {
             data_dir: handover.data_dir,
             disable_hmac: opts.disable_hmac,
@@ -328,6 +329,7 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
             lifecycle: Default::default(),
             audit: Arc::new(open_audit_sink(&opts.audit_log)?),
             startup_checks: Arc::new(handover.startup_checks),
+            history: history.clone(),
         };
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         tracing::info!("kiln listening on {}", listener.local_addr()?);
@@ -345,9 +347,21 @@ fn server(opts: ServeArgs) -> anyhow::Result<ExitCode> {
         if left > 0 {
             tracing::warn!(left, "cache exports still running at the drain timeout were abandoned");
         }
+        if let Some(history) = history {
+            tokio::task::spawn_blocking(move || history.close()).await?;
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The build history in the data dir, unless `--history-size 0`.
+fn open_history(data_dir: &std::path::Path, size: u64) -> anyhow::Result<Option<Arc<kiln::history::History>>> {
+    if size == 0 {
+        return Ok(None);
+    }
+    let history = kiln::history::History::open(&data_dir.join("history.redb"), size)?;
+    Ok(Some(Arc::new(history)))
 }
 
 /// The `--audit-log` sink; a file is created 0600 and appended to.

@@ -305,6 +305,21 @@ impl Server {
             .expect("admin request")
     }
 
+    /// `kiln VERB ARGS` against this server's internal listener, signed
+    /// with its payload secret; its standard output (it must succeed).
+    pub fn admin_cli(&self, verb: &str, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg(verb)
+            .args(args)
+            .args(["--url", &self.metrics_url])
+            .arg("--payload-secret")
+            .arg(&self.secret_file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kiln {verb} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// The status of GET /healthz.
     pub fn health(&self) -> u16 {
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();

@@ -124,6 +124,7 @@ pub(super) fn fixture_on(
         lifecycle: Default::default(),
         audit: Arc::new(AuditSink::File(std::sync::Mutex::new(audit), audit_file.clone())),
         startup_checks: Arc::new(Vec::new()),
+        history: None,
     };
     Fixture { _dir: dir, state, audit_file, runner, registry }
 }
