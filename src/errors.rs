@@ -24,6 +24,23 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The `reason` label of `kiln_build_failures_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid_request",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::FailedPrecondition => "step_failed",
+            ErrorKind::Unavailable => "registry_unavailable",
+            ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::OutOfSpace => "out_of_space",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 impl From<&crate::registry::Error> for ErrorKind {
     fn from(e: &crate::registry::Error) -> Self {
         use crate::registry::Error as E;

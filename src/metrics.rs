@@ -23,6 +23,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ("kiln_builds_in_flight", "gauge", "Builds running now."),
     ("kiln_pending_uploads", "gauge", "Request bodies being received (not yet authenticated)."),
     ("kiln_build_duration_seconds", "histogram", "Whole builds (request to final status), by result (success|failed)."),
+    ("kiln_build_failures_total", "counter", "Failed builds, by reason."),
     ("kiln_http_requests_total", "counter", "HTTP requests by route and status code."),
     ("kiln_cache_hits_total", "counter", "Build steps satisfied from the cache."),
     ("kiln_cache_misses_total", "counter", "Build steps executed."),
@@ -33,7 +34,7 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
 ];
 
 /// Counters whose series carry labels (no unlabelled zero series).
-const LABELLED_COUNTERS: &[&str] = &["kiln_http_requests_total"];
+const LABELLED_COUNTERS: &[&str] = &["kiln_http_requests_total", "kiln_build_failures_total"];
 
 type Labels = Vec<(&'static str, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
@@ -137,7 +138,9 @@ mod tests {
         m.inc("kiln_http_requests_total", &[("route", "/build"), ("code", "200")], 1.0);
         m.observe("kiln_build_duration_seconds", &[("result", "success")], 0.3);
         m.observe("kiln_step_duration_seconds", &[("op", "exec")], 0.02);
+        m.inc("kiln_build_failures_total", &[("reason", "step_failed")], 1.0);
         let text = m.render(&[("kiln_builds_in_flight", 2.0)]);
+        assert!(text.contains("kiln_build_failures_total{reason=\"step_failed\"} 1\n"), "{text}");
         assert!(text.contains("kiln_http_requests_total{route=\"/build\",code=\"200\"} 2\n"), "{text}");
         assert!(text.contains("kiln_build_duration_seconds_bucket{result=\"success\",le=\"0.25\"} 0\n"), "{text}");
         assert!(text.contains("kiln_build_duration_seconds_bucket{result=\"success\",le=\"0.5\"} 1\n"), "{text}");

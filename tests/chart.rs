@@ -51,6 +51,11 @@ fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("no {kind} in {docs:#?}"))
 }
 
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found = docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+    found.unwrap_or_else(|| panic!("no {kind} {name} in {docs:#?}"))
+}
+
 fn env_of(container: &Value) -> std::collections::BTreeMap<String, String> {
     let env = container["env"].as_array().unwrap();
     env.iter().map(|e| (e["name"].as_str().unwrap().into(), e["value"].as_str().unwrap_or("").into())).collect()
@@ -172,7 +177,7 @@ fn the_profile_installer_ships_the_repositorys_seccomp_profile() {
     let in_chart = std::fs::read_to_string(chart().join("files/seccomp-kiln.json")).unwrap();
     assert_eq!(in_chart, shipped, "deploy/seccomp/kiln.json is the chart's file (a symlink), so the two cannot drift");
     let docs = validated(&render(&["--set", "kiln.profiles.install=true"]).unwrap());
-    let config_map = kind(&docs, "ConfigMap");
+    let config_map = named(&docs, "ConfigMap", "pro-builder-seccomp");
     let installed: Value = serde_json::from_str(config_map["data"]["kiln.json"].as_str().unwrap()).unwrap();
     assert_eq!(installed, serde_json::from_str::<Value>(&shipped).unwrap());
     let daemon = kind(&docs, "DaemonSet");
@@ -235,4 +240,22 @@ fn scaled_out_replicas_share_the_registry_cache_by_default() {
     assert_eq!(cache_of(&["--set", "replicas=3", "--set", "kiln.registryCache=off"]), "off");
     let one = ["--set", "kiln.registryCache=registry.example/cache/kiln:cache"];
     assert_eq!(cache_of(&one), "registry.example/cache/kiln:cache", "a chosen cache is kept");
+}
+
+#[test]
+fn the_grafana_dashboard_ships_for_the_sidecar_and_can_be_left_out() {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/kiln.json")).unwrap();
+    let in_chart = std::fs::read_to_string(chart().join("files/grafana-kiln.json")).unwrap();
+    assert_eq!(in_chart, shipped, "deploy/grafana/kiln.json is the chart's file (a symlink), so the two cannot drift");
+    let docs = validated(&render(&["--set", "kiln.grafanaDashboard.namespace=monitoring"]).unwrap());
+    let config_map = named(&docs, "ConfigMap", "pro-builder-grafana-dashboard");
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1", "the sidecar's label");
+    assert_eq!(config_map["metadata"]["namespace"], "monitoring");
+    let dashboard: Value = serde_json::from_str(config_map["data"]["kiln.json"].as_str().unwrap()).unwrap();
+    assert_eq!(dashboard, serde_json::from_str::<Value>(&shipped).unwrap());
+    let off = render(&["--set", "kiln.grafanaDashboard.enabled=false"]).unwrap();
+    assert!(!off.contains("grafana-dashboard"), "left out when disabled");
+    let bad = render(&["--set", "kiln.grafanaDashboard.label=x"]).unwrap_err();
+    assert!(bad.contains("label"), "an unknown key is refused: {bad}");
 }

@@ -85,6 +85,7 @@ pub fn log_outcome(
         }
         Err(f) => {
             tracing::warn!(image, error = %f.message, duration, "build failed");
+            state.metrics.inc("kiln_build_failures_total", &[("reason", f.kind.reason())], 1.0);
             "failed"
         }
     };
