@@ -55,6 +55,19 @@ pub enum Command {
     /// A running server's build history: recent builds (newest first), or
     /// one build's steps, timings and log (through its internal listener).
     History(Box<HistoryArgs>),
+    /// Print a login link to a running server's build history page
+    /// (`/ui/` on its internal listener), signed with the payload secret.
+    Ui {
+        /// The server's internal listener, as the browser reaches it.
+        #[arg(long, env = "KILN_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
+        url: String,
+        /// The server's payload secret (default: as for `kiln cache`).
+        #[arg(long, env = "KILN_PAYLOAD_SECRET_FILE")]
+        payload_secret: Option<std::path::PathBuf>,
+        /// Seconds the link stays valid (the session it opens lasts 12 hours).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=600))]
+        valid_for: i64,
+    },
     /// Check that builds can run here: user namespaces, ID mapping,
     /// overlayfs, /proc, cgroups, disk and (with --image) a registry; exit
     /// code 0 only when a build can run.

@@ -42,6 +42,21 @@ pub fn history(query: &HistoryQuery, url: &str, secret: Option<&Path>) -> ExitCo
     }
 }
 
+/// Runs `kiln ui`: prints a login link to the history page.
+pub fn ui_link(url: &str, secret: Option<&Path>, valid_for: i64) -> ExitCode {
+    match read_payload_secret(secret) {
+        Ok(secret) => {
+            let expires = kiln::timefmt::now_secs() + valid_for;
+            println!("{}{}", url.trim_end_matches('/'), kiln::wire::ui_login_path(&secret, expires));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kiln ui: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 async fn fetch(query: &HistoryQuery<'_>, base: &str, secret: &[u8]) -> Result<String, String> {
     let path = match query.build {
         Some(id) => format!("/builds/{}", encode(id)),

@@ -43,6 +43,9 @@ fn main() -> ExitCode {
             };
             history_cli::history(&query, &args.url, args.payload_secret.as_deref())
         }
+        cli::Command::Ui { url, payload_secret, valid_for } => {
+            history_cli::ui_link(&url, payload_secret.as_deref(), valid_for)
+        }
         cli::Command::RunStep { request } => {
             kiln_runtime::reaper::run_as_namespace_init(|| cli::helper(&request, cli::run_step))
         }

@@ -68,3 +68,43 @@ pub(crate) fn admin_mac(
     mac.update(body);
     mac
 }
+
+/// How long a `kiln ui` login link is valid at most.
+pub const UI_LOGIN_MAX_SECS: i64 = 600;
+/// How long a history page session lasts.
+pub const UI_SESSION_SECS: i64 = 12 * 3600;
+
+/// The `sig` of a login link to the history page that expires at
+/// `expires` (seconds since 1970): a MAC with its own purpose line, so it
+/// is never a valid signature of anything else.
+pub fn ui_login_signature(secret: &[u8], expires: i64) -> String {
+    hex::encode(purpose_mac(secret, UI_LOGIN, expires).finalize().into_bytes())
+}
+
+/// The MAC part of a history page session cookie expiring at `expires`.
+pub fn ui_session_signature(secret: &[u8], expires: i64) -> String {
+    hex::encode(purpose_mac(secret, UI_SESSION, expires).finalize().into_bytes())
+}
+
+/// The purpose line of a login link's MAC.
+pub const UI_LOGIN: &str = "kiln-ui-login";
+/// The purpose line of a session cookie's MAC.
+pub const UI_SESSION: &str = "kiln-ui-session";
+
+/// Whether `sig_hex` is the MAC of (`purpose`, `expires`), compared in
+/// constant time.
+pub fn verify_purpose(secret: &[u8], purpose: &str, expires: i64, sig_hex: &str) -> bool {
+    let Ok(sig) = hex::decode(sig_hex) else { return false };
+    purpose_mac(secret, purpose, expires).verify_slice(&sig).is_ok()
+}
+
+fn purpose_mac(secret: &[u8], purpose: &str, expires: i64) -> Hmac<Sha256> {
+    let mut mac = new_mac(secret);
+    mac.update(format!("{purpose}\n{expires}\n").as_bytes());
+    mac
+}
+
+/// The path and query of a login link expiring at `expires`.
+pub fn ui_login_path(secret: &[u8], expires: i64) -> String {
+    format!("/ui/login?expires={expires}&sig={}", ui_login_signature(secret, expires))
+}

@@ -38,6 +38,7 @@ fn every_flag_and_variable_is_documented() {
         &["doctor"],
         &["verify"],
         &["history"],
+        &["ui"],
     ] {
         wanted.extend(options(&help(cmd)));
     }

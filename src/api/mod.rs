@@ -27,6 +27,7 @@ pub mod replylog;
 mod state;
 pub mod stream;
 pub mod symlinks;
+mod ui;
 pub mod upload;
 
 #[cfg(test)]
@@ -60,17 +61,22 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The internal router for the second listener: metrics and the cache
-/// admin endpoints.
+/// The internal router for the second listener: metrics, the cache admin
+/// endpoints, the build history and its page.
 pub fn metrics_app(state: AppState) -> Router {
     let admin = Router::new()
         .route("/doctor", get(admin::doctor))
         .route("/cache", get(admin::list))
         .route("/cache/prune", post(admin::prune))
         .route("/cache/check", post(admin::check))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_signature));
+    // Read by the history page too: a session cookie admits these GETs.
+    let operator = Router::new()
         .route("/builds", get(history::list))
         .route("/builds/{id}", get(history::show))
-        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_signature));
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
+        .route_layer(middleware::from_fn_with_state(state.clone(), ui::session_or_signature));
     Router::new()
         .route(
             "/metrics",
@@ -81,7 +87,10 @@ pub fn metrics_app(state: AppState) -> Router {
                 ([("content-type", crate::metrics::Metrics::CONTENT_TYPE)], s.metrics.render(&gauges))
             }),
         )
+        .route("/ui", get(ui::to_index))
+        .route("/ui/login", get(ui::login))
         .merge(admin)
+        .merge(operator)
         .with_state(state)
 }
 

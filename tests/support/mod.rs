@@ -7,7 +7,10 @@
 
 #![allow(dead_code)]
 
+mod browser;
 mod files;
+#[allow(unused_imports)]
+pub use browser::Browser;
 #[allow(unused_imports)]
 pub use files::FileServer;
 
@@ -168,6 +171,15 @@ impl Server {
     pub fn restart(&mut self, kill9: bool, extra: &[&str]) {
         self.stop(if kill9 { libc::SIGKILL } else { libc::SIGTERM });
         self.child = self.spawn(extra);
+        self.wait_ready();
+    }
+
+    /// Stops the server (SIGTERM), runs `between` on its data dir, and
+    /// starts it again.
+    pub fn restart_after(&mut self, between: impl FnOnce(&Path)) {
+        self.stop(libc::SIGTERM);
+        between(&self.data_dir);
+        self.child = self.spawn(&[]);
         self.wait_ready();
     }
 
