@@ -130,10 +130,12 @@ fn render_build(b: &BuildEntry) -> String {
             "UNFINISHED".to_string()
         } else if s.cached {
             "CACHED".to_string()
+        } else if s.queued >= 0.005 {
+            format!("{:.2}s ({:.2}s queued)", s.duration, s.queued)
         } else {
             format!("{:.2}s", s.duration)
         };
-        out.push_str(&format!("  {:>7.2}s  {:<10}  {}\n", s.start, how, s.name));
+        out.push_str(&format!("  {:>7.2}s  {:<22}  {}\n", s.start, how, s.name));
     }
     out.push_str("log\n");
     for line in &b.log {

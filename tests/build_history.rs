@@ -152,3 +152,36 @@ fn only_the_operator_reads_the_history() {
     let images: Vec<_> = page["builds"].as_array().unwrap().iter().map(|b| b["image"].as_str().unwrap()).collect();
     assert_eq!(images, [image.as_str(), image.as_str()], "an unauthenticated request leaves no entry: {page}");
 }
+
+#[test]
+fn a_step_that_waits_for_a_run_slot_shows_its_wait() {
+    let server = Server::start(ServerOptions::default());
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    // One more parallel stage than a build has run slots (one per core).
+    let mut dockerfile = String::new();
+    for i in 0..=cores {
+        dockerfile.push_str(&format!("FROM {}/busybox AS s{i}\nRUN sleep 1 && echo {i} > /out{i}\n", registry()));
+    }
+    dockerfile.push_str(&format!("FROM {}/busybox\n", registry()));
+    for i in 0..=cores {
+        dockerfile.push_str(&format!("COPY --from=s{i} /out{i} /\n"));
+    }
+    let image = test_image("kiln/history-queued");
+    let body = request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
+    let (status, reply) = server.build(&body);
+    assert_success(status, &reply);
+    let page = wait_for_builds(&server, 1);
+    let entry = builds(&server, &format!("/{}", page["builds"][0]["seq"]));
+    let runs: Vec<&Value> = entry["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().contains("RUN sleep"))
+        .collect();
+    assert_eq!(runs.len(), cores + 1, "{entry}");
+    let waited: Vec<f64> = runs.iter().map(|s| s["queued"].as_f64().unwrap()).collect();
+    assert!(waited.iter().filter(|q| **q >= 0.5).count() >= 1, "one RUN waited for a slot: {waited:?}");
+    assert!(waited.iter().filter(|q| **q < 0.5).count() >= cores, "the others started at once: {waited:?}");
+    let shown = server.admin_cli("history", &[&page["builds"][0]["seq"].to_string()]);
+    assert!(shown.contains("s queued)"), "{shown}");
+}

@@ -36,6 +36,7 @@ fn seed_history(data_dir: &std::path::Path, count: u64) {
             op: "source".into(),
             start: 0.1,
             duration: 0.0,
+            queued: 0.0,
             cached: true,
             unfinished: false,
         };

@@ -398,6 +398,11 @@ impl Reporter {
                 emit(&self.sink, self.name(id))
             }
             Event::Started(_) => {}
+            Event::Running(id) => {
+                if self.names[id].is_some() {
+                    self.trace.step_running(&self.name(id));
+                }
+            }
             Event::Cached(id) => {
                 self.note_step(id, true);
                 self.metrics.inc("kiln_cache_hits_total", &[], 1.0);

@@ -32,8 +32,13 @@ pub struct StepEntry {
     pub op: String,
     /// Seconds from the build's start to the step's start.
     pub start: f64,
-    /// Seconds it took (for an unfinished one, until the build ended).
+    /// Seconds it took (for an unfinished one, until the build ended),
+    /// its wait for a run slot included.
     pub duration: f64,
+    /// Seconds of `duration` it waited for a run slot (steps of other
+    /// builds, or of its own, held them).
+    #[serde(default)]
+    pub queued: f64,
     /// Whether the cache answered it.
     pub cached: bool,
     /// Whether it was still running when the build ended (it failed, or

@@ -116,11 +116,22 @@ impl BuildTrace {
                 op: op.to_string(),
                 start,
                 duration: 0.0,
+                queued: 0.0,
                 cached: false,
                 unfinished: true,
             };
             s.running.insert(name.to_string(), s.list.len());
             s.list.push(entry);
+        });
+    }
+
+    /// A step got its run slots: the time since it started was queued.
+    pub fn step_running(&self, name: &str) {
+        let now = self.now();
+        self.with_steps(|s| {
+            if let Some(step) = s.running.get(name).and_then(|i| s.list.get_mut(*i)) {
+                step.queued = round_ms((now - step.start).max(0.0));
+            }
         });
     }
 
@@ -196,6 +207,8 @@ mod tests {
         trace.step_started("[1/3] FROM busybox", Some(1), "source");
         trace.step_ended("[1/3] FROM busybox", true);
         trace.step_started("[2/3] RUN false", Some(2), "exec");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        trace.step_running("[2/3] RUN false");
         std::thread::sleep(std::time::Duration::from_millis(20));
         trace.step_ended("[2/3] RUN false", false);
         trace.step_started("[3/3] RUN sleep 9", Some(3), "exec");
@@ -203,7 +216,9 @@ mod tests {
         trace.fill(&mut entry);
         assert_eq!(entry.steps.len(), 3);
         assert!(entry.steps[0].cached && !entry.steps[1].cached);
-        assert!(entry.steps[1].duration >= 0.02, "{:?}", entry.steps[1]);
+        assert!(entry.steps[1].duration >= 0.03, "{:?}", entry.steps[1]);
+        let queued = entry.steps[1].queued;
+        assert!((0.01..entry.steps[1].duration - 0.015).contains(&queued), "{:?}", entry.steps[1]);
         assert!(entry.steps[2].unfinished);
         assert_eq!((entry.facts.cache_hits, entry.cache_misses), (1, 1));
         assert_eq!(entry.steps[1].line, Some(2));

@@ -35,6 +35,9 @@ pub enum Event {
     Started(NodeId),
     /// A step was satisfied from the cache.
     Cached(NodeId),
+    /// A step the cache did not answer got its run slots and starts
+    /// working (the time since [`Event::Started`] was spent waiting).
+    Running(NodeId),
     /// A step finished after this many seconds.
     Done(NodeId, f64),
     /// A line of a step's output.
@@ -292,6 +295,7 @@ impl Solver {
         }
         let _own = own_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
         let _slot = self.run_slots.acquire().await.map_err(|e| SolveError::internal(id, e))?;
+        let _ = input.progress.send(Event::Running(id));
         let mut skeleton = None;
         let base = match (parent, &node.op, &prepared) {
             // `COPY --link` makes its layer on nothing: the parent stays lazy.

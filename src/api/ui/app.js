@@ -112,11 +112,17 @@ function waterfall(build) {
     const bar = el("div", { class: "bar", title: step.name });
     bar.style.left = (100 * step.start / end).toFixed(3) + "%";
     bar.style.width = Math.max(0.3, 100 * step.duration / end).toFixed(3) + "%";
-    const label = step.unfinished ? "failed here" : step.cached ? "cached" : seconds(step.duration);
+    if (step.queued > 0 && step.duration > 0) {
+      const wait = el("div", { class: "queued", title: "waited " + seconds(step.queued) + " for a run slot" });
+      wait.style.width = (100 * step.queued / step.duration).toFixed(3) + "%";
+      bar.append(wait);
+    }
+    const ran = step.cached ? "cached" : seconds(step.duration) + (step.queued > 0.005 ? " (" + seconds(step.queued) + " queued)" : "");
+    const label = step.unfinished ? "failed here" : ran;
     return el("div", { class: "step " + state, "data-line": step.line },
       el("span", { class: "name", title: step.name }, step.name), el("div", { class: "track" }, bar), el("span", { class: "time" }, label));
   });
-  const scale = el("div", { class: "muted" }, "0 s → " + seconds(end) + " from the request's arrival; grey: cached, red: where the build ended");
+  const scale = el("div", { class: "muted" }, "0 s → " + seconds(end) + " from the request's arrival; grey: cached, light: waiting for a run slot, red: where the build ended");
   return el("section", { id: "waterfall" }, el("h3", {}, "Steps"), scale, ...rows);
 }
 
