@@ -57,6 +57,8 @@ fn an_entry_holds_the_steps_the_log_and_the_failing_line() {
     let entry = builds(&server, &format!("/{}", list[0]["request_id"].as_str().unwrap()));
     assert_eq!(entry["error_line"], 3, "{entry}");
     assert!(entry["error"].as_str().unwrap().contains("exit code: 3"), "{entry}");
+    let audit = server.audit_lines().into_iter().find(|a| a["request_id"] == entry["request_id"]).unwrap();
+    assert_eq!(entry["audit"], audit, "the entry holds the build's audit line as written");
     let steps = entry["steps"].as_array().unwrap();
     let run = steps.iter().find(|s| s["name"].as_str().unwrap().contains("RUN echo about-to-fail")).unwrap();
     assert_eq!((run["line"].as_u64(), run["op"].as_str()), (Some(3), Some("exec")), "{run}");

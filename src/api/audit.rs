@@ -262,6 +262,7 @@ impl Audit {
             facts,
             error: r.error.clone(),
             error_line: self.error_line,
+            audit: serde_json::to_value(r).ok(),
             ..Default::default()
         };
         self.trace.fill(&mut entry);

@@ -100,6 +100,10 @@ pub struct BuildEntry {
     /// Log lines left out of [`BuildEntry::log`].
     #[serde(skip_serializing_if = "is_zero", default)]
     pub log_omitted: u64,
+    /// The build's audit record, as written to the audit log (it holds no
+    /// secret: names of build args and secrets, never values).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub audit: Option<serde_json::Value>,
 }
 
 fn is_zero(n: &u64) -> bool {

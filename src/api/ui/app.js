@@ -161,11 +161,19 @@ function errorBox(build) {
   return el("div", { id: "error" }, line, el("div", { class: "error-text" }, build.error));
 }
 
+/** The audit line this build wrote, as it is in the audit log. */
+function auditView(build) {
+  if (!build.audit) return null;
+  return el("details", { id: "audit-line" }, el("summary", {}, "Audit line (request_id " + build.request_id + ")"),
+    el("pre", {}, JSON.stringify(build.audit, null, 1)));
+}
+
 async function showBuild(id) {
   const build = await api("../builds/" + encodeURIComponent(id));
   const title = el("h2", {}, "Build #" + build.seq + " ", el("span", { class: "result " + build.result }, build.result));
   const omitted = build.log_omitted ? el("p", { class: "muted" }, build.log_omitted + " log lines were left out of the history") : null;
-  show(el("p", {}, el("a", { href: "#/" }, "« all builds")), title, facts(build), errorBox(build), waterfall(build), logView(build), omitted);
+  show(el("p", {}, el("a", { href: "#/" }, "« all builds")), title, facts(build), errorBox(build), waterfall(build),
+    logView(build), omitted, auditView(build));
 }
 
 async function route() {
