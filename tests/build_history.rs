@@ -187,3 +187,17 @@ fn a_step_that_waits_for_a_run_slot_shows_its_wait() {
     let shown = server.admin_cli("history", &[&page["builds"][0]["seq"].to_string()]);
     assert!(shown.contains("s queued)"), "{shown}");
 }
+
+#[test]
+fn an_entry_survives_a_kill_9_a_second_after_its_build() {
+    let mut server = Server::start(ServerOptions::default());
+    let image = test_image("kiln/history-kill");
+    let (status, reply) = server.build(&tiny_build(&image, "RUN echo kept > /f"));
+    assert_success(status, &reply);
+    wait_for_builds(&server, 1);
+    std::thread::sleep(Duration::from_millis(1_200));
+    server.restart(true, &[]);
+    let page = builds(&server, "");
+    assert_eq!(page["total"], 1, "synced within a second: {page}");
+    assert_eq!(page["builds"][0]["image"], image);
+}

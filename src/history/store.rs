@@ -50,9 +50,25 @@ impl HistoryStore {
     }
 
     /// Appends `entries` (their `seq` is assigned here, in order) in one
-    /// transaction and trims the history to its size.
+    /// transaction and trims the history to its size, durably.
     pub fn append(&self, entries: Vec<BuildEntry>) -> Result<(), HistoryError> {
-        let tx = self.db.begin_write().map_err(e)?;
+        self.append_with(entries, redb::Durability::Immediate)
+    }
+
+    /// [`HistoryStore::append`] without waiting for the disk: durable at
+    /// the next [`HistoryStore::sync`] or durable append.
+    pub fn append_eventually(&self, entries: Vec<BuildEntry>) -> Result<(), HistoryError> {
+        self.append_with(entries, redb::Durability::Eventual)
+    }
+
+    /// Makes every append before it durable.
+    pub fn sync(&self) -> Result<(), HistoryError> {
+        self.db.begin_write().map_err(e)?.commit().map_err(e)
+    }
+
+    fn append_with(&self, entries: Vec<BuildEntry>, durability: redb::Durability) -> Result<(), HistoryError> {
+        let mut tx = self.db.begin_write().map_err(e)?;
+        tx.set_durability(durability);
         {
             let mut full = tx.open_table(ENTRIES).map_err(e)?;
             let mut short = tx.open_table(SUMMARIES).map_err(e)?;

@@ -1,17 +1,24 @@
 //! The history's writer thread: builds hand their entries over without
 //! waiting, and the thread appends whatever has queued up in one
-//! transaction.
+//! transaction that does not wait for the disk; it syncs once the queue
+//! has been idle for [`SYNC_IDLE`], at least every [`SYNC_EVERY`] under
+//! load, and when it stops (a crash loses at most that window).
 
 use super::{BuildEntry, HistoryError, HistoryStore, Page};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Entries waiting for the writer at most; past it an entry is dropped
 /// (and logged) rather than hold a build up.
 const QUEUE: usize = 1024;
 /// Entries appended in one transaction at most.
 const BATCH: usize = 128;
+/// A quiet queue for this long is synced.
+const SYNC_IDLE: Duration = Duration::from_millis(200);
+/// Appends wait at most this long to be synced under steady load.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// The build history of this server.
 pub struct History {
@@ -72,7 +79,16 @@ impl Drop for History {
 }
 
 fn write_all(store: &HistoryStore, rx: Receiver<BuildEntry>) {
-    while let Ok(first) = rx.recv() {
+    let mut unsynced: Option<Instant> = None;
+    loop {
+        let first = match rx.recv_timeout(SYNC_IDLE) {
+            Ok(entry) => entry,
+            Err(RecvTimeoutError::Timeout) => {
+                sync(store, &mut unsynced);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -80,8 +96,23 @@ fn write_all(store: &HistoryStore, rx: Receiver<BuildEntry>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = store.append(batch) {
-            tracing::error!("{e}");
+        match store.append_eventually(batch) {
+            Ok(()) if unsynced.is_none() => unsynced = Some(Instant::now()),
+            Ok(()) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
+        if unsynced.is_some_and(|since| since.elapsed() >= SYNC_EVERY) {
+            sync(store, &mut unsynced);
+        }
+    }
+    sync(store, &mut unsynced);
+}
+
+fn sync(store: &HistoryStore, unsynced: &mut Option<Instant>) {
+    if unsynced.is_some() {
+        match store.sync() {
+            Ok(()) => *unsynced = None,
+            Err(e) => tracing::error!("{e}"),
         }
     }
 }
