@@ -188,6 +188,8 @@ fn a_step_that_waits_for_a_run_slot_shows_its_wait() {
     assert!(shown.contains("s queued)"), "{shown}");
 }
 
+/// A killed server keeps what its writer committed (the sync within a
+/// second is for a machine crash, which a test here cannot make).
 #[test]
 fn an_entry_survives_a_kill_9_a_second_after_its_build() {
     let mut server = Server::start(ServerOptions::default());

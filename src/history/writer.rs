@@ -2,7 +2,8 @@
 //! waiting, and the thread appends whatever has queued up in one
 //! transaction that does not wait for the disk; it syncs once the queue
 //! has been idle for [`SYNC_IDLE`], at least every [`SYNC_EVERY`] under
-//! load, and when it stops (a crash loses at most that window).
+//! load, and when it stops. A killed process loses no committed entry; a
+//! machine crash loses at most that window.
 
 use super::{BuildEntry, HistoryError, HistoryStore, Page};
 use std::path::Path;
