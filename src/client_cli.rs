@@ -115,20 +115,25 @@ pub fn keygen(out: &Path) -> ExitCode {
 /// `kiln cache ls|prune|check` against a server's internal listener,
 /// signed with the payload secret.
 pub fn cache(action: crate::cli::CacheAction, url: &str, secret: Option<&Path>) -> ExitCode {
-    let outcome = read_payload_secret(secret).and_then(|secret| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(cache_request(action, url, &secret)))
-    });
+    let outcome = read_payload_secret(secret).and_then(|secret| block_on(cache_request(action, url, &secret)));
+    print_outcome("cache", outcome)
+}
+
+/// Runs `work` to its end on a runtime of its own (a CLI verb's request).
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(work)
+}
+
+/// Prints a verb's text (exit 0) or its error (exit 1).
+pub(crate) fn print_outcome(verb: &str, outcome: Result<String, String>) -> ExitCode {
     match outcome {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("kiln cache: {e}");
+            eprintln!("kiln {verb}: {e}");
             ExitCode::from(1)
         }
     }

@@ -2,95 +2,62 @@
 //! internal listener (`GET /builds`, `GET /builds/{id}`), as a table or
 //! one build's steps and log.
 
-use crate::client_cli::{admin_call, read_payload_secret};
+use crate::cli::HistoryArgs;
+use crate::client_cli::{admin_call, block_on, print_outcome, read_payload_secret};
 use kiln::history::{BuildEntry, Page};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// What `kiln history` was asked for.
-pub struct HistoryQuery<'a> {
-    /// One build (position or request id), or the list.
-    pub build: Option<&'a str>,
-    /// Only images whose reference contains this.
-    pub image: Option<&'a str>,
-    /// Only builds that did not succeed.
-    pub failed: bool,
-    /// Most builds listed.
-    pub limit: usize,
-    /// Print the server's JSON as it is.
-    pub json: bool,
-}
-
 /// Runs `kiln history`.
-pub fn history(query: &HistoryQuery, url: &str, secret: Option<&Path>) -> ExitCode {
-    let outcome = read_payload_secret(secret).and_then(|secret| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(fetch(query, url.trim_end_matches('/'), &secret)))
-    });
-    match outcome {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("kiln history: {e}");
-            ExitCode::from(1)
-        }
-    }
+pub fn history(args: &HistoryArgs) -> ExitCode {
+    let base = args.url.trim_end_matches('/');
+    let outcome =
+        read_payload_secret(args.payload_secret.as_deref()).and_then(|secret| block_on(fetch(args, base, &secret)));
+    print_outcome("history", outcome)
 }
 
 /// Runs `kiln ui`: prints a login link to the history page.
 pub fn ui_link(url: &str, secret: Option<&Path>, valid_for: i64) -> ExitCode {
-    match read_payload_secret(secret) {
-        Ok(secret) => {
-            let expires = kiln::timefmt::now_secs() + valid_for;
-            println!("{}{}", url.trim_end_matches('/'), kiln::wire::ui_login_path(&secret, expires));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("kiln ui: {e}");
-            ExitCode::from(1)
-        }
-    }
+    let outcome = read_payload_secret(secret).map(|secret| {
+        let expires = kiln::timefmt::now_secs() + valid_for;
+        format!("{}{}\n", url.trim_end_matches('/'), kiln::wire::ui_login_path(&secret, expires))
+    });
+    print_outcome("ui", outcome)
 }
 
-async fn fetch(query: &HistoryQuery<'_>, base: &str, secret: &[u8]) -> Result<String, String> {
-    let path = match query.build {
-        Some(id) => format!("/builds/{}", encode(id)),
-        None => list_path(query),
-    };
-    let body = admin_call(reqwest::Method::GET, base, &path, secret).await?;
-    if query.json {
+async fn fetch(args: &HistoryArgs, base: &str, secret: &[u8]) -> Result<String, String> {
+    let body = admin_call(reqwest::Method::GET, base, &request_path(args), secret).await?;
+    if args.json {
         return Ok(format!("{body}\n"));
     }
-    match query.build {
+    match args.build {
         Some(_) => serde_json::from_str::<BuildEntry>(&body).map(|b| render_build(&b)).map_err(|e| e.to_string()),
         None => serde_json::from_str::<Page>(&body).map(|p| render_page(&p)).map_err(|e| e.to_string()),
     }
 }
 
-fn list_path(query: &HistoryQuery) -> String {
-    let mut path = format!("/builds?limit={}", query.limit);
-    if let Some(image) = query.image {
-        path.push_str(&format!("&image={}", encode(image)));
+/// `/builds/{id}` or `/builds?…`, encoded (the signature covers it as sent).
+fn request_path(args: &HistoryArgs) -> String {
+    let mut url = reqwest::Url::parse("http://admin/builds").expect("a valid URL");
+    match &args.build {
+        Some(id) => {
+            url.path_segments_mut().expect("a base URL").push(id);
+        }
+        None => {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("limit", &args.limit.to_string());
+            if let Some(image) = &args.image {
+                query.append_pair("image", image);
+            }
+            if args.failed {
+                query.append_pair("result", "failed");
+            }
+        }
     }
-    if query.failed {
-        path.push_str("&result=failed");
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
     }
-    path
-}
-
-/// Percent-encodes everything but unreserved characters.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn render_page(page: &Page) -> String {

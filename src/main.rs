@@ -33,16 +33,7 @@ fn main() -> ExitCode {
         cli::Command::Cache { action, url, payload_secret } => {
             client_cli::cache(action, &url, payload_secret.as_deref())
         }
-        cli::Command::History(args) => {
-            let query = history_cli::HistoryQuery {
-                build: args.build.as_deref(),
-                image: args.image.as_deref(),
-                failed: args.failed,
-                limit: args.limit as usize,
-                json: args.json,
-            };
-            history_cli::history(&query, &args.url, args.payload_secret.as_deref())
-        }
+        cli::Command::History(args) => history_cli::history(&args),
         cli::Command::Ui { url, payload_secret, valid_for } => {
             history_cli::ui_link(&url, payload_secret.as_deref(), valid_for)
         }

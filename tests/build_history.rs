@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 fn tiny_build(image: &str, run: &str) -> Vec<u8> {
@@ -18,19 +18,6 @@ fn builds(server: &Server, query: &str) -> Value {
     let resp = server.admin("GET", &format!("/builds{query}"));
     assert_eq!(resp.status().as_u16(), 200);
     resp.json().unwrap()
-}
-
-/// The list once it holds `count` builds (entries are written by a thread
-/// of their own, just after each reply).
-fn wait_for_builds(server: &Server, count: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let page = builds(server, "?limit=500");
-        if page["total"].as_u64() == Some(count) || Instant::now() > deadline {
-            return page;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn kiln_history(server: &Server, args: &[&str]) -> String {
@@ -47,7 +34,7 @@ fn an_entry_holds_the_steps_the_log_and_the_failing_line() {
     let (status, failed) = server.build(&tiny_build(&bad, "RUN echo about-to-fail && exit 3"));
     assert_ne!(status, 200, "{failed}");
 
-    let page = wait_for_builds(&server, 2);
+    let page = server.history_holding(2);
     let list = page["builds"].as_array().unwrap();
     assert_eq!(list.len(), 2, "{page}");
     assert_eq!(list[0]["image"], bad, "newest first");
@@ -90,7 +77,7 @@ fn the_history_survives_a_restart_within_its_size() {
         let (status, reply) = server.build(&tiny_build(&image, &format!("RUN echo {i} > /f")));
         assert_success(status, &reply);
     }
-    let before = wait_for_builds(&server, 3);
+    let before = server.history_holding(3);
     server.restart(false, &[]);
     let after = builds(&server, "");
     assert_eq!(after["total"], 3, "{after}");
@@ -99,7 +86,7 @@ fn the_history_survives_a_restart_within_its_size() {
     assert_eq!(seqs, [5, 4, 3]);
     let (status, reply) = server.build(&tiny_build(&image, "RUN echo 5 > /f"));
     assert_success(status, &reply);
-    let page = wait_for_builds(&server, 3);
+    let page = server.history_holding(3);
     assert_eq!(page["builds"][0]["seq"], 6, "positions go on after a restart: {page}");
 }
 
@@ -124,7 +111,7 @@ fn a_burst_of_50_builds_records_50_entries() {
             assert_success(status, &reply);
         }
     });
-    let page = wait_for_builds(&server, 51);
+    let page = server.history_holding(51);
     assert_eq!(page["total"], 51, "{page}");
     let ids: std::collections::BTreeSet<_> =
         page["builds"].as_array().unwrap().iter().map(|b| b["request_id"].as_str().unwrap().to_string()).collect();
@@ -137,7 +124,7 @@ fn only_the_operator_reads_the_history() {
     let image = test_image("kiln/history-private");
     let (status, reply) = server.build(&tiny_build(&image, "RUN echo secret-step > /f"));
     assert_success(status, &reply);
-    wait_for_builds(&server, 1);
+    server.history_holding(1);
     let client = reqwest::blocking::Client::new();
     for path in ["/builds", "/builds/1"] {
         let unsigned = client.get(format!("{}{path}", server.metrics_url)).send().unwrap();
@@ -150,7 +137,7 @@ fn only_the_operator_reads_the_history() {
     assert_eq!(forged.0, 401);
     let (status, reply) = server.build(&tiny_build(&image, "RUN echo after > /f"));
     assert_success(status, &reply);
-    let page = wait_for_builds(&server, 2);
+    let page = server.history_holding(2);
     let images: Vec<_> = page["builds"].as_array().unwrap().iter().map(|b| b["image"].as_str().unwrap()).collect();
     assert_eq!(images, [image.as_str(), image.as_str()], "an unauthenticated request leaves no entry: {page}");
 }
@@ -172,7 +159,7 @@ fn a_step_that_waits_for_a_run_slot_shows_its_wait() {
     let body = request_tar(&json!({"image": image}), &[("Dockerfile", dockerfile.as_bytes())]);
     let (status, reply) = server.build(&body);
     assert_success(status, &reply);
-    let page = wait_for_builds(&server, 1);
+    let page = server.history_holding(1);
     let entry = builds(&server, &format!("/{}", page["builds"][0]["seq"]));
     let runs: Vec<&Value> = entry["steps"]
         .as_array()
@@ -196,7 +183,7 @@ fn an_entry_survives_a_kill_9_a_second_after_its_build() {
     let image = test_image("kiln/history-kill");
     let (status, reply) = server.build(&tiny_build(&image, "RUN echo kept > /f"));
     assert_success(status, &reply);
-    wait_for_builds(&server, 1);
+    server.history_holding(1);
     std::thread::sleep(Duration::from_millis(1_200));
     server.restart(true, &[]);
     let page = builds(&server, "");

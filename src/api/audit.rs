@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// The base images a build resolved (for the audit record).
 pub type BaseLog = std::sync::Arc<std::sync::Mutex<Vec<BaseImage>>>;
@@ -190,7 +189,6 @@ pub struct AuditRecord {
 /// The record of a request in progress; written to the sink when dropped.
 pub struct Audit {
     sink: Arc<AuditSink>,
-    started: Instant,
     /// The record so far.
     pub record: AuditRecord,
     /// Base images, filled in by the build (which may run on other tasks).
@@ -201,7 +199,8 @@ pub struct Audit {
     pub evidence: super::attached::EvidenceSlot,
     /// Reply bytes sent so far (a streamed reply counts while it runs).
     pub bytes_out: AtomicU64,
-    /// Steps, log and bytes moved, for the build history.
+    /// When the request arrived, and then its steps, log and bytes moved
+    /// (for the build history).
     pub trace: Arc<crate::history::BuildTrace>,
     /// The Dockerfile line the build's error is about.
     pub error_line: Option<u32>,
@@ -222,16 +221,14 @@ impl Audit {
             result: "abandoned",
             ..Default::default()
         };
-        let started = Instant::now();
         Audit {
             sink,
-            started,
             record,
             bases: Default::default(),
             egress: Default::default(),
             evidence: Default::default(),
             bytes_out: AtomicU64::new(0),
-            trace: Arc::new(crate::history::BuildTrace::starting_at(started)),
+            trace: Arc::new(crate::history::BuildTrace::default()),
             error_line: None,
             history: None,
         }
@@ -271,7 +268,7 @@ impl Audit {
 
     /// Seconds since the request arrived, rounded to milliseconds.
     pub fn elapsed(&self) -> f64 {
-        super::error::round_ms(self.started.elapsed().as_secs_f64())
+        self.trace.elapsed()
     }
 
     /// Marks the request refused before its build started.

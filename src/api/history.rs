@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use std::sync::Arc;
 
 /// `GET /builds[?image=…&result=…&before=N&limit=N]`: a page of builds,
 /// newest first, with `next` for the page after it.
@@ -34,7 +33,7 @@ async fn with_history(
     let Some(history) = state.history.clone() else {
         return not_found("the build history is off on this server (--history-size 0)");
     };
-    let read = tokio::task::spawn_blocking(move || read(&Arc::clone(&history)));
+    let read = tokio::task::spawn_blocking(move || read(&history));
     match read.await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),

@@ -77,24 +77,21 @@ struct Steps {
 }
 
 impl Default for BuildTrace {
+    /// A trace of a request arriving now.
     fn default() -> Self {
-        Self::starting_at(Instant::now())
-    }
-}
-
-impl BuildTrace {
-    /// A trace of a build whose request arrived at `started`.
-    pub fn starting_at(started: Instant) -> Self {
         BuildTrace {
-            started,
+            started: Instant::now(),
             steps: Default::default(),
             log: Default::default(),
             pulled: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
         }
     }
+}
 
-    fn now(&self) -> f64 {
+impl BuildTrace {
+    /// Seconds since the request arrived, rounded to milliseconds.
+    pub fn elapsed(&self) -> f64 {
         round_ms(self.started.elapsed().as_secs_f64())
     }
 
@@ -104,7 +101,7 @@ impl BuildTrace {
 
     /// A step started.
     pub fn step_started(&self, name: &str, line: Option<u32>, op: &str) {
-        let start = self.now();
+        let start = self.elapsed();
         self.with_steps(|s| {
             s.first_start.get_or_insert(start);
             if s.list.len() >= MAX_STEPS {
@@ -127,7 +124,7 @@ impl BuildTrace {
 
     /// A step got its run slots: the time since it started was queued.
     pub fn step_running(&self, name: &str) {
-        let now = self.now();
+        let now = self.elapsed();
         self.with_steps(|s| {
             if let Some(step) = s.running.get(name).and_then(|i| s.list.get_mut(*i)) {
                 step.queued = round_ms((now - step.start).max(0.0));
@@ -137,7 +134,7 @@ impl BuildTrace {
 
     /// A step ended: the cache answered it (`cached`) or it ran.
     pub fn step_ended(&self, name: &str, cached: bool) {
-        let end = self.now();
+        let end = self.elapsed();
         self.with_steps(|s| {
             if let Some(step) = s.running.remove(name).and_then(|i| s.list.get_mut(i)) {
                 step.duration = round_ms((end - step.start).max(0.0));
@@ -165,7 +162,7 @@ impl BuildTrace {
     /// Fills in `entry`'s steps (one still running lasts until now),
     /// counts, bytes and log.
     pub fn fill(&self, entry: &mut super::BuildEntry) {
-        let end = self.now();
+        let end = self.elapsed();
         self.with_steps(|s| {
             entry.steps = s.list.clone();
             entry.queued = s.first_start.unwrap_or(0.0);

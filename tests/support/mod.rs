@@ -317,6 +317,22 @@ impl Server {
             .expect("admin request")
     }
 
+    /// The first page (500) of the build history once it holds `total`
+    /// builds, or as it is after 20 s (entries are written by a thread of
+    /// their own, just after each reply).
+    pub fn history_holding(&self, total: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let resp = self.admin("GET", "/builds?limit=500");
+            assert_eq!(resp.status().as_u16(), 200);
+            let page: serde_json::Value = resp.json().unwrap();
+            if page["total"].as_u64() == Some(total) || Instant::now() > deadline {
+                return page;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `kiln VERB ARGS` against this server's internal listener, signed
     /// with its payload secret; its standard output (it must succeed).
     pub fn admin_cli(&self, verb: &str, args: &[&str]) -> String {

@@ -73,11 +73,7 @@ pub async fn login(State(state): State<AppState>, Query(query): Query<HashMap<St
     let now = crate::timefmt::now_secs();
     let expires = query.get("expires").and_then(|e| e.parse::<i64>().ok());
     let valid = match (expires, query.get("sig")) {
-        (Some(expires), Some(sig)) => {
-            expires >= now
-                && expires <= now + UI_LOGIN_MAX_SECS
-                && verify_purpose(&state.secret, UI_LOGIN, expires, sig)
-        }
+        (Some(expires), Some(sig)) => current(&state.secret, (UI_LOGIN, UI_LOGIN_MAX_SECS), expires, sig, now),
         _ => false,
     };
     if !valid {
@@ -102,8 +98,14 @@ fn has_session(secret: &[u8], headers: &HeaderMap, now: i64) -> bool {
     values.any(|value| {
         let Some((until, sig)) = value.split_once('.') else { return false };
         let Ok(until) = until.parse::<i64>() else { return false };
-        until >= now && until <= now + UI_SESSION_SECS && verify_purpose(secret, UI_SESSION, until, sig)
+        current(secret, (UI_SESSION, UI_SESSION_SECS), until, sig, now)
     })
+}
+
+/// Whether `sig` signs (`purpose`, `until`) and `until` is neither past
+/// nor further than `longest` ahead of `now`.
+fn current(secret: &[u8], (purpose, longest): (&str, i64), until: i64, sig: &str, now: i64) -> bool {
+    until >= now && until <= now + longest && verify_purpose(secret, purpose, until, sig)
 }
 
 /// Admits a read-only request with a current session cookie; anything
